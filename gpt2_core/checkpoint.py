@@ -1,0 +1,141 @@
+"""Finding and reading GPT-2 checkpoints: a Hugging Face Hub id or a local directory in Hugging Face format.
+
+Reads `config.json` and safetensors weights in the three layouts real checkpoints use:
+- the Hub's original upload (`wte.weight`, `h.0.attn.c_attn.weight`, plus `h.N.attn.bias` causal-mask buffers),
+- `save_pretrained`'s (`transformer.` prefix, maybe `lm_head.weight`),
+- sharded (`model.safetensors.index.json` naming several files).
+GPT-2 was written with Conv1D layers whose weights are stored (in, out): they are transposed into nn.Linear's (out, in).
+Safetensors only: pickle-based `pytorch_model.bin` can run arbitrary code when loaded, so it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from gpt2_core.config import GPTConfig
+
+log = logging.getLogger(__name__)
+
+CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")  # causal-mask buffers stored by old checkpoints
+TOKENIZER_FILES = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+WEIGHT_PATTERNS = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model is neither a local directory nor reachable on (or cached from) the Hugging Face Hub."""
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The checkpoint has no safetensors weights (only pickle files, which this loader refuses)."""
+
+
+def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
+    """A local directory as it is; a Hub id downloaded (with progress bars) into the HF cache, or found there offline."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"{source!r} is not a directory holding a Hugging Face GPT-2 checkpoint")
+    return download(str(source))
+
+
+def download(repo_id: str) -> Path:
+    """Fetch config, safetensors weights and tokenizer files of `repo_id` into the HF cache (honours HF_HUB_OFFLINE)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        local = snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS + TOKENIZER_FILES)
+    except LocalEntryNotFoundError as e:
+        raise ModelUnavailableError(
+            f"model {repo_id!r} is not in the Hugging Face cache and the Hub cannot be reached ({_first_line(e)}). "
+            f"Fix: on a machine with internet run `python -m gpt2_core download {repo_id}` (it fills the cache "
+            f"at {_cache_dir()}), or pass a local directory with config.json and model.safetensors."
+        ) from e
+    except (RepositoryNotFoundError, HFValidationError) as e:
+        raise ModelUnavailableError(
+            f"{repo_id!r} is neither a local directory nor a model on the Hugging Face Hub ({_first_line(e)})"
+        ) from e
+    return Path(local)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _cache_dir() -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return HF_HUB_CACHE
+
+
+def read_config(checkpoint_dir: Path) -> GPTConfig:
+    config_path = checkpoint_dir / "config.json"
+    if not config_path.is_file():
+        raise ModelUnavailableError(f"{checkpoint_dir} has no config.json: it is not a Hugging Face GPT-2 checkpoint")
+    return GPTConfig.from_hf_dict(json.loads(config_path.read_text()))
+
+
+def safetensors_files(checkpoint_dir: Path) -> list[Path]:
+    """The weight files: the shards named by model.safetensors.index.json, or model.safetensors."""
+    index = checkpoint_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [checkpoint_dir / name for name in shards]
+    single = checkpoint_dir / "model.safetensors"
+    if single.is_file():
+        return [single]
+    pickles = [p.name for p in checkpoint_dir.glob("*.bin")] + [p.name for p in checkpoint_dir.glob("*.pt*")]
+    found = f" (found {', '.join(sorted(pickles))})" if pickles else ""
+    raise UnsafeCheckpointError(
+        f"{checkpoint_dir} has no model.safetensors{found}. This loader reads safetensors only: pickle files such as "
+        "pytorch_model.bin can run arbitrary code when loaded. Convert the checkpoint to safetensors "
+        "(e.g. GPT2LMHeadModel.from_pretrained(dir).save_pretrained(out_dir)) and load that."
+    )
+
+
+def load_state_dict(checkpoint_dir: Path, config: GPTConfig, *, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Read the weights into our module names and layouts (nn.Linear), cast to `dtype`, on the CPU."""
+    state: dict[str, torch.Tensor] = {}
+    lm_head = None
+    for file in safetensors_files(checkpoint_dir):
+        with safe_open(file, framework="pt", device="cpu") as f:
+            for key in f.keys():
+                name = key.removeprefix("transformer.")
+                if MASK_BUFFER.fullmatch(name):
+                    continue
+                tensor = f.get_tensor(key)
+                if name == "lm_head.weight":
+                    lm_head = tensor
+                    continue
+                if name.endswith(CONV1D_SUFFIXES):
+                    tensor = tensor.t()  # Conv1D stores (in, out); nn.Linear wants (out, in)
+                state[name] = tensor.to(dtype).contiguous()
+    if "wte.weight" not in state:
+        raise ModelUnavailableError(f"{checkpoint_dir} holds no GPT-2 weights (no wte.weight in its safetensors)")
+    if lm_head is not None and not torch.equal(lm_head.to(dtype), state["wte.weight"]):
+        log.warning("%s has an lm_head.weight that differs from wte.weight; GPT-2 ties them, so wte.weight is used",
+                    checkpoint_dir)
+    state["lm_head.weight"] = state["wte.weight"]
+    expected = config.vocab_size, config.n_embd
+    if tuple(state["wte.weight"].shape) != expected:
+        raise ModelUnavailableError(f"wte.weight has shape {tuple(state['wte.weight'].shape)}, config.json says {expected}")
+    return state
+
+
+def load_tokenizer(checkpoint_dir: Path):
+    """The checkpoint's own tokenizer through transformers (never trust_remote_code)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(checkpoint_dir), trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {_first_line(e)}") from e

@@ -1,0 +1,246 @@
+"""The decoding engine: one background thread that runs every sample of every request as one batch (continuous batching).
+
+A request (a prompt and its settings, with 1..8 samples) is prefilled alone, then its samples join the running batch.
+Each step runs one forward pass for all running samples, each of which may be at a different length, and samples each
+with its own settings and its own torch.Generator, so a seeded sample is the same whoever else is generating.
+Finished, cancelled or timed-out samples leave the batch at once, freeing their row for waiting requests.
+
+The engine speaks token ids only; text, stop strings and timing are the caller's (see lm.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from gpt2_core.model import GPT, KVCache
+from gpt2_core.sampling import SamplingParams, sample_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    sample: int  # index of the sample within its request
+    token: int | None  # the new token (None when the sample ended without one, e.g. cancelled)
+    prob: float  # the model's probability of the token
+    finish_reason: str | None  # None while running; "length", "eos", "cancelled", "timeout"
+
+
+@dataclass
+class Request:
+    """A prompt in flight. The caller reads `events` (lists of TokenEvent, one list per step, or an Exception)."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    seeds: list[int]
+    max_new_tokens: int
+    deadline: float  # time.monotonic() after which the request is ended with finish_reason "timeout"
+    events: queue.Queue = field(default_factory=queue.Queue)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+    _stopped: set[int] = field(default_factory=set)  # samples the caller ended (a stop string appeared)
+
+    def cancel(self) -> None:
+        """Stop all samples at the next step (Stop pressed, tab closed, caller gone)."""
+        self._cancelled.set()
+
+    def stop_sample(self, index: int) -> None:
+        self._stopped.add(index)
+
+
+@dataclass
+class _Row:
+    """One running sample: its request, where it is, and its own random stream."""
+
+    request: Request
+    index: int
+    generator: torch.Generator
+    length: int  # positions already in the KV cache
+    next_token: int  # sampled, not yet fed to the model
+    generated: int = 1
+    history: list[int] = field(default_factory=list)  # prompt + generated ids (kept only for the repetition penalty)
+
+
+class Engine:
+    def __init__(self, model: GPT, *, device: torch.device, dtype: torch.dtype, max_batch: int = 16,
+                 eos_token_id: int = 50256):
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.max_batch = max_batch
+        self.eos_token_id = eos_token_id
+        self.steps = 0  # decode steps run so far (tests count them to prove cancellation)
+        self._pending: deque[Request] = deque()
+        self._rows: list[_Row] = []  # row i of the batch lives in cache row i
+        self._cache: KVCache | None = None
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ---- the caller's side -------------------------------------------------------------------------------------
+    def submit(self, request: Request) -> Request:
+        if len(request.seeds) > self.max_batch:
+            raise ValueError(f"a request may have at most {self.max_batch} samples, but has {len(request.seeds)}")
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the engine is closed")
+            self._pending.append(request)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="gpt2-engine", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return request
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    # ---- the engine thread -------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self._wake:
+                while not self._pending and not self._rows and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    break
+            try:
+                with torch.inference_mode():
+                    self._admit()
+                    if self._rows:
+                        self._step()
+            except Exception as e:  # a bug here must not leave callers waiting forever
+                log.exception("engine step failed")
+                for request in {id(r.request): r.request for r in self._rows}.values():
+                    request.events.put(e)
+                self._rows = []
+        for row in self._rows:
+            row.request.events.put(RuntimeError("the model was unloaded"))
+
+    def _admit(self) -> None:
+        """Prefill waiting requests while their samples fit in the batch."""
+        while True:
+            with self._wake:
+                if not self._pending or len(self._rows) + len(self._pending[0].seeds) > self.max_batch:
+                    return
+                request = self._pending.popleft()
+            if request._cancelled.is_set() or time.monotonic() > request.deadline:
+                reason = "cancelled" if request._cancelled.is_set() else "timeout"
+                request.events.put([TokenEvent(i, None, 0.0, reason) for i in range(len(request.seeds))])
+                continue
+            try:
+                self._prefill(request)
+            except Exception as e:  # this request alone fails; the batch goes on
+                log.exception("prefill failed")
+                self._rows = [r for r in self._rows if r.request is not request]
+                _free_device_memory(self.device)
+                request.events.put(e)
+
+    def _ensure_rows(self, n: int, max_len: int) -> KVCache:
+        cache = self._cache
+        if cache is None or cache.batch_size < n:
+            size = min(self.max_batch, max(n, 2 * cache.batch_size if cache else 1))
+            new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
+            for i, row in enumerate(self._rows):  # carry the running samples over
+                for layer in range(self.model.config.n_layer):
+                    new.k[layer][i, :, : row.length] = cache.k[layer][i, :, : row.length]
+                    new.v[layer][i, :, : row.length] = cache.v[layer][i, :, : row.length]
+            self._cache = cache = new
+        return cache
+
+    def _prefill(self, request: Request) -> None:
+        n = len(request.seeds)
+        first = len(self._rows)
+        cache = self._ensure_rows(first + n, self.model.config.block_size)
+        idx = torch.tensor([request.prompt_ids], device=self.device)  # (1, T)
+        logits = self.model.prefill(idx, cache, first)[0].cpu()  # (vocab,)
+        T = len(request.prompt_ids)
+        history = torch.tensor(request.prompt_ids) if request.params.repetition_penalty != 1.0 else None
+        events = []
+        for i, seed in enumerate(request.seeds):
+            if i:
+                cache.copy_row(first, first + i, T)  # every sample continues the same prompt
+            generator = torch.Generator().manual_seed(seed)
+            token, prob = sample_token(logits, request.params, generator, history)
+            row = _Row(request, i, generator, length=T, next_token=token,
+                       history=list(request.prompt_ids) + [token] if history is not None else [])
+            self._rows.append(row)
+            events.append(TokenEvent(i, token, prob, self._finish_reason(row)))
+        request.events.put(events)
+        self._drop_finished()
+
+    def _step(self) -> None:
+        rows = self._rows
+        idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
+        try:
+            logits = self.model.decode(idx, self._cache, [r.length for r in rows]).cpu()  # (B, vocab)
+        except Exception as e:  # e.g. out of memory: end this batch's requests with the error, keep serving
+            log.exception("decode step failed")
+            for request in {id(r.request): r.request for r in rows}.values():
+                request.events.put(e)
+            self._rows = []
+            _free_device_memory(self.device)
+            return
+        self.steps += 1
+        events: dict[int, tuple[Request, list[TokenEvent]]] = {}
+        for b, row in enumerate(rows):
+            row.length += 1
+            history = torch.tensor(row.history) if row.history else None
+            row.next_token, prob = sample_token(logits[b], row.request.params, row.generator, history)
+            row.generated += 1
+            if row.history:
+                row.history.append(row.next_token)
+            event = TokenEvent(row.index, row.next_token, prob, self._finish_reason(row))
+            events.setdefault(id(row.request), (row.request, []))[1].append(event)
+        for request, request_events in events.values():  # one list per request and step
+            request.events.put(request_events)
+        self._drop_finished()
+
+    def _finish_reason(self, row: _Row) -> str | None:
+        request = row.request
+        if row.next_token == self.eos_token_id:
+            return "eos"
+        if row.generated >= request.max_new_tokens:
+            return "length"
+        return None
+
+    def _drop_finished(self) -> None:
+        """Remove ended samples, moving the last rows into the holes so the batch stays rows 0..B-1 of the cache."""
+        now = time.monotonic()
+        keep: list[_Row] = []
+        for row in self._rows:
+            request = row.request
+            ended = self._finish_reason(row)
+            if ended is None and (request._cancelled.is_set() or row.index in request._stopped):
+                request.events.put([TokenEvent(row.index, None, 0.0, "cancelled")])
+                ended = "cancelled"
+            elif ended is None and now > request.deadline:
+                request.events.put([TokenEvent(row.index, None, 0.0, "timeout")])
+                ended = "timeout"
+            if ended is None:
+                keep.append(row)
+        if len(keep) == len(self._rows):
+            return
+        for new_index, row in enumerate(keep):
+            old_index = self._rows.index(row)
+            if old_index != new_index:
+                self._cache.copy_row(old_index, new_index, row.length)
+        self._rows = keep
+
+
+def _free_device_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

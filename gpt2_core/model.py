@@ -1,0 +1,171 @@
+"""GPT-2 as a readable decoder-only transformer, with a preallocated KV cache for decoding.
+
+References:
+1) OpenAI's GPT-2 code (TensorFlow): https://github.com/openai/gpt-2/blob/master/src/model.py
+2) Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (pre-LayerNorm blocks, final LayerNorm)
+3) nanoGPT's model.py, which this follows in shape and naming.
+
+Module names match the Hugging Face GPT-2 checkpoints (wte, wpe, h.N.attn.c_attn, ...), so loading is a rename-free copy
+apart from the transposed Conv1D weights (see checkpoint.py). The tests prove the logits equal `GPT2LMHeadModel`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gpt2_core.config import ACTIVATIONS, GPTConfig
+
+
+class KVCache:
+    """Keys and values of every layer for up to `batch_size` sequences of up to `max_len` tokens each.
+
+    Row b of the batch holds one sequence; `GPT.prefill` fills a row from position 0 and `GPT.decode` appends one token
+    to each of the first B rows. Allocated once, so decoding never allocates per step.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, *, device: torch.device, dtype: torch.dtype):
+        shape = (batch_size, config.n_head, max_len, config.head_dim)  # (B, nh, S, hs)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.batch_size = batch_size
+        self.max_len = max_len
+
+    def copy_row(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` positions of row `src` into row `dst` (to fork a prompt or compact the batch)."""
+        for k, v in zip(self.k, self.v):
+            k[dst, :, :length] = k[src, :, :length]
+            v[dst, :, :length] = v[src, :, :length]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+
+@dataclass
+class _CacheStep:
+    """Where one forward pass reads and writes the cache (built by GPT.prefill / GPT.decode)."""
+
+    cache: KVCache
+    row: int  # prefill: the cache row the prompt goes to
+    positions: torch.Tensor | None  # decode: (B,) position of each row's new token, on the model's device
+    kv_len: int  # decode: attend over cache positions [0, kv_len)
+    mask: torch.Tensor | None  # decode: (B, 1, 1, kv_len) True where a row may attend; None if all rows are equally long
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v for all heads in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.layer_idx = layer_idx
+        self.scale = config.head_dim**-0.5
+        if config.scale_attn_by_inverse_layer_idx:
+            self.scale /= layer_idx + 1
+
+    def forward(self, x: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
+        B, T, C = x.size()  # batch, sequence length, n_embd
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+
+        if step is None or T > 1:  # a whole sequence from position 0: plain causal attention
+            if step is not None:  # prefill: remember this row's keys and values
+                step.cache.k[self.layer_idx][step.row, :, :T] = k[0]
+                step.cache.v[self.layer_idx][step.row, :, :T] = v[0]
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)  # (B, nh, T, hs)
+        else:  # decode: one new token per row, attending over everything cached for that row
+            ck, cv = step.cache.k[self.layer_idx], step.cache.v[self.layer_idx]  # (Bmax, nh, S, hs)
+            rows = torch.arange(B, device=x.device)
+            ck[rows, :, step.positions] = k[:, :, 0]  # (B, nh, hs) written at each row's own position
+            cv[rows, :, step.positions] = v[:, :, 0]
+            keys, values = ck[:B, :, : step.kv_len], cv[:B, :, : step.kv_len]  # (B, nh, kv_len, hs)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask, scale=self.scale)  # (B, nh, 1, hs)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.approximate = ACTIVATIONS[config.activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), step)  # pre-LayerNorm residual blocks (GPT-2 paper, section 2.3)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embeddings
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: the output layer reads the input embedding table
+
+    def _trunk(self, idx: torch.Tensor, pos: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
+        x = self.wte(idx) + self.wpe(pos)  # (B, T, n_embd)
+        for block in self.h:
+            x = block(x, step)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits for every position of whole sequences (no cache): (B, T) ids -> (B, T, vocab_size)."""
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than the context of {self.config.block_size}")
+        pos = torch.arange(T, device=idx.device)  # (T,)
+        return self.lm_head(self._trunk(idx, pos, None)).float()
+
+    def prefill(self, idx: torch.Tensor, cache: KVCache, row: int) -> torch.Tensor:
+        """Run a prompt (1, T) from position 0, store its keys/values in cache row `row`; return the last logits (1, vocab)."""
+        T = idx.size(1)
+        assert idx.size(0) == 1 and 0 < T <= cache.max_len <= self.config.block_size, (idx.shape, cache.max_len)
+        pos = torch.arange(T, device=idx.device)  # (T,)
+        step = _CacheStep(cache, row=row, positions=None, kv_len=T, mask=None)
+        x = self._trunk(idx, pos, step)
+        return self.lm_head(x[:, -1]).float()  # only the last position is needed to continue
+
+    def decode(self, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
+        """Append one token to each of the first B cache rows: idx (B, 1), positions[b] = row b's length so far.
+
+        Rows may have different lengths (continuous batching): each attends only to its own cached positions.
+        Returns the next-token logits (B, vocab).
+        """
+        B = idx.size(0)
+        assert len(positions) == B <= cache.batch_size and max(positions) < cache.max_len, (positions, cache.max_len)
+        kv_len = max(positions) + 1
+        pos = torch.tensor(positions, device=idx.device)  # (B,)
+        mask = None
+        if min(positions) != kv_len - 1:  # ragged batch: hide the positions a shorter row has not written
+            mask = (torch.arange(kv_len, device=idx.device) <= pos[:, None])[:, None, None, :]  # (B, 1, 1, kv_len)
+        step = _CacheStep(cache, row=-1, positions=pos, kv_len=kv_len, mask=mask)
+        x = self._trunk(idx, pos[:, None], step)  # (B, 1, n_embd)
+        return self.lm_head(x[:, -1]).float()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # the tied head is counted once by parameters()

@@ -1,0 +1,82 @@
+"""Turning next-token logits into a token: repetition penalty, temperature, top-k, top-p, then a draw.
+
+Each step is a small pure function on logits of shape (..., vocab): it returns a new tensor and never edits its input.
+`sample_token` chains them for one sequence; it first narrows the vocabulary to the top-k candidates (when top-k is on),
+which gives the same distribution as masking the whole vocabulary, at a fraction of the cost.
+Randomness comes only from the `torch.Generator` passed in (one per sample), never from the global RNG.
+
+References: Holtzman et al. 2019 "The Curious Case of Neural Text Degeneration" (top-p / nucleus sampling);
+Fan et al. 2018 (top-k); Keskar et al. 2019 "CTRL" (repetition penalty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make tokens that already occurred less likely: positive logits divided by `penalty`, negative ones multiplied."""
+    if penalty == 1.0 or previous_ids.numel() == 0:
+        return logits
+    seen = logits.gather(-1, previous_ids)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(-1, previous_ids, seen)
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide by the temperature: < 1 sharpens the distribution, > 1 flattens it. (0 means greedy: see sample_token.)"""
+    assert temperature > 0, "temperature 0 is greedy decoding and never reaches apply_temperature"
+    return logits / temperature
+
+
+def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits, set the rest to -inf. k = 0 (or k >= vocab) keeps everything."""
+    if k == 0 or k >= logits.size(-1):
+        return logits
+    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities add up to at least p (the nucleus); p = 1 keeps all."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative - sorted_logits.softmax(dim=-1) >= p  # mass before this token already reaches p
+    remove = remove_sorted.scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    repetition_penalty: float = 1.0  # 1.0 = off
+
+
+def sample_token(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, previous_ids: torch.Tensor | None = None
+) -> tuple[int, float]:
+    """Choose the next token of one sequence from its logits (vocab,). Returns (token id, model probability of it).
+
+    The reported probability is the model's own softmax(logits), before temperature and filtering, so it says how
+    likely the model found the token, whatever the sliders did.
+    """
+    raw = logits
+    if previous_ids is not None:
+        logits = apply_repetition_penalty(logits, previous_ids, params.repetition_penalty)
+    if params.temperature == 0:
+        token = int(torch.argmax(logits))
+    else:
+        candidates, ids = logits, None
+        if 0 < params.top_k < logits.size(-1):
+            candidates, ids = torch.topk(logits, params.top_k)  # narrow to the top-k, sorted (same distribution)
+        candidates = apply_top_p(apply_temperature(candidates, params.temperature), params.top_p)
+        choice = int(torch.multinomial(candidates.softmax(-1), 1, generator=generator))
+        token = choice if ids is None else int(ids[choice])
+    prob = float(torch.exp(raw[token] - torch.logsumexp(raw, dim=-1)))
+    return token, prob

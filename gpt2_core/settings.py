@@ -1,0 +1,91 @@
+"""Generation settings: their defaults (the one source the CLI and the UI read) and their validation.
+
+Every user-facing value is checked here, before any tensor is made: a bad one raises ValueError naming the parameter,
+the value and the allowed range, e.g. "`top_k` has to be an integer in [0, 50257], but is -5".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any
+
+CONTEXT_LENGTH = 1024  # GPT-2's position table
+MAX_SEED = 2**63 - 1
+MAX_SAMPLES = 8
+MAX_STOP_STRINGS = 4
+MAX_STOP_CHARS = 200
+MAX_PROMPT_CHARS = 20_000  # far more than 1024 tokens of any text; longer pastes keep their end (see LanguageModel)
+VOCAB_SIZE = 50257
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 100  # tokens to generate after the prompt
+    temperature: float = 0.8  # 0 = greedy; OpenAI's GPT-2 samples used 0.7-1.0
+    top_k: int = 40  # 0 = off; OpenAI's released samples used top-k 40
+    top_p: float = 1.0  # 1.0 = off
+    repetition_penalty: float = 1.0  # 1.0 = off
+    seed: int | None = None  # None = pick one at random (and report it)
+    num_samples: int = 1  # independent samples of the same prompt, decoded as one batch
+    stop: tuple[str, ...] = field(default_factory=tuple)  # literal strings that end a sample
+
+    def __post_init__(self) -> None:
+        # Normalise (integral floats from sliders become ints) while checking, so the stored values are clean.
+        set_ = object.__setattr__
+        set_(self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1, CONTEXT_LENGTH - 1))
+        set_(self, "temperature", check_float("temperature", self.temperature, 0.0, 2.0))
+        set_(self, "top_k", check_int("top_k", self.top_k, 0, VOCAB_SIZE))
+        set_(self, "top_p", check_float("top_p", self.top_p, 0.0, 1.0, low_open=True))
+        set_(self, "repetition_penalty", check_float("repetition_penalty", self.repetition_penalty, 0.0, 10.0,
+                                                     low_open=True))
+        if self.seed is not None:
+            set_(self, "seed", check_int("seed", self.seed, 0, MAX_SEED))
+        set_(self, "num_samples", check_int("num_samples", self.num_samples, 1, MAX_SAMPLES))
+        set_(self, "stop", check_stop(self.stop))
+
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """An integer in [low, high]; integral floats (64.0, as sliders send) are accepted, 3.7 / True / '5' are not."""
+    ok = isinstance(value, Integral) and not isinstance(value, bool)
+    if isinstance(value, Real) and not isinstance(value, (bool, Integral)):
+        ok = math.isfinite(value) and float(value).is_integer()
+    if not ok or not low <= int(value) <= high:
+        raise ValueError(f"`{name}` has to be an integer in [{low}, {high}], but is {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    """A finite number in [low, high] (or (low, high] with low_open); NaN and inf are refused."""
+    bracket = "(" if low_open else "["
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        raise ValueError(f"`{name}` has to be a finite number in {bracket}{low:g}, {high:g}], but is {value!r}")
+    return float(value)
+
+
+def check_stop(stop: Any) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    stop = tuple(stop)
+    if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop):
+        raise ValueError(
+            f"`stop` has to be at most {MAX_STOP_STRINGS} non-empty strings of at most {MAX_STOP_CHARS} characters, "
+            f"but is {stop!r:.300}"
+        )
+    return stop
+
+
+def check_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise ValueError(f"`prompt` has to be a string, but is {type(prompt).__name__}")
+    return prompt
+
+
+DEFAULTS = GenerationSettings()
