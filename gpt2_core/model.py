@@ -74,7 +74,7 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
 
-        if step is None or T > 1:  # a whole sequence from position 0: plain causal attention
+        if step is None or step.positions is None:  # a whole sequence from position 0: plain causal attention
             if step is not None:  # prefill: remember this row's keys and values
                 step.cache.k[self.layer_idx][step.row, :, :T] = k[0]
                 step.cache.v[self.layer_idx][step.row, :, :T] = v[0]

@@ -1,0 +1,112 @@
+"""`python -m gpt2_core`: generate text, pre-fetch models for an offline classroom, and show what a model costs.
+
+    python -m gpt2_core generate --model gpt2 --prompt "In a shocking finding," --seed 42
+    python -m gpt2_core generate --model distilgpt2 --prompt "Hello" --num-samples 3 --json
+    python -m gpt2_core download gpt2 gpt2-medium
+    python -m gpt2_core info --model gpt2 --quantize int8
+
+Bad arguments exit with code 2 and one line on stderr; a model that cannot be had exits with 1 and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
+from gpt2_core.devices import DTYPE_NAMES
+from gpt2_core.quantize import QUANTIZE_CHOICES
+from gpt2_core.settings import DEFAULTS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m gpt2_core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default="gpt2", help="Hub id (gpt2, distilgpt2, openai-community/gpt2-xl) or local dir")
+        p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None, help="bitsandbytes weight quantization")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        p.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES], help="weight precision")
+
+    gen = commands.add_parser("generate", help="continue a prompt")
+    model_options(gen)
+    gen.add_argument("--prompt", default="", help="text to continue (empty: an unconditional sample)")
+    gen.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
+    gen.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="0 = greedy")
+    gen.add_argument("--top-k", type=int, default=DEFAULTS.top_k, help="0 = off")
+    gen.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="1.0 = off")
+    gen.add_argument("--repetition-penalty", type=float, default=DEFAULTS.repetition_penalty, help="1.0 = off")
+    gen.add_argument("--seed", type=int, default=DEFAULTS.seed, help="omit for a random seed (it is reported)")
+    gen.add_argument("--num-samples", type=int, default=DEFAULTS.num_samples)
+    gen.add_argument("--stop", action="append", default=None, help="stop at this text (repeatable, up to 4)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object per sample")
+
+    dl = commands.add_parser("download", help="fetch models into the Hugging Face cache (for offline use)")
+    dl.add_argument("models", nargs="+", metavar="MODEL")
+
+    info = commands.add_parser("info", help="parameters, memory and device of a model")
+    model_options(info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except ValueError as e:  # a bad value: the messages name the parameter and the allowed range
+        print(f"python -m gpt2_core {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (ModelUnavailableError, UnsafeCheckpointError, RuntimeError) as e:
+        print(f"python -m gpt2_core {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gpt2_core.lm import load_model  # imports torch: after argument errors are out of the way
+    from gpt2_core.settings import GenerationSettings
+
+    if args.command == "download":
+        from gpt2_core.checkpoint import download
+
+        for model in args.models:
+            print(f"{model}: {download(model)}")
+        return 0
+
+    if args.command == "generate":  # check every value before spending seconds on loading
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                      top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                      seed=args.seed, num_samples=args.num_samples, stop=tuple(args.stop or ()))
+    lm = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    try:
+        if args.command == "info":
+            print(f"model       {lm.name}\nparameters  {lm.num_parameters():,}\ndevice      {lm.device}\n"
+                  f"precision   {lm.precision}\nmemory      {lm.memory_bytes() / 2**20:,.1f} MiB\n"
+                  f"layers      {lm.config.n_layer} x {lm.config.n_head} heads x {lm.config.n_embd} wide\n"
+                  f"context     {lm.config.block_size} tokens")
+            return 0
+        samples = lm.generate(args.prompt, **vars(settings))
+        for i, sample in enumerate(samples):
+            if args.json:
+                print(json.dumps({"text": sample.text, "token_ids": sample.token_ids, "seed": sample.seed,
+                                  "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
+                                  "prompt_truncated": sample.prompt_truncated,
+                                  "tokens_per_second": sample.tokens_per_second}))
+            else:
+                if len(samples) > 1:
+                    print(f"======== sample {i + 1} (seed {sample.seed}) ========")
+                print(args.prompt + sample.text)
+        if not args.json:
+            print(f"[seed {samples[0].seed}, {samples[0].finish_reason}]", file=sys.stderr)
+        return 0
+    finally:
+        lm.close()

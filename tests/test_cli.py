@@ -1,0 +1,89 @@
+"""`python -m gpt2_core`: generate (text and --json), info, download; bad arguments exit 2 with one line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gpt2_core.cli import main
+
+
+def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "gpt2_core", *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def test_generate_json_prints_one_object_per_sample(tiny_checkpoint):
+    out = run_cli("generate", "--model", str(tiny_checkpoint), "--prompt", "Hello world", "--max-new-tokens", "6",
+                  "--seed", "7", "--num-samples", "2", "--json", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    samples = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [s["seed"] for s in samples] == [7, 8]
+    assert all(len(s["token_ids"]) == 6 and s["finish_reason"] == "length" and isinstance(s["text"], str)
+               for s in samples)
+
+
+def test_generate_is_reproducible_and_matches_the_api(tiny_checkpoint, lm, capsys):
+    args = ["generate", "--model", str(tiny_checkpoint), "--prompt", "Hi", "--max-new-tokens", "5", "--seed", "3",
+            "--json", "--device", "cpu"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["token_ids"] == lm.generate("Hi", max_new_tokens=5, seed=3)[0].token_ids
+
+
+def test_generate_plain_text_prints_prompt_and_continuation(tiny_checkpoint, capsys):
+    assert main(["generate", "--model", str(tiny_checkpoint), "--prompt", "Once", "--max-new-tokens", "4",
+                 "--temperature", "0", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Once")
+    assert "seed" in captured.err
+
+
+def test_info_reports_parameters_memory_and_device(tiny_checkpoint, lm, capsys):
+    assert main(["info", "--model", str(tiny_checkpoint), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"{lm.num_parameters():,}" in out and "cpu" in out and "float32" in out and "MiB" in out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["generate", "--temperature", "nan"], "`temperature` has to be a finite number in [0, 2]"),
+    (["generate", "--top-k", "-5"], "`top_k` has to be an integer in [0, 50257]"),
+    (["generate", "--top-p", "1.5"], "`top_p`"),
+    (["generate", "--max-new-tokens", "0"], "`max_new_tokens`"),
+    (["generate", "--seed", "18446744073709551616"], "`seed`"),
+    (["generate", "--num-samples", "9"], "`num_samples`"),
+    (["generate", "--top-k", "2.5"], "invalid int value"),
+    (["generate", "--quantize", "int4"], "invalid choice"),
+    (["generate", "--dtype", "fp64"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(args)
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_argument_in_a_real_process_has_no_traceback():
+    out = run_cli("generate", "--temperature", "inf")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr and "`temperature`" in out.stderr
+
+
+def test_unavailable_model_exits_1_and_names_the_fix(tmp_path):
+    out = run_cli("generate", "--model", "openai-community/gpt2-medium", "--prompt", "x",
+                  env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
+    assert out.returncode == 1
+    assert "python -m gpt2_core download openai-community/gpt2-medium" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_download_of_an_unreachable_model_fails_clearly(tmp_path):
+    out = run_cli("download", "distilgpt2", env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
+    assert out.returncode == 1 and "distilgpt2" in out.stderr and "Traceback" not in out.stderr

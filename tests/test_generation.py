@@ -1,0 +1,205 @@
+"""LanguageModel.generate / stream end to end on a tiny random GPT-2 with the genuine tokenizer."""
+
+import threading
+import time
+
+import pytest
+import torch
+
+from gpt2_core.detokenize import visible_text
+from gpt2_core.settings import MAX_PROMPT_CHARS
+
+
+def wait_idle(lm, timeout: float = 10.0) -> None:
+    """Let samples that already ended on the caller's side (a stop string) leave the engine."""
+    end = time.monotonic() + timeout
+    while lm.engine.running and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def test_generate_returns_complete_samples(lm):
+    (s,) = lm.generate("Hello world", max_new_tokens=12, temperature=0.9, top_k=40, seed=5)
+    assert s.finish_reason in ("length", "eos")
+    assert len(s.token_ids) == len(s.token_probs) == (12 if s.finish_reason == "length" else len(s.token_ids))
+    assert s.text == lm.decode(s.token_ids)
+    assert all(0.0 < p <= 1.0 for p in s.token_probs)
+    assert s.seed == 5 and s.prompt_tokens == 2 and not s.prompt_truncated
+    assert s.time_to_first_token > 0 and s.tokens_per_second > 0
+
+
+def test_stream_yields_after_every_token(lm):
+    updates = list(lm.stream("Once upon a time", max_new_tokens=10, temperature=0))
+    lengths = [len(u[0].token_ids) for u in updates]
+    assert lengths == list(range(1, 11))
+    assert [u[0].finish_reason for u in updates] == [None] * 9 + ["length"]
+    final = updates[-1][0].text
+    assert all(final.startswith(u[0].text) for u in updates)
+
+
+def test_samples_of_one_request_use_consecutive_seeds_and_match_solo_runs(lm):
+    batch = lm.generate("The weather today", max_new_tokens=15, num_samples=3, seed=100, top_k=50)
+    assert [s.seed for s in batch] == [100, 101, 102]
+    solo = [lm.generate("The weather today", max_new_tokens=15, seed=seed, top_k=50)[0] for seed in (100, 101, 102)]
+    assert [s.token_ids for s in batch] == [s.token_ids for s in solo]
+    assert len({tuple(s.token_ids) for s in batch}) > 1, "different seeds should give different samples"
+
+
+def test_random_seed_is_reported_and_reproduces(lm):
+    (first,) = lm.generate("Hello", max_new_tokens=10, temperature=1.0, top_k=0)
+    (again,) = lm.generate("Hello", max_new_tokens=10, temperature=1.0, top_k=0, seed=first.seed)
+    assert again.token_ids == first.token_ids
+    assert 0 <= first.seed < 2**63
+
+
+def test_same_seed_same_text_while_others_generate(lm):
+    expected = lm.generate("Unicorns in the Andes", max_new_tokens=20, seed=42)[0].token_ids
+    results: dict[int, list[int]] = {}
+
+    def run(i: int) -> None:
+        seed = 42 if i % 2 == 0 else 1000 + i
+        prompt = "Unicorns in the Andes" if i % 2 == 0 else "Something else entirely " * (i + 1)
+        results[i] = lm.generate(prompt, max_new_tokens=20 + i, seed=seed)[0].token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [results[i][:20] for i in (0, 2, 4)] == [expected] * 3
+
+
+def test_greedy_results_are_identical_in_a_busy_batch(lm):
+    prompts = ["The cat", "A long time ago in a galaxy far away", "1, 2, 3,", "Dear diary, today"]
+    alone = [lm.generate(p, max_new_tokens=25, temperature=0)[0].token_ids for p in prompts]
+    together: dict[str, list[int]] = {}
+    threads = [threading.Thread(target=lambda p=p: together.update({p: lm.generate(p, max_new_tokens=25,
+                                                                                     temperature=0)[0].token_ids}))
+               for p in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [together[p] for p in prompts] == alone
+
+
+def test_empty_prompt_samples_unconditionally_from_endoftext(lm):
+    (s,) = lm.generate("", max_new_tokens=5, temperature=0)
+    assert s.prompt_tokens == 1
+    with torch.no_grad():
+        expected_first = int(lm.model(torch.tensor([[50256]]))[0, -1].argmax())
+    assert s.token_ids[0] == expected_first
+
+
+def test_long_prompt_keeps_its_last_tokens_and_says_so(lm):
+    prompt = " ".join(f"word{i}" for i in range(3000))  # ~ 9000 tokens
+    (s,) = lm.generate(prompt, max_new_tokens=24, temperature=0)
+    assert s.prompt_truncated
+    assert s.prompt_tokens == 1024 - 24
+    kept = lm.prepare_prompt(prompt, room=24).ids
+    assert lm.decode(kept).endswith("word2999")
+
+
+@pytest.mark.parametrize("room", [1, 1023])
+def test_prompt_and_new_tokens_always_fit_the_position_table(lm, room):
+    ids = lm.prepare_prompt("x " * 5000, room=room).ids
+    assert 1 <= len(ids) <= 1024 - room
+
+
+def test_huge_paste_is_capped_before_tokenizing(lm, monkeypatch):
+    seen: list[int] = []
+    encode = lm.tokenizer.encode
+    monkeypatch.setattr(lm.tokenizer, "encode", lambda text, *a, **k: seen.append(len(text)) or encode(text, *a, **k))
+    (s,) = lm.generate("a" * 10_000_000 + " the end", max_new_tokens=3)
+    assert seen == [MAX_PROMPT_CHARS]
+    assert s.prompt_truncated and s.prompt_tokens <= 1021
+
+
+@pytest.mark.parametrize("prompt", ["🦄🦄 unicorns", "\x00\x07\x1b[31m control", "tab\tand\nnewline", "日本語のテキスト",
+                                    "<script>alert(1)</script>", "   "])
+def test_odd_prompts_generate(lm, prompt):
+    (s,) = lm.generate(prompt, max_new_tokens=8, seed=1)
+    assert s.prompt_tokens >= 1 and len(s.token_ids) >= 1
+    assert s.text == lm.decode(s.token_ids)
+
+
+def test_streamed_text_never_ends_inside_a_character():
+    emoji_ids_text = "🦄"  # four UTF-8 bytes, split over several GPT-2 byte tokens
+    partial = emoji_ids_text.encode()[:2].decode("utf-8", errors="replace")
+    assert partial.endswith("\ufffd")
+    assert visible_text("hi " + partial, (), final=False).text == "hi "
+    assert visible_text("hi " + partial, (), final=True).text == "hi " + partial
+    assert visible_text("hi 🦄", (), final=False).text == "hi 🦄"
+
+
+def test_streaming_an_emoji_never_shows_a_broken_character(lm, monkeypatch):
+    """Force the model to 'generate' a unicorn emoji token by token and watch every streamed update."""
+    import gpt2_core.engine as engine
+
+    wait_idle(lm)
+    forced = lm.tokenizer.encode(" 🦄 and 日本")
+    assert len(forced) > 3
+    counter = iter(range(10_000))
+    monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (forced[next(counter) % len(forced)], 0.5))
+    updates = [u[0].text for u in lm.stream("x", max_new_tokens=len(forced))]
+    assert updates[-1] == " 🦄 and 日本"
+    assert not any("\ufffd" in text for text in updates)
+
+
+def test_stop_string_ends_the_sample_before_it(lm):
+    (full,) = lm.generate("Stop test", max_new_tokens=30, temperature=0)
+    stop = full.text[12:16]
+    assert stop.strip(), full.text
+    updates = list(lm.stream("Stop test", max_new_tokens=30, temperature=0, stop=[stop, "never-appears"]))
+    final = updates[-1][0]
+    assert final.finish_reason == "stop"
+    assert final.text == full.text[: full.text.find(stop)]
+    assert stop in lm.decode(final.token_ids) and stop not in lm.decode(final.token_ids[:-1])
+    assert not any(stop in u[0].text for u in updates)
+
+
+def test_endoftext_ends_a_sample_with_reason_eos(lm, monkeypatch):
+    import gpt2_core.engine as engine
+
+    wait_idle(lm)
+    script = iter([262, 3797, 50256])
+    monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (next(script), 0.25))
+    (s,) = lm.generate("Hi", max_new_tokens=50)
+    assert s.finish_reason == "eos"
+    assert s.token_ids == [262, 3797]  # <|endoftext|> itself is not part of the text
+
+
+def test_closing_the_stream_cancels_within_a_step(lm):
+    stream = lm.stream("Cancel me", max_new_tokens=500, temperature=1.0)
+    for _ in range(3):
+        next(stream)
+    stream.close()
+    steps_at_cancel = lm.engine.steps
+    lm.generate("after", max_new_tokens=2)  # the engine is free again and serves the next request
+    assert lm.engine.steps - steps_at_cancel <= 2 + 1, "generation went on after the caller left"
+    assert lm.engine.running == 0
+
+
+def test_request_past_its_deadline_ends_with_timeout(lm):
+    updates = list(lm.stream("slow", max_new_tokens=500, deadline_s=0.0))
+    assert updates[-1][0].finish_reason == "timeout"
+    assert len(updates[-1][0].token_ids) < 500
+
+
+def test_next_token_probs_are_the_models_softmax(lm):
+    top = lm.next_token_probs("The capital of France is", k=5)
+    assert len(top) == 5
+    probs = [p for _, _, p in top]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+    with torch.no_grad():
+        expected = lm.model(torch.tensor([lm.tokenizer.encode("The capital of France is")]))[0, -1].softmax(-1)
+    for text, token_id, p in top:
+        assert p == pytest.approx(float(expected[token_id]), rel=1e-5)
+        assert text == lm.decode([token_id])
+
+
+def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
+    text = "The dog barked at the mailman."
+    ids = [50256] + lm.tokenizer.encode(text)
+    with torch.no_grad():
+        loss = hf_model(torch.tensor([ids]), labels=torch.tensor([ids])).loss  # mean over len(ids) - 1 predictions
+    assert lm.sequence_logprob(text) == pytest.approx(-float(loss) * (len(ids) - 1), rel=1e-4)

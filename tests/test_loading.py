@@ -1,0 +1,98 @@
+"""load_model: devices and precisions, safetensors only, and clear errors when a model cannot be had."""
+
+import shutil
+
+import pytest
+import torch
+from conftest import add_tokenizer, save_layout
+
+from gpt2_core import ModelUnavailableError, UnsafeCheckpointError, load_model
+from gpt2_core.devices import resolve_device, resolve_dtype
+
+
+def test_auto_picks_the_cpu_in_fp32_without_a_gpu():
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("this machine has a GPU: auto would rightly pick it")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
+
+
+@pytest.mark.parametrize("name,dtype", [("float32", torch.float32), ("fp32", torch.float32), ("fp16", torch.float16),
+                                        ("float16", torch.float16), ("bf16", torch.bfloat16),
+                                        ("bfloat16", torch.bfloat16), (torch.bfloat16, torch.bfloat16)])
+def test_dtype_names(name, dtype):
+    assert resolve_dtype(name, torch.device("cpu")) == dtype
+
+
+def test_bfloat16_weights_load_and_stay_close_to_fp32(tiny_checkpoint, lm):
+    bf16 = load_model(tiny_checkpoint, device="cpu", dtype="bf16")
+    assert bf16.model.wte.weight.dtype == torch.bfloat16 and bf16.precision == "bfloat16"
+    assert bf16.memory_bytes() == pytest.approx(lm.memory_bytes() / 2, rel=0.01)
+    ids = torch.tensor([lm.tokenizer.encode("Hello there, general")])
+    with torch.no_grad():
+        agree = (bf16.model(ids).argmax(-1) == lm.model(ids).argmax(-1)).float().mean()
+    assert agree >= 0.75
+    assert len(bf16.generate("Hi", max_new_tokens=5, seed=0)[0].token_ids) == 5
+    bf16.close()
+
+
+def test_memory_bytes_counts_parameters_once(lm):
+    expected = sum(p.numel() * 4 for p in lm.model.parameters())
+    assert lm.memory_bytes() == expected
+    assert lm.num_parameters() == sum(p.numel() for p in lm.model.parameters())
+
+
+def test_pickle_only_checkpoint_is_refused_and_says_why(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "pickled"
+    bad.mkdir()
+    shutil.copy(tiny_checkpoint / "config.json", bad / "config.json")
+    add_tokenizer(bad)
+    (bad / "pytorch_model.bin").write_bytes(b"not loaded, never unpickled")
+    with pytest.raises(UnsafeCheckpointError, match="safetensors") as err:
+        load_model(bad, device="cpu")
+    assert "pytorch_model.bin" in str(err.value) and "arbitrary code" in str(err.value)
+
+
+def test_unreachable_uncached_model_names_the_model_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelUnavailableError) as err:
+        load_model("openai-community/gpt2-xl", device="cpu")
+    message = str(err.value)
+    assert "openai-community/gpt2-xl" in message
+    assert "python -m gpt2_core download openai-community/gpt2-xl" in message and "local directory" in message
+
+
+def test_missing_local_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="not a directory"):
+        load_model(str(tmp_path / "nope"), device="cpu")
+
+
+def test_non_gpt2_config_is_refused(tmp_path, hf_model):
+    d = save_layout(hf_model, tmp_path / "llama", "save_pretrained")
+    config = (d / "config.json").read_text().replace('"model_type": "gpt2"', '"model_type": "llama"')
+    (d / "config.json").write_text(config)
+    with pytest.raises(ValueError, match="model_type 'llama'"):
+        load_model(d, device="cpu")
+
+
+def test_cached_hub_snapshot_loads_offline(tmp_path, monkeypatch, hf_model):
+    """A model already in the HF cache loads with HF_HUB_OFFLINE=1 (the offline-classroom path)."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--tiny-gpt2" / "snapshots" / ("0" * 40)
+    save_layout(hf_model, snapshot, "hub")
+    (cache / "models--someone--tiny-gpt2" / "refs").mkdir()
+    (cache / "models--someone--tiny-gpt2" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    from gpt2_core.checkpoint import download
+
+    assert download("someone/tiny-gpt2") == snapshot
