@@ -1,0 +1,108 @@
+"""BERT fill-mask: the words a bidirectional model puts in a blank, for the demo's "BERT vs GPT-2" comparison.
+
+BERT (Devlin et al., 2018) reads the whole sentence at once, left and right of the blank; GPT-2 reads left to right.
+The model is transformers' `BertForMaskedLM`, loaded from safetensors only (`use_safetensors=True`; pickle files can
+run code when loaded) with its own tokenizer (never `trust_remote_code`).
+
+    fill = load_fill_mask("bert-base-uncased")
+    fill.fill_blank("The ", " barked at the mailman.", k=5)   # [("dog", 0.61), ("man", 0.05), ...]
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
+from gpt2_core.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+BERT_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+              "special_tokens_map.json"]
+WORD = re.compile(r"[^\W\d_][\w'-]*|\d+")  # a whole word or number: no "##" word pieces, no punctuation
+CANDIDATE_POOL = 100  # how many of BERT's top tokens to read before keeping the first k whole words
+
+
+class FillMask:
+    """A loaded BERT masked-language model and its tokenizer."""
+
+    def __init__(self, model, tokenizer, *, name: str, device: torch.device):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+
+    @torch.inference_mode()
+    def fill_blank(self, left: str, right: str, k: int = 8) -> list[tuple[str, float]]:
+        """BERT's k most likely whole words for the blank between `left` and `right`: (word, probability)."""
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` has to be a positive integer, but is {k!r}")
+        text = f"{left}{self.tokenizer.mask_token}{right}"
+        encoded = self.tokenizer(text, return_tensors="pt", truncation=True)
+        positions = (encoded["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()
+        if len(positions) != 1:
+            raise ValueError(f"`sentence` has to contain exactly one blank, but BERT sees {len(positions)}")
+        logits = self.model(**encoded.to(self.device)).logits[0, int(positions[0])]  # (vocab,)
+        top = logits.float().softmax(-1).topk(min(CANDIDATE_POOL, logits.numel()))
+        special = set(self.tokenizer.all_special_ids)
+        words: list[tuple[str, float]] = []
+        for prob, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            token = self.tokenizer.convert_ids_to_tokens(token_id)
+            if token_id in special or not WORD.fullmatch(token):
+                continue
+            words.append((token, prob))
+            if len(words) == k:
+                break
+        return words
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | torch.device = "auto") -> FillMask:
+    """Load a BERT fill-mask model from a local directory or the Hub (safetensors only, no remote code)."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    directory = _resolve(source)
+    if not (directory / "model.safetensors").is_file() and not (directory / "model.safetensors.index.json").is_file():
+        raise UnsafeCheckpointError(
+            f"{directory} has no model.safetensors. BERT is loaded from safetensors only: pickle files such as "
+            "pytorch_model.bin can run arbitrary code when loaded."
+        )
+    dev = resolve_device(device)
+    try:
+        model = BertForMaskedLM.from_pretrained(str(directory), use_safetensors=True).eval().to(dev)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise ModelUnavailableError(f"cannot load a BERT fill-mask model from {directory}: {e}") from e
+    if tokenizer.mask_token is None:
+        raise ModelUnavailableError(f"the tokenizer in {directory} has no mask token, so it cannot fill blanks")
+    fill = FillMask(model, tokenizer, name=str(source), device=dev)
+    log.info("loaded %s: %.0fM parameters, %s", source, fill.num_parameters() / 1e6, dev)
+    return fill
+
+
+def _resolve(source: str | Path) -> Path:
+    """A local directory as it is; a Hub id fetched into (or found in) the Hugging Face cache."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"{source!r} is not a directory holding a Hugging Face BERT checkpoint")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(source), allow_patterns=BERT_FILES))
+    except LocalEntryNotFoundError as e:
+        raise ModelUnavailableError(
+            f"BERT model {source!r} is not in the Hugging Face cache and the Hub cannot be reached. "
+            f"Fix: on a machine with internet run `python -m gpt2_core download {source}`, "
+            f"or pass a local directory (config.json, model.safetensors, vocab.txt) with --bert-model."
+        ) from e
+    except (RepositoryNotFoundError, HFValidationError) as e:
+        raise ModelUnavailableError(f"{source!r} is neither a local directory nor a model on the Hub") from e
