@@ -56,18 +56,18 @@ def download(repo_id: str) -> Path:
         local = snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS + TOKENIZER_FILES)
     except LocalEntryNotFoundError as e:
         raise ModelUnavailableError(
-            f"model {repo_id!r} is not in the Hugging Face cache and the Hub cannot be reached ({_first_line(e)}). "
+            f"model {repo_id!r} is not in the Hugging Face cache and the Hub cannot be reached ({first_line(e)}). "
             f"Fix: on a machine with internet run `python -m gpt2_core download {repo_id}` (it fills the cache "
             f"at {_cache_dir()}), or pass a local directory with config.json and model.safetensors."
         ) from e
     except (RepositoryNotFoundError, HFValidationError) as e:
         raise ModelUnavailableError(
-            f"{repo_id!r} is neither a local directory nor a model on the Hugging Face Hub ({_first_line(e)})"
+            f"{repo_id!r} is neither a local directory nor a model on the Hugging Face Hub ({first_line(e)})"
         ) from e
     return Path(local)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
@@ -138,4 +138,4 @@ def load_tokenizer(checkpoint_dir: Path):
     try:
         return AutoTokenizer.from_pretrained(str(checkpoint_dir), trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {_first_line(e)}") from e
+        raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {first_line(e)}") from e

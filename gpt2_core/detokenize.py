@@ -7,6 +7,7 @@ any tail that could be the start of a stop string. When the sample ends, everyth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 REPLACEMENT_CHAR = "\ufffd"
@@ -34,3 +35,26 @@ def visible_text(full: str, stop: tuple[str, ...], *, final: bool) -> Visible:
                 end -= n
                 break
     return Visible(full[:end], stopped=False)
+
+
+class IncrementalDecoder:
+    """Text of a growing list of token ids, re-decoding only the ids after the last complete character.
+
+    Byte-level BPE decodes piecewise: decode(a + b) == decode(a) + decode(b) whenever decode(a) ends on a whole
+    character, so each step costs a few ids, not the whole sample.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self._decode = decode
+        self.ids: list[int] = []
+        self._done = 0  # ids[:_done] decode to whole characters ...
+        self._done_text = ""  # ... namely to this text
+        self.text = ""  # text of all ids (may end in U+FFFD while a character is open)
+
+    def add(self, token: int) -> str:
+        """Append a token; return the text of all ids so far (possibly ending in U+FFFD while a character is open)."""
+        self.ids.append(token)
+        self.text = self._done_text + self._decode(self.ids[self._done :])
+        if not self.text.endswith(REPLACEMENT_CHAR):
+            self._done, self._done_text = len(self.ids), self.text
+        return self.text

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gpt2_core.compiled import DecodeOne
 from gpt2_core.model import GPT, KVCache
 from gpt2_core.sampling import SamplingParams, sample_token
 
@@ -76,6 +77,7 @@ class Engine:
         self.max_batch = max_batch
         self.eos_token_id = eos_token_id
         self.steps = 0  # decode steps run so far (tests count them to prove cancellation)
+        self.decode_one: DecodeOne | None = None  # a compiled batch-1 step (compiled.py), set once it is ready
         self._pending: deque[Request] = deque()
         self._rows: list[_Row] = []  # row i of the batch lives in cache row i
         self._cache: KVCache | None = None
@@ -186,7 +188,10 @@ class Engine:
         rows = self._rows
         idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
         try:
-            logits = self.model.decode(idx, self._cache, [r.length for r in rows]).cpu()  # (B, vocab)
+            if len(rows) == 1 and self.decode_one is not None:  # one sequence alone: the compiled step
+                logits = self.decode_one(idx, self._cache, rows[0].length).cpu()  # (1, vocab)
+            else:
+                logits = self.model.decode(idx, self._cache, [r.length for r in rows]).cpu()  # (B, vocab)
         except Exception as e:  # e.g. out of memory: end this batch's requests with the error, keep serving
             log.exception("decode step failed")
             for request in {id(r.request): r.request for r in rows}.values():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
+from gpt2_core.checkpoint import first_line, load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
+from gpt2_core.compiled import compile_decode, warm_up
 from gpt2_core.config import GPTConfig
-from gpt2_core.detokenize import visible_text
+from gpt2_core.detokenize import IncrementalDecoder, visible_text
 from gpt2_core.devices import resolve_device, resolve_dtype
 from gpt2_core.engine import Engine, Request
 from gpt2_core.model import GPT
@@ -124,7 +126,7 @@ class LanguageModel:
         start = time.perf_counter()
         request = self.engine.submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
                                              deadline=time.monotonic() + deadline_s))
-        ids: list[list[int]] = [[] for _ in seeds]
+        decoders = [IncrementalDecoder(self.decode) for _ in seeds]
         probs: list[list[float]] = [[] for _ in seeds]
         samples = [Sample("", [], [], seed, None, len(prepared.ids), prepared.truncated, None, None) for seed in seeds]
         first_at: list[float | None] = [None] * len(seeds)
@@ -138,12 +140,13 @@ class LanguageModel:
                     sample = samples[ev.sample]
                     if sample.finish_reason is not None:
                         continue  # already ended here (a stop string); the engine's late word is moot
+                    decoder = decoders[ev.sample]
                     if ev.token is not None and ev.token != self.config.eos_token_id:
-                        ids[ev.sample].append(ev.token)
+                        decoder.add(ev.token)
                         probs[ev.sample].append(ev.prob)
                     if ev.token is not None and first_at[ev.sample] is None:
                         first_at[ev.sample] = now
-                    samples[ev.sample] = self._snapshot(sample, ids[ev.sample], probs[ev.sample], ev.finish_reason,
+                    samples[ev.sample] = self._snapshot(sample, decoder, probs[ev.sample], ev.finish_reason,
                                                        s.stop, start, first_at[ev.sample], now)
                     if samples[ev.sample].finish_reason == "stop":
                         request.stop_sample(ev.sample)
@@ -152,9 +155,10 @@ class LanguageModel:
             if any(x.finish_reason is None for x in samples):
                 request.cancel()  # the caller went away (Stop, closed tab) or an error: free the rows
 
-    def _snapshot(self, sample: Sample, ids: list[int], probs: list[float], finish_reason: str | None,
+    def _snapshot(self, sample: Sample, decoder: IncrementalDecoder, probs: list[float], finish_reason: str | None,
                   stop: tuple[str, ...], start: float, first_at: float | None, now: float) -> Sample:
-        visible = visible_text(self.decode(ids), stop, final=finish_reason is not None)
+        ids = decoder.ids
+        visible = visible_text(decoder.text, stop, final=finish_reason is not None)
         n = len(ids)
         if visible.stopped:
             finish_reason = "stop"  # keep the ids up to the one that completed the stop string
@@ -168,8 +172,8 @@ class LanguageModel:
     def generate(self, prompt: str = "", **settings) -> list[Sample]:
         """Generate to the end and return one Sample per requested sample (same settings as `stream`)."""
         last: list[Sample] = []
-        for last in self.stream(prompt, **settings):
-            pass
+        for update in self.stream(prompt, **settings):
+            last = update
         return last
 
     # ---- probabilities -----------------------------------------------------------------------------------------
@@ -191,13 +195,38 @@ class LanguageModel:
         logprobs = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:], device=self.device)[:, None])
         return float(logprobs.sum())
 
+    def compile(self, *, background: bool = False) -> threading.Thread | None:
+        """Compile the batch-1 decode step (see compiled.py). In the background, generation runs eagerly meanwhile.
+
+        A failure (no C++ compiler, no Triton) is logged and decoding stays eager.
+        """
+        def work() -> None:
+            try:
+                decode_one = compile_decode(self.model, self.device)
+                warm_up(self.model, decode_one, device=self.device, dtype=self.dtype)
+            except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
+                log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
+                return
+            self.engine.decode_one = decode_one
+            log.info("compiled the decode step of %s", self.name)
+
+        if not background:
+            work()
+            return None
+        thread = threading.Thread(target=work, name="gpt2-compile", daemon=True)
+        thread.start()
+        return thread
+
     def close(self) -> None:
         self.engine.close()
 
 
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
-               quantize: str | None = None, max_batch: int = 16) -> LanguageModel:
-    """Load a GPT-2 checkpoint (Hub id or local Hugging Face directory; safetensors only) with its tokenizer."""
+               quantize: str | None = None, max_batch: int = 16, compile: bool = False) -> LanguageModel:
+    """Load a GPT-2 checkpoint (Hub id or local Hugging Face directory; safetensors only) with its tokenizer.
+
+    compile=True compiles the batch-1 decode step before returning (LanguageModel.compile; quantized models stay eager).
+    """
     validate_quantize(quantize)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -216,5 +245,7 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=dt, quantize=quantize, max_batch=max_batch)
     log.info("loaded %s: %.0fM parameters, %s, %s, %.0f MB", source, lm.num_parameters() / 1e6, dev, lm.precision,
              lm.memory_bytes() / 1e6)
+    if compile and not quantize:
+        lm.compile()
     return lm
 

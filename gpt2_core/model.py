@@ -46,9 +46,10 @@ class KVCache:
 
 @dataclass
 class _CacheStep:
-    """Where one forward pass reads and writes the cache (built by GPT.prefill / GPT.decode)."""
+    """Where one forward pass reads and writes the cache (built by GPT.prefill / GPT.decode_step)."""
 
-    cache: KVCache
+    k: list[torch.Tensor]  # per layer (Bmax, nh, S, hs): KVCache.k
+    v: list[torch.Tensor]
     row: int  # prefill: the cache row the prompt goes to
     positions: torch.Tensor | None  # decode: (B,) position of each row's new token, on the model's device
     kv_len: int  # decode: attend over cache positions [0, kv_len)
@@ -76,11 +77,11 @@ class CausalSelfAttention(nn.Module):
 
         if step is None or step.positions is None:  # a whole sequence from position 0: plain causal attention
             if step is not None:  # prefill: remember this row's keys and values
-                step.cache.k[self.layer_idx][step.row, :, :T] = k[0]
-                step.cache.v[self.layer_idx][step.row, :, :T] = v[0]
+                step.k[self.layer_idx][step.row, :, :T] = k[0]
+                step.v[self.layer_idx][step.row, :, :T] = v[0]
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)  # (B, nh, T, hs)
         else:  # decode: one new token per row, attending over everything cached for that row
-            ck, cv = step.cache.k[self.layer_idx], step.cache.v[self.layer_idx]  # (Bmax, nh, S, hs)
+            ck, cv = step.k[self.layer_idx], step.v[self.layer_idx]  # (Bmax, nh, S, hs)
             rows = torch.arange(B, device=x.device)
             ck[rows, :, step.positions] = k[:, :, 0]  # (B, nh, hs) written at each row's own position
             cv[rows, :, step.positions] = v[:, :, 0]
@@ -146,7 +147,7 @@ class GPT(nn.Module):
         T = idx.size(1)
         assert idx.size(0) == 1 and 0 < T <= cache.max_len <= self.config.block_size, (idx.shape, cache.max_len)
         pos = torch.arange(T, device=idx.device)  # (T,)
-        step = _CacheStep(cache, row=row, positions=None, kv_len=T, mask=None)
+        step = _CacheStep(cache.k, cache.v, row=row, positions=None, kv_len=T, mask=None)
         x = self._trunk(idx, pos, step)
         return self.lm_head(x[:, -1]).float()  # only the last position is needed to continue
 
@@ -160,10 +161,18 @@ class GPT(nn.Module):
         assert len(positions) == B <= cache.batch_size and max(positions) < cache.max_len, (positions, cache.max_len)
         kv_len = max(positions) + 1
         pos = torch.tensor(positions, device=idx.device)  # (B,)
+        return self.decode_step(idx, pos, cache.k, cache.v, kv_len, ragged=min(positions) != kv_len - 1)
+
+    def decode_step(self, idx: torch.Tensor, pos: torch.Tensor, k: list[torch.Tensor], v: list[torch.Tensor],
+                    kv_len: int, ragged: bool) -> torch.Tensor:
+        """The tensor part of `decode` (what compiled.py compiles): attend over cache positions [0, kv_len).
+
+        ragged: rows differ in length, so each row's unwritten positions are masked out.
+        """
         mask = None
-        if min(positions) != kv_len - 1:  # ragged batch: hide the positions a shorter row has not written
+        if ragged:
             mask = (torch.arange(kv_len, device=idx.device) <= pos[:, None])[:, None, None, :]  # (B, 1, 1, kv_len)
-        step = _CacheStep(cache, row=-1, positions=pos, kv_len=kv_len, mask=mask)
+        step = _CacheStep(k, v, row=-1, positions=pos, kv_len=kv_len, mask=mask)
         x = self._trunk(idx, pos[:, None], step)  # (B, 1, n_embd)
         return self.lm_head(x[:, -1]).float()
 

@@ -203,3 +203,15 @@ def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
     with torch.no_grad():
         loss = hf_model(torch.tensor([ids]), labels=torch.tensor([ids])).loss  # mean over len(ids) - 1 predictions
     assert lm.sequence_logprob(text) == pytest.approx(-float(loss) * (len(ids) - 1), rel=1e-4)
+
+
+def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
+    """torch.compile'd batch-1 decoding (compiled.py) must not change a single greedy token or a seeded sample."""
+    from gpt2_core import load_model
+
+    fast = load_model(tiny_checkpoint, device="cpu", compile=True)
+    assert fast.engine.decode_one is not None, "compilation failed on this machine (see the log)"
+    for settings in (dict(temperature=0), dict(seed=11, top_k=40, temperature=0.9)):
+        expected = lm.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids
+        assert fast.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids == expected
+    fast.close()
