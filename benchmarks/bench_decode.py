@@ -109,18 +109,19 @@ def main() -> None:
         for dt in dtypes:
             hf = GPT2LMHeadModel.from_pretrained(checkpoint, dtype=torch_dtypes[dt]).to(device).eval()
             eager = load_model(checkpoint, device=args.device, dtype=dt)
-            contenders = {"transformers generate()": lambda n, p: time_hf(hf, torch.tensor([PROMPT_IDS], device=device), n),
-                          "gpt2_core eager": lambda n, p: time_ours(eager, p, n)}
+            ids = torch.tensor([PROMPT_IDS], device=device)
+            contenders = {"transformers generate()": lambda n, p, hf=hf: time_hf(hf, ids, n),
+                          "gpt2_core eager": lambda n, p, lm=eager: time_ours(lm, p, n)}
             compiled = None
             if not args.no_compile:
                 start = time.perf_counter()
                 compiled = load_model(checkpoint, device=args.device, dtype=dt, compile=True)
                 compile_s = time.perf_counter() - start
                 if compiled.engine.decode_one is not None:
-                    contenders["gpt2_core compiled"] = lambda n, p: time_ours(compiled, p, n)
+                    contenders["gpt2_core compiled"] = lambda n, p, lm=compiled: time_ours(lm, p, n)
             prompt = eager.decode(PROMPT_IDS)
             times: dict[str, list[float]] = {name: [] for name in contenders}
-            for name, fn in contenders.items():  # warm-up
+            for fn in contenders.values():  # warm-up
                 fn(8, prompt)
             for r in range(args.rounds):  # alternate, rotating the order each round
                 names = list(contenders)

@@ -5,8 +5,9 @@ matrix-vector products that reach half the memory bandwidth. Inductor fuses the 
 the weights for oneDNN/MKL, which is what makes the CPU decode step ~1.4x faster (see benchmarks/README.md).
 Batched steps (several users at once) stay eager: they are already bound by the matrix products.
 
-On CUDA the step attends over the whole (masked) position table so every shape is static, and CUDA graphs replay it
-(mode "reduce-overhead").
+On CUDA the same compiled step fuses the small kernels. CUDA graphs (mode "reduce-overhead") are not used: they are
+recorded per thread and per cache address, while the engine's cache is written in place on its own thread and grows
+with the batch; each change would re-record, so plain compiled kernels serve better here.
 
 Compiling needs a C++ compiler (CPU) or Triton (CUDA). If it fails, the engine logs why and stays eager.
 """
@@ -27,21 +28,13 @@ DecodeOne = Callable[[torch.Tensor, KVCache, int], torch.Tensor]
 
 def compile_decode(model: GPT, device: torch.device) -> DecodeOne:
     """A compiled `decode` for one sequence (cache row 0): (idx (1, 1), cache, position) -> logits (1, vocab)."""
-    if device.type == "cuda":
-        step = torch.compile(model.decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
-        block = model.config.block_size
+    # Freezing (weights as constants, prepacked for oneDNN/MKL) is what pays on the CPU; CUDA keeps cuBLAS's layouts.
+    options = {"freezing": True} if device.type == "cpu" else None
+    step = torch.compile(model.decode_step, dynamic=True, fullgraph=True, options=options)
 
-        def decode_one(idx: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
-            pos = torch.tensor([position], device=device)
-            k, v = [t[:1] for t in cache.k], [t[:1] for t in cache.v]
-            return step(idx, pos, k, v, block, True).clone()  # clone: CUDA-graph outputs are reused next replay
-    else:
-        step = torch.compile(model.decode_step, dynamic=True, fullgraph=True, options={"freezing": True})
-
-        def decode_one(idx: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
-            pos = torch.tensor([position], device=device)
-            k, v = [t[:1] for t in cache.k], [t[:1] for t in cache.v]
-            return step(idx, pos, k, v, position + 1, False)
+    def decode_one(idx: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
+        pos = torch.tensor([position], device=device)
+        return step(idx, pos, cache.k, cache.v, position + 1, False)
 
     return decode_one
 
