@@ -1,0 +1,18 @@
+"""GPT-2 Playground: `python app.py` serves the browser demo at http://127.0.0.1:7860 (flags: `python app.py -h`).
+
+On Hugging Face Spaces environment variables choose the model and the address (see demo/config.py).
+`demo` is module-level for `gradio app.py` (reload mode); imported that way, only environment variables apply.
+"""
+
+import logging
+import sys
+
+from demo import AppConfig, build_demo, launch_options
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
+config = AppConfig.from_env_and_args(sys.argv[1:] if __name__ == "__main__" else [])
+demo = build_demo(config)
+
+if __name__ == "__main__":
+    demo.launch(**config.launch_kwargs(), **launch_options())

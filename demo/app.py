@@ -1,0 +1,52 @@
+"""The whole page: the model panel on top, then the Generate and the BERT vs GPT-2 tabs, each built in its module.
+
+    demo = build_demo(AppConfig.from_env_and_args())        # loads GPT-2 (or notes why it cannot)
+    demo.launch(**config.launch_kwargs())
+
+Tests pass `models=start_models(config, load_gpt2=..., load_bert=...)` to build on tiny checkpoints.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demo.compare_tab import compare_tab
+from demo.config import AppConfig
+from demo.examples import load_examples
+from demo.generate_tab import generate_tab
+from demo.model_panel import model_panel
+from demo.models import AppModels, start_models
+
+TITLE = "GPT-2 Playground"
+CSS = """
+#model-unavailable { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
+.chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
+"""
+
+
+def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Blocks:
+    models = models or start_models(config)
+    examples = load_examples()
+    panel = model_panel(models)  # built outside the page's context, then placed with .render()
+    generate = generate_tab(models, examples)
+    compare = compare_tab(models, examples)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes text one token at a time, each drawn from its "
+                    "predicted probabilities. Try the settings, then compare it with BERT, which fills in blanks.")
+        panel.render()
+        with gr.Tab("Generate", id="generate"):
+            generate.render()
+        with gr.Tab("BERT vs GPT-2", id="compare"):
+            compare.render()
+    demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def launch_options() -> dict:
+    """Look of the page, passed to launch() (Gradio 6 takes theme and CSS there); fonts are served locally."""
+    theme = gr.themes.Default(text_size="lg").set(
+        block_info_text_color="*neutral_600",  # the settings' explanations, readable on a projector
+        block_label_text_color="*neutral_800",
+        block_label_text_weight="600",
+    )
+    return dict(theme=theme, css=CSS)

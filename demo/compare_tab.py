@@ -1,0 +1,75 @@
+"""The BERT vs GPT-2 tab: one sentence with a blank, and three bar charts of what each model makes of it.
+
+BERT fills in blanks; GPT-2 writes essays. The Compare button is the `/compare` API endpoint (parameter: sentence).
+BERT is loaded the first time someone compares (the rest of the app does not wait for it).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demo.errors import user_facing_errors
+from demo.examples import Examples
+from demo.models import AppModels
+from gpt2_core.compare import Comparison, compare, split_blank
+
+TOP_WORDS = 8
+
+INTRO = """\
+### BERT fills in blanks; GPT-2 writes essays
+**BERT** is *bidirectional*: it reads the whole sentence at once, the words **left and right** of the blank, \
+and guesses the missing word. **GPT-2** reads **left to right**: to guess the next word it only has the words \
+before it, which is exactly what it needs to write text one word after another.
+Write a sentence with one blank (`___` or `[MASK]`) where the words *after* the blank decide the answer, and compare.
+"""
+
+
+def compare_tab(models: AppModels, examples: Examples) -> gr.Blocks:
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=True):
+            sentence = gr.Textbox(label="Sentence with one blank", value=examples.compare[0], scale=4,
+                                  elem_id="sentence", placeholder="The ___ barked at the mailman all morning.")
+            button = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-button")
+        gr.Examples(examples=[[s] for s in examples.compare], inputs=[sentence], label="Sentences to try")
+        seen = gr.Markdown(label="what each model read", elem_id="what-each-saw")
+        with gr.Row(equal_height=True):
+            bert = chart("BERT: words for the blank (reads both sides)", "bert-chart")
+            gpt2_next = chart("GPT-2: next word after the left side (reads left to right)", "gpt2-next-chart")
+            gpt2_ranking = chart("GPT-2: BERT's words ranked by how likely the whole sentence is",
+                                 "gpt2-ranking-chart")
+        gr.Markdown("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
+                    "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
+                    "sentence, it just cannot peek ahead while writing.")
+        button.click(make_compare(models), inputs=sentence, outputs=[bert, gpt2_next, gpt2_ranking, seen],
+                     api_name="compare", concurrency_limit=4)
+        sentence.submit(make_compare(models), inputs=sentence, outputs=[bert, gpt2_next, gpt2_ranking, seen],
+                        api_visibility="private", concurrency_limit=4)
+    return tab
+
+
+def chart(label: str, elem_id: str) -> gr.Label:
+    """A bar chart of words and their probabilities (gr.Label draws one bar per word, with its percentage)."""
+    return gr.Label(label=label, num_top_classes=TOP_WORDS, show_heading=False, elem_id=elem_id, elem_classes="chart")
+
+
+def make_compare(models: AppModels):
+    def compare_models(sentence: str) -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:
+        """BERT's words for the blank, GPT-2's next words after the left side, GPT-2's ranking of BERT's words."""
+        with user_facing_errors(), models.gpt2.use() as lm:
+            split_blank(sentence)  # a sentence without its one blank fails before BERT is loaded for it
+            result = compare(sentence, fill_mask=models.bert.get(), lm=lm, k=TOP_WORDS)
+            return dict(result.bert), dict(result.gpt2_next), dict(result.gpt2_ranking), what_each_saw(result)
+
+    return compare_models
+
+
+def what_each_saw(result: Comparison) -> str:
+    left = result.left.rstrip() or "(the start of a text)"
+    return (f"**BERT read:** {escape(result.left)}**[MASK]**{escape(result.right)}  \n"
+            f"**GPT-2 read:** {escape(left)} **\u2026** (nothing after the blank)")
+
+
+def escape(text: str) -> str:
+    """Markdown-safe text: the user's sentence is shown as written, not as formatting."""
+    return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)

@@ -1,0 +1,89 @@
+"""The app's start-up settings: command-line flags, each with an environment variable for Hugging Face Spaces.
+
+    python app.py --model gpt2-medium --port 8000
+    GPT2_MODEL=gpt2-medium GRADIO_SERVER_PORT=8000 python app.py      # the same, as Spaces' settings would say it
+
+A flag wins over its environment variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+QUANTIZE_CHOICES = ("int8", "nf4")
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    model: str = "gpt2"  # GPT-2 checkpoint: a Hub id or a local directory
+    bert_model: str = "bert-base-uncased"  # BERT fill-mask checkpoint for the comparison tab (loaded on first use)
+    quantize: str | None = None  # None, "int8" or "nf4" (bitsandbytes, CUDA)
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N", "mps"
+    host: str = "127.0.0.1"  # 0.0.0.0 serves other machines (Spaces sets GRADIO_SERVER_NAME=0.0.0.0)
+    port: int = 7860
+    share: bool = False  # a temporary public gradio.live link
+
+    @classmethod
+    def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
+        """Read flags from `argv` (default: none) over environment variables from `env` (default: os.environ)."""
+        env = os.environ if env is None else env
+        parser = build_parser(env)
+        args = parser.parse_args(list(argv or []))
+        if args.quantize not in (None, *QUANTIZE_CHOICES):  # argparse checks choices of flags, not of defaults
+            parser.error(f"GPT2_QUANTIZE has to be one of {', '.join(QUANTIZE_CHOICES)}, but is {args.quantize!r}")
+        return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
+                   host=args.host, port=args.port, share=args.share)
+
+    def launch_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
+        return dict(server_name=self.host, server_port=self.port, share=self.share, show_error=False)
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    d = AppConfig()
+
+    def first(*names: str, default: Any) -> Any:
+        return next((env[name] for name in names if env.get(name)), default)
+
+    parser = argparse.ArgumentParser(prog="app.py", description="GPT-2 Playground: a browser demo of GPT-2.")
+    parser.add_argument("--model", default=first("GPT2_MODEL", default=d.model),
+                        help="GPT-2 Hub id or local directory (env GPT2_MODEL; default %(default)s)")
+    parser.add_argument("--bert-model", default=first("BERT_MODEL", default=d.bert_model),
+                        help="BERT Hub id or local directory for the comparison tab (env BERT_MODEL)")
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=first("GPT2_QUANTIZE", default=d.quantize),
+                        help="load the transformer blocks in 8 or 4 bits (CUDA; env GPT2_QUANTIZE)")
+    parser.add_argument("--device", default=first("GPT2_DEVICE", default=d.device),
+                        help="auto, cpu, cuda, cuda:N or mps (env GPT2_DEVICE; default %(default)s)")
+    parser.add_argument("--host", default=first("GRADIO_SERVER_NAME", "HOST", default=d.host),
+                        help="address to serve on (env GRADIO_SERVER_NAME or HOST; default %(default)s)")
+    parser.add_argument("--port", type=port_number, default=first("GRADIO_SERVER_PORT", "PORT", default=d.port),
+                        help="port to serve on (env GRADIO_SERVER_PORT or PORT; default %(default)s)")
+    parser.add_argument("--share", action=argparse.BooleanOptionalAction,
+                        default=truthy("GPT2_SHARE", first("GPT2_SHARE", default="")),
+                        help="create a temporary public gradio.live link (env GPT2_SHARE=1; default off)")
+    return parser
+
+
+def port_number(text: str | int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"`port` has to be an integer in [1, 65535], but is {text!r}")
+    return port
+
+
+def truthy(name: str, text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"`{name}` has to be one of {sorted(TRUE_WORDS | FALSE_WORDS - {''})}, but is {text!r}")

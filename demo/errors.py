@@ -1,0 +1,35 @@
+"""How errors reach the page and API clients: our own messages as gr.Error, anything else as a generic one.
+
+A ValueError from gpt2_core names the parameter and its range ("`top_k` has to be an integer in [0, 50257], but
+is -5"), and a missing model names the fix; both are meant for the user. Any other exception is a bug or an
+accident (out of memory, ...): it is logged here with its traceback, and the browser gets a short generic message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import gradio as gr
+
+from demo.models import ModelBusyError
+from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
+
+log = logging.getLogger(__name__)
+
+GENERIC_MESSAGE = "Something went wrong on the server, sorry. Please try again; if it keeps happening, tell the host."
+USER_ERRORS = (ValueError, ModelUnavailableError, UnsafeCheckpointError, ModelBusyError)
+
+
+@contextmanager
+def user_facing_errors() -> Iterator[None]:
+    try:
+        yield
+    except gr.Error:
+        raise
+    except USER_ERRORS as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    except Exception as e:
+        log.exception("request failed")
+        raise gr.Error(GENERIC_MESSAGE, print_exception=False) from e

@@ -1,0 +1,86 @@
+"""The model panel: which GPT-2 is loaded (size, device, precision, memory), and a picker over the GPT-2 family.
+
+The picker offers OpenAI's sizes (and distilgpt2, and the model the app started with), each with its estimated
+weight memory per precision. Other checkpoints come only from the command line or environment, never from the page.
+A switch is shared by everyone on the app: requests already running finish on the old model (see demo/models.py).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demo.errors import user_facing_errors
+from demo.models import AppModels
+from gpt2_core import PRESETS
+from gpt2_core.memory import PRECISIONS, estimate_weight_bytes
+
+
+def model_panel(models: AppModels) -> gr.Blocks:
+    with gr.Blocks() as panel:
+        banner = gr.Markdown(unavailable_markdown(models), visible=models.gpt2.error is not None,
+                             elem_id="model-unavailable")
+        info = gr.Markdown(info_markdown(models), elem_id="model-info")
+        with gr.Accordion("Switch model (for everyone using this app)", open=False, elem_id="model-picker"):
+            gr.Markdown(memory_table())
+            with gr.Row(equal_height=True):
+                choice = gr.Dropdown(models.choices, value=current_choice(models), label="GPT-2 model", scale=3,
+                                     elem_id="model-choice")
+                load = gr.Button("Load model", scale=1, elem_id="load-model")
+            status = gr.Markdown()
+        load.click(make_switch(models), inputs=choice, outputs=[banner, info, status], api_visibility="private",
+                   concurrency_limit=1, show_progress="full")
+        panel.load(lambda: refresh(models), outputs=[banner, info], api_visibility="private", queue=False)
+    return panel
+
+
+def refresh(models: AppModels) -> tuple[gr.Markdown, str]:
+    """The banner and the info line as they are now (another visitor may have switched the model)."""
+    return (gr.Markdown(unavailable_markdown(models), visible=models.gpt2.error is not None),
+            info_markdown(models))
+
+
+def make_switch(models: AppModels):
+    def switch(choice: str, progress: gr.Progress = gr.Progress()) -> tuple[gr.Markdown, str, str]:  # noqa: B008
+        with user_facing_errors():
+            if choice not in models.choices:
+                raise ValueError(f"`model` has to be one of {', '.join(models.choices)}, but is {choice!r}")
+            if choice == models.gpt2.source and models.gpt2.current is not None:
+                return (*refresh(models), f"**{choice}** is already loaded.")
+            progress(0.1, desc=f"Loading {choice}: the first time, its weights are downloaded\u2026")
+            models.gpt2.switch(choice)
+        return (*refresh(models), f"Loaded **{choice}**. New requests use it; running ones finish on the old model.")
+
+    return switch
+
+
+def info_markdown(models: AppModels) -> str:
+    lm = models.gpt2.current
+    if lm is None:
+        return f"**Model** `{models.gpt2.source}`: not loaded"
+    return (f"**Model** `{lm.name}` \u00b7 **{lm.num_parameters() / 1e6:.1f}M** parameters \u00b7 "
+            f"**device** {lm.device} \u00b7 **precision** {lm.precision} \u00b7 "
+            f"**memory** {megabytes(lm.memory_bytes())}")
+
+
+def unavailable_markdown(models: AppModels) -> str:
+    if models.gpt2.error is None:
+        return ""
+    return (f"### The GPT-2 model `{models.gpt2.source}` is not available\n{models.gpt2.error}\n\n"
+            "The page works, but Generate and Compare need a model: fix the above and restart the app.")
+
+
+def memory_table() -> str:
+    rows = ["| Model | Parameters | " + " | ".join(PRECISIONS) + " |", "|---" * (2 + len(PRECISIONS)) + "|"]
+    for name, config in PRESETS.items():
+        sizes = " | ".join(megabytes(estimate_weight_bytes(config, p)) for p in PRECISIONS)
+        rows.append(f"| {name} | {config.num_parameters() / 1e6:.0f}M | {sizes} |")
+    return ("Estimated weight memory per precision (the CPU runs fp32, a GPU fp16; int8 and nf4 need "
+            "`--quantize` and a CUDA GPU):\n\n" + "\n".join(rows))
+
+
+def current_choice(models: AppModels) -> str | None:
+    return models.gpt2.source if models.gpt2.source in models.choices else None
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"

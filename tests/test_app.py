@@ -1,0 +1,278 @@
+"""The app through its API, as gradio_client sees it, on tiny checkpoints; and its start-up (flags, env, no model).
+
+The shared `app` fixture (fixtures_ui.py) serves the real demo with a GPT-2 slowed to 20 ms per token, so streaming
+and Stop can be observed. Nothing here needs the network: the Hub is out of reach and the tests do not ask it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from ui_helpers import free_port, launched_app, wait_until
+
+from demo import AppConfig
+from demo.errors import GENERIC_MESSAGE
+from demo.examples import load_examples
+from demo.model_panel import info_markdown, make_switch, memory_table
+from demo.models import AppModels, LazyFillMask, ModelHolder
+from gpt2_core import PRESETS, ModelUnavailableError, load_model
+from gpt2_core.compare import split_blank
+
+pytest_plugins = ["fixtures_ui"]
+
+ROOT = Path(__file__).resolve().parent.parent
+UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously unexplored "
+           "valley, in the Andes Mountains. Even more surprising to the researchers was the fact that the unicorns "
+           "spoke perfect English.")
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    return Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def generate(client: Client, prompt: str = "Hello", **settings):
+    return client.predict(prompt, **{"max_new_tokens": 8, **settings}, api_name="/generate")
+
+
+# ---- /generate ------------------------------------------------------------------------------------------------------
+def test_api_has_generate_and_compare_with_named_parameters(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(endpoints) == ["/compare", "/generate"]  # helper events (presets, meter, Stop) stay private
+    names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
+    assert names == ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed",
+                     "num_samples"]
+    assert [p["parameter_name"] for p in endpoints["/compare"]["parameters"]] == ["sentence"]
+
+
+def test_generate_streams_growing_text(client):
+    job = client.submit("Once upon a time", max_new_tokens=30, seed=3, api_name="/generate")
+    final = job.result(timeout=30)
+    texts = [output[0] for output in job.outputs()]
+    assert len(set(texts)) >= 4, "the text should arrive in several steps, not at once"
+    growing = all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+    assert growing, "each update should extend the previous text"
+    assert final[0] == texts[-1] and len(final[0]) > 0
+    assert "30" in final[4] and "done" in final[4]  # tokens generated, finished
+    assert "4 prompt tokens + 30 new = 34 of 1024" in final[5]
+
+
+def test_same_seed_same_text_and_the_random_seed_is_shown(client):
+    first, again = generate(client, seed=1234, max_new_tokens=12), generate(client, seed=1234, max_new_tokens=12)
+    assert first[0] == again[0] and first[0]
+    assert "`1234`" in first[4]
+    random_run = generate(client, seed=-1, max_new_tokens=12)
+    shown_seed = int(random_run[4].split("`")[1])
+    assert generate(client, seed=shown_seed, max_new_tokens=12)[0] == random_run[0]
+    assert generate(client, seed=99, max_new_tokens=12)[0] != first[0]
+
+
+def test_samples_fill_their_boxes_side_by_side(client):
+    result = generate(client, num_samples=3, seed=5)
+    assert all(result[:3]) and result[3] == ""
+    assert len(set(result[:3])) == 3
+    assert "`5, 6, 7`" in result[4]
+
+
+def test_long_prompt_is_trimmed_with_a_notice(client):
+    result = generate(client, "word " * 1500, max_new_tokens=4, seed=1)
+    assert "1020 prompt tokens + 4 new = 1024 of 1024" in result[5]
+    assert "trimmed" in result[5]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"num_samples": 2.5}, "`num_samples` has to be an integer in [1, 8], but is 2.5"),
+    ({"seed": -5}, "`seed` has to be an integer in [0, 9223372036854775807], but is -5"),
+    ({"top_p": 5}, "5"),  # beyond the slider: Gradio itself refuses it
+])
+def test_bad_parameter_fails_that_call_and_the_next_call_works(client, settings, message):
+    with pytest.raises(AppError) as error:
+        generate(client, **settings)
+    assert message in str(error.value)
+    assert "Traceback" not in str(error.value)
+    assert generate(client, seed=1)[0]
+
+
+def test_stop_ends_the_work_in_the_engine(client, app):
+    engine = app.models.gpt2.current.engine
+    steps_before = engine.steps
+    job = client.submit("Stop me", max_new_tokens=500, seed=1, api_name="/generate")
+    wait_until(lambda: len(job.outputs()) >= 3, message="streaming to start")
+    job.cancel()
+    wait_until(lambda: engine.running == 0 and app.models.gpt2.in_flight() == 0, timeout=5,
+               message="the engine to drop the stopped request")
+    assert engine.steps - steps_before < 250, "the engine decoded on after Stop"  # 500 steps take 10 s
+    assert generate(client, seed=1)[0]
+
+
+# ---- /compare -------------------------------------------------------------------------------------------------------
+def test_compare_returns_both_models_candidates(client):
+    from ui_helpers import WORDS
+
+    bert, gpt2_next, ranking, seen = client.predict("The ___ barked at the mailman all morning.", api_name="/compare")
+    bert_words = [c["label"] for c in bert["confidences"]]
+    assert len(bert_words) == 8 and set(bert_words) <= set(WORDS)
+    assert len(gpt2_next["confidences"]) == 8
+    assert sorted(c["label"] for c in ranking["confidences"]) == sorted(bert_words)
+    assert sum(c["confidence"] for c in ranking["confidences"]) == pytest.approx(1.0)
+    assert "GPT-2 read:** The" in seen
+
+
+@pytest.mark.parametrize("sentence, blanks", [("The dog barked.", 0), ("The ___ barked at the ___.", 2)])
+def test_compare_needs_exactly_one_blank(client, sentence, blanks):
+    with pytest.raises(AppError, match=f"`sentence` has to contain exactly one blank.*but has {blanks}"):
+        client.predict(sentence, api_name="/compare")
+    assert client.predict("A ___ sat.", api_name="/compare")[0]["confidences"]
+
+
+# ---- errors, a missing model --------------------------------------------------------------------------------------
+class BrokenLM:
+    """A real model that fails inside generation with a message that must not reach the browser."""
+
+    def __init__(self, lm):
+        self._lm = lm
+
+    def stream(self, prompt="", **settings):
+        raise RuntimeError("secret internal detail")
+        yield
+
+    def __getattr__(self, name):
+        return getattr(self._lm, name)
+
+
+def test_internal_error_reaches_the_client_as_a_generic_message(tiny_checkpoint, tiny_bert, caplog):
+    def load_broken(source, **kwargs):
+        return BrokenLM(load_model(source, **kwargs))
+
+    with launched_app(tiny_checkpoint, tiny_bert, load_gpt2=load_broken) as running:
+        client = Client(running.url, verbose=False, analytics_enabled=False, download_files=False)
+        with pytest.raises(AppError) as error:
+            generate(client)
+    assert GENERIC_MESSAGE in str(error.value) and "secret" not in str(error.value)
+    assert "secret internal detail" in caplog.text  # logged for the host, with its traceback
+
+
+def test_app_without_a_model_starts_and_says_how_to_fix_it(tmp_path):
+    """`python app.py` with the default model, not cached, Hub unreachable: the page still serves, and says why."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "GPT2_DEVICE": "cpu"}
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        config = wait_until(lambda: fetch_config(port), timeout=60, interval=0.2, message="the app to serve")
+    finally:
+        process.terminate()
+        console = process.communicate(timeout=20)[0]
+    page = json.dumps(config)
+    assert "The GPT-2 model `gpt2` is not available" in page
+    assert "python -m gpt2_core download gpt2" in page and "local directory" in page
+    assert "python -m gpt2_core download gpt2" in console
+    assert "Traceback" not in console
+
+
+def fetch_config(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def test_generate_without_a_model_explains_the_fix():
+    def unavailable(source, **kwargs):
+        raise ModelUnavailableError(f"model {source!r} is not cached. Fix: `python -m gpt2_core download {source}`")
+
+    holder = ModelHolder(unavailable, "gpt2")
+    assert holder.current is None and "python -m gpt2_core download gpt2" in holder.error
+    with pytest.raises(ModelUnavailableError, match="download gpt2"):
+        with holder.use():
+            pass
+
+
+# ---- switching models -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def two_models(tmp_path, tiny_checkpoint):
+    from conftest import random_hf_model, save_layout
+
+    other = save_layout(random_hf_model(seed=1), tmp_path / "other", "hub")
+    sources = {"gpt2": tiny_checkpoint, "distilgpt2": other}
+    holder = ModelHolder(lambda name: load_model(sources.get(name, "/nowhere/" + name), device="cpu"), "gpt2")
+    yield holder
+    holder.close()
+
+
+def test_switch_lets_running_requests_finish_on_the_old_model(two_models):
+    holder = two_models
+    with holder.use() as old:
+        stream = old.stream("Hi", max_new_tokens=20, seed=1)
+        next(stream)
+        new = holder.switch("distilgpt2")
+        assert holder.current is new is not old
+        rest = list(stream)  # the old model goes on serving the request it started
+        assert rest[-1][0].finish_reason == "length"
+    with pytest.raises(RuntimeError, match="closed"):  # closed once its last request ended
+        old.generate("Hi", max_new_tokens=2)
+    with holder.use() as current:
+        assert current is new and current.generate("Hi", max_new_tokens=2, seed=1)[0].token_ids
+
+
+def test_failed_switch_keeps_the_old_model(two_models):
+    before = two_models.current
+    with pytest.raises(ModelUnavailableError, match="not-a-model"):
+        two_models.switch("not-a-model")
+    assert two_models.current is before and two_models.error is None
+
+
+def test_page_can_only_switch_to_the_listed_models(two_models):
+    models = AppModels(two_models, LazyFillMask(lambda s: None, "bert"), choices=["gpt2", "distilgpt2"])
+    switch = make_switch(models)
+    with pytest.raises(gr.Error, match="`model` has to be one of gpt2, distilgpt2, but is 'someone/evil-repo'"):
+        switch("someone/evil-repo", progress=lambda *a, **k: None)
+    banner, info, status = switch("distilgpt2", progress=lambda *a, **k: None)
+    assert "distilgpt2" in status and "Loaded" in status
+
+
+def test_model_panel_states_size_device_precision_and_memory(lm):
+    models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
+    info = info_markdown(models)
+    assert f"{lm.num_parameters() / 1e6:.1f}M" in info and "cpu" in info and "float32" in info and "MB" in info
+    table = memory_table()
+    assert all(name in table for name in PRESETS) and "nf4" in table
+
+
+# ---- start-up settings and examples ---------------------------------------------------------------------------------
+def test_flags_win_over_environment_over_defaults():
+    env = {"GPT2_MODEL": "gpt2-medium", "GRADIO_SERVER_NAME": "0.0.0.0", "PORT": "8080", "GPT2_SHARE": "1",
+           "BERT_MODEL": "/models/bert", "GPT2_QUANTIZE": "int8", "GPT2_DEVICE": "cuda"}
+    from_env = AppConfig.from_env_and_args([], env)
+    assert from_env == AppConfig(model="gpt2-medium", bert_model="/models/bert", quantize="int8", device="cuda",
+                                 host="0.0.0.0", port=8080, share=True)
+    flags = AppConfig.from_env_and_args(["--model", "distilgpt2", "--port", "9000", "--no-share"], env)
+    assert (flags.model, flags.port, flags.share, flags.host) == ("distilgpt2", 9000, False, "0.0.0.0")
+    assert AppConfig.from_env_and_args([], {}) == AppConfig()
+    assert AppConfig().launch_kwargs()["server_name"] == "127.0.0.1" and AppConfig().share is False
+
+
+@pytest.mark.parametrize("argv, env", [(["--port", "0"], {}), (["--quantize", "int4"], {}), ([], {"PORT": "x"}),
+                                       ([], {"GPT2_QUANTIZE": "int4"})])
+def test_bad_start_up_settings_stop_with_a_usage_error(argv, env):
+    with pytest.raises(SystemExit):
+        AppConfig.from_env_and_args(argv, env)
+
+
+def test_unicorn_preset_is_openais_prompt_with_a_fixed_seed():
+    examples = load_examples()
+    assert examples.unicorn.prompt == UNICORN
+    assert examples.unicorn.settings.seed is not None
+    assert {e.id for e in examples.generate} >= {"unicorn", "news", "recipe", "code", "poem", "question"}
+    assert all(len(split_blank(sentence)) == 2 for sentence in examples.compare)
