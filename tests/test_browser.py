@@ -1,0 +1,150 @@
+"""What a person sees: the real app in Debian's chromium, driven by playwright, on tiny checkpoints.
+
+Skipped with a reason when /usr/bin/chromium is absent, except in CI (env CI set), where that is a failure.
+A failing test leaves a screenshot in test-artifacts/. With UPDATE_SCREENSHOTS=1 the tests also write the README's
+screenshots, assets/screenshot-generate.png and assets/screenshot-compare.png.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from ui_helpers import wait_until
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+VIEWPORT = {"width": 1366, "height": 900}  # a classroom projector
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        reason = "Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI is set, so the browser tests must run")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app, request):
+    """A fresh tab on the app; it records requests that leave the server, and is photographed if the test fails."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.outside_requests = []
+    page.on("request", lambda r: None if r.url.startswith((app.url, "data:", "blob:"))
+            else page.outside_requests.append(r.url))
+    page.goto(app.url)
+    page.locator("#prompt textarea").wait_for()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is None or report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def text_of(page, sample: int = 1) -> str:
+    return page.locator(f"#sample-{sample} textarea").input_value()
+
+
+def open_compare_tab(page) -> None:
+    page.get_by_role("tab", name="BERT vs GPT-2").click()
+    page.locator("#gpt2-ranking-chart").wait_for()  # the tab is mounted: typing now is not reset by its first render
+
+
+def type_sentence(page, sentence: str) -> None:
+    box = page.locator("#sentence textarea")
+    box.fill(sentence)
+    wait_until(lambda: box.input_value() == sentence, message="the sentence to be typed")
+
+
+def set_slider(page, elem_id: str, value: float) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    wait_until(lambda: float(box.input_value()) == value, message=f"{elem_id} to be set")
+
+
+def test_generate_streams_and_stop_stops(page, app):
+    engine = app.models.gpt2.current.engine
+    prompt = page.locator("#prompt textarea")
+    prompt.fill("The history of the printing press")
+    wait_until(lambda: prompt.input_value() == "The history of the printing press", message="the prompt to be typed")
+    set_slider(page, "max-new-tokens", 400)  # 400 tokens at 20 ms each: 8 s, far longer than this test waits
+    page.locator("#generate-button").click()
+    first = wait_until(lambda: len(text_of(page)), message="the first words")
+    wait_until(lambda: len(text_of(page)) > first, message="the text to grow while streaming")
+    assert "Tokens generated" in page.locator("#stats").inner_text()
+    page.locator("#stop-button").click()
+    wait_until(lambda: engine.running == 0 and app.models.gpt2.in_flight() == 0, timeout=5,
+               message="Stop to end the work in the engine")
+    assert "done" not in page.locator("#stats").inner_text()  # stopped early, not finished
+    assert 0 < len(text_of(page)) and "Sample 1 (machine-generated)" in page.locator("#sample-1").inner_text()
+    assert "machine-generated" in page.locator("#machine-note").inner_text().lower()
+    shown_seed = page.locator("#stats code").first.inner_text()
+    page.locator("#reuse-seed").click()
+    wait_until(lambda: page.locator("#seed input").input_value() == shown_seed, message="the seed to be copied")
+
+
+def test_unicorn_preset_fills_prompt_settings_and_seed(page):
+    from demo.examples import load_examples
+
+    unicorn = load_examples().unicorn
+    page.locator("#example-unicorn").click()
+    wait_until(lambda: page.locator("#prompt textarea").input_value() == unicorn.prompt, message="the unicorn prompt")
+    assert page.locator("#seed input").input_value() == str(unicorn.settings.seed)
+    assert float(page.locator("#temperature input[type=number]").input_value()) == unicorn.settings.temperature
+    assert float(page.locator("#max-new-tokens input[type=number]").input_value()) == unicorn.settings.max_new_tokens
+    assert "OpenAI" in page.locator("#example-about").inner_text()
+    wait_until(lambda: "prompt tokens" in page.locator("#context-meter").inner_text()
+               and " 0 prompt tokens" not in page.locator("#context-meter").inner_text(),
+               message="the context meter to count the prompt")
+    if UPDATE_SCREENSHOTS:
+        page.locator("#generate-button").click()
+        wait_until(lambda: "done" in page.locator("#stats").inner_text(), timeout=30, message="the unicorn story")
+        page.screenshot(path=str(ROOT / "assets" / "screenshot-generate.png"), full_page=True)
+
+
+def test_compare_tab_shows_both_charts(page):
+    open_compare_tab(page)
+    type_sentence(page, "The ___ barked at the mailman all morning.")
+    page.locator("#compare-button").click()
+    for chart in ("#bert-chart", "#gpt2-next-chart", "#gpt2-ranking-chart"):
+        wait_until(lambda chart=chart: page.locator(f"{chart} .confidence-set").count() >= 3,
+                   message=f"bars in {chart}")
+        assert "%" in page.locator(chart).inner_text()
+    assert "GPT-2 read" in page.locator("#what-each-saw").inner_text()
+    if UPDATE_SCREENSHOTS:
+        page.screenshot(path=str(ROOT / "assets" / "screenshot-compare.png"), full_page=True)
+
+
+def test_sentence_without_blank_shows_the_error(page):
+    open_compare_tab(page)
+    type_sentence(page, "No blank in this sentence.")
+    page.locator("#compare-button").click()
+    page.get_by_text("`sentence` has to contain exactly one blank", exact=False).first.wait_for()
+
+
+def test_page_loads_nothing_from_the_internet(page):
+    open_compare_tab(page)
+    page.evaluate("document.fonts.ready.then(() => true)")
+    page.reload(wait_until="load")
+    page.locator("#prompt textarea").wait_for()
+    page.evaluate("document.fonts.ready.then(() => true)")
+    assert page.outside_requests == []
