@@ -37,6 +37,11 @@ class AppConfig:
         args = parser.parse_args(list(argv or []))
         if args.quantize not in (None, *QUANTIZE_CHOICES):  # argparse checks choices of flags, not of defaults
             parser.error(f"GPT2_QUANTIZE has to be one of {', '.join(QUANTIZE_CHOICES)}, but is {args.quantize!r}")
+        if isinstance(args.share, str):  # from the environment (a flag gives a bool)
+            try:
+                args.share = truthy("GPT2_SHARE", args.share)
+            except ValueError as e:
+                parser.error(str(e))
         return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
                    host=args.host, port=args.port, share=args.share)
 
@@ -65,7 +70,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=port_number, default=first("GRADIO_SERVER_PORT", "PORT", default=d.port),
                         help="port to serve on (env GRADIO_SERVER_PORT or PORT; default %(default)s)")
     parser.add_argument("--share", action=argparse.BooleanOptionalAction,
-                        default=truthy("GPT2_SHARE", first("GPT2_SHARE", default="")),
+                        default=first("GPT2_SHARE", default=""),  # text until checked in from_env_and_args
                         help="create a temporary public gradio.live link (env GPT2_SHARE=1; default off)")
     return parser
 

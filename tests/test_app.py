@@ -264,7 +264,7 @@ def test_flags_win_over_environment_over_defaults():
 
 
 @pytest.mark.parametrize("argv, env", [(["--port", "0"], {}), (["--quantize", "int4"], {}), ([], {"PORT": "x"}),
-                                       ([], {"GPT2_QUANTIZE": "int4"})])
+                                       ([], {"GPT2_QUANTIZE": "int4"}), ([], {"GPT2_SHARE": "maybe"})])
 def test_bad_start_up_settings_stop_with_a_usage_error(argv, env):
     with pytest.raises(SystemExit):
         AppConfig.from_env_and_args(argv, env)
