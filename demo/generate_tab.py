@@ -3,7 +3,8 @@
 Its Generate button is the `/generate` API endpoint (parameters: prompt, max_new_tokens, temperature, top_k, top_p,
 repetition_penalty, seed, num_samples). Stop cancels the event; Gradio then closes the generator, and closing
 `LanguageModel.stream` ends the request in the engine, so the model stops working on it at once.
-Slider defaults come from gpt2_core's DEFAULTS, the one place the CLI reads them too.
+Slider defaults come from gpt2_core's DEFAULTS, the one place the CLI reads them too. The endpoint takes its inputs
+raw (no Gradio preprocessing), so every value is checked once, by gpt2_core, whose messages name the parameter.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.models import AppModels
 from gpt2_core import DEFAULTS, Sample
-from gpt2_core.settings import CONTEXT_LENGTH
+from gpt2_core.settings import CONTEXT_LENGTH, check_int
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ def generate_tab(models: AppModels, examples: Examples) -> gr.Blocks:
         settings = [max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples]
         run = generate_button.click(make_generate(models), inputs=[prompt, *settings],
                                     outputs=[*outputs, stats, context, last_seed], api_name="generate",
-                                    concurrency_limit=16, show_progress="minimal")
+                                    concurrency_limit=16, show_progress="minimal",
+                                    preprocess=False)  # raw values: gpt2_core checks them, naming each parameter
         stop_button.click(None, cancels=[run], api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
         num_samples.change(show_samples, inputs=num_samples, outputs=outputs, api_visibility="private", queue=False)
@@ -118,8 +120,9 @@ def make_generate(models: AppModels):
     def generate(prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
                  repetition_penalty: float, seed: float | None, num_samples: float) -> Iterator[tuple]:
         """Stream GPT-2's continuation of `prompt`: the sample texts (4, unused ones empty), stats, context meter."""
-        seed = secrets.randbelow(RANDOM_SEEDS) if seed is None or seed == -1 else seed
         with user_facing_errors(), models.gpt2.use() as lm:
+            num_samples = check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)  # the boxes on the page
+            seed = secrets.randbelow(RANDOM_SEEDS) if seed is None or seed == -1 else seed
             last_sent = 0.0
             for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                                      top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,

@@ -90,9 +90,14 @@ def test_long_prompt_is_trimmed_with_a_notice(client):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"num_samples": 2.5}, "`num_samples` has to be an integer in [1, 8], but is 2.5"),
+    ({"num_samples": 2.5}, "`num_samples` has to be an integer in [1, 4], but is 2.5"),
+    ({"num_samples": 5}, "`num_samples` has to be an integer in [1, 4], but is 5"),  # the page shows 4 boxes
     ({"seed": -5}, "`seed` has to be an integer in [0, 9223372036854775807], but is -5"),
-    ({"top_p": 5}, "5"),  # beyond the slider: Gradio itself refuses it
+    ({"seed": 3.5}, "`seed` has to be an integer"),
+    ({"top_p": 5}, "`top_p` has to be a finite number in (0, 1], but is 5"),
+    ({"top_k": -5}, "`top_k` has to be an integer in [0, 50257], but is -5"),
+    ({"temperature": -1}, "`temperature` has to be a finite number in [0, 2], but is -1"),
+    ({"max_new_tokens": 0}, "`max_new_tokens` has to be an integer in [1, 1023], but is 0"),
 ])
 def test_bad_parameter_fails_that_call_and_the_next_call_works(client, settings, message):
     with pytest.raises(AppError) as error:
