@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 import torch
+import torch._inductor.config as inductor_config
 
 from gpt2_core.model import GPT, KVCache
 
@@ -29,12 +30,14 @@ DecodeOne = Callable[[torch.Tensor, KVCache, int], torch.Tensor]
 def compile_decode(model: GPT, device: torch.device) -> DecodeOne:
     """A compiled `decode` for one sequence (cache row 0): (idx (1, 1), cache, position) -> logits (1, vocab)."""
     # Freezing (weights as constants, prepacked for oneDNN/MKL) is what pays on the CPU; CUDA keeps cuBLAS's layouts.
-    options = {"freezing": True} if device.type == "cpu" else None
-    step = torch.compile(model.decode_step, dynamic=True, fullgraph=True, options=options)
+    # It is set around each call because compilation happens lazily, at a call (torch.compile's options= ignores it).
+    freezing = inductor_config.patch(freezing=device.type == "cpu")
+    step = torch.compile(model.decode_step, dynamic=None, fullgraph=True)
 
     def decode_one(idx: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
         pos = torch.tensor([position], device=device)
-        return step(idx, pos, cache.k, cache.v, position + 1, False)
+        with freezing:
+            return step(idx, pos, cache.k, cache.v, position + 1, False)
 
     return decode_one
 
