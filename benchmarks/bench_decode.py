@@ -110,7 +110,7 @@ def main() -> None:
             hf = GPT2LMHeadModel.from_pretrained(checkpoint, dtype=torch_dtypes[dt]).to(device).eval()
             eager = load_model(checkpoint, device=args.device, dtype=dt)
             ids = torch.tensor([PROMPT_IDS], device=device)
-            contenders = {"transformers generate()": lambda n, p, hf=hf: time_hf(hf, ids, n),
+            contenders = {"transformers generate()": lambda n, p, hf=hf, ids=ids: time_hf(hf, ids, n),
                           "gpt2_core eager": lambda n, p, lm=eager: time_ours(lm, p, n)}
             compiled = None
             if not args.no_compile:

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")  # causal-mask buffers stored by old checkpoints
-TOKENIZER_FILES = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+TOKENIZER_FILES = ["vocab.json", "merges.txt", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json"]  # GPT-2's BPE files, and BERT's WordPiece vocab.txt
 WEIGHT_PATTERNS = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
 
 

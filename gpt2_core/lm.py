@@ -30,7 +30,7 @@ from gpt2_core.engine import Engine, Request
 from gpt2_core.model import GPT
 from gpt2_core.quantize import quantize_blocks, validate_quantize
 from gpt2_core.sampling import SamplingParams
-from gpt2_core.settings import MAX_PROMPT_CHARS, GenerationSettings, check_int, check_prompt
+from gpt2_core.settings import MAX_PROMPT_CHARS, RANDOM_SEEDS, GenerationSettings, check_int, check_prompt
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class LanguageModel:
         """
         s = GenerationSettings(**settings)
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
-        base_seed = s.seed if s.seed is not None else secrets.randbits(63)
+        base_seed = s.seed if s.seed is not None else secrets.randbelow(RANDOM_SEEDS)
         seeds = [(base_seed + i) % (2**63) for i in range(s.num_samples)]
         params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
         start = time.perf_counter()

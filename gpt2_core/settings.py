@@ -13,6 +13,7 @@ from typing import Any
 
 CONTEXT_LENGTH = 1024  # GPT-2's position table
 MAX_SEED = 2**63 - 1
+RANDOM_SEEDS = 10**9  # a seed drawn at random is below this: short to read off a projector, exact in JavaScript
 MAX_SAMPLES = 8
 MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 200
@@ -27,7 +28,7 @@ class GenerationSettings:
     top_k: int = 40  # 0 = off; OpenAI's released samples used top-k 40
     top_p: float = 1.0  # 1.0 = off
     repetition_penalty: float = 1.0  # 1.0 = off
-    seed: int | None = None  # None = pick one at random (and report it)
+    seed: int | None = None  # None = draw one below RANDOM_SEEDS (and report it)
     num_samples: int = 1  # independent samples of the same prompt, decoded as one batch
     stop: tuple[str, ...] = field(default_factory=tuple)  # literal strings that end a sample
 

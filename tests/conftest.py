@@ -12,7 +12,8 @@ import pytest
 from gpt2_core import testing
 from gpt2_core.testing import add_tokenizer, gpt2_tokenizer_files, save_layout  # noqa: F401 (shared with test modules)
 
-TINY = dict(n_layer=2, n_head=4, n_embd=64, initializer_range=0.3)  # real vocab and context, small trunk; large init so greedy paths vary
+# Real vocabulary and context, a small trunk; a large init so that greedy paths vary.
+TINY = dict(n_layer=2, n_head=4, n_embd=64, initializer_range=0.3)
 
 
 def random_hf_model(seed: int = 0, **sizes):

@@ -48,7 +48,7 @@ def test_random_seed_is_reported_and_reproduces(lm):
     (first,) = lm.generate("Hello", max_new_tokens=10, temperature=1.0, top_k=0)
     (again,) = lm.generate("Hello", max_new_tokens=10, temperature=1.0, top_k=0, seed=first.seed)
     assert again.token_ids == first.token_ids
-    assert 0 <= first.seed < 2**63
+    assert 0 <= first.seed < 10**9  # short to read off a projector, and exact in JavaScript
 
 
 def test_same_seed_same_text_while_others_generate(lm):
