@@ -16,13 +16,11 @@ from pathlib import Path
 
 import torch
 
-from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
+from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError, resolve_checkpoint_dir
 from gpt2_core.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
-BERT_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-              "special_tokens_map.json"]
 WORD = re.compile(r"[^\W\d_][\w'-]*|\d+")  # a whole word or number: no "##" word pieces, no punctuation
 CANDIDATE_POOL = 100  # how many of BERT's top tokens to read before keeping the first k whole words
 
@@ -67,7 +65,7 @@ def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | to
     """Load a BERT fill-mask model from a local directory or the Hub (safetensors only, no remote code)."""
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    directory = _resolve(source)
+    directory = resolve_checkpoint_dir(source)  # a local directory, or the Hub's files in the HF cache
     if not (directory / "model.safetensors").is_file() and not (directory / "model.safetensors.index.json").is_file():
         raise UnsafeCheckpointError(
             f"{directory} has no model.safetensors. BERT is loaded from safetensors only: pickle files such as "
@@ -85,24 +83,3 @@ def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | to
     log.info("loaded %s: %.0fM parameters, %s", source, fill.num_parameters() / 1e6, dev)
     return fill
 
-
-def _resolve(source: str | Path) -> Path:
-    """A local directory as it is; a Hub id fetched into (or found in) the Hugging Face cache."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or str(source).startswith((".", "/", "~")):
-        raise ModelUnavailableError(f"{source!r} is not a directory holding a Hugging Face BERT checkpoint")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        return Path(snapshot_download(str(source), allow_patterns=BERT_FILES))
-    except LocalEntryNotFoundError as e:
-        raise ModelUnavailableError(
-            f"BERT model {source!r} is not in the Hugging Face cache and the Hub cannot be reached. "
-            f"Fix: on a machine with internet run `python -m gpt2_core download {source}`, "
-            f"or pass a local directory (config.json, model.safetensors, vocab.txt) with --bert-model."
-        ) from e
-    except (RepositoryNotFoundError, HFValidationError) as e:
-        raise ModelUnavailableError(f"{source!r} is neither a local directory nor a model on the Hub") from e

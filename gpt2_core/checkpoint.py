@@ -44,7 +44,7 @@ def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     if path.exists() or str(source).startswith((".", "/", "~")):
-        raise ModelUnavailableError(f"{source!r} is not a directory holding a Hugging Face GPT-2 checkpoint")
+        raise ModelUnavailableError(f"{source!r} is not a directory holding a Hugging Face checkpoint")
     return download(str(source))
 
 
