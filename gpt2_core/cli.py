@@ -2,10 +2,13 @@
 
     python -m gpt2_core generate --model gpt2 --prompt "In a shocking finding," --seed 42
     python -m gpt2_core generate --model distilgpt2 --prompt "Hello" --num-samples 3 --json
+    python -m gpt2_core generate --prompt-file essay.txt          # or --prompt-file - to read stdin
     python -m gpt2_core download gpt2 gpt2-medium
     python -m gpt2_core info --model gpt2 --quantize int8
 
 Bad arguments exit with code 2 and one line on stderr; a model that cannot be had exits with 1 and says how to fix it.
+Sampling numbers are read as written and checked by GenerationSettings, so `--top-k 2.5` gets the same message
+naming `top_k` and its range as the Python API and the app give.
 """
 
 from __future__ import annotations
@@ -39,14 +42,16 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("generate", help="continue a prompt")
     model_options(gen)
-    gen.add_argument("--prompt", default="", help="text to continue (empty: an unconditional sample)")
-    gen.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
-    gen.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="0 = greedy")
-    gen.add_argument("--top-k", type=int, default=DEFAULTS.top_k, help="0 = off")
-    gen.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="1.0 = off")
-    gen.add_argument("--repetition-penalty", type=float, default=DEFAULTS.repetition_penalty, help="1.0 = off")
-    gen.add_argument("--seed", type=int, default=DEFAULTS.seed, help="omit for a random seed (it is reported)")
-    gen.add_argument("--num-samples", type=int, default=DEFAULTS.num_samples)
+    prompt = gen.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default="", help="text to continue (empty: an unconditional sample)")
+    prompt.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-': stdin)")
+    gen.add_argument("--max-new-tokens", type=_number, default=DEFAULTS.max_new_tokens)
+    gen.add_argument("--temperature", type=_number, default=DEFAULTS.temperature, help="0 = greedy")
+    gen.add_argument("--top-k", type=_number, default=DEFAULTS.top_k, help="0 = off")
+    gen.add_argument("--top-p", type=_number, default=DEFAULTS.top_p, help="1.0 = off")
+    gen.add_argument("--repetition-penalty", type=_number, default=DEFAULTS.repetition_penalty, help="1.0 = off")
+    gen.add_argument("--seed", type=_number, default=DEFAULTS.seed, help="omit for a random seed (it is reported)")
+    gen.add_argument("--num-samples", type=_number, default=DEFAULTS.num_samples)
     gen.add_argument("--stop", action="append", default=None, help="stop at this text (repeatable, up to 4)")
     gen.add_argument("--json", action="store_true", help="print one JSON object per sample")
 
@@ -56,6 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="parameters, memory and device of a model")
     model_options(info)
     return parser
+
+
+def _number(text: str) -> int | float | str:
+    """An int or float as written ('3.7' stays 3.7, 'nan' is NaN); other text is passed on for the check to name."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_prompt(args: argparse.Namespace) -> str:
+    if args.prompt_file is None:
+        return args.prompt
+    try:
+        if args.prompt_file == "-":
+            return sys.stdin.read()
+        with open(args.prompt_file, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"`prompt_file` has to be a readable UTF-8 text file, but {args.prompt_file!r} is not: "
+                         f"{e}") from e
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                       top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                                       seed=args.seed, num_samples=args.num_samples, stop=tuple(args.stop or ()))
+        args.prompt = _read_prompt(args)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     try:
         if args.command == "info":
@@ -94,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"layers      {lm.config.n_layer} x {lm.config.n_head} heads x {lm.config.n_embd} wide\n"
                   f"context     {lm.config.block_size} tokens")
             return 0
-        samples = lm.generate(args.prompt, **vars(settings))
+        samples = lm.generate(args.prompt, **vars(settings))  # a huge prompt keeps its end (MAX_PROMPT_CHARS)
         for i, sample in enumerate(samples):
             if args.json:
                 print(json.dumps({"text": sample.text, "token_ids": sample.token_ids, "seed": sample.seed,

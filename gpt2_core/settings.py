@@ -19,6 +19,7 @@ MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 200
 MAX_PROMPT_CHARS = 20_000  # far more than 1024 tokens of any text; longer pastes keep their end (see LanguageModel)
 VOCAB_SIZE = 50257
+MAX_SHOWN_CHARS = 80  # of a bad value quoted back in an error message
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, Real) and not isinstance(value, (bool, Integral)):
         ok = math.isfinite(value) and float(value).is_integer()
     if not ok or not low <= int(value) <= high:
-        raise ValueError(f"`{name}` has to be an integer in [{low}, {high}], but is {value!r}")
+        raise ValueError(f"`{name}` has to be an integer in [{low}, {high}], but is {shown(value)}")
     return int(value)
 
 
@@ -65,7 +66,7 @@ def check_float(name: str, value: Any, low: float, high: float, *, low_open: boo
     if ok:
         ok = (low < value if low_open else low <= value) and value <= high
     if not ok:
-        raise ValueError(f"`{name}` has to be a finite number in {bracket}{low:g}, {high:g}], but is {value!r}")
+        raise ValueError(f"`{name}` has to be a finite number in {bracket}{low:g}, {high:g}], but is {shown(value)}")
     return float(value)
 
 
@@ -78,9 +79,15 @@ def check_stop(stop: Any) -> tuple[str, ...]:
     if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop):
         raise ValueError(
             f"`stop` has to be at most {MAX_STOP_STRINGS} non-empty strings of at most {MAX_STOP_CHARS} characters, "
-            f"but is {stop!r:.300}"
+            f"but is {shown(stop)}"
         )
     return stop
+
+
+def shown(value: Any) -> str:
+    """`value` as the message quotes it: its repr, cut to MAX_SHOWN_CHARS (a 10 MB string must not come back whole)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "\u2026"
 
 
 def check_prompt(prompt: Any) -> str:

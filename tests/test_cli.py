@@ -56,7 +56,7 @@ def test_info_reports_parameters_memory_and_device(tiny_checkpoint, lm, capsys):
     (["generate", "--max-new-tokens", "0"], "`max_new_tokens`"),
     (["generate", "--seed", "18446744073709551616"], "`seed`"),
     (["generate", "--num-samples", "9"], "`num_samples`"),
-    (["generate", "--top-k", "2.5"], "invalid int value"),
+    (["generate", "--top-k", "2.5"], "`top_k` has to be an integer in [0, 50257], but is 2.5"),
     (["generate", "--quantize", "int4"], "invalid choice"),
     (["generate", "--dtype", "fp64"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
