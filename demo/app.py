@@ -28,7 +28,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
     models = models or start_models(config)
     examples = load_examples()
     panel = model_panel(models)  # built outside the page's context, then placed with .render()
-    generate = generate_tab(models, examples)
+    generate = generate_tab(models, examples, deadline_s=config.deadline_s)
     compare = compare_tab(models, examples)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes text one token at a time, each drawn from its "
@@ -38,7 +38,9 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
             generate.render()
         with gr.Tab("BERT vs GPT-2", id="compare"):
             compare.render()
-    demo.queue(default_concurrency_limit=4)
+    # Beyond the running events (Generate 16, Compare 4, others 4 at a time), `queue_size` more may wait; the next
+    # visitor is told at once "This application is currently busy. Please try again." (Gradio's text for a full queue).
+    demo.queue(default_concurrency_limit=4, max_size=config.queue_size)
     return demo
 
 

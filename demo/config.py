@@ -9,8 +9,9 @@ A flag wins over its environment variable, which wins over the default.
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ class AppConfig:
     host: str = "127.0.0.1"  # 0.0.0.0 serves other machines (Spaces sets GRADIO_SERVER_NAME=0.0.0.0)
     port: int = 7860
     share: bool = False  # a temporary public gradio.live link
+    queue_size: int = 64  # requests that may wait for a free slot; the next one is told the demo is busy
+    deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
 
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -43,7 +46,8 @@ class AppConfig:
             except ValueError as e:
                 parser.error(str(e))
         return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
-                   host=args.host, port=args.port, share=args.share)
+                   host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
+                   deadline_s=args.deadline)
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
@@ -72,7 +76,29 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--share", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_SHARE", default=""),  # text until checked in from_env_and_args
                         help="create a temporary public gradio.live link (env GPT2_SHARE=1; default off)")
+    parser.add_argument("--queue-size", type=bounded(int, "queue_size", 1, 10_000),
+                        default=first("GPT2_QUEUE_SIZE", default=d.queue_size),
+                        help="requests that may wait for a free slot before users are told the demo is busy "
+                             "(env GPT2_QUEUE_SIZE; default %(default)s)")
+    parser.add_argument("--deadline", type=bounded(float, "deadline", 1, 3600),
+                        default=first("GPT2_DEADLINE_S", default=d.deadline_s),
+                        help="seconds after which a generation is stopped (env GPT2_DEADLINE_S; default %(default)s)")
     return parser
+
+
+def bounded(kind: type, name: str, low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: `kind` (int or float) in [low, high], with a message naming the setting."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"`{name}` has to be {what} in [{low:g}, {high:g}], but is {text!r}")
+        return value
+
+    return parse
 
 
 def port_number(text: str | int) -> int:

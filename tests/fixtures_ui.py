@@ -6,11 +6,12 @@ Test modules use them with `pytest_plugins = ["fixtures_ui"]`. The GPT-2 checkpo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ui_helpers import RunningApp, launched_app, save_tiny_bert
+from ui_helpers import RunningApp, launched_app, save_tiny_bert, slow_down
 
 STREAM_DELAY_S = 0.02  # the shared app's GPT-2 waits this long per token, so streaming and Stop can be watched
 
@@ -33,3 +34,50 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+LIMITS = dict(queue_size=2, deadline_s=2.0)  # the limits app: a tiny queue and a short deadline, to be reached in tests
+
+
+class Gate:
+    """Holds the engine inside its next decode step while closed, so tests can fill every slot and the queue."""
+
+    def __init__(self):
+        self._open = threading.Event()
+        self._open.set()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def wrap(self, lm):
+        decode = lm.model.decode
+
+        def gated_decode(*args, **kwargs):
+            self._open.wait()
+            return decode(*args, **kwargs)
+
+        lm.model.decode = gated_decode
+        return lm
+
+
+@pytest.fixture(scope="session")
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture(scope="session")
+def limits_app(tiny_checkpoint, tiny_bert, gate) -> Iterator[RunningApp]:
+    """The demo with LIMITS, a GPT-2 slowed like `app`'s and held by `gate` when a test closes it."""
+    from gpt2_core import load_model
+
+    def load_gated(source, **kwargs):
+        return gate.wrap(slow_down(load_model(source, **kwargs), STREAM_DELAY_S))
+
+    with launched_app(tiny_checkpoint, tiny_bert, load_gpt2=load_gated, **LIMITS) as running:
+        try:
+            yield running
+        finally:
+            gate.open()  # an engine held in its step would keep the app from closing

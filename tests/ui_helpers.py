@@ -85,16 +85,19 @@ class RunningApp:
 
 
 @contextmanager
-def launched_app(gpt2_dir: Path, bert_dir: Path, *, delay: float = 0.0,
-                 load_gpt2: Callable | None = None) -> Iterator[RunningApp]:
-    """Build the real demo on tiny checkpoints and serve it on a free port until the block ends."""
+def launched_app(gpt2_dir: Path, bert_dir: Path, *, delay: float = 0.0, load_gpt2: Callable | None = None,
+                 **config_fields) -> Iterator[RunningApp]:
+    """Build the real demo on tiny checkpoints and serve it on a free port until the block ends.
+
+    `config_fields` are further AppConfig fields (queue_size, deadline_s, ...).
+    """
     from demo import AppConfig, build_demo, launch_options, start_models
     from gpt2_core import load_model
 
     def load_slow(source, **kwargs):
         return slow_down(load_model(source, **kwargs), delay)
 
-    config = AppConfig(model=str(gpt2_dir), bert_model=str(bert_dir), device="cpu")
+    config = AppConfig(model=str(gpt2_dir), bert_model=str(bert_dir), device="cpu", **config_fields)
     models = start_models(config, load_gpt2=load_gpt2 or (load_slow if delay else load_model))
     assert models.gpt2.error is None, models.gpt2.error
     demo = build_demo(config, models=models)
