@@ -1,8 +1,9 @@
 """How errors reach the page and API clients: our own messages as gr.Error, anything else as a generic one.
 
 A ValueError from gpt2_core names the parameter and its range ("`top_k` has to be an integer in [0, 50257], but
-is -5"), and a missing model names the fix; both are meant for the user. Any other exception is a bug or an
-accident (out of memory, ...): it is logged here with its traceback, and the browser gets a short generic message.
+is -5"), and a missing model names the fix; both are meant for the user. Running out of device memory ends only the
+request it hit: its user is told to ask for less or try again, and the host's log says so. Any other exception is a
+bug or an accident: it is logged here with its traceback, and the browser gets a short generic message.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import gradio as gr
 
 from demo.models import ModelBusyError
 from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
+from gpt2_core.lm import DeviceOutOfMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ def user_facing_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except DeviceOutOfMemoryError as e:
+        log.warning("request ended: %s", e)
+        raise gr.Error(f"The server is short of memory right now: {e}.", print_exception=False) from None
     except USER_ERRORS as e:
         raise gr.Error(str(e), print_exception=False) from None
     except Exception as e:

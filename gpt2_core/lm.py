@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 DEFAULT_DEADLINE_S = 300.0  # every request ends by then, whatever it asked for
 
 
+class DeviceOutOfMemoryError(RuntimeError):
+    """The device had no memory left for a request: that request ended (its rows freed), the model serves on."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One generated continuation (a snapshot while streaming; finish_reason is None until it ends)."""
@@ -133,6 +137,11 @@ class LanguageModel:
         try:
             while any(x.finish_reason is None for x in samples):
                 events = request.events.get()
+                if isinstance(events, torch.OutOfMemoryError):
+                    raise DeviceOutOfMemoryError(
+                        f"the {self.device.type} ran out of memory for this request ({s.num_samples} sample(s), "
+                        f"{len(prepared.ids)} prompt tokens + {s.max_new_tokens} new); try fewer samples or tokens, "
+                        "or try again in a moment") from events
                 if isinstance(events, Exception):
                     raise events
                 now = time.perf_counter()
