@@ -43,8 +43,12 @@ def compile_decode(model: GPT, device: torch.device) -> DecodeOne:
 
 
 def warm_up(model: GPT, decode_one: DecodeOne, *, device: torch.device, dtype: torch.dtype) -> None:
-    """Compile now (at load time, not on the first user's request), at two lengths so the length is dynamic."""
-    cache = KVCache(model.config, 1, model.config.block_size, device=device, dtype=dtype)
-    with torch.inference_mode():
-        for position in (8, 40, 41):
+    """Compile now (at load time, not on the first user's request).
+
+    Two lengths and two cache sizes make both dynamic, so a lone request after a busy spell (a bigger cache) or a
+    longer text never stalls everyone for a recompile.
+    """
+    with torch.inference_mode():  # as in the engine thread: its cache tensors are inference tensors too
+        small, big = (KVCache(model.config, n, model.config.block_size, device=device, dtype=dtype) for n in (1, 2))
+        for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
             decode_one(torch.zeros(1, 1, dtype=torch.long, device=device), cache, position)

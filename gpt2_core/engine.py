@@ -129,8 +129,9 @@ class Engine:
                 for request in {id(r.request): r.request for r in self._rows}.values():
                     request.events.put(e)
                 self._rows = []
-        for row in self._rows:
-            row.request.events.put(RuntimeError("the model was unloaded"))
+        unloaded = RuntimeError("the model was unloaded; try again")
+        for request in [r.request for r in self._rows] + list(self._pending):
+            request.events.put(unloaded)
 
     def _admit(self) -> None:
         """Prefill waiting requests while their samples fit in the batch."""

@@ -209,9 +209,41 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
     """torch.compile'd batch-1 decoding (compiled.py) must not change a single greedy token or a seeded sample."""
     from gpt2_core import load_model
 
+    from torch._dynamo.utils import counters
+
     fast = load_model(tiny_checkpoint, device="cpu", compile=True)
     assert fast.engine.decode_one is not None, "compilation failed on this machine (see the log)"
+    compiled_graphs = counters["stats"]["unique_graphs"]
+    fast.generate("grow the cache", max_new_tokens=3, num_samples=3)  # a bigger cache, then one sequence again
     for settings in (dict(temperature=0), dict(seed=11, top_k=40, temperature=0.9)):
         expected = lm.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids
         assert fast.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids == expected
+    assert counters["stats"]["unique_graphs"] == compiled_graphs, "recompiled while serving (a stall for everyone)"
     fast.close()
+
+
+def test_closing_the_model_ends_running_and_waiting_requests_with_an_error(tiny_checkpoint):
+    from gpt2_core import load_model
+
+    lm = load_model(tiny_checkpoint, device="cpu", max_batch=1)
+    running = lm.stream("first", max_new_tokens=500)
+    next(running)  # admitted: the batch (of one) is full now
+    waiting = lm.stream("second", max_new_tokens=5)
+    errors: list[BaseException] = []
+    waiter = threading.Thread(target=lambda: errors.extend(_drain_error(waiting)))
+    waiter.start()
+    time.sleep(0.1)
+    lm.close()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive(), "a waiting request was left hanging when the model closed"
+    assert errors and ("unloaded" in str(errors[0]) or "closed" in str(errors[0]))
+    with pytest.raises(RuntimeError, match="unloaded|closed"):
+        list(running)
+
+
+def _drain_error(stream) -> list[BaseException]:
+    try:
+        list(stream)
+    except RuntimeError as e:
+        return [e]
+    return []
