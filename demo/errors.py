@@ -4,10 +4,12 @@ A ValueError from gpt2_core names the parameter and its range ("`top_k` has to b
 is -5"), and a missing model names the fix; both are meant for the user. Running out of device memory ends only the
 request it hit: its user is told to ask for less or try again, and the host's log says so. Any other exception is a
 bug or an accident: it is logged here with its traceback, and the browser gets a short generic message.
+Messages are HTML-escaped (& < >), since the page's error toast renders HTML and a message may quote the user's text.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,12 @@ GENERIC_MESSAGE = "Something went wrong on the server, sorry. Please try again; 
 USER_ERRORS = (ValueError, ModelUnavailableError, UnsafeCheckpointError, ModelBusyError)
 
 
+def as_text(message: str) -> str:
+    """A message for Gradio's error toast, which renders HTML: the user's own text in it (a sentence, a value) must
+    show as typed, never become an element. Quotes stay, so API clients read values as gpt2_core wrote them."""
+    return html.escape(message, quote=False)
+
+
 @contextmanager
 def user_facing_errors() -> Iterator[None]:
     try:
@@ -32,9 +40,9 @@ def user_facing_errors() -> Iterator[None]:
         raise
     except DeviceOutOfMemoryError as e:
         log.warning("request ended: %s", e)
-        raise gr.Error(f"The server is short of memory right now: {e}.", print_exception=False) from None
+        raise gr.Error(f"The server is short of memory right now: {as_text(str(e))}.", print_exception=False) from None
     except USER_ERRORS as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        raise gr.Error(as_text(str(e)), print_exception=False) from None
     except Exception as e:
         log.exception("request failed")
         raise gr.Error(GENERIC_MESSAGE, print_exception=False) from e

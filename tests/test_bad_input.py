@@ -208,3 +208,9 @@ def test_cli_unreadable_prompt_file_exits_2(tmp_path, capsys):
         assert main(["generate", "--model", "/no/such/model", "--prompt-file", str(path)]) == 2
         err = capsys.readouterr().err
         assert "`prompt_file` has to be a readable UTF-8 text file" in err and err.count("\n") == 1
+
+
+def test_a_message_quoting_the_users_html_carries_it_as_text(client):
+    with pytest.raises(AppError) as error:  # the page's error toast renders HTML, so the quote is escaped
+        client.predict("<b id=x>no blank</b>", api_name="/compare")
+    assert "&lt;b id=x&gt;no blank&lt;/b&gt;" in str(error.value) and "<b" not in str(error.value)
