@@ -21,7 +21,7 @@ import torch
 
 from gpt2_core.compiled import DecodeOne
 from gpt2_core.model import GPT, KVCache
-from gpt2_core.sampling import SamplingParams, sample_token
+from gpt2_core.sampling import SamplingParams, sample_rows, sample_token
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,9 @@ class Engine:
         idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
         try:
             if len(rows) == 1 and self.decode_one is not None:  # one sequence alone: the compiled step
-                logits = self.decode_one(idx, self._cache, rows[0].length).cpu()  # (1, vocab)
+                logits = self.decode_one(idx, self._cache, rows[0].length)  # (1, vocab)
             else:
-                logits = self.model.decode(idx, self._cache, [r.length for r in rows]).cpu()  # (B, vocab)
+                logits = self.model.decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
         except Exception as e:  # e.g. out of memory: end this batch's requests with the error, keep serving
             log.exception("decode step failed")
             for request in {id(r.request): r.request for r in rows}.values():
@@ -201,11 +201,12 @@ class Engine:
             _free_device_memory(self.device)
             return
         self.steps += 1
+        draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows],
+                            [torch.tensor(r.history) if r.history else None for r in rows])
         events: dict[int, tuple[Request, list[TokenEvent]]] = {}
-        for b, row in enumerate(rows):
+        for row, (token, prob) in zip(rows, draws):
             row.length += 1
-            history = torch.tensor(row.history) if row.history else None
-            row.next_token, prob = sample_token(logits[b], row.request.params, row.generator, history)
+            row.next_token = token
             row.generated += 1
             if row.history:
                 row.history.append(row.next_token)

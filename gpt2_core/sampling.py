@@ -80,3 +80,30 @@ def sample_token(
         token = choice if ids is None else int(ids[choice])
     prob = float(torch.exp(raw[token] - torch.logsumexp(raw, dim=-1)))
     return token, prob
+
+
+def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
+                histories: list[torch.Tensor | None]) -> list[tuple[int, float]]:
+    """`sample_token` for every row of a batch's logits (B, vocab), on any device; the same draws, less work.
+
+    The vocabulary-wide work runs once for the whole batch where the logits are (on the GPU, too): the normaliser
+    of the reported probability and, when every row narrows to its top-k, the top-k itself. Only (B, k) values then
+    travel to the CPU, where each row draws with its own generator.
+    """
+    narrowed = all(p.repetition_penalty == 1.0 and (p.top_k > 0 or p.temperature == 0) for p in params)
+    if not narrowed:  # a row needs the whole vocabulary: row by row
+        logits = logits.cpu()
+        return [sample_token(logits[b], p, g, h) for b, (p, g, h) in enumerate(zip(params, generators, histories))]
+    k = min(max(max(p.top_k for p in params), 1), logits.size(-1))
+    values, ids = torch.topk(logits, k)  # (B, k) each, sorted
+    log_z = torch.logsumexp(logits, dim=-1)  # (B,)
+    values, ids, log_z = values.cpu(), ids.cpu(), log_z.cpu()
+    out = []
+    for b, (p, g) in enumerate(zip(params, generators)):
+        if p.temperature == 0:
+            choice = 0
+        else:
+            candidates = apply_top_p(apply_temperature(values[b, : p.top_k], p.temperature), p.top_p)
+            choice = int(torch.multinomial(candidates.softmax(-1), 1, generator=g))
+        out.append((int(ids[b, choice]), float(torch.exp(values[b, choice] - log_z[b]))))
+    return out

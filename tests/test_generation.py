@@ -17,6 +17,15 @@ def wait_idle(lm, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def force_tokens(monkeypatch, tokens) -> None:
+    """Make the engine 'sample' the given tokens in order (first token at prefill, the rest in decode steps)."""
+    import gpt2_core.engine as engine
+
+    script = iter(tokens)
+    monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (next(script), 0.5))
+    monkeypatch.setattr(engine, "sample_rows", lambda logits, params, *a: [(next(script), 0.5) for _ in params])
+
+
 def test_generate_returns_complete_samples(lm):
     (s,) = lm.generate("Hello world", max_new_tokens=12, temperature=0.9, top_k=40, seed=5)
     assert s.finish_reason in ("length", "eos")
@@ -133,13 +142,10 @@ def test_streamed_text_never_ends_inside_a_character():
 
 def test_streaming_an_emoji_never_shows_a_broken_character(lm, monkeypatch):
     """Force the model to 'generate' a unicorn emoji token by token and watch every streamed update."""
-    import gpt2_core.engine as engine
-
     wait_idle(lm)
     forced = lm.tokenizer.encode(" 🦄 and 日本")
     assert len(forced) > 3
-    counter = iter(range(10_000))
-    monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (forced[next(counter) % len(forced)], 0.5))
+    force_tokens(monkeypatch, forced)
     updates = [u[0].text for u in lm.stream("x", max_new_tokens=len(forced))]
     assert updates[-1] == " 🦄 and 日本"
     assert not any("\ufffd" in text for text in updates)
@@ -158,11 +164,8 @@ def test_stop_string_ends_the_sample_before_it(lm):
 
 
 def test_endoftext_ends_a_sample_with_reason_eos(lm, monkeypatch):
-    import gpt2_core.engine as engine
-
     wait_idle(lm)
-    script = iter([262, 3797, 50256])
-    monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (next(script), 0.25))
+    force_tokens(monkeypatch, [262, 3797, 50256])
     (s,) = lm.generate("Hi", max_new_tokens=50)
     assert s.finish_reason == "eos"
     assert s.token_ids == [262, 3797]  # <|endoftext|> itself is not part of the text
