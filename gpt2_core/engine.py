@@ -186,20 +186,31 @@ class Engine:
         self._drop_finished()
 
     def _step(self) -> None:
-        rows = self._rows
-        idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
-        try:
-            if len(rows) == 1 and self.decode_one is not None:  # one sequence alone: the compiled step
-                logits = self.decode_one(idx, self._cache, rows[0].length)  # (1, vocab)
-            else:
-                logits = self.model.decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
-        except Exception as e:  # e.g. out of memory: end this batch's requests with the error, keep serving
-            log.exception("decode step failed")
-            for request in {id(r.request): r.request for r in rows}.values():
-                request.events.put(e)
-            self._rows = []
-            _free_device_memory(self.device)
-            return
+        while True:
+            rows = self._rows
+            idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
+            try:
+                if len(rows) == 1 and self.decode_one is not None:  # one sequence alone: the compiled step
+                    logits = self.decode_one(idx, self._cache, rows[0].length)  # (1, vocab)
+                else:
+                    logits = self.model.decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
+                break
+            except torch.OutOfMemoryError as e:  # the newest request made the batch too big: it alone leaves
+                newest = rows[-1].request  # admitted last, so its rows are last
+                log.warning("out of memory in a decode step of %d rows; ending the newest request", len(rows))
+                newest.events.put(e)
+                self._compact([r for r in rows if r.request is not newest])
+                _free_device_memory(self.device)
+                if not self._rows:
+                    return
+                # retry: nothing was sampled yet, and the retried step rewrites the cache positions it wrote
+            except Exception as e:  # anything else: end this batch's requests with the error, keep serving
+                log.exception("decode step failed")
+                for request in {id(r.request): r.request for r in rows}.values():
+                    request.events.put(e)
+                self._rows = []
+                _free_device_memory(self.device)
+                return
         self.steps += 1
         draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows],
                             [torch.tensor(r.history) if r.history else None for r in rows])
@@ -225,7 +236,7 @@ class Engine:
         return None
 
     def _drop_finished(self) -> None:
-        """Remove ended samples, moving the last rows into the holes so the batch stays rows 0..B-1 of the cache."""
+        """Remove ended, cancelled and timed-out samples from the batch."""
         now = time.monotonic()
         keep: list[_Row] = []
         for row in self._rows:
@@ -239,6 +250,10 @@ class Engine:
                 ended = "timeout"
             if ended is None:
                 keep.append(row)
+        self._compact(keep)
+
+    def _compact(self, keep: list[_Row]) -> None:
+        """Make `keep` (in batch order) the batch, moving rows down into the holes so it stays rows 0..B-1."""
         if len(keep) == len(self._rows):
             return
         for new_index, row in enumerate(keep):

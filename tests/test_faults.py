@@ -61,8 +61,6 @@ def test_out_of_memory_in_a_decode_step_ends_that_batch_and_serving_goes_on(slow
     assert sample.finish_reason == "length" and len(sample.token_ids) == 20
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py ends every request of a failed decode step; the fix (end only the "
-                                       "newest request and retry the step for the others) is the engine owner's")
 def test_out_of_memory_in_a_shared_decode_step_spares_the_requests_already_running(slow_lm):
     running = slow_lm.stream("I was here first", max_new_tokens=60, seed=1)
     next(running)
