@@ -143,7 +143,13 @@ class AppModels:
 def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] = load_model,
                  load_bert: Callable[..., FillMask] = load_fill_mask) -> AppModels:
     """Load GPT-2 now (or record why it cannot be had); BERT waits for its tab. Loaders are injectable for tests."""
-    gpt2 = ModelHolder(partial(load_gpt2, device=config.device, quantize=config.quantize), config.model)
+    def load_for_app(source: str) -> LanguageModel:
+        lm = load_gpt2(source, device=config.device, quantize=config.quantize)
+        if config.compile and lm.device.type == "cpu" and not config.quantize:
+            lm.compile(background=True)  # the page is served meanwhile; decoding speeds up once it is ready
+        return lm
+
+    gpt2 = ModelHolder(load_for_app, config.model)
     bert = LazyFillMask(partial(load_bert, device=config.device), config.bert_model)
     choices = list(PRESETS) + ([config.model] if config.model not in PRESETS else [])
     return AppModels(gpt2, bert, choices)

@@ -268,8 +268,32 @@ def test_flags_win_over_environment_over_defaults():
     assert AppConfig().launch_kwargs()["server_name"] == "127.0.0.1" and AppConfig().share is False
 
 
+def test_compiling_is_on_by_default_and_can_be_turned_off():
+    assert AppConfig.from_env_and_args([], {}).compile is True
+    assert AppConfig.from_env_and_args([], {"GPT2_COMPILE": "0"}).compile is False
+    assert AppConfig.from_env_and_args(["--no-compile"], {"GPT2_COMPILE": "1"}).compile is False
+    assert AppConfig.from_env_and_args(["--compile"], {"GPT2_COMPILE": "off"}).compile is True
+
+
+def test_the_app_compiles_a_cpu_model_in_the_background(tiny_checkpoint):
+    from demo import start_models
+
+    calls = []
+
+    def load(source, **kwargs):
+        lm = load_model(source, **kwargs)
+        lm.compile = lambda background=False: calls.append(background)  # record, do not spend the seconds
+        return lm
+
+    for compile_ in (True, False):
+        models = start_models(AppConfig(model=str(tiny_checkpoint), device="cpu", compile=compile_), load_gpt2=load)
+        models.close()
+    assert calls == [True], "compile once, in the background, and only when asked"
+
+
 @pytest.mark.parametrize("argv, env", [(["--port", "0"], {}), (["--quantize", "int4"], {}), ([], {"PORT": "x"}),
-                                       ([], {"GPT2_QUANTIZE": "int4"}), ([], {"GPT2_SHARE": "maybe"})])
+                                       ([], {"GPT2_QUANTIZE": "int4"}), ([], {"GPT2_SHARE": "maybe"}),
+                                       ([], {"GPT2_COMPILE": "fast"})])
 def test_bad_start_up_settings_stop_with_a_usage_error(argv, env):
     with pytest.raises(SystemExit):
         AppConfig.from_env_and_args(argv, env)

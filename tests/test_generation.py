@@ -210,9 +210,9 @@ def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
 
 def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
     """torch.compile'd batch-1 decoding (compiled.py) must not change a single greedy token or a seeded sample."""
-    from gpt2_core import load_model
-
     from torch._dynamo.utils import counters
+
+    from gpt2_core import load_model
 
     fast = load_model(tiny_checkpoint, device="cpu", compile=True)
     assert fast.engine.decode_one is not None, "compilation failed on this machine (see the log)"
@@ -250,3 +250,16 @@ def _drain_error(stream) -> list[BaseException]:
     except RuntimeError as e:
         return [e]
     return []
+
+
+def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
+    from gpt2_core import load_model
+
+    fast = load_model(tiny_checkpoint, device="cpu")
+    compiling = fast.compile(background=True)
+    during = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids  # eager meanwhile
+    compiling.join(timeout=300)
+    assert fast.engine.decode_one is not None
+    after = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
+    assert during == after == lm.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
+    fast.close()
