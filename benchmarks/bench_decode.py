@@ -117,7 +117,7 @@ def main() -> None:
                 start = time.perf_counter()
                 compiled = load_model(checkpoint, device=args.device, dtype=dt, compile=True)
                 compile_s = time.perf_counter() - start
-                if compiled.engine.decode_one is not None:
+                if compiled.engine.compiled_decode is not None:
                     contenders["gpt2_core compiled"] = lambda n, p, lm=compiled: time_ours(lm, p, n)
             prompt = eager.decode(PROMPT_IDS)
             times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -140,8 +140,8 @@ def main() -> None:
                                           for _ in range(2))
             rows.append({"table": "ttft", "shape": shape, "dtype": dt, "prompt_tokens": long_ids.size(1),
                          "transformers_s": hf_ttft, "gpt2_core_s": ours_ttft})
-            # concurrent callers through the batching engine (compiled batch-1 step when available)
-            server = compiled if compiled is not None and compiled.engine.decode_one is not None else eager
+            # concurrent callers through the batching engine (compiled steps when available)
+            server = compiled if compiled is not None and compiled.engine.compiled_decode is not None else eager
             for n in args.callers:
                 rows.append({"table": "concurrency", "shape": shape, "dtype": dt, **concurrency(server, prompt, n)})
             rows.append({"table": "memory", "shape": shape, "dtype": dt, "weights_mib": eager.memory_bytes() / 2**20,

@@ -31,7 +31,7 @@ class AppConfig:
     share: bool = False  # a temporary public gradio.live link
     queue_size: int = 64  # requests that may wait for a free slot; the next one is told the demo is busy
     deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
-    compile: bool = True  # on a CPU, torch.compile the batch-1 decode step in the background (~1.4x tokens/s)
+    compile: bool = True  # on a CPU, torch.compile the decode step in the background (~1.4x tokens/s)
 
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:

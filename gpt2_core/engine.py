@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2_core.compiled import DecodeOne
+from gpt2_core.compiled import Decode
 from gpt2_core.model import GPT, KVCache
 from gpt2_core.sampling import SamplingParams, sample_rows, sample_token
 
@@ -77,7 +77,7 @@ class Engine:
         self.max_batch = max_batch
         self.eos_token_id = eos_token_id
         self.steps = 0  # decode steps run so far (tests count them to prove cancellation)
-        self.decode_one: DecodeOne | None = None  # a compiled batch-1 step (compiled.py), set once it is ready
+        self.compiled_decode: Decode | None = None  # the compiled step (compiled.py), set once it is ready
         self._pending: deque[Request] = deque()
         self._rows: list[_Row] = []  # row i of the batch lives in cache row i
         self._cache: KVCache | None = None
@@ -155,7 +155,7 @@ class Engine:
     def _ensure_rows(self, n: int, max_len: int) -> KVCache:
         cache = self._cache
         if cache is None or cache.batch_size < n:
-            size = min(self.max_batch, max(n, 2 * cache.batch_size if cache else 1))
+            size = min(self.max_batch, 1 << (max(n, 2 * cache.batch_size if cache else 1) - 1).bit_length())
             new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
             for i, row in enumerate(self._rows):  # carry the running samples over
                 for layer in range(self.model.config.n_layer):
@@ -190,10 +190,8 @@ class Engine:
             rows = self._rows
             idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
             try:
-                if len(rows) == 1 and self.decode_one is not None:  # one sequence alone: the compiled step
-                    logits = self.decode_one(idx, self._cache, rows[0].length)  # (1, vocab)
-                else:
-                    logits = self.model.decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
+                decode = self.compiled_decode or self.model.decode
+                logits = decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
                 break
             except torch.OutOfMemoryError as e:  # the newest request made the batch too big: it alone leaves
                 newest = rows[-1].request  # admitted last, so its rows are last

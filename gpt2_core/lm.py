@@ -205,18 +205,18 @@ class LanguageModel:
         return float(logprobs.sum())
 
     def compile(self, *, background: bool = False) -> threading.Thread | None:
-        """Compile the batch-1 decode step (see compiled.py). In the background, generation runs eagerly meanwhile.
+        """Compile the decode step (see compiled.py). In the background, generation runs eagerly meanwhile.
 
         A failure (no C++ compiler, no Triton) is logged and decoding stays eager.
         """
         def work() -> None:
             try:
-                decode_one = compile_decode(self.model, self.device)
-                warm_up(self.model, decode_one, device=self.device, dtype=self.dtype)
+                decode = compile_decode(self.model, self.device, max_batch=self.engine.max_batch)
+                warm_up(self.model, decode, device=self.device, dtype=self.dtype, max_batch=self.engine.max_batch)
             except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
                 log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
                 return
-            self.engine.decode_one = decode_one
+            self.engine.compiled_decode = decode
             log.info("compiled the decode step of %s", self.name)
 
         if not background:
@@ -228,13 +228,14 @@ class LanguageModel:
 
     def close(self) -> None:
         self.engine.close()
+        self.engine.compiled_decode = None  # its frozen graphs hold the weights
 
 
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                quantize: str | None = None, max_batch: int = 16, compile: bool = False) -> LanguageModel:
     """Load a GPT-2 checkpoint (Hub id or local Hugging Face directory; safetensors only) with its tokenizer.
 
-    compile=True compiles the batch-1 decode step before returning (LanguageModel.compile; quantized models stay eager).
+    compile=True compiles the decode step before returning (LanguageModel.compile; quantized models stay eager).
     """
     validate_quantize(quantize)
     dev = resolve_device(device)

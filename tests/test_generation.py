@@ -209,18 +209,20 @@ def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
 
 
 def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
-    """torch.compile'd batch-1 decoding (compiled.py) must not change a single greedy token or a seeded sample."""
+    """torch.compile'd decoding (compiled.py), alone and in padded batches, changes no greedy token or seeded sample."""
     from torch._dynamo.utils import counters
 
     from gpt2_core import load_model
 
-    fast = load_model(tiny_checkpoint, device="cpu", compile=True)
-    assert fast.engine.decode_one is not None, "compilation failed on this machine (see the log)"
+    fast = load_model(tiny_checkpoint, device="cpu", compile=True, max_batch=4)  # buckets of 2 and 4 rows
+    assert fast.engine.compiled_decode is not None, "compilation failed on this machine (see the log)"
     compiled_graphs = counters["stats"]["unique_graphs"]
-    fast.generate("grow the cache", max_new_tokens=3, num_samples=3)  # a bigger cache, then one sequence again
     for settings in (dict(temperature=0), dict(seed=11, top_k=40, temperature=0.9)):
         expected = lm.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids
         assert fast.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids == expected
+    batch = [s.token_ids for s in fast.generate("Three at once", max_new_tokens=30, num_samples=3, seed=5)]
+    assert batch == [s.token_ids for s in lm.generate("Three at once", max_new_tokens=30, num_samples=3, seed=5)]
+    assert fast.generate("alone again", max_new_tokens=5)[0].token_ids  # one sequence after a batch (a bigger cache)
     assert counters["stats"]["unique_graphs"] == compiled_graphs, "recompiled while serving (a stall for everyone)"
     fast.close()
 
@@ -259,7 +261,7 @@ def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
     compiling = fast.compile(background=True)
     during = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids  # eager meanwhile
     compiling.join(timeout=300)
-    assert fast.engine.decode_one is not None
+    assert fast.engine.compiled_decode is not None
     after = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
     assert during == after == lm.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
     fast.close()
