@@ -31,7 +31,7 @@ class AppConfig:
     share: bool = False  # a temporary public gradio.live link
     queue_size: int = 64  # requests that may wait for a free slot; the next one is told the demo is busy
     deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
-    compile: bool = True  # on a CPU, torch.compile the decode step in the background (~1.4x tokens/s)
+    compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~1.3x tokens/s, +2-4 GB
 
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -82,7 +82,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_COMPILE", default=""),  # text until checked in from_env_and_args
                         help="on a CPU, compile the decoding step in the background once the page is up: about "
-                             "1.4x faster after ~15 s (env GPT2_COMPILE=0 turns it off; default on)")
+                             "1.3x faster (bf16: 1.45x) after a minute, for 2-4 GB more memory (env GPT2_COMPILE=1; "
+                             "default off)")
     parser.add_argument("--queue-size", type=bounded(int, "queue_size", 1, 10_000),
                         default=first("GPT2_QUEUE_SIZE", default=d.queue_size),
                         help="requests that may wait for a free slot before users are told the demo is busy "

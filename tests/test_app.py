@@ -268,8 +268,9 @@ def test_flags_win_over_environment_over_defaults():
     assert AppConfig().launch_kwargs()["server_name"] == "127.0.0.1" and AppConfig().share is False
 
 
-def test_compiling_is_on_by_default_and_can_be_turned_off():
-    assert AppConfig.from_env_and_args([], {}).compile is True
+def test_compiling_is_off_by_default_and_can_be_turned_on():
+    assert AppConfig.from_env_and_args([], {}).compile is False  # it costs a laptop 2-4 GB (README, Performance)
+    assert AppConfig.from_env_and_args([], {"GPT2_COMPILE": "1"}).compile is True
     assert AppConfig.from_env_and_args([], {"GPT2_COMPILE": "0"}).compile is False
     assert AppConfig.from_env_and_args(["--no-compile"], {"GPT2_COMPILE": "1"}).compile is False
     assert AppConfig.from_env_and_args(["--compile"], {"GPT2_COMPILE": "off"}).compile is True

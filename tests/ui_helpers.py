@@ -97,7 +97,6 @@ def launched_app(gpt2_dir: Path, bert_dir: Path, *, delay: float = 0.0, load_gpt
     def load_slow(source, **kwargs):
         return slow_down(load_model(source, **kwargs), delay)
 
-    config_fields.setdefault("compile", False)  # tests slow the eager step down to watch streaming; no compile
     config = AppConfig(model=str(gpt2_dir), bert_model=str(bert_dir), device="cpu", **config_fields)
     models = start_models(config, load_gpt2=load_gpt2 or (load_slow if delay else load_model))
     assert models.gpt2.error is None, models.gpt2.error
