@@ -155,7 +155,7 @@ class Engine:
     def _ensure_rows(self, n: int, max_len: int) -> KVCache:
         cache = self._cache
         if cache is None or cache.batch_size < n:
-            size = min(self.max_batch, 1 << (max(n, 2 * cache.batch_size if cache else 1) - 1).bit_length())
+            size = min(self.max_batch, max(n, 2 * cache.batch_size if cache else 1))
             new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
             for i, row in enumerate(self._rows):  # carry the running samples over
                 for layer in range(self.model.config.n_layer):

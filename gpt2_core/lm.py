@@ -211,8 +211,8 @@ class LanguageModel:
         """
         def work() -> None:
             try:
-                decode = compile_decode(self.model, self.device, max_batch=self.engine.max_batch)
-                warm_up(self.model, decode, device=self.device, dtype=self.dtype, max_batch=self.engine.max_batch)
+                decode = compile_decode(self.model, self.device)
+                warm_up(self.model, decode, device=self.device, dtype=self.dtype)
             except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
                 log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
                 return

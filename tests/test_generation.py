@@ -209,12 +209,12 @@ def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
 
 
 def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
-    """torch.compile'd decoding (compiled.py), alone and in padded batches, changes no greedy token or seeded sample."""
+    """torch.compile'd decoding (compiled.py) changes no greedy token or seeded sample, alone or beside a batch."""
     from torch._dynamo.utils import counters
 
     from gpt2_core import load_model
 
-    fast = load_model(tiny_checkpoint, device="cpu", compile=True, max_batch=4)  # buckets of 2 and 4 rows
+    fast = load_model(tiny_checkpoint, device="cpu", compile=True)
     assert fast.engine.compiled_decode is not None, "compilation failed on this machine (see the log)"
     compiled_graphs = counters["stats"]["unique_graphs"]
     for settings in (dict(temperature=0), dict(seed=11, top_k=40, temperature=0.9)):
