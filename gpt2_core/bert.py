@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ class FillMask:
         self.tokenizer = tokenizer
         self.name = name
         self.device = device
+        self._tokenizer_lock = threading.Lock()
 
     @torch.inference_mode()
     def fill_blank(self, left: str, right: str, k: int = 8) -> list[tuple[str, float]]:
@@ -40,7 +42,8 @@ class FillMask:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"`k` has to be a positive integer, but is {k!r}")
         text = f"{left}{self.tokenizer.mask_token}{right}"
-        encoded = self.tokenizer(text, return_tensors="pt", truncation=True)
+        with self._tokenizer_lock:  # a fast tokenizer's truncation setting is shared state ("Already borrowed")
+            encoded = self.tokenizer(text, return_tensors="pt", truncation=True)
         positions = (encoded["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()
         if len(positions) != 1:
             raise ValueError(f"`sentence` has to contain exactly one blank, but BERT sees {len(positions)}")

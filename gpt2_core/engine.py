@@ -34,7 +34,7 @@ class TokenEvent:
     finish_reason: str | None  # None while running; "length", "eos", "cancelled", "timeout"
 
 
-@dataclass
+@dataclass(eq=False)
 class Request:
     """A prompt in flight. The caller reads `events` (lists of TokenEvent, one list per step, or an Exception)."""
 
@@ -55,7 +55,7 @@ class Request:
         self._stopped.add(index)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Row:
     """One running sample: its request, where it is, and its own random stream."""
 
@@ -107,6 +107,10 @@ class Engine:
             self._thread.join(timeout=10)
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def running(self) -> int:
         return len(self._rows)
 
@@ -134,16 +138,20 @@ class Engine:
             request.events.put(unloaded)
 
     def _admit(self) -> None:
-        """Prefill waiting requests while their samples fit in the batch."""
+        """Answer waiting requests that were cancelled or ran out of time, then prefill others while they fit."""
+        now = time.monotonic()
+        with self._wake:
+            ended = [r for r in self._pending if r._cancelled.is_set() or now > r.deadline]
+            for request in ended:
+                self._pending.remove(request)
+        for request in ended:
+            reason = "cancelled" if request._cancelled.is_set() else "timeout"
+            request.events.put([TokenEvent(i, None, 0.0, reason) for i in range(len(request.seeds))])
         while True:
             with self._wake:
                 if not self._pending or len(self._rows) + len(self._pending[0].seeds) > self.max_batch:
                     return
                 request = self._pending.popleft()
-            if request._cancelled.is_set() or time.monotonic() > request.deadline:
-                reason = "cancelled" if request._cancelled.is_set() else "timeout"
-                request.events.put([TokenEvent(i, None, 0.0, reason) for i in range(len(request.seeds))])
-                continue
             try:
                 self._prefill(request)
             except Exception as e:  # this request alone fails; the batch goes on
@@ -210,8 +218,19 @@ class Engine:
                 _free_device_memory(self.device)
                 return
         self.steps += 1
-        draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows],
-                            [torch.tensor(r.history) if r.history else None for r in rows])
+        try:
+            draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows],
+                                [torch.tensor(r.history) if r.history else None for r in rows])
+        except Exception:  # e.g. NaN logits in one row: end only the requests whose rows cannot be sampled
+            log.exception("batched sampling failed; sampling row by row")
+            draws = self._sample_each(logits.cpu(), rows)
+            for row, draw in zip(rows, draws):
+                if isinstance(draw, Exception) and not row.request._cancelled.is_set():
+                    row.request.events.put(draw)
+                    row.request.cancel()  # its other rows leave too
+            keep = [(r, d) for r, d in zip(rows, draws) if not r.request._cancelled.is_set()]
+            self._compact([r for r, _ in keep])
+            rows, draws = [r for r, _ in keep], [d for _, d in keep]
         events: dict[int, tuple[Request, list[TokenEvent]]] = {}
         for row, (token, prob) in zip(rows, draws):
             row.length += 1
@@ -224,6 +243,17 @@ class Engine:
         for request, request_events in events.values():  # one list per request and step
             request.events.put(request_events)
         self._drop_finished()
+
+    @staticmethod
+    def _sample_each(logits: torch.Tensor, rows: list[_Row]) -> list[tuple[int, float] | Exception]:
+        draws: list[tuple[int, float] | Exception] = []
+        for b, row in enumerate(rows):
+            try:
+                history = torch.tensor(row.history) if row.history else None
+                draws.append(sample_token(logits[b], row.request.params, row.generator, history))
+            except Exception as e:  # this row only
+                draws.append(e)
+        return draws
 
     def _finish_reason(self, row: _Row) -> str | None:
         request = row.request

@@ -108,6 +108,7 @@ class LanguageModel:
         if not ids:
             ids = [self.config.eos_token_id]
         keep = self.config.block_size - room
+        assert keep >= 1, (room, self.config.block_size)
         if len(ids) > keep:
             ids, truncated = ids[-keep:], True
         return PreparedPrompt(ids, truncated)
@@ -123,6 +124,7 @@ class LanguageModel:
         repetition_penalty, seed, num_samples, stop). Closing the iterator early cancels the generation.
         """
         s = GenerationSettings(**settings)
+        check_int("max_new_tokens", s.max_new_tokens, 1, self.config.block_size - 1)  # a checkpoint's own context
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
         base_seed = s.seed if s.seed is not None else secrets.randbelow(RANDOM_SEEDS)
         seeds = [(base_seed + i) % (2**63) for i in range(s.num_samples)]
@@ -142,8 +144,8 @@ class LanguageModel:
                         f"the {self.device.type} ran out of memory for this request ({s.num_samples} sample(s), "
                         f"{len(prepared.ids)} prompt tokens + {s.max_new_tokens} new); try fewer samples or tokens, "
                         "or try again in a moment") from events
-                if isinstance(events, Exception):
-                    raise events
+                if isinstance(events, Exception):  # one object for every request it ended: a fresh one per caller
+                    raise RuntimeError(str(events)) from events
                 now = time.perf_counter()
                 for ev in events:
                     sample = samples[ev.sample]
@@ -198,6 +200,8 @@ class LanguageModel:
     @torch.inference_mode()
     def sequence_logprob(self, text: str) -> float:
         """log P(text) under the model, every token conditioned on those before it (the first on <|endoftext|>)."""
+        if not text:
+            return 0.0
         ids = [self.config.eos_token_id] + self.prepare_prompt(text, room=1).ids
         ids = ids[-self.config.block_size :]
         logits = self.model(torch.tensor([ids], device=self.device))[0, :-1]  # (T-1, vocab)
@@ -216,7 +220,8 @@ class LanguageModel:
             except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
                 log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
                 return
-            self.engine.compiled_decode = decode
+            if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
+                self.engine.compiled_decode = decode
             log.info("compiled the decode step of %s", self.name)
 
         if not background:

@@ -90,11 +90,12 @@ def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: 
     of the reported probability and, when every row narrows to its top-k, the top-k itself. Only (B, k) values then
     travel to the CPU, where each row draws with its own generator.
     """
-    narrowed = all(p.repetition_penalty == 1.0 and (p.top_k > 0 or p.temperature == 0) for p in params)
+    vocab = logits.size(-1)  # top_k >= vocab means off, as in sample_token: such a row draws in vocabulary order
+    narrowed = all(p.repetition_penalty == 1.0 and (0 < p.top_k < vocab or p.temperature == 0) for p in params)
     if not narrowed:  # a row needs the whole vocabulary: row by row
         logits = logits.cpu()
         return [sample_token(logits[b], p, g, h) for b, (p, g, h) in enumerate(zip(params, generators, histories))]
-    k = min(max(max(p.top_k for p in params), 1), logits.size(-1))
+    k = min(max(max(p.top_k for p in params), 1), vocab)
     values, ids = torch.topk(logits, k)  # (B, k) each, sorted
     log_z = torch.logsumexp(logits, dim=-1)  # (B,)
     values, ids, log_z = values.cpu(), ids.cpu(), log_z.cpu()

@@ -265,3 +265,55 @@ def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
     after = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
     assert during == after == lm.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
     fast.close()
+
+
+def test_max_new_tokens_is_checked_against_the_checkpoints_own_context(tmp_path, hf_model):
+    from conftest import random_hf_model, save_layout
+
+    from gpt2_core import load_model
+
+    short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu")
+    with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[1, 63\], but is 100"):
+        short.generate("Hello", max_new_tokens=100)
+    (s,) = short.generate("word " * 100, max_new_tokens=63, temperature=0)
+    assert s.prompt_tokens == 1 and len(s.token_ids) == 63
+    short.close()
+
+
+def test_a_row_that_cannot_be_sampled_ends_only_its_own_request(lm, monkeypatch):
+    import gpt2_core.engine as engine
+
+    def broken_batch(*args, **kwargs):
+        raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+
+    real = engine.sample_token
+
+    def broken_row(logits, params, generator, history=None):
+        if params.temperature == 1.7:  # the victim's rows
+            raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+        return real(logits, params, generator, history)
+
+    survivor = lm.stream("I keep going", max_new_tokens=30, seed=3)
+    next(survivor)
+    monkeypatch.setattr(engine, "sample_rows", broken_batch)
+    monkeypatch.setattr(engine, "sample_token", broken_row)
+    with pytest.raises(RuntimeError, match="inf, nan"):
+        lm.generate("I break", max_new_tokens=30, temperature=1.7, num_samples=2)
+    final = list(survivor)[-1][0]
+    assert final.finish_reason == "length" and len(final.token_ids) == 30
+
+
+def test_a_waiting_request_that_is_cancelled_is_answered_at_once(tiny_checkpoint):
+    from gpt2_core import load_model
+    from gpt2_core.engine import Request
+    from gpt2_core.sampling import SamplingParams
+
+    lm = load_model(tiny_checkpoint, device="cpu", max_batch=1)
+    running = lm.stream("I hold the only row", max_new_tokens=1000)
+    next(running)
+    waiting = lm.engine.submit(Request([50256], SamplingParams(), [1], 5, deadline=time.monotonic() + 60))
+    waiting.cancel()
+    events = waiting.events.get(timeout=10)  # while the other request still runs
+    assert [e.finish_reason for e in events] == ["cancelled"] and lm.engine.running == 1
+    running.close()
+    lm.close()

@@ -134,6 +134,8 @@ def test_top_k_narrowing_gives_the_same_distribution_as_masking():
     [SamplingParams(0.8, 40), SamplingParams(0.0, 40), SamplingParams(1.3, 5, 0.7), SamplingParams(1.0, 1)],
     [SamplingParams(0.8, 40), SamplingParams(1.0, 0, 0.9)],  # top-k off in one row: the row-by-row path
     [SamplingParams(0.9, 30, 1.0, 1.2), SamplingParams(0.0, 0)],  # a repetition penalty: the row-by-row path
+    [SamplingParams(1.0, 50257), SamplingParams(0.8, 40)],  # top-k of the whole vocabulary means off
+    [SamplingParams(1.0, 50257)],
 ])
 def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
     from gpt2_core.sampling import sample_rows
