@@ -12,7 +12,6 @@ raw (no Gradio preprocessing), so every value is checked once, by gpt2_core, who
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 
@@ -27,8 +26,6 @@ from gpt2_core.settings import CONTEXT_LENGTH, check_int
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES_SHOWN = 4  # side by side; the engine could do more, a projector cannot
-RANDOM_SEEDS = 10**9  # a random seed is drawn below this: short enough to read off a projector and type in, and
-# exact in the browser (JavaScript numbers lose integers above 2**53)
 GENERATE_CONCURRENCY = 16  # generations running at once (the engine batches them); later ones wait in Gradio's queue
 STREAM_INTERVAL_S = 0.05  # send the page an update at most this often (every token would flood slow links)
 METER_CELLS = 20
@@ -125,7 +122,7 @@ def make_generate(models: AppModels, *, deadline_s: float):
         """Stream GPT-2's continuation of `prompt`: the sample texts (4, unused ones empty), stats, context meter."""
         with user_facing_errors(), models.gpt2.use() as lm:
             num_samples = check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)  # the boxes on the page
-            seed = secrets.randbelow(RANDOM_SEEDS) if seed is None or seed == -1 else seed
+            seed = None if seed is None or seed == -1 else seed  # None: gpt2_core draws one, short and JS-exact
             last_sent = 0.0
             for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                                      top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,

@@ -72,8 +72,8 @@ class ModelHolder:
         with self._lock:
             return sum(self._users.values())
 
-    def switch(self, source: str) -> LanguageModel | None:
-        """Load `source` and make it current; on failure keep the old model and return None (see `error`)."""
+    def switch(self, source: str) -> LanguageModel:
+        """Load `source` and make it current; on failure keep the old model and re-raise (see `error`)."""
         if not self._loading.acquire(blocking=False):
             raise ModelBusyError("another model is loading right now; try again when it is ready")
         try:
