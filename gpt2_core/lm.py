@@ -101,6 +101,9 @@ class LanguageModel:
         Very long text is cut to its last MAX_PROMPT_CHARS characters before tokenizing, so a huge paste stays cheap.
         """
         prompt = check_prompt(prompt)
+        # room is the caller's max_new_tokens (0 to score the prompt alone); callers such as the page's context
+        # meter pass the slider as it is, and a local checkpoint's context may be short
+        room = check_int("max_new_tokens", room, 0, self.config.block_size - 1)
         truncated = len(prompt) > MAX_PROMPT_CHARS
         if truncated:
             prompt = prompt[-MAX_PROMPT_CHARS:]
@@ -108,7 +111,6 @@ class LanguageModel:
         if not ids:
             ids = [self.config.eos_token_id]
         keep = self.config.block_size - room
-        assert keep >= 1, (room, self.config.block_size)
         if len(ids) > keep:
             ids, truncated = ids[-keep:], True
         return PreparedPrompt(ids, truncated)

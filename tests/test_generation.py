@@ -317,3 +317,14 @@ def test_a_waiting_request_that_is_cancelled_is_answered_at_once(tiny_checkpoint
     assert [e.finish_reason for e in events] == ["cancelled"] and lm.engine.running == 1
     running.close()
     lm.close()
+
+
+def test_context_meter_on_a_short_checkpoint_gets_a_value_error_not_a_crash(tmp_path):
+    from conftest import random_hf_model, save_layout
+
+    from gpt2_core import load_model
+
+    short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu")
+    with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[0, 63\], but is 150"):
+        short.prepare_prompt("Hello", room=150)  # what the page's meter asks with the slider at 150
+    short.close()
