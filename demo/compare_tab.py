@@ -11,7 +11,7 @@ import gradio as gr
 from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.models import AppModels
-from gpt2_core.compare import Comparison, compare, split_blank
+from gpt2_core.bert.compare import Comparison, compare, split_blank
 
 TOP_WORDS = 8
 

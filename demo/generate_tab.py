@@ -21,7 +21,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.models import AppModels
 from gpt2_core import DEFAULTS, Sample
-from gpt2_core.settings import CONTEXT_LENGTH, check_int
+from gpt2_core.generate.settings import CONTEXT_LENGTH, check_int
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from functools import partial
 
 from demo.config import AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
-from gpt2_core.bert import FillMask, load_fill_mask
+from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.config import PRESETS, GPTConfig
+from gpt2_core.generate.settings import DEFAULTS, GenerationSettings
 from gpt2_core.lm import LanguageModel, Sample, load_model
-from gpt2_core.settings import DEFAULTS, GenerationSettings
 
 __all__ = [
     "DEFAULTS",

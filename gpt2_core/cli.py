@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.devices import DTYPE_NAMES
+from gpt2_core.generate.settings import DEFAULTS
 from gpt2_core.quantize import QUANTIZE_CHOICES
-from gpt2_core.settings import DEFAULTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gpt2_core.generate.settings import GenerationSettings
     from gpt2_core.lm import load_model  # imports torch: after argument errors are out of the way
-    from gpt2_core.settings import GenerationSettings
 
     if args.command == "download":
         from gpt2_core.checkpoint import download

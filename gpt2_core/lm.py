@@ -6,7 +6,7 @@
     lm.next_token_probs("The capital of France is", k=5)
 
 Text goes in and out here: prompts are capped, tokenized and trimmed to the context; generated ids become text
-(never split inside a character, cut at stop strings). The token-level work is the engine's (engine.py).
+(never split inside a character, cut at stop strings). The token-level work is the engine's (generate/engine.py).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 
 from gpt2_core.checkpoint import first_line, load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
-from gpt2_core.compiled import compile_decode, warm_up
 from gpt2_core.config import GPTConfig
-from gpt2_core.detokenize import IncrementalDecoder, visible_text
 from gpt2_core.devices import resolve_device, resolve_dtype
-from gpt2_core.engine import Engine, Request
+from gpt2_core.generate.compiled import compile_decode, warm_up
+from gpt2_core.generate.detokenize import IncrementalDecoder, visible_text
+from gpt2_core.generate.engine import Engine, Request
+from gpt2_core.generate.sampling import SamplingParams
+from gpt2_core.generate.settings import MAX_PROMPT_CHARS, RANDOM_SEEDS, GenerationSettings, check_int, check_prompt
 from gpt2_core.model import GPT
 from gpt2_core.quantize import quantize_blocks, validate_quantize
-from gpt2_core.sampling import SamplingParams
-from gpt2_core.settings import MAX_PROMPT_CHARS, RANDOM_SEEDS, GenerationSettings, check_int, check_prompt
 
 log = logging.getLogger(__name__)
 

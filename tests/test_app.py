@@ -25,7 +25,7 @@ from demo.examples import load_examples
 from demo.model_panel import info_markdown, make_switch, memory_table
 from demo.models import AppModels, LazyFillMask, ModelHolder
 from gpt2_core import PRESETS, ModelUnavailableError, load_model
-from gpt2_core.compare import split_blank
+from gpt2_core.bert.compare import split_blank
 
 pytest_plugins = ["fixtures_ui"]
 

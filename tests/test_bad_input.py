@@ -18,7 +18,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from gpt2_core.cli import main
-from gpt2_core.settings import MAX_SEED
+from gpt2_core.generate.settings import MAX_SEED
 
 pytest_plugins = ["fixtures_ui"]
 

@@ -1,4 +1,4 @@
-"""BERT vs GPT-2 logic (gpt2_core/compare.py) and the BERT loader (gpt2_core/bert.py).
+"""BERT vs GPT-2 logic (gpt2_core/bert/compare.py) and the BERT loader (gpt2_core/bert/fill_mask.py).
 
 Exact expectations on hand-made fakes for the arithmetic; the tiny random BERT and GPT-2 for the real wiring:
 GPT-2's guesses depend on the left side only, BERT's on both sides.
@@ -11,8 +11,8 @@ import math
 import pytest
 
 from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
-from gpt2_core.bert import load_fill_mask
-from gpt2_core.compare import compare, fill, gpt2_next_words, rank_by_sentence, split_blank
+from gpt2_core.bert.compare import compare, fill, gpt2_next_words, rank_by_sentence, split_blank
+from gpt2_core.bert.fill_mask import load_fill_mask
 
 pytest_plugins = ["fixtures_ui"]
 

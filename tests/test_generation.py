@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from gpt2_core.detokenize import visible_text
-from gpt2_core.settings import MAX_PROMPT_CHARS
+from gpt2_core.generate.detokenize import visible_text
+from gpt2_core.generate.settings import MAX_PROMPT_CHARS
 
 
 def wait_idle(lm, timeout: float = 10.0) -> None:
@@ -19,7 +19,7 @@ def wait_idle(lm, timeout: float = 10.0) -> None:
 
 def force_tokens(monkeypatch, tokens) -> None:
     """Make the engine 'sample' the given tokens in order (first token at prefill, the rest in decode steps)."""
-    import gpt2_core.engine as engine
+    import gpt2_core.generate.engine as engine
 
     script = iter(tokens)
     monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (next(script), 0.5))
@@ -281,7 +281,7 @@ def test_max_new_tokens_is_checked_against_the_checkpoints_own_context(tmp_path,
 
 
 def test_a_row_that_cannot_be_sampled_ends_only_its_own_request(lm, monkeypatch):
-    import gpt2_core.engine as engine
+    import gpt2_core.generate.engine as engine
 
     def broken_batch(*args, **kwargs):
         raise RuntimeError("probability tensor contains either inf, nan or element < 0")
@@ -305,8 +305,8 @@ def test_a_row_that_cannot_be_sampled_ends_only_its_own_request(lm, monkeypatch)
 
 def test_a_waiting_request_that_is_cancelled_is_answered_at_once(tiny_checkpoint):
     from gpt2_core import load_model
-    from gpt2_core.engine import Request
-    from gpt2_core.sampling import SamplingParams
+    from gpt2_core.generate.engine import Request
+    from gpt2_core.generate.sampling import SamplingParams
 
     lm = load_model(tiny_checkpoint, device="cpu", max_batch=1)
     running = lm.stream("I hold the only row", max_new_tokens=1000)

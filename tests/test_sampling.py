@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gpt2_core.sampling import (
+from gpt2_core.generate.sampling import (
     SamplingParams,
     apply_repetition_penalty,
     apply_temperature,
@@ -138,7 +138,7 @@ def test_top_k_narrowing_gives_the_same_distribution_as_masking():
     [SamplingParams(1.0, 50257)],
 ])
 def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
-    from gpt2_core.sampling import sample_rows
+    from gpt2_core.generate.sampling import sample_rows
 
     logits = torch.randn(len(rows), 50257, generator=torch.Generator().manual_seed(5)) * 3
     history = torch.tensor([11, 464, 262])

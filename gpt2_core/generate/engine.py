@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2_core.compiled import Decode
+from gpt2_core.generate.compiled import Decode
+from gpt2_core.generate.sampling import SamplingParams, sample_rows, sample_token
 from gpt2_core.model import GPT, KVCache
-from gpt2_core.sampling import SamplingParams, sample_rows, sample_token
 
 log = logging.getLogger(__name__)
 
