@@ -16,7 +16,8 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -24,17 +25,37 @@ import torch
 from gpt2_core.checkpoint import first_line, load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
+from gpt2_core.explain.distribution import Candidate, LogitsCache, candidates
+from gpt2_core.explain.scoring import TokenScore, score_ids, token_scores
 from gpt2_core.generate.compiled import compile_decode, warm_up
-from gpt2_core.generate.detokenize import IncrementalDecoder, visible_text
+from gpt2_core.generate.detokenize import (
+    REPLACEMENT_CHAR,
+    IncrementalDecoder,
+    PieceDecoder,
+    fit_pieces,
+    token_byte_table,
+    visible_text,
+)
 from gpt2_core.generate.engine import Engine, Request
 from gpt2_core.generate.sampling import SamplingParams
-from gpt2_core.generate.settings import MAX_PROMPT_CHARS, RANDOM_SEEDS, GenerationSettings, check_int, check_prompt
+from gpt2_core.generate.settings import (
+    DEFAULTS,
+    MAX_PROMPT_CHARS,
+    RANDOM_SEEDS,
+    GenerationSettings,
+    check_int,
+    check_prompt,
+    check_text,
+)
 from gpt2_core.model import GPT
 from gpt2_core.quantize import quantize_blocks, validate_quantize
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 300.0  # every request ends by then, whatever it asked for
+MAX_ALTERNATIVES = 20  # likeliest tokens reported beside each generated or scored token
+MAX_CANDIDATES = 100  # next tokens listed by next_token_distribution
+MAX_SCORED_TOKENS = 8192  # score_text's limit: 16 windows of GPT-2's context, seconds on a CPU
 
 
 class DeviceOutOfMemoryError(RuntimeError):
@@ -54,6 +75,9 @@ class Sample:
     prompt_truncated: bool  # the prompt was longer than the context allows and lost its beginning
     time_to_first_token: float | None  # seconds from the call to the first token
     tokens_per_second: float | None  # decode speed of this sample
+    token_texts: list[str] = field(default_factory=list)  # each generated token's piece of `text` (they join to it)
+    token_ranks: list[int] = field(default_factory=list)  # each generated token's rank (1 = the model's likeliest)
+    alternatives: list[list[Candidate]] | None = None  # with alternatives=N: the N likeliest tokens at each step
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,7 @@ class LanguageModel:
         self.quantize = quantize
         self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch,
                              eos_token_id=self.config.eos_token_id)
+        self._next_logits = LogitsCache(self._compute_next_logits)  # sliders redraw without running the model
 
     # ---- information -------------------------------------------------------------------------------------------
     def num_parameters(self) -> int:
@@ -119,12 +144,16 @@ class LanguageModel:
         return self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
 
     # ---- generation --------------------------------------------------------------------------------------------
-    def stream(self, prompt: str = "", *, deadline_s: float = DEFAULT_DEADLINE_S, **settings) -> Iterator[list[Sample]]:
+    def stream(self, prompt: str = "", *, deadline_s: float = DEFAULT_DEADLINE_S, alternatives: int = 0,
+               **settings) -> Iterator[list[Sample]]:
         """Yield the samples (one Sample each) after every generated token; the last update has every finish_reason.
 
         Keyword settings are GenerationSettings' fields (max_new_tokens, temperature, top_k, top_p,
-        repetition_penalty, seed, num_samples, stop). Closing the iterator early cancels the generation.
+        repetition_penalty, seed, num_samples, stop). Every token's rank is reported (Sample.token_ranks); with
+        alternatives=N (at most 20) so are the N likeliest tokens at each step, with the probability that these
+        settings draw each (Sample.alternatives). Closing the iterator early cancels the generation.
         """
+        alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
         s = GenerationSettings(**settings)
         check_int("max_new_tokens", s.max_new_tokens, 1, self.config.block_size - 1)  # a checkpoint's own context
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
@@ -133,10 +162,11 @@ class LanguageModel:
         params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
         start = time.perf_counter()
         request = self.engine.submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
-                                             deadline=time.monotonic() + deadline_s))
+                                             deadline=time.monotonic() + deadline_s, alternatives=alternatives))
         decoders = [IncrementalDecoder(self.decode) for _ in seeds]
-        probs: list[list[float]] = [[] for _ in seeds]
-        samples = [Sample("", [], [], seed, None, len(prepared.ids), prepared.truncated, None, None) for seed in seeds]
+        steps = [_Steps(PieceDecoder(self._token_bytes)) for _ in seeds]
+        samples = [Sample("", [], [], seed, None, len(prepared.ids), prepared.truncated, None, None,
+                          alternatives=[] if alternatives else None) for seed in seeds]
         first_at: list[float | None] = [None] * len(seeds)
         try:
             while any(x.finish_reason is None for x in samples):
@@ -156,10 +186,10 @@ class LanguageModel:
                     decoder = decoders[ev.sample]
                     if ev.token is not None and ev.token != self.config.eos_token_id:
                         decoder.add(ev.token)
-                        probs[ev.sample].append(ev.prob)
+                        steps[ev.sample].add(ev, self.token_text if alternatives else None)
                     if ev.token is not None and first_at[ev.sample] is None:
                         first_at[ev.sample] = now
-                    samples[ev.sample] = self._snapshot(sample, decoder, probs[ev.sample], ev.finish_reason,
+                    samples[ev.sample] = self._snapshot(sample, decoder, steps[ev.sample], ev.finish_reason,
                                                        s.stop, start, first_at[ev.sample], now)
                     if samples[ev.sample].finish_reason == "stop":
                         request.stop_sample(ev.sample)
@@ -168,7 +198,7 @@ class LanguageModel:
             if any(x.finish_reason is None for x in samples):
                 request.cancel()  # the caller went away (Stop, closed tab) or an error: free the rows
 
-    def _snapshot(self, sample: Sample, decoder: IncrementalDecoder, probs: list[float], finish_reason: str | None,
+    def _snapshot(self, sample: Sample, decoder: IncrementalDecoder, steps: _Steps, finish_reason: str | None,
                   stop: tuple[str, ...], start: float, first_at: float | None, now: float) -> Sample:
         ids = decoder.ids
         visible = visible_text(decoder.text, stop, final=finish_reason is not None)
@@ -179,8 +209,11 @@ class LanguageModel:
         rate = None
         if first_at is not None and n > 1 and now > first_at:
             rate = (n - 1) / (now - first_at)
-        return replace(sample, text=visible.text, token_ids=ids[:n], token_probs=probs[:n], finish_reason=finish_reason,
-                       time_to_first_token=None if first_at is None else first_at - start, tokens_per_second=rate)
+        return replace(sample, text=visible.text, token_ids=ids[:n], token_probs=steps.probs[:n],
+                       token_texts=fit_pieces(steps.pieces[:n], visible.text), token_ranks=steps.ranks[:n],
+                       alternatives=None if sample.alternatives is None else steps.alternatives[:n],
+                       finish_reason=finish_reason, time_to_first_token=None if first_at is None else first_at - start,
+                       tokens_per_second=rate)
 
     def generate(self, prompt: str = "", **settings) -> list[Sample]:
         """Generate to the end and return one Sample per requested sample (same settings as `stream`)."""
@@ -189,15 +222,60 @@ class LanguageModel:
             last = update
         return last
 
-    # ---- probabilities -----------------------------------------------------------------------------------------
+    # ---- probabilities (explain/) -------------------------------------------------------------------------------
+    @cached_property
+    def _token_bytes(self) -> list[bytes]:
+        return token_byte_table(self.tokenizer)
+
+    def token_text(self, token_id: int) -> str:
+        """A token's text; a token that is only part of a character (no text of its own) is shown as its bytes."""
+        text = self.decode([token_id])
+        if REPLACEMENT_CHAR in text and REPLACEMENT_CHAR not in self._token_bytes[token_id].decode("utf-8", "ignore"):
+            return "[bytes " + self._token_bytes[token_id].hex(" ") + "]"
+        return text
+
     @torch.inference_mode()
+    def _compute_next_logits(self, ids: list[int]) -> torch.Tensor:
+        return self.model(torch.tensor([ids], device=self.device))[0, -1].float().cpu()  # (vocab,)
+
+    def next_token_distribution(self, prompt: str, *, temperature: float = DEFAULTS.temperature,
+                                top_k: int = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
+                                repetition_penalty: float = DEFAULTS.repetition_penalty,
+                                k: int = 20) -> list[Candidate]:
+        """The k likeliest next tokens after `prompt`, likeliest first, each with the model's probability (`prob`) and
+        the probability that sampling with these settings draws it (`sampling_prob`, 0 where the settings cut it).
+
+        The settings work as in `generate` (the same function shapes the distribution). The prompt's logits are cached:
+        asking again with other settings does not run the model.
+        """
+        s = GenerationSettings(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+        k = check_int("k", k, 1, min(MAX_CANDIDATES, self.config.vocab_size))
+        ids = self.prepare_prompt(prompt, room=1).ids
+        logits = self._next_logits.get(ids)
+        history = torch.tensor(ids) if s.repetition_penalty != 1.0 else None  # as the engine's first draw
+        params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
+        return candidates(logits, params, k=k, token_text=self.token_text, previous_ids=history)
+
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]:
         """The k most likely next tokens after `prompt`: (token text, token id, probability), most likely first."""
         k = check_int("k", k, 1, self.config.vocab_size)
-        ids = self.prepare_prompt(prompt, room=0).ids
-        logits = self.model(torch.tensor([ids], device=self.device))[0, -1]  # (vocab,)
+        logits = self._next_logits.get(self.prepare_prompt(prompt, room=0).ids)
         top = torch.topk(logits.softmax(-1), k)
         return [(self.decode([int(i)]), int(i), float(p)) for p, i in zip(top.values, top.indices)]
+
+    def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]:
+        """Every token of `text` with its probability given the tokens before it, its rank and the `top` likeliest
+        tokens at its place (explain/scoring.py; a text longer than the context is scored in windows).
+
+        The tokens' texts join to `text`; the first token is conditioned on <|endoftext|>.
+        """
+        text = check_text("text", text)
+        top = check_int("top", top, 0, MAX_ALTERNATIVES)
+        ids = self.tokenizer.encode(text) if text else []
+        if len(ids) > MAX_SCORED_TOKENS:
+            raise ValueError(f"`text` has to be at most {MAX_SCORED_TOKENS} tokens long, but has {len(ids)}")
+        scored = score_ids(self.model, ids, bos=self.config.eos_token_id, top=top)
+        return token_scores(text, ids, scored, table=self._token_bytes, token_text=self.token_text)
 
     @torch.inference_mode()
     def sequence_logprob(self, text: str) -> float:
@@ -236,6 +314,24 @@ class LanguageModel:
     def close(self) -> None:
         self.engine.close()
         self.engine.compiled_decode = None  # its frozen graphs hold the weights
+
+
+@dataclass
+class _Steps:
+    """What one sample collected so far, token by token (lm.stream)."""
+
+    pieces_decoder: PieceDecoder
+    pieces: list[str] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
+    alternatives: list[list[Candidate]] = field(default_factory=list)
+
+    def add(self, event, token_text) -> None:
+        self.pieces.append(self.pieces_decoder.add(event.token))
+        self.probs.append(event.prob)
+        self.ranks.append(event.rank)
+        if token_text is not None:
+            self.alternatives.append([Candidate(token_text(i), i, p, q) for i, p, q in event.alternatives])
 
 
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",

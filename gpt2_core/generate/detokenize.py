@@ -7,6 +7,7 @@ any tail that could be the start of a stop string. When the sample ends, everyth
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,3 +59,56 @@ class IncrementalDecoder:
         if not self.text.endswith(REPLACEMENT_CHAR):
             self._done, self._done_text = len(self.ids), self.text
         return self.text
+
+
+def token_byte_table(tokenizer) -> list[bytes]:
+    """The bytes each token id stands for, indexed by id, for a byte-level BPE tokenizer such as GPT-2's.
+
+    GPT-2's vocabulary spells bytes as printable characters (OpenAI's encoder.py, bytes_to_unicode); this undoes that.
+    """
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return [bytes(byte_of[c] for c in token) if all(c in byte_of for c in token) else token.encode("utf-8")
+            for token in tokens]
+
+
+class PieceDecoder:
+    """Splits a token stream into per-token text pieces whose concatenation is the decoded text.
+
+    A character split over several tokens (an emoji, a CJK character) belongs to the token that completes it; the
+    tokens before it get "" as their piece. Invalid bytes become U+FFFD, as in the tokenizer's own decode.
+    """
+
+    def __init__(self, table: list[bytes]):
+        self._table = table
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int) -> str:
+        return self._utf8.decode(self._table[token])
+
+    def flush(self) -> str:
+        """What an unfinished character at the end decodes to (U+FFFD), or ""."""
+        return self._utf8.decode(b"", final=True)
+
+
+def split_pieces(table: list[bytes], ids: list[int]) -> list[str]:
+    """Each token's piece of text (see PieceDecoder); "".join(pieces) == the decoded text of `ids`."""
+    decoder = PieceDecoder(table)
+    pieces = [decoder.add(token) for token in ids]
+    if pieces:
+        pieces[-1] += decoder.flush()
+    return pieces
+
+
+def fit_pieces(pieces: list[str], text: str) -> list[str]:
+    """Pieces trimmed or extended at the end so that they join to `text` (a stop string cut it, a flush grew it)."""
+    out, used = [], 0
+    for piece in pieces:
+        piece = piece[: max(0, len(text) - used)]
+        out.append(piece)
+        used += len(piece)
+    if out and used < len(text):
+        out[-1] += text[used:]
+    return out

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gpt2_core.explain.distribution import sampling_probs
+from gpt2_core.explain.scoring import ranks_of
 from gpt2_core.generate.compiled import Decode
 from gpt2_core.generate.sampling import SamplingParams, sample_rows, sample_token
 from gpt2_core.model import GPT, KVCache
@@ -32,6 +34,8 @@ class TokenEvent:
     token: int | None  # the new token (None when the sample ended without one, e.g. cancelled)
     prob: float  # the model's probability of the token
     finish_reason: str | None  # None while running; "length", "eos", "cancelled", "timeout"
+    rank: int = 0  # 1 = the model's likeliest token at this step (0 when there is no token)
+    alternatives: tuple[tuple[int, float, float], ...] = ()  # if asked: (id, probability, sampling probability)
 
 
 @dataclass(eq=False)
@@ -43,6 +47,7 @@ class Request:
     seeds: list[int]
     max_new_tokens: int
     deadline: float  # time.monotonic() after which the request is ended with finish_reason "timeout"
+    alternatives: int = 0  # report this many likeliest tokens at each step, beside the chosen one
     events: queue.Queue = field(default_factory=queue.Queue)
     _cancelled: threading.Event = field(default_factory=threading.Event)
     _stopped: set[int] = field(default_factory=set)  # samples the caller ended (a stop string appeared)
@@ -181,6 +186,7 @@ class Engine:
         T = len(request.prompt_ids)
         history = torch.tensor(request.prompt_ids) if request.params.repetition_penalty != 1.0 else None
         events = []
+        alternatives = _alternatives(logits[None], [request], [history])[0]  # the same for every sample
         for i, seed in enumerate(request.seeds):
             if i:
                 cache.copy_row(first, first + i, T)  # every sample continues the same prompt
@@ -189,7 +195,8 @@ class Engine:
             row = _Row(request, i, generator, length=T, next_token=token,
                        history=list(request.prompt_ids) + [token] if history is not None else [])
             self._rows.append(row)
-            events.append(TokenEvent(i, token, prob, self._finish_reason(row)))
+            rank = int(ranks_of(logits[None], torch.tensor([token]))[0])
+            events.append(TokenEvent(i, token, prob, self._finish_reason(row), rank, alternatives))
         request.events.put(events)
         self._drop_finished()
 
@@ -218,9 +225,9 @@ class Engine:
                 _free_device_memory(self.device)
                 return
         self.steps += 1
+        histories = [torch.tensor(r.history) if r.history else None for r in rows]
         try:
-            draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows],
-                                [torch.tensor(r.history) if r.history else None for r in rows])
+            draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows], histories)
         except Exception:  # e.g. NaN logits in one row: end only the requests whose rows cannot be sampled
             log.exception("batched sampling failed; sampling row by row")
             draws = self._sample_each(logits.cpu(), rows)
@@ -228,17 +235,20 @@ class Engine:
                 if isinstance(draw, Exception) and not row.request._cancelled.is_set():
                     row.request.events.put(draw)
                     row.request.cancel()  # its other rows leave too
-            keep = [(r, d) for r, d in zip(rows, draws) if not r.request._cancelled.is_set()]
-            self._compact([r for r, _ in keep])
-            rows, draws = [r for r, _ in keep], [d for _, d in keep]
+            keep = [b for b, r in enumerate(rows) if not r.request._cancelled.is_set()]
+            self._compact([rows[b] for b in keep])
+            rows, draws, histories = [rows[b] for b in keep], [draws[b] for b in keep], [histories[b] for b in keep]
+            logits = logits[keep]
+        ranks = ranks_of(logits, torch.tensor([token for token, _ in draws], device=logits.device)).tolist()
+        alternatives = _alternatives(logits, [r.request for r in rows], histories)
         events: dict[int, tuple[Request, list[TokenEvent]]] = {}
-        for row, (token, prob) in zip(rows, draws):
+        for row, (token, prob), rank, alts in zip(rows, draws, ranks, alternatives):
             row.length += 1
             row.next_token = token
             row.generated += 1
             if row.history:
                 row.history.append(row.next_token)
-            event = TokenEvent(row.index, row.next_token, prob, self._finish_reason(row))
+            event = TokenEvent(row.index, row.next_token, prob, self._finish_reason(row), rank, alts)
             events.setdefault(id(row.request), (row.request, []))[1].append(event)
         for request, request_events in events.values():  # one list per request and step
             request.events.put(request_events)
@@ -289,6 +299,27 @@ class Engine:
             if old_index != new_index:
                 self._cache.copy_row(old_index, new_index, row.length)
         self._rows = keep
+
+
+def _alternatives(logits: torch.Tensor, requests: list[Request],
+                  histories: list[torch.Tensor | None]) -> list[tuple[tuple[int, float, float], ...]]:
+    """For each row (logits (B, vocab)) whose request asks for them, its likeliest tokens: (id, probability, sampling
+    probability under the request's settings); () for the others. The top-k runs once for the whole batch."""
+    n = max(r.alternatives for r in requests)
+    if n == 0:
+        return [()] * len(requests)
+    best = torch.topk(logits, n)  # (B, n) each
+    probs = (best.values - torch.logsumexp(logits, dim=-1, keepdim=True)).exp().cpu()
+    ids = best.indices.cpu()
+    out = []
+    for b, (request, history) in enumerate(zip(requests, histories)):
+        if not request.alternatives:
+            out.append(())
+            continue
+        after = sampling_probs(logits[b].cpu(), request.params, history)  # the sampler's own distribution
+        k = request.alternatives
+        out.append(tuple((int(i), float(p), float(after[i])) for i, p in zip(ids[b, :k], probs[b, :k])))
+    return out
 
 
 def _free_device_memory(device: torch.device) -> None:

@@ -1,8 +1,9 @@
 """Turning next-token logits into a token: repetition penalty, temperature, top-k, top-p, then a draw.
 
 Each step is a small pure function on logits of shape (..., vocab): it returns a new tensor and never edits its input.
-`sample_token` chains them for one sequence; it first narrows the vocabulary to the top-k candidates (when top-k is on),
-which gives the same distribution as masking the whole vocabulary, at a fraction of the cost.
+`candidate_distribution` chains them for one sequence and `sample_token` draws from it. It first narrows the
+vocabulary to the top-k candidates (when top-k is on), which gives the same distribution as masking the whole
+vocabulary, at a fraction of the cost.
 Randomness comes only from the `torch.Generator` passed in (one per sample), never from the global RNG.
 
 References: Holtzman et al. 2019 "The Curious Case of Neural Text Degeneration" (top-p / nucleus sampling);
@@ -58,6 +59,30 @@ class SamplingParams:
     repetition_penalty: float = 1.0  # 1.0 = off
 
 
+def candidate_distribution(logits: torch.Tensor, params: SamplingParams,
+                           previous_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The distribution a draw is made from, for one sequence's logits (vocab,): (probabilities, their token ids).
+
+    Ids are None when the candidates are the whole vocabulary in order. Greedy (temperature 0) is one candidate with
+    probability 1. With top-k on, the candidates are the top-k, sorted: the same distribution as masking the whole
+    vocabulary, at a fraction of the cost. This is the one place the settings shape the distribution: sampling draws
+    from it, and the explanations (explain/distribution.py) show it.
+    """
+    if previous_ids is not None:
+        logits = apply_repetition_penalty(logits, previous_ids, params.repetition_penalty)
+    if params.temperature == 0:
+        return torch.ones(1), torch.argmax(logits).reshape(1)
+    candidates, ids = logits, None
+    if 0 < params.top_k < logits.size(-1):
+        candidates, ids = torch.topk(logits, params.top_k)  # narrow to the top-k, sorted (same distribution)
+    return narrowed_probs(candidates, params), ids
+
+
+def narrowed_probs(candidates: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, then top-p, then softmax, over candidate logits (the top-k, or the whole vocabulary)."""
+    return apply_top_p(apply_temperature(candidates, params.temperature), params.top_p).softmax(-1)
+
+
 def sample_token(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, previous_ids: torch.Tensor | None = None
 ) -> tuple[int, float]:
@@ -66,19 +91,10 @@ def sample_token(
     The reported probability is the model's own softmax(logits), before temperature and filtering, so it says how
     likely the model found the token, whatever the sliders did.
     """
-    raw = logits
-    if previous_ids is not None:
-        logits = apply_repetition_penalty(logits, previous_ids, params.repetition_penalty)
-    if params.temperature == 0:
-        token = int(torch.argmax(logits))
-    else:
-        candidates, ids = logits, None
-        if 0 < params.top_k < logits.size(-1):
-            candidates, ids = torch.topk(logits, params.top_k)  # narrow to the top-k, sorted (same distribution)
-        candidates = apply_top_p(apply_temperature(candidates, params.temperature), params.top_p)
-        choice = int(torch.multinomial(candidates.softmax(-1), 1, generator=generator))
-        token = choice if ids is None else int(ids[choice])
-    prob = float(torch.exp(raw[token] - torch.logsumexp(raw, dim=-1)))
+    probs, ids = candidate_distribution(logits, params, previous_ids)
+    choice = 0 if params.temperature == 0 else int(torch.multinomial(probs, 1, generator=generator))
+    token = choice if ids is None else int(ids[choice])
+    prob = float(torch.exp(logits[token] - torch.logsumexp(logits, dim=-1)))
     return token, prob
 
 
@@ -104,7 +120,6 @@ def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: 
         if p.temperature == 0:
             choice = 0
         else:
-            candidates = apply_top_p(apply_temperature(values[b, : p.top_k], p.temperature), p.top_p)
-            choice = int(torch.multinomial(candidates.softmax(-1), 1, generator=g))
+            choice = int(torch.multinomial(narrowed_probs(values[b, : p.top_k], p), 1, generator=g))
         out.append((int(ids[b, choice]), float(torch.exp(values[b, choice] - log_z[b]))))
     return out

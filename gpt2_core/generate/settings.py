@@ -96,4 +96,13 @@ def check_prompt(prompt: Any) -> str:
     return prompt
 
 
+def check_text(name: str, text: Any, max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """A string of at most `max_chars` characters (a text to analyse is never cut silently)."""
+    if not isinstance(text, str):
+        raise ValueError(f"`{name}` has to be a string, but is {type(text).__name__}")
+    if len(text) > max_chars:
+        raise ValueError(f"`{name}` has to be at most {max_chars} characters long, but has {len(text)}")
+    return text
+
+
 DEFAULTS = GenerationSettings()
