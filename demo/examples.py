@@ -1,4 +1,5 @@
-"""The demo's examples, read from assets/examples.json: generation presets (the unicorn first) and blank sentences.
+"""The demo's examples, read from assets/examples.json: generation presets (the unicorn first), blank sentences,
+and human-written paragraphs (public domain, with their source) for Spot the machine.
 
 Each generation example carries its own settings and seed, checked by GenerationSettings when the file is read,
 so a preset with a bad value fails at start-up, not when a teacher clicks it.
@@ -25,9 +26,17 @@ class GenerateExample:
 
 
 @dataclass(frozen=True)
+class HumanText:
+    id: str
+    title: str  # author, work, year and place: where the paragraph comes from (all public domain)
+    text: str
+
+
+@dataclass(frozen=True)
 class Examples:
     generate: list[GenerateExample]
     compare: list[str]
+    human: list[HumanText]  # human-written paragraphs for Spot the machine
 
     @property
     def unicorn(self) -> GenerateExample:
@@ -38,4 +47,4 @@ def load_examples(path: Path = EXAMPLES_FILE) -> Examples:
     data = json.loads(path.read_text(encoding="utf-8"))
     generate = [GenerateExample(e["id"], e["label"], e["about"], e["prompt"], GenerationSettings(**e["settings"]))
                 for e in data["generate"]]
-    return Examples(generate, list(data["compare"]))
+    return Examples(generate, list(data["compare"]), [HumanText(**h) for h in data["human"]])

@@ -33,6 +33,7 @@ from gpt2_core.generate.detokenize import (
     IncrementalDecoder,
     PieceDecoder,
     fit_pieces,
+    split_pieces,
     token_byte_table,
     visible_text,
 )
@@ -142,6 +143,10 @@ class LanguageModel:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+
+    def token_pieces(self, ids: list[int]) -> list[str]:
+        """Each token's piece of the decoded text (they join to it; a split character goes to its last token)."""
+        return split_pieces(self._token_bytes, ids)
 
     # ---- generation --------------------------------------------------------------------------------------------
     def stream(self, prompt: str = "", *, deadline_s: float = DEFAULT_DEADLINE_S, alternatives: int = 0,

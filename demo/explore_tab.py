@@ -1,0 +1,215 @@
+"""The Next word tab: build a text one token at a time, seeing GPT-2's candidates before and after the settings.
+
+After AllenAI's GPT-2 explorer (the next word's candidates; click one to go on), Transformer Explainer (how temperature,
+top-k and top-p reshape the distribution) and Write With Transformer (suggestions on demand). The sliders redraw the
+charts from the prompt's cached logits: moving them never runs the model.
+
+`/explore(prompt, temperature, top_k, top_p)` returns the candidates as a gr.Label value (confidence = the probability
+that sampling with these settings draws the token), then GPT-2's own probabilities, then a note naming the cut tokens.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+
+import gradio as gr
+
+from demo.errors import user_facing_errors
+from demo.models import AppModels
+from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
+from gpt2_core import DEFAULTS
+from gpt2_core.explain.distribution import Candidate
+from gpt2_core.generate.settings import RANDOM_SEEDS
+
+CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough to read from the back row
+SUGGESTIONS = 3
+SUGGESTION_TOKENS = 8
+START = "The best thing about learning to code is"
+
+INTRO = """\
+### Build a text with GPT-2, one token at a time
+GPT-2 writes by predicting the **next token** (a word or a piece of one) from everything before it. The left chart \
+is what sampling with your settings draws from; the right one is GPT-2's own probabilities. Move the sliders: \
+temperature reshapes the bars, top-k and top-p **cut** the tail. Click a bar to add that token, or let **Sample** \
+draw one.
+"""
+
+
+@dataclass
+class Built:
+    """The text so far: the part the user typed, then the tokens added here (for the colours and for Back)."""
+
+    base: str = ""
+    added: list[TokenRow] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.base + "".join(t.text for t in self.added)
+
+    def following(self, prompt: str) -> Built:
+        """This history if `prompt` is still its text; otherwise a fresh start from what the user typed."""
+        return self if prompt == self.text else Built(prompt)
+
+    def plus(self, *rows: TokenRow) -> Built:
+        return replace(self, added=[*self.added, *rows])
+
+
+def explore_tab(models: AppModels) -> gr.Blocks:
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(START, label="Text so far (edit it freely)", lines=2, max_lines=8,
+                                    elem_id="explore-prompt")
+                with gr.Row():
+                    sample_button = gr.Button("Sample", variant="primary", elem_id="explore-sample")
+                    back_button = gr.Button("Back", elem_id="explore-back")
+                    suggest_button = gr.Button("Suggest", elem_id="explore-suggest")
+                with gr.Row():
+                    after = gr.Label(label="After your settings: what Sample draws from (click to add)",
+                                     num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-candidates",
+                                     elem_classes="chart")
+                    raw = gr.Label(label="GPT-2's own probabilities, before the settings (click to add)",
+                                   num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
+                                   elem_classes="chart")
+                cut = gr.Markdown(elem_id="explore-cut")
+                built_view = token_view("The text so far, coloured by rank", "explore-built")
+                drawn = gr.Markdown(elem_id="explore-drawn")
+                with gr.Row(visible=False) as suggestions_row:
+                    suggestion_buttons = [gr.Button("", size="sm", elem_id=f"explore-suggestion-{i + 1}")
+                                          for i in range(SUGGESTIONS)]
+            with gr.Column(scale=2):
+                temperature = gr.Slider(0, 2, DEFAULTS.temperature, step=0.05, label="Temperature (0 = greedy)",
+                                        elem_id="explore-temperature")
+                top_k = gr.Slider(0, 200, DEFAULTS.top_k, step=1, label="Top-k (0 = off)", elem_id="explore-top-k")
+                top_p = gr.Slider(0.01, 1, DEFAULTS.top_p, step=0.01, label="Top-p (1 = off)", elem_id="explore-top-p")
+                seed = gr.Number(-1, precision=0, label="Seed for Sample (-1 = random)", elem_id="explore-seed")
+                details = gr.HTML(elem_id="explore-details")
+        candidates = gr.State([])  # the candidates on the charts
+        built = gr.State(Built(START))
+        suggestions = gr.State([])  # each suggestion's tokens
+
+        knobs = [temperature, top_k, top_p]
+        redraw = dict(fn=make_explore(models), inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates],
+                      show_progress="hidden", preprocess=False)
+        gr.on([prompt.change, *(k.change for k in knobs), tab.load], trigger_mode="always_last", api_name="explore",
+              concurrency_limit=4, **redraw)
+        show_built = dict(fn=colour_built, inputs=built, outputs=built_view, api_visibility="private", queue=False)
+        for chart in (after, raw):
+            chart.select(make_add(models), inputs=[prompt, built, candidates],
+                         outputs=[prompt, built, drawn, details], api_visibility="private").then(**show_built)
+        sample_button.click(make_sample(models), inputs=[prompt, built, *knobs, seed],
+                            outputs=[prompt, built, drawn, details], api_visibility="private",
+                            concurrency_limit=4).then(**show_built)
+        back_button.click(back, inputs=built, outputs=[prompt, built, drawn], api_visibility="private",
+                          queue=False).then(**show_built)
+        suggest_button.click(make_suggest(models), inputs=[prompt, *knobs],
+                             outputs=[suggestions_row, *suggestion_buttons, suggestions], api_visibility="private",
+                             concurrency_limit=4)
+        for i, button in enumerate(suggestion_buttons):
+            button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
+                         outputs=[prompt, built, drawn, suggestions_row], api_visibility="private",
+                         queue=False).then(**show_built)
+        built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private", queue=False)
+        prompt.input(lambda p, b: b.following(p), inputs=[prompt, built], outputs=built, api_visibility="private",
+                     queue=False).then(**show_built)
+    return tab
+
+
+def make_explore(models: AppModels):
+    def explore(prompt: str, temperature: float, top_k: float, top_p: float):
+        """The next token's candidates: after the settings (gr.Label), GPT-2's own (gr.Label), the cut ones (text)."""
+        with user_facing_errors(), models.gpt2.use() as lm:
+            found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
+                                               k=CANDIDATES)
+        after = {c.token_text: c.sampling_prob for c in found}
+        raw = {c.token_text: c.prob for c in found}
+        cut = [c for c in found if c.sampling_prob == 0]
+        note = ""
+        if cut:
+            names = ", ".join(f"`{shown_token(c.token_text)}`" for c in cut)
+            note = (f"\u2702 **Cut by your settings** ({len(cut)} of these {len(found)}): {names}. "
+                    "Sample can never draw them.")
+        return after, raw, note, found
+
+    return explore
+
+
+def make_add(models: AppModels):
+    def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
+        """Append the clicked candidate to the text."""
+        chosen = next((c for c in found if c.token_text == evt.value), None)
+        if chosen is None:
+            return prompt, built, "", gr.skip()
+        rank = 1 + found.index(chosen)  # the candidates are GPT-2's likeliest first
+        row = TokenRow(chosen.token_text, chosen.token_id, rank, chosen.prob, found)
+        built = built.following(prompt).plus(row)
+        return (built.text, built, f"Added `{shown_token(chosen.token_text)}` (rank {rank}, "
+                f"{chosen.prob:.1%} for GPT-2).", details_html(row, with_settings=True))
+
+    return add
+
+
+def make_sample(models: AppModels):
+    def sample(prompt: str, built: Built, temperature: float, top_k: float, top_p: float, seed: float | None):
+        """Draw the next token as Generate would, with a seed that is shown (and replays the draw)."""
+        seed = secrets.randbelow(RANDOM_SEEDS) if seed is None or seed == -1 else seed
+        with user_facing_errors(), models.gpt2.use() as lm:
+            (drawn,) = lm.generate(prompt, max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   seed=seed, alternatives=CANDIDATES)
+        if not drawn.token_ids:
+            return prompt, built, f"GPT-2 ended the text here (it drew `<|endoftext|>`, seed {seed}).", gr.skip()
+        row = TokenRow(drawn.text, drawn.token_ids[0], drawn.token_ranks[0], drawn.token_probs[0],
+                       drawn.alternatives[0])
+        built = built.following(prompt).plus(row)
+        return (built.text, built, f"Sample drew `{shown_token(row.text)}` (rank {row.rank}) with seed **{drawn.seed}**.",
+                details_html(row, with_settings=True))
+
+    return sample
+
+
+def back(built: Built):
+    if not built.added:
+        return built.text, built, "Nothing to undo: only your own text is left."
+    built = replace(built, added=built.added[:-1])
+    return built.text, built, ""
+
+
+def make_suggest(models: AppModels):
+    def suggest(prompt: str, temperature: float, top_k: float, top_p: float):
+        """Three short continuations to choose from (as Write With Transformer's Tab key offered)."""
+        with user_facing_errors(), models.gpt2.use() as lm:
+            samples = lm.generate(prompt, max_new_tokens=SUGGESTION_TOKENS, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, num_samples=SUGGESTIONS)
+        rows = [[TokenRow(t, i, r, p) for t, i, r, p in zip(s.token_texts, s.token_ids, s.token_ranks,
+                                                              s.token_probs)] for s in samples]
+        buttons = [gr.Button(shown_suggestion(s.text), visible=bool(s.text)) for s in samples]
+        return gr.Row(visible=True), *buttons, rows
+
+    return suggest
+
+
+def shown_suggestion(text: str) -> str:
+    return "\u2026" + text.replace("\n", " \u23ce ") + "\u2026"
+
+
+def make_take_suggestion(index: int):
+    def take(prompt: str, built: Built, suggestions: list[list[TokenRow]]):
+        if index >= len(suggestions):
+            return prompt, built, "", gr.Row(visible=False)
+        built = built.following(prompt).plus(*suggestions[index])
+        return built.text, built, "Added a suggestion.", gr.Row(visible=False)
+
+    return take
+
+
+def colour_built(built: Built) -> list[tuple[str, str | None]]:
+    return Coloured(words(built.base), built.added).segments()
+
+
+def show_token_details(built: Built, evt: gr.SelectData) -> str:
+    row = Coloured(words(built.base), built.added).token_at(evt.index)
+    if row is None:
+        return "<p>That is text you typed; the coloured tokens were added here.</p>"
+    return details_html(row, with_settings=bool(row.alternatives))

@@ -1,0 +1,32 @@
+"""Files a visitor downloads (a generation as .txt or .json): written to one temporary folder, the oldest pruned.
+
+Gradio copies a returned file into its own cache and serves that copy; the folder here only has to outlive the
+event that returned the file, so it keeps the newest `keep` files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+
+class Exports:
+    def __init__(self, keep: int = 200):
+        self.directory = Path(tempfile.mkdtemp(prefix="gpt2-playground-"))
+        self.keep = keep
+        self._lock = threading.Lock()
+
+    def write(self, name: str, text: str) -> str:
+        folder = self.directory / uuid.uuid4().hex  # the visitor downloads `name` itself, so the folder is unique
+        folder.mkdir()
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        with self._lock:
+            folders = sorted(self.directory.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in folders[: max(0, len(folders) - self.keep)]:
+                for file in old.iterdir():
+                    file.unlink(missing_ok=True)
+                old.rmdir()
+        return str(path)

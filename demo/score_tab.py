@@ -1,0 +1,137 @@
+"""The Spot the machine tab (after GLTR, Gehrmann, Strobelt and Rush 2019): paste a text, see how GPT-2 ranks each token.
+
+Text sampled from GPT-2 with top-k is mostly its own likeliest tokens (green); people pick rarer words more often.
+The tab says plainly that this is a hint, not a verdict. `/score(text)` returns the coloured tokens as a
+gr.HighlightedText value first (the tokens joined give the text), then the bucket counts and the histogram.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from demo.errors import user_facing_errors
+from demo.examples import Examples
+from demo.models import AppModels
+from demo.tokens import BUCKETS, Coloured, TokenRow, bucket, details_html, token_view
+from gpt2_core import DEFAULTS
+from gpt2_core.explain.distribution import Candidate
+
+ALTERNATIVES = 8
+SAMPLE_PROMPT_WORDS = 8  # a machine sample continues the first words of a human paragraph, for a fair comparison
+SAMPLE_TOKENS = 100
+BINS = 10
+
+INTRO = """\
+### Spot the machine: how predictable is each word?
+Paste any text. GPT-2 reads it token by token and each token is coloured by its **rank** among GPT-2's guesses for \
+that place: green = among its 10 likeliest, yellow = 100, red = 1000, purple = rarer. Text that GPT-2 *writes* \
+(with top-k sampling) is mostly green; people choose surprising words more often. Try both buttons and compare.
+
+**A hint, not a verdict:** short texts, lists and famous quotations look "machine" (they are predictable), and \
+machine text sampled at a high temperature or without top-k looks human. Never accuse anyone from this picture.
+"""
+
+
+def score_tab(models: AppModels, examples: Examples) -> gr.Blocks:
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="Text to check", lines=5, max_lines=12, elem_id="score-text",
+                                  placeholder="Paste a paragraph, or use a button below.")
+                with gr.Row():
+                    score_button = gr.Button("Colour the tokens", variant="primary", elem_id="score-button")
+                    machine_button = gr.Button("Fill with a GPT-2 sample", elem_id="score-fill-machine")
+                    human_button = gr.Button("Fill with a human paragraph", elem_id="score-fill-human")
+                source = gr.Markdown(elem_id="score-source")
+                output = token_view("Each token coloured by its rank under GPT-2", "score-output")
+                details = gr.HTML(elem_id="score-details")
+            with gr.Column(scale=2):
+                counts = gr.Markdown(elem_id="score-counts")
+                histogram = gr.BarPlot(x="probability", y="tokens", label="How likely GPT-2 found each token",
+                                       x_title="GPT-2's probability of the token", y_title="tokens",
+                                       sort="x", x_label_angle=-45, elem_id="score-histogram")
+        scored = gr.State(None)
+        next_human = gr.State(0)  # this visitor's next human paragraph
+
+        score_button.click(make_score(models), inputs=text, outputs=[output, counts, histogram, scored],
+                           api_name="score", concurrency_limit=2, preprocess=False)
+        machine_button.click(make_machine_sample(models, examples), inputs=None, outputs=[text, source],
+                             api_visibility="private", concurrency_limit=4).then(
+            make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
+            concurrency_limit=2)
+        human_button.click(make_human(examples), inputs=next_human, outputs=[text, source, next_human],
+                           api_visibility="private", queue=False).then(
+            make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
+            concurrency_limit=2)
+        output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False)
+    return tab
+
+
+def make_score(models: AppModels):
+    def score(text: str):
+        """Every token of `text` coloured by its rank under GPT-2, the counts per colour, a histogram of probabilities."""
+        with user_facing_errors(), models.gpt2.use() as lm:
+            scores = lm.score_text(text, top=ALTERNATIVES)
+            alternatives = [[_candidate(a) for a in s.alternatives] for s in scores]
+        coloured = Coloured([], [TokenRow(s.text, s.token_id, s.rank, s.prob, alts)
+                                 for s, alts in zip(scores, alternatives)])
+        return coloured.segments(), counts_markdown(coloured), histogram(scores), coloured
+
+    return score
+
+
+def _candidate(alternative: tuple[str, int, float]) -> Candidate:
+    token_text, token_id, prob = alternative
+    return Candidate(token_text, token_id, prob, prob)  # no settings: a text is scored, not sampled
+
+
+def counts_markdown(coloured: Coloured) -> str:
+    counts = coloured.counts()
+    total = max(1, len(coloured.tokens))
+    lines = [f"| {name} | {counts[name]} | {counts[name] / total:.0%} |" for _, name in BUCKETS]
+    return ("**Tokens per colour**\n\n| rank | tokens | share |\n|---|---:|---:|\n" + "\n".join(lines)
+            + f"\n\n{len(coloured.tokens)} tokens in all.")
+
+
+def histogram(scores) -> pd.DataFrame:
+    edges = [i / BINS for i in range(BINS + 1)]
+    labels = [f"{lo:.0%}\u2013{hi:.0%}" for lo, hi in zip(edges, edges[1:])]
+    counts = [0] * BINS
+    for s in scores:
+        counts[min(BINS - 1, int(s.prob * BINS))] += 1
+    return pd.DataFrame({"probability": labels, "tokens": counts})
+
+
+def make_machine_sample(models: AppModels, examples: Examples):
+    human = examples.human[0]
+
+    def machine_sample():
+        """A fresh GPT-2 continuation of a human paragraph's first words (default settings, a random seed)."""
+        opening = " ".join(human.text.split()[:SAMPLE_PROMPT_WORDS])
+        with user_facing_errors(), models.gpt2.use() as lm:
+            (sample,) = lm.generate(opening, max_new_tokens=SAMPLE_TOKENS, temperature=DEFAULTS.temperature,
+                                    top_k=DEFAULTS.top_k)
+            name = lm.name
+        return (sample.text.strip(),
+                f"**Machine-generated** by `{name}` (temperature {DEFAULTS.temperature}, top-k {DEFAULTS.top_k}, "
+                f"seed {sample.seed}), continuing \u201c{opening}\u201d.")
+
+    return machine_sample
+
+
+def make_human(examples: Examples):
+    def human(index: int) -> tuple[str, str, int]:
+        """The next of the examples' human-written paragraphs, with its source."""
+        chosen = examples.human[index % len(examples.human)]
+        return chosen.text, f"**Human-written**: {chosen.title} (public domain).", index + 1
+
+    return human
+
+
+def show_details(coloured: Coloured | None, evt: gr.SelectData) -> str:
+    row = coloured.token_at(evt.index) if coloured else None
+    if row is None:
+        return ""
+    return details_html(row, with_settings=False) + f"<p class='note'>Colour: {bucket(row.rank)}.</p>"

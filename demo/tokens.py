@@ -1,0 +1,131 @@
+"""Coloured tokens, shared by the tabs that show why GPT-2 chose each word (Generate, Next word, Spot the machine).
+
+Each token is coloured by its rank under the model, in GLTR's four buckets: among the model's 10 likeliest tokens at
+that place (green), its 100 (yellow), its 1000 (red), or rarer (purple). A prompt is shown dimmed, uncoloured.
+Selecting a token shows its details: probability, rank, and the likeliest alternatives there, before and after the
+sampling settings (`details_html`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from gpt2_core.explain.distribution import Candidate
+
+BUCKETS = [(10, "top 10"), (100, "top 100"), (1000, "top 1000"), (None, "rarer")]  # GLTR's (Gehrmann et al. 2019)
+COLORS = {"top 10": "#4ade80", "top 100": "#facc15", "top 1000": "#f87171", "rarer": "#c084fc"}
+LEGEND = ("Each generated token is coloured by its **rank**: was it among GPT-2's 10 likeliest next tokens there "
+          "(green), its 100 (yellow), 1000 (red), or rarer (purple)? Grey is the prompt. Click a token to see why.")
+
+
+def bucket(rank: int) -> str:
+    return next(name for limit, name in BUCKETS if limit is None or rank <= limit)
+
+
+def token_view(label: str, elem_id: str, *, visible: bool = True, show_legend: bool = True) -> gr.HighlightedText:
+    """A text shown token by token, coloured by rank bucket; `.select` gives the clicked segment's index."""
+    return gr.HighlightedText(label=label, color_map=COLORS, show_legend=show_legend, show_inline_category=False,
+                              combine_adjacent=False, elem_id=elem_id, elem_classes="tokens", visible=visible)
+
+
+@dataclass
+class TokenRow:
+    """One coloured token, with what its details need."""
+
+    text: str
+    token_id: int
+    rank: int
+    prob: float
+    alternatives: list[Candidate] = field(default_factory=list)  # likeliest first
+
+
+@dataclass
+class Coloured:
+    """A text as the page shows it: the dimmed prompt's pieces, then the coloured tokens."""
+
+    prompt: list[str] = field(default_factory=list)
+    tokens: list[TokenRow] = field(default_factory=list)
+
+    def segments(self) -> list[tuple[str, str | None]]:
+        """gr.HighlightedText's value. Tokens without text of their own (part of a character) have no segment."""
+        return ([(p, None) for p in self.prompt if p]
+                + [(t.text, bucket(t.rank)) for t in self.tokens if t.text])
+
+    def token_at(self, segment: int) -> TokenRow | None:
+        """The token behind the segment the page reports as clicked; None for the prompt."""
+        shown_prompt = sum(1 for p in self.prompt if p)
+        shown = [t for t in self.tokens if t.text]
+        i = segment - shown_prompt
+        return shown[i] if 0 <= i < len(shown) else None
+
+    def counts(self) -> dict[str, int]:
+        out = {name: 0 for _, name in BUCKETS}
+        for t in self.tokens:
+            out[bucket(t.rank)] += 1
+        return out
+
+
+def words(text: str) -> list[str]:
+    """`text` in pieces of a word each (with the spaces before it), so that a dimmed prompt wraps like text."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def shown_token(text: str) -> str:
+    """A token as a chart or table shows it: a space as ␣ and a line break as ⏎, so that " the" and "the" differ."""
+    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "(part of a character)"
+
+
+def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "") -> str:
+    """The details of one token: its probability and rank, and a table of the likeliest tokens at its place."""
+    head = (f"<p><b class='tok'>{html.escape(shown_token(row.text))}</b>: probability "
+            f"<b>{row.prob:.1%}</b>, rank <b>{row.rank:,}</b> ({bucket(row.rank)}).</p>")
+    if not row.alternatives:
+        return f"<div class='details'>{head}</div>"
+    cols = "<th>GPT-2's probability</th>" + ("<th>after your settings</th>" if with_settings else "")
+    rows = []
+    for c in row.alternatives:
+        cut = with_settings and c.sampling_prob == 0
+        chosen = " class='chosen'" if c.token_id == row.token_id else ""
+        after = ""
+        if with_settings:
+            after = ("<td class='cut'>cut by the settings</td>" if cut
+                     else f"<td>{bar(c.sampling_prob, 'after')}</td>")
+        rows.append(f"<tr{chosen}><td class='tok'>{html.escape(shown_token(c.token_text))}</td>"
+                    f"<td>{bar(c.prob, 'model')}</td>{after}</tr>")
+    note = f"<p class='note'>{html.escape(settings_note)}</p>" if settings_note else ""
+    return (f"<div class='details'>{head}<table><thead><tr><th>the likeliest tokens here</th>{cols}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{note}</div>")
+
+
+def bar(p: float, kind: str) -> str:
+    return (f"<span class='bar {kind}' style='width:{max(p * 100, 0.5):.1f}%'></span>"
+            f"<span class='pct'>{p:.1%}</span>")
+
+
+CSS = """
+/* Coloured tokens read as running text: no pills, no gaps (gr.HighlightedText draws each token as a pill). */
+.tokens .textfield { display: flex !important; flex-wrap: wrap; align-items: baseline; row-gap: 4px; }
+.tokens .token-container, .tokens .token { display: inline-flex !important; margin: 0 !important;
+  padding: 0 !important; border-radius: 0 !important; }
+.tokens .token .text { font-size: var(--tokens-size, 20px) !important; line-height: 1.5; white-space: pre-wrap !important;
+  padding: 0 !important; }
+.tokens .token.highlighted { cursor: pointer; }
+.tokens .token.highlighted:hover, .tokens .token.highlighted:focus { outline: 2px solid #1e3a8a; }
+.tokens .text.unlabeled { color: #4b5563 !important; }
+.tokens .line-break { flex-basis: 100%; height: 0; }
+.tokens .legend-item { font-size: 15px !important; color: #111827 !important; }
+.details { font-size: 18px; }
+.details table { width: 100%; border-collapse: collapse; }
+.details td, .details th { padding: 2px 8px; text-align: left; border-bottom: 1px solid #e5e7eb; }
+.details .tok { font-family: var(--font-mono); white-space: pre; }
+.details td .bar { display: inline-block; height: 14px; vertical-align: middle; margin-right: 6px; max-width: 70%; }
+.details td .bar.model { background: #6b7280; }
+.details td .bar.after { background: #2563eb; }
+.details td.cut { color: #991b1b; font-style: italic; }
+.details tr.chosen td { font-weight: 700; background: #eff6ff; }
+.details .note { color: #374151; font-size: 16px; }
+"""
