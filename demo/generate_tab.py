@@ -40,7 +40,8 @@ STOPPED = "**Stopped.** The text so far stays: click any coloured token to see w
 DETAILS_HINT = "<p class='hint'>Click a coloured token to see its probability, its rank and the other tokens GPT-2 " \
                "considered there.</p>"
 SCROLL_TO_OUTPUT = """(...args) => {
-  document.getElementById('generate-output')?.scrollIntoView({block: 'nearest'});
+  const output = document.getElementById('generate-output');  // on a phone it is below the fold: bring it up
+  if (output && output.getBoundingClientRect().top + 200 > window.innerHeight) output.scrollIntoView({block: 'start'});
   return args;
 }"""
 COPY_TEXT = """() => {
@@ -84,7 +85,6 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
                 run_state = gr.Markdown(READY, elem_id="run-state")
                 with gr.Column(elem_id="generate-output"):
-                    copy_button = gr.Button("Copy text", size="sm", elem_id="copy-text")
                     views = [token_view(f"Sample {i + 1} (machine-generated)", f"sample-view-{i + 1}",
                                         visible=i < DEFAULTS.num_samples, show_legend=i == 0)
                              for i in range(MAX_SAMPLES_SHOWN)]
@@ -92,9 +92,10 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                 stats = gr.Markdown(label="stats", elem_id="stats")
                 context = gr.Markdown(context_markdown(0, 0, False), label="context", elem_id="context-meter")
                 with gr.Row():
+                    copy_button = gr.Button("Copy text", size="sm", elem_id="copy-text")
                     download_txt = gr.DownloadButton("Download .txt", size="sm", interactive=False,
                                                      elem_id="download-txt")
-                    download_json = gr.DownloadButton("Download .json (tokens and probabilities)", size="sm",
+                    download_json = gr.DownloadButton("Download .json (with probabilities)", size="sm",
                                                       interactive=False, elem_id="download-json")
                 gr.Markdown(f"**{MACHINE_GENERATED}.** {LEGEND} The text is written by a machine that continues "
                             "text the way web pages tend to go on; it can be wrong, made up or offensive.",

@@ -47,11 +47,14 @@ def generate(client: Client, prompt: str = "Hello", **settings):
 # ---- /generate ------------------------------------------------------------------------------------------------------
 def test_api_has_generate_and_compare_with_named_parameters(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert sorted(endpoints) == ["/compare", "/generate"]  # helper events (presets, meter, Stop) stay private
+    assert sorted(endpoints) == ["/compare", "/explore", "/generate", "/score"]  # helper events stay private
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert names == ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed",
                      "num_samples"]
     assert [p["parameter_name"] for p in endpoints["/compare"]["parameters"]] == ["sentence"]
+    assert [p["parameter_name"] for p in endpoints["/explore"]["parameters"]] == ["prompt", "temperature", "top_k",
+                                                                                   "top_p"]
+    assert [p["parameter_name"] for p in endpoints["/score"]["parameters"]] == ["text"]
 
 
 def test_generate_streams_growing_text(client):
@@ -71,7 +74,7 @@ def test_same_seed_same_text_and_the_random_seed_is_shown(client):
     assert first[0] == again[0] and first[0]
     assert "`1234`" in first[4]
     random_run = generate(client, seed=-1, max_new_tokens=12)
-    shown_seed = int(random_run[4].split("`")[1])
+    shown_seed = int(random_run[4].split("**Seed** `")[1].split("`")[0])
     assert generate(client, seed=shown_seed, max_new_tokens=12)[0] == random_run[0]
     assert generate(client, seed=99, max_new_tokens=12)[0] != first[0]
 

@@ -60,7 +60,8 @@ def page(browser, app, request):
 
 
 def text_of(page, sample: int = 1) -> str:
-    return page.locator(f"#sample-{sample} textarea").input_value()
+    """The generated text of a sample as the page shows it: its coloured tokens (the dimmed prompt left out)."""
+    return "".join(page.locator(f"#sample-view-{sample} .token.highlighted").all_inner_texts())
 
 
 def open_compare_tab(page) -> None:
@@ -95,9 +96,10 @@ def test_generate_streams_and_stop_stops(page, app):
     wait_until(lambda: engine.running == 0 and app.models.gpt2.in_flight() == 0, timeout=5,
                message="Stop to end the work in the engine")
     assert "done" not in page.locator("#stats").inner_text()  # stopped early, not finished
-    assert 0 < len(text_of(page)) and "Sample 1 (machine-generated)" in page.locator("#sample-1").inner_text()
+    wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="the run state to say stopped")
+    assert 0 < len(text_of(page)) and "Sample 1 (machine-generated)" in page.locator("#sample-view-1").inner_text()
     assert "machine-generated" in page.locator("#machine-note").inner_text().lower()
-    shown_seed = page.locator("#stats code").first.inner_text()
+    shown_seed = page.locator("#stats code").last.inner_text()  # after the model's name
     page.locator("#reuse-seed").click()
     wait_until(lambda: page.locator("#seed input").input_value() == shown_seed, message="the seed to be copied")
 

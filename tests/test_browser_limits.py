@@ -76,7 +76,7 @@ def test_closing_the_tab_stops_the_generation(browser, app):  # noqa: F811
     page.locator("#prompt textarea").fill("Nobody will read this")
     set_slider(page, "max-new-tokens", 1000)  # 20 s at 20 ms a token
     page.locator("#generate-button").click()
-    wait_until(lambda: len(page.locator("#sample-1 textarea").input_value()) > 0, message="streaming to start")
+    wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 0, message="streaming to start")
     steps_at_close = engine.steps
     page.context.close()
     wait_until(lambda: engine.running == 0 and app.models.gpt2.in_flight() == 0, timeout=10,

@@ -166,7 +166,7 @@ def test_next_token_distribution_refuses_bad_settings(lm):
         lm.next_token_distribution("Hi", k=0)
 
 
-@pytest.mark.parametrize("settings", [SETTINGS[1], SETTINGS[3]], ids=str)
+@pytest.mark.parametrize("settings", [SETTINGS[1], SETTINGS[2], SETTINGS[3]], ids=str)
 def test_generated_ranks_and_alternatives_equal_transformers(lm, hf_model, settings):
     prompt = "Once upon a time"
     samples = lm.generate(prompt, max_new_tokens=12, num_samples=3, seed=5, alternatives=4, **settings)

@@ -20,10 +20,11 @@ def wait_idle(lm, timeout: float = 10.0) -> None:
 def force_tokens(monkeypatch, tokens) -> None:
     """Make the engine 'sample' the given tokens in order (first token at prefill, the rest in decode steps)."""
     import gpt2_core.generate.engine as engine
+    from gpt2_core.generate.sampling import Draw
 
     script = iter(tokens)
     monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (next(script), 0.5))
-    monkeypatch.setattr(engine, "sample_rows", lambda logits, params, *a: [(next(script), 0.5) for _ in params])
+    monkeypatch.setattr(engine, "sample_rows", lambda logits, params, *a: [Draw(next(script), 0.5, None) for _ in params])
 
 
 def test_generate_returns_complete_samples(lm):

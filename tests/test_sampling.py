@@ -145,5 +145,5 @@ def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
     batched = sample_rows(logits, rows, [torch.Generator().manual_seed(i) for i in range(len(rows))],
                           [history] * len(rows))
     alone = [sample_token(logits[b], p, torch.Generator().manual_seed(b), history) for b, p in enumerate(rows)]
-    assert [t for t, _ in batched] == [t for t, _ in alone]
-    assert [p for _, p in batched] == pytest.approx([p for _, p in alone], rel=1e-5)
+    assert [d.token for d in batched] == [t for t, _ in alone]
+    assert [d.prob for d in batched] == pytest.approx([p for _, p in alone], rel=1e-5)

@@ -22,7 +22,7 @@ import torch
 from gpt2_core.explain.distribution import sampling_probs
 from gpt2_core.explain.scoring import ranks_of
 from gpt2_core.generate.compiled import Decode
-from gpt2_core.generate.sampling import SamplingParams, sample_rows, sample_token
+from gpt2_core.generate.sampling import Draw, SamplingParams, sample_rows, sample_token
 from gpt2_core.model import GPT, KVCache
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class Engine:
         T = len(request.prompt_ids)
         history = torch.tensor(request.prompt_ids) if request.params.repetition_penalty != 1.0 else None
         events = []
-        alternatives = _alternatives(logits[None], [request], [history])[0]  # the same for every sample
+        alternatives = _alternatives(logits[None], [request], [history], [None])[0]  # the same for every sample
         for i, seed in enumerate(request.seeds):
             if i:
                 cache.copy_row(first, first + i, T)  # every sample continues the same prompt
@@ -239,10 +239,10 @@ class Engine:
             self._compact([rows[b] for b in keep])
             rows, draws, histories = [rows[b] for b in keep], [draws[b] for b in keep], [histories[b] for b in keep]
             logits = logits[keep]
-        ranks = ranks_of(logits, torch.tensor([token for token, _ in draws], device=logits.device)).tolist()
-        alternatives = _alternatives(logits, [r.request for r in rows], histories)
+        ranks = ranks_of(logits, torch.tensor([d.token for d in draws], device=logits.device)).tolist()
+        alternatives = _alternatives(logits, [r.request for r in rows], histories, [d.distribution for d in draws])
         events: dict[int, tuple[Request, list[TokenEvent]]] = {}
-        for row, (token, prob), rank, alts in zip(rows, draws, ranks, alternatives):
+        for row, (token, prob, _), rank, alts in zip(rows, draws, ranks, alternatives):
             row.length += 1
             row.next_token = token
             row.generated += 1
@@ -255,12 +255,12 @@ class Engine:
         self._drop_finished()
 
     @staticmethod
-    def _sample_each(logits: torch.Tensor, rows: list[_Row]) -> list[tuple[int, float] | Exception]:
-        draws: list[tuple[int, float] | Exception] = []
+    def _sample_each(logits: torch.Tensor, rows: list[_Row]) -> list[Draw | Exception]:
+        draws: list[Draw | Exception] = []
         for b, row in enumerate(rows):
             try:
                 history = torch.tensor(row.history) if row.history else None
-                draws.append(sample_token(logits[b], row.request.params, row.generator, history))
+                draws.append(Draw(*sample_token(logits[b], row.request.params, row.generator, history), None))
             except Exception as e:  # this row only
                 draws.append(e)
         return draws
@@ -301,10 +301,12 @@ class Engine:
         self._rows = keep
 
 
-def _alternatives(logits: torch.Tensor, requests: list[Request],
-                  histories: list[torch.Tensor | None]) -> list[tuple[tuple[int, float, float], ...]]:
+def _alternatives(logits: torch.Tensor, requests: list[Request], histories: list[torch.Tensor | None],
+                  distributions: list[tuple[torch.Tensor, torch.Tensor | None] | None],
+                  ) -> list[tuple[tuple[int, float, float], ...]]:
     """For each row (logits (B, vocab)) whose request asks for them, its likeliest tokens: (id, probability, sampling
-    probability under the request's settings); () for the others. The top-k runs once for the whole batch."""
+    probability under the request's settings); () for the others. The top-k runs once for the whole batch, and a
+    row's sampling probabilities come from the distribution its token was drawn from, where the sampler kept it."""
     n = max(r.alternatives for r in requests)
     if n == 0:
         return [()] * len(requests)
@@ -316,9 +318,15 @@ def _alternatives(logits: torch.Tensor, requests: list[Request],
         if not request.alternatives:
             out.append(())
             continue
-        after = sampling_probs(logits[b].cpu(), request.params, history)  # the sampler's own distribution
         k = request.alternatives
-        out.append(tuple((int(i), float(p), float(after[i])) for i, p in zip(ids[b, :k], probs[b, :k])))
+        if distributions[b] is None:
+            after = sampling_probs(logits[b].cpu(), request.params, history)  # the sampler's own distribution
+            chance = {int(i): float(after[i]) for i in ids[b, :k]}
+        else:  # what this row's token was just drawn from: (probabilities, their ids or None for the vocabulary)
+            drawn, drawn_ids = distributions[b]
+            chance = (dict(zip(drawn_ids.tolist(), drawn.tolist())) if drawn_ids is not None
+                      else {int(i): float(drawn[i]) for i in ids[b, :k]})
+        out.append(tuple((int(i), float(p), chance.get(int(i), 0.0)) for i, p in zip(ids[b, :k], probs[b, :k])))
     return out
 
 

@@ -13,6 +13,7 @@ Fan et al. 2018 (top-k); Keskar et al. 2019 "CTRL" (repetition penalty).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -83,10 +84,16 @@ def narrowed_probs(candidates: torch.Tensor, params: SamplingParams) -> torch.Te
     return apply_top_p(apply_temperature(candidates, params.temperature), params.top_p).softmax(-1)
 
 
-def sample_token(
+class Draw(NamedTuple):
+    token: int
+    prob: float  # the model's own probability of the token
+    distribution: tuple[torch.Tensor, torch.Tensor | None] | None  # what it was drawn from (candidate_distribution)
+
+
+def draw_token(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, previous_ids: torch.Tensor | None = None
-) -> tuple[int, float]:
-    """Choose the next token of one sequence from its logits (vocab,). Returns (token id, model probability of it).
+) -> Draw:
+    """Choose the next token of one sequence from its logits (vocab,), and say what it was drawn from.
 
     The reported probability is the model's own softmax(logits), before temperature and filtering, so it says how
     likely the model found the token, whatever the sliders did.
@@ -95,12 +102,20 @@ def sample_token(
     choice = 0 if params.temperature == 0 else int(torch.multinomial(probs, 1, generator=generator))
     token = choice if ids is None else int(ids[choice])
     prob = float(torch.exp(logits[token] - torch.logsumexp(logits, dim=-1)))
+    return Draw(token, prob, (probs, ids))
+
+
+def sample_token(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, previous_ids: torch.Tensor | None = None
+) -> tuple[int, float]:
+    """`draw_token`'s (token id, model probability of it)."""
+    token, prob, _ = draw_token(logits, params, generator, previous_ids)
     return token, prob
 
 
 def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
-                histories: list[torch.Tensor | None]) -> list[tuple[int, float]]:
-    """`sample_token` for every row of a batch's logits (B, vocab), on any device; the same draws, less work.
+                histories: list[torch.Tensor | None]) -> list[Draw]:
+    """`draw_token` for every row of a batch's logits (B, vocab), on any device; the same draws, less work.
 
     The vocabulary-wide work runs once for the whole batch where the logits are (on the GPU, too): the normaliser
     of the reported probability and, when every row narrows to its top-k, the top-k itself. Only (B, k) values then
@@ -110,7 +125,7 @@ def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: 
     narrowed = all(p.repetition_penalty == 1.0 and (0 < p.top_k < vocab or p.temperature == 0) for p in params)
     if not narrowed:  # a row needs the whole vocabulary: row by row
         logits = logits.cpu()
-        return [sample_token(logits[b], p, g, h) for b, (p, g, h) in enumerate(zip(params, generators, histories))]
+        return [draw_token(logits[b], p, g, h) for b, (p, g, h) in enumerate(zip(params, generators, histories))]
     k = min(max(max(p.top_k for p in params), 1), vocab)
     values, ids = torch.topk(logits, k)  # (B, k) each, sorted
     log_z = torch.logsumexp(logits, dim=-1)  # (B,)
@@ -118,8 +133,9 @@ def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: 
     out = []
     for b, (p, g) in enumerate(zip(params, generators)):
         if p.temperature == 0:
-            choice = 0
+            choice, distribution = 0, (torch.ones(1), ids[b, :1])
         else:
-            choice = int(torch.multinomial(narrowed_probs(values[b, : p.top_k], p), 1, generator=g))
-        out.append((int(ids[b, choice]), float(torch.exp(values[b, choice] - log_z[b]))))
+            distribution = (narrowed_probs(values[b, : p.top_k], p), ids[b, : p.top_k])
+            choice = int(torch.multinomial(distribution[0], 1, generator=g))
+        out.append(Draw(int(ids[b, choice]), float(torch.exp(values[b, choice] - log_z[b])), distribution))
     return out

@@ -1,0 +1,143 @@
+"""What a class sees of GPT-2's choices, in Debian's chromium: the coloured output in view after Generate at 1280x720
+and on a phone, a token's details on click, the Next word tab (click a candidate, Back) and Spot the machine.
+
+Uses test_browser.py's `browser` fixture (skipped with its reason where chromium is absent). With UPDATE_SCREENSHOTS=1
+these tests also write the README's screenshots of these tabs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import ARTIFACTS, ROOT, UPDATE_SCREENSHOTS, browser, set_slider  # noqa: F401 (fixture)
+from ui_helpers import wait_until
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+LAPTOP = {"width": 1280, "height": 720}
+PHONE = {"width": 390, "height": 844}
+
+
+def open_page(browser, url: str, viewport: dict):  # noqa: F811 (the fixture's value)
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(url)
+    page.locator("#prompt textarea").wait_for()
+    return page
+
+
+def in_view(page, selector: str) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return box is not None and 0 <= box["y"] and box["y"] + min(box["height"], 40) <= size["height"]
+
+
+@pytest.fixture
+def laptop(browser, app, request):  # noqa: F811
+    page = open_page(browser, app.url, LAPTOP)
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is None or report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    page.context.close()
+
+
+def generate(page, prompt: str = "The history of the printing press", tokens: int = 24) -> None:
+    box = page.locator("#prompt textarea")
+    box.fill(prompt)
+    wait_until(lambda: box.input_value() == prompt, message="the prompt to be typed")
+    set_slider(page, "max-new-tokens", tokens)
+    page.evaluate("window.scrollTo(0, 0)")  # typing into the settings scrolled to them; a visitor starts at the top
+    page.locator("#generate-button").click()
+
+
+def test_output_is_in_view_after_generate_at_1280x720_without_scrolling(laptop):
+    generate(laptop)
+    wait_until(lambda: laptop.locator("#sample-view-1 .token.highlighted").count() > 3, message="coloured tokens")
+    assert laptop.evaluate("window.scrollY") == 0, "the page should not need to move"
+    assert in_view(laptop, "#sample-view-1 .token.highlighted"), "the first generated token is below the fold"
+    assert in_view(laptop, "#run-state")
+    wait_until(lambda: "Done" in laptop.locator("#run-state").inner_text(), message="the run state to say done")
+    legend = laptop.locator("#sample-view-1 [data-testid='highlighted-text:category-legend']").inner_text()
+    assert all(name in legend for name in ("top 10", "top 100", "top 1000", "rarer"))
+    assert "Model" in laptop.locator("#stats").inner_text()
+    if UPDATE_SCREENSHOTS:
+        laptop.screenshot(path=str(ROOT / "assets" / "screenshot-generate.png"))
+
+
+def test_output_is_in_view_on_a_phone(browser, app):  # noqa: F811
+    page = open_page(browser, app.url, PHONE)
+    try:
+        generate(page)
+        wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 3, message="coloured tokens")
+        assert in_view(page, "#sample-view-1 .token.highlighted"), "the output should come into view by itself"
+    finally:
+        page.context.close()
+
+
+def test_clicking_a_token_shows_its_probability_rank_and_alternatives(laptop, app):
+    generate(laptop, tokens=12)
+    wait_until(lambda: "Done" in laptop.locator("#run-state").inner_text(), message="the generation to end")
+    laptop.locator("#sample-view-1 .token.highlighted").nth(2).click()
+    details = laptop.locator("#token-details")
+    wait_until(lambda: "rank" in details.inner_text(), message="the token's details")
+    text = details.inner_text()
+    assert "probability" in text and "after your settings" in text
+    assert details.locator("tbody tr").count() == 8  # the likeliest tokens at that place
+    assert "Your settings" in text
+
+
+def test_next_word_click_a_candidate_appends_it_and_back_undoes_it(laptop):
+    laptop.get_by_role("tab", name="Next word").click()
+    prompt = laptop.locator("#explore-prompt textarea")
+    start = prompt.input_value()
+    bars = laptop.locator("#explore-candidates .confidence-set")
+    wait_until(lambda: bars.count() >= 5, message="the candidates' bars")
+    token = bars.nth(1).inner_text().split("\n")[0]  # the bar's word (then its percentage)
+    bars.nth(1).click()
+    wait_until(lambda: prompt.input_value() != start, message="the candidate to be appended")
+    added = prompt.input_value()[len(start):]
+    assert prompt.input_value().startswith(start) and added.strip()
+    assert added.strip() == token.strip()
+    wait_until(lambda: laptop.locator("#explore-built .token.highlighted").count() == 1,
+               message="the added token coloured")
+    laptop.locator("#explore-back").click()
+    wait_until(lambda: prompt.input_value() == start, message="Back to undo it")
+    laptop.locator("#explore-sample").click()
+    wait_until(lambda: "seed" in laptop.locator("#explore-drawn").inner_text(), message="the drawn token and its seed")
+    assert prompt.input_value() != start
+    if UPDATE_SCREENSHOTS:
+        laptop.screenshot(path=str(ROOT / "assets" / "screenshot-next-word.png"), full_page=True)
+
+
+def test_next_word_slider_redraws_the_chart(laptop):
+    laptop.get_by_role("tab", name="Next word").click()
+    bars = laptop.locator("#explore-candidates .confidence-set")
+    wait_until(lambda: bars.count() >= 5, message="the candidates' bars")
+    set_slider(laptop, "explore-top-k", 2)
+    wait_until(lambda: "Cut by your settings" in laptop.locator("#explore-cut").inner_text(),
+               message="the cut tokens to be named")
+
+
+def test_spot_the_machine_colours_a_pasted_text_with_a_legend(laptop):
+    laptop.get_by_role("tab", name="Spot the machine").click()
+    text = "It was a bright cold day in April, and the clocks were striking thirteen."
+    box = laptop.locator("#score-text textarea")
+    box.fill(text)
+    wait_until(lambda: box.input_value() == text, message="the text to be pasted")
+    laptop.locator("#score-button").click()
+    output = laptop.locator("#score-output")
+    wait_until(lambda: output.locator(".token.highlighted").count() > 5, message="the coloured tokens")
+    assert "".join(output.locator(".token .text").all_inner_texts()) == text
+    legend = output.locator("[data-testid='highlighted-text:category-legend']").inner_text()
+    assert all(name in legend for name in ("top 10", "top 100", "top 1000", "rarer"))
+    assert "tokens in all" in laptop.locator("#score-counts").inner_text()
+    output.locator(".token.highlighted").nth(3).click()
+    wait_until(lambda: "rank" in laptop.locator("#score-details").inner_text(), message="the token's details")
+    laptop.locator("#score-fill-human").click()
+    wait_until(lambda: "Human-written" in laptop.locator("#score-source").inner_text(), message="a human paragraph")
+    if UPDATE_SCREENSHOTS:
+        wait_until(lambda: "Jerome" in laptop.locator("#score-source").inner_text(), message="the source")
+        laptop.screenshot(path=str(ROOT / "assets" / "screenshot-spot-the-machine.png"), full_page=True)

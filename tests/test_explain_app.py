@@ -1,0 +1,71 @@
+"""The explanations through the app's API (gradio_client): /score and /explore, on the shared tiny app."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from demo.tokens import BUCKETS, bucket
+
+pytest_plugins = ["fixtures_ui"]
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    return Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+@pytest.mark.parametrize("text", ["The cat sat on the mat.", "Émoji 🤖 and 日本語,\n\ttoo"])
+def test_score_returns_coloured_tokens_that_join_to_the_text(client, app, text):
+    coloured, counts, _histogram = client.predict(text, api_name="/score")
+    tokens = coloured if isinstance(coloured, list) else coloured["value"]
+    assert "".join(t["token"] for t in tokens) == text
+    scores = [s for s in app.models.gpt2.current.score_text(text) if s.text]
+    assert [t["class_or_confidence"] for t in tokens] == [bucket(s.rank) for s in scores]
+    assert {t["class_or_confidence"] for t in tokens} <= {name for _, name in BUCKETS}
+    assert f"{len(app.models.gpt2.current.tokenizer.encode(text))} tokens in all" in counts
+
+
+def test_score_refuses_a_text_past_its_limit_and_serves_on(client):
+    with pytest.raises(AppError, match=r"`text` has to be at most 20000 characters long, but has 20001"):
+        client.predict("a" * 20_001, api_name="/score")
+    assert client.predict("fine", api_name="/score")[0]
+
+
+def test_explore_returns_the_settings_distribution_as_a_label(client, app):
+    prompt = "The weather today is"
+    label, raw, _cut = client.predict(prompt, 0.7, 5, 1.0, api_name="/explore")
+    expected = app.models.gpt2.current.next_token_distribution(prompt, temperature=0.7, top_k=5, top_p=1.0, k=12)
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert confidences == pytest.approx({c.token_text: c.sampling_prob for c in expected}, abs=1e-6)
+    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-5)  # top-k 5: all the mass is on the chart
+    assert sum(v > 0 for v in confidences.values()) == 5
+    assert {c["label"]: c["confidence"] for c in raw["confidences"]} == pytest.approx(
+        {c.token_text: c.prob for c in expected}, abs=1e-6)
+
+
+def test_moving_a_slider_does_not_run_the_model(client, app):
+    model = app.models.gpt2.current.model
+    forwards = []
+    forward = model.forward
+    model.forward = lambda *a, **kw: forwards.append(1) or forward(*a, **kw)
+    try:
+        prompt = "A sentence whose next word is explored with the sliders"
+        for temperature, top_k, top_p in [(1.0, 0, 1.0), (0.5, 0, 1.0), (1.5, 10, 1.0), (0.8, 40, 0.5), (2.0, 3, 0.9)]:
+            label, *_ = client.predict(prompt, temperature, top_k, top_p, api_name="/explore")
+            assert label["confidences"]
+        assert len(forwards) == 1, "only the first call, for a new prompt, may run the model"
+    finally:
+        del model.forward
+
+
+@pytest.mark.parametrize("settings, message", [
+    ((0.7, 5, 0.0), "`top_p` has to be a finite number in (0, 1], but is 0"),
+    ((3.0, 5, 1.0), "`temperature` has to be a finite number in [0, 2], but is 3"),
+    ((0.7, -1, 1.0), "`top_k` has to be an integer in [0, 50257], but is -1"),
+])
+def test_explore_refuses_bad_settings_naming_them(client, settings, message):
+    with pytest.raises(AppError) as error:
+        client.predict("Hello", *settings, api_name="/explore")
+    assert message in str(error.value)
