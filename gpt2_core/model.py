@@ -134,13 +134,14 @@ class GPT(nn.Module):
             x = block(x, step)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits for every position of whole sequences (no cache): (B, T) ids -> (B, T, vocab_size)."""
+    def forward(self, idx: torch.Tensor, *, first: int = 0) -> torch.Tensor:
+        """Logits of whole sequences (no cache): (B, T) ids -> (B, T - first, vocab_size), for positions first.. on
+        (scoring a window needs only its new positions: the LM head is the biggest matmul of a long sequence)."""
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than the context of {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
-        return self.lm_head(self._trunk(idx, pos, None)).float()
+        return self.lm_head(self._trunk(idx, pos, None)[:, first:]).float()
 
     def prefill(self, idx: torch.Tensor, cache: KVCache, row: int) -> torch.Tensor:
         """Run a prompt (1, T) from position 0, store its keys/values in cache row `row`; return the last logits (1, vocab)."""

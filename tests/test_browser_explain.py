@@ -7,6 +7,8 @@ these tests also write the README's screenshots of these tabs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_browser import ARTIFACTS, ROOT, UPDATE_SCREENSHOTS, browser, set_slider  # noqa: F401 (fixture)
 from ui_helpers import wait_until
@@ -87,6 +89,26 @@ def test_clicking_a_token_shows_its_probability_rank_and_alternatives(laptop, ap
     assert "probability" in text and "after your settings" in text
     assert details.locator("tbody tr").count() == 8  # the likeliest tokens at that place
     assert "Your settings" in text
+
+
+def test_downloads_hold_the_text_and_every_tokens_probability(laptop, app):
+    import json
+
+    generate(laptop, prompt="Downloads keep", tokens=10)
+    wait_until(lambda: "Done" in laptop.locator("#run-state").inner_text(), message="the generation to end")
+    shown = "".join(laptop.locator("#sample-view-1 .token.highlighted .text").all_inner_texts())
+    with laptop.expect_download() as download:
+        laptop.locator("#download-json").click()
+    record = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert record["prompt"] == "Downloads keep" and record["model"] == app.models.gpt2.current.name
+    assert record["settings"]["max_new_tokens"] == 10
+    (sample,) = record["samples"]
+    assert sample["text"] == shown == "".join(t["text"] for t in sample["tokens"])
+    assert isinstance(sample["seed"], int) and all(0 < t["prob"] <= 1 and t["rank"] >= 1 for t in sample["tokens"])
+    assert all(len(t["alternatives"]) == 8 for t in sample["tokens"])
+    with laptop.expect_download() as download:
+        laptop.locator("#download-txt").click()
+    assert Path(download.value.path()).read_text(encoding="utf-8") == "Downloads keep" + shown
 
 
 def test_next_word_click_a_candidate_appends_it_and_back_undoes_it(laptop):

@@ -60,8 +60,8 @@ def score_ids(model: GPT, ids: list[int], *, bos: int, top: int) -> ScoredIds:
     while first <= n:
         last = min(n, context - 1 if first == 1 else first + stride - 1)  # score seq[first..last]
         start = max(0, last + 1 - context)
-        logits = model(seq[None, start : last + 1])[0]  # (window, vocab)
-        logits = logits[first - 1 - start : last - start].float()  # (new, vocab): predictions for seq[first..last]
+        window = seq[None, start:last]  # the tokens that predict seq[first..last]
+        logits = model(window, first=first - 1 - start)[0].float()  # (new, vocab)
         targets = seq[first : last + 1]
         logprobs = logits.log_softmax(-1)
         probs.append(logprobs.gather(-1, targets[:, None])[:, 0].exp())
