@@ -28,7 +28,7 @@ from gpt2_core.generate.settings import CONTEXT_LENGTH, check_int
 
 log = logging.getLogger(__name__)
 
-MAX_SAMPLES_SHOWN = 4  # side by side; the engine could do more, a projector cannot
+MAX_SAMPLES_SHOWN = 4  # one under another; the engine could do more, a projector cannot
 GENERATE_CONCURRENCY = 16  # generations running at once (the engine batches them); later ones wait in Gradio's queue
 STREAM_INTERVAL_S = 0.05  # send the page an update at most this often (every token would flood slow links)
 METER_CELLS = 20
@@ -69,7 +69,7 @@ EXPLAIN = {
     "repetition_penalty": "Above 1 makes tokens already in the text less likely, so the model loops less (1 = off).",
     "seed": "Fixes the random draws: the same seed, prompt, settings and model give the same text "
             "(blank or -1 = a new random seed each time).",
-    "num_samples": "How many independent continuations of the same prompt to write at once, shown side by side.",
+    "num_samples": "How many independent continuations of the same prompt to write at once, shown one under another.",
 }
 
 
@@ -144,7 +144,8 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                           outputs=[*texts, stats, context], api_name="generate", concurrency_id="generate",
                           concurrency_limit=GENERATE_CONCURRENCY,
                           preprocess=False)  # raw values: gpt2_core checks them, naming each parameter
-        stop_button.click(lambda: STOPPED, outputs=run_state, cancels=[run], api_visibility="private", queue=False)
+        stop_button.click(None, cancels=[run], api_visibility="private").then(  # after the last update, not before
+            stopped, inputs=shown, outputs=[run_state, stats], api_visibility="private", queue=False)
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
         num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False)
@@ -257,13 +258,22 @@ def render(samples: list[Sample], context_length: int, model: str) -> tuple:
     return (*texts[:MAX_SAMPLES_SHOWN], stats_markdown(samples, model), context, first.seed)
 
 
-def stats_markdown(samples: list[Sample], model: str) -> str:
+def stopped(record: dict | None) -> tuple[str, str]:
+    """Stop pressed: the run state says so, and so do the stats of the text so far."""
+    if not record:
+        return STOPPED, gr.skip()
+    return STOPPED, stats_markdown(record["samples"], record["model"], stopped=True)
+
+
+def stats_markdown(samples: list[Sample], model: str, *, stopped: bool = False) -> str:
     tokens = sum(len(s.token_ids) for s in samples)
     rates = [s.tokens_per_second for s in samples if s.tokens_per_second]
     speed = f"{sum(rates):.1f} tokens/s" if rates else "\u2013 tokens/s"
     reasons = {s.finish_reason for s in samples}
-    # No "writing..." while running: after Stop no update follows, and it would stay. Gradio's spinner shows it.
+    # The run state (Writing / Done / Stopped) is its own line above the text: Stop sets it, since no update follows.
     status = "" if None in reasons else " \u00b7 done: " + ", ".join(FINISH_WORDS.get(r, r) for r in sorted(reasons))
+    if stopped and None in reasons:
+        status = " \u00b7 **stopped**"
     seeds = ", ".join(str(s.seed) for s in samples)
     label = "Seed" if len(samples) == 1 else "Seeds (one per sample)"
     return (f"**Model** `{model}` \u00b7 **Speed** {speed} \u00b7 **Tokens generated** {tokens}{status}  \n"
