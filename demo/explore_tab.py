@@ -93,8 +93,9 @@ def explore_tab(models: AppModels) -> gr.Blocks:
         knobs = [temperature, top_k, top_p]
         redraw = dict(fn=make_explore(models), inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates],
                       show_progress="hidden", preprocess=False)
-        gr.on([prompt.change, *(k.change for k in knobs), tab.load], trigger_mode="always_last", api_name="explore",
+        gr.on([prompt.change, *(k.change for k in knobs)], trigger_mode="always_last", api_name="explore",
               concurrency_limit=4, **redraw)
+        tab.load(**{**redraw, "fn": make_first_draw(models)}, api_visibility="private")
         show_built = dict(fn=colour_built, inputs=built, outputs=built_view, api_visibility="private", queue=False)
         for chart in (after, raw):
             chart.select(make_add(models), inputs=[prompt, built, candidates],
@@ -134,6 +135,18 @@ def make_explore(models: AppModels):
         return after, raw, note, found
 
     return explore
+
+
+def make_first_draw(models: AppModels):
+    explore = make_explore(models)
+
+    def first_draw(prompt: str, temperature: float, top_k: float, top_p: float):
+        """The charts when the page opens; without a model, nothing (the model panel already says why)."""
+        if models.gpt2.current is None:
+            return {}, {}, "", []
+        return explore(prompt, temperature, top_k, top_p)
+
+    return first_draw
 
 
 def make_add(models: AppModels):
