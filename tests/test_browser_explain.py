@@ -163,3 +163,19 @@ def test_spot_the_machine_colours_a_pasted_text_with_a_legend(laptop):
     if UPDATE_SCREENSHOTS:
         wait_until(lambda: "Jerome" in laptop.locator("#score-source").inner_text(), message="the source")
         laptop.screenshot(path=str(ROOT / "assets" / "screenshot-spot-the-machine.png"), full_page=True)
+
+
+def test_next_word_suggest_offers_three_continuations_and_one_click_adds_it(laptop):
+    laptop.get_by_role("tab", name="Next word").click()
+    prompt = laptop.locator("#explore-prompt textarea")
+    start = prompt.input_value()
+    laptop.locator("#explore-suggest").click()
+    first = laptop.locator("#explore-suggestion-1")
+    first.wait_for(state="visible")
+    wait_until(lambda: first.inner_text().strip("\u2026 "), message="a suggestion's text")
+    assert laptop.locator("[id^=explore-suggestion-]:visible").count() >= 2
+    first.click()
+    wait_until(lambda: prompt.input_value() != start, message="the suggestion to be added")
+    assert prompt.input_value().startswith(start)
+    wait_until(lambda: laptop.locator("#explore-built .token.highlighted").count() >= 1,
+               message="the added tokens coloured")
