@@ -98,7 +98,7 @@ def explore_tab(models: AppModels) -> gr.Blocks:
         tab.load(**{**redraw, "fn": make_first_draw(models)}, api_visibility="private")
         show_built = dict(fn=colour_built, inputs=built, outputs=built_view, api_visibility="private", queue=False)
         for chart in (after, raw):
-            chart.select(make_add(models), inputs=[prompt, built, candidates],
+            chart.select(add, inputs=[prompt, built, candidates],
                          outputs=[prompt, built, drawn, details], api_visibility="private").then(**show_built)
         sample_button.click(make_sample(models), inputs=[prompt, built, *knobs, seed],
                             outputs=[prompt, built, drawn, details], api_visibility="private",
@@ -149,19 +149,16 @@ def make_first_draw(models: AppModels):
     return first_draw
 
 
-def make_add(models: AppModels):
-    def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
-        """Append the clicked candidate to the text."""
-        chosen = next((c for c in found if c.token_text == evt.value), None)
-        if chosen is None:
-            return prompt, built, "", gr.skip()
-        rank = 1 + found.index(chosen)  # the candidates are GPT-2's likeliest first
-        row = TokenRow(chosen.token_text, chosen.token_id, rank, chosen.prob, found)
-        built = built.following(prompt).plus(row)
-        return (built.text, built, f"Added `{shown_token(chosen.token_text)}` (rank {rank}, "
-                f"{chosen.prob:.1%} for GPT-2).", details_html(row, with_settings=True))
-
-    return add
+def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
+    """Append the clicked candidate to the text."""
+    chosen = next((c for c in found if c.token_text == evt.value), None)
+    if chosen is None:
+        return prompt, built, "", gr.skip()
+    rank = 1 + found.index(chosen)  # the candidates are GPT-2's likeliest first
+    row = TokenRow(chosen.token_text, chosen.token_id, rank, chosen.prob, found)
+    built = built.following(prompt).plus(row)
+    return (built.text, built, f"Added `{shown_token(chosen.token_text)}` (rank {rank}, "
+            f"{chosen.prob:.1%} for GPT-2).", details_html(row, with_settings=True))
 
 
 def make_sample(models: AppModels):

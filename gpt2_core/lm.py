@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 
 import torch
@@ -30,7 +31,6 @@ from gpt2_core.explain.scoring import TokenScore, score_ids, token_scores
 from gpt2_core.generate.compiled import compile_decode, warm_up
 from gpt2_core.generate.detokenize import (
     REPLACEMENT_CHAR,
-    IncrementalDecoder,
     PieceDecoder,
     fit_pieces,
     split_pieces,
@@ -168,7 +168,6 @@ class LanguageModel:
         start = time.perf_counter()
         request = self.engine.submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
                                              deadline=time.monotonic() + deadline_s, alternatives=alternatives))
-        decoders = [IncrementalDecoder(self.decode) for _ in seeds]
         steps = [_Steps(PieceDecoder(self._token_bytes)) for _ in seeds]
         samples = [Sample("", [], [], seed, None, len(prepared.ids), prepared.truncated, None, None,
                           alternatives=[] if alternatives else None) for seed in seeds]
@@ -188,14 +187,12 @@ class LanguageModel:
                     sample = samples[ev.sample]
                     if sample.finish_reason is not None:
                         continue  # already ended here (a stop string); the engine's late word is moot
-                    decoder = decoders[ev.sample]
                     if ev.token is not None and ev.token != self.config.eos_token_id:
-                        decoder.add(ev.token)
                         steps[ev.sample].add(ev, self.token_text if alternatives else None)
                     if ev.token is not None and first_at[ev.sample] is None:
                         first_at[ev.sample] = now
-                    samples[ev.sample] = self._snapshot(sample, decoder, steps[ev.sample], ev.finish_reason,
-                                                       s.stop, start, first_at[ev.sample], now)
+                    samples[ev.sample] = self._snapshot(sample, steps[ev.sample], ev.finish_reason, s.stop, start,
+                                                       first_at[ev.sample], now)
                     if samples[ev.sample].finish_reason == "stop":
                         request.stop_sample(ev.sample)
                 yield list(samples)
@@ -203,14 +200,15 @@ class LanguageModel:
             if any(x.finish_reason is None for x in samples):
                 request.cancel()  # the caller went away (Stop, closed tab) or an error: free the rows
 
-    def _snapshot(self, sample: Sample, decoder: IncrementalDecoder, steps: _Steps, finish_reason: str | None,
-                  stop: tuple[str, ...], start: float, first_at: float | None, now: float) -> Sample:
-        ids = decoder.ids
-        visible = visible_text(decoder.text, stop, final=finish_reason is not None)
+    @staticmethod
+    def _snapshot(sample: Sample, steps: _Steps, finish_reason: str | None, stop: tuple[str, ...], start: float,
+                  first_at: float | None, now: float) -> Sample:
+        ids = steps.ids
+        visible = visible_text(steps.text(final=finish_reason is not None), stop, final=finish_reason is not None)
         n = len(ids)
         if visible.stopped:
             finish_reason = "stop"  # keep the ids up to the one that completed the stop string
-            n = next(k for k in range(1, n + 1) if any(s in self.decode(ids[:k]) for s in stop))
+            n = next(k for k, text in enumerate(accumulate(steps.pieces), 1) if any(s in text for s in stop))
         rate = None
         if first_at is not None and n > 1 and now > first_at:
             rate = (n - 1) / (now - first_at)
@@ -326,17 +324,28 @@ class _Steps:
     """What one sample collected so far, token by token (lm.stream)."""
 
     pieces_decoder: PieceDecoder
-    pieces: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)  # each token's text: they join to the sample's text
+    joined: str = ""  # "".join(pieces)
+    tail: str | None = None  # at the end: what an unfinished last character decodes to
     probs: list[float] = field(default_factory=list)
     ranks: list[int] = field(default_factory=list)
     alternatives: list[list[Candidate]] = field(default_factory=list)
 
     def add(self, event, token_text) -> None:
+        self.ids.append(event.token)
         self.pieces.append(self.pieces_decoder.add(event.token))
+        self.joined += self.pieces[-1]
         self.probs.append(event.prob)
         self.ranks.append(event.rank)
         if token_text is not None:
             self.alternatives.append([Candidate(token_text(i), i, p, q) for i, p, q in event.alternatives])
+
+    def text(self, *, final: bool) -> str:
+        """The text so far; at the end, an unfinished character shows as U+FFFD (as the tokenizer decodes it)."""
+        if final and self.tail is None:
+            self.tail = self.pieces_decoder.flush()
+        return self.joined + (self.tail or "" if final else "")
 
 
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
