@@ -34,7 +34,7 @@ CSS = """
 def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Blocks:
     models = models or start_models(config)
     examples = load_examples()
-    panel = model_panel(models)  # built outside the page's context, then placed with .render()
+    panel = model_panel(models, allow_switch=config.model_switch_allowed)  # built apart, placed with .render()
     tabs = [("Generate", "generate", generate_tab(models, examples, deadline_s=config.deadline_s)),
             ("Next word", "explore", explore_tab(models)),
             ("Spot the machine", "score", score_tab(models, examples)),

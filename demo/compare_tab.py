@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo.errors import user_facing_errors
+from demo.errors import markdown_text, user_facing_errors
 from demo.examples import Examples
 from demo.models import AppModels
 from gpt2_core.bert.compare import Comparison, compare, split_blank
@@ -66,10 +66,6 @@ def make_compare(models: AppModels):
 
 def what_each_saw(result: Comparison) -> str:
     left = result.left.rstrip() or "(the start of a text)"
-    return (f"**BERT read:** {escape(result.left)}**[MASK]**{escape(result.right)}  \n"
-            f"**GPT-2 read:** {escape(left)} **\u2026** (nothing after the blank)")
+    return (f"**BERT read:** {markdown_text(result.left)}**[MASK]**{markdown_text(result.right)}  \n"
+            f"**GPT-2 read:** {markdown_text(left)} **\u2026** (nothing after the blank)")
 
-
-def escape(text: str) -> str:
-    """Markdown-safe text: the user's sentence is shown as written, not as formatting."""
-    return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)

@@ -18,6 +18,7 @@ from typing import Any
 from gpt2_core.quantize import QUANTIZE_CHOICES
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
@@ -33,6 +34,15 @@ class AppConfig:
     queue_size: int = 64  # requests that may wait for a free slot; the next one is told the demo is busy
     deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
     compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~1.3x tokens/s, +2-4 GB
+    allow_model_switch: bool | None = None  # visitors may switch the model; None = only when serving this machine
+
+    @property
+    def model_switch_allowed(self) -> bool:
+        """Switching the model is for a teacher at their own machine: on when only this machine is served, off when
+        others are (--host 0.0.0.0, Spaces), unless --allow-model-switch / GPT2_ALLOW_MODEL_SWITCH says otherwise."""
+        if self.allow_model_switch is not None:
+            return self.allow_model_switch
+        return self.host in LOCAL_HOSTS
 
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -42,7 +52,8 @@ class AppConfig:
         args = parser.parse_args(list(argv or []))
         if args.quantize not in (None, *QUANTIZE_CHOICES):  # argparse checks choices of flags, not of defaults
             parser.error(f"GPT2_QUANTIZE has to be one of {', '.join(QUANTIZE_CHOICES)}, but is {args.quantize!r}")
-        for name, variable in (("share", "GPT2_SHARE"), ("compile", "GPT2_COMPILE")):
+        for name, variable in (("share", "GPT2_SHARE"), ("compile", "GPT2_COMPILE"),
+                               ("allow_model_switch", "GPT2_ALLOW_MODEL_SWITCH")):
             value = getattr(args, name)
             if isinstance(value, str):  # from the environment (a flag gives a bool)
                 try:
@@ -51,7 +62,7 @@ class AppConfig:
                     parser.error(str(e))
         return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
                    host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
-                   deadline_s=args.deadline, compile=args.compile)
+                   deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch)
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
@@ -85,6 +96,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="on a CPU, compile the decoding step in the background once the page is up: about "
                              "1.3x faster (bf16: 1.45x) after a minute, for 2-4 GB more memory (env GPT2_COMPILE=1; "
                              "default off)")
+    parser.add_argument("--allow-model-switch", action=argparse.BooleanOptionalAction,
+                        default=first("GPT2_ALLOW_MODEL_SWITCH", default=""),  # text until checked
+                        help="let visitors switch the model for everyone (env GPT2_ALLOW_MODEL_SWITCH=1/0; default: "
+                             "on when serving 127.0.0.1 only, off when serving other machines)")
     parser.add_argument("--queue-size", type=bounded(int, "queue_size", 1, 10_000),
                         default=first("GPT2_QUEUE_SIZE", default=d.queue_size),
                         help="requests that may wait for a free slot before users are told the demo is busy "

@@ -32,6 +32,11 @@ def as_text(message: str) -> str:
     return html.escape(message, quote=False)
 
 
+def markdown_text(text: str) -> str:
+    """Text for a gr.Markdown that shows as written (a user's sentence, a message), never as formatting."""
+    return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)
+
+
 @contextmanager
 def user_facing_errors() -> Iterator[None]:
     try:

@@ -3,33 +3,40 @@
 The picker offers OpenAI's sizes (and distilgpt2, and the model the app started with), each with its estimated
 weight memory per precision. Other checkpoints come only from the command line or environment, never from the page.
 A switch is shared by everyone on the app: requests already running finish on the old model (see demo/models.py).
+So switching is a teacher's control: on when the app serves only this machine, off when it serves others (--host 0.0.0.0,
+Spaces) unless the host allows it (AppConfig.model_switch_allowed). Off, the page shows the model and no picker, and
+no switch event exists. Every page re-reads which model serves every REFRESH_S seconds, so a switch shows everywhere.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from demo.errors import user_facing_errors
-from demo.models import AppModels
+from demo.errors import markdown_text, user_facing_errors
+from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
 from gpt2_core import PRESETS
 from gpt2_core.memory import PRECISIONS, estimate_weight_bytes
 
+REFRESH_S = 15  # how often a page re-reads which model is serving
 
-def model_panel(models: AppModels) -> gr.Blocks:
+
+def model_panel(models: AppModels, *, allow_switch: bool) -> gr.Blocks:
     with gr.Blocks() as panel:
         banner = gr.Markdown(unavailable_markdown(models), visible=models.gpt2.error is not None,
                              elem_id="model-unavailable")
         info = gr.Markdown(info_markdown(models), elem_id="model-info")
-        with gr.Accordion("Switch model (for everyone using this app)", open=False, elem_id="model-picker"):
-            gr.Markdown(memory_table())
-            with gr.Row(equal_height=True):
-                choice = gr.Dropdown(models.choices, value=current_choice(models), label="GPT-2 model", scale=3,
-                                     elem_id="model-choice")
-                load = gr.Button("Load model", scale=1, elem_id="load-model")
-            status = gr.Markdown()
-        load.click(make_switch(models), inputs=choice, outputs=[banner, info, status], api_visibility="private",
-                   concurrency_limit=1, show_progress="full")
-        panel.load(lambda: refresh(models), outputs=[banner, info], api_visibility="private", queue=False)
+        if allow_switch:
+            with gr.Accordion("Switch model (for everyone using this app)", open=False, elem_id="model-picker"):
+                gr.Markdown(memory_table())
+                with gr.Row(equal_height=True):
+                    choice = gr.Dropdown(models.choices, value=current_choice(models), label="GPT-2 model", scale=3,
+                                         elem_id="model-choice")
+                    load = gr.Button("Load model", scale=1, elem_id="load-model")
+                status = gr.Markdown(elem_id="model-switch-status")
+            load.click(make_switch(models), inputs=choice, outputs=[banner, info, status, choice],
+                       api_visibility="private", concurrency_limit=1, show_progress="full")
+        gr.on([panel.load, gr.Timer(REFRESH_S).tick], lambda: refresh(models), outputs=[banner, info],
+              api_visibility="private", queue=False, show_progress="hidden")
     return panel
 
 
@@ -40,17 +47,27 @@ def refresh(models: AppModels) -> tuple[gr.Markdown, str]:
 
 
 def make_switch(models: AppModels):
-    def switch(choice: str, progress: gr.Progress = gr.Progress()) -> tuple[gr.Markdown, str, str]:  # noqa: B008
+    def switch(choice: str, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+        """(banner, info, status, picker): a failed switch says which model still serves and resets the picker."""
         with user_facing_errors():
             if choice not in models.choices:
                 raise ValueError(f"`model` has to be one of {', '.join(models.choices)}, but is {choice!r}")
             if choice == models.gpt2.source and models.gpt2.current is not None:
-                return (*refresh(models), f"**{choice}** is already loaded.")
+                return (*refresh(models), f"**{choice}** is already loaded.", gr.skip())
             progress(0.1, desc=f"Loading {choice}: the first time, its weights are downloaded\u2026")
-            models.gpt2.switch(choice)
-        return (*refresh(models), f"Loaded **{choice}**. New requests use it; running ones finish on the old model.")
+            try:
+                models.gpt2.switch(choice)
+            except (*LOAD_ERRORS, ModelBusyError) as e:
+                serving = models.gpt2.current
+                still = (f"**{serving.name}** is still serving." if serving is not None
+                         else "No model is loaded.")
+                return (*refresh(models), f"Could not load **{choice}**: {markdown_text(str(e))}  \n{still}",
+                        gr.Dropdown(choices=models.choices, value=current_choice(models)))
+        return (*refresh(models), f"Loaded **{choice}**. New requests use it; running ones finish on the old model.",
+                gr.skip())
 
     return switch
+
 
 
 def info_markdown(models: AppModels) -> str:
@@ -74,8 +91,8 @@ def memory_table() -> str:
     for name, config in PRESETS.items():
         sizes = " | ".join(megabytes(estimate_weight_bytes(config, p)) for p in PRECISIONS)
         rows.append(f"| {name} | {config.num_parameters() / 1e6:.0f}M | {sizes} |")
-    return ("Estimated weight memory per precision (the CPU runs fp32, a GPU fp16; int8 and nf4 need "
-            "`--quantize` and a CUDA GPU):\n\n" + "\n".join(rows))
+    return ("Estimated weight memory per precision (a CPU runs fp32, a GPU fp16; int8 and nf4 need `--quantize` "
+            "at start-up and run on a CPU too, through bitsandbytes, which is no faster there):\n\n" + "\n".join(rows))
 
 
 def current_choice(models: AppModels) -> str | None:

@@ -246,7 +246,7 @@ def test_page_can_only_switch_to_the_listed_models(two_models):
     switch = make_switch(models)
     with pytest.raises(gr.Error, match="`model` has to be one of gpt2, distilgpt2, but is 'someone/evil-repo'"):
         switch("someone/evil-repo", progress=lambda *a, **k: None)
-    banner, info, status = switch("distilgpt2", progress=lambda *a, **k: None)
+    banner, info, status, _ = switch("distilgpt2", progress=lambda *a, **k: None)
     assert "distilgpt2" in status and "Loaded" in status
 
 
