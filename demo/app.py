@@ -17,6 +17,7 @@ from demo.config import AppConfig
 from demo.examples import load_examples
 from demo.explore_tab import explore_tab
 from demo.generate_tab import generate_tab
+from demo.knobs import REMEMBER_TYPED
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
 from demo.score_tab import score_tab
@@ -59,4 +60,4 @@ def launch_options() -> dict:
         block_label_text_color="*neutral_800",
         block_label_text_weight="600",
     )
-    return dict(theme=theme, css=CSS)
+    return dict(theme=theme, css=CSS, js=REMEMBER_TYPED)

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 import gradio as gr
 
 from demo.errors import user_facing_errors
+from demo.knobs import KNOBS, typed_values
 from demo.models import AppModels
 from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
-from gpt2_core import DEFAULTS
 from gpt2_core.explain.distribution import Candidate
 from gpt2_core.generate.settings import RANDOM_SEEDS
 
+KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
 CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough to read from the back row
 SUGGESTIONS = 3
 SUGGESTION_TOKENS = 8
@@ -80,10 +81,9 @@ def explore_tab(models: AppModels) -> gr.Blocks:
                     suggestion_buttons = [gr.Button("", size="sm", elem_id=f"explore-suggestion-{i + 1}")
                                           for i in range(SUGGESTIONS)]
             with gr.Column(scale=2):
-                temperature = gr.Slider(0, 2, DEFAULTS.temperature, step=0.05, label="Temperature (0 = greedy)",
-                                        elem_id="explore-temperature")
-                top_k = gr.Slider(0, 200, DEFAULTS.top_k, step=1, label="Top-k (0 = off)", elem_id="explore-top-k")
-                top_p = gr.Slider(0.01, 1, DEFAULTS.top_p, step=0.01, label="Top-p (1 = off)", elem_id="explore-top-p")
+                temperature = KNOBS["temperature"].slider("Temperature (0 = greedy)", elem_id="explore-temperature")
+                top_k = KNOBS["top_k"].slider("Top-k (0 = off)", elem_id="explore-top-k")
+                top_p = KNOBS["top_p"].slider("Top-p (1 = off)", elem_id="explore-top-p")
                 seed = gr.Number(-1, precision=0, label="Seed for Sample (-1 = random)", elem_id="explore-seed")
                 details = gr.HTML(elem_id="explore-details")
         candidates = gr.State([])  # the candidates on the charts
@@ -94,20 +94,20 @@ def explore_tab(models: AppModels) -> gr.Blocks:
         redraw = dict(fn=make_explore(models), inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates],
                       show_progress="hidden", preprocess=False)
         gr.on([prompt.change, *(k.change for k in knobs)], trigger_mode="always_last", api_name="explore",
-              concurrency_limit=4, **redraw)
+              concurrency_limit=4, js=typed_values(None, *KNOB_IDS), **redraw)
         tab.load(**{**redraw, "fn": make_first_draw(models)}, api_visibility="private")
         show_built = dict(fn=colour_built, inputs=built, outputs=built_view, api_visibility="private", queue=False)
         for chart in (after, raw):
             chart.select(add, inputs=[prompt, built, candidates],
                          outputs=[prompt, built, drawn, details], api_visibility="private").then(**show_built)
         sample_button.click(make_sample(models), inputs=[prompt, built, *knobs, seed],
-                            outputs=[prompt, built, drawn, details], api_visibility="private",
-                            concurrency_limit=4).then(**show_built)
+                            outputs=[prompt, built, drawn, details], api_visibility="private", concurrency_limit=4,
+                            js=typed_values(None, None, *KNOB_IDS)).then(**show_built)
         back_button.click(back, inputs=built, outputs=[prompt, built, drawn], api_visibility="private",
                           queue=False).then(**show_built)
         suggest_button.click(make_suggest(models), inputs=[prompt, *knobs],
                              outputs=[suggestions_row, *suggestion_buttons, suggestions], api_visibility="private",
-                             concurrency_limit=4)
+                             concurrency_limit=4, js=typed_values(None, *KNOB_IDS))
         for i, button in enumerate(suggestion_buttons):
             button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
                          outputs=[prompt, built, drawn, suggestions_row], api_visibility="private",

@@ -21,6 +21,7 @@ import gradio as gr
 from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.exports import Exports
+from demo.knobs import KNOBS, typed_values
 from demo.models import AppModels
 from demo.tokens import LEGEND, Coloured, TokenRow, details_html, token_view
 from gpt2_core import DEFAULTS, LanguageModel, Sample
@@ -39,11 +40,9 @@ WRITING = "**Writing\u2026** GPT-2 chooses one token at a time; **Stop** ends it
 STOPPED = "**Stopped.** The text so far stays: click any coloured token to see why GPT-2 chose it."
 DETAILS_HINT = "<p class='hint'>Click a coloured token to see its probability, its rank and the other tokens GPT-2 " \
                "considered there.</p>"
-SCROLL_TO_OUTPUT = """(...args) => {
-  const output = document.getElementById('generate-output');  // on a phone it is below the fold: bring it up
-  if (output && output.getBoundingClientRect().top + 200 > window.innerHeight) output.scrollIntoView({block: 'start'});
-  return args;
-}"""
+SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');  // on a phone it is below the fold
+  if (output && output.getBoundingClientRect().top + 200 > window.innerHeight) output.scrollIntoView({block: 'start'});"""
+SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]  # seed: None
 COPY_TEXT = """() => {
   const box = document.querySelector('#generate-text textarea');
   if (!box) return;
@@ -107,20 +106,16 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                                        for example in examples.generate]
                 about = gr.Markdown(elem_id="example-about")
                 with gr.Accordion("Settings", open=True, elem_id="settings"):
-                    temperature = gr.Slider(0, 2, DEFAULTS.temperature, step=0.05, label="Temperature (0 = greedy)",
-                                            info=EXPLAIN["temperature"], elem_id="temperature")
-                    top_k = gr.Slider(0, 200, DEFAULTS.top_k, step=1, label="Top-k (0 = off)", info=EXPLAIN["top_k"],
-                                      elem_id="top-k")
-                    top_p = gr.Slider(0.01, 1, DEFAULTS.top_p, step=0.01, label="Top-p (1 = off)",
-                                      info=EXPLAIN["top_p"], elem_id="top-p")
-                    max_new_tokens = gr.Slider(1, 512, DEFAULTS.max_new_tokens, step=1, label="Max new tokens",
-                                               info=EXPLAIN["max_new_tokens"], elem_id="max-new-tokens")
-                    repetition_penalty = gr.Slider(0.5, 2, DEFAULTS.repetition_penalty, step=0.05,
-                                                   label="Repetition penalty (1 = off)",
-                                                   info=EXPLAIN["repetition_penalty"], elem_id="repetition-penalty")
-                    num_samples = gr.Slider(1, MAX_SAMPLES_SHOWN, DEFAULTS.num_samples, step=1,
-                                            label="Number of samples", info=EXPLAIN["num_samples"],
-                                            elem_id="num-samples")
+                    temperature = KNOBS["temperature"].slider("Temperature (0 = greedy)", elem_id="temperature",
+                                                              info=EXPLAIN["temperature"])
+                    top_k = KNOBS["top_k"].slider("Top-k (0 = off)", elem_id="top-k", info=EXPLAIN["top_k"])
+                    top_p = KNOBS["top_p"].slider("Top-p (1 = off)", elem_id="top-p", info=EXPLAIN["top_p"])
+                    max_new_tokens = KNOBS["max_new_tokens"].slider("Max new tokens", elem_id="max-new-tokens",
+                                                                    info=EXPLAIN["max_new_tokens"])
+                    repetition_penalty = KNOBS["repetition_penalty"].slider(
+                        "Repetition penalty (1 = off)", elem_id="repetition-penalty", info=EXPLAIN["repetition_penalty"])
+                    num_samples = KNOBS["num_samples"].slider("Number of samples", elem_id="num-samples",
+                                                              info=EXPLAIN["num_samples"])
                     with gr.Row(equal_height=False):
                         seed = gr.Number(-1 if DEFAULTS.seed is None else DEFAULTS.seed, precision=0, scale=3,
                                          label="Seed (blank or -1 = random)", info=EXPLAIN["seed"], elem_id="seed")
@@ -139,7 +134,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                                              download_json],
                                     api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
                                     concurrency_id="generate", show_progress="hidden", preprocess=False,
-                                    js=SCROLL_TO_OUTPUT)
+                                    js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
         api_trigger.click(make_generate(models, deadline_s=deadline_s), inputs=[prompt, *settings],
                           outputs=[*texts, stats, context], api_name="generate", concurrency_id="generate",
                           concurrency_limit=GENERATE_CONCURRENCY,
@@ -148,11 +143,13 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
             stopped, inputs=shown, outputs=[run_state, stats], api_visibility="private", queue=False)
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
-        num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False)
+        num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False,
+                           preprocess=False)  # a number typed out of range is answered by Generate, not here
         for i, view in enumerate(views):
             view.select(make_details(i), inputs=shown, outputs=details, api_visibility="private", queue=False)
         gr.on([prompt.change, max_new_tokens.change], make_meter(models), inputs=[prompt, max_new_tokens],
-              outputs=context, trigger_mode="always_last", show_progress="hidden", api_visibility="private")
+              outputs=context, trigger_mode="always_last", show_progress="hidden", api_visibility="private",
+              preprocess=False)
         for button, example in zip(example_buttons, examples.generate, strict=True):
             button.click(make_fill(example), outputs=[prompt, *settings, about], api_visibility="private",
                          queue=False)
@@ -190,6 +187,11 @@ def make_generate(models: AppModels, *, deadline_s: float):
 def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float):
     def generate_view(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples):
         """The page's Generate: the coloured samples, the run state, stats, context, and the downloads at the end."""
+        with user_facing_errors():  # the page's own ranges, with the message the API gives for its wider ones
+            values = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                          repetition_penalty=repetition_penalty, num_samples=num_samples)
+            for name, value in values.items():
+                KNOBS[name].check(value)
         prompt_pieces: list[str] | None = None
         for lm, samples in stream_samples(models, prompt, max_new_tokens, temperature, top_k, top_p,
                                           repetition_penalty, seed, num_samples, deadline_s=deadline_s,
@@ -294,8 +296,12 @@ def context_markdown(prompt_tokens: int, generated: int, truncated: bool, contex
     return text
 
 
-def show_samples(num_samples: float) -> list[gr.HighlightedText]:
-    return [gr.HighlightedText(visible=i < int(num_samples)) for i in range(MAX_SAMPLES_SHOWN)]
+def show_samples(num_samples) -> list[gr.HighlightedText]:
+    try:
+        shown = int(num_samples)
+    except (TypeError, ValueError):
+        shown = 1
+    return [gr.HighlightedText(visible=i < shown) for i in range(MAX_SAMPLES_SHOWN)]
 
 
 def make_meter(models: AppModels):
@@ -305,7 +311,7 @@ def make_meter(models: AppModels):
             return context_markdown(0, 0, False)
         try:
             prepared = lm.prepare_prompt(prompt, room=int(max_new_tokens))
-        except ValueError:
+        except (TypeError, ValueError):
             return context_markdown(0, 0, False)
         ids = prepared.ids if prompt else []
         return context_markdown(len(ids), 0, prepared.truncated, lm.config.block_size)
