@@ -18,11 +18,13 @@ from demo.examples import load_examples
 from demo.explore_tab import explore_tab
 from demo.generate_tab import generate_tab
 from demo.knobs import REMEMBER_TYPED
+from demo.links import TabParts, link_values, linked_inputs, note_markdown, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
 from demo.score_tab import score_tab
 
 TITLE = "GPT-2 Playground"
+TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2"}
 CSS = """
 #model-unavailable { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
@@ -36,21 +38,34 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
     models = models or start_models(config)
     examples = load_examples()
     panel = model_panel(models, allow_switch=config.model_switch_allowed)  # built apart, placed with .render()
-    tabs = [("Generate", "generate", generate_tab(models, examples, deadline_s=config.deadline_s)),
-            ("Next word", "explore", explore_tab(models)),
-            ("Spot the machine", "score", score_tab(models, examples)),
-            ("BERT vs GPT-2", "compare", compare_tab(models, examples))]
+    tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s),
+            "explore": explore_tab(models),
+            "score": score_tab(models, examples),
+            "compare": compare_tab(models, examples)}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
                     "probabilities: see which, and why.", elem_id="title")
         panel.render()
-        for label, tab_id, tab in tabs:
-            with gr.Tab(label, id=tab_id):
-                tab.render()
+        link_note = gr.Markdown(elem_id="link-note")
+        with gr.Tabs() as tab_strip:
+            for tab_id, parts in tabs.items():
+                with gr.Tab(TAB_LABELS[tab_id], id=tab_id):
+                    parts.blocks.render()
+        demo.load(make_fill_from_link(tabs), outputs=[tab_strip, link_note, *linked_inputs(tabs)],
+                  api_visibility="private", queue=False)
     # Beyond the running events (Generate 16, Compare 4, others 4 at a time), `queue_size` more may wait; the next
     # visitor is told at once "This application is currently busy. Please try again." (Gradio's text for a full queue).
     demo.queue(default_concurrency_limit=4, max_size=config.queue_size)
     return demo
+
+
+def make_fill_from_link(tabs: dict[str, TabParts]):
+    def fill_from_link(request: gr.Request) -> list:
+        """The tab and inputs a share link asks for (demo/links.py), and a note naming any value it could not use."""
+        link = read_link(dict(request.query_params))
+        return [gr.Tabs(selected=link.tab), note_markdown(link.problems), *link_values(link, tabs)]
+
+    return fill_from_link
 
 
 def launch_options() -> dict:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from demo.errors import markdown_text, user_facing_errors
 from demo.examples import Examples
+from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from gpt2_core.bert.compare import Comparison, compare, split_blank
 
@@ -24,7 +25,7 @@ Write a sentence with one blank (`___` or `[MASK]`) where the words *after* the 
 """
 
 
-def compare_tab(models: AppModels, examples: Examples) -> gr.Blocks:
+def compare_tab(models: AppModels, examples: Examples) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
@@ -32,6 +33,7 @@ def compare_tab(models: AppModels, examples: Examples) -> gr.Blocks:
                                   elem_id="sentence", placeholder="The ___ barked at the mailman all morning.")
             button = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-button")
         gr.Examples(examples=[[s] for s in examples.compare], inputs=[sentence], label="Sentences to try")
+        copy_link("compare", {"sentence": sentence})
         seen = gr.Markdown(label="what each model read", elem_id="what-each-saw")
         with gr.Row(equal_height=True):
             bert = chart("BERT: words for the blank (reads both sides)", "bert-chart")
@@ -45,7 +47,7 @@ def compare_tab(models: AppModels, examples: Examples) -> gr.Blocks:
                      api_name="compare", concurrency_limit=4)
         sentence.submit(make_compare(models), inputs=sentence, outputs=[bert, gpt2_next, gpt2_ranking, seen],
                         api_visibility="private", concurrency_limit=4)
-    return tab
+    return TabParts(tab, {"sentence": sentence})
 
 
 def chart(label: str, elem_id: str) -> gr.Label:

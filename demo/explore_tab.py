@@ -10,17 +10,16 @@ that sampling with these settings draws the token), then GPT-2's own probabiliti
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field, replace
 
 import gradio as gr
 
 from demo.errors import user_facing_errors
 from demo.knobs import KNOBS, typed_values
+from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
 from gpt2_core.explain.distribution import Candidate
-from gpt2_core.generate.settings import RANDOM_SEEDS
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
 CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough to read from the back row
@@ -56,7 +55,7 @@ class Built:
         return replace(self, added=[*self.added, *rows])
 
 
-def explore_tab(models: AppModels) -> gr.Blocks:
+def explore_tab(models: AppModels) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
@@ -75,6 +74,7 @@ def explore_tab(models: AppModels) -> gr.Blocks:
                                    num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
                                    elem_classes="chart")
                 cut = gr.Markdown(elem_id="explore-cut")
+                link_anchor = gr.Column()
                 built_view = token_view("The text so far, coloured by rank", "explore-built")
                 drawn = gr.Markdown(elem_id="explore-drawn")
                 with gr.Row(visible=False) as suggestions_row:
@@ -91,6 +91,9 @@ def explore_tab(models: AppModels) -> gr.Blocks:
         suggestions = gr.State([])  # each suggestion's tokens
 
         knobs = [temperature, top_k, top_p]
+        linkable = dict(zip(FIELDS["explore"], [prompt, *knobs], strict=True))
+        with link_anchor:
+            copy_link("explore", linkable)
         redraw = dict(fn=make_explore(models), inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates],
                       show_progress="hidden", preprocess=False)
         gr.on([prompt.change, *(k.change for k in knobs)], trigger_mode="always_last", api_name="explore",
@@ -115,7 +118,7 @@ def explore_tab(models: AppModels) -> gr.Blocks:
         built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private", queue=False)
         prompt.input(lambda p, b: b.following(p), inputs=[prompt, built], outputs=built, api_visibility="private",
                      queue=False).then(**show_built)
-    return tab
+    return TabParts(tab, linkable)
 
 
 def make_explore(models: AppModels):
@@ -164,12 +167,11 @@ def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
 def make_sample(models: AppModels):
     def sample(prompt: str, built: Built, temperature: float, top_k: float, top_p: float, seed: float | None):
         """Draw the next token as Generate would, with a seed that is shown (and replays the draw)."""
-        seed = secrets.randbelow(RANDOM_SEEDS) if seed is None or seed == -1 else seed
         with user_facing_errors(), models.gpt2.use() as lm:
             (drawn,) = lm.generate(prompt, max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p,
                                    seed=seed, alternatives=CANDIDATES)
         if not drawn.token_ids:
-            return prompt, built, f"GPT-2 ended the text here (it drew `<|endoftext|>`, seed {seed}).", gr.skip()
+            return prompt, built, f"GPT-2 ended the text here (it drew `<|endoftext|>`, seed {drawn.seed}).", gr.skip()
         row = TokenRow(drawn.text, drawn.token_ids[0], drawn.token_ranks[0], drawn.token_probs[0],
                        drawn.alternatives[0])
         built = built.following(prompt).plus(row)

@@ -22,6 +22,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.exports import Exports
 from demo.knobs import KNOBS, typed_values
+from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.tokens import LEGEND, Coloured, TokenRow, details_html, token_view
 from gpt2_core import DEFAULTS, LanguageModel, Sample
@@ -72,7 +73,7 @@ EXPLAIN = {
 }
 
 
-def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) -> gr.Blocks:
+def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) -> TabParts:
     exports = Exports()
     with gr.Blocks() as tab:
         with gr.Row(equal_height=False):
@@ -96,6 +97,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                                                      elem_id="download-txt")
                     download_json = gr.DownloadButton("Download .json (with probabilities)", size="sm",
                                                       interactive=False, elem_id="download-json")
+                link_anchor = gr.Column()
                 gr.Markdown(f"**{MACHINE_GENERATED}.** {LEGEND} The text is written by a machine that continues "
                             "text the way web pages tend to go on; it can be wrong, made up or offensive.",
                             elem_id="machine-note")
@@ -128,6 +130,9 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
         shown = gr.State(None)  # the samples on the page, for token details and the downloads
 
         settings = [max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples]
+        linkable = dict(zip(FIELDS["generate"], [prompt, *settings], strict=True))
+        with link_anchor:
+            copy_link("generate", linkable)
         run = generate_button.click(make_generate_view(models, exports, deadline_s=deadline_s),
                                     inputs=[prompt, *settings],
                                     outputs=[*views, run_state, stats, context, last_seed, shown, plain, download_txt,
@@ -153,7 +158,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
         for button, example in zip(example_buttons, examples.generate, strict=True):
             button.click(make_fill(example), outputs=[prompt, *settings, about], api_visibility="private",
                          queue=False)
-    return tab
+    return TabParts(tab, linkable)
 
 
 def stream_samples(models: AppModels, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
@@ -161,7 +166,6 @@ def stream_samples(models: AppModels, prompt, max_new_tokens, temperature, top_k
     """The model and its samples, at most every STREAM_INTERVAL_S and at the end (the page and the API share this)."""
     with user_facing_errors(), models.gpt2.use() as lm:
         num_samples = check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)  # the boxes on the page
-        seed = None if seed is None or seed == -1 else seed  # None: gpt2_core draws one, short and JS-exact
         last_sent = 0.0
         for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                                  top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,

@@ -12,6 +12,7 @@ import pandas as pd
 
 from demo.errors import user_facing_errors
 from demo.examples import Examples
+from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.tokens import BUCKETS, Coloured, TokenRow, bucket, details_html, token_view
 from gpt2_core import DEFAULTS
@@ -33,7 +34,7 @@ machine text sampled at a high temperature or without top-k looks human. Never a
 """
 
 
-def score_tab(models: AppModels, examples: Examples) -> gr.Blocks:
+def score_tab(models: AppModels, examples: Examples) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
@@ -45,6 +46,7 @@ def score_tab(models: AppModels, examples: Examples) -> gr.Blocks:
                     machine_button = gr.Button("Fill with a GPT-2 sample", elem_id="score-fill-machine")
                     human_button = gr.Button("Fill with a human paragraph", elem_id="score-fill-human")
                 source = gr.Markdown(elem_id="score-source")
+                copy_link("score", {"text": text})
                 output = token_view("Each token coloured by its rank under GPT-2", "score-output")
                 details = gr.HTML(elem_id="score-details")
             with gr.Column(scale=2):
@@ -66,7 +68,7 @@ def score_tab(models: AppModels, examples: Examples) -> gr.Blocks:
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
             concurrency_limit=2)
         output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False)
-    return tab
+    return TabParts(tab, {"text": text})
 
 
 def make_score(models: AppModels):

@@ -95,8 +95,8 @@ def test_long_prompt_is_trimmed_with_a_notice(client):
 @pytest.mark.parametrize("settings, message", [
     ({"num_samples": 2.5}, "`num_samples` has to be an integer in [1, 4], but is 2.5"),
     ({"num_samples": 5}, "`num_samples` has to be an integer in [1, 4], but is 5"),  # the page shows 4 boxes
-    ({"seed": -5}, "`seed` has to be an integer in [0, 9223372036854775807], but is -5"),
-    ({"seed": 3.5}, "`seed` has to be an integer"),
+    ({"seed": -5}, "`seed` has to be -1 (random) or an integer in [0, 9223372036854775807], but is -5"),
+    ({"seed": 3.5}, "`seed` has to be -1 (random) or an integer"),
     ({"top_p": 5}, "`top_p` has to be a finite number in (0, 1], but is 5"),
     ({"top_k": -5}, "`top_k` has to be an integer in [0, 50257], but is -5"),
     ({"temperature": -1}, "`temperature` has to be a finite number in [0, 2], but is -1"),

@@ -49,3 +49,105 @@ def test_a_number_typed_beyond_a_slider_is_refused_by_name_and_nothing_runs(page
     wait_until(lambda: any(message in t for t in toasts(page)), message=f"the message naming {elem_id}")
     assert all("`" in t for t in toasts(page)), f"a message that names no parameter: {toasts(page)}"
     assert engine.steps == steps and page.locator("#sample-view-1 .token.highlighted").count() == 0
+
+
+# ---- share links ----------------------------------------------------------------------------------------------------
+LINKED = dict(prompt="In a shocking finding, <b>unicorns</b> & more", temperature=0.7, top_k=12, top_p=0.9,
+              max_new_tokens=150, repetition_penalty=1.2, seed=2019, num_samples=2)
+SLIDERS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "max_new_tokens": "max-new-tokens",
+           "repetition_penalty": "repetition-penalty", "num_samples": "num-samples"}
+
+
+def open_link(browser, url: str, **params):  # noqa: F811
+    from urllib.parse import urlencode
+
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(url + "?" + urlencode(params))
+    page.locator("#prompt textarea").wait_for(state="attached")  # another tab may be the one shown
+    return page
+
+
+def slider_value(page, elem_id: str) -> float:
+    return float(page.locator(f"#{elem_id} input[type=number]").input_value())
+
+
+def test_a_share_link_fills_the_generate_tab_and_does_not_generate(browser, app):  # noqa: F811
+    engine = app.models.gpt2.current.engine
+    steps = engine.steps
+    page = open_link(browser, app.url, tab="generate", **LINKED)
+    try:
+        wait_until(lambda: page.locator("#prompt textarea").input_value() == LINKED["prompt"], message="the prompt")
+        for name, elem_id in SLIDERS.items():
+            wait_until(lambda name=name, elem_id=elem_id: slider_value(page, elem_id) == LINKED[name],
+                       message=f"{name} from the link")
+        assert page.locator("#seed input").input_value() == "2019"
+        assert page.locator("#link-note").inner_text().strip() == ""
+        page.wait_for_timeout(500)
+        assert engine.steps == steps and page.locator("#sample-view-1 .token.highlighted").count() == 0
+    finally:
+        page.context.close()
+
+
+def test_a_link_with_bad_values_names_them_and_keeps_the_defaults(browser, app):  # noqa: F811
+    from gpt2_core import DEFAULTS
+
+    page = open_link(browser, app.url, tab="generate", prompt="Fine", temperature="hot", top_k=5000, seed=-7,
+                     colour="blue")
+    try:
+        note = page.locator("#link-note")
+        wait_until(lambda: "temperature" in note.inner_text(), message="the note naming the bad values")
+        text = note.inner_text()
+        assert "`top_k` has to be an integer in [0, 200], but is 5000" in text
+        assert "seed" in text and "colour" in text and "-1 (random)" in text
+        assert page.locator("#prompt textarea").input_value() == "Fine"  # the good values still apply
+        assert slider_value(page, "temperature") == DEFAULTS.temperature
+        assert slider_value(page, "top-k") == DEFAULTS.top_k
+    finally:
+        page.context.close()
+
+
+def test_nothing_in_a_link_runs_as_code(browser, app):  # noqa: F811
+    attack = "<img src=x onerror=\"document.title='hacked'\"><b id=injected>bold</b>"
+    page = open_link(browser, app.url, tab="generate", prompt=attack, **{attack: "1"}, seed=attack)
+    try:
+        wait_until(lambda: page.locator("#prompt textarea").input_value() == attack, message="the prompt as text")
+        wait_until(lambda: "is not a setting" in page.locator("#link-note").inner_text(), message="the note")
+        assert attack in page.locator("#link-note").inner_text()  # shown as written
+        assert page.title() != "hacked" and page.locator("#injected").count() == 0
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("tab, params, selector", [
+    ("explore", dict(prompt="The weather today is", temperature=1.2), "#explore-prompt textarea"),
+    ("score", dict(text="A text to check for a class."), "#score-text textarea"),
+    ("compare", dict(sentence="The ___ sang on the branch."), "#sentence textarea"),
+])
+def test_a_link_opens_its_tab_with_its_text(browser, app, tab, params, selector):  # noqa: F811
+    page = open_link(browser, app.url, tab=tab, **params)
+    try:
+        text = next(v for k, v in params.items() if k in ("prompt", "text", "sentence"))
+        wait_until(lambda: page.locator(selector).input_value() == text, message=f"the {tab} tab's text")
+        if tab == "explore":
+            wait_until(lambda: slider_value(page, "explore-temperature") == 1.2, message="the temperature")
+    finally:
+        page.context.close()
+
+
+def test_copy_link_gives_a_link_that_opens_the_same_settings(page, browser, app):  # noqa: F811
+    prompt = page.locator("#prompt textarea")
+    prompt.fill("Share this with the class")
+    wait_until(lambda: prompt.input_value() == "Share this with the class", message="the prompt to be typed")
+    page.locator("#example-poem").click()  # fills prompt and settings, seed included
+    wait_until(lambda: page.locator("#seed input").input_value() == "21", message="the poem's settings")
+    page.locator("#generate-copy-link").click()
+    link = page.locator("#generate-link input, #generate-link textarea").first
+    wait_until(lambda: "tab=generate" in link.input_value(), message="the link")
+    shared = page.context.new_page()
+    shared.goto(link.input_value())
+    wait_until(lambda: shared.locator("#seed input").input_value() == "21", message="the linked seed")
+    assert shared.locator("#prompt textarea").input_value() == page.locator("#prompt textarea").input_value()
+    for elem_id in SLIDERS.values():
+        assert slider_value(shared, elem_id) == slider_value(page, elem_id)

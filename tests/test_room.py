@@ -65,3 +65,44 @@ def test_a_failed_switch_says_the_previous_model_still_serves_and_resets_the_pic
         assert holder.current is not None and holder.source == "gpt2"
     finally:
         holder.close()
+
+
+# ---- seeds: -1 means random everywhere ------------------------------------------------------------------------------
+def test_seed_minus_one_means_random_and_other_negatives_say_so():
+    from gpt2_core import GenerationSettings
+
+    assert GenerationSettings(seed=-1).seed is None and GenerationSettings(seed=-1.0).seed is None
+    with pytest.raises(ValueError, match=r"`seed` has to be -1 \(random\) or an integer in \[0, 9223372036854775807\], "
+                                         r"but is -5"):
+        GenerationSettings(seed=-5)
+
+
+def test_cli_takes_seed_minus_one_as_random(tiny_checkpoint, capsys):
+    from gpt2_core.cli import main
+
+    code = main(["generate", "--model", str(tiny_checkpoint), "--prompt", "Hi", "--max-new-tokens", "3",
+                 "--seed", "-1", "--json", "--device", "cpu"])
+    sample = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert code in (0, None) and 0 <= sample["seed"] < 10**9 and len(sample["token_ids"]) == 3
+
+
+# ---- share links (demo/links.py; in the browser: test_browser_room.py) ----------------------------------------------
+def test_read_link_checks_every_value_as_the_page_does():
+    from demo.links import MAX_LINK_CHARS, read_link
+
+    link = read_link({"tab": "generate", "prompt": "Hi", "temperature": "0.7", "top_k": "40", "top_p": "1",
+                      "max_new_tokens": "150", "repetition_penalty": "1", "seed": "2019", "num_samples": "1"})
+    assert link.problems == []
+    assert link.values == dict(prompt="Hi", temperature=0.7, top_k=40, top_p=1, max_new_tokens=150,
+                               repetition_penalty=1, seed=2019, num_samples=1)
+    bad = read_link({"tab": "generate", "max_new_tokens": "5000", "top_p": "0", "seed": "-1", "x": "1",
+                     "prompt": "a" * (MAX_LINK_CHARS + 1), "temperature": "nan"})
+    assert bad.values == {"seed": -1}  # -1: random, as the page writes it
+    assert "`max_new_tokens` has to be an integer in [1, 512], but is 5000" in bad.problems
+    assert "`top_p` has to be a finite number in (0, 1], but is 0" in bad.problems
+    assert any(p.startswith("`prompt` has to be at most 4000 characters") for p in bad.problems)
+    assert any("`temperature`" in p for p in bad.problems) and any("`x`" in p for p in bad.problems)
+    assert read_link({"tab": "nowhere"}).tab == "generate" and "`tab` has to be one of" in read_link(
+        {"tab": "nowhere"}).problems[0]
+    assert read_link({"tab": "explore", "max_new_tokens": "10"}).problems == [
+        "`max_new_tokens` is not a setting of this tab, so it was ignored"]

@@ -16,7 +16,7 @@ BAD = [
     ("top_p", 0), ("top_p", 1.5), ("top_p", math.nan), ("top_p", -0.1),
     ("repetition_penalty", 0), ("repetition_penalty", -1.0), ("repetition_penalty", math.inf),
     ("repetition_penalty", math.nan),
-    ("seed", 2**64), ("seed", 1.5), ("seed", "abc"), ("seed", -1),
+    ("seed", 2**64), ("seed", 1.5), ("seed", "abc"), ("seed", -5),
     ("num_samples", 0), ("num_samples", 9), ("num_samples", 2.5),
     ("stop", ["a", "b", "c", "d", "e"]), ("stop", [""]), ("stop", [3]), ("stop", ["x" * 201]),
 ]

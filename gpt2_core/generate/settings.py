@@ -29,7 +29,7 @@ class GenerationSettings:
     top_k: int = 40  # 0 = off; OpenAI's released samples used top-k 40
     top_p: float = 1.0  # 1.0 = off
     repetition_penalty: float = 1.0  # 1.0 = off
-    seed: int | None = None  # None = draw one below RANDOM_SEEDS (and report it)
+    seed: int | None = None  # None or -1 = draw one below RANDOM_SEEDS (and report it)
     num_samples: int = 1  # independent samples of the same prompt, decoded as one batch
     stop: tuple[str, ...] = field(default_factory=tuple)  # literal strings that end a sample
 
@@ -42,8 +42,7 @@ class GenerationSettings:
         set_(self, "top_p", check_float("top_p", self.top_p, 0.0, 1.0, low_open=True))
         set_(self, "repetition_penalty", check_float("repetition_penalty", self.repetition_penalty, 0.0, 10.0,
                                                      low_open=True))
-        if self.seed is not None:
-            set_(self, "seed", check_int("seed", self.seed, 0, MAX_SEED))
+        set_(self, "seed", check_seed(self.seed))
         set_(self, "num_samples", check_int("num_samples", self.num_samples, 1, MAX_SAMPLES))
         set_(self, "stop", check_stop(self.stop))
 
@@ -57,6 +56,17 @@ def check_int(name: str, value: Any, low: int, high: int) -> int:
     if not ok or not low <= int(value) <= high:
         raise ValueError(f"`{name}` has to be an integer in [{low}, {high}], but is {shown(value)}")
     return int(value)
+
+
+def check_seed(value: Any) -> int | None:
+    """A seed in [0, MAX_SEED], or None for a random one (None or -1, as the page and the CLI write it)."""
+    if value is None or (isinstance(value, Real) and not isinstance(value, bool) and value == -1):
+        return None
+    try:
+        return check_int("seed", value, 0, MAX_SEED)
+    except ValueError:
+        raise ValueError(f"`seed` has to be -1 (random) or an integer in [0, {MAX_SEED}], "
+                         f"but is {shown(value)}") from None
 
 
 def check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:

@@ -1,0 +1,134 @@
+"""Share links: a page URL that carries the tab and its inputs, so a class can open the same example.
+
+    http://127.0.0.1:7860/?tab=generate&prompt=In%20a%20shocking%20finding&temperature=0.7&top_k=40&seed=2019
+
+Opening a link fills the page; it never generates by itself. Every value is checked as the page checks it (the slider
+ranges of demo/knobs.py, a seed, a text of at most MAX_LINK_CHARS characters). A bad one falls back to its default,
+and a note on the page names it with the reason; a link only ever sets text and numbers in the page's own inputs.
+Each tab puts a "Copy link" button beside its result (`copy_link`), which builds the link in the browser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from demo.errors import markdown_text
+from demo.knobs import KNOBS
+from gpt2_core.generate.settings import check_seed, check_text, shown
+
+MAX_LINK_CHARS = 4000  # of a text in a link: a long paste makes a link some browsers and chats cut
+TABS = ("generate", "explore", "score", "compare")
+TEXT, SEED = "text", "seed"
+FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "seed" or a knob's name)
+    "generate": {"prompt": TEXT, "max_new_tokens": "max_new_tokens", "temperature": "temperature",
+                 "top_k": "top_k", "top_p": "top_p", "repetition_penalty": "repetition_penalty", "seed": SEED,
+                 "num_samples": "num_samples"},
+    "explore": {"prompt": TEXT, "temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
+    "score": {"text": TEXT},
+    "compare": {"sentence": TEXT},
+}
+
+
+@dataclass
+class TabParts:
+    """A tab's Blocks and the inputs a share link fills, by parameter name (FIELDS' order)."""
+
+    blocks: gr.Blocks
+    inputs: dict[str, gr.components.Component] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Link:
+    tab: str
+    values: dict[str, Any]  # checked values of this tab's parameters that the link gave
+    problems: list[str]  # one sentence per value that was refused or ignored
+
+
+def read_link(query: Mapping[str, str]) -> Link:
+    """The tab and checked values a URL's query asks for; what is bad or unknown is listed in `problems`."""
+    problems = []
+    tab = query.get("tab", "generate")
+    if tab not in TABS:
+        problems.append(f"`tab` has to be one of {', '.join(TABS)}, but is {shown(tab)}")
+        tab = "generate"
+    values = {}
+    for name, raw in query.items():
+        if name == "tab":
+            continue
+        if name not in FIELDS[tab]:
+            problems.append(f"`{name}` is not a setting of this tab, so it was ignored")
+            continue
+        try:
+            values[name] = parse(FIELDS[tab][name], name, raw)
+        except ValueError as e:
+            problems.append(str(e))
+    return Link(tab, values, problems)
+
+
+def parse(kind: str, name: str, raw: str) -> Any:
+    if kind == TEXT:
+        return check_text(name, raw, MAX_LINK_CHARS)
+    number = number_of(raw)
+    if kind == SEED:
+        seed = check_seed(number)
+        return -1 if seed is None else seed  # the page's box writes random as -1
+    return KNOBS[kind].check(number)
+
+
+def number_of(raw: str) -> Any:
+    """"40" -> 40, "0.7" -> 0.7; anything else stays text, for the check to refuse by name."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+def note_markdown(problems: list[str]) -> str:
+    if not problems:
+        return ""
+    lines = "\n".join(f"- {markdown_text(p)}" for p in problems)  # a link's text is shown as written
+    return f"**This link had values the page cannot use; their defaults are shown instead:**\n{lines}"
+
+
+def link_values(link: Link, tabs: dict[str, TabParts]) -> list:
+    """The update for each linkable input of every tab, in `linked_inputs` order (skip: leave as it is)."""
+    return [link.values.get(name, gr.skip()) if tab_id == link.tab else gr.skip()
+            for tab_id, parts in tabs.items() for name in parts.inputs]
+
+
+def linked_inputs(tabs: dict[str, TabParts]) -> list:
+    return [component for parts in tabs.values() for component in parts.inputs.values()]
+
+
+def copy_link(tab: str, inputs: dict[str, gr.components.Component]) -> None:
+    """A "Copy link" button and the link it made, for the current values of `inputs`, built in the browser."""
+    with gr.Row(equal_height=True):
+        button = gr.Button("Copy link", size="sm", scale=0, min_width=120, elem_id=f"{tab}-copy-link")
+        link = gr.Textbox(show_label=False, placeholder="Copy link: a link to this tab with these settings",
+                          interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
+    button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",
+                 js=LINK_JS % (json.dumps(tab), json.dumps(list(inputs))))
+
+
+LINK_JS = """(...values) => {
+  const tab = %s, names = %s;
+  const url = new URL(window.location.href);
+  url.search = ''; url.hash = '';
+  url.searchParams.set('tab', tab);
+  names.forEach((name, i) => {
+    const value = values[i];
+    if (value !== null && value !== undefined && value !== '') url.searchParams.set(name, value);
+  });
+  const link = url.toString();
+  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(link).catch(() => {});
+  return link;
+}"""
