@@ -46,7 +46,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
         gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
                     "probabilities: see which, and why.", elem_id="title")
         panel.render()
-        link_note = gr.Markdown(elem_id="link-note")
+        link_note = gr.Markdown(visible=False, elem_id="link-note")
         with gr.Tabs() as tab_strip:
             for tab_id, parts in tabs.items():
                 with gr.Tab(TAB_LABELS[tab_id], id=tab_id):
@@ -63,7 +63,8 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
     def fill_from_link(request: gr.Request) -> list:
         """The tab and inputs a share link asks for (demo/links.py), and a note naming any value it could not use."""
         link = read_link(dict(request.query_params))
-        return [gr.Tabs(selected=link.tab), note_markdown(link.problems), *link_values(link, tabs)]
+        note = gr.Markdown(note_markdown(link.problems), visible=bool(link.problems))
+        return [gr.Tabs(selected=link.tab), note, *link_values(link, tabs)]
 
     return fill_from_link
 
