@@ -43,10 +43,11 @@ def compare_tab(models: AppModels, examples: Examples) -> TabParts:
         gr.Markdown("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
                     "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
                     "sentence, it just cannot peek ahead while writing.")
-        button.click(make_compare(models), inputs=sentence, outputs=[bert, gpt2_next, gpt2_ranking, seen],
-                     api_name="compare", concurrency_limit=4)
-        sentence.submit(make_compare(models), inputs=sentence, outputs=[bert, gpt2_next, gpt2_ranking, seen],
-                        api_visibility="private", concurrency_limit=4)
+        results = [bert, gpt2_next, gpt2_ranking, seen]
+        for trigger, api in ((button.click, dict(api_name="compare")), (sentence.submit, dict(api_visibility="private"))):
+            # The last sentence's results go first, so that an error never stands beside them as if they were its own.
+            trigger(lambda: (None, None, None, ""), outputs=results, api_visibility="private", queue=False).then(
+                make_compare(models), inputs=sentence, outputs=results, concurrency_limit=4, **api)
     return TabParts(tab, {"sentence": sentence})
 
 

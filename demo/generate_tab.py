@@ -129,6 +129,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
         plain = gr.Textbox(visible="hidden", elem_id="generate-text")  # what Copy copies
         api_trigger = gr.Button(visible=False)
         last_seed = gr.State(None)
+        active_example = gr.State(None)  # the id of the example last clicked, for its note
         shown = gr.State(None)  # the samples on the page, for token details and the downloads
 
         settings = [max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples]
@@ -156,11 +157,14 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
                            preprocess=False)  # a number typed out of range is answered by Generate, not here
         for i, view in enumerate(views):
             view.select(make_details(i), inputs=shown, outputs=details, api_visibility="private", queue=False)
+        gr.on([prompt.change, *(s.change for s in settings)], make_example_note(examples),
+              inputs=[active_example, prompt, *settings], outputs=about, api_visibility="private", queue=False,
+              show_progress="hidden")
         gr.on([prompt.change, max_new_tokens.change], make_meter(models), inputs=[prompt, max_new_tokens],
               outputs=context, trigger_mode="always_last", show_progress="hidden", api_visibility="private",
               preprocess=False)
         for button, example in zip(example_buttons, examples.generate, strict=True):
-            button.click(make_fill(example), outputs=[prompt, *settings, about], api_visibility="private",
+            button.click(make_fill(example), outputs=[prompt, *settings, about, active_example], api_visibility="private",
                          queue=False)
     return TabParts(tab, linkable)
 
@@ -330,10 +334,34 @@ def make_meter(models: AppModels):
     return meter
 
 
+def example_values(example: GenerateExample) -> tuple:
+    """The prompt and settings an example fills in, in the order of the page's inputs."""
+    s = example.settings
+    return (example.prompt, s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.repetition_penalty, s.seed,
+            s.num_samples)
+
+
 def make_fill(example: GenerateExample):
     def fill() -> tuple:
-        s = example.settings
-        return (example.prompt, s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.repetition_penalty, s.seed,
-                s.num_samples, f"**{example.label}.** {example.about}")
+        return (*example_values(example), f"**{example.label}.** {example.about}", example.id)
 
     return fill
+
+
+def make_example_note(examples: Examples):
+    by_id = {example.id: example for example in examples.generate}
+    names = ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "num_samples"]
+
+    def note(active: str | None, *values) -> str:
+        """The clicked example's note, or what was changed since: its fixed seed replays it only with its settings."""
+        example = by_id.get(active)
+        if example is None:
+            return gr.skip()
+        changed = [name for name, mine, theirs in zip(names, values, example_values(example), strict=True)
+                   if mine != theirs]
+        if not changed:
+            return f"**{example.label}.** {example.about}"
+        return (f"**{example.label}, changed** ({', '.join(changed)}): the example's own text comes back only with "
+                "its prompt and settings; click it again for them.")
+
+    return note

@@ -170,3 +170,34 @@ def test_generate_while_writing_says_why_it_waits_and_stop_frees_it(page, app):
     button.click()  # a new run starts
     wait_until(lambda: "Writing" in page.locator("#run-state").inner_text(), message="the second run")
     page.locator("#stop-button").click()
+
+
+def test_an_examples_note_says_changed_once_a_setting_differs_and_no_button_looks_selected(page):
+    unicorn = page.locator("#example-unicorn")
+    assert "primary" not in unicorn.get_attribute("class")  # buttons do not fake a selection
+    unicorn.click()
+    about = page.locator("#example-about")
+    wait_until(lambda: "OpenAI" in about.inner_text(), message="the unicorn's note")
+    box = page.locator("#temperature input[type=number]")
+    box.fill("1.2")
+    box.press("Enter")
+    wait_until(lambda: "changed" in about.inner_text() and "temperature" in about.inner_text(),
+               message="the note to say what changed")
+    assert "primary" not in unicorn.get_attribute("class")
+    unicorn.click()
+    wait_until(lambda: "changed" not in about.inner_text(), message="the note back after a second click")
+
+
+def test_compare_clears_the_last_result_when_the_next_sentence_fails(page):
+    from test_browser import open_compare_tab, type_sentence
+
+    open_compare_tab(page)
+    type_sentence(page, "The ___ barked at the mailman all morning.")
+    page.locator("#compare-button").click()
+    seen = page.locator("#what-each-saw")
+    wait_until(lambda: "BERT read" in seen.inner_text(), message="the first comparison")
+    type_sentence(page, "No blank here.")
+    page.locator("#compare-button").click()
+    page.get_by_text("has to contain exactly one blank", exact=False).first.wait_for()
+    wait_until(lambda: "BERT read" not in seen.inner_text(), message="the old result to be cleared")
+    assert page.locator("#bert-chart .confidence-set").count() == 0
