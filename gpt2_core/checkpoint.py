@@ -27,6 +27,7 @@ CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight"
 MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(masked_)?bias")  # causal-mask buffers stored by old checkpoints
 TOKENIZER_FILES = ["vocab.json", "merges.txt", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json"]  # GPT-2's BPE files, and BERT's WordPiece vocab.txt
+LOCAL_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt"]  # what a local checkpoint needs
 WEIGHT_PATTERNS = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
 
 
@@ -44,7 +45,11 @@ def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     if path.exists() or str(source).startswith((".", "/", "~")):
-        raise ModelUnavailableError(f"{source!r} is not a directory holding a Hugging Face checkpoint")
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ModelUnavailableError(
+            f"{str(source)!r} {what}. Fix: pass a directory holding a GPT-2 checkpoint ({', '.join(LOCAL_FILES)}), "
+            "for example one written by transformers' save_pretrained or copied from a Hugging Face cache, or a Hub "
+            "id such as gpt2 (fetched ahead with `python -m gpt2_core download gpt2`).")
     return download(str(source))
 
 
@@ -57,9 +62,11 @@ def download(repo_id: str) -> Path:
         local = snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS + TOKENIZER_FILES)
     except LocalEntryNotFoundError as e:
         raise ModelUnavailableError(
-            f"model {repo_id!r} is not in the Hugging Face cache and the Hub cannot be reached ({first_line(e)}). "
-            f"Fix: on a machine with internet run `python -m gpt2_core download {repo_id}` (it fills the cache "
-            f"at {_cache_dir()}), or pass a local directory with config.json and model.safetensors."
+            f"model {repo_id!r} is not in the Hugging Face cache here ({_cache_dir()}) and the Hugging Face Hub "
+            f"cannot be reached from this machine ({first_line(e)}). Fix: on a machine that reaches the Hub, run "
+            f"`python -m gpt2_core download {repo_id}`, then copy its cache folder (HF_HOME, by default "
+            "~/.cache/huggingface) to this machine or point HF_HOME at the copy; or pass a local directory holding "
+            f"{', '.join(LOCAL_FILES)}."
         ) from e
     except (RepositoryNotFoundError, HFValidationError) as e:
         raise ModelUnavailableError(

@@ -69,7 +69,7 @@ def test_unreachable_uncached_model_names_the_model_and_the_fix(tmp_path, monkey
 
 
 def test_missing_local_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelUnavailableError, match="not a directory"):
+    with pytest.raises(ModelUnavailableError, match="does not exist. Fix: pass a directory holding a GPT-2 checkpoint"):
         load_model(str(tmp_path / "nope"), device="cpu")
 
 

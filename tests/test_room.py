@@ -106,3 +106,28 @@ def test_read_link_checks_every_value_as_the_page_does():
         {"tab": "nowhere"}).problems[0]
     assert read_link({"tab": "explore", "max_new_tokens": "10"}).problems == [
         "`max_new_tokens` is not a setting of this tab, so it was ignored"]
+
+
+# ---- messages that name the fix -------------------------------------------------------------------------------------
+def run_cli(*args: str, **env: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "gpt2_core", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_download_without_the_hub_says_so_and_how_to_copy_a_cache(tmp_path):
+    out = run_cli("download", "gpt2", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-cache"))
+    assert out.returncode == 1
+    assert "the Hugging Face Hub cannot be reached from this machine" in out.stderr
+    assert "on a machine that reaches the Hub" in out.stderr and "HF_HOME" in out.stderr
+    assert "local directory" in out.stderr
+
+
+def test_a_missing_model_directory_names_the_fix():
+    out = run_cli("generate", "--model", "/no/such/dir")
+    assert out.returncode == 1
+    assert "'/no/such/dir' does not exist. Fix: pass a directory holding a GPT-2 checkpoint" in out.stderr
+    assert "model.safetensors" in out.stderr and "python -m gpt2_core download gpt2" in out.stderr
