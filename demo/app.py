@@ -71,9 +71,21 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
 
 def launch_options() -> dict:
     """Look of the page, passed to launch() (Gradio 6 takes theme and CSS there); fonts are served locally."""
-    theme = gr.themes.Default(text_size="lg").set(
+    fonts = dict(  # the weights the page uses, bold included, all served from Gradio's own static files
+        font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif", "sans-serif"],
+        font_mono=[gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600, 700)), "ui-monospace", "monospace"])
+    theme = gr.themes.Default(text_size="lg", **fonts).set(
         block_info_text_color="*neutral_600",  # the settings' explanations, readable on a projector
+        body_text_color_subdued="*neutral_600",  # slider ends, the footer: Gradio's grey is 1.9:1
         block_label_text_color="*neutral_800",
         block_label_text_weight="600",
+        # White on Gradio's orange is 2.8:1; a washed-out projector needs WCAG's 4.5:1 at least
+        button_primary_background_fill="*primary_700",  # orange 700: 5.2:1
+        button_primary_background_fill_hover="*primary_800",
+        button_primary_text_color="white",
+        color_accent="*primary_700",  # a chart's clicked bar and its word
+        button_cancel_background_fill="#b91c1c",  # red 700: 6.5:1
+        button_cancel_background_fill_hover="#991b1b",
+        button_cancel_text_color="white",
     )
     return dict(theme=theme, css=CSS, js=REMEMBER_TYPED)

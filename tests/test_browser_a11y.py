@@ -1,0 +1,90 @@
+"""Accessibility, as axe-core (WCAG 2 A and AA rules) sees every tab in Debian's chromium, before and after a result.
+
+No serious or critical violation may come from the app's own theme or markup. One comes from Gradio itself and is
+listed in README: an empty output (a chart or coloured text before its first result) is a <div class="empty"> with an
+aria-label and no role. It is excused here by rule and element, nothing else.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import VIEWPORT, browser, set_slider  # noqa: F401 (fixture)
+from ui_helpers import wait_until
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa"]}}
+GRADIOS_OWN = {("aria-prohibited-attr", "empty")}  # (rule, class of the element): Gradio's empty placeholder
+
+
+def settled(page) -> None:
+    """Wait until no output is dimmed as pending: Gradio fades an output to opacity 0.2 while its event runs, and
+    axe would measure the faded colours (idle, only icons and disabled buttons are translucent, at 0.5 and more)."""
+    faded = """() => [...document.querySelectorAll('body *')].some(e => {
+        const o = parseFloat(getComputedStyle(e).opacity); return o > 0 && o < 0.5; })"""
+    wait_until(lambda: not page.evaluate(faded), message="the outputs to settle")
+
+
+def violations(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    settled(page)
+    found = []
+    for v in Axe().run(page, options=WCAG).response["violations"]:
+        if v["impact"] not in ("serious", "critical"):
+            continue
+        for node in v["nodes"]:
+            opening_tag = node["html"].split(">")[0]
+            if any(rule == v["id"] and cls in opening_tag for rule, cls in GRADIOS_OWN):
+                continue
+            found.append(f"{v['id']} ({v['impact']}): {node['target']} {node['failureSummary'][:160]}")
+    return found
+
+
+@pytest.fixture
+def page(browser, app):  # noqa: F811
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(app.url)
+    page.locator("#prompt textarea").wait_for()
+    yield page
+    context.close()
+
+
+def test_generate_tab_passes_axe_before_and_after_a_result(page):
+    assert violations(page) == []
+    page.locator("#prompt textarea").fill("Accessible pages for every student")
+    set_slider(page, "max-new-tokens", 12)
+    page.locator("#generate-button").click()
+    wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), message="the generation")
+    page.locator("#sample-view-1 .token.highlighted").nth(1).click()
+    wait_until(lambda: "rank" in page.locator("#token-details").inner_text(), message="the token's details")
+    assert violations(page) == []
+
+
+def test_next_word_tab_passes_axe(page):
+    page.get_by_role("tab", name="Next word").click()
+    wait_until(lambda: page.locator("#explore-candidates .confidence-set").count() >= 5, message="the charts")
+    page.locator("#explore-candidates .confidence-set").nth(0).click()
+    wait_until(lambda: page.locator("#explore-built .token.highlighted").count() == 1, message="a token added")
+    assert violations(page) == []
+
+
+def test_spot_the_machine_tab_passes_axe(page):
+    page.get_by_role("tab", name="Spot the machine").click()
+    page.locator("#score-text textarea").wait_for()
+    assert violations(page) == []
+    page.locator("#score-fill-human").click()
+    wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 5, message="the coloured text")
+    assert violations(page) == []
+
+
+def test_compare_tab_passes_axe(page):
+    page.get_by_role("tab", name="BERT vs GPT-2").click()
+    page.locator("#compare-button").wait_for()
+    assert violations(page) == []
+    page.locator("#compare-button").click()
+    wait_until(lambda: page.locator("#bert-chart .confidence-set").count() >= 3, message="the charts")
+    assert violations(page) == []
