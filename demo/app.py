@@ -30,8 +30,23 @@ CSS = """
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
 #title h1 { margin: 0; font-size: 1.6rem; }
 #title p { margin: 0; }
-#run-state { font-size: 18px; min-height: 1.6em; }
+#run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
+.chart .label { font-size: 20px; }  /* a chart's words, from the back row */
+.large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
 """ + tokens.CSS
+
+
+# "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
+TOGGLE_LARGE_TEXT = """() => {
+  const on = document.documentElement.classList.toggle('large-text');
+  try { localStorage.setItem('gpt2-playground-large-text', on ? '1' : '0'); } catch (e) {}
+}"""
+PAGE_JS = """() => {
+  try {
+    if (localStorage.getItem('gpt2-playground-large-text') === '1') document.documentElement.classList.add('large-text');
+  } catch (e) {}
+  (""" + REMEMBER_TYPED + """)();
+}"""
 
 
 def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Blocks:
@@ -43,8 +58,11 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
             "score": score_tab(models, examples),
             "compare": compare_tab(models, examples)}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
-                    "probabilities: see which, and why.", elem_id="title")
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
+                        "probabilities: see which, and why.", elem_id="title")
+            gr.Button("Large text", size="sm", scale=0, min_width=120, elem_id="large-text").click(
+                None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
         panel.render()
         link_note = gr.Markdown(visible=False, elem_id="link-note")
         with gr.Tabs() as tab_strip:
@@ -88,4 +106,4 @@ def launch_options() -> dict:
         button_cancel_background_fill_hover="#991b1b",
         button_cancel_text_color="white",
     )
-    return dict(theme=theme, css=CSS, js=REMEMBER_TYPED)
+    return dict(theme=theme, css=CSS, js=PAGE_JS)

@@ -44,7 +44,8 @@ STOPPED = "**Stopped.** The text so far stays: click any coloured token to see w
 DETAILS_HINT = "<p class='hint'>Click a coloured token to see its probability, its rank and the other tokens GPT-2 " \
                "considered there.</p>"
 SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');  // on a phone it is below the fold
-  if (output && output.getBoundingClientRect().top + 200 > window.innerHeight) output.scrollIntoView({block: 'start'});"""
+  if (output && output.getBoundingClientRect().top + 200 > window.innerHeight)
+    document.getElementById('run-state').scrollIntoView({block: 'start'});  // the run state, then the text"""
 SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]  # seed: None
 COPY_TEXT = """() => {
   const box = document.querySelector('#generate-text textarea');

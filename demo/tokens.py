@@ -118,7 +118,7 @@ CSS = """
 .tokens .text.unlabeled { color: #4b5563 !important; }
 .tokens .line-break { flex-basis: 100%; height: 0; }
 .tokens .legend-item { font-size: 15px !important; color: #111827 !important; }
-.details { font-size: 18px; }
+.details { font-size: 20px; }
 .details table { width: 100%; border-collapse: collapse; }
 .details td, .details th { padding: 2px 8px; text-align: left; border-bottom: 1px solid #e5e7eb; }
 .details .tok { font-family: var(--font-mono); white-space: pre; }
@@ -127,5 +127,5 @@ CSS = """
 .details td .bar.after { background: #2563eb; }
 .details td.cut { color: #991b1b; font-style: italic; }
 .details tr.chosen td { font-weight: 700; background: #eff6ff; }
-.details .note { color: #374151; font-size: 16px; }
+.details .note { color: #374151; font-size: 18px; }
 """

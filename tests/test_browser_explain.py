@@ -75,6 +75,7 @@ def test_output_is_in_view_on_a_phone(browser, app):  # noqa: F811
         generate(page)
         wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 3, message="coloured tokens")
         assert in_view(page, "#sample-view-1 .token.highlighted"), "the output should come into view by itself"
+        assert in_view(page, "#run-state"), "and the run state above it"
     finally:
         page.context.close()
 

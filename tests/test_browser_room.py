@@ -201,3 +201,36 @@ def test_compare_clears_the_last_result_when_the_next_sentence_fails(page):
     page.get_by_text("has to contain exactly one blank", exact=False).first.wait_for()
     wait_until(lambda: "BERT read" not in seen.inner_text(), message="the old result to be cleared")
     assert page.locator("#bert-chart .confidence-set").count() == 0
+
+
+# ---- readable from the back row -------------------------------------------------------------------------------------
+def effective_px(page, selector: str) -> float:
+    """The font size an element is drawn at, page zoom included."""
+    return page.evaluate("""sel => {
+        const e = document.querySelector(sel);
+        const zoom = parseFloat(getComputedStyle(document.querySelector('.gradio-container')).zoom || '1');
+        return parseFloat(getComputedStyle(e).fontSize) * zoom;
+    }""", selector)
+
+
+def test_output_and_charts_are_at_least_20px_on_a_projector_and_large_text_scales_the_rest(browser, app):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    try:
+        page.goto(app.url)
+        page.locator("#prompt textarea").fill("Big enough for the back row")
+        page.locator("#generate-button").click()
+        wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 3, message="the output")
+        assert effective_px(page, "#sample-view-1 .token .text") >= 20
+        assert effective_px(page, "#run-state p") >= 20
+        page.get_by_role("tab", name="Next word").click()
+        wait_until(lambda: page.locator("#explore-candidates .confidence-set").count() >= 5, message="the chart")
+        assert effective_px(page, "#explore-candidates .label") >= 20
+        assert effective_px(page, "#explore-cut, .prose p") < 20  # ordinary text, until Large text
+        page.locator("#large-text").click()
+        wait_until(lambda: effective_px(page, ".prose p") >= 20, message="Large text to scale the page")
+        page.reload()  # the choice is kept in this browser
+        page.locator("#prompt textarea").wait_for()
+        wait_until(lambda: effective_px(page, ".prose p") >= 20, message="Large text after a reload")
+    finally:
+        context.close()
