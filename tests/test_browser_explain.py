@@ -32,7 +32,7 @@ def open_page(browser, url: str, viewport: dict):  # noqa: F811 (the fixture's v
 def in_view(page, selector: str) -> bool:
     box = page.locator(selector).first.bounding_box()
     size = page.viewport_size
-    return box is not None and 0 <= box["y"] and box["y"] + min(box["height"], 40) <= size["height"]
+    return box is not None and -1 <= box["y"] and box["y"] + min(box["height"], 40) <= size["height"]  # subpixels
 
 
 @pytest.fixture
