@@ -7,7 +7,7 @@ On Hugging Face Spaces environment variables choose the model and the address (s
 import logging
 import sys
 
-from demo import AppConfig, build_demo, launch_options
+from demo import AppConfig, build_demo, launch_options, startup_message
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
@@ -15,4 +15,6 @@ config = AppConfig.from_env_and_args(sys.argv[1:] if __name__ == "__main__" else
 demo = build_demo(config)
 
 if __name__ == "__main__":
-    demo.launch(**config.launch_kwargs(), **launch_options())
+    demo.launch(**config.launch_kwargs(), **launch_options(), quiet=True, prevent_thread_lock=True)
+    print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
+    demo.block_thread()

@@ -13,7 +13,7 @@ import gradio as gr
 
 from demo import tokens
 from demo.compare_tab import compare_tab
-from demo.config import AppConfig
+from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
 from demo.explore_tab import explore_tab
 from demo.generate_tab import generate_tab
@@ -85,6 +85,19 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
         return [gr.Tabs(selected=link.tab), note, *link_values(link, tabs)]
 
     return fill_from_link
+
+
+def startup_message(demo: gr.Blocks, config: AppConfig) -> str:
+    """What the console says once the page is served: where, how to share it, and who may switch the model."""
+    lines = [f"* Running on local URL:  {demo.local_url}"]
+    if demo.share_url:
+        lines.append(f"* Temporary public link: {demo.share_url}")
+    else:
+        lines.append("* For a temporary public link, restart with --share (or GPT2_SHARE=1).")
+    switching = "on" if config.model_switch_allowed else "off (--allow-model-switch turns it on)"
+    lines.append(f"* Serving {'this machine only' if config.host in LOCAL_HOSTS else 'other machines too'}; "
+                 f"switching the model from the page is {switching}.")
+    return "\n".join(lines)
 
 
 def launch_options() -> dict:

@@ -186,6 +186,8 @@ def test_app_without_a_model_starts_and_says_how_to_fix_it(tmp_path):
     assert "python -m gpt2_core download gpt2" in page and "local directory" in page
     assert "python -m gpt2_core download gpt2" in console
     assert "Traceback" not in console
+    assert f"Running on local URL:  http://127.0.0.1:{port}" in console
+    assert "restart with --share" in console and "share=True" not in console  # the app's flag, not launch()
 
 
 def fetch_config(port: int) -> dict | None:
