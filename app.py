@@ -5,9 +5,17 @@ On Hugging Face Spaces environment variables choose the model and the address (s
 """
 
 import logging
+import os
 import sys
+from pathlib import Path
 
-from demo import AppConfig, build_demo, launch_options, startup_message
+# `gradio app.py` (reload mode) would watch this whole folder, .venv's thousands of files included, and keep a core
+# busy: watch the project's own code instead (before gradio is imported, which reads this once). Edits to this file
+# itself need a restart.
+if os.environ.get("GRADIO_WATCH_DIRS"):
+    os.environ["GRADIO_WATCH_DIRS"] = ",".join(str(Path(__file__).resolve().parent / d) for d in ("demo", "gpt2_core"))
+
+from demo import AppConfig, build_demo, launch_options, startup_message  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
@@ -16,5 +24,6 @@ demo = build_demo(config)
 
 if __name__ == "__main__":
     demo.launch(**config.launch_kwargs(), **launch_options(), quiet=True, prevent_thread_lock=True)
-    print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
+    if demo.local_url:  # not when reload mode re-runs this file (it serves nothing then)
+        print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
     demo.block_thread()

@@ -131,3 +131,62 @@ def test_a_missing_model_directory_names_the_fix():
     assert out.returncode == 1
     assert "'/no/such/dir' does not exist. Fix: pass a directory holding a GPT-2 checkpoint" in out.stderr
     assert "model.safetensors" in out.stderr and "python -m gpt2_core download gpt2" in out.stderr
+
+
+def test_reload_mode_watches_the_projects_code_and_not_the_virtual_environment(tmp_path):
+    """`gradio app.py` used to re-read every file under the project folder (.venv's too) twice a second: a busy core."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ui_helpers import free_port, wait_until
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "GPT2_DEVICE": "cpu",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    gradio = subprocess.Popen([str(Path(sys.executable).parent / "gradio"), "app.py"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def child() -> int | None:  # the `python -u app.py` that gradio starts and watches from
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == gradio.pid:
+                return int(stat.parent.name)
+        return None
+
+    def cpu_seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    pid = None
+    try:
+        pid = wait_until(child, timeout=30, message="the app's process")
+        wait_until(lambda: fetch(f"http://127.0.0.1:{port}/config"), timeout=90, interval=0.5, message="the app")
+        time.sleep(2)  # start-up work done
+        before = cpu_seconds(pid)
+        time.sleep(5)
+        assert cpu_seconds(pid) - before < 2.5, "the idle app keeps a core busy"  # it was ~4.9 s of 5
+    finally:
+        if pid:
+            os.kill(pid, 15)
+        gradio.terminate()
+        try:
+            gradio.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            gradio.kill()
+
+
+def fetch(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
