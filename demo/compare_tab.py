@@ -61,8 +61,11 @@ def make_compare(models: AppModels):
         """BERT's words for the blank, GPT-2's next words after the left side, GPT-2's ranking of BERT's words."""
         with user_facing_errors(), models.gpt2.use() as lm:
             split_blank(sentence)  # a sentence without its one blank fails before BERT is loaded for it
-            result = compare(sentence, fill_mask=models.bert.get(), lm=lm, k=TOP_WORDS)
-            return dict(result.bert), dict(result.gpt2_next), dict(result.gpt2_ranking), what_each_saw(result)
+            fill_mask = models.bert.get()
+            result = compare(sentence, fill_mask=fill_mask, lm=lm, k=TOP_WORDS)
+            models_used = f"  \n**Models:** GPT-2 `{lm.name}`, BERT `{fill_mask.name}`"
+            return (dict(result.bert), dict(result.gpt2_next), dict(result.gpt2_ranking),
+                    what_each_saw(result) + models_used)
 
     return compare_models
 

@@ -127,14 +127,15 @@ def make_explore(models: AppModels):
         with user_facing_errors(), models.gpt2.use() as lm:
             found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
                                                k=CANDIDATES)
+            name = lm.name
         after = {c.token_text: c.sampling_prob for c in found}
         raw = {c.token_text: c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]
-        note = ""
+        note = f"Candidates from `{name}`."
         if cut:
             names = ", ".join(f"`{shown_token(c.token_text)}`" for c in cut)
-            note = (f"\u2702 **Cut by your settings** ({len(cut)} of these {len(found)}): {names}. "
-                    "Sample can never draw them.")
+            note += (f"  \n\u2702 **Cut by your settings** ({len(cut)} of these {len(found)}): {names}. "
+                     "Sample can never draw them.")
         return after, raw, note, found
 
     return explore

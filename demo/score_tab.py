@@ -76,10 +76,12 @@ def make_score(models: AppModels):
         """Every token of `text` coloured by its rank under GPT-2, the counts per colour, a histogram of probabilities."""
         with user_facing_errors(), models.gpt2.use() as lm:
             scores = lm.score_text(text, top=ALTERNATIVES)
+            name = lm.name
             alternatives = [[_candidate(a) for a in s.alternatives] for s in scores]
         coloured = Coloured([], [TokenRow(s.text, s.token_id, s.rank, s.prob, alts)
                                  for s, alts in zip(scores, alternatives)])
-        return coloured.segments(), counts_markdown(coloured), histogram(scores), coloured
+        counts = counts_markdown(coloured) + f"  \nScored by `{name}`."
+        return coloured.segments(), counts, histogram(scores), coloured
 
     return score
 

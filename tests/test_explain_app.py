@@ -69,3 +69,12 @@ def test_explore_refuses_bad_settings_naming_them(client, settings, message):
     with pytest.raises(AppError) as error:
         client.predict("Hello", *settings, api_name="/explore")
     assert message in str(error.value)
+
+
+def test_every_result_names_the_model_that_made_it(client, app):
+    name = app.models.gpt2.current.name
+    _, counts, _ = client.predict("Named results.", api_name="/score")
+    _, _, note = client.predict("Named", 0.8, 40, 1.0, api_name="/explore")
+    *_, seen = client.predict("The ___ barked.", api_name="/compare")
+    (_, _, _, _, stats, _) = client.predict("Named", 4, 0.8, 40, 1.0, 1.0, 1, 1, api_name="/generate")
+    assert all(f"`{name}`" in text for text in (counts, note, seen, stats))
