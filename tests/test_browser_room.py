@@ -234,3 +234,12 @@ def test_output_and_charts_are_at_least_20px_on_a_projector_and_large_text_scale
         wait_until(lambda: effective_px(page, ".prose p") >= 20, message="Large text after a reload")
     finally:
         context.close()
+
+
+def test_bold_text_is_drawn_in_the_pages_own_bold_font(page):
+    page.evaluate("document.fonts.ready")
+    faces = page.evaluate("""async () => {
+        await document.fonts.load("700 16px 'Source Sans Pro'");
+        return [...document.fonts].filter(f => f.family.includes('Source Sans Pro'))
+                                  .map(f => f.weight + ':' + f.status); }""")
+    assert "700:loaded" in faces, faces  # served by the app itself (the page loads nothing from the internet)
