@@ -58,7 +58,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
             "score": score_tab(models, examples),
             "compare": compare_tab(models, examples)}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
                         "probabilities: see which, and why.", elem_id="title")
             gr.Button("Large text", size="sm", scale=0, min_width=120, elem_id="large-text").click(
