@@ -147,3 +147,28 @@ def load_tokenizer(checkpoint_dir: Path):
         return AutoTokenizer.from_pretrained(str(checkpoint_dir), trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {first_line(e)}") from e
+
+
+def save_checkpoint(model, directory: Path, *, tokenizer_dir: Path) -> Path:
+    """Write `model` (a GPT) in Hugging Face's GPT-2 layout: config.json, model.safetensors (Conv1D weights as (in,
+    out), the LM head tied and so not stored) and the tokenizer files from `tokenizer_dir`. Both `load_model` and
+    transformers' GPT2LMHeadModel.from_pretrained read it."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue
+        if name.endswith(CONV1D_SUFFIXES):
+            tensor = tensor.t()  # nn.Linear (out, in) back to Conv1D (in, out)
+        state["transformer." + name] = tensor.detach().to("cpu", torch.float32).contiguous()
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    hf = model.config.to_hf_dict() | {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}  # for inference
+    (directory / "config.json").write_text(json.dumps(hf, indent=2))
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        if (tokenizer_dir / name).is_file() and (tokenizer_dir / name).resolve() != (directory / name).resolve():
+            shutil.copy(tokenizer_dir / name, directory / name)
+    return directory

@@ -5,6 +5,7 @@
     python -m gpt2_core generate --prompt-file essay.txt          # or --prompt-file - to read stdin
     python -m gpt2_core download gpt2 gpt2-medium
     python -m gpt2_core info --model gpt2 --quantize int8
+    python -m gpt2_core train --text plays.txt --out my-gpt2 --init tiny --minutes 5   # or --init gpt2 to fine-tune
 
 Bad arguments exit with code 2 and one line on stderr; a model that cannot be had exits with 1 and says how to fix it.
 Sampling numbers are read as written and checked by GenerationSettings, so `--top-k 2.5` gets the same message
@@ -17,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
@@ -57,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
 
     dl = commands.add_parser("download", help="fetch models into the Hugging Face cache (for offline use)")
     dl.add_argument("models", nargs="+", metavar="MODEL")
+
+    tr = commands.add_parser("train", help="train a small GPT-2 from scratch, or fine-tune one, on a text file")
+    tr.add_argument("--text", required=True, metavar="FILE", help="a UTF-8 text file to learn")
+    tr.add_argument("--out", required=True, metavar="DIR", help="where to write the model (Hugging Face layout)")
+    tr.add_argument("--init", default="tiny", help="tiny or small (from scratch), or a GPT-2 Hub id or directory to "
+                                                   "fine-tune (default %(default)s)")
+    budget = tr.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_number, default=None, help="time budget (default 5 minutes)")
+    budget.add_argument("--steps", type=_number, default=None, help="step budget instead of a time budget")
+    tr.add_argument("--json", action="store_true", help="print one JSON object per evaluation")
 
     info = commands.add_parser("info", help="parameters, memory and device of a model")
     model_options(info)
@@ -99,9 +111,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gpt2_core.generate.settings import check_float, check_int
+    from gpt2_core.train.loop import TrainConfig, train
+
+    minutes = None if args.minutes is None else check_float("minutes", args.minutes, 0, 24 * 60, low_open=True)
+    steps = None if args.steps is None else check_int("steps", args.steps, 1, 10**7)
+    if minutes is None and steps is None:
+        minutes = 5.0
+    try:
+        text = Path(args.text).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"`text` has to be a readable UTF-8 text file, but {args.text!r} is not: {e}") from e
+    config = TrainConfig(init=args.init, minutes=minutes, steps=steps)
+    started = time.perf_counter()
+
+    def report(e) -> None:
+        if args.json:
+            print(json.dumps({"step": e.step, "train_loss": round(e.train_loss, 4), "val_loss": round(e.val_loss, 4),
+                              "elapsed_s": round(e.elapsed_s, 1), "tokens_per_s": round(e.tokens_per_s),
+                              "lr": e.lr, "sample": e.sample}), flush=True)
+            return
+        left = f", {max(0.0, 60 * minutes - (time.perf_counter() - started)):.0f} s left" if minutes else ""
+        print(f"step {e.step}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
+              f"{e.tokens_per_s:.0f} tokens/s{left}\n  sample: {e.sample[:120]!r}", flush=True)
+
+    result = train(text, Path(args.out), config, on_eval=report)
+    if not args.json:
+        print(f"saved to {result.directory} (load it with --model {result.directory})")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from gpt2_core.generate.settings import GenerationSettings
     from gpt2_core.lm import load_model  # imports torch: after argument errors are out of the way
+
+    if args.command == "train":
+        return _train(args)
 
     if args.command == "download":
         from gpt2_core.checkpoint import download

@@ -21,10 +21,13 @@ class GPTConfig:
     activation: str = "gelu_new"  # MLP nonlinearity: GPT-2 uses the tanh approximation of GELU
     scale_attn_by_inverse_layer_idx: bool = False  # extra 1/(layer+1) attention scaling (off in all OpenAI models)
     eos_token_id: int = 50256  # <|endoftext|>: ends a document, and starts an unconditional sample
+    dropout: float = 0.0  # for training only (GPT-2 trained with 0.1); a loaded model always runs with 0
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) has to be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout has to be in [0, 1), but is {self.dropout}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
 
@@ -49,6 +52,17 @@ class GPTConfig:
             scale_attn_by_inverse_layer_idx=hf.get("scale_attn_by_inverse_layer_idx", False),
             eos_token_id=hf.get("eos_token_id", 50256),
         )
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The Hugging Face `config.json` of this config (what `from_hf_dict` and transformers' GPT2Config read)."""
+        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": self.vocab_size,
+                "n_positions": self.block_size, "n_ctx": self.block_size, "n_layer": self.n_layer,
+                "n_head": self.n_head, "n_embd": self.n_embd, "layer_norm_epsilon": self.layer_norm_eps,
+                "activation_function": self.activation,
+                "scale_attn_by_inverse_layer_idx": self.scale_attn_by_inverse_layer_idx,
+                "bos_token_id": self.eos_token_id, "eos_token_id": self.eos_token_id,
+                "resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout,
+                "tie_word_embeddings": True}
 
     def num_parameters(self) -> int:
         """Parameters with the LM head tied to the token embedding (as OpenAI counts them)."""

@@ -11,6 +11,7 @@ apart from the transposed Conv1D weights (see checkpoint.py). The tests prove th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,8 @@ class CausalSelfAttention(nn.Module):
         self.scale = config.head_dim**-0.5
         if config.scale_attn_by_inverse_layer_idx:
             self.scale /= layer_idx + 1
+        self.dropout = config.dropout  # on the attention weights while training
+        self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
         B, T, C = x.size()  # batch, sequence length, n_embd
@@ -79,7 +82,8 @@ class CausalSelfAttention(nn.Module):
             if step is not None:  # prefill: remember this row's keys and values
                 step.k[self.layer_idx][step.row, :, :T] = k[0]
                 step.v[self.layer_idx][step.row, :, :T] = v[0]
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
+                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         else:  # decode: one new token per row, attending over everything cached for that row
             ck, cv = step.k[self.layer_idx], step.v[self.layer_idx]  # (Bmax, nh, S, hs)
             rows = torch.arange(B, device=x.device)
@@ -89,7 +93,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask, scale=self.scale)  # (B, nh, 1, hs)
 
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
-        return self.c_proj(y)
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
@@ -98,9 +102,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
         self.approximate = ACTIVATIONS[config.activation]
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -123,13 +128,14 @@ class GPT(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
         self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embeddings
+        self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: the output layer reads the input embedding table
 
     def _trunk(self, idx: torch.Tensor, pos: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
-        x = self.wte(idx) + self.wpe(pos)  # (B, T, n_embd)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, n_embd)
         for block in self.h:
             x = block(x, step)
         return self.ln_f(x)
@@ -176,6 +182,25 @@ class GPT(nn.Module):
         step = _CacheStep(k, v, row=-1, positions=pos, kv_len=kv_len, mask=mask)
         x = self._trunk(idx, pos[:, None], step)  # (B, 1, n_embd)
         return self.lm_head(x[:, -1]).float()
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of predicting `targets` (B, T) from `idx` (B, T): the training objective."""
+        logits = self.forward(idx)  # (B, T, vocab)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-2's initialisation: weights normal(0, 0.02), biases 0, LayerNorms 1 and 0, and the projections into the
+        residual stream scaled by 1/sqrt(2 * n_layer), since each block adds two of them (GPT-2 paper, section 2.3)."""
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif ".ln_" in name or name.startswith("ln_f"):
+                p.fill_(1.0)
+            elif name.endswith("c_proj.weight"):
+                p.normal_(0.0, 0.02 / math.sqrt(2 * self.config.n_layer))
+            else:
+                p.normal_(0.0, 0.02)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied head is counted once by parameters()
