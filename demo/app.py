@@ -22,9 +22,12 @@ from demo.links import TabParts, link_values, linked_inputs, note_markdown, read
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
 from demo.score_tab import score_tab
+from demo.train_tab import train_tab
+from demo.training import TrainingJobs
 
 TITLE = "GPT-2 Playground"
-TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2"}
+TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
+              "train": "Build your own"}
 CSS = """
 #model-unavailable { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
@@ -56,7 +59,8 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
     tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s),
             "explore": explore_tab(models),
             "score": score_tab(models, examples),
-            "compare": compare_tab(models, examples)}
+            "compare": compare_tab(models, examples),
+            "train": train_tab(models, TrainingJobs() if config.training_allowed else None)}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=False):
             gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "

@@ -35,6 +35,7 @@ class AppConfig:
     deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
     compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~1.3x tokens/s, +2-4 GB
     allow_model_switch: bool | None = None  # visitors may switch the model; None = only when serving this machine
+    allow_training: bool | None = None  # the Build your own tab trains; None = only when serving this machine
 
     @property
     def model_switch_allowed(self) -> bool:
@@ -43,6 +44,12 @@ class AppConfig:
         if self.allow_model_switch is not None:
             return self.allow_model_switch
         return self.host in LOCAL_HOSTS
+
+    @property
+    def training_allowed(self) -> bool:
+        """Training takes the processor for minutes: on for a teacher's own machine, off for a room or Spaces unless
+        --allow-training / GPT2_ALLOW_TRAINING says otherwise."""
+        return self.allow_training if self.allow_training is not None else self.host in LOCAL_HOSTS
 
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -53,7 +60,8 @@ class AppConfig:
         if args.quantize not in (None, *QUANTIZE_CHOICES):  # argparse checks choices of flags, not of defaults
             parser.error(f"GPT2_QUANTIZE has to be one of {', '.join(QUANTIZE_CHOICES)}, but is {args.quantize!r}")
         for name, variable in (("share", "GPT2_SHARE"), ("compile", "GPT2_COMPILE"),
-                               ("allow_model_switch", "GPT2_ALLOW_MODEL_SWITCH")):
+                               ("allow_model_switch", "GPT2_ALLOW_MODEL_SWITCH"),
+                               ("allow_training", "GPT2_ALLOW_TRAINING")):
             value = getattr(args, name)
             if isinstance(value, str):  # from the environment (a flag gives a bool)
                 try:
@@ -62,7 +70,8 @@ class AppConfig:
                     parser.error(str(e))
         return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
                    host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
-                   deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch)
+                   deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch,
+                   allow_training=args.allow_training)
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
@@ -101,6 +110,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         default=first("GPT2_ALLOW_MODEL_SWITCH", default=""),  # text until checked
                         help="let visitors switch the model for everyone (env GPT2_ALLOW_MODEL_SWITCH=1/0; default: "
                              "on when serving 127.0.0.1 only, off when serving other machines)")
+    parser.add_argument("--allow-training", action=argparse.BooleanOptionalAction,
+                        default=first("GPT2_ALLOW_TRAINING", default=""),  # text until checked
+                        help="let visitors train models in the Build your own tab (env GPT2_ALLOW_TRAINING=1/0; "
+                             "default: on when serving 127.0.0.1 only)")
     parser.add_argument("--queue-size", type=bounded(int, "queue_size", 1, 10_000),
                         default=first("GPT2_QUEUE_SIZE", default=d.queue_size),
                         help="requests that may wait for a free slot before users are told the demo is busy "

@@ -15,6 +15,7 @@ import gradio as gr
 from demo.errors import markdown_text, user_facing_errors
 from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
 from gpt2_core import PRESETS
+from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.memory import PRECISIONS, estimate_weight_bytes
 
 REFRESH_S = 15  # how often a page re-reads which model is serving
@@ -22,7 +23,7 @@ REFRESH_S = 15  # how often a page re-reads which model is serving
 
 def model_panel(models: AppModels, *, allow_switch: bool) -> gr.Blocks:
     with gr.Blocks() as panel:
-        banner = gr.Markdown(unavailable_markdown(models), visible=models.gpt2.error is not None,
+        banner = gr.Markdown(unavailable_markdown(models), visible=bool(unavailable_markdown(models)),
                              elem_id="model-unavailable")
         info = gr.Markdown(info_markdown(models), elem_id="model-info")
         if allow_switch:
@@ -42,7 +43,7 @@ def model_panel(models: AppModels, *, allow_switch: bool) -> gr.Blocks:
 
 def refresh(models: AppModels) -> tuple[gr.Markdown, str]:
     """The banner and the info line as they are now (another visitor may have switched the model)."""
-    return (gr.Markdown(unavailable_markdown(models), visible=models.gpt2.error is not None),
+    return (gr.Markdown(unavailable_markdown(models), visible=bool(unavailable_markdown(models))),
             info_markdown(models))
 
 
@@ -81,6 +82,10 @@ def info_markdown(models: AppModels) -> str:
 
 def unavailable_markdown(models: AppModels) -> str:
     if models.gpt2.error is None:
+        if models.gpt2.notice and models.gpt2.current is not None and models.gpt2.current.name in BUNDLED:
+            return (f"### A small model serves instead of GPT-2\n{models.gpt2.notice}\n\n"
+                    "It is a 4M-parameter GPT-2 this project trained on Shakespeare's plays: it writes verse-like "
+                    "text, not GPT-2's. Fix the above and restart the app for GPT-2.")
         return ""
     return (f"### The GPT-2 model `{models.gpt2.source}` is not available\n{models.gpt2.error}\n\n"
             "The page works, but Generate and Compare need a model: fix the above and restart the app.")

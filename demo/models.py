@@ -16,9 +16,11 @@ from functools import partial
 from demo.config import AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
+from gpt2_core.checkpoint import BUNDLED
 
 log = logging.getLogger(__name__)
 
+BUNDLED_PRESENT = all((path / "model.safetensors").is_file() for path in BUNDLED.values())
 LOAD_ERRORS = (ModelUnavailableError, UnsafeCheckpointError, ValueError)  # what a load reports to the page as text
 
 
@@ -29,7 +31,7 @@ class ModelBusyError(RuntimeError):
 class ModelHolder:
     """The current GPT-2, with a count of the requests using each loaded model."""
 
-    def __init__(self, load: Callable[[str], LanguageModel], source: str):
+    def __init__(self, load: Callable[[str], LanguageModel], source: str, *, fallback: str | None = None):
         self._load = load
         self._lock = threading.Lock()  # guards the fields below; held only for bookkeeping, never while loading
         self._loading = threading.Lock()  # one switch at a time
@@ -38,10 +40,17 @@ class ModelHolder:
         self._retired: set[LanguageModel] = set()  # replaced models still finishing requests
         self.source = source  # what the current model (or the failed attempt) was loaded from
         self.error: str | None = None  # why there is no model, with the fix; None when one is loaded
+        self.notice: str | None = None  # why a fallback serves instead of the model asked for
         try:
             self.switch(source)
-        except LOAD_ERRORS:
-            pass  # the app still starts and its page says why (self.error)
+        except LOAD_ERRORS as e:  # the app still starts and its page says why (self.error, or self.notice)
+            if fallback is not None and fallback != source:
+                try:
+                    self.switch(fallback)
+                    self.notice = (f"`{source}` could not be loaded, so the bundled `{fallback}` serves instead. "
+                                   f"Why: {e}")
+                except LOAD_ERRORS:
+                    self.source, self.error = source, str(e)
 
     @property
     def current(self) -> LanguageModel | None:
@@ -89,7 +98,7 @@ class ModelHolder:
             with self._lock:
                 old, self._current = self._current, new
                 self._users[new] = 0
-                self.source, self.error = source, None
+                self.source, self.error, self.notice = source, None, None
                 close_old = old is not None and self._users[old] == 0
                 if close_old:
                     del self._users[old]
@@ -149,7 +158,9 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
             lm.compile(background=True)  # the page is served meanwhile; decoding speeds up once it is ready
         return lm
 
-    gpt2 = ModelHolder(load_for_app, config.model)
+    fallback = next(iter(BUNDLED)) if BUNDLED_PRESENT else None  # real words offline, from a model this project trained
+    gpt2 = ModelHolder(load_for_app, config.model, fallback=fallback)
     bert = LazyFillMask(partial(load_bert, device=config.device), config.bert_model)
-    choices = list(PRESETS) + ([config.model] if config.model not in PRESETS else [])
+    choices = list(PRESETS) + [name for name in BUNDLED if BUNDLED_PRESENT] + (
+        [config.model] if config.model not in PRESETS and config.model not in BUNDLED else [])
     return AppModels(gpt2, bert, choices)

@@ -39,8 +39,15 @@ class UnsafeCheckpointError(RuntimeError):
     """The checkpoint has no safetensors weights (only pickle files, which this loader refuses)."""
 
 
+# Models that ship with this project, by short name (trained by it: see assets/mini-gpt2/training.json).
+BUNDLED = {"mini-gpt2": Path(__file__).resolve().parent.parent / "assets" / "mini-gpt2"}
+
+
 def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
-    """A local directory as it is; a Hub id downloaded (with progress bars) into the HF cache, or found there offline."""
+    """A bundled model's folder by its short name; a local directory as it is; a Hub id downloaded (with progress
+    bars) into the HF cache, or found there offline."""
+    if str(source) in BUNDLED:
+        return BUNDLED[str(source)]
     path = Path(source).expanduser()
     if path.is_dir():
         return path
@@ -149,7 +156,7 @@ def load_tokenizer(checkpoint_dir: Path):
         raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {first_line(e)}") from e
 
 
-def save_checkpoint(model, directory: Path, *, tokenizer_dir: Path) -> Path:
+def save_checkpoint(model, directory: Path, *, tokenizer_dir: Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (a GPT) in Hugging Face's GPT-2 layout: config.json, model.safetensors (Conv1D weights as (in,
     out), the LM head tied and so not stored) and the tokenizer files from `tokenizer_dir`. Both `load_model` and
     transformers' GPT2LMHeadModel.from_pretrained read it."""
@@ -164,7 +171,7 @@ def save_checkpoint(model, directory: Path, *, tokenizer_dir: Path) -> Path:
             continue
         if name.endswith(CONV1D_SUFFIXES):
             tensor = tensor.t()  # nn.Linear (out, in) back to Conv1D (in, out)
-        state["transformer." + name] = tensor.detach().to("cpu", torch.float32).contiguous()
+        state["transformer." + name] = tensor.detach().to("cpu", dtype).contiguous()
     save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
     hf = model.config.to_hf_dict() | {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}  # for inference
     (directory / "config.json").write_text(json.dumps(hf, indent=2))

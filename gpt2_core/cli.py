@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -68,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     budget = tr.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=_number, default=None, help="time budget (default 5 minutes)")
     budget.add_argument("--steps", type=_number, default=None, help="step budget instead of a time budget")
+    tr.add_argument("--val-text", metavar="FILE", help="a held-out text to validate on (default: the text's last tenth)")
+    tr.add_argument("--eval-every", type=_number, default=100, help="steps between evaluations (default %(default)s)")
+    tr.add_argument("--threads", type=_number, default=None, help="torch threads for training (default: all)")
+    tr.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="precision of the saved weights")
     tr.add_argument("--json", action="store_true", help="print one JSON object per evaluation")
 
     info = commands.add_parser("info", help="parameters, memory and device of a model")
@@ -100,6 +107,7 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with a trained model
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run(args)
@@ -121,11 +129,20 @@ def _train(args: argparse.Namespace) -> int:
     steps = None if args.steps is None else check_int("steps", args.steps, 1, 10**7)
     if minutes is None and steps is None:
         minutes = 5.0
-    try:
-        text = Path(args.text).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"`text` has to be a readable UTF-8 text file, but {args.text!r} is not: {e}") from e
-    config = TrainConfig(init=args.init, minutes=minutes, steps=steps)
+    texts = {}
+    for name, path in (("text", args.text), ("val_text", args.val_text)):
+        if path is None:
+            continue
+        try:
+            texts[name] = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"`{name}` has to be a readable UTF-8 text file, but {path!r} is not: {e}") from e
+    eval_every = check_int("eval_every", args.eval_every, 1, 10**6)
+    threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
+    config = TrainConfig(init=args.init, minutes=minutes, steps=steps, save_dtype=args.save_dtype, eval_every=eval_every,
+                         threads=threads)
+    stop = threading.Event()  # SIGTERM (the app's Stop) ends the run early; the model is still saved
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.perf_counter()
 
     def report(e) -> None:
@@ -138,7 +155,12 @@ def _train(args: argparse.Namespace) -> int:
         print(f"step {e.step}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
               f"{e.tokens_per_s:.0f} tokens/s{left}\n  sample: {e.sample[:120]!r}", flush=True)
 
-    result = train(text, Path(args.out), config, on_eval=report)
+    result = train(texts["text"], Path(args.out), config, val_text=texts.get("val_text"), on_eval=report, stop=stop)
+    record_path = Path(args.out) / "training.json"  # the recipe: the command and the files it read
+    record = json.loads(record_path.read_text())
+    record.update(command=shlex.join(["python", "-m", "gpt2_core", *args.argv]), text_file=args.text,
+                  val_text_file=args.val_text)
+    record_path.write_text(json.dumps(record, indent=1))
     if not args.json:
         print(f"saved to {result.directory} (load it with --model {result.directory})")
     return 0

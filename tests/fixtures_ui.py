@@ -6,6 +6,7 @@ Test modules use them with `pytest_plugins = ["fixtures_ui"]`. The GPT-2 checkpo
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,12 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def app(tiny_checkpoint, tiny_bert) -> Iterator[RunningApp]:
-    """One served app for the API and browser tests."""
-    with launched_app(tiny_checkpoint, tiny_bert, delay=STREAM_DELAY_S) as running:
+    """One served app for the API and browser tests. With UPDATE_SCREENSHOTS=1 it serves the bundled mini model, so
+    that the README's screenshots show words from a trained model (the tests themselves hold for either)."""
+    from gpt2_core.checkpoint import BUNDLED
+
+    gpt2 = BUNDLED["mini-gpt2"] if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tiny_checkpoint
+    with launched_app(gpt2, tiny_bert, delay=STREAM_DELAY_S) as running:
         yield running
 
 

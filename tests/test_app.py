@@ -169,8 +169,9 @@ def test_internal_error_reaches_the_client_as_a_generic_message(tiny_checkpoint,
     assert "secret internal detail" in caplog.text  # logged for the host, with its traceback
 
 
-def test_app_without_a_model_starts_and_says_how_to_fix_it(tmp_path):
-    """`python app.py` with the default model, not cached, Hub unreachable: the page still serves, and says why."""
+def test_app_without_gpt2_serves_the_bundled_model_and_says_why(tmp_path):
+    """`python app.py` with the default model, not cached, Hub unreachable: the page serves the bundled mini model
+    (real words, offline) and says that and why, with the fix for GPT-2."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "GRADIO_ANALYTICS_ENABLED": "False",
            "GPT2_DEVICE": "cpu"}
@@ -178,13 +179,16 @@ def test_app_without_a_model_starts_and_says_how_to_fix_it(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         config = wait_until(lambda: fetch_config(port), timeout=60, interval=0.2, message="the app to serve")
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False, download_files=False)
+        sample, *_, stats, _ = client.predict("ROMEO.", 24, 0.8, 40, 1.0, 1.0, 7, 1, api_name="/generate")
     finally:
         process.terminate()
         console = process.communicate(timeout=20)[0]
     page = json.dumps(config)
-    assert "The GPT-2 model `gpt2` is not available" in page
-    assert "python -m gpt2_core download gpt2" in page and "local directory" in page
+    assert "A small model serves instead of GPT-2" in page and "mini-gpt2" in page
+    assert "python -m gpt2_core download gpt2" in page  # and how to get GPT-2 itself
     assert "python -m gpt2_core download gpt2" in console
+    assert "`mini-gpt2`" in stats and len(sample.split()) >= 5  # words, from a trained model
     assert "Traceback" not in console
     assert f"Running on local URL:  http://127.0.0.1:{port}" in console
     assert "restart with --share" in console and "share=True" not in console  # the app's flag, not launch()

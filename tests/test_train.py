@@ -113,7 +113,7 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     text = tmp_path / "play.txt"
     text.write_text(toy_play(1500), encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
-                          str(tmp_path / "cli-model"), "--steps", "50", "--json"],
+                          str(tmp_path / "cli-model"), "--steps", "50", "--eval-every", "50", "--json"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines()]
@@ -141,3 +141,26 @@ def test_cli_train_on_a_short_text_says_how_long_it_must_be(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out", str(tmp_path / "o"),
                           "--steps", "5"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "is too short to train on" in out.stderr and "characters" in out.stderr
+
+
+# ---- the bundled mini model (assets/mini-gpt2) ----------------------------------------------------------------------
+def test_the_bundled_model_is_small_trained_as_recorded_and_writes_words():
+    from pathlib import Path
+
+    from gpt2_core.checkpoint import BUNDLED
+
+    folder = BUNDLED["mini-gpt2"]
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 15 * 2**20, f"the bundled model is {size / 2**20:.1f} MiB"
+    record = json.loads((folder / "training.json").read_text())
+    assert record["val_text_file"] == "assets/texts/macbeth.txt" and record["elapsed_s"] <= 3600
+    assert record["command"].startswith("python -m gpt2_core train ")
+    root = Path(__file__).resolve().parent.parent
+    assert (root / record["val_text_file"]).is_file() and (root / record["text_file"]).is_file()
+    lm = load_model("mini-gpt2", device="cpu")
+    scores = lm.score_text((root / record["val_text_file"]).read_text(encoding="utf-8")[:4000])
+    bits_per_char = -sum(math.log2(s.prob) for s in scores) / 4000
+    assert bits_per_char < 2.6  # a model that learned Shakespeare (random weights: about 3.7 per character)
+    (sample,) = lm.generate("KING.\n", max_new_tokens=40, seed=3, temperature=0.8)
+    assert sum(w.isalpha() for w in sample.text.split()) >= 10
+    lm.close()

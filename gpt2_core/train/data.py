@@ -24,6 +24,15 @@ class TokenData:
         data = torch.tensor(ids, dtype=torch.long)
         return cls(data[:cut], data[cut:])
 
+    @classmethod
+    def held_out(cls, train_ids: list[int], val_ids: list[int], *, context: int) -> TokenData:
+        """Train on one text and validate on another (a held-out work)."""
+        for name, ids in (("text", train_ids), ("val_text", val_ids)):
+            if len(ids) < 2 * (context + 1):
+                raise ValueError(f"`{name}` is too short to train on: it has {len(ids)} tokens, and needs at least "
+                                 f"{2 * (context + 1)} for a context of {context}")
+        return cls(torch.tensor(train_ids, dtype=torch.long), torch.tensor(val_ids, dtype=torch.long))
+
     def batch(self, split: str, batch_size: int, context: int, generator: torch.Generator
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """`batch_size` random windows of `context` tokens and the same windows moved on by one (the targets)."""

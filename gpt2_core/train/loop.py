@@ -33,6 +33,7 @@ from gpt2_core.train.data import TokenData
 
 # From-scratch sizes: (layers, heads, width, context). "tiny" is ~4M parameters with a 4096-token vocabulary.
 SIZES = {"tiny": (4, 4, 256, 128), "small": (6, 6, 384, 256)}
+SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch threads while training (None: as they are)
     bf16: bool | None = None  # autocast to bf16 (None: where the processor computes bf16 natively)
+    save_dtype: str = "fp32"  # "fp16" halves the saved weights (the bundled model is saved so)
 
     @property
     def from_scratch(self) -> bool:
@@ -81,8 +83,12 @@ class TrainResult:
 
 
 def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # noqa: B008
-          on_eval: Callable[[Evaluation], None] | None = None, stop: threading.Event | None = None) -> TrainResult:
-    """Train on `text` and save the result in `out_dir` (with training.json: recipe, loss curve, time, machine)."""
+          val_text: str | None = None, on_eval: Callable[[Evaluation], None] | None = None,
+          stop: threading.Event | None = None) -> TrainResult:
+    """Train on `text` and save the result in `out_dir` (with training.json: recipe, loss curve, time, machine).
+
+    Validation uses `val_text` when given (a held-out work), else the last tenth of `text`.
+    """
     if config.minutes is None and config.steps is None:
         raise ValueError("`minutes` and `steps` cannot both be None: the run needs a budget")
     out_dir = Path(out_dir)
@@ -90,17 +96,21 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(text, out_dir, config, on_eval, stop or threading.Event())
+        return _train(text, val_text, out_dir, config, on_eval, stop or threading.Event())
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(text: str, out_dir: Path, config: TrainConfig, on_eval, stop: threading.Event) -> TrainResult:
+def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, on_eval,
+           stop: threading.Event) -> TrainResult:
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     model, tokenizer, tokenizer_dir = _start(text, out_dir, config)
     context = min(config.context or model.config.block_size, model.config.block_size)
-    data = TokenData.split(tokenizer.encode(text), context=context)
+    if val_text is None:
+        data = TokenData.split(tokenizer.encode(text), context=context)
+    else:
+        data = TokenData.held_out(tokenizer.encode(text), tokenizer.encode(val_text), context=context)
     decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings; not biases or LayerNorms
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     peak = config.learning_rate or (1e-3 if config.from_scratch else 1e-4)
@@ -151,12 +161,13 @@ def _train(text: str, out_dir: Path, config: TrainConfig, on_eval, stop: threadi
     if not result.evaluations or result.evaluations[-1].step != step:
         evaluate()
     model.eval()
-    save_checkpoint(model, out_dir, tokenizer_dir=tokenizer_dir)
+    save_checkpoint(model, out_dir, tokenizer_dir=tokenizer_dir, dtype=SAVE_DTYPES[config.save_dtype])
     bits_per_char = _bits_per_character(model, tokenizer, data, context, autocast)
     record = dict(recipe=asdict(config), model=asdict(model.config), parameters=model.num_parameters(),
                   context=context, steps=step, tokens_seen=tokens_seen, elapsed_s=time.perf_counter() - start,
                   stopped=result.stopped, bf16_autocast=autocast,
                   machine=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+                  validation="held-out text" if val_text is not None else "the last tenth of the text",
                   val_bits_per_character=bits_per_char, curve=[asdict(e) for e in result.evaluations])
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
     return result

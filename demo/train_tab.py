@@ -1,0 +1,149 @@
+"""The Build your own tab: train a tiny GPT-2 from nothing, or fine-tune the loaded one, on a text, and watch it learn.
+
+The loss curve (training and held-out validation) and a sample from a fixed prompt arrive every 25 steps, the samples
+stacked so that the class sees noise turn into words. One run at a time, beside serving (demo/training.py); on when the
+app serves only this machine, off for others unless --allow-training. At the end, the model downloads as a zip.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from demo.errors import markdown_text, user_facing_errors
+from demo.links import TabParts
+from demo.models import AppModels
+from demo.training import TrainingBusyError, TrainingJobs
+
+TEXTS = Path(__file__).resolve().parent.parent / "assets" / "texts"
+BUNDLED_TEXT = "Shakespeare's plays (bundled, 5 MB)"
+OWN_TEXT = "My own text (paste or upload below)"
+SCRATCH = "From scratch: a tiny GPT-2 (4M parameters) and its own vocabulary"
+FINE_TUNE = "Fine-tune the GPT-2 that serves this page"
+MAX_TEXT_CHARS = 5_000_000  # a few MB: seconds to tokenize, and a run of minutes sees most of it
+MIN_TEXT_CHARS = 20_000  # shorter texts cannot be split into training and validation windows
+POLL_S = 1.0
+
+INTRO = """\
+### Build your own GPT-2
+"How to build OpenAI's GPT-2": train a small one here. **From scratch**, a tiny GPT-2 starts from random weights and \
+a vocabulary learned from the text: watch its samples go from noise to words (getting subject and verb to agree is a \
+feat). **Fine-tune** starts from the pre-trained GPT-2 instead: the same minutes on the same text, and what \
+pre-training buys shows in the curve. The text's last tenth is held out to measure it (validation loss).
+"""
+
+
+def train_tab(models: AppModels, jobs: TrainingJobs | None) -> TabParts:
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        if jobs is None:
+            gr.Markdown("**Training is off on this server**: it serves many visitors, and a training run takes its "
+                        "processor for minutes. The host can turn it on with `--allow-training`.",
+                        elem_id="train-off")
+            return TabParts(tab, {})
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2):
+                source = gr.Radio([BUNDLED_TEXT, OWN_TEXT], value=BUNDLED_TEXT, label="Text", elem_id="train-source")
+                own = gr.Textbox(label="Your text", lines=4, max_lines=8, elem_id="train-text",
+                                 placeholder=f"At least {MIN_TEXT_CHARS:,} characters; a .txt file can be uploaded.")
+                upload = gr.UploadButton("Upload a .txt", file_types=[".txt"], size="sm", elem_id="train-upload")
+                start_from = gr.Radio([SCRATCH, FINE_TUNE], value=SCRATCH, label="Start", elem_id="train-init")
+                minutes = gr.Slider(1, 10, 2, step=1, label="Minutes to train", elem_id="train-minutes")
+                with gr.Row():
+                    start = gr.Button("Start training", variant="primary", elem_id="train-start")
+                    stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                status = gr.Markdown("**Ready.**", elem_id="train-status")
+                download = gr.DownloadButton("Download the model (.zip)", interactive=False, size="sm",
+                                             elem_id="train-download")
+            with gr.Column(scale=3):
+                curve = gr.LinePlot(x="step", y="loss", color="split", label="Loss (lower is better)",
+                                    x_title="training step", y_title="cross-entropy (nats per token)",
+                                    elem_id="train-curve")
+                samples = gr.Markdown(elem_id="train-samples")
+        upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")
+        start.click(make_run(models, jobs), inputs=[source, own, start_from, minutes],
+                    outputs=[status, curve, samples, download], api_visibility="private", concurrency_limit=2,
+                    show_progress="hidden")
+        stop.click(make_stop(jobs), outputs=status, api_visibility="private", queue=False)
+    return TabParts(tab, {})
+
+
+def read_upload(file) -> tuple[str, str]:
+    with user_facing_errors():
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"`file` has to be a UTF-8 text file, but could not be read: {e}") from e
+        check_text_size(text)
+    return text, OWN_TEXT
+
+
+def check_text_size(text: str) -> None:
+    if not MIN_TEXT_CHARS <= len(text) <= MAX_TEXT_CHARS:
+        raise ValueError(f"`text` has to be {MIN_TEXT_CHARS:,} to {MAX_TEXT_CHARS:,} characters long, "
+                         f"but has {len(text):,}")
+
+
+def make_run(models: AppModels, jobs: TrainingJobs):
+    def run(source: str, own: str, start_from: str, minutes: float, request: gr.Request):
+        """Start (or follow) this visitor's run; redraw its curve and samples until it ends."""
+        with user_facing_errors():
+            text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
+            check_text_size(text or "")
+            init = "tiny" if start_from == SCRATCH else models.gpt2.source
+            try:
+                job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
+            except TrainingBusyError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+        while True:
+            finished = job.finished
+            yield progress(job, finished), curve_of(job), samples_of(job), gr.DownloadButton(
+                value=jobs.zip(request.session_hash) if finished else None, interactive=finished)
+            if finished:
+                return
+            time.sleep(POLL_S)
+
+    return run
+
+
+def make_stop(jobs: TrainingJobs):
+    def stop(request: gr.Request) -> str:
+        jobs.stop(request.session_hash)
+        return "**Stopping:** the model is saved as it is now."
+
+    return stop
+
+
+def progress(job, finished: bool) -> str:
+    last = job.evaluations[-1] if job.evaluations else None
+    if job.errors:
+        return f"**Training failed:** {markdown_text(job.errors[-1])}"
+    if finished and last:
+        return (f"**Done** after {last['step']} steps and {last['elapsed_s']:.0f} s: validation loss "
+                f"{last['val_loss']:.2f}. Download the model below.")
+    if last is None:
+        return "**Preparing:** reading the text and building the vocabulary\u2026"
+    return (f"**Training\u2026** step {last['step']}, validation loss {last['val_loss']:.2f}, "
+            f"{last['tokens_per_s']:,} tokens/s, about {job.seconds_left:.0f} s left. **Stop** saves it as it is.")
+
+
+def curve_of(job) -> pd.DataFrame:
+    rows = [(e["step"], e[key], name) for e in job.evaluations
+            for key, name in (("train_loss", "training"), ("val_loss", "validation (held out)"))]
+    return pd.DataFrame(rows, columns=["step", "loss", "split"])
+
+
+def fenced(sample: str) -> str:
+    """A sample to show in a code block: at most 300 characters, and no backtick that could close the block."""
+    return sample.strip()[:300].replace("`", "'")
+
+
+def samples_of(job) -> str:
+    if not job.evaluations:
+        return ""
+    blocks = [f"**Step {e['step']}** (validation loss {e['val_loss']:.2f})\n```text\n{fenced(e['sample'])}\n```"
+              for e in reversed(job.evaluations)]  # the newest first: the class watches the text improve
+    return "#### Samples from the same prompt, newest first\n" + "\n".join(blocks)

@@ -1,0 +1,103 @@
+"""One training run at a time beside serving: `python -m gpt2_core train --json` in a child process.
+
+A child process keeps training apart from the model that serves the class: its threads are capped (`--threads`), its
+memory goes back to the system when it ends, and Stop is a SIGTERM, on which it saves what it has. Its evaluations
+arrive one JSON line each and are kept here for the page to draw. A second visitor who asks while it runs is told
+whose it is not and how long it has left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TRAIN_THREADS = 1  # of a 2-core host's two, so that generation for others keeps going
+
+
+class TrainingBusyError(RuntimeError):
+    """Another visitor's training run is using the machine."""
+
+
+@dataclass
+class Run:
+    owner: str  # the session that started it
+    minutes: float
+    out_dir: Path
+    process: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    evaluations: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.process.poll() is not None
+
+    @property
+    def seconds_left(self) -> float:
+        return max(0.0, 60 * self.minutes - (time.monotonic() - self.started))
+
+
+class TrainingJobs:
+    def __init__(self, root: Path | None = None):
+        self.root = root or Path(tempfile.mkdtemp(prefix="gpt2-playground-training-"))
+        self._lock = threading.Lock()
+        self._run: Run | None = None
+
+    def start(self, owner: str, text: str, *, init: str, minutes: float) -> Run:
+        with self._lock:
+            if self._run is not None and not self._run.finished:
+                if self._run.owner == owner:
+                    return self._run
+                raise TrainingBusyError(f"another visitor is training a model right now; it ends in about "
+                                        f"{self._run.seconds_left:.0f} s. Please try again then.")
+            if self._run is not None:  # the last run's files go: one model on disk at a time
+                shutil.rmtree(self._run.out_dir.parent, ignore_errors=True)
+            work = Path(tempfile.mkdtemp(dir=self.root))
+            (work / "text.txt").write_text(text, encoding="utf-8")
+            out_dir = work / "my-gpt2"
+            command = [sys.executable, "-m", "gpt2_core", "train", "--text", str(work / "text.txt"), "--out",
+                       str(out_dir), "--init", init, "--minutes", str(minutes), "--eval-every", "25",
+                       "--threads", str(TRAIN_THREADS), "--json"]
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._run = run = Run(owner, minutes, out_dir, process)
+        threading.Thread(target=self._read, args=(run,), daemon=True, name="training-reader").start()
+        return run
+
+    def current(self, owner: str) -> Run | None:
+        run = self._run
+        return run if run is not None and run.owner == owner else None
+
+    def stop(self, owner: str) -> None:
+        run = self.current(owner)
+        if run is not None and not run.finished:
+            run.process.terminate()  # the CLI saves what it has, then exits
+
+    @staticmethod
+    def _read(run: Run) -> None:
+        for line in run.process.stdout:
+            try:
+                run.evaluations.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("training printed a line that is not JSON: %s", line.strip())
+        run.process.wait()
+        error = run.process.stderr.read().strip()
+        if run.process.returncode not in (0, -15):
+            run.errors.append(error.splitlines()[-1] if error else f"exit code {run.process.returncode}")
+            log.error("training failed: %s", error)
+
+    def zip(self, owner: str) -> str | None:
+        """The trained model as a zip file, for download."""
+        run = self.current(owner)
+        if run is None or not run.finished or not (run.out_dir / "model.safetensors").is_file():
+            return None
+        return shutil.make_archive(str(run.out_dir), "zip", run.out_dir)
