@@ -8,7 +8,7 @@ aria-label and no role. It is excused here by rule and element, nothing else.
 from __future__ import annotations
 
 import pytest
-from test_browser import VIEWPORT, browser, set_slider  # noqa: F401 (fixture)
+from test_browser import browser, page, set_slider  # noqa: F401 (fixtures)
 from ui_helpers import wait_until
 
 pytestmark = pytest.mark.browser
@@ -40,17 +40,6 @@ def violations(page) -> list[str]:
                 continue
             found.append(f"{v['id']} ({v['impact']}): {node['target']} {node['failureSummary'][:160]}")
     return found
-
-
-@pytest.fixture
-def page(browser, app):  # noqa: F811
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(app.url)
-    page.locator("#prompt textarea").wait_for()
-    yield page
-    context.close()
 
 
 def test_generate_tab_passes_axe_before_and_after_a_result(page):

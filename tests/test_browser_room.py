@@ -6,26 +6,11 @@ Uses test_browser.py's `browser` fixture (skipped with its reason where chromium
 from __future__ import annotations
 
 import pytest
-from test_browser import ARTIFACTS, VIEWPORT, browser  # noqa: F401 (fixture)
+from test_browser import VIEWPORT, browser, page  # noqa: F401 (fixtures)
 from ui_helpers import wait_until
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
-
-
-@pytest.fixture
-def page(browser, app, request):  # noqa: F811
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(app.url)
-    page.locator("#prompt textarea").wait_for()
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is None or report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
 
 
 def toasts(page) -> list[str]:
