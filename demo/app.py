@@ -67,7 +67,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
                         "probabilities: see which, and why.", elem_id="title")
             gr.Button("Large text", size="sm", scale=0, min_width=120, elem_id="large-text").click(
                 None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
-        panel.render()
+        panel.blocks.render()
         link_note = gr.Markdown(visible=False, elem_id="link-note")
         with gr.Tabs() as tab_strip:
             for tab_id, parts in tabs.items():
@@ -75,10 +75,22 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
                     parts.blocks.render()
         demo.load(make_fill_from_link(tabs), outputs=[tab_strip, link_note, *linked_inputs(tabs)],
                   api_visibility="private", queue=False)
+        for parts in tabs.values():
+            for dependency in parts.model_changes:
+                panel.follow(models, dependency)
+        demo.unload(make_forget_page(models))
     # Beyond the running events (Generate 16, Compare 4, others 4 at a time), `queue_size` more may wait; the next
     # visitor is told at once "This application is currently busy. Please try again." (Gradio's text for a full queue).
     demo.queue(default_concurrency_limit=4, max_size=config.queue_size)
     return demo
+
+
+def make_forget_page(models: AppModels):
+    def forget_page(request: gr.Request) -> None:
+        """A closed page lets the model its visitor trained go (it closes when its last request ends)."""
+        models.own.drop(request.session_hash)
+
+    return forget_page
 
 
 def make_fill_from_link(tabs: dict[str, TabParts]):

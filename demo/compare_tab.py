@@ -57,9 +57,9 @@ def chart(label: str, elem_id: str) -> gr.Label:
 
 
 def make_compare(models: AppModels):
-    def compare_models(sentence: str) -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:
+    def compare_models(sentence: str, request: gr.Request) -> tuple[dict, dict, dict, str]:
         """BERT's words for the blank, GPT-2's next words after the left side, GPT-2's ranking of BERT's words."""
-        with user_facing_errors(), models.gpt2.use() as lm:
+        with user_facing_errors(), models.use(request.session_hash) as lm:
             split_blank(sentence)  # a sentence without its one blank fails before BERT is loaded for it
             fill_mask = models.bert.get()
             result = compare(sentence, fill_mask=fill_mask, lm=lm, k=TOP_WORDS)

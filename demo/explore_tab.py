@@ -122,9 +122,9 @@ def explore_tab(models: AppModels) -> TabParts:
 
 
 def make_explore(models: AppModels):
-    def explore(prompt: str, temperature: float, top_k: float, top_p: float):
+    def explore(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """The next token's candidates: after the settings (gr.Label), GPT-2's own (gr.Label), the cut ones (text)."""
-        with user_facing_errors(), models.gpt2.use() as lm:
+        with user_facing_errors(), models.use(request.session_hash) as lm:
             found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
                                                k=CANDIDATES)
             name = lm.name
@@ -144,11 +144,11 @@ def make_explore(models: AppModels):
 def make_first_draw(models: AppModels):
     explore = make_explore(models)
 
-    def first_draw(prompt: str, temperature: float, top_k: float, top_p: float):
+    def first_draw(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """The charts when the page opens; without a model, nothing (the model panel already says why)."""
-        if models.gpt2.current is None:
+        if models.serving(request.session_hash) is None:
             return {}, {}, "", []
-        return explore(prompt, temperature, top_k, top_p)
+        return explore(prompt, temperature, top_k, top_p, request)
 
     return first_draw
 
@@ -166,9 +166,10 @@ def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
 
 
 def make_sample(models: AppModels):
-    def sample(prompt: str, built: Built, temperature: float, top_k: float, top_p: float, seed: float | None):
+    def sample(prompt: str, built: Built, temperature: float, top_k: float, top_p: float, seed: float | None,
+               request: gr.Request):
         """Draw the next token as Generate would, with a seed that is shown (and replays the draw)."""
-        with user_facing_errors(), models.gpt2.use() as lm:
+        with user_facing_errors(), models.use(request.session_hash) as lm:
             (drawn,) = lm.generate(prompt, max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p,
                                    seed=seed, alternatives=CANDIDATES)
         if not drawn.token_ids:
@@ -190,9 +191,9 @@ def back(built: Built):
 
 
 def make_suggest(models: AppModels):
-    def suggest(prompt: str, temperature: float, top_k: float, top_p: float):
+    def suggest(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """Three short continuations to choose from (as Write With Transformer's Tab key offered)."""
-        with user_facing_errors(), models.gpt2.use() as lm:
+        with user_facing_errors(), models.use(request.session_hash) as lm:
             samples = lm.generate(prompt, max_new_tokens=SUGGESTION_TOKENS, temperature=temperature, top_k=top_k,
                                   top_p=top_p, num_samples=SUGGESTIONS)
         rows = [[TokenRow(t, i, r, p) for t, i, r, p in zip(s.token_texts, s.token_ids, s.token_ranks,

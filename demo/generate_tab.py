@@ -170,10 +170,11 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) ->
     return TabParts(tab, linkable)
 
 
-def stream_samples(models: AppModels, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed,
-                   num_samples, *, deadline_s: float, alternatives: int = 0) -> Iterator[tuple[LanguageModel, list]]:
+def stream_samples(models: AppModels, session: str | None, prompt, max_new_tokens, temperature, top_k, top_p,
+                   repetition_penalty, seed, num_samples, *, deadline_s: float,
+                   alternatives: int = 0) -> Iterator[tuple[LanguageModel, list]]:
     """The model and its samples, at most every STREAM_INTERVAL_S and at the end (the page and the API share this)."""
-    with user_facing_errors(), models.gpt2.use() as lm:
+    with user_facing_errors(), models.use(session) as lm:
         num_samples = check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)  # the boxes on the page
         last_sent = 0.0
         for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
@@ -188,17 +189,19 @@ def stream_samples(models: AppModels, prompt, max_new_tokens, temperature, top_k
 
 def make_generate(models: AppModels, *, deadline_s: float):
     def generate(prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
-                 repetition_penalty: float, seed: float | None, num_samples: float) -> Iterator[tuple]:
+                 repetition_penalty: float, seed: float | None, num_samples: float,
+                 request: gr.Request) -> Iterator[tuple]:
         """Stream GPT-2's continuation of `prompt`: the sample texts (4, unused ones empty), stats, context meter."""
-        for lm, samples in stream_samples(models, prompt, max_new_tokens, temperature, top_k, top_p,
-                                          repetition_penalty, seed, num_samples, deadline_s=deadline_s):
+        for lm, samples in stream_samples(models, request.session_hash, prompt, max_new_tokens, temperature, top_k,
+                                          top_p, repetition_penalty, seed, num_samples, deadline_s=deadline_s):
             yield render(samples, lm.config.block_size, lm.name)[:-1]
 
     return generate
 
 
 def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float):
-    def generate_view(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples):
+    def generate_view(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
+                      request: gr.Request):
         """The page's Generate: the coloured samples, the run state, stats, context, and the downloads at the end."""
         with user_facing_errors():  # the page's own ranges, with the message the API gives for its wider ones
             values = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -206,8 +209,8 @@ def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float
             for name, value in values.items():
                 KNOBS[name].check(value)
         prompt_pieces: list[str] | None = None
-        for lm, samples in stream_samples(models, prompt, max_new_tokens, temperature, top_k, top_p,
-                                          repetition_penalty, seed, num_samples, deadline_s=deadline_s,
+        for lm, samples in stream_samples(models, request.session_hash, prompt, max_new_tokens, temperature, top_k,
+                                          top_p, repetition_penalty, seed, num_samples, deadline_s=deadline_s,
                                           alternatives=DETAIL_ALTERNATIVES):
             if prompt_pieces is None:  # the prompt as GPT-2 read it (its end, if it was trimmed)
                 ids = lm.prepare_prompt(prompt, room=int(max_new_tokens)).ids if prompt else []
@@ -321,8 +324,8 @@ def show_samples(num_samples) -> list[gr.HighlightedText]:
 
 
 def make_meter(models: AppModels):
-    def meter(prompt: str, max_new_tokens: float) -> str:
-        lm = models.gpt2.current
+    def meter(prompt: str, max_new_tokens: float, request: gr.Request) -> str:
+        lm = models.serving(request.session_hash)
         if lm is None or not isinstance(prompt, str):
             return context_markdown(0, 0, False)
         try:

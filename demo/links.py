@@ -41,6 +41,7 @@ class TabParts:
 
     blocks: gr.Blocks
     inputs: dict[str, gr.components.Component] = field(default_factory=dict)
+    model_changes: list = field(default_factory=list)  # events after which this page's model may differ
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@ A switch is shared by everyone on the app: requests already running finish on th
 So switching is a teacher's control: on when the app serves only this machine, off when it serves others (--host 0.0.0.0,
 Spaces) unless the host allows it (AppConfig.model_switch_allowed). Off, the page shows the model and no picker, and
 no switch event exists. Every page re-reads which model serves every REFRESH_S seconds, so a switch shows everywhere.
+A visitor who chose their own trained model (Build your own) sees it named here, on their page only.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -21,7 +24,18 @@ from gpt2_core.memory import PRECISIONS, estimate_weight_bytes
 REFRESH_S = 15  # how often a page re-reads which model is serving
 
 
-def model_panel(models: AppModels, *, allow_switch: bool) -> gr.Blocks:
+@dataclass
+class ModelPanel:
+    blocks: gr.Blocks
+    shows: list  # the banner and the info line, which `refresh` redraws
+
+    def follow(self, models: AppModels, dependency) -> None:
+        """Redraw the panel after `dependency`, an event that may change which model serves this page."""
+        dependency.then(make_refresh(models), outputs=self.shows, api_visibility="private", queue=False,
+                        show_progress="hidden")
+
+
+def model_panel(models: AppModels, *, allow_switch: bool) -> ModelPanel:
     with gr.Blocks() as panel:
         banner = gr.Markdown(unavailable_markdown(models), visible=bool(unavailable_markdown(models)),
                              elem_id="model-unavailable")
@@ -36,25 +50,33 @@ def model_panel(models: AppModels, *, allow_switch: bool) -> gr.Blocks:
                 status = gr.Markdown(elem_id="model-switch-status")
             load.click(make_switch(models), inputs=choice, outputs=[banner, info, status, choice],
                        api_visibility="private", concurrency_limit=1, show_progress="full")
-        gr.on([panel.load, gr.Timer(REFRESH_S).tick], lambda: refresh(models), outputs=[banner, info],
+        gr.on([panel.load, gr.Timer(REFRESH_S).tick], make_refresh(models), outputs=[banner, info],
               api_visibility="private", queue=False, show_progress="hidden")
-    return panel
+    return ModelPanel(panel, [banner, info])
 
 
-def refresh(models: AppModels) -> tuple[gr.Markdown, str]:
+def make_refresh(models: AppModels):
+    def refresh_page(request: gr.Request) -> tuple[gr.Markdown, str]:
+        return refresh(models, request.session_hash)
+
+    return refresh_page
+
+
+def refresh(models: AppModels, session: str | None = None) -> tuple[gr.Markdown, str]:
     """The banner and the info line as they are now (another visitor may have switched the model)."""
     return (gr.Markdown(unavailable_markdown(models), visible=bool(unavailable_markdown(models))),
-            info_markdown(models))
+            info_markdown(models, session))
 
 
 def make_switch(models: AppModels):
-    def switch(choice: str, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+    def switch(choice: str, request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
         """(banner, info, status, picker): a failed switch says which model still serves and resets the picker."""
+        session = getattr(request, "session_hash", None)
         with user_facing_errors():
             if choice not in models.choices:
                 raise ValueError(f"`model` has to be one of {', '.join(models.choices)}, but is {choice!r}")
             if choice == models.gpt2.source and models.gpt2.current is not None:
-                return (*refresh(models), f"**{choice}** is already loaded.", gr.skip())
+                return (*refresh(models, session), f"**{choice}** is already loaded.", gr.skip())
             progress(0.1, desc=f"Loading {choice}: the first time, its weights are downloaded\u2026")
             try:
                 models.gpt2.switch(choice)
@@ -62,20 +84,22 @@ def make_switch(models: AppModels):
                 serving = models.gpt2.current
                 still = (f"**{serving.name}** is still serving." if serving is not None
                          else "No model is loaded.")
-                return (*refresh(models), f"Could not load **{choice}**: {markdown_text(str(e))}  \n{still}",
+                return (*refresh(models, session), f"Could not load **{choice}**: {markdown_text(str(e))}  \n{still}",
                         gr.Dropdown(choices=models.choices, value=current_choice(models)))
-        return (*refresh(models), f"Loaded **{choice}**. New requests use it; running ones finish on the old model.",
+        return (*refresh(models, session), f"Loaded **{choice}**. New requests use it; running ones finish on the old model.",
                 gr.skip())
 
     return switch
 
 
 
-def info_markdown(models: AppModels) -> str:
-    lm = models.gpt2.current
+def info_markdown(models: AppModels, session: str | None = None) -> str:
+    own = models.own.holder(session)
+    lm = own.current if own is not None else models.gpt2.current
     if lm is None:
         return f"**Model** `{models.gpt2.source}`: not loaded"
-    return (f"**Model** `{lm.name}` \u00b7 **{lm.num_parameters() / 1e6:.1f}M** parameters \u00b7 "
+    whose = (" (on this page only; **Back to the shared GPT-2** in Build your own)" if own is not None else "")
+    return (f"**Model** `{lm.name}`{whose} \u00b7 **{lm.num_parameters() / 1e6:.1f}M** parameters \u00b7 "
             f"**device** {lm.device} \u00b7 **precision** {lm.precision} \u00b7 "
             f"**memory** {megabytes(lm.memory_bytes())}")
 

@@ -1,16 +1,20 @@
-"""The app's models: the one GPT-2 every visitor shares (switchable), and BERT, loaded on first use.
+"""The app's models: the one GPT-2 every visitor shares (switchable), the models visitors trained for themselves, and
+BERT, loaded on first use.
 
 `AppModels` is the app's only mutable state. Switching GPT-2 never breaks a request in flight: each request holds the
 model it started on (`use()`), new requests get the new model, and the old one is closed when its last request ends.
+A model a visitor trained in the Build your own tab serves that visitor's page only (`AppModels.use(session)`), until the
+page closes or newer ones push it out (`OwnModels`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from demo.config import AppConfig
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BUNDLED_PRESENT = all((path / "model.safetensors").is_file() for path in BUNDLED.values())
 LOAD_ERRORS = (ModelUnavailableError, UnsafeCheckpointError, ValueError)  # what a load reports to the page as text
+OWN_MODELS_LIMIT = 2  # visitors' own models kept in memory at once (a fine-tuned gpt2 is 0.5 GB); the oldest goes first
 
 
 class ModelBusyError(RuntimeError):
@@ -110,12 +115,75 @@ class ModelHolder:
         finally:
             self._loading.release()
 
+    def retire(self) -> None:
+        """Let the current model go: new requests get none, and it closes when its last request ends."""
+        with self._lock:
+            lm, self._current = self._current, None
+            if lm is None:
+                return
+            close = self._users[lm] == 0
+            if close:
+                del self._users[lm]
+            else:
+                self._retired.add(lm)
+        if close:
+            lm.close()
+
     def close(self) -> None:
         with self._lock:
             models = set(self._users)
             self._current = None
         for lm in models:
             lm.close()
+
+
+class OwnModels:
+    """Models that visitors trained here, each serving its own visitor's page (a Gradio session) and nobody else's.
+
+    At most `limit` stay in memory: adopting one more retires the longest-held. A page that closes lets its model go.
+    """
+
+    def __init__(self, load: Callable[[str], LanguageModel], limit: int = OWN_MODELS_LIMIT):
+        self._load = load
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._holders: OrderedDict[str, ModelHolder] = OrderedDict()  # session -> its model, oldest first
+
+    def adopt(self, session: str, directory: str, name: str) -> LanguageModel:
+        """Load the model in `directory` for `session`'s requests, named `name` on the page."""
+        def load(source: str) -> LanguageModel:
+            lm = self._load(source)
+            lm.name = name
+            return lm
+
+        holder = ModelHolder(load, directory)
+        if holder.current is None:
+            raise ModelUnavailableError(holder.error or f"{directory} could not be loaded")
+        with self._lock:
+            retired = [h for h in (self._holders.pop(session, None),) if h is not None]
+            self._holders[session] = holder
+            while len(self._holders) > self._limit:
+                retired.append(self._holders.popitem(last=False)[1])
+        for old in retired:
+            old.retire()
+        return holder.current
+
+    def holder(self, session: str | None) -> ModelHolder | None:
+        with self._lock:
+            return self._holders.get(session) if session else None
+
+    def drop(self, session: str | None) -> None:
+        """`session` goes back to the shared model; its own closes when its last request ends."""
+        with self._lock:
+            holder = self._holders.pop(session, None) if session else None
+        if holder is not None:
+            holder.retire()
+
+    def close(self) -> None:
+        with self._lock:
+            holders, self._holders = list(self._holders.values()), OrderedDict()
+        for holder in holders:
+            holder.close()
 
 
 class LazyFillMask:
@@ -144,8 +212,20 @@ class AppModels:
     gpt2: ModelHolder
     bert: LazyFillMask
     choices: list[str]  # what the page may switch GPT-2 to: the family and the start-up model, never other repos
+    own: OwnModels = field(default_factory=lambda: OwnModels(partial(load_model, device="cpu", dtype="fp32")))
+
+    @contextmanager
+    def use(self, session: str | None) -> Iterator[LanguageModel]:
+        """The model serving `session`: the one its visitor trained, if they chose to use it, else the shared GPT-2."""
+        with (self.own.holder(session) or self.gpt2).use() as lm:
+            yield lm
+
+    def serving(self, session: str | None) -> LanguageModel | None:
+        """The model `session`'s next request would get (None: no model)."""
+        return (self.own.holder(session) or self.gpt2).current
 
     def close(self) -> None:
+        self.own.close()
         self.gpt2.close()
 
 
@@ -163,4 +243,5 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
     bert = LazyFillMask(partial(load_bert, device=config.device), config.bert_model)
     choices = list(PRESETS) + [name for name in BUNDLED if BUNDLED_PRESENT] + (
         [config.model] if config.model not in PRESETS and config.model not in BUNDLED else [])
-    return AppModels(gpt2, bert, choices)
+    own = OwnModels(partial(load_gpt2, device="cpu", dtype="fp32"))  # trained on this CPU, and served there
+    return AppModels(gpt2, bert, choices, own)

@@ -72,9 +72,9 @@ def score_tab(models: AppModels, examples: Examples) -> TabParts:
 
 
 def make_score(models: AppModels):
-    def score(text: str):
+    def score(text: str, request: gr.Request):
         """Every token of `text` coloured by its rank under GPT-2, the counts per colour, a histogram of probabilities."""
-        with user_facing_errors(), models.gpt2.use() as lm:
+        with user_facing_errors(), models.use(request.session_hash) as lm:
             scores = lm.score_text(text, top=ALTERNATIVES)
             name = lm.name
             alternatives = [[_candidate(a) for a in s.alternatives] for s in scores]
@@ -111,10 +111,10 @@ def histogram(scores) -> pd.DataFrame:
 def make_machine_sample(models: AppModels, examples: Examples):
     human = examples.human[0]
 
-    def machine_sample():
+    def machine_sample(request: gr.Request):
         """A fresh GPT-2 continuation of a human paragraph's first words (default settings, a random seed)."""
         opening = " ".join(human.text.split()[:SAMPLE_PROMPT_WORDS])
-        with user_facing_errors(), models.gpt2.use() as lm:
+        with user_facing_errors(), models.use(request.session_hash) as lm:
             (sample,) = lm.generate(opening, max_new_tokens=SAMPLE_TOKENS, temperature=DEFAULTS.temperature,
                                     top_k=DEFAULTS.top_k)
             name = lm.name

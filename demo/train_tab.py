@@ -17,6 +17,7 @@ from demo.errors import markdown_text, user_facing_errors
 from demo.links import TabParts
 from demo.models import AppModels
 from demo.training import TrainingBusyError, TrainingJobs
+from gpt2_core.train.loop import SIZES
 
 TEXTS = Path(__file__).resolve().parent.parent / "assets" / "texts"
 BUNDLED_TEXT = "Shakespeare's plays (bundled, 5 MB)"
@@ -56,8 +57,12 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None) -> TabParts:
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
                 status = gr.Markdown("**Ready.**", elem_id="train-status")
-                download = gr.DownloadButton("Download the model (.zip)", interactive=False, size="sm",
-                                             elem_id="train-download")
+                with gr.Row():
+                    use = gr.Button("Use this model in my tabs", interactive=False, size="sm", elem_id="train-use")
+                    download = gr.DownloadButton("Download the model (.zip)", interactive=False, size="sm",
+                                                 elem_id="train-download")
+                use_status = gr.Markdown(elem_id="train-use-status")
+                shared = gr.Button("Back to the shared GPT-2", visible=False, size="sm", elem_id="train-unuse")
             with gr.Column(scale=3):
                 curve = gr.LinePlot(x="step", y="loss", color="split", label="Loss (lower is better)",
                                     x_title="training step", y_title="cross-entropy (nats per token)",
@@ -65,10 +70,14 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None) -> TabParts:
                 samples = gr.Markdown(elem_id="train-samples")
         upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")
         start.click(make_run(models, jobs), inputs=[source, own, start_from, minutes],
-                    outputs=[status, curve, samples, download], api_visibility="private", concurrency_limit=2,
+                    outputs=[status, curve, samples, download, use], api_visibility="private", concurrency_limit=2,
                     show_progress="hidden")
         stop.click(make_stop(jobs), outputs=status, api_visibility="private", queue=False)
-    return TabParts(tab, {})
+        adopted = use.click(make_use(models, jobs), outputs=[use_status, shared], api_visibility="private",
+                            concurrency_limit=1, show_progress="minimal")
+        dropped = shared.click(make_use_shared(models), outputs=[use_status, shared], api_visibility="private",
+                               queue=False)
+    return TabParts(tab, {}, model_changes=[adopted, dropped])
 
 
 def read_upload(file) -> tuple[str, str]:
@@ -100,13 +109,41 @@ def make_run(models: AppModels, jobs: TrainingJobs):
                 raise gr.Error(str(e), print_exception=False) from None
         while True:
             finished = job.finished
+            saved = finished and jobs.model_dir(request.session_hash) is not None
             yield progress(job, finished), curve_of(job), samples_of(job), gr.DownloadButton(
-                value=jobs.zip(request.session_hash) if finished else None, interactive=finished)
+                value=jobs.zip(request.session_hash) if saved else None, interactive=saved), gr.Button(interactive=saved)
             if finished:
                 return
             time.sleep(POLL_S)
 
     return run
+
+
+def make_use(models: AppModels, jobs: TrainingJobs):
+    def use(request: gr.Request) -> tuple[str, gr.Button]:
+        """This page's other tabs use the model just trained; other visitors keep the shared one."""
+        with user_facing_errors():
+            run = jobs.current(request.session_hash)
+            out_dir = jobs.model_dir(request.session_hash)
+            if run is None or out_dir is None:
+                raise ValueError("there is no finished model of yours to use: train one first")
+            start = "from scratch" if run.init in SIZES else f"fine-tuned {Path(run.init).name}"
+            steps = run.evaluations[-1]["step"] if run.evaluations else 0
+            name = f"your model ({start}, {steps} steps)"
+            models.own.adopt(request.session_hash, str(out_dir), name)
+        return (f"**{name}** now writes in Generate, Next word, Spot the machine and BERT vs GPT-2 **on this page "
+                "only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it."), \
+            gr.Button(visible=True)
+
+    return use
+
+
+def make_use_shared(models: AppModels):
+    def use_shared(request: gr.Request) -> tuple[str, gr.Button]:
+        models.own.drop(request.session_hash)
+        return "This page uses the shared GPT-2 again.", gr.Button(visible=False)
+
+    return use_shared
 
 
 def make_stop(jobs: TrainingJobs):

@@ -31,6 +31,7 @@ class TrainingBusyError(RuntimeError):
 @dataclass
 class Run:
     owner: str  # the session that started it
+    init: str  # "tiny" (from scratch) or the checkpoint it fine-tunes
     minutes: float
     out_dir: Path
     process: subprocess.Popen
@@ -69,7 +70,7 @@ class TrainingJobs:
                        str(out_dir), "--init", init, "--minutes", str(minutes), "--eval-every", "25",
                        "--threads", str(TRAIN_THREADS), "--json"]
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            self._run = run = Run(owner, minutes, out_dir, process)
+            self._run = run = Run(owner, init, minutes, out_dir, process)
         threading.Thread(target=self._read, args=(run,), daemon=True, name="training-reader").start()
         return run
 
@@ -95,9 +96,14 @@ class TrainingJobs:
             run.errors.append(error.splitlines()[-1] if error else f"exit code {run.process.returncode}")
             log.error("training failed: %s", error)
 
-    def zip(self, owner: str) -> str | None:
-        """The trained model as a zip file, for download."""
+    def model_dir(self, owner: str) -> Path | None:
+        """The finished model of `owner`'s run (None while it trains, or if it saved nothing)."""
         run = self.current(owner)
         if run is None or not run.finished or not (run.out_dir / "model.safetensors").is_file():
             return None
-        return shutil.make_archive(str(run.out_dir), "zip", run.out_dir)
+        return run.out_dir
+
+    def zip(self, owner: str) -> str | None:
+        """The trained model as a zip file, for download."""
+        out_dir = self.model_dir(owner)
+        return None if out_dir is None else shutil.make_archive(str(out_dir), "zip", out_dir)

@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--steps", type=_number, default=None, help="step budget instead of a time budget")
     tr.add_argument("--val-text", metavar="FILE", help="a held-out text to validate on (default: the text's last tenth)")
     tr.add_argument("--eval-every", type=_number, default=100, help="steps between evaluations (default %(default)s)")
+    tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
+                    "(default: the size's); to fine-tune: the training window")
+    tr.add_argument("--dropout", type=_number, default=0.0, help="from scratch: dropout while training (default 0)")
     tr.add_argument("--threads", type=_number, default=None, help="torch threads for training (default: all)")
     tr.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="precision of the saved weights")
     tr.add_argument("--json", action="store_true", help="print one JSON object per evaluation")
@@ -139,8 +142,10 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"`{name}` has to be a readable UTF-8 text file, but {path!r} is not: {e}") from e
     eval_every = check_int("eval_every", args.eval_every, 1, 10**6)
     threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
+    context = None if args.context is None else check_int("context", args.context, 8, 1024)
+    dropout = check_float("dropout", args.dropout, 0.0, 0.9)
     config = TrainConfig(init=args.init, minutes=minutes, steps=steps, save_dtype=args.save_dtype, eval_every=eval_every,
-                         threads=threads)
+                         threads=threads, context=context, dropout=dropout)
     stop = threading.Event()  # SIGTERM (the app's Stop) ends the run early; the model is still saved
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.perf_counter()

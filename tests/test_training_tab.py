@@ -11,6 +11,7 @@ from ui_helpers import wait_until
 
 from demo import AppConfig
 from demo.training import TrainingBusyError, TrainingJobs
+from gpt2_core import load_model
 
 pytest_plugins = ["fixtures_ui"]
 
@@ -61,5 +62,54 @@ def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app)
         with page.expect_download() as download:
             page.locator("#train-download").click()
         assert download.value.suggested_filename.endswith(".zip")
+
+        # "Use this model": this page's Generate writes with it, another visitor's page keeps the shared model
+        page.locator("#train-use").click()
+        wait_until(lambda: "on this page only" in page.locator("#train-use-status").inner_text(), message="adopted")
+        wait_until(lambda: "your model (from scratch" in page.locator("#model-info").inner_text(), message="panel")
+        page.get_by_role("tab", name="Generate").click()
+        page.locator("#prompt textarea").fill("ROMEO.")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=60, message="generated")
+        assert "your model (from scratch" in page.locator("#stats").inner_text()
+        other = context.browser.new_context(viewport=VIEWPORT).new_page()
+        try:
+            other.goto(app.url)
+            wait_until(lambda: "Model" in other.locator("#model-info").inner_text(), message="the other page")
+            assert "your model" not in other.locator("#model-info").inner_text()
+        finally:
+            other.context.close()
+        page.get_by_role("tab", name="Build your own").click()
+        page.locator("#train-unuse").click()
+        wait_until(lambda: "your model" not in page.locator("#model-info").inner_text(), message="back to shared")
     finally:
         context.close()
+
+
+def test_own_models_serve_their_page_only_and_the_oldest_goes(tiny_checkpoint, lm):
+    from demo.models import AppModels, LazyFillMask, ModelHolder, OwnModels
+
+    loaded = []
+
+    def load(source):
+        mine = load_model(source)
+        loaded.append(mine)
+        return mine
+
+    models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(lambda s: None, "bert"), [],
+                       OwnModels(load, limit=2))
+    directory = tiny_checkpoint  # as the Build your own tab's run leaves it: a directory in GPT-2's layout
+    models.own.adopt("a", str(directory), "your model (a)")
+    with models.use("a") as first, models.use("b") as other:
+        assert first.name == "your model (a)" and other is lm
+        models.own.adopt("b", str(directory), "your model (b)")
+        models.own.adopt("c", str(directory), "your model (c)")  # a third pushes out the oldest, a's
+        with models.use("a") as now:
+            assert now is lm
+        assert not first.engine.closed, "a request in flight keeps its model until it ends"
+    assert first.engine.closed
+    with models.use("b") as b_model:
+        assert b_model.name == "your model (b)"
+    models.own.drop("b")
+    assert models.serving("b") is lm and loaded[1].engine.closed and not loaded[2].engine.closed
+    models.close()

@@ -42,7 +42,7 @@ class TrainConfig:
     minutes: float | None = 5.0  # time budget (None: steps only)
     steps: int | None = None  # step budget (None: time only)
     batch_size: int = 16
-    context: int | None = None  # tokens per training window (None: the size's context, 256 at most to fine-tune)
+    context: int | None = None  # from scratch: the model's context (None: the size's); to fine-tune: the window (<= 256)
     vocab_size: int = 4096  # of the BPE vocabulary trained from scratch
     learning_rate: float | None = None  # peak (None: 1e-3 from scratch, 1e-4 to fine-tune)
     min_lr_fraction: float = 0.1  # the cosine ends at this fraction of the peak
@@ -177,6 +177,7 @@ def _start(text: str, out_dir: Path, config: TrainConfig):
     """(model in training mode, tokenizer, the folder of its vocab.json and merges.txt)."""
     if config.from_scratch:
         layers, heads, width, block = SIZES[config.init]
+        block = config.context or block
         eos = train_bpe(text, out_dir, vocab_size=config.vocab_size)
         tokenizer = load_tokenizer(out_dir)
         model = GPT(GPTConfig(vocab_size=len(tokenizer), block_size=block, n_layer=layers, n_head=heads,
