@@ -26,6 +26,7 @@ import torch
 from gpt2_core.checkpoint import first_line, load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
+from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention, attention_weights
 from gpt2_core.explain.distribution import Candidate, LogitsCache, candidates
 from gpt2_core.explain.scoring import TokenScore, score_ids, token_scores
 from gpt2_core.generate.compiled import compile_decode, warm_up
@@ -279,6 +280,17 @@ class LanguageModel:
             raise ValueError(f"`text` has to be at most {MAX_SCORED_TOKENS} tokens long, but has {len(ids)}")
         scored = score_ids(self.model, ids, bos=self.config.eos_token_id, top=top)
         return token_scores(text, ids, scored, table=self._token_bytes, token_text=self.token_text)
+
+    def attention(self, text: str) -> Attention:
+        """`(tokens, weights)`: the text's tokens and the softmax attention of every layer and head, weights of shape
+        (n_layer, n_head, T, T) where weights[l, h, i, j] is how much token i looks at token j (0 for j > i: GPT-2
+        reads only to the left). At most MAX_ATTENTION_TOKENS tokens (explain/attention.py)."""
+        text = check_text("text", text)
+        ids = self.tokenizer.encode(text) if text else []
+        if not 1 <= len(ids) <= min(MAX_ATTENTION_TOKENS, self.config.block_size):
+            raise ValueError(f"`text` has to be 1 to {min(MAX_ATTENTION_TOKENS, self.config.block_size)} tokens long "
+                             f"to show its attention, but has {len(ids)}")
+        return Attention(self.token_pieces(ids), attention_weights(self.model, ids))
 
     @torch.inference_mode()
     def sequence_logprob(self, text: str) -> float:

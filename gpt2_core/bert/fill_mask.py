@@ -19,6 +19,7 @@ import torch
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError, resolve_checkpoint_dir
 from gpt2_core.devices import resolve_device
+from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,22 @@ class FillMask:
                 break
         return words
 
+    @torch.inference_mode()
+    def attention(self, text: str) -> Attention:
+        """`(tokens, weights)`: BERT's word pieces ([CLS] and [SEP] included) and the softmax attention of every layer
+        and head, (n_layer, n_head, T, T). BERT reads both sides, so every row spreads over the whole sentence."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("`text` has to be a non-empty string")
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(text, return_tensors="pt")
+        T = encoded["input_ids"].shape[1]
+        if T > MAX_ATTENTION_TOKENS:
+            raise ValueError(f"`text` has to be at most {MAX_ATTENTION_TOKENS} tokens long for BERT to show its "
+                             f"attention, but has {T}")
+        out = self.model.bert(**encoded.to(self.device), output_attentions=True)
+        weights = torch.stack([a[0].float().cpu() for a in out.attentions])  # layers x (nh, T, T)
+        return Attention(self.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist()), weights)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
@@ -76,7 +93,9 @@ def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | to
         )
     dev = resolve_device(device)
     try:
-        model = BertForMaskedLM.from_pretrained(str(directory), use_safetensors=True).eval().to(dev)
+        # eager attention: the fused kernel does not return the attention weights that the Inside tab shows
+        model = BertForMaskedLM.from_pretrained(str(directory), use_safetensors=True,
+                                                attn_implementation="eager").eval().to(dev)
         tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ModelUnavailableError(f"cannot load a BERT fill-mask model from {directory}: {e}") from e
