@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import tokens
+from demo import attention_maps, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
 from demo.explore_tab import explore_tab
 from demo.generate_tab import generate_tab
+from demo.inside_tab import inside_tab
 from demo.knobs import REMEMBER_TYPED
 from demo.links import TabParts, link_values, linked_inputs, note_markdown, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
+from demo.scale_tab import CSS as SCALE_CSS
+from demo.scale_tab import scale_tab
 from demo.score_tab import score_tab
 from demo.train_tab import train_tab
 from demo.training import TrainingJobs
 
 TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
-              "train": "Build your own"}
+              "inside": "Inside", "scale": "Scale", "train": "Build your own"}
 CSS = """
 #model-unavailable { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
@@ -36,7 +39,7 @@ CSS = """
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
-""" + tokens.CSS
+""" + tokens.CSS + attention_maps.CSS + SCALE_CSS
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
@@ -60,6 +63,9 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
             "explore": explore_tab(models),
             "score": score_tab(models, examples),
             "compare": compare_tab(models, examples),
+            "inside": inside_tab(models),
+            "scale": scale_tab(models, examples, sources=config.scale_models, budget_bytes=config.scale_budget_bytes,
+                               device=config.device),
             "train": train_tab(models, TrainingJobs() if config.training_allowed else None)}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=False):
@@ -71,8 +77,10 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
         link_note = gr.Markdown(visible=False, elem_id="link-note")
         with gr.Tabs() as tab_strip:
             for tab_id, parts in tabs.items():
-                with gr.Tab(TAB_LABELS[tab_id], id=tab_id):
+                with gr.Tab(TAB_LABELS[tab_id], id=tab_id) as tab_item:
                     parts.blocks.render()
+                if parts.on_open is not None:
+                    parts.on_open(tab_item)
         demo.load(make_fill_from_link(tabs), outputs=[tab_strip, link_note, *linked_inputs(tabs)],
                   api_visibility="private", queue=False)
         for parts in tabs.values():
@@ -98,7 +106,9 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
         """The tab and inputs a share link asks for (demo/links.py), and a note naming any value it could not use."""
         link = read_link(dict(request.query_params))
         note = gr.Markdown(note_markdown(link.problems), visible=bool(link.problems))
-        return [gr.Tabs(selected=link.tab), note, *link_values(link, tabs)]
+        # Without a tab in the link, the tab strip is left alone: a visitor may have clicked a tab meanwhile
+        selected = gr.Tabs(selected=link.tab) if "tab" in request.query_params else gr.skip()
+        return [selected, note, *link_values(link, tabs)]
 
     return fill_from_link
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpt2_core.quantize import QUANTIZE_CHOICES
+from gpt2_core.scale import SCALE_SOURCES
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -36,6 +37,14 @@ class AppConfig:
     compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~1.3x tokens/s, +2-4 GB
     allow_model_switch: bool | None = None  # visitors may switch the model; None = only when serving this machine
     allow_training: bool | None = None  # the Build your own tab trains; None = only when serving this machine
+    scale_models: tuple[str, ...] = SCALE_SOURCES  # what the Scale tab runs, where their files are here
+    scale_memory_gb: float | None = None  # the Scale tab's memory budget per model; None = a third of this machine's
+
+    @property
+    def scale_budget_bytes(self) -> int:
+        if self.scale_memory_gb is not None:
+            return int(self.scale_memory_gb * 1e9)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3
 
     @property
     def model_switch_allowed(self) -> bool:
@@ -71,7 +80,8 @@ class AppConfig:
         return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
                    host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
                    deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch,
-                   allow_training=args.allow_training)
+                   allow_training=args.allow_training, scale_models=args.scale_models,
+                   scale_memory_gb=args.scale_memory)
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
@@ -121,7 +131,23 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--deadline", type=bounded(float, "deadline", 1, 3600),
                         default=first("GPT2_DEADLINE_S", default=d.deadline_s),
                         help="seconds after which a generation is stopped (env GPT2_DEADLINE_S; default %(default)s)")
+    parser.add_argument("--scale-models", type=model_list, default=first("GPT2_SCALE_MODELS", default=d.scale_models),
+                        help="comma-separated models the Scale tab runs side by side, where their files are on this "
+                             "machine (env GPT2_SCALE_MODELS; default " + ",".join(d.scale_models) + ")")
+    parser.add_argument("--scale-memory", type=bounded(float, "scale_memory", 0.01, 10_000),
+                        default=first("GPT2_SCALE_MEMORY", default=d.scale_memory_gb),
+                        help="GB of weights the Scale tab may load at once (one model at a time; larger ones are "
+                             "listed as skipped); env GPT2_SCALE_MEMORY; default a third of this machine's memory")
     return parser
+
+
+def model_list(text: str | tuple) -> tuple[str, ...]:
+    if isinstance(text, tuple):
+        return text
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not 1 <= len(names) <= 8:
+        raise argparse.ArgumentTypeError(f"`scale_models` has to name 1 to 8 models, separated by commas, but is {text!r}")
+    return names
 
 
 def bounded(kind: type, name: str, low: float, high: float) -> Callable[[str], Any]:

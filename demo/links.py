@@ -11,7 +11,7 @@ Each tab puts a "Copy link" button beside its result (`copy_link`), which builds
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from demo.knobs import KNOBS
 from gpt2_core.generate.settings import check_seed, check_text, shown
 
 MAX_LINK_CHARS = 4000  # of a text in a link: a long paste makes a link some browsers and chats cut
-TABS = ("generate", "explore", "score", "compare", "train")
+TABS = ("generate", "explore", "score", "compare", "inside", "scale", "train")
 TEXT, SEED = "text", "seed"
 FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "seed" or a knob's name)
     "generate": {"prompt": TEXT, "max_new_tokens": "max_new_tokens", "temperature": "temperature",
@@ -31,6 +31,8 @@ FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "se
     "explore": {"prompt": TEXT, "temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
     "score": {"text": TEXT},
     "compare": {"sentence": TEXT},
+    "inside": {"text": TEXT},
+    "scale": {},
     "train": {},
 }
 
@@ -42,6 +44,7 @@ class TabParts:
     blocks: gr.Blocks
     inputs: dict[str, gr.components.Component] = field(default_factory=dict)
     model_changes: list = field(default_factory=list)  # events after which this page's model may differ
+    on_open: Callable[[gr.Tab], object] | None = None  # wires events to the tab's opening (its `select`)
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,7 @@ class AppModels:
     bert: LazyFillMask
     choices: list[str]  # what the page may switch GPT-2 to: the family and the start-up model, never other repos
     own: OwnModels = field(default_factory=lambda: OwnModels(partial(load_model, device="cpu", dtype="fp32")))
+    load_gpt2: Callable[..., LanguageModel] = load_model  # how other models load (the Scale tab's sizes)
 
     @contextmanager
     def use(self, session: str | None) -> Iterator[LanguageModel]:
@@ -244,4 +245,4 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
     choices = list(PRESETS) + [name for name in BUNDLED if BUNDLED_PRESENT] + (
         [config.model] if config.model not in PRESETS and config.model not in BUNDLED else [])
     own = OwnModels(partial(load_gpt2, device="cpu", dtype="fp32"))  # trained on this CPU, and served there
-    return AppModels(gpt2, bert, choices, own)
+    return AppModels(gpt2, bert, choices, own, load_gpt2)

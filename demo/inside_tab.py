@@ -1,0 +1,230 @@
+"""The Inside tab: where each word looks. GPT-2's attention (a triangle: only the words before) beside BERT's (a square:
+both sides), one layer and head at a time, with every head of the layer as a picture to pick from and the chosen
+word's strongest links spelled out.
+
+The hidden `/attention(text, layer, head)` API endpoint returns both models' tokens and that head's weights as JSON
+(layer and head count from 1, as on the page). A sentence's maps are cached, so moving a slider only redraws.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import gradio as gr
+
+from demo.attention_maps import head_pictures, heatmap_svg, label
+from demo.errors import markdown_text, user_facing_errors
+from demo.links import TabParts, copy_link
+from demo.models import LOAD_ERRORS, AppModels
+from gpt2_core.explain.attention import Attention, check_layer_head, strongest_links
+from gpt2_core.generate.settings import check_text
+
+DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
+LINKS = 3  # strongest links listed for the chosen word
+CACHED = 16  # sentences whose maps are kept
+SCROLL_TO_MAPS = "() => document.getElementById('inside-links')?.scrollIntoView({block: 'start', behavior: 'smooth'})"
+
+INTRO = """\
+### Inside: where each word looks
+**GPT-2 reads left to right, so a word sees only the words before it: its attention map is a triangle. BERT reads the \
+whole sentence at once: its map is a full square.** Each row is a word; its cells are the words it looks at, darker \
+where it looks more (grey: what GPT-2 cannot see). Each *head* learns its own way of looking: pick one below the map.
+"""
+
+
+@dataclass(frozen=True)
+class Maps:
+    """One model's attention for a sentence, and where each token sits in it (for matching GPT-2's and BERT's)."""
+
+    model: str
+    attention: Attention
+    spans: list[tuple[int, int]]  # character offsets of each token into the sentence
+
+
+class MapCache:
+    def __init__(self, size: int = CACHED):
+        self._lock = threading.Lock()
+        self._maps: OrderedDict[tuple, Maps] = OrderedDict()
+        self._size = size
+
+    def get(self, key: tuple, compute) -> Maps:
+        with self._lock:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+                return self._maps[key]
+        maps = compute()
+        with self._lock:
+            self._maps[key] = maps
+            while len(self._maps) > self._size:
+                self._maps.popitem(last=False)
+        return maps
+
+
+def inside_tab(models: AppModels) -> TabParts:
+    cache = MapCache()
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=True):
+            text = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", scale=4, max_lines=3, elem_id="inside-text")
+            show = gr.Button("Show attention", variant="primary", scale=1, elem_id="inside-show")
+        follow = gr.Radio([], label="Follow a word: where does it look? (its row is outlined)", elem_id="inside-follow")
+        links = gr.Markdown(elem_id="inside-links")
+        with gr.Row(equal_height=False):
+            columns = {}
+            for key in ("gpt2", "bert"):
+                with gr.Column(min_width=320):
+                    heading = gr.Markdown(elem_id=f"inside-{key}-title")
+                    picture = gr.HTML(elem_id=f"inside-{key}-map")
+                    with gr.Row():
+                        layer = gr.Slider(1, 12, 1, step=1, label="Layer", elem_id=f"inside-{key}-layer")
+                        head = gr.Slider(1, 12, 1, step=1, label="Head", elem_id=f"inside-{key}-head")
+                    heads = gr.Gallery(label="Every head of this layer: click one", columns=6, height=240,
+                                       allow_preview=False, object_fit="contain", elem_id=f"inside-{key}-heads")
+                    columns[key] = (heading, layer, head, picture, heads)
+        copy_link("inside", {"text": text})
+        answer = gr.JSON(visible=False)
+        api_trigger = gr.Button(visible=False)
+
+        g, b = columns["gpt2"], columns["bert"]
+        controls = [text, g[1], g[2], b[1], b[2], follow]
+        shown = [follow, links, *g, *b]
+        draw = make_draw(models, cache)
+        draw_new = dict(fn=make_draw(models, cache, new_sentence=True), inputs=controls, outputs=shown,
+                        api_visibility="private", trigger_mode="always_last", show_progress="minimal")
+        gr.on([show.click, text.submit], **draw_new)
+        gr.on([show.click, text.submit], None, js=SCROLL_TO_MAPS, api_visibility="private")
+        gr.on([g[1].input, g[2].input, b[1].input, b[2].input, follow.input], draw, inputs=controls, outputs=shown,
+              api_visibility="private", trigger_mode="always_last", show_progress="hidden")
+        for *_, head, _, heads in columns.values():
+            heads.select(pick_head, outputs=head, api_visibility="private", queue=False).then(
+                draw, inputs=controls, outputs=shown, api_visibility="private", show_progress="hidden")
+        api_trigger.click(make_attention_api(models, cache), inputs=[text, g[1], g[2]], outputs=answer,
+                          api_name="attention", preprocess=False)
+    # Drawn when the tab opens, not when the page does: most visitors never look, and BERT loads on first use
+    return TabParts(tab, {"text": text}, on_open=lambda tab_item: tab_item.select(**draw_new))
+
+
+def pick_head(evt: gr.SelectData) -> int:
+    return evt.index + 1
+
+
+def gpt2_maps(models: AppModels, cache: MapCache, text: str, session: str | None) -> Maps:
+    with models.use(session) as lm:
+        def compute() -> Maps:
+            attention = lm.attention(text)
+            ends = [0]
+            for token in attention.tokens:
+                ends.append(ends[-1] + len(token))
+            return Maps(lm.name, attention, list(zip(ends, ends[1:])))
+
+        return cache.get(("gpt2", id(lm), text), compute)
+
+
+def bert_maps(models: AppModels, cache: MapCache, text: str) -> Maps:
+    fill_mask = models.bert.get()
+
+    def compute() -> Maps:
+        attention = fill_mask.attention(text)
+        spans = fill_mask.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+        return Maps(fill_mask.name, attention, [tuple(s) for s in spans])
+
+    return cache.get(("bert", id(fill_mask), text), compute)
+
+
+def matching_token(spans: list[tuple[int, int]], start: int) -> int | None:
+    """The token of another model that covers character `start` (BERT's pieces vs GPT-2's)."""
+    return next((i for i, (s, e) in enumerate(spans) if e > s and s <= start < e), None)
+
+
+def word_start(text: str, span: tuple[int, int]) -> int:
+    """The first character of a token that is not a space (GPT-2's tokens carry the space before a word)."""
+    start, end = span
+    while start < end - 1 and text[start].isspace():
+        start += 1
+    return start
+
+
+def make_draw(models: AppModels, cache: MapCache, *, new_sentence: bool = False):
+    def draw(text: str, g_layer: float, g_head: float, b_layer: float, b_head: float, follow: int | None,
+             request: gr.Request) -> list:
+        with user_facing_errors():
+            text = check_text("text", text)
+            gpt2 = gpt2_maps(models, cache, text, getattr(request, "session_hash", None))
+        tokens = gpt2.attention.tokens
+        if new_sentence or follow is None or not 0 <= int(follow) < len(tokens):
+            follow = default_follow(tokens)
+        follow = int(follow)
+        choices = [(label(t), i) for i, t in enumerate(tokens)]
+        g_column, g_link = column(gpt2, int(g_layer), int(g_head), follow, causal=True)
+        try:
+            bert = bert_maps(models, cache, text)
+        except (*LOAD_ERRORS, OSError) as e:
+            b_column = [gr.skip(), gr.skip(), gr.skip(),
+                        f"<p class='unavailable'>BERT is not available: {markdown_text(str(e))}</p>", None]
+            b_link = ""
+        else:
+            b_follow = matching_token(bert.spans, word_start(text, gpt2.spans[follow]))
+            b_column, b_link = column(bert, int(b_layer), int(b_head), b_follow, causal=False)
+        links_text = "  \n".join(line for line in (g_link, b_link) if line)
+        return [gr.Radio(choices=choices, value=follow), links_text, *g_column, *b_column]
+
+    return draw
+
+
+def default_follow(tokens: list[str]) -> int:
+    """The word to follow first: "it" when the sentence has one (attention's classic example), else the last word."""
+    stripped = [t.strip().lower() for t in tokens]
+    if "it" in stripped:
+        return stripped.index("it")
+    return max((i for i, t in enumerate(stripped) if any(c.isalnum() for c in t)), default=len(tokens) - 1)
+
+
+def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: bool) -> tuple[list, str]:
+    """(heading, layer slider, head slider, map, head pictures) of one model, and its chosen word's links."""
+    weights = maps.attention.weights
+    n_layer, n_head = weights.shape[:2]
+    layer, head = min(max(layer, 1), n_layer), min(max(head, 1), n_head)
+    check_layer_head(layer, head, weights, model=maps.model)
+    tokens = maps.attention.tokens
+    kind = "GPT-2: left only (a triangle)" if causal else "BERT: both sides (a square)"
+    title = f"{kind}, layer {layer}, head {head}"
+    svg = heatmap_svg(tokens, weights[layer - 1, head - 1], causal=causal, selected=follow, title=title)
+    pictures = [(picture, f"head {h + 1}" + (" (shown)" if h + 1 == head else ""))
+                for h, picture in enumerate(head_pictures(weights[layer - 1], causal=causal))]
+    link = ""
+    if follow is not None:
+        top = strongest_links(weights[layer - 1, head - 1], follow, k=LINKS)
+        looks = ", ".join(f"**{markdown_text(label(tokens[j]))}** ({w:.0%})" for j, w in top)
+        link = (f"**{'GPT-2' if causal else 'BERT'}** (`{maps.model}`, layer {layer}, head {head}): "
+                f"**{markdown_text(label(tokens[follow]))}** looks most at {looks}.")
+    return [f"#### {kind} \u00b7 `{maps.model}`, {n_layer} layers \u00d7 {n_head} heads",
+            gr.Slider(maximum=n_layer, value=layer), gr.Slider(maximum=n_head, value=head),
+            svg, pictures], link
+
+
+def make_attention_api(models: AppModels, cache: MapCache):
+    def attention(text: str, layer: int, head: int, request: gr.Request) -> dict:
+        """Both models' tokens and the attention of one layer and head (from 1): weights[i][j] is how much token i
+        looks at token j. BERT's part holds an "error" instead when BERT cannot be had or has no such head."""
+        with user_facing_errors():
+            text = check_text("text", text)
+            gpt2 = gpt2_maps(models, cache, text, getattr(request, "session_hash", None))
+            check_layer_head(layer, head, gpt2.attention.weights, model=gpt2.model)
+            result = {"gpt2": one_head(gpt2, layer, head)}
+            try:
+                bert = bert_maps(models, cache, text)
+                check_layer_head(layer, head, bert.attention.weights, model=bert.model)
+                result["bert"] = one_head(bert, layer, head)
+            except (*LOAD_ERRORS, OSError) as e:
+                result["bert"] = {"error": str(e)}
+        return result
+
+    return attention
+
+
+def one_head(maps: Maps, layer: int, head: int) -> dict:
+    weights = maps.attention.weights[layer - 1, head - 1]
+    return {"model": maps.model, "layer": layer, "head": head, "tokens": maps.attention.tokens,
+            "weights": [[round(float(w), 5) for w in row] for row in weights]}

@@ -1,0 +1,269 @@
+"""The Scale tab: "what makes GPT-2 worthy of the 2 is massive scale". One prompt and seed on every GPT-2 size this
+machine has, side by side, and how surprised each size is by a human-written paragraph, against its parameters.
+
+Sizes run one after another, smallest first: each is loaded, writes, is measured, and is released before the next is
+loaded (the model already serving the page is borrowed, not loaded twice), so memory never holds two of them. A size
+whose weights exceed the host's budget (--scale-memory) or whose files are not here is listed with the reason and the
+fix (gpt2_core/scale.py). One run at a time for the whole app: it is the heaviest thing the page can ask for.
+The hidden `/scale(prompt, seed)` API endpoint returns the finished figures and texts as JSON.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import gradio as gr
+import pandas as pd
+
+from demo.errors import user_facing_errors
+from demo.examples import Examples
+from demo.links import TabParts
+from demo.models import AppModels
+from gpt2_core import DEFAULTS, LanguageModel, load_model
+from gpt2_core.devices import resolve_device
+from gpt2_core.generate.settings import check_int, check_seed, check_text
+from gpt2_core.scale import Planned, bits_per_token, gigabytes, plan
+
+NEW_TOKENS = (10, 100, 40)  # slider: low, high, default (100 fits the bundled mini model's context with a prompt)
+DEFAULT_SEED = 2019
+STREAM_INTERVAL_S = 0.1
+DOT = " \u00b7 "
+
+INTRO = """\
+### What scale buys
+"What makes GPT-2 worthy of the 2 is massive scale": the same architecture at 82 million to 1.5 billion parameters. \
+Here **the same prompt and seed** go to every size this machine has, smallest first, and each size is measured on a \
+**human-written paragraph**: its surprise in bits per token (lower: it predicts real text better).
+"""
+
+
+@dataclass
+class Column:
+    """One size as the tab shows it."""
+
+    planned: Planned
+    state: str = "waiting"  # waiting, loading, writing, done, skipped, failed
+    text: str = ""
+    tokens_per_s: float | None = None
+    memory_bytes: int | None = None
+    bits_per_token: float | None = None
+    note: str = ""
+
+    def figures(self) -> dict:
+        return {"model": self.planned.source, "parameters": self.planned.parameters, "state": self.state,
+                "memory_bytes": self.memory_bytes, "tokens_per_s": self.tokens_per_s,
+                "bits_per_token": self.bits_per_token, "text": self.text, "note": self.note}
+
+
+def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...], budget_bytes: int,
+              device: str = "cpu") -> TabParts:
+    unicorn = examples.unicorn
+    human = examples.human[0]
+    on_cpu = resolve_device(device).type == "cpu"
+    sizes = SizeRunner(models, sources, budget_bytes, human.text, load=partial(models.load_gpt2, device=device),
+                       precision="fp32" if on_cpu else "fp16")
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=False):
+            prompt = gr.Textbox(unicorn.prompt, label="Prompt", lines=2, max_lines=6, scale=4, elem_id="scale-prompt")
+            with gr.Column(scale=1, min_width=220):
+                seed = gr.Number(DEFAULT_SEED, precision=0, label="Seed (the same for every size)", elem_id="scale-seed")
+                tokens = gr.Slider(*NEW_TOKENS[:2], NEW_TOKENS[2], step=1, label="New tokens", elem_id="scale-tokens")
+        with gr.Row():
+            run = gr.Button("Run every size", variant="primary", elem_id="scale-run")
+            stop = gr.Button("Stop", variant="stop", elem_id="scale-stop")
+        state = gr.Markdown(f"**Ready.** Sizes here: {sizes.summary()}", elem_id="scale-state")
+        cards = gr.HTML(render_cards(sizes.columns()), elem_id="scale-columns")
+        with gr.Row(equal_height=False):
+            table = gr.Dataframe(label="Figures", interactive=False, wrap=True, elem_id="scale-figures", scale=3)
+            chart = gr.LinePlot(x="parameters (millions)", y="bits per token", label="Surprise at human text vs size",
+                                x_title="parameters (millions)", y_title="bits per token (lower is better)",
+                                elem_id="scale-chart", scale=2, visible=False)
+        gr.Markdown(f"The human paragraph: {human.title}.", elem_id="scale-human")
+        answer = gr.JSON(visible=False)
+        api_trigger = gr.Button(visible=False)
+        event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart],
+                          api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden")
+        stop.click(None, cancels=[event], api_visibility="private").then(
+            lambda: "**Stopped.** The sizes that finished keep their text and figures.", outputs=state,
+            api_visibility="private", queue=False)
+        api_trigger.click(make_api(sizes), inputs=[prompt, seed], outputs=answer, api_name="scale",
+                          concurrency_limit=1, concurrency_id="scale", preprocess=False)
+    return TabParts(tab, {})
+
+
+class SizeRunner:
+    """The sizes of the tab, and running them one at a time."""
+
+    def __init__(self, models: AppModels, sources: tuple[str, ...], budget_bytes: int, human_text: str,
+                 load: Callable[..., LanguageModel] = load_model, precision: str = "fp32"):
+        self.precision = precision  # what the sizes load in, for their memory
+        self.models = models
+        self.load = load
+        self.sources = sources
+        self.budget_bytes = budget_bytes
+        self.human_text = human_text
+
+    def columns(self) -> list[Column]:
+        """The plan as it stands now (a model fetched meanwhile shows up at the next run)."""
+        return [Column(p, state="skipped" if p.skip else "waiting", note=p.skip or "")
+                for p in plan(self.sources, budget_bytes=self.budget_bytes, precision=self.precision)]
+
+    def summary(self) -> str:
+        columns = self.columns()
+        ready = [c.planned.source for c in columns if c.planned.skip is None]
+        return f"{len(ready)} of {len(columns)} ({', '.join(ready) or 'none'}); the others are listed below with why."
+
+    @contextmanager
+    def lease(self, planned: Planned) -> Iterator[LanguageModel]:
+        """The size's model: the page's own if it is the one serving, else loaded now and released at the end."""
+        shared = self.models.gpt2.current
+        if shared is not None and self.models.gpt2.source == planned.source:
+            with self.models.gpt2.use() as lm:
+                yield lm
+            return
+        lm = self.load(planned.directory)
+        lm.name = planned.source
+        try:
+            yield lm
+        finally:
+            lm.close()  # the next size loads only after this one's memory is free
+
+    def run(self, prompt: str, seed: int, max_new_tokens: int) -> Iterator[list[Column]]:
+        """Every runnable size in turn: yields the columns whenever one of them changes."""
+        columns = self.columns()
+        yield columns
+        for column in columns:
+            if column.state == "skipped":
+                continue
+            column.state = "loading"
+            yield columns
+            try:
+                with self.lease(column.planned) as lm:
+                    column.state = "writing"
+                    last = 0.0
+                    for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, seed=seed,
+                                             temperature=DEFAULTS.temperature, top_k=DEFAULTS.top_k):
+                        sample = samples[0]
+                        column.text, column.tokens_per_s = sample.text, sample.tokens_per_second
+                        if time.monotonic() - last >= STREAM_INTERVAL_S or sample.finish_reason is not None:
+                            last = time.monotonic()
+                            yield columns
+                    column.memory_bytes = lm.memory_bytes()
+                    column.bits_per_token = bits_per_token(lm, self.human_text)
+                    column.state = "done"
+            except (ValueError, RuntimeError, OSError) as e:  # one size failing leaves the others running
+                column.state, column.note = "failed", str(e)
+            yield columns
+
+
+def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, int, int]:
+    prompt = check_text("prompt", prompt)
+    if not prompt.strip():
+        raise ValueError("`prompt` has to contain some text: every size continues the same prompt")
+    seed = check_seed(seed)
+    if seed is None:
+        raise ValueError("`seed` has to be an integer (not -1): every size draws with the same seed")
+    return prompt, seed, check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])
+
+
+def make_run(sizes: SizeRunner):
+    def run(prompt: str, seed: float, max_new_tokens: float):
+        """Stream every size's text into its column, then its figures."""
+        with user_facing_errors():
+            prompt, seed, max_new_tokens = check_inputs(prompt, seed, max_new_tokens)
+        for columns in sizes.run(prompt, seed, max_new_tokens):
+            active = next((c for c in columns if c.state in ("waiting", "loading", "writing")), None)
+            ready = [c for c in columns if c.state != "skipped"]
+            if active is not None:
+                doing = {"waiting": "Starting", "loading": "Loading", "writing": "Writing"}[active.state]
+                state = (f"**{doing} {active.planned.source}** ({ready.index(active) + 1} of "
+                         f"{len(ready)})\u2026 Each size is released before the next one loads.")
+            else:
+                state = "**Done.** Compare the texts, then the surprise of each size at the human paragraph."
+            points = chart_data(columns)
+            yield (state, render_cards(columns), figures_table(columns),
+                   gr.LinePlot(points, visible=len(points) >= 2))  # one point is no line
+
+    return run
+
+
+def make_api(sizes: SizeRunner):
+    def scale(prompt: str, seed: int) -> list[dict]:
+        """Every size's text for the prompt and seed (default number of new tokens), with its figures; sizes that
+        cannot run here have state "skipped" and the reason in "note"."""
+        with user_facing_errors():
+            prompt, seed, max_new_tokens = check_inputs(prompt, seed, NEW_TOKENS[2])
+            columns = list(sizes.run(prompt, seed, max_new_tokens))[-1]  # the same list, updated to the end
+        return [c.figures() for c in columns]
+
+    return scale
+
+
+def render_cards(columns: list[Column]) -> str:
+    """The sizes that run, side by side (each a card with its text and figures), then the ones that do not, listed."""
+    cards, skipped = [], []
+    for c in columns:
+        p = c.planned
+        size = f"{p.parameters / 1e6:,.0f}M parameters" if p.parameters else "size unknown"
+        if c.state == "skipped":
+            skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(c.note)}</li>")
+            continue
+        figures = []
+        if c.memory_bytes is not None:
+            figures.append(f"memory {gigabytes(c.memory_bytes)}")
+        if c.tokens_per_s:
+            figures.append(f"{c.tokens_per_s:.1f} tokens/s")
+        if c.bits_per_token is not None:
+            figures.append(f"<b>{c.bits_per_token:.2f} bits per token</b> on the human paragraph")
+        body = f"<p class='scale-text'><span class='scale-prompt'>\u2026</span>{html.escape(c.text)}</p>" if c.text else ""
+        note = f"<p class='scale-note'>{html.escape(c.note)}</p>" if c.note else ""
+        cards.append(f"<div class='scale-card scale-{c.state}' data-model='{html.escape(p.source)}'>"
+                     f"<h4>{html.escape(p.source)}</h4><p class='scale-size'>{size} \u00b7 "
+                     f"<span class='scale-state'>{c.state}</span></p>{body}"
+                     f"<p class='scale-figures'>{DOT.join(figures)}</p>{note}</div>")
+    listed = (f"<div class='scale-skipped'><p><b>Not run here</b></p><ul>{''.join(skipped)}</ul></div>"
+              if skipped else "")
+    return f"<div class='scale-grid'>{''.join(cards)}</div>{listed}"
+
+
+def code_spans(text: str) -> str:
+    """A note with `commands` in backticks, as HTML with <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+
+
+def figures_table(columns: list[Column]) -> pd.DataFrame:
+    rows = [{"model": c.planned.source,
+             "parameters (M)": round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
+             "memory": gigabytes(c.memory_bytes) if c.memory_bytes else "",
+             "tokens/s": round(c.tokens_per_s, 1) if c.tokens_per_s else None,
+             "bits per token": round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
+             "state": c.state} for c in columns if c.state != "skipped"]
+    return pd.DataFrame(rows)
+
+
+def chart_data(columns: list[Column]) -> pd.DataFrame:
+    done = [c for c in columns if c.bits_per_token is not None and c.planned.parameters]
+    return pd.DataFrame({"parameters (millions)": [c.planned.parameters / 1e6 for c in done],
+                         "bits per token": [c.bits_per_token for c in done],
+                         "model": [c.planned.source for c in done]})
+
+
+CSS = """
+.scale-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(230px, 1fr)); gap: 12px; }
+.scale-card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px; }
+.scale-card h4 { margin: 0; font-size: 1.15rem; }
+.scale-card p { margin: 4px 0; }
+.scale-size, .scale-note { color: var(--body-text-color-subdued); font-size: 0.9rem; }
+.scale-skipped { margin-top: 10px; color: var(--body-text-color-subdued); }
+.scale-skipped ul { margin: 0; }
+.scale-writing, .scale-loading { border: 2px solid var(--color-accent); }
+.scale-text { white-space: pre-wrap; }
+.scale-prompt { color: var(--body-text-color-subdued); }
+"""

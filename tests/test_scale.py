@@ -1,0 +1,168 @@
+"""The Scale tab (gpt2_core/scale.py, demo/scale_tab.py) and the Inside tab (demo/inside_tab.py): sizes run one after
+another within the memory budget, the same seed for all, surprise measured; attention drawn as a triangle and a
+square. Unit tests on small random checkpoints, then the served app over its API and in chromium."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from gradio_client import Client
+from test_browser import ARTIFACTS, UPDATE_SCREENSHOTS, VIEWPORT, browser  # noqa: F401 (fixture)
+from ui_helpers import launched_app, wait_until
+
+from demo.models import AppModels, LazyFillMask, ModelHolder
+from demo.scale_tab import SizeRunner, render_cards
+from gpt2_core import GPTConfig, load_model
+from gpt2_core.scale import bits_per_token, plan
+from gpt2_core.testing import random_checkpoint
+
+pytest_plugins = ["fixtures_ui"]
+
+HUMAN = "It was a fine morning, and the three of us sat in the boat, thinking of nothing in particular."
+BUDGET = 40_000_000  # bytes: the two small sizes fit (13 and 27 MB in fp32), the third (58 MB) does not
+
+
+@pytest.fixture(scope="module")
+def sizes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sizes")
+    shapes = {"small": (2, 2, 64), "medium": (4, 4, 128), "large": (2, 4, 256)}
+    return {name: str(random_checkpoint(root / name, GPTConfig(n_layer=n, n_head=h, n_embd=d, block_size=128),
+                                        seed=i))
+            for i, (name, (n, h, d)) in enumerate(shapes.items())}
+
+
+def test_plan_runs_what_is_here_and_fits_and_says_why_not_for_the_rest(sizes):
+    planned = plan([sizes["large"], sizes["small"], "gpt2-xl-not-here/nope", sizes["medium"], "/no/such/dir"],
+                   budget_bytes=BUDGET)
+    by_source = {p.source: p for p in planned}
+    assert [p.source for p in planned][:3] == [sizes["small"], sizes["medium"], sizes["large"]], "smallest first"
+    assert by_source[sizes["small"]].skip is None and by_source[sizes["medium"]].skip is None
+    assert by_source[sizes["large"]].skip == ("needs 58 MB in fp32, over this host's budget of 40 MB for this tab "
+                                              "(--scale-memory 0.1 would take it)")
+    assert "python -m gpt2_core download gpt2-xl-not-here/nope" in by_source["gpt2-xl-not-here/nope"].skip
+    assert by_source["/no/such/dir"].skip == "not on this machine"
+
+
+def test_bits_per_token_is_the_mean_surprise_under_transformers(sizes):
+    from transformers import GPT2LMHeadModel
+
+    lm = load_model(sizes["small"], device="cpu")
+    try:
+        ids = [lm.config.eos_token_id] + lm.tokenizer.encode(HUMAN)
+        hf = GPT2LMHeadModel.from_pretrained(sizes["small"]).eval()
+        with torch.no_grad():
+            logprobs = hf(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+        expected = -logprobs.gather(-1, torch.tensor(ids[1:])[:, None]).mean().item() / math.log(2)
+        assert bits_per_token(lm, HUMAN) == pytest.approx(expected, abs=1e-4)
+    finally:
+        lm.close()
+
+
+def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
+    open_models, most_at_once, loaded = set(), [0], []
+
+    def load(directory):
+        model = load_model(directory, device="cpu")
+        close = model.close
+        open_models.add(model)
+        most_at_once[0] = max(most_at_once[0], len(open_models))
+        loaded.append(model)
+
+        def tracked_close():
+            open_models.discard(model)
+            close()
+
+        model.close = tracked_close
+        return model
+
+    models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(lambda s: None, "bert"), [])
+    runner = SizeRunner(models, (sizes["small"], sizes["medium"], sizes["large"]), BUDGET, HUMAN, load=load)
+    updates = list(runner.run("Once upon a time", 7, 12))
+    columns = updates[-1]
+    assert [c.state for c in columns] == ["done", "done", "skipped"]
+    assert most_at_once[0] == 1 and not open_models, "one size in memory at a time, and none left after"
+    assert len(updates) > 4, "the columns stream"
+    assert len(loaded) == 2, "the size over the budget is never loaded"
+    for column in columns[:2]:
+        assert column.tokens_per_s > 0 and column.memory_bytes > 0 and column.bits_per_token > 0
+        reference = load_model(column.planned.directory, device="cpu")
+        try:  # the same prompt and seed as a plain generate with the tab's settings
+            (sample,) = reference.generate("Once upon a time", max_new_tokens=12, seed=7, temperature=0.8, top_k=40)
+            assert column.text == sample.text
+        finally:
+            reference.close()
+    html = render_cards(columns)
+    assert html.count("class='scale-card") == 2 and "Not run here" in html and "needs 58 MB" in html
+
+
+@pytest.fixture(scope="module")
+def scale_app(tiny_checkpoint, tiny_bert, sizes):
+    with launched_app(tiny_checkpoint, tiny_bert, scale_models=(sizes["small"], sizes["medium"], sizes["large"]),
+                      scale_memory_gb=BUDGET / 1e9) as running:
+        yield running
+
+
+def test_attention_and_scale_api(scale_app):
+    client = Client(scale_app.url, verbose=False, analytics_enabled=False, download_files=False)
+    result = client.predict("The dog chased the cat because it was hungry.", 2, 2, api_name="/attention")
+    gpt2, bert = torch.tensor(result["gpt2"]["weights"]), torch.tensor(result["bert"]["weights"])
+    assert result["gpt2"]["layer"] == 2 and result["gpt2"]["head"] == 2
+    assert gpt2.shape[0] == len(result["gpt2"]["tokens"]) and torch.all(gpt2.triu(1) == 0)
+    torch.testing.assert_close(gpt2.sum(-1), torch.ones(len(gpt2)), atol=1e-4, rtol=0)
+    assert result["bert"]["tokens"][0] == "[CLS]" and bert.triu(1).sum() > 0, "BERT looks both ways"
+    only_gpt2 = client.predict("Hello there", 1, 3, api_name="/attention")  # the test BERT has 2 heads, GPT-2 4
+    assert len(only_gpt2["gpt2"]["weights"]) == 2 and "`head` has to be an integer from 1 to 2" in only_gpt2["bert"]["error"]
+    with pytest.raises(Exception, match=r"`layer` has to be an integer from 1 to \d+ for .*tiny-gpt2.*, but is 99"):
+        client.predict("Hello there", 99, 1, api_name="/attention")
+    figures = client.predict("Once upon a time", 5, api_name="/scale")
+    assert [f["state"] for f in figures] == ["done", "done", "skipped"]
+    assert all(f["bits_per_token"] > 0 and f["text"] for f in figures[:2]) and "needs" in figures[2]["note"]
+
+
+@pytest.mark.browser
+def test_inside_draws_a_triangle_and_a_square_and_a_head_click_changes_them(browser, scale_app):  # noqa: F811
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(scale_app.url)
+        page.get_by_role("tab", name="Inside").click()
+        wait_until(lambda: page.locator("#inside-gpt2-map svg rect").count() > 10, timeout=30, message="GPT-2's map")
+        wait_until(lambda: page.locator("#inside-bert-map svg rect").count() > 10, timeout=30, message="BERT's map")
+        T = page.locator("#inside-follow input[type=radio]").count()
+        unseen = page.locator("#inside-gpt2-map svg rect[fill='#e5e7eb']").count()
+        assert unseen == T * (T - 1) // 2, "GPT-2's cells right of the diagonal are the unseen future"
+        assert page.locator("#inside-bert-map svg rect[fill='#e5e7eb']").count() == 0, "BERT sees everything"
+        assert "looks most at" in page.locator("#inside-links").inner_text()
+        before = page.locator("#inside-gpt2-map").inner_html()
+        page.locator("#inside-gpt2-heads .thumbnail-item").nth(2).click()
+        wait_until(lambda: "head 3" in page.locator("#inside-links").inner_text(), message="head 3's links")
+        assert page.locator("#inside-gpt2-map").inner_html() != before, "and its map"
+        assert page.locator("#inside-gpt2-head input[type=number]").input_value() == "3"
+        if UPDATE_SCREENSHOTS:
+            page.screenshot(path=str(ARTIFACTS / "inside.png"))
+    finally:
+        page.context.close()
+
+
+@pytest.mark.browser
+def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  # noqa: F811
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(scale_app.url)
+        page.get_by_role("tab", name="Scale").click()
+        page.locator("#scale-run").click()
+        wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=60, message="every size")
+        cards = page.locator("#scale-columns .scale-card")
+        assert cards.count() == 2
+        first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+        assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"] - 1, "side by side"
+        assert all("bits per token" in cards.nth(i).inner_text() for i in range(2)), [cards.nth(i).inner_text() for i in range(2)]
+        assert "needs 58 MB" in page.locator("#scale-columns .scale-skipped").inner_text()
+        table = page.locator("#scale-figures").inner_text()
+        assert "small" in table and "medium" in table and "large" not in table, "figures of the sizes that ran"
+        assert page.locator("#scale-chart").is_visible()
+    finally:
+        page.context.close()
