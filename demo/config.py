@@ -27,7 +27,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 class AppConfig:
     model: str = "gpt2"  # GPT-2 checkpoint: a Hub id or a local directory
     bert_model: str = "bert-base-uncased"  # BERT fill-mask checkpoint for the comparison tab (loaded on first use)
-    quantize: str | None = None  # None, "int8" or "nf4" (bitsandbytes: less memory on a GPU or a CPU, not faster)
+    quantize: str | None = None  # None, "int8" (on a CPU: fast int8 kernels; on a GPU: bitsandbytes) or "nf4"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N", "mps"
     host: str = "127.0.0.1"  # 0.0.0.0 serves other machines (Spaces sets GRADIO_SERVER_NAME=0.0.0.0)
     port: int = 7860
@@ -100,8 +100,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--bert-model", default=first("BERT_MODEL", default=d.bert_model),
                         help="BERT Hub id or local directory for the comparison tab (env BERT_MODEL)")
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=first("GPT2_QUANTIZE", default=d.quantize),
-                        help="load the transformer blocks in 8 or 4 bits with bitsandbytes, on a GPU or a CPU: less "
-                             "memory, not faster (env GPT2_QUANTIZE)")
+                        help="int8: on a CPU, int8 weights (several times faster, about a quarter of the memory); on a GPU, "
+                             "bitsandbytes LLM.int8 to fit a bigger model. nf4: bitsandbytes 4-bit (env GPT2_QUANTIZE)")
     parser.add_argument("--device", default=first("GPT2_DEVICE", default=d.device),
                         help="auto, cpu, cuda, cuda:N or mps (env GPT2_DEVICE; default %(default)s)")
     parser.add_argument("--host", default=first("GRADIO_SERVER_NAME", "HOST", default=d.host),

@@ -369,6 +369,8 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     validate_quantize(quantize)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    if quantize == "int8" and dev.type == "cpu":
+        dt = torch.float32  # the CPU int8 kernels take fp32 activations (embeddings and norms stay fp32)
     checkpoint_dir = resolve_checkpoint_dir(source)
     config = read_config(checkpoint_dir)
     state = load_state_dict(checkpoint_dir, config, dtype=dt)

@@ -1,15 +1,17 @@
 """Estimated weight memory of a GPT-2 size at each precision, for the README table and the UI's model picker.
 
-Quantization (int8, nf4) applies to the transformer blocks' linear layers only; embeddings (the tied LM head included),
-LayerNorms and biases stay 16-bit. nf4 keeps one scale per 64 weights, itself quantized to 8 bits (bitsandbytes'
-double quantization, on by default).
+On a GPU, quantization (int8: LLM.int8, nf4) applies to the transformer blocks' linear layers only; embeddings (the tied
+LM head included), LayerNorms and biases stay 16-bit. nf4 keeps one scale per 64 weights, itself quantized to 8 bits
+(bitsandbytes' double quantization, on by default). On a CPU, int8 ("int8-cpu", quantize.py) stores every block
+matrix and the tied embedding / LM head as int8 with an fp32 scale per row; positions, LayerNorms and biases stay fp32.
 """
 
 from __future__ import annotations
 
 from gpt2_core.config import GPTConfig
 
-PRECISIONS = ("fp32", "fp16", "int8", "nf4")
+PRECISIONS = ("fp32", "fp16", "int8-cpu", "int8", "nf4")
+PRECISION_LABELS = {"int8-cpu": "int8 (fast on CPU)", "int8": "int8 (GPU)"}
 
 
 def linear_weight_count(config: GPTConfig) -> int:
@@ -27,6 +29,11 @@ def estimate_weight_bytes(config: GPTConfig, precision: str) -> int:
     if precision == "fp16":
         return 2 * total
     linear = linear_weight_count(config)
+    if precision == "int8-cpu":
+        d, L, V = config.n_embd, config.n_layer, config.vocab_size
+        rows = L * 9 * d  # output rows of the block matrices: c_attn 3d, attn.c_proj d, c_fc 4d, mlp.c_proj d
+        fp32 = rows + rows + V + config.block_size * d + L * 4 * d + 2 * d  # scales, biases, table scales, wpe, norms
+        return linear + V * d + 4 * fp32
     rest = 2 * (total - linear)  # embeddings, norms and biases in fp16
     if precision == "int8":
         return rest + linear + _int8_scales(config)

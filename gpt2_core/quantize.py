@@ -1,7 +1,15 @@
-"""Weight-only quantization of the transformer blocks' linear layers with bitsandbytes.
+"""Quantization of the linear layers: int8 on a CPU with PyTorch's int8 kernel (fast), and bitsandbytes on a GPU.
 
-"int8" is LLM.int8 (Dettmers et al. 2022, outlier features kept in 16 bit); "nf4" is 4-bit NormalFloat (QLoRA, 2023).
-Embeddings, LayerNorms and the (tied) LM head stay in the model's dtype. bitsandbytes is imported only here, only when asked.
+"int8" on a CPU is weight-only int8 (as gpt-fast does it): each linear layer of the blocks and the LM head keeps its
+weight as int8 with one fp32 scale per output channel, and PyTorch's `_weight_int8pack_mm` kernel multiplies fp32
+activations by it directly. A CPU decoding a token at a time is bound by the bytes of weights it reads, and int8 reads
+a quarter of fp32's; the activations are not quantized, so the outputs stay close to fp32's. The token embedding reads
+the LM head's int8 table (GPT-2 ties them), so the whole model is about a quarter of its fp32 size. Measured against the
+alternatives, PyTorch's
+dynamic quantization (which also quantizes activations) and torchao's eager int8, in benchmarks/bench_decode.py.
+"int8" on a GPU is LLM.int8 (Dettmers et al. 2022, outlier features kept in 16 bit) and "nf4" is 4-bit NormalFloat
+(QLoRA, 2023), both with bitsandbytes (nf4 on a CPU too, to save memory, not time); embeddings, LayerNorms and the LM
+head stay in the model's dtype there. bitsandbytes is imported only here, only when asked.
 """
 
 from __future__ import annotations
@@ -36,8 +44,12 @@ def _import_bitsandbytes():
 
 
 def quantize_blocks(model: nn.Module, quantize: Quantize, *, device: torch.device, dtype: torch.dtype) -> None:
-    """Replace every nn.Linear inside model.h (the transformer blocks) by its bitsandbytes counterpart, on `device`."""
+    """Quantize the model's linear layers for `device`: PyTorch's int8 kernels for int8 on a CPU (blocks and LM head),
+    else every nn.Linear inside model.h (the transformer blocks) by its bitsandbytes counterpart, on `device`."""
     validate_quantize(quantize)
+    if quantize == "int8" and device.type == "cpu":
+        quantize_cpu_int8(model)
+        return
     bnb = _import_bitsandbytes()
     for block in model.h:
         for parent in block.modules():
@@ -59,3 +71,48 @@ def quantize_blocks(model: nn.Module, quantize: Quantize, *, device: torch.devic
                 except (RuntimeError, NotImplementedError) as e:
                     raise RuntimeError(f"bitsandbytes cannot run {quantize} on {device}: {e}") from e
     log.info("quantized the transformer blocks' linear layers to %s", quantize)
+
+
+class Int8Linear(nn.Module):
+    """A linear layer with int8 weights, one scale per output channel (symmetric), and fp32 activations."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,): the largest weight of each row maps to 127
+        self.register_buffer("weight", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scales)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features), self.weight, self.scales)
+        y = y.view(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, fp32 activations"
+
+
+class Int8Embedding(nn.Module):
+    """The token embedding read from the tied LM head's int8 rows (GPT-2 ties them), so one int8 table serves both."""
+
+    def __init__(self, head: Int8Linear):
+        super().__init__()
+        self.weight, self.scales = head.weight, head.scales  # the same tensors: no second copy
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.weight[idx].float() * self.scales[idx].unsqueeze(-1)
+
+
+def quantize_cpu_int8(model: nn.Module) -> None:
+    """Int8Linear for every linear layer of the blocks and for the tied LM head and embedding, in place (fp32 model)."""
+    model.float()
+    for block in model.h:
+        for parent in list(block.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:
+                    setattr(parent, name, Int8Linear(child))
+    model.lm_head = Int8Linear(model.lm_head)
+    model.wte = Int8Embedding(model.lm_head)
+    log.info("quantized the linear layers and the embedding to int8 weights for the CPU")

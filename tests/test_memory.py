@@ -8,7 +8,7 @@ from gpt2_core.memory import PRECISIONS, estimate_weight_bytes
 
 
 @pytest.mark.parametrize("precision,dtype,quantize", [("fp32", "fp32", None), ("fp16", "fp16", None),
-                                                       ("int8", "fp16", "int8"), ("nf4", "fp16", "nf4")])
+                                                       ("int8-cpu", "fp32", "int8"), ("nf4", "fp16", "nf4")])
 def test_estimate_matches_the_loaded_model(tiny_checkpoint, precision, dtype, quantize):
     lm = load_model(tiny_checkpoint, device="cpu", dtype=dtype, quantize=quantize)
     measured = lm.memory_bytes()
@@ -28,4 +28,4 @@ def test_quantization_saves_what_the_table_says_for_gpt2_xl():
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="`precision` has to be one of"):
         estimate_weight_bytes(GPTConfig(), "int4")
-    assert PRECISIONS == ("fp32", "fp16", "int8", "nf4")
+    assert PRECISIONS == ("fp32", "fp16", "int8-cpu", "int8", "nf4")
