@@ -2,11 +2,15 @@
 
     python benchmarks/bench_decode.py                 # gpt2 (124M) shape, random weights, CPU
     python benchmarks/bench_decode.py --device cuda --shapes gpt2 gpt2-xl
+    python benchmarks/bench_decode.py --dtypes fp32 int8 --no-compile --callers 1 8     # the fast CPU path
 
 Measures, for the same checkpoint and settings (batch 1, top-k 40, temperature 0.8, 32-token prompt, 128 new tokens):
 decode tokens/s of gpt2_core (eager and torch.compile'd) vs GPT2LMHeadModel.generate(), alternating the contenders
 over several rounds and reporting the median; time to first token for a 1000-token prompt; aggregate tokens/s and
 p95 latency of 64-token requests with 1, 4, 8 and 16 concurrent callers (the batching engine); peak memory.
+"int8" rows are gpt2_core with --quantize int8 (on a CPU: int8 weights, gpt2_core/quantize.py) against transformers
+in fp32. On a CPU it also prints the memory roofline: the bandwidth of a large fp32 matrix-vector product here, and the
+tokens/s it allows a model that reads all its weights once per token.
 Random weights in the real shape: speed does not depend on the values. Prints a table and writes JSON.
 """
 
@@ -58,6 +62,17 @@ def time_ours(lm, prompt: str, new_tokens: int) -> float:
     return time.perf_counter() - start
 
 
+def roofline_gb_s(rounds: int = 20) -> float:
+    """Bytes per second a large fp32 matrix-vector product streams here (the bound of batch-1 decoding)."""
+    w, x = torch.randn(8192, 8192), torch.randn(8192)
+    for _ in range(3):
+        w @ x
+    start = time.perf_counter()
+    for _ in range(rounds):
+        w @ x
+    return rounds * w.numel() * 4 / (time.perf_counter() - start) / 1e9
+
+
 def concurrency(lm, prompt: str, callers: int, requests_each: int = 2, new_tokens: int = 64) -> dict:
     latencies: list[float] = []
     lock = threading.Lock()
@@ -85,7 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shapes", nargs="+", default=["gpt2"], choices=list(PRESETS))
-    parser.add_argument("--dtypes", nargs="+", default=None, help="default: fp32 bf16 on CPU, fp16 on CUDA")
+    parser.add_argument("--dtypes", nargs="+", default=None,
+                        help="fp32, bf16, fp16, int8 (gpt2_core quantized; transformers fp32); "
+                             "default: fp32 bf16 int8 on CPU, fp16 on CUDA")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callers", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--no-compile", action="store_true")
@@ -95,25 +112,28 @@ def main() -> None:
     from transformers import GPT2LMHeadModel
 
     device = torch.device(args.device)
-    dtypes = args.dtypes or (["fp32", "bf16"] if device.type == "cpu" else ["fp16"])
-    torch_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dtypes = args.dtypes or (["fp32", "bf16", "int8"] if device.type == "cpu" else ["fp16"])
+    torch_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
     results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                  "cpus": torch.get_num_threads(), "torch": torch.__version__,
                                  "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"},
                      "settings": {"prompt_tokens": len(PROMPT_IDS), "new_tokens": NEW_TOKENS, **SAMPLING},
                      "rows": []}
+    if device.type == "cpu":
+        results["machine"]["roofline_gb_s"] = roofline_gb_s()
     rows = results["rows"]
     root = Path(tempfile.gettempdir()) / "gpt2-playground-bench"
     for shape in args.shapes:
         checkpoint = random_checkpoint(root / shape, PRESETS[shape])
         for dt in dtypes:
             hf = GPT2LMHeadModel.from_pretrained(checkpoint, dtype=torch_dtypes[dt]).to(device).eval()
-            eager = load_model(checkpoint, device=args.device, dtype=dt)
+            quantize = "int8" if dt == "int8" else None
+            eager = load_model(checkpoint, device=args.device, dtype="fp32" if quantize else dt, quantize=quantize)
             ids = torch.tensor([PROMPT_IDS], device=device)
             contenders = {"transformers generate()": lambda n, p, hf=hf, ids=ids: time_hf(hf, ids, n),
                           "gpt2_core eager": lambda n, p, lm=eager: time_ours(lm, p, n)}
             compiled = None
-            if not args.no_compile:
+            if not args.no_compile and quantize is None:
                 start = time.perf_counter()
                 compiled = load_model(checkpoint, device=args.device, dtype=dt, compile=True)
                 compile_s = time.perf_counter() - start
@@ -163,6 +183,13 @@ def print_tables(results: dict) -> None:
     m = results["machine"]
     print(f"machine: {m['processor'] or m['platform']}, {m['cpus']} threads, torch {m['torch']}, device {m['device']}")
     rows = results["rows"]
+    if "roofline_gb_s" in m:
+        bandwidth = m["roofline_gb_s"]
+        bounds = ", ".join(f"{r['shape']} {r['dtype']} ({r['weights_mib'] * 2**20 / 1e9:.2f} GB) "
+                           f"<= {bandwidth * 1e9 / (r['weights_mib'] * 2**20):.0f} tok/s"
+                           for r in rows if r["table"] == "memory")
+        print(f"memory roofline: a large fp32 matrix-vector product streams {bandwidth:.1f} GB/s here; reading every "
+              f"weight once per token bounds batch-1 decoding: {bounds}")
     print("\n| shape | dtype | engine | decode tok/s | vs transformers |\n|---|---|---|---:|---:|")
     for r in (r for r in rows if r["table"] == "decode"):
         print(f"| {r['shape']} | {r['dtype']} | {r['engine']} | {r['tokens_per_s']:.1f} | {r['vs_transformers']:.2f}x |")

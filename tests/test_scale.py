@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 from gradio_client import Client
-from test_browser import ARTIFACTS, UPDATE_SCREENSHOTS, VIEWPORT, browser  # noqa: F401 (fixture)
+from test_browser import VIEWPORT, browser  # noqa: F401 (fixture)
 from ui_helpers import launched_app, wait_until
 
 from demo.models import AppModels, LazyFillMask, ModelHolder
@@ -121,13 +121,20 @@ def test_attention_and_scale_api(scale_app):
     assert all(f["bits_per_token"] > 0 and f["text"] for f in figures[:2]) and "needs" in figures[2]["note"]
 
 
+def open_tab(browser, url: str, tab: str, viewport: dict = VIEWPORT):  # noqa: F811
+    """A fresh page on the app, on `tab` (once the page is ready: a load would otherwise reset the tab)."""
+    page = browser.new_context(viewport=viewport).new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.locator("#prompt textarea").wait_for()
+    page.get_by_role("tab", name=tab).click()
+    return page
+
+
 @pytest.mark.browser
 def test_inside_draws_a_triangle_and_a_square_and_a_head_click_changes_them(browser, scale_app):  # noqa: F811
-    page = browser.new_context(viewport=VIEWPORT).new_page()
-    page.set_default_timeout(20_000)
+    page = open_tab(browser, scale_app.url, "Inside")
     try:
-        page.goto(scale_app.url)
-        page.get_by_role("tab", name="Inside").click()
         wait_until(lambda: page.locator("#inside-gpt2-map svg rect").count() > 10, timeout=30, message="GPT-2's map")
         wait_until(lambda: page.locator("#inside-bert-map svg rect").count() > 10, timeout=30, message="BERT's map")
         T = page.locator("#inside-follow input[type=radio]").count()
@@ -140,19 +147,14 @@ def test_inside_draws_a_triangle_and_a_square_and_a_head_click_changes_them(brow
         wait_until(lambda: "head 3" in page.locator("#inside-links").inner_text(), message="head 3's links")
         assert page.locator("#inside-gpt2-map").inner_html() != before, "and its map"
         assert page.locator("#inside-gpt2-head input[type=number]").input_value() == "3"
-        if UPDATE_SCREENSHOTS:
-            page.screenshot(path=str(ARTIFACTS / "inside.png"))
     finally:
         page.context.close()
 
 
 @pytest.mark.browser
 def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  # noqa: F811
-    page = browser.new_context(viewport=VIEWPORT).new_page()
-    page.set_default_timeout(20_000)
+    page = open_tab(browser, scale_app.url, "Scale")
     try:
-        page.goto(scale_app.url)
-        page.get_by_role("tab", name="Scale").click()
         page.locator("#scale-run").click()
         wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=60, message="every size")
         cards = page.locator("#scale-columns .scale-card")

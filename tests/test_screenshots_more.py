@@ -1,0 +1,52 @@
+"""The README's screenshots of the Inside, Scale and Build your own tabs, served by the bundled mini model (a trained
+GPT-2, so the page shows words). Run with UPDATE_SCREENSHOTS=1; each also checks what it photographs."""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import ROOT, UPDATE_SCREENSHOTS, browser  # noqa: F401 (fixture)
+from test_scale import open_tab
+from ui_helpers import launched_app, wait_until
+
+from gpt2_core.checkpoint import BUNDLED
+
+pytest_plugins = ["fixtures_ui"]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not UPDATE_SCREENSHOTS, reason="writes the README's "
+                                                      "screenshots (minutes of training): run with UPDATE_SCREENSHOTS=1")]
+SENTENCE = "the dog barked at the mailman and then it ran down the street ."  # words the test BERT knows
+
+
+@pytest.fixture(scope="module")
+def mini_app(tiny_bert):
+    with launched_app(BUNDLED["mini-gpt2"], tiny_bert) as running:
+        yield running
+
+
+def test_inside_screenshot(browser, mini_app):  # noqa: F811
+    page = open_tab(browser, mini_app.url, "Inside", {"width": 1280, "height": 1000})
+    page.locator("#inside-text textarea").fill(SENTENCE)
+    page.locator("#inside-show").click()
+    wait_until(lambda: "mailman" in page.locator("#inside-gpt2-map").inner_html(), timeout=30, message="the maps")
+    page.locator("#inside-gpt2-title").scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ROOT / "assets" / "screenshot-inside.png"), full_page=True)
+    page.context.close()
+
+
+def test_scale_screenshot(browser, mini_app):  # noqa: F811
+    page = open_tab(browser, mini_app.url, "Scale", {"width": 1280, "height": 900})
+    page.locator("#scale-run").click()
+    wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=120, message="the sizes")
+    assert "bits per token" in page.locator("#scale-columns").inner_text()
+    page.screenshot(path=str(ROOT / "assets" / "screenshot-scale.png"), full_page=True)
+    page.context.close()
+
+
+def test_build_your_own_screenshot(browser, mini_app):  # noqa: F811
+    page = open_tab(browser, mini_app.url, "Build your own", {"width": 1280, "height": 900})
+    page.locator("#train-start").click()
+    wait_until(lambda: "Done" in page.locator("#train-status").inner_text(), timeout=300, message="a 2-minute run")
+    page.locator("#train-use").click()
+    wait_until(lambda: "on this page only" in page.locator("#train-use-status").inner_text(), message="adopted")
+    page.screenshot(path=str(ROOT / "assets" / "screenshot-build-your-own.png"), full_page=True)
+    page.context.close()
