@@ -62,6 +62,23 @@ def time_ours(lm, prompt: str, new_tokens: int) -> float:
     return time.perf_counter() - start
 
 
+def dynamic_int8(checkpoint):
+    """gpt2_core with PyTorch's dynamic int8 layers (fbgemm; activations quantized per call, per tensor)."""
+    import warnings
+
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    lm = load_model(checkpoint, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in lm.model.h:
+            quantize_dynamic(block, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+        lm.model.lm_head.qconfig = per_channel_dynamic_qconfig
+        lm.model.lm_head = DynamicInt8Linear.from_float(lm.model.lm_head)
+    return lm
+
+
 def roofline_gb_s(rounds: int = 20) -> float:
     """Bytes per second a large fp32 matrix-vector product streams here (the bound of batch-1 decoding)."""
     w, x = torch.randn(8192, 8192), torch.randn(8192)
@@ -132,10 +149,15 @@ def main() -> None:
             ids = torch.tensor([PROMPT_IDS], device=device)
             contenders = {"transformers generate()": lambda n, p, hf=hf, ids=ids: time_hf(hf, ids, n),
                           "gpt2_core eager": lambda n, p, lm=eager: time_ours(lm, p, n)}
+            dynamic = None
+            if quantize:  # the alternative the CPU int8 path was chosen against (gpt2_core/quantize.py)
+                dynamic = dynamic_int8(checkpoint)
+                contenders["PyTorch dynamic int8 (not used)"] = lambda n, p, lm=dynamic: time_ours(lm, p, n)
             compiled = None
-            if not args.no_compile and quantize is None:
+            if not args.no_compile and (quantize is None or device.type == "cpu"):
                 start = time.perf_counter()
-                compiled = load_model(checkpoint, device=args.device, dtype=dt, compile=True)
+                compiled = load_model(checkpoint, device=args.device, dtype="fp32" if quantize else dt,
+                                      quantize=quantize, compile=True)
                 compile_s = time.perf_counter() - start
                 if compiled.engine.compiled_decode is not None:
                     contenders["gpt2_core compiled"] = lambda n, p, lm=compiled: time_ours(lm, p, n)
@@ -168,7 +190,7 @@ def main() -> None:
                          "kv_cache_mib_per_sequence": 2 * eager.config.n_layer * eager.config.block_size
                          * eager.config.n_embd * torch.tensor([], dtype=eager.dtype).element_size() / 2**20,
                          "peak_rss_mib": rss_mib(), "compile_s": compile_s if compiled is not None else None})
-            for lm in (eager, compiled):
+            for lm in (eager, compiled, dynamic):
                 if lm is not None:
                     lm.close()
             del hf

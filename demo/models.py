@@ -21,6 +21,7 @@ from demo.config import AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
+from gpt2_core.lm import compilable
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
     """Load GPT-2 now (or record why it cannot be had); BERT waits for its tab. Loaders are injectable for tests."""
     def load_for_app(source: str) -> LanguageModel:
         lm = load_gpt2(source, device=config.device, quantize=config.quantize)
-        if config.compile and lm.device.type == "cpu" and not config.quantize:
+        if config.compile and lm.device.type == "cpu" and compilable(config.quantize, lm.device):
             lm.compile(background=True)  # the page is served meanwhile; decoding speeds up once it is ready
         return lm
 

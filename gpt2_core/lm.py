@@ -360,11 +360,17 @@ class _Steps:
         return self.joined + (self.tail or "" if final else "")
 
 
+def compilable(quantize: str | None, device: torch.device) -> bool:
+    """Whether the decode step compiles: plain models, and CPU int8 (bitsandbytes' layers do not trace)."""
+    return quantize is None or (quantize == "int8" and device.type == "cpu")
+
+
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                quantize: str | None = None, max_batch: int = 16, compile: bool = False) -> LanguageModel:
     """Load a GPT-2 checkpoint (Hub id or local Hugging Face directory; safetensors only) with its tokenizer.
 
-    compile=True compiles the decode step before returning (LanguageModel.compile; quantized models stay eager).
+    compile=True compiles the decode step before returning (LanguageModel.compile; bitsandbytes models stay eager, CPU
+    int8 compiles too).
     """
     validate_quantize(quantize)
     dev = resolve_device(device)
@@ -386,7 +392,7 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=dt, quantize=quantize, max_batch=max_batch)
     log.info("loaded %s: %.0fM parameters, %s, %s, %.0f MB", source, lm.num_parameters() / 1e6, dev, lm.precision,
              lm.memory_bytes() / 1e6)
-    if compile and not quantize:
+    if compile and compilable(quantize, dev):
         lm.compile()
     return lm
 

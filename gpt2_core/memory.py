@@ -3,7 +3,7 @@
 On a GPU, quantization (int8: LLM.int8, nf4) applies to the transformer blocks' linear layers only; embeddings (the tied
 LM head included), LayerNorms and biases stay 16-bit. nf4 keeps one scale per 64 weights, itself quantized to 8 bits
 (bitsandbytes' double quantization, on by default). On a CPU, int8 ("int8-cpu", quantize.py) stores every block
-matrix and the tied embedding / LM head as int8 with an fp32 scale per row; positions, LayerNorms and biases stay fp32.
+matrix and the tied embedding / LM head as int8 with a bf16 scale per row; positions, LayerNorms and biases stay fp32.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def estimate_weight_bytes(config: GPTConfig, precision: str) -> int:
     if precision == "int8-cpu":
         d, L, V = config.n_embd, config.n_layer, config.vocab_size
         rows = L * 9 * d  # output rows of the block matrices: c_attn 3d, attn.c_proj d, c_fc 4d, mlp.c_proj d
-        fp32 = rows + rows + V + config.block_size * d + L * 4 * d + 2 * d  # scales, biases, table scales, wpe, norms
-        return linear + V * d + 4 * fp32
+        bf16 = rows + V  # one scale per row of each int8 matrix and of the tied table
+        fp32 = rows + config.block_size * d + L * 4 * d + 2 * d  # biases, positions, LayerNorms
+        return linear + V * d + 2 * bf16 + 4 * fp32
     rest = 2 * (total - linear)  # embeddings, norms and biases in fp16
     if precision == "int8":
         return rest + linear + _int8_scales(config)

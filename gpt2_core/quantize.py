@@ -1,9 +1,10 @@
 """Quantization of the linear layers: int8 on a CPU with PyTorch's int8 kernel (fast), and bitsandbytes on a GPU.
 
 "int8" on a CPU is weight-only int8 (as gpt-fast does it): each linear layer of the blocks and the LM head keeps its
-weight as int8 with one fp32 scale per output channel, and PyTorch's `_weight_int8pack_mm` kernel multiplies fp32
-activations by it directly. A CPU decoding a token at a time is bound by the bytes of weights it reads, and int8 reads
-a quarter of fp32's; the activations are not quantized, so the outputs stay close to fp32's. The token embedding reads
+weight as int8 with one scale per output channel, and PyTorch's `_weight_int8pack_mm` kernel multiplies the
+activations, rounded to bf16 (its fast path), by it directly. A CPU decoding a token at a time is bound by the bytes
+of weights it reads, and int8 reads a quarter of fp32's; the activations are not quantized to 8 bits, so the outputs
+stay close to fp32's. The token embedding reads
 the LM head's int8 table (GPT-2 ties them), so the whole model is about a quarter of its fp32 size. Measured against the
 alternatives, PyTorch's
 dynamic quantization (which also quantizes activations) and torchao's eager int8, in benchmarks/bench_decode.py.
@@ -81,13 +82,14 @@ class Int8Linear(nn.Module):
         w = linear.weight.detach().float()
         scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,): the largest weight of each row maps to 127
         self.register_buffer("weight", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scales", scales)
+        self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features), self.weight, self.scales)
-        y = y.view(*x.shape[:-1], self.out_features)
+        # The kernel's fast path takes bf16 activations (fp32 ones run many times slower, measured); the sum is fp32.
+        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features).to(torch.bfloat16), self.weight, self.scales)
+        y = y.view(*x.shape[:-1], self.out_features).float()
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
@@ -102,7 +104,7 @@ class Int8Embedding(nn.Module):
         self.weight, self.scales = head.weight, head.scales  # the same tensors: no second copy
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.weight[idx].float() * self.scales[idx].unsqueeze(-1)
+        return self.weight[idx].float() * self.scales[idx].float().unsqueeze(-1)
 
 
 def quantize_cpu_int8(model: nn.Module) -> None:

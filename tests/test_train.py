@@ -113,19 +113,24 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     text = tmp_path / "play.txt"
     text.write_text(toy_play(1500), encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
-                          str(tmp_path / "cli-model"), "--steps", "50", "--eval-every", "50", "--json"],
+                          str(tmp_path / "cli-model"), "--steps", "50", "--eval-every", "50", "--json",
+                          "--context", "64", "--dropout", "0.1"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["step"] for r in records] == [0, 50]
     assert all({"step", "train_loss", "val_loss", "elapsed_s"} <= set(r) for r in records)
-    assert (tmp_path / "cli-model" / "config.json").is_file()
+    config = json.loads((tmp_path / "cli-model" / "config.json").read_text())
+    assert config["n_positions"] == 64, "--context sets a from-scratch model's context"
+    assert json.loads((tmp_path / "cli-model" / "training.json").read_text())["recipe"]["dropout"] == 0.1
 
 
 @pytest.mark.parametrize("args, message", [
     (["--steps", "0"], "`steps` has to be an integer in [1, 10000000], but is 0"),
     (["--minutes", "-1"], "`minutes` has to be a finite number in (0, 1440], but is -1"),
     (["--steps", "5", "--minutes", "1"], "not allowed with argument"),
+    (["--dropout", "1.5"], "`dropout` has to be a finite number in [0, 0.9], but is 1.5"),
+    (["--context", "4"], "`context` has to be an integer in [8, 1024], but is 4"),
 ])
 def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, args, message):
     text = tmp_path / "t.txt"
