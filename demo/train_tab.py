@@ -131,8 +131,8 @@ def make_use(models: AppModels, jobs: TrainingJobs):
             steps = run.evaluations[-1]["step"] if run.evaluations else 0
             name = f"your model ({start}, {steps} steps)"
             models.own.adopt(request.session_hash, str(out_dir), name)
-        return (f"**{name}** now writes in Generate, Next word, Spot the machine and BERT vs GPT-2 **on this page "
-                "only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it."), \
+        return (f"**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
+                "page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it."), \
             gr.Button(visible=True)
 
     return use

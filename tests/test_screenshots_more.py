@@ -26,7 +26,8 @@ def test_inside_screenshot(browser, mini_app):  # noqa: F811
     page = open_tab(browser, mini_app.url, "Inside", {"width": 1280, "height": 1000})
     page.locator("#inside-text textarea").fill(SENTENCE)
     page.locator("#inside-show").click()
-    wait_until(lambda: "mailman" in page.locator("#inside-gpt2-map").inner_html(), timeout=30, message="the maps")
+    wait_until(lambda: "dog" in page.locator("#inside-follow").inner_text(), timeout=30, message="the new sentence")
+    wait_until(lambda: "dog" in page.locator("#inside-links").inner_text() or "it" in page.locator("#inside-links").inner_text(), message="its links")
     page.locator("#inside-gpt2-title").scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ROOT / "assets" / "screenshot-inside.png"), full_page=True)
@@ -48,5 +49,5 @@ def test_build_your_own_screenshot(browser, mini_app):  # noqa: F811
     wait_until(lambda: "Done" in page.locator("#train-status").inner_text(), timeout=300, message="a 2-minute run")
     page.locator("#train-use").click()
     wait_until(lambda: "on this page only" in page.locator("#train-use-status").inner_text(), message="adopted")
-    page.screenshot(path=str(ROOT / "assets" / "screenshot-build-your-own.png"), full_page=True)
+    page.screenshot(path=str(ROOT / "assets" / "screenshot-build-your-own.png"))  # the curve and the newest samples
     page.context.close()
