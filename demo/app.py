@@ -66,7 +66,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
             "inside": inside_tab(models),
             "scale": scale_tab(models, examples, sources=config.scale_models, budget_bytes=config.scale_budget_bytes,
                                device=config.device),
-            "train": train_tab(models, TrainingJobs() if config.training_allowed else None)}
+            "train": train_tab(models, TrainingJobs() if config.training_allowed else None, panel)}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=False):
             gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
@@ -83,9 +83,6 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
                     parts.on_open(tab_item)
         demo.load(make_fill_from_link(tabs), outputs=[tab_strip, link_note, *linked_inputs(tabs)],
                   api_visibility="private", queue=False)
-        for parts in tabs.values():
-            for dependency in parts.model_changes:
-                panel.follow(models, dependency)
         demo.unload(make_forget_page(models))
     # Beyond the running events (Generate 16, Compare 4, others 4 at a time), `queue_size` more may wait; the next
     # visitor is told at once "This application is currently busy. Please try again." (Gradio's text for a full queue).

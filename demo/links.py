@@ -43,7 +43,6 @@ class TabParts:
 
     blocks: gr.Blocks
     inputs: dict[str, gr.components.Component] = field(default_factory=dict)
-    model_changes: list = field(default_factory=list)  # events after which this page's model may differ
     on_open: Callable[[gr.Tab], object] | None = None  # wires events to the tab's opening (its `select`)
 
 

@@ -27,12 +27,7 @@ REFRESH_S = 15  # how often a page re-reads which model is serving
 @dataclass
 class ModelPanel:
     blocks: gr.Blocks
-    shows: list  # the banner and the info line, which `refresh` redraws
-
-    def follow(self, models: AppModels, dependency) -> None:
-        """Redraw the panel after `dependency`, an event that may change which model serves this page."""
-        dependency.then(make_refresh(models), outputs=self.shows, api_visibility="private", queue=False,
-                        show_progress="hidden")
+    shows: list  # the banner and the info line, as `refresh` returns them (other tabs' events may redraw them)
 
 
 def model_panel(models: AppModels, *, allow_switch: bool) -> ModelPanel:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from demo.errors import markdown_text, user_facing_errors
 from demo.links import TabParts
+from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
 from demo.training import TrainingBusyError, TrainingJobs
 from gpt2_core.train.loop import SIZES
@@ -37,7 +38,7 @@ pre-training buys shows in the curve. The text's last tenth is held out to measu
 """
 
 
-def train_tab(models: AppModels, jobs: TrainingJobs | None) -> TabParts:
+def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         if jobs is None:
@@ -73,11 +74,12 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None) -> TabParts:
                     outputs=[status, curve, samples, download, use], api_visibility="private", concurrency_limit=2,
                     show_progress="hidden")
         stop.click(make_stop(jobs), outputs=status, api_visibility="private", queue=False)
-        adopted = use.click(make_use(models, jobs), outputs=[use_status, shared], api_visibility="private",
-                            concurrency_limit=1, show_progress="minimal")
-        dropped = shared.click(make_use_shared(models), outputs=[use_status, shared], api_visibility="private",
-                               queue=False)
-    return TabParts(tab, {}, model_changes=[adopted, dropped])
+        # The page's model panel (rendered elsewhere on the page) is redrawn by the same events
+        use.click(make_use(models, jobs), outputs=[use_status, shared, *panel.shows], api_visibility="private",
+                  concurrency_limit=1, show_progress="minimal")
+        shared.click(make_use_shared(models), outputs=[use_status, shared, *panel.shows], api_visibility="private",
+                     queue=False)
+    return TabParts(tab, {})
 
 
 def read_upload(file) -> tuple[str, str]:
@@ -120,7 +122,7 @@ def make_run(models: AppModels, jobs: TrainingJobs):
 
 
 def make_use(models: AppModels, jobs: TrainingJobs):
-    def use(request: gr.Request) -> tuple[str, gr.Button]:
+    def use(request: gr.Request) -> tuple:
         """This page's other tabs use the model just trained; other visitors keep the shared one."""
         with user_facing_errors():
             run = jobs.current(request.session_hash)
@@ -132,16 +134,17 @@ def make_use(models: AppModels, jobs: TrainingJobs):
             name = f"your model ({start}, {steps} steps)"
             models.own.adopt(request.session_hash, str(out_dir), name)
         return (f"**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
-                "page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it."), \
-            gr.Button(visible=True)
+                "page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it.",
+                gr.Button(visible=True), *refresh(models, request.session_hash))
 
     return use
 
 
 def make_use_shared(models: AppModels):
-    def use_shared(request: gr.Request) -> tuple[str, gr.Button]:
+    def use_shared(request: gr.Request) -> tuple:
         models.own.drop(request.session_hash)
-        return "This page uses the shared GPT-2 again.", gr.Button(visible=False)
+        return ("This page uses the shared GPT-2 again.", gr.Button(visible=False),
+                *refresh(models, request.session_hash))
 
     return use_shared
 
