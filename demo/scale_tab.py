@@ -33,6 +33,10 @@ NEW_TOKENS = (10, 100, 40)  # slider: low, high, default (100 fits the bundled m
 DEFAULT_SEED = 2019
 STREAM_INTERVAL_S = 0.1
 DOT = " \u00b7 "
+SCROLL_TO_RESULTS = """() => {
+  const state = document.getElementById('scale-state');
+  if (state && state.getBoundingClientRect().top + 200 > window.innerHeight) state.scrollIntoView({block: 'start'});
+}"""
 
 INTRO = """\
 ### What scale buys
@@ -89,6 +93,7 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
         api_trigger = gr.Button(visible=False)
         event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart],
                           api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden")
+        run.click(None, js=SCROLL_TO_RESULTS, api_visibility="private")  # the columns, in view at once (phones)
         stop.click(None, cancels=[event], api_visibility="private").then(
             lambda: "**Stopped.** The sizes that finished keep their text and figures.", outputs=state,
             api_visibility="private", queue=False)
