@@ -149,6 +149,10 @@ def main() -> None:
             ids = torch.tensor([PROMPT_IDS], device=device)
             contenders = {"transformers generate()": lambda n, p, hf=hf, ids=ids: time_hf(hf, ids, n),
                           "gpt2_core eager": lambda n, p, lm=eager: time_ours(lm, p, n)}
+            graphed = None
+            if device.type == "cuda" and quantize is None:  # CUDA graphs of padded batch sizes (cuda_graphs.py)
+                graphed = load_model(checkpoint, device=args.device, dtype=dt, cuda_graphs=True)
+                contenders["gpt2_core CUDA graphs"] = lambda n, p, lm=graphed: time_ours(lm, p, n)
             dynamic = None
             if quantize:  # the alternative the CPU int8 path was chosen against (gpt2_core/quantize.py)
                 dynamic = dynamic_int8(checkpoint)
@@ -184,13 +188,14 @@ def main() -> None:
                          "transformers_s": hf_ttft, "gpt2_core_s": ours_ttft})
             # concurrent callers through the batching engine (compiled steps when available)
             server = compiled if compiled is not None and compiled.engine.compiled_decode is not None else eager
+            server = graphed or server
             for n in args.callers:
                 rows.append({"table": "concurrency", "shape": shape, "dtype": dt, **concurrency(server, prompt, n)})
             rows.append({"table": "memory", "shape": shape, "dtype": dt, "weights_mib": eager.memory_bytes() / 2**20,
                          "kv_cache_mib_per_sequence": 2 * eager.config.n_layer * eager.config.block_size
                          * eager.config.n_embd * torch.tensor([], dtype=eager.dtype).element_size() / 2**20,
                          "peak_rss_mib": rss_mib(), "compile_s": compile_s if compiled is not None else None})
-            for lm in (eager, compiled, dynamic):
+            for lm in (eager, compiled, dynamic, graphed):
                 if lm is not None:
                     lm.close()
             del hf

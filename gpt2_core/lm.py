@@ -326,6 +326,13 @@ class LanguageModel:
         thread.start()
         return thread
 
+    def use_cuda_graphs(self, *, capture: bool | None = None) -> None:
+        """Decode through CUDA graphs of padded batch sizes (generate/cuda_graphs.py), captured in the engine's thread
+        on first use; capture=False runs the same padded steps without graphs (a CPU, tests)."""
+        from gpt2_core.generate.cuda_graphs import GraphedDecode
+
+        self.engine.graphed_decode = GraphedDecode(self.model, self.device, capture=capture)
+
     def close(self) -> None:
         self.engine.close()
         self.engine.compiled_decode = None  # its frozen graphs hold the weights
@@ -366,11 +373,13 @@ def compilable(quantize: str | None, device: torch.device) -> bool:
 
 
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
-               quantize: str | None = None, max_batch: int = 16, compile: bool = False) -> LanguageModel:
+               quantize: str | None = None, max_batch: int = 16, compile: bool = False,
+               cuda_graphs: bool = False) -> LanguageModel:
     """Load a GPT-2 checkpoint (Hub id or local Hugging Face directory; safetensors only) with its tokenizer.
 
     compile=True compiles the decode step before returning (LanguageModel.compile; bitsandbytes models stay eager, CPU
-    int8 compiles too).
+    int8 compiles too). cuda_graphs=True replays the decode step from CUDA graphs on a GPU (not yet measured on one:
+    off by default).
     """
     validate_quantize(quantize)
     dev = resolve_device(device)
@@ -394,5 +403,7 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
              lm.memory_bytes() / 1e6)
     if compile and compilable(quantize, dev):
         lm.compile()
+    if cuda_graphs and dev.type == "cuda" and not quantize:
+        lm.use_cuda_graphs()
     return lm
 

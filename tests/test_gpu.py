@@ -57,3 +57,47 @@ def test_quantized_on_cuda_generates_and_saves_memory(tiny_checkpoint, quantize)
     assert len(q.generate("Hello", max_new_tokens=8, seed=1)[0].token_ids) == 8
     q.close()
     fp16.close()
+
+
+@pytest.mark.parametrize("num_samples", [1, 3, 8])
+def test_cuda_graphs_give_eager_greedy_ids(tiny_checkpoint, num_samples):
+    eager = load_model(tiny_checkpoint, device="cuda")
+    graphed = load_model(tiny_checkpoint, device="cuda", cuda_graphs=True)
+    try:
+        for _ in range(2):  # the second run replays the graphs captured by the first
+            expected = [s.token_ids for s in eager.generate("In a shocking finding,", max_new_tokens=24,
+                                                             temperature=0, num_samples=num_samples)]
+            got = [s.token_ids for s in graphed.generate("In a shocking finding,", max_new_tokens=24,
+                                                          temperature=0, num_samples=num_samples)]
+            assert got == expected
+        step = graphed.engine.graphed_decode
+        assert step.replays > 0 and not step._failed and step._graphs, "the steps replayed captured graphs"
+    finally:
+        eager.close()
+        graphed.close()
+
+
+def test_cuda_graphs_follow_a_batch_that_grows_and_shrinks(tiny_checkpoint):
+    import threading
+
+    prompts = ["In a shocking finding,", "The capital of France is", "Once upon a time", "def main():",
+               "My favourite food", "It was a dark and stormy night", "Q: What is two plus two?", "Dear Sir,"]
+    lengths = [4, 30, 9, 22, 14, 3, 27, 18]
+    eager = load_model(tiny_checkpoint, device="cuda")
+    graphed = load_model(tiny_checkpoint, device="cuda", cuda_graphs=True)
+    try:
+        expected = [eager.generate(p, max_new_tokens=n, temperature=0)[0].token_ids for p, n in zip(prompts, lengths)]
+        got = [None] * len(prompts)
+
+        def call(i):
+            got[i] = graphed.generate(prompts[i], max_new_tokens=lengths[i], temperature=0)[0].token_ids
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert got == expected and len(graphed.engine.graphed_decode._graphs) >= 2
+    finally:
+        eager.close()
+        graphed.close()

@@ -83,6 +83,7 @@ class Engine:
         self.eos_token_id = eos_token_id
         self.steps = 0  # decode steps run so far (tests count them to prove cancellation)
         self.compiled_decode: Decode | None = None  # the compiled step (compiled.py), set once it is ready
+        self.graphed_decode: Decode | None = None  # CUDA graphs of the step (cuda_graphs.py), when turned on
         self._pending: deque[Request] = deque()
         self._rows: list[_Row] = []  # row i of the batch lives in cache row i
         self._cache: KVCache | None = None
@@ -169,6 +170,8 @@ class Engine:
         cache = self._cache
         if cache is None or cache.batch_size < n:
             size = min(self.max_batch, max(n, 2 * cache.batch_size if cache else 1))
+            if self.graphed_decode is not None:  # a power of two, so that padded graph sizes fit the cache
+                size = min(self.max_batch, 1 << (size - 1).bit_length())
             new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
             for i, row in enumerate(self._rows):  # carry the running samples over
                 for layer in range(self.model.config.n_layer):
@@ -205,7 +208,7 @@ class Engine:
             rows = self._rows
             idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
             try:
-                decode = self.compiled_decode or self.model.decode
+                decode = self.graphed_decode or self.compiled_decode or self.model.decode
                 logits = decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
                 break
             except torch.OutOfMemoryError as e:  # the newest request made the batch too big: it alone leaves
