@@ -77,3 +77,25 @@ def test_compare_tab_passes_axe(page):
     page.locator("#compare-button").click()
     wait_until(lambda: page.locator("#bert-chart .confidence-set").count() >= 3, message="the charts")
     assert violations(page) == []
+
+
+def test_inside_tab_passes_axe(page):
+    page.get_by_role("tab", name="Inside").click()
+    wait_until(lambda: page.locator("#inside-gpt2-map svg rect").count() > 10, timeout=30, message="the maps")
+    wait_until(lambda: "looks most at" in page.locator("#inside-links").inner_text(), message="the links")
+    assert violations(page) == []
+
+
+def test_scale_tab_passes_axe(page):
+    page.get_by_role("tab", name="Scale").click()
+    page.locator("#scale-run").wait_for()
+    assert violations(page) == []
+    page.locator("#scale-run").click()
+    wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=60, message="the sizes")
+    assert violations(page) == []
+
+
+def test_build_your_own_tab_passes_axe(page):
+    page.get_by_role("tab", name="Build your own").click()
+    page.locator("#train-start").wait_for()
+    assert violations(page) == []
