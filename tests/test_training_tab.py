@@ -66,8 +66,7 @@ def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app)
         # "Use this model": this page's Generate writes with it, another visitor's page keeps the shared model
         page.locator("#train-use").click()
         wait_until(lambda: "on this page only" in page.locator("#train-use-status").inner_text(), message="adopted")
-        wait_until(lambda: "your model (from scratch" in page.locator("#model-info").inner_text(), timeout=20,
-                   message="panel")  # a 15 s refresh that was already under way may answer last
+        wait_until(lambda: "your model (from scratch" in page.locator("#model-info").inner_text(), message="panel")
         page.get_by_role("tab", name="Generate").click()
         page.locator("#prompt textarea").fill("ROMEO.")
         page.locator("#generate-button").click()
