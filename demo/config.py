@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gpt2_core.quantize import QUANTIZE_CHOICES
@@ -44,7 +45,7 @@ class AppConfig:
     def scale_budget_bytes(self) -> int:
         if self.scale_memory_gb is not None:
             return int(self.scale_memory_gb * 1e9)
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3
+        return memory_limit_bytes() // 3
 
     @property
     def model_switch_allowed(self) -> bool:
@@ -86,6 +87,16 @@ class AppConfig:
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
         return dict(server_name=self.host, server_port=self.port, share=self.share, show_error=False)
+
+
+def memory_limit_bytes() -> int:
+    """This machine's memory, or the container's limit where one is set (cgroup v2, as on Spaces), whichever is less."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:

@@ -119,7 +119,7 @@ def gpt2_maps(models: AppModels, cache: MapCache, text: str, session: str | None
                 ends.append(ends[-1] + len(token))
             return Maps(lm.name, attention, list(zip(ends, ends[1:])))
 
-        return cache.get(("gpt2", id(lm), text), compute)
+        return cache.get(("gpt2", lm.serial, text), compute)
 
 
 def bert_maps(models: AppModels, cache: MapCache, text: str) -> Maps:

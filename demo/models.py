@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -219,7 +219,16 @@ class AppModels:
     @contextmanager
     def use(self, session: str | None) -> Iterator[LanguageModel]:
         """The model serving `session`: the one its visitor trained, if they chose to use it, else the shared GPT-2."""
-        with (self.own.holder(session) or self.gpt2).use() as lm:
+        own = self.own.holder(session)
+        with ExitStack() as stack:
+            lm = None
+            if own is not None:
+                try:
+                    lm = stack.enter_context(own.use())
+                except ModelUnavailableError:  # retired between the lookup and now (pushed out, or Back)
+                    lm = None
+            if lm is None:
+                lm = stack.enter_context(self.gpt2.use())
             yield lm
 
     def serving(self, session: str | None) -> LanguageModel | None:

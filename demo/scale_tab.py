@@ -10,7 +10,9 @@ The hidden `/scale(prompt, seed)` API endpoint returns the finished figures and 
 
 from __future__ import annotations
 
+import gc
 import html
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,6 +110,7 @@ class SizeRunner:
     def __init__(self, models: AppModels, sources: tuple[str, ...], budget_bytes: int, human_text: str,
                  load: Callable[..., LanguageModel] = load_model, precision: str = "fp32"):
         self.precision = precision  # what the sizes load in, for their memory
+        self._running = threading.Lock()
         self.models = models
         self.load = load
         self.sources = sources
@@ -137,34 +140,44 @@ class SizeRunner:
         try:
             yield lm
         finally:
-            lm.close()  # the next size loads only after this one's memory is free
+            lm.close()
 
     def run(self, prompt: str, seed: int, max_new_tokens: int) -> Iterator[list[Column]]:
-        """Every runnable size in turn: yields the columns whenever one of them changes."""
-        columns = self.columns()
+        """Every runnable size in turn: yields the columns whenever one of them changes. One run at a time."""
+        if not self._running.acquire(blocking=False):  # a stopped run may still be releasing its model
+            raise ValueError("another Scale run is still finishing; please try again in a few seconds")
+        try:
+            columns = self.columns()
+            yield columns
+            for column in columns:
+                if column.state != "skipped":
+                    yield from self._run_size(column, columns, prompt, seed, max_new_tokens)
+                    gc.collect()  # the size's frame is gone: its weights go now, before the next size loads
+        finally:
+            self._running.release()
+
+    def _run_size(self, column: Column, columns: list[Column], prompt: str, seed: int,
+                  max_new_tokens: int) -> Iterator[list[Column]]:
+        """One size: load, write, measure, release (its model lives in this frame only)."""
+        column.state = "loading"
         yield columns
-        for column in columns:
-            if column.state == "skipped":
-                continue
-            column.state = "loading"
-            yield columns
-            try:
-                with self.lease(column.planned) as lm:
-                    column.state = "writing"
-                    last = 0.0
-                    for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, seed=seed,
-                                             temperature=DEFAULTS.temperature, top_k=DEFAULTS.top_k):
-                        sample = samples[0]
-                        column.text, column.tokens_per_s = sample.text, sample.tokens_per_second
-                        if time.monotonic() - last >= STREAM_INTERVAL_S or sample.finish_reason is not None:
-                            last = time.monotonic()
-                            yield columns
-                    column.memory_bytes = lm.memory_bytes()
-                    column.bits_per_token = bits_per_token(lm, self.human_text)
-                    column.state = "done"
-            except (ValueError, RuntimeError, OSError) as e:  # one size failing leaves the others running
-                column.state, column.note = "failed", str(e)
-            yield columns
+        try:
+            with self.lease(column.planned) as lm:
+                column.state = "writing"
+                last = 0.0
+                for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, seed=seed,
+                                         temperature=DEFAULTS.temperature, top_k=DEFAULTS.top_k):
+                    sample = samples[0]
+                    column.text, column.tokens_per_s = sample.text, sample.tokens_per_second
+                    if time.monotonic() - last >= STREAM_INTERVAL_S or sample.finish_reason is not None:
+                        last = time.monotonic()
+                        yield columns
+                column.memory_bytes = lm.memory_bytes()
+                column.bits_per_token = bits_per_token(lm, self.human_text)
+                column.state = "done"
+        except (ValueError, RuntimeError, OSError) as e:  # one size failing leaves the others running
+            column.state, column.note = "failed", str(e)
+        yield columns
 
 
 def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, int, int]:

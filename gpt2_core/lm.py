@@ -11,6 +11,7 @@ Text goes in and out here: prompts are capped, tokenized and trimmed to the cont
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -88,6 +89,9 @@ class PreparedPrompt:
     truncated: bool
 
 
+_SERIALS = itertools.count()
+
+
 class LanguageModel:
     def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
                  quantize: str | None = None, max_batch: int = 16):
@@ -101,6 +105,7 @@ class LanguageModel:
         self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch,
                              eos_token_id=self.config.eos_token_id)
         self._next_logits = LogitsCache(self._compute_next_logits)  # sliders redraw without running the model
+        self.serial = next(_SERIALS)  # tells loaded models apart for caches (an id() can be reused after a close)
 
     # ---- information -------------------------------------------------------------------------------------------
     def num_parameters(self) -> int:
@@ -336,6 +341,8 @@ class LanguageModel:
     def close(self) -> None:
         self.engine.close()
         self.engine.compiled_decode = None  # its frozen graphs hold the weights
+        self.engine.graphed_decode = None  # and CUDA graphs their cache
+        self._next_logits = None  # it refers back to this model: without the cycle, the weights go when unused
 
 
 @dataclass

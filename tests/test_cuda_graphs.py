@@ -46,6 +46,8 @@ def test_padded_steps_give_the_same_greedy_and_seeded_ids(plain_and_padded, num_
 def test_a_batch_that_grows_and_shrinks_across_sizes_stays_correct(plain_and_padded):
     """Eight callers with different lengths join and leave while others run: rows move and the padded size changes."""
     plain, padded = plain_and_padded
+    step = padded.engine.graphed_decode
+    before, step.sizes_used = step.replays, set()
     lengths = [4, 30, 9, 22, 14, 3, 27, 18]
     expected = [plain.generate(p, max_new_tokens=n, temperature=0)[0].token_ids for p, n in zip(PROMPTS, lengths)]
     got = [None] * len(PROMPTS)
@@ -59,3 +61,4 @@ def test_a_batch_that_grows_and_shrinks_across_sizes_stays_correct(plain_and_pad
     for thread in threads:
         thread.join(timeout=120)
     assert got == expected
+    assert step.replays > before and len(step.sizes_used) > 1, f"padded steps at several sizes: {step.sizes_used}"

@@ -45,6 +45,20 @@ def test_plan_runs_what_is_here_and_fits_and_says_why_not_for_the_rest(sizes):
     assert by_source["/no/such/dir"].skip == "not on this machine"
 
 
+def test_the_budget_is_the_hosts_or_a_third_of_the_memory_it_may_use(monkeypatch, tmp_path):
+    import demo.config as config
+
+    assert config.AppConfig(scale_memory_gb=2.5).scale_budget_bytes == 2_500_000_000
+    assert config.AppConfig.from_env_and_args(["--scale-memory", "1"]).scale_budget_bytes == 1_000_000_000
+    limit = tmp_path / "memory.max"
+    limit.write_text("3000000000\n")
+    real_path = config.Path
+    monkeypatch.setattr(config, "Path", lambda p: limit if p == "/sys/fs/cgroup/memory.max" else real_path(p))
+    assert config.AppConfig().scale_budget_bytes == 1_000_000_000, "a container's limit counts, not the host's"
+    limit.write_text("max\n")
+    assert config.AppConfig().scale_budget_bytes > 1_000_000_000, "no limit set: the machine's memory"
+
+
 def test_bits_per_token_is_the_mean_surprise_under_transformers(sizes):
     from transformers import GPT2LMHeadModel
 
@@ -61,20 +75,16 @@ def test_bits_per_token_is_the_mean_surprise_under_transformers(sizes):
 
 
 def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
-    open_models, most_at_once, loaded = set(), [0], []
+    import gc
+    import weakref
+
+    alive_at_load, loaded = [], []  # weak references: a model still in memory is alive, closed or not
 
     def load(directory):
+        gc.collect()
+        alive_at_load.append(sum(ref() is not None for ref in loaded))
         model = load_model(directory, device="cpu")
-        close = model.close
-        open_models.add(model)
-        most_at_once[0] = max(most_at_once[0], len(open_models))
-        loaded.append(model)
-
-        def tracked_close():
-            open_models.discard(model)
-            close()
-
-        model.close = tracked_close
+        loaded.append(weakref.ref(model.model))
         return model
 
     models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(lambda s: None, "bert"), [])
@@ -82,8 +92,12 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
     updates = list(runner.run("Once upon a time", 7, 12))
     columns = updates[-1]
     assert [c.state for c in columns] == ["done", "done", "skipped"]
-    assert most_at_once[0] == 1 and not open_models, "one size in memory at a time, and none left after"
-    assert len(updates) > 4, "the columns stream"
+    streamed = len(updates)
+    del updates
+    gc.collect()
+    assert alive_at_load == [0, 0], "each size's weights are gone before the next one loads"
+    assert all(ref() is None for ref in loaded), "and none is left after the run"
+    assert streamed > 4, "the columns stream"
     assert len(loaded) == 2, "the size over the budget is never loaded"
     for column in columns[:2]:
         assert column.tokens_per_s > 0 and column.memory_bytes > 0 and column.bits_per_token > 0

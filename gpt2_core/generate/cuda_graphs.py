@@ -12,6 +12,8 @@ fixed addresses, so (as vLLM does):
 Graphs are captured lazily in the engine's own thread (where they replay). A size that the cache cannot hold, or a
 capture that fails, runs eagerly (the failure is logged once). On a CPU the same padding runs without graphs (`capture`
 False), which is how the padding and the row mapping are tested without a GPU.
+Attending over the whole cache reads more of it per step than eager decoding does (for gpt2 at batch 16, about as many
+bytes as the weights), so whether graphs win has to be measured on a GPU before they are turned on by default.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class GraphedDecode:
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._failed = False
         self.replays = 0  # steps that ran padded (graphed on a GPU), for tests and logs
+        self.sizes_used: set[int] = set()
         n = max(sizes)
         self._idx = torch.zeros(n, 1, dtype=torch.long, device=device)  # static inputs
         self._pos = torch.zeros(n, dtype=torch.long, device=device)
@@ -70,6 +73,7 @@ class GraphedDecode:
             graph.replay()
             logits = self._logits[size]
         self.replays += 1
+        self.sizes_used.add(size)
         return logits[:B].clone()
 
     def _static_step(self, size: int, cache: KVCache) -> torch.Tensor:
@@ -84,7 +88,7 @@ class GraphedDecode:
                     self._static_step(size, cache)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads may use CUDA meanwhile
                 self._logits[size] = self._static_step(size, cache)
         except Exception as e:  # capture fails in platform-specific ways; eager always works
             log.warning("CUDA graph capture failed, decoding stays eager: %s", e)
