@@ -19,7 +19,7 @@ from demo.errors import markdown_text, user_facing_errors
 from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
 from gpt2_core import PRESETS
 from gpt2_core.checkpoint import BUNDLED
-from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes
+from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes, readable_bytes
 
 REFRESH_S = 15  # how often a page re-reads which model is serving
 
@@ -96,7 +96,7 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
     whose = (" (on this page only; **Back to the shared GPT-2** in Build your own)" if own is not None else "")
     return (f"**Model** `{lm.name}`{whose} \u00b7 **{lm.num_parameters() / 1e6:.1f}M** parameters \u00b7 "
             f"**device** {lm.device} \u00b7 **precision** {lm.precision} \u00b7 "
-            f"**memory** {megabytes(lm.memory_bytes())}")
+            f"**memory** {readable_bytes(lm.memory_bytes())}")
 
 
 def unavailable_markdown(models: AppModels) -> str:
@@ -114,7 +114,7 @@ def memory_table() -> str:
     names = [PRECISION_LABELS.get(p, p) for p in PRECISIONS]
     rows = ["| Model | Parameters | " + " | ".join(names) + " |", "|---" * (2 + len(PRECISIONS)) + "|"]
     for name, config in PRESETS.items():
-        sizes = " | ".join(megabytes(estimate_weight_bytes(config, p)) for p in PRECISIONS)
+        sizes = " | ".join(readable_bytes(estimate_weight_bytes(config, p)) for p in PRECISIONS)
         rows.append(f"| {name} | {config.num_parameters() / 1e6:.0f}M | {sizes} |")
     return ("Estimated weight memory per precision. A CPU runs fp32, or **int8 (fast on CPU)** with `--quantize int8`: "
             "int8 weights read a quarter of the bytes, so it decodes several times faster, with next-word choices "
@@ -125,6 +125,3 @@ def memory_table() -> str:
 def current_choice(models: AppModels) -> str | None:
     return models.gpt2.source if models.gpt2.source in models.choices else None
 
-
-def megabytes(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"

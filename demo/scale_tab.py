@@ -29,7 +29,8 @@ from demo.models import AppModels
 from gpt2_core import DEFAULTS, LanguageModel, load_model
 from gpt2_core.devices import resolve_device
 from gpt2_core.generate.settings import check_int, check_seed, check_text
-from gpt2_core.scale import Planned, bits_per_token, gigabytes, plan
+from gpt2_core.memory import readable_bytes
+from gpt2_core.scale import Planned, bits_per_token, plan
 
 NEW_TOKENS = (10, 100, 40)  # slider: low, high, default (100 fits the bundled mini model's context with a prompt)
 DEFAULT_SEED = 2019
@@ -83,8 +84,9 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
         with gr.Row():
             run = gr.Button("Run every size", variant="primary", elem_id="scale-run")
             stop = gr.Button("Stop", variant="stop", elem_id="scale-stop")
-        state = gr.Markdown(f"**Ready.** Sizes here: {sizes.summary()}", elem_id="scale-state")
-        cards = gr.HTML(render_cards(sizes.columns()), elem_id="scale-columns")
+        planned = sizes.columns()  # once at start-up: each looks in the Hugging Face cache
+        state = gr.Markdown(f"**Ready.** Sizes here: {summary(planned)}", elem_id="scale-state")
+        cards = gr.HTML(render_cards(planned), elem_id="scale-columns")
         with gr.Row(equal_height=False):
             table = gr.Dataframe(label="Figures", interactive=False, wrap=True, elem_id="scale-figures", scale=3)
             chart = gr.LinePlot(x="parameters (millions)", y="bits per token", label="Surprise at human text vs size",
@@ -121,11 +123,6 @@ class SizeRunner:
         """The plan as it stands now (a model fetched meanwhile shows up at the next run)."""
         return [Column(p, state="skipped" if p.skip else "waiting", note=p.skip or "")
                 for p in plan(self.sources, budget_bytes=self.budget_bytes, precision=self.precision)]
-
-    def summary(self) -> str:
-        columns = self.columns()
-        ready = [c.planned.source for c in columns if c.planned.skip is None]
-        return f"{len(ready)} of {len(columns)} ({', '.join(ready) or 'none'}); the others are listed below with why."
 
     @contextmanager
     def lease(self, planned: Planned) -> Iterator[LanguageModel]:
@@ -178,6 +175,12 @@ class SizeRunner:
         except (ValueError, RuntimeError, OSError) as e:  # one size failing leaves the others running
             column.state, column.note = "failed", str(e)
         yield columns
+
+
+def summary(columns: list[Column]) -> str:
+    ready = [c.planned.source for c in columns if c.planned.skip is None]
+    others = "; the others are listed below with why" if len(ready) < len(columns) else ""
+    return f"{len(ready)} of {len(columns)} ({', '.join(ready) or 'none'}){others}."
 
 
 def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, int, int]:
@@ -234,7 +237,7 @@ def render_cards(columns: list[Column]) -> str:
             continue
         figures = []
         if c.memory_bytes is not None:
-            figures.append(f"memory {gigabytes(c.memory_bytes)}")
+            figures.append(f"memory {readable_bytes(c.memory_bytes)}")
         if c.tokens_per_s:
             figures.append(f"{c.tokens_per_s:.1f} tokens/s")
         if c.bits_per_token is not None:
@@ -259,7 +262,7 @@ def code_spans(text: str) -> str:
 def figures_table(columns: list[Column]) -> pd.DataFrame:
     rows = [{"model": c.planned.source,
              "parameters (M)": round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
-             "memory": gigabytes(c.memory_bytes) if c.memory_bytes else "",
+             "memory": readable_bytes(c.memory_bytes) if c.memory_bytes else "",
              "tokens/s": round(c.tokens_per_s, 1) if c.tokens_per_s else None,
              "bits per token": round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
              "state": c.state} for c in columns if c.state != "skipped"]

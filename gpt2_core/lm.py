@@ -292,9 +292,9 @@ class LanguageModel:
         reads only to the left). At most MAX_ATTENTION_TOKENS tokens (explain/attention.py)."""
         text = check_text("text", text)
         ids = self.tokenizer.encode(text) if text else []
-        if not 1 <= len(ids) <= min(MAX_ATTENTION_TOKENS, self.config.block_size):
-            raise ValueError(f"`text` has to be 1 to {min(MAX_ATTENTION_TOKENS, self.config.block_size)} tokens long "
-                             f"to show its attention, but has {len(ids)}")
+        limit = min(MAX_ATTENTION_TOKENS, self.config.block_size)
+        if not 1 <= len(ids) <= limit:
+            raise ValueError(f"`text` has to be 1 to {limit} tokens long to show its attention, but has {len(ids)}")
         return Attention(self.token_pieces(ids), attention_weights(self.model, ids))
 
     @torch.inference_mode()

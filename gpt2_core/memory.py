@@ -45,3 +45,8 @@ def _int8_scales(config: GPTConfig) -> int:
     """LLM.int8 keeps one fp32 scale per output row of each quantized matrix."""
     d = config.n_embd
     return 4 * config.n_layer * (3 * d + d + 4 * d + d)
+
+
+def readable_bytes(n: int) -> str:
+    """A size as the page and the messages show it: GB from 1 GB on, MB below."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"

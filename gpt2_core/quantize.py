@@ -4,10 +4,9 @@
 weight as int8 with one scale per output channel, and PyTorch's `_weight_int8pack_mm` kernel multiplies the
 activations, rounded to bf16 (its fast path), by it directly. A CPU decoding a token at a time is bound by the bytes
 of weights it reads, and int8 reads a quarter of fp32's; the activations are not quantized to 8 bits, so the outputs
-stay close to fp32's. The token embedding reads
-the LM head's int8 table (GPT-2 ties them), so the whole model is about a quarter of its fp32 size. Measured against the
-alternatives, PyTorch's
-dynamic quantization (which also quantizes activations) and torchao's eager int8, in benchmarks/bench_decode.py.
+stay close to fp32's. The token embedding reads the LM head's int8 table (GPT-2 ties them), so the whole model is
+about a quarter of its fp32 size; positions, LayerNorms and biases stay fp32. The alternatives, PyTorch's dynamic
+quantization (which also quantizes activations) and torchao's eager int8, are measured in benchmarks/bench_decode.py.
 "int8" on a GPU is LLM.int8 (Dettmers et al. 2022, outlier features kept in 16 bit) and "nf4" is 4-bit NormalFloat
 (QLoRA, 2023), both with bitsandbytes (nf4 on a CPU too, to save memory, not time); embeddings, LayerNorms and the LM
 head stay in the model's dtype there. bitsandbytes is imported only here, only when asked.
@@ -49,7 +48,7 @@ def quantize_blocks(model: nn.Module, quantize: Quantize, *, device: torch.devic
     else every nn.Linear inside model.h (the transformer blocks) by its bitsandbytes counterpart, on `device`."""
     validate_quantize(quantize)
     if quantize == "int8" and device.type == "cpu":
-        quantize_cpu_int8(model, dtype)
+        quantize_cpu_int8(model)
         return
     bnb = _import_bitsandbytes()
     for block in model.h:
@@ -75,21 +74,21 @@ def quantize_blocks(model: nn.Module, quantize: Quantize, *, device: torch.devic
 
 
 class Int8Linear(nn.Module):
-    """A linear layer with int8 weights, one scale per output channel (symmetric), and activations in `dtype`."""
+    """A linear layer with int8 weights, one scale per output channel (symmetric), and fp32 activations."""
 
-    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float32):
+    def __init__(self, linear: nn.Linear):
         super().__init__()
         w = linear.weight.detach().float()
         scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,): the largest weight of each row maps to 127
         self.register_buffer("weight", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
         self.register_buffer("scales", scales.to(torch.bfloat16))
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(dtype))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The kernel's fast path takes bf16 activations (fp32 ones run many times slower, measured); it sums in fp32.
         y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features).to(torch.bfloat16), self.weight, self.scales)
-        y = y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+        y = y.view(*x.shape[:-1], self.out_features).float()
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
@@ -99,10 +98,9 @@ class Int8Linear(nn.Module):
 class Int8Embedding(nn.Module):
     """The token embedding read from the tied LM head's int8 rows (GPT-2 ties them), so one int8 table serves both."""
 
-    def __init__(self, head: Int8Linear, dtype: torch.dtype):
+    def __init__(self, head: Int8Linear):
         super().__init__()
         self._head = [head]  # a reference, not a submodule: the head's tensors are counted and moved once
-        self.dtype = dtype
 
     @property
     def weight(self) -> torch.Tensor:
@@ -110,21 +108,17 @@ class Int8Embedding(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         head = self._head[0]
-        return (head.weight[idx].float() * head.scales[idx].float().unsqueeze(-1)).to(self.dtype)
+        return head.weight[idx].float() * head.scales[idx].float().unsqueeze(-1)
 
 
-def quantize_cpu_int8(model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
-    """Int8Linear for every linear layer of the blocks and for the tied LM head and embedding, in place; the rest of
-    the model (positions, LayerNorms, biases) and the activations in `dtype` (fp32, or bf16 for more speed)."""
-    for block in model.h:  # quantized from the weights as loaded (fp32), before the rest moves to `dtype`
+def quantize_cpu_int8(model: nn.Module) -> None:
+    """Int8Linear for every linear layer of the blocks and for the tied LM head and embedding, in place (the model is
+    loaded in fp32 for this, and the rest of it stays fp32)."""
+    for block in model.h:
         for parent in list(block.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is nn.Linear:
-                    setattr(parent, name, Int8Linear(child, dtype))
-    model.lm_head = Int8Linear(model.lm_head, dtype)
-    model.wte = Int8Embedding(model.lm_head, dtype)
-    model.to(dtype)  # floating-point tensors only: the int8 weights stay int8, their scales bf16
-    for module in model.modules():
-        if isinstance(module, Int8Linear):
-            module.scales = module.scales.to(torch.bfloat16)
+                    setattr(parent, name, Int8Linear(child))
+    model.lm_head = Int8Linear(model.lm_head)
+    model.wte = Int8Embedding(model.lm_head)
     log.info("quantized the linear layers and the embedding to int8 weights for the CPU")

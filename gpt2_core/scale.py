@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpt2_core.checkpoint import BUNDLED, TOKENIZER_FILES, WEIGHT_PATTERNS, read_config
 from gpt2_core.config import PRESETS, GPTConfig
-from gpt2_core.memory import estimate_weight_bytes
+from gpt2_core.memory import estimate_weight_bytes, readable_bytes
 
 SCALE_SOURCES = ("mini-gpt2", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
@@ -63,9 +63,9 @@ def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: 
             fetch = f"`python -m gpt2_core download {source}`" if hub_id else None
             skip = f"not on this machine: {fetch} fetches it" if fetch else "not on this machine"
             if size is not None:
-                skip += f" ({gigabytes(size)} in {precision})"
+                skip += f" ({readable_bytes(size)} in {precision})"
         elif size > budget_bytes:
-            skip = (f"needs {gigabytes(size)} in {precision}, over this host's budget of {gigabytes(budget_bytes)} "
+            skip = (f"needs {readable_bytes(size)} in {precision}, over this host's budget of {readable_bytes(budget_bytes)} "
                     f"for this tab (--scale-memory {math.ceil(size * 1.2 / 1e8) / 10:g} would take it)")
         else:
             skip = None
@@ -80,6 +80,3 @@ def bits_per_token(lm, text: str) -> float:
         raise ValueError("`text` has to have at least one token to measure surprise")
     return sum(-math.log2(max(s.prob, 1e-30)) for s in scores) / len(scores)
 
-
-def gigabytes(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"

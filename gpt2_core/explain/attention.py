@@ -64,4 +64,3 @@ def strongest_links(weights: torch.Tensor, query: int, k: int = 3) -> list[tuple
     row = weights[query]
     top = torch.topk(row, min(k, int((row > 0).sum()) or 1))
     return [(int(i), float(w)) for w, i in zip(top.values, top.indices, strict=True)]
-
