@@ -8,6 +8,7 @@ The hidden `/attention(text, layer, head)` API endpoint returns both models' tok
 
 from __future__ import annotations
 
+import html
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ def make_draw(models: AppModels, cache: MapCache, *, new_sentence: bool = False)
             bert = bert_maps(models, cache, text)
         except (*LOAD_ERRORS, OSError) as e:
             b_column = [gr.skip(), gr.skip(), gr.skip(),
-                        f"<p class='unavailable'>BERT is not available: {markdown_text(str(e))}</p>", None]
+                        f"<p class='unavailable'>BERT is not available: {html.escape(str(e), quote=False)}</p>", None]
             b_link = ""
         else:
             b_follow = matching_token(bert.spans, word_start(text, gpt2.spans[follow]))

@@ -182,3 +182,19 @@ def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  #
         assert page.locator("#scale-chart").is_visible()
     finally:
         page.context.close()
+
+
+def test_inside_says_why_bert_is_missing_and_still_draws_gpt2(lm):
+    from demo.inside_tab import MapCache, make_draw
+    from gpt2_core import ModelUnavailableError
+
+    def no_bert(source):
+        raise ModelUnavailableError("model 'bert-base-uncased' is not in the cache (~/.cache) <offline>")
+
+    models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(no_bert, "bert-base-uncased"), [])
+    shown = make_draw(models, MapCache(), new_sentence=True)("The cat sat because it was tired.", 1, 1, 1, 1, None,
+                                                             None)
+    gpt2_map, bert_map = shown[5], shown[10]
+    assert "<svg" in gpt2_map and "it" in shown[1]
+    assert bert_map == ("<p class='unavailable'>BERT is not available: model 'bert-base-uncased' is not in the cache "
+                        "(~/.cache) &lt;offline&gt;</p>"), "the HTML shows the message as written, escaped once"
