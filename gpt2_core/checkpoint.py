@@ -60,13 +60,23 @@ def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
     return download(str(source))
 
 
-def download(repo_id: str) -> Path:
-    """Fetch config, safetensors weights and tokenizer files of `repo_id` into the HF cache (honours HF_HUB_OFFLINE)."""
+def resolve_tokenizer_dir(source: str | os.PathLike) -> Path:
+    """Like resolve_checkpoint_dir, but a Hub id fetches only its config and tokenizer files (no weights): what a
+    client of a remote model server needs to count and show tokens."""
+    if str(source) in BUNDLED or Path(source).expanduser().is_dir() or str(source).startswith((".", "/", "~")):
+        return resolve_checkpoint_dir(source)
+    return download(str(source), weights=False)
+
+
+def download(repo_id: str, *, weights: bool = True) -> Path:
+    """Fetch config, safetensors weights (unless weights=False) and tokenizer files of `repo_id` into the HF cache
+    (honours HF_HUB_OFFLINE)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    patterns = (WEIGHT_PATTERNS if weights else ["config.json"]) + TOKENIZER_FILES
     try:
-        local = snapshot_download(repo_id, allow_patterns=WEIGHT_PATTERNS + TOKENIZER_FILES)
+        local = snapshot_download(repo_id, allow_patterns=patterns)
     except LocalEntryNotFoundError as e:
         raise ModelUnavailableError(
             f"model {repo_id!r} is not in the Hugging Face cache here ({_cache_dir()}) and the Hugging Face Hub "

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from gpt2_core.backend import ModelDescription
 from gpt2_core.checkpoint import first_line, load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
@@ -92,38 +93,32 @@ class PreparedPrompt:
 _SERIALS = itertools.count()
 
 
-class LanguageModel:
-    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
-                 quantize: str | None = None, max_batch: int = 16):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.config: GPTConfig = model.config
-        self.name = name
-        self.device = device
-        self.dtype = dtype
-        self.quantize = quantize
-        self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch,
-                             eos_token_id=self.config.eos_token_id)
-        self._next_logits = LogitsCache(self._compute_next_logits)  # sliders redraw without running the model
-        self.serial = next(_SERIALS)  # tells loaded models apart for caches (an id() can be reused after a close)
+class TextModel:
+    """What every GPT-2 backend shares: text in and out (prompts, tokens, streamed samples with their probabilities).
 
-    # ---- information -------------------------------------------------------------------------------------------
-    def num_parameters(self) -> int:
-        return self.config.num_parameters()
+    A subclass runs the model: `_submit` starts a generation whose `events` queue yields lists of TokenEvent, as the
+    engine's Request does, so both backends stream, stop and report probabilities through the same code. The local
+    one is LanguageModel below; the remote one (an OpenAI-compatible server such as vLLM) is gpt2_core/remote.
+    """
 
-    def memory_bytes(self) -> int:
-        """Bytes of parameters and buffers as stored (quantized layers count their packed bytes)."""
-        tensors = list(self.model.parameters()) + list(self.model.buffers())
-        total = sum(t.numel() * t.element_size() for t in tensors)
-        for module in self.model.modules():  # 4-bit layers keep their scales beside the weight
-            state = getattr(getattr(module, "weight", None), "quant_state", None)
-            if state is not None and getattr(state, "absmax", None) is not None:
-                total += state.absmax.numel() * state.absmax.element_size()
-        return total
+    tokenizer: object
+    name: str
+    context_length: int  # tokens the model sees at once, prompt and new tokens together
+    eos_token_id: int  # <|endoftext|>: ends a text, and starts one (an empty prompt)
 
-    @property
-    def precision(self) -> str:
-        return self.quantize or str(self.dtype).removeprefix("torch.")
+    def describe(self) -> ModelDescription:
+        raise NotImplementedError
+
+    def _submit(self, request: Request, stop: tuple[str, ...]):
+        """Start `request`; return an object with `events` (a queue), `cancel()` and `stop_sample(i)`."""
+        raise NotImplementedError
+
+    def _failure(self, error: Exception, request) -> Exception:
+        """The exception a caller of `stream` gets for an error the backend reported for `request`."""
+        return RuntimeError(str(error))  # one object for every request it ended: a fresh one per caller
+
+    def close(self) -> None:
+        pass
 
     # ---- prompts -----------------------------------------------------------------------------------------------
     def prepare_prompt(self, prompt: str, *, room: int) -> PreparedPrompt:
@@ -135,14 +130,14 @@ class LanguageModel:
         prompt = check_prompt(prompt)
         # room is the caller's max_new_tokens (0 to score the prompt alone); callers such as the page's context
         # meter pass the slider as it is, and a local checkpoint's context may be short
-        room = check_int("max_new_tokens", room, 0, self.config.block_size - 1)
+        room = check_int("max_new_tokens", room, 0, self.context_length - 1)
         truncated = len(prompt) > MAX_PROMPT_CHARS
         if truncated:
             prompt = prompt[-MAX_PROMPT_CHARS:]
         ids = self.tokenizer.encode(prompt) if prompt else []
         if not ids:
-            ids = [self.config.eos_token_id]
-        keep = self.config.block_size - room
+            ids = [self.eos_token_id]
+        keep = self.context_length - room
         if len(ids) > keep:
             ids, truncated = ids[-keep:], True
         return PreparedPrompt(ids, truncated)
@@ -166,14 +161,14 @@ class LanguageModel:
         """
         alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
         s = GenerationSettings(**settings)
-        check_int("max_new_tokens", s.max_new_tokens, 1, self.config.block_size - 1)  # a checkpoint's own context
+        check_int("max_new_tokens", s.max_new_tokens, 1, self.context_length - 1)  # a checkpoint's own context
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
         base_seed = s.seed if s.seed is not None else secrets.randbelow(RANDOM_SEEDS)
         seeds = [(base_seed + i) % (2**63) for i in range(s.num_samples)]
         params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
         start = time.perf_counter()
-        request = self.engine.submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
-                                             deadline=time.monotonic() + deadline_s, alternatives=alternatives))
+        request = self._submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
+                                       deadline=time.monotonic() + deadline_s, alternatives=alternatives), s.stop)
         steps = [_Steps(PieceDecoder(self._token_bytes)) for _ in seeds]
         samples = [Sample("", [], [], seed, None, len(prepared.ids), prepared.truncated, None, None,
                           alternatives=[] if alternatives else None) for seed in seeds]
@@ -181,19 +176,14 @@ class LanguageModel:
         try:
             while any(x.finish_reason is None for x in samples):
                 events = request.events.get()
-                if isinstance(events, torch.OutOfMemoryError):
-                    raise DeviceOutOfMemoryError(
-                        f"the {self.device.type} ran out of memory for this request ({s.num_samples} sample(s), "
-                        f"{len(prepared.ids)} prompt tokens + {s.max_new_tokens} new); try fewer samples or tokens, "
-                        "or try again in a moment") from events
-                if isinstance(events, Exception):  # one object for every request it ended: a fresh one per caller
-                    raise RuntimeError(str(events)) from events
+                if isinstance(events, Exception):
+                    raise self._failure(events, request) from events
                 now = time.perf_counter()
                 for ev in events:
                     sample = samples[ev.sample]
                     if sample.finish_reason is not None:
                         continue  # already ended here (a stop string); the engine's late word is moot
-                    if ev.token is not None and ev.token != self.config.eos_token_id:
+                    if ev.token is not None and ev.token != self.eos_token_id:
                         steps[ev.sample].add(ev, self.token_text if alternatives else None)
                     if ev.token is not None and first_at[ev.sample] is None:
                         first_at[ev.sample] = now
@@ -231,7 +221,7 @@ class LanguageModel:
             last = update
         return last
 
-    # ---- probabilities (explain/) -------------------------------------------------------------------------------
+    # ---- tokens ----------------------------------------------------------------------------------------------
     @cached_property
     def _token_bytes(self) -> list[bytes]:
         return token_byte_table(self.tokenizer)
@@ -243,6 +233,61 @@ class LanguageModel:
             return "[bytes " + self._token_bytes[token_id].hex(" ") + "]"
         return text
 
+
+class LanguageModel(TextModel):
+    """A GPT-2 running here, in this process: gpt2_core's own model and decoding engine."""
+
+    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
+                 quantize: str | None = None, max_batch: int = 16):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config: GPTConfig = model.config
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.quantize = quantize
+        self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch,
+                             eos_token_id=self.config.eos_token_id)
+        self._next_logits = LogitsCache(self._compute_next_logits)  # sliders redraw without running the model
+        self.serial = next(_SERIALS)  # tells loaded models apart for caches (an id() can be reused after a close)
+        self.context_length = self.config.block_size
+        self.eos_token_id = self.config.eos_token_id
+
+    # ---- information -------------------------------------------------------------------------------------------
+    def num_parameters(self) -> int:
+        return self.config.num_parameters()
+
+    def memory_bytes(self) -> int:
+        """Bytes of parameters and buffers as stored (quantized layers count their packed bytes)."""
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        for module in self.model.modules():  # 4-bit layers keep their scales beside the weight
+            state = getattr(getattr(module, "weight", None), "quant_state", None)
+            if state is not None and getattr(state, "absmax", None) is not None:
+                total += state.absmax.numel() * state.absmax.element_size()
+        return total
+
+    @property
+    def precision(self) -> str:
+        return self.quantize or str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(self.name, where=str(self.device), precision=self.precision,
+                                parameters=self.num_parameters(), memory_bytes=self.memory_bytes(),
+                                context=self.config.block_size, max_alternatives=MAX_ALTERNATIVES)
+
+    def _submit(self, request: Request, stop: tuple[str, ...]) -> Request:
+        return self.engine.submit(request)
+
+    def _failure(self, error: Exception, request: Request) -> Exception:
+        if isinstance(error, torch.OutOfMemoryError):
+            return DeviceOutOfMemoryError(
+                f"the {self.device.type} ran out of memory for this request ({len(request.seeds)} sample(s), "
+                f"{len(request.prompt_ids)} prompt tokens + {request.max_new_tokens} new); try fewer samples or "
+                "tokens, or try again in a moment")
+        return super()._failure(error, request)
+
+    # ---- probabilities (explain/) -------------------------------------------------------------------------------
     @torch.inference_mode()
     def _compute_next_logits(self, ids: list[int]) -> torch.Tensor:
         return self.model(torch.tensor([ids], device=self.device))[0, -1].float().cpu()  # (vocab,)

@@ -1,0 +1,83 @@
+"""Reading an OpenAI-compatible server's logprobs: token ids, and what the sampling settings make of the top tokens.
+
+vLLM, asked for `logprobs: N` with `return_tokens_as_token_ids`, reports each token as "token_id:123" with the N
+likeliest tokens at its place (raw log-probabilities, before any setting), plus the chosen token where it is not
+among them. The rest of the vocabulary is not reported, so some figures can be worked out exactly and some cannot:
+
+- a token's rank is known when it is among the N (its place in them); otherwise it is only known to be beyond N;
+- the probability that sampling with the settings draws a token (the "after your settings" column) is known when the
+  settings keep only tokens among the N: greedy, top-k <= N, or top-p whose nucleus ends within the N at temperature 1.
+  Otherwise it needs the whole vocabulary and is reported as None ("not known"), never guessed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gpt2_core.generate.sampling import SamplingParams, candidate_distribution
+
+TOKEN_ID_PREFIX = "token_id:"
+
+
+def token_id(token: str, encode) -> int:
+    """The id behind a reported token: "token_id:123" (vLLM's return_tokens_as_token_ids), else the text's one token."""
+    if token.startswith(TOKEN_ID_PREFIX):
+        return int(token[len(TOKEN_ID_PREFIX):])
+    ids = encode(token)
+    if len(ids) != 1:
+        raise ValueError(f"the server reported the token {token!r}, which is not one token of this tokenizer: "
+                         "use a server that returns token ids (vLLM: return_tokens_as_token_ids)")
+    return ids[0]
+
+
+def top_tokens(top_logprobs: dict[str, float], encode) -> list[tuple[int, float]]:
+    """A step's reported tokens as (id, log-probability), likeliest first."""
+    pairs = [(token_id(t, encode), lp) for t, lp in top_logprobs.items()]
+    return sorted(pairs, key=lambda pair: -pair[1])
+
+
+def rank_in(top: list[tuple[int, float]], token: int, reported: int) -> int | None:
+    """`token`'s rank (1 = likeliest) when it is among the `reported` likeliest, else None (beyond them)."""
+    for rank, (i, _) in enumerate(top[:reported], 1):
+        if i == token:
+            return rank
+    return None
+
+
+def sampling_probs(top: list[tuple[int, float]], params: SamplingParams, *, reported: int) -> list[float | None]:
+    """For each of `top` (likeliest first): the probability that sampling with `params` draws it, where the reported
+    tokens decide it (module docstring); else None for every token."""
+    top = top[:reported]
+    if not top:
+        return []
+    if params.repetition_penalty != 1.0:
+        return [None] * len(top)  # the penalty depends on each logit's sign, which log-probabilities do not keep
+    if params.temperature == 0:
+        return [1.0 if j == 0 else 0.0 for j in range(len(top))]
+    logprobs = torch.tensor([lp for _, lp in top], dtype=torch.float64)
+    if 0 < params.top_k <= len(top):
+        # The true top-k are all reported; a logit and its log-probability differ by one constant, which the
+        # temperature, top-p and softmax of candidate_distribution do not see.
+        probs, ids = candidate_distribution(logprobs, params)
+        out = [0.0] * len(top)
+        for p, j in zip(probs.tolist(), range(len(top)) if ids is None else ids.tolist(), strict=True):
+            out[j] = p
+        return out
+    if params.temperature == 1.0 and params.top_k == 0:
+        probs = logprobs.exp().tolist()
+        if params.top_p >= 1.0:
+            return probs
+        kept, mass = 0, 0.0
+        while kept < len(probs) and mass < params.top_p:  # as apply_top_p: a token stays while the mass before it < p
+            mass += probs[kept]
+            kept += 1
+        if mass < params.top_p:
+            return [None] * len(top)  # the nucleus goes on past the reported tokens
+        return [p / mass if j < kept else 0.0 for j, p in enumerate(probs)]
+    return [None] * len(top)
+
+
+def probability(logprob: float | None) -> float:
+    return 0.0 if logprob is None else math.exp(logprob)

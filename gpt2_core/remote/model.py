@@ -1,0 +1,365 @@
+"""`RemoteModel`: GPT-2 on an OpenAI-compatible completions server (vLLM), behind the same calls as LanguageModel.
+
+    lm = RemoteModel("http://localhost:8000")          # the server's only model; or RemoteModel(url, "gpt2")
+    for update in lm.stream("Hello", max_new_tokens=20, seed=1):
+        print(update[0].text)
+
+Text stays on this side: prompts are tokenized here with the model's own tokenizer (fetched by NAME: a Hub id or a
+local directory, config and tokenizer files only) and sent as token ids, so prompts are cut to the context as locally
+and every token's text is this side's. The server runs the model:
+- generation streams one request per sample, sample i seeded with seed + i as locally, each token with its
+  log-probability and the server's N likeliest tokens (logprobs, N = 20 for vLLM by default). Stop strings are
+  cut here, and Stop, a stop string or a deadline closes the sample's stream, which ends the request on the server.
+  A token's rank is known when it is among the N; the others get their exact rank from one scoring request once
+  the text is complete (prompt_logprobs, which reports ranks);
+- the next-token distribution is a one-token request's N likeliest tokens (cached per prompt, so sliders redraw
+  without asking again); scoring a text is one request with prompt_logprobs (vLLM), so at most one context long.
+Attention maps, training and the Scale tab need the model's insides or its weights here, so they are unavailable
+(ModelDescription.unavailable says why), never imitated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from gpt2_core.backend import ATTENTION, SCALE, TRAINING, FeatureUnavailableError, ModelDescription
+from gpt2_core.checkpoint import ModelUnavailableError, load_tokenizer, read_config, resolve_tokenizer_dir
+from gpt2_core.explain.distribution import Candidate, LogitsCache
+from gpt2_core.explain.scoring import ScoredIds, TokenScore, token_scores
+from gpt2_core.generate.engine import Request, TokenEvent
+from gpt2_core.generate.sampling import SamplingParams
+from gpt2_core.generate.settings import DEFAULTS, GenerationSettings, check_int, check_text
+from gpt2_core.lm import _SERIALS, Sample, TextModel
+from gpt2_core.remote.client import BackendRequestError, BackendUnavailableError, CompletionsClient
+from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, top_tokens
+
+log = logging.getLogger(__name__)
+
+SERVER_MAX_LOGPROBS = 20  # vLLM's default --max-logprobs: the likeliest tokens it reports per place
+DEFAULT_CONTEXT = 1024  # when neither the server (vLLM's max_model_len) nor config.json says
+FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled"}  # no stop strings are sent: "stop" = EOS
+REMOTE_UNAVAILABLE = {
+    ATTENTION: "attention maps need the model's insides, and a model server reports only tokens and their "
+               "probabilities. Start the app without --backend to see them.",
+    TRAINING: "training runs the model on this machine, and in remote mode this app runs no model of its own. "
+              "Start the app without --backend to train one.",
+    SCALE: "the Scale tab runs every GPT-2 size on this machine, and in remote mode this app runs no model of its "
+           "own. Start the app without --backend to compare sizes.",
+}
+
+
+class RemoteModel(TextModel):
+    def __init__(self, url: str, model: str | None = None, *, tokenizer: str | Path | None = None,
+                 api_key: str | None = None, max_alternatives: int = SERVER_MAX_LOGPROBS,
+                 client: CompletionsClient | None = None):
+        self.url = url
+        self._client = client or CompletionsClient(url, api_key=api_key)
+        self._model = model  # None: the server's only model, once asked
+        self._tokenizer_source = tokenizer
+        self.max_alternatives = max_alternatives
+        self.name = model or "(the server's model)"
+        self.serial = next(_SERIALS)
+        self.problem: str | None = None  # the last failure to reach the server; None once a call succeeds
+        self._lock = threading.Lock()
+        self._connected = False
+        self._tokenizer = None
+        self._context: int | None = None
+        self._eos: int | None = None
+        self._parameters: int | None = None
+        self._top = LogitsCache(self._compute_top)  # prompt ids -> the reported likeliest next tokens
+
+    # ---- connecting ---------------------------------------------------------------------------------------------
+    def connect(self) -> RemoteModel:
+        """Ask the server which model it serves and load that model's tokenizer (once; again after a failure)."""
+        with self._lock:
+            if self._connected:
+                return self
+            with self._tracked():
+                served = self._client.models()
+            ids = [m.get("id") for m in served]
+            if self._model is None and len(ids) != 1:
+                raise BackendRequestError(f"the model server at {self.url} serves {len(ids)} models "
+                                          f"({', '.join(map(str, ids)) or 'none'}): choose one with --model")
+            name = self._model or ids[0]
+            if name not in ids:
+                raise BackendRequestError(f"the model server at {self.url} does not serve {name!r}; it serves "
+                                          f"{', '.join(map(str, ids))}")
+            entry = served[ids.index(name)]
+            try:
+                directory = resolve_tokenizer_dir(self._tokenizer_source or name)
+            except ModelUnavailableError as e:
+                raise ModelUnavailableError(
+                    f"the tokenizer of {name!r} is needed here to count and show tokens: {e} (start the server "
+                    "with --served-model-name set to a Hub id such as gpt2, or pass --model with one)") from e
+            self._tokenizer = load_tokenizer(directory)
+            config = read_config(directory) if (directory / "config.json").is_file() else None
+            self._context = int(entry.get("max_model_len") or (config.block_size if config else DEFAULT_CONTEXT))
+            self._eos = config.eos_token_id if config else self._tokenizer.eos_token_id
+            self._parameters = config.num_parameters() if config else None
+            self.name, self._connected = name, True
+            log.info("remote model %s at %s: context %d", name, self.url, self._context)
+            return self
+
+    def _tracked(self):
+        return _Tracked(self)
+
+    @property
+    def tokenizer(self):
+        return self.connect()._tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.connect()._context
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.connect()._eos
+
+    def describe(self) -> ModelDescription:
+        """What is known without asking the server (the panel redraws often; a down server must not slow it)."""
+        return ModelDescription(self.name, where=self._client.base_url, precision=None, parameters=self._parameters,
+                                memory_bytes=None, context=self._context, max_alternatives=self.max_alternatives,
+                                remote=True, unavailable=dict(REMOTE_UNAVAILABLE), problem=self.problem)
+
+    # ---- generation ---------------------------------------------------------------------------------------------
+    def _body(self, ids: list[int], params: SamplingParams, *, max_tokens: int, **extra) -> dict:
+        body = dict(model=self.name, prompt=ids, max_tokens=max_tokens, temperature=params.temperature,
+                    top_p=params.top_p, **extra)
+        if params.top_k:
+            body["top_k"] = params.top_k  # vLLM's extensions of the OpenAI API, sent only when on
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty
+        return body
+
+    def _submit(self, request: Request, stop: tuple[str, ...]) -> RemoteRequest:
+        return RemoteRequest(self, request)
+
+    def _failure(self, error: Exception, request) -> Exception:
+        return type(error)(str(error)) if isinstance(error, (BackendUnavailableError, ValueError)) else \
+            super()._failure(error, request)
+
+    def stream(self, prompt: str = "", **settings) -> Iterator[list[Sample]]:
+        """As LanguageModel.stream; once every sample has ended, ranks beyond the server's N are filled in."""
+        last: list[Sample] = []
+        for samples in super().stream(prompt, **settings):
+            last = samples
+            if all(s.finish_reason is not None for s in samples) and any(None in s.token_ranks for s in samples):
+                break
+            yield samples
+        else:
+            return
+        room = settings.get("max_new_tokens", DEFAULTS.max_new_tokens)
+        prompt_ids = self.prepare_prompt(prompt, room=room).ids
+        yield [self._with_ranks(prompt_ids, s) for s in last]
+
+    def _with_ranks(self, prompt_ids: list[int], sample: Sample) -> Sample:
+        ids = prompt_ids + sample.token_ids
+        if None not in sample.token_ranks or len(ids) + 1 > self.context_length:
+            return sample
+        try:
+            entries = self._prompt_logprobs(ids, top=0)[len(prompt_ids) - 1:]
+        except (BackendUnavailableError, BackendRequestError) as e:
+            log.info("ranks beyond the top %d stay unknown: %s", self.max_alternatives, e)
+            return sample
+        ranks = [rank if rank is not None else int(entry[token]["rank"])
+                 for rank, token, entry in zip(sample.token_ranks, sample.token_ids, entries, strict=True)]
+        return replace(sample, token_ranks=ranks)
+
+    # ---- probabilities ------------------------------------------------------------------------------------------
+    def _compute_top(self, ids: list[int]) -> list[tuple[int, float]]:
+        body = self._body(ids, SamplingParams(temperature=0.0), max_tokens=1, logprobs=self.max_alternatives,
+                          return_tokens_as_token_ids=True)
+        with self._tracked():
+            response = self._client.complete(body)
+        (top,) = response["choices"][0]["logprobs"]["top_logprobs"]
+        return top_tokens(top, self.tokenizer.encode)
+
+    def next_token_distribution(self, prompt: str, *, temperature: float = DEFAULTS.temperature,
+                                top_k: int = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
+                                repetition_penalty: float = DEFAULTS.repetition_penalty,
+                                k: int = 20) -> list[Candidate]:
+        """As LanguageModel's, from the server's N likeliest next tokens: `sampling_prob` is None where the
+        settings reach beyond them (remote/logprobs.py)."""
+        s = GenerationSettings(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+        k = check_int("k", k, 1, self.max_alternatives)
+        top = self._top.get(self.prepare_prompt(prompt, room=1).ids)
+        params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
+        after = sampling_probs(top, params, reported=self.max_alternatives)
+        return [Candidate(self.token_text(i), i, math.exp(lp), q) for (i, lp), q in zip(top[:k], after[:k])]
+
+    def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]:
+        """The k (at most the server's N) most likely next tokens after `prompt`: (text, id, probability)."""
+        k = check_int("k", k, 1, self.connect()._tokenizer.vocab_size)
+        top = self._top.get(self.prepare_prompt(prompt, room=1).ids)
+        return [(self.decode([i]), i, math.exp(lp)) for i, lp in top[:k]]
+
+    def _prompt_logprobs(self, ids: list[int], *, top: int) -> list[dict[int, dict]]:
+        """For each of ids[1:]: {token id: {"logprob", "rank"}} for the token and the `top` likeliest there."""
+        body = self._body(ids, SamplingParams(temperature=0.0), max_tokens=1, prompt_logprobs=top)
+        with self._tracked():
+            response = self._client.complete(body)
+        entries = response["choices"][0].get("prompt_logprobs")
+        if entries is None:
+            raise BackendRequestError(f"the model server at {self.url} does not score text (prompt_logprobs): "
+                                      "a vLLM server does")
+        return [{int(t): v for t, v in entry.items()} for entry in entries[1:]]
+
+    def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]:
+        """As LanguageModel's, in one request: at most one context of text (the server scores no windows)."""
+        text = check_text("text", text)
+        top = check_int("top", top, 0, self.max_alternatives)
+        ids = self.tokenizer.encode(text) if text else []
+        limit = self.context_length - 2  # <|endoftext|> before, one new token after
+        if len(ids) > limit:
+            raise ValueError(f"`text` has to be at most {limit} tokens long for the model on the server (one "
+                             f"context), but has {len(ids)}")
+        if not ids:
+            return []
+        entries = self._prompt_logprobs([self.eos_token_id, *ids], top=top)
+        probs, ranks, top_ids, top_probs = [], [], [], []
+        for token, entry in zip(ids, entries, strict=True):
+            probs.append(probability(entry[token]["logprob"]))
+            ranks.append(int(entry[token]["rank"]))
+            best = sorted(entry.items(), key=lambda item: item[1]["rank"])[:top]
+            top_ids.append([i for i, _ in best])
+            top_probs.append([probability(v["logprob"]) for _, v in best])
+        scored = ScoredIds(torch.tensor(probs), torch.tensor(ranks), torch.tensor(top_ids, dtype=torch.long).reshape(
+            len(ids), top), torch.tensor(top_probs).reshape(len(ids), top))
+        return token_scores(text, ids, scored, table=self._token_bytes, token_text=self.token_text)
+
+    def sequence_logprob(self, text: str) -> float:
+        if not text:
+            return 0.0
+        ids = [self.eos_token_id, *self.prepare_prompt(text, room=2).ids]
+        entries = self._prompt_logprobs(ids, top=0)
+        return float(sum(entry[token]["logprob"] for token, entry in zip(ids[1:], entries, strict=True)))
+
+    def attention(self, text: str):
+        raise FeatureUnavailableError(f"Attention maps are not available in remote mode: {REMOTE_UNAVAILABLE[ATTENTION]}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _Tracked:
+    """Records on the model whether its last call reached the server (the model panel shows it)."""
+
+    def __init__(self, model: RemoteModel):
+        self.model = model
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            self.model.problem = None
+        elif isinstance(error, BackendUnavailableError):
+            self.model.problem = str(error)
+        return False
+
+
+class RemoteRequest:
+    """A generation on the server: one streaming request per sample, read by its own thread into `events` (the same
+    TokenEvent lists as the local engine's Request). Cancelling closes the streams; so does the deadline."""
+
+    def __init__(self, model: RemoteModel, request: Request):
+        self.model = model
+        self.request = request
+        self.events: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._ended: dict[int, str] = {}  # sample -> why this side ended it ("cancelled", "stop", "timeout")
+        self._streams: dict[int, object] = {}  # sample -> its open stream
+        self._timer = threading.Timer(max(0.0, request.deadline - time.monotonic()), self._end_all, args=("timeout",))
+        self._timer.daemon = True
+        self._timer.start()
+        for i, seed in enumerate(request.seeds):
+            threading.Thread(target=self._read, args=(i, seed), name=f"remote-sample-{i}", daemon=True).start()
+
+    def cancel(self) -> None:
+        self._end_all("cancelled")
+
+    def stop_sample(self, index: int) -> None:
+        self._end(index, "stop")
+
+    def _end_all(self, why: str) -> None:
+        for i in range(len(self.request.seeds)):
+            self._end(i, why)
+
+    def _end(self, index: int, why: str) -> None:
+        with self._lock:
+            self._ended.setdefault(index, why)
+            stream = self._streams.pop(index, None)
+        if stream is not None:
+            stream.close()  # the server sees the client go and aborts the request
+
+    def _read(self, index: int, seed: int) -> None:
+        r, m = self.request, self.model
+        body = m._body(r.prompt_ids, r.params, max_tokens=r.max_new_tokens, seed=seed, logprobs=m.max_alternatives,
+                       return_tokens_as_token_ids=True)
+        finished = False
+        try:
+            with m._tracked(), m._client.stream(body) as stream:
+                with self._lock:
+                    if index in self._ended:
+                        return
+                    self._streams[index] = stream
+                for chunk in stream:
+                    for event in self._events(index, chunk):
+                        finished = event.finish_reason is not None
+                        self.events.put([event])
+        except Exception as e:  # noqa: BLE001 - every failure reaches the caller, as the engine's do
+            with self._lock:
+                why = self._ended.get(index)
+            if why is not None:  # this side closed the stream
+                if why != "stop":
+                    self.events.put([TokenEvent(index, None, 0.0, why)])
+                return
+            self.events.put(e)
+            return
+        finally:
+            with self._lock:
+                self._streams.pop(index, None)
+                if len(self._streams) == 0 and all(i in self._ended for i in range(len(r.seeds))):
+                    self._timer.cancel()
+        if not finished:
+            with self._lock:
+                why = self._ended.get(index)
+            if why is None:
+                self.events.put(BackendUnavailableError(f"the model server at {m.url} ended a text without saying "
+                                                        "why (no finish_reason)"))
+            elif why != "stop":
+                self.events.put([TokenEvent(index, None, 0.0, why)])
+        with self._lock:
+            self._ended.setdefault(index, "done")
+
+    def _events(self, index: int, chunk: dict) -> list[TokenEvent]:
+        """The TokenEvents in one streamed chunk (usually one token; the last one carries the finish reason)."""
+        choice = chunk["choices"][0]
+        finish = choice.get("finish_reason")
+        finish = None if finish is None else FINISH_REASONS.get(finish, finish)
+        logprobs = choice.get("logprobs") or {}
+        tokens = logprobs.get("tokens") or []
+        m, n = self.model, self.model.max_alternatives
+        encode = m.tokenizer.encode
+        events = []
+        for j, token in enumerate(tokens):
+            top = top_tokens(logprobs["top_logprobs"][j] or {}, encode)
+            token_id = top_tokens({token: 0.0}, encode)[0][0]
+            after = sampling_probs(top, self.request.params, reported=n)
+            alternatives = tuple((i, math.exp(lp), q) for (i, lp), q in
+                                 zip(top[:self.request.alternatives], after, strict=False))
+            last = j == len(tokens) - 1
+            events.append(TokenEvent(index, token_id, probability(logprobs["token_logprobs"][j]),
+                                     finish if last else None, rank_in(top, token_id, n), alternatives))
+        if not tokens and finish is not None:
+            events.append(TokenEvent(index, None, 0.0, finish))
+        return events
