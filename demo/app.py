@@ -17,16 +17,21 @@ from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
 from demo.explore_tab import explore_tab
 from demo.generate_tab import generate_tab
+from demo.inside_tab import INTRO as INSIDE_INTRO
 from demo.inside_tab import inside_tab
 from demo.knobs import REMEMBER_TYPED
 from demo.links import TabParts, link_values, linked_inputs, note_markdown, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
 from demo.scale_tab import CSS as SCALE_CSS
+from demo.scale_tab import INTRO as SCALE_INTRO
 from demo.scale_tab import scale_tab
 from demo.score_tab import score_tab
+from demo.train_tab import INTRO as TRAIN_INTRO
 from demo.train_tab import train_tab
 from demo.training import TrainingJobs
+from demo.unavailable import unavailable_tab
+from gpt2_core.backend import ATTENTION, SCALE, TRAINING
 
 TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
@@ -58,15 +63,27 @@ PAGE_JS = """() => {
 def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Blocks:
     models = models or start_models(config)
     examples = load_examples()
-    panel = model_panel(models, allow_switch=config.model_switch_allowed)  # built apart, placed with .render()
+    # Built apart, placed with .render(); a model server serves the model it was started with: no switching
+    panel = model_panel(models, allow_switch=config.model_switch_allowed and not config.backend)
     tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s),
             "explore": explore_tab(models),
             "score": score_tab(models, examples),
-            "compare": compare_tab(models, examples),
-            "inside": inside_tab(models),
-            "scale": scale_tab(models, examples, sources=config.scale_models, budget_bytes=config.scale_budget_bytes,
-                               device=config.device),
-            "train": train_tab(models, TrainingJobs() if config.training_allowed else None, panel)}
+            "compare": compare_tab(models, examples)}
+    if reason := models.unavailable(ATTENTION):  # remote mode: the server reports tokens, not attention
+        tabs["inside"] = unavailable_tab(INSIDE_INTRO, reason, elem_id="inside-unavailable", api_name="attention",
+                                         api_inputs=("text", "layer", "head"))
+    else:
+        tabs["inside"] = inside_tab(models)
+    if reason := models.unavailable(SCALE):
+        tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",
+                                        api_inputs=("prompt", "seed"))
+    else:
+        tabs["scale"] = scale_tab(models, examples, sources=config.scale_models,
+                                  budget_bytes=config.scale_budget_bytes, device=config.device)
+    if reason := models.unavailable(TRAINING):
+        tabs["train"] = unavailable_tab(TRAIN_INTRO, reason, elem_id="train-unavailable")
+    else:
+        tabs["train"] = train_tab(models, TrainingJobs() if config.training_allowed else None, panel)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         with gr.Row(equal_height=False):
             gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
@@ -117,9 +134,12 @@ def startup_message(demo: gr.Blocks, config: AppConfig) -> str:
         lines.append(f"* Temporary public link: {demo.share_url}")
     else:
         lines.append("* For a temporary public link, restart with --share (or GPT2_SHARE=1).")
-    switching = "on" if config.model_switch_allowed else "off (--allow-model-switch turns it on)"
-    lines.append(f"* Serving {'this machine only' if config.host in LOCAL_HOSTS else 'other machines too'}; "
-                 f"switching the model from the page is {switching}.")
+    where = 'this machine only' if config.host in LOCAL_HOSTS else 'other machines too'
+    if config.backend:
+        lines.append(f"* Serving {where}; GPT-2 runs on the model server at {config.backend} (remote mode).")
+    else:
+        switching = "on" if config.model_switch_allowed else "off (--allow-model-switch turns it on)"
+        lines.append(f"* Serving {where}; switching the model from the page is {switching}.")
     return "\n".join(lines)
 
 

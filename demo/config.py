@@ -2,6 +2,7 @@
 
     python app.py --model gpt2-medium --port 8000
     GPT2_MODEL=gpt2-medium GRADIO_SERVER_PORT=8000 python app.py      # the same, as Spaces' settings would say it
+    python app.py --backend http://gpu-box:8000                      # GPT-2 on a vLLM server (remote mode)
 
 A flag wins over its environment variable, which wins over the default.
 """
@@ -26,7 +27,8 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 @dataclass(frozen=True)
 class AppConfig:
-    model: str = "gpt2"  # GPT-2 checkpoint: a Hub id or a local directory
+    model: str | None = None  # GPT-2 checkpoint: a Hub id or a local directory (None: gpt2; remote: the server's)
+    backend: str | None = None  # an OpenAI-compatible server's URL (vLLM): run GPT-2 there, not here (remote mode)
     bert_model: str = "bert-base-uncased"  # BERT fill-mask checkpoint for the comparison tab (loaded on first use)
     quantize: str | None = None  # None, "int8" (on a CPU: fast int8 kernels; on a GPU: bitsandbytes) or "nf4"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N", "mps"
@@ -40,6 +42,11 @@ class AppConfig:
     allow_training: bool | None = None  # the Build your own tab trains; None = only when serving this machine
     scale_models: tuple[str, ...] = SCALE_SOURCES  # what the Scale tab runs, where their files are here
     scale_memory_gb: float | None = None  # the Scale tab's memory budget per model; None = a third of this machine's
+
+    @property
+    def source(self) -> str:
+        """The GPT-2 checkpoint to load here (local mode)."""
+        return self.model or "gpt2"
 
     @property
     def scale_budget_bytes(self) -> int:
@@ -78,7 +85,8 @@ class AppConfig:
                     setattr(args, name, truthy(variable, value) if value else getattr(cls, name))
                 except ValueError as e:
                     parser.error(str(e))
-        return cls(model=args.model, bert_model=args.bert_model, quantize=args.quantize, device=args.device,
+        return cls(model=args.model, backend=args.backend or None, bert_model=args.bert_model, quantize=args.quantize,
+                   device=args.device,
                    host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
                    deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch,
                    allow_training=args.allow_training, scale_models=args.scale_models,
@@ -107,7 +115,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="app.py", description="GPT-2 Playground: a browser demo of GPT-2.")
     parser.add_argument("--model", default=first("GPT2_MODEL", default=d.model),
-                        help="GPT-2 Hub id or local directory (env GPT2_MODEL; default %(default)s)")
+                        help="GPT-2 Hub id or local directory (env GPT2_MODEL; default gpt2). With --backend: the "
+                             "server's model name, also where its tokenizer comes from (default: the server's only "
+                             "model)")
+    parser.add_argument("--backend", metavar="URL", type=backend_url, default=first("GPT2_BACKEND", default=d.backend),
+                        help="run GPT-2 on an OpenAI-compatible completions server such as vLLM, e.g. "
+                             "http://localhost:8000 (env GPT2_BACKEND; default: run it here)")
     parser.add_argument("--bert-model", default=first("BERT_MODEL", default=d.bert_model),
                         help="BERT Hub id or local directory for the comparison tab (env BERT_MODEL)")
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=first("GPT2_QUANTIZE", default=d.quantize),
@@ -150,6 +163,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="GB of weights the Scale tab may load at once (one model at a time; larger ones are "
                              "listed as skipped); env GPT2_SCALE_MEMORY; default a third of this machine's memory")
     return parser
+
+
+def backend_url(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"`backend` has to be a URL starting with http:// or https://, such as "
+                                          f"http://localhost:8000, but is {text!r}")
+    return text.rstrip("/")
 
 
 def model_list(text: str | tuple) -> tuple[str, ...]:

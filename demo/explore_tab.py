@@ -18,7 +18,7 @@ from demo.errors import user_facing_errors
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
-from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
+from demo.tokens import UNKNOWN_AFTER_SETTINGS, Coloured, TokenRow, details_html, shown_token, token_view, words
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
@@ -128,10 +128,13 @@ def make_explore(models: AppModels):
             found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
                                                k=CANDIDATES)
             name = lm.name
-        after = {c.token_text: c.sampling_prob for c in found}
+        known = all(c.sampling_prob is not None for c in found)
+        after = {c.token_text: c.sampling_prob for c in found} if known else {}
         raw = {c.token_text: c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]
         note = f"Candidates from `{name}`."
+        if not known:
+            note += f"  \n**After your settings: not known here.** {UNKNOWN_AFTER_SETTINGS}"
         if cut:
             names = ", ".join(f"`{shown_token(c.token_text)}`" for c in cut)
             note += (f"  \n\u2702 **Cut by your settings** ({len(cut)} of these {len(found)}): {names}. "
@@ -177,7 +180,8 @@ def make_sample(models: AppModels):
         row = TokenRow(drawn.text, drawn.token_ids[0], drawn.token_ranks[0], drawn.token_probs[0],
                        drawn.alternatives[0])
         built = built.following(prompt).plus(row)
-        return (built.text, built, f"Sample drew `{shown_token(row.text)}` (rank {row.rank}) with seed **{drawn.seed}**.",
+        rank = row.rank or "not known"
+        return (built.text, built, f"Sample drew `{shown_token(row.text)}` (rank {rank}) with seed **{drawn.seed}**.",
                 details_html(row, with_settings=True))
 
     return sample

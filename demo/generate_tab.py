@@ -25,7 +25,7 @@ from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.tokens import LEGEND, Coloured, TokenRow, details_html, token_view
-from gpt2_core import DEFAULTS, LanguageModel, Sample
+from gpt2_core import DEFAULTS, LanguageModel, ModelUnavailableError, Sample
 from gpt2_core.generate.settings import CONTEXT_LENGTH, check_int
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def make_generate(models: AppModels, *, deadline_s: float):
         """Stream GPT-2's continuation of `prompt`: the sample texts (4, unused ones empty), stats, context meter."""
         for lm, samples in stream_samples(models, request.session_hash, prompt, max_new_tokens, temperature, top_k,
                                           top_p, repetition_penalty, seed, num_samples, deadline_s=deadline_s):
-            yield render(samples, lm.config.block_size, lm.name)[:-1]
+            yield render(samples, lm.context_length, lm.name)[:-1]
 
     return generate
 
@@ -218,7 +218,7 @@ def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float
             coloured = [Coloured(prompt_pieces, [TokenRow(t, i, r, p, a) for t, i, r, p, a in
                                                  zip(s.token_texts, s.token_ids, s.token_ranks, s.token_probs,
                                                      s.alternatives)]) for s in samples]
-            *_, stats, context, first_seed = render(samples, lm.config.block_size, lm.name)
+            *_, stats, context, first_seed = render(samples, lm.context_length, lm.name)
             done = all(s.finish_reason is not None for s in samples)
             record = dict(model=lm.name, prompt=prompt, settings=dict(
                 max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -330,10 +330,10 @@ def make_meter(models: AppModels):
             return context_markdown(0, 0, False)
         try:
             prepared = lm.prepare_prompt(prompt, room=int(max_new_tokens))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ModelUnavailableError):  # a bad value, or a model server not reachable now
             return context_markdown(0, 0, False)
         ids = prepared.ids if prompt else []
-        return context_markdown(len(ids), 0, prepared.truncated, lm.config.block_size)
+        return context_markdown(len(ids), 0, prepared.truncated, lm.context_length)
 
     return meter
 

@@ -32,8 +32,8 @@ class ModelPanel:
 
 def model_panel(models: AppModels, *, allow_switch: bool) -> ModelPanel:
     with gr.Blocks() as panel:
-        banner = gr.Markdown(unavailable_markdown(models), visible=bool(unavailable_markdown(models)),
-                             elem_id="model-unavailable")
+        first = unavailable_markdown(models)
+        banner = gr.Markdown(first, visible=bool(first), elem_id="model-unavailable")
         info = gr.Markdown(info_markdown(models), elem_id="model-info")
         if allow_switch:
             with gr.Accordion("Switch model (for everyone using this app)", open=False, elem_id="model-picker"):
@@ -59,8 +59,8 @@ def make_refresh(models: AppModels):
 
 def refresh(models: AppModels, session: str | None = None) -> tuple[gr.Markdown, str]:
     """The banner and the info line as they are now (another visitor may have switched the model)."""
-    return (gr.Markdown(unavailable_markdown(models), visible=bool(unavailable_markdown(models))),
-            info_markdown(models, session))
+    banner = unavailable_markdown(models)
+    return gr.Markdown(banner, visible=bool(banner)), info_markdown(models, session)
 
 
 def make_switch(models: AppModels):
@@ -93,13 +93,29 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
     lm = own.current if own is not None else models.gpt2.current
     if lm is None:
         return f"**Model** `{models.gpt2.source}`: not loaded"
+    d = lm.describe()  # the backend's own description: local or on a model server
     whose = (" (on this page only; **Back to the shared GPT-2** in Build your own)" if own is not None else "")
-    return (f"**Model** `{lm.name}`{whose} \u00b7 **{lm.num_parameters() / 1e6:.1f}M** parameters \u00b7 "
-            f"**device** {lm.device} \u00b7 **precision** {lm.precision} \u00b7 "
-            f"**memory** {readable_bytes(lm.memory_bytes())}")
+    parts = [f"**Model** `{d.name}`{whose}"]
+    if d.parameters:
+        parts.append(f"**{d.parameters / 1e6:.1f}M** parameters")
+    parts.append(f"**runs on** the model server at {d.where}" if d.remote else f"**device** {d.where}")
+    if d.precision:
+        parts.append(f"**precision** {d.precision}")
+    if d.memory_bytes:
+        parts.append(f"**memory** {readable_bytes(d.memory_bytes)}")
+    if d.remote and d.context:
+        parts.append(f"**context** {d.context} tokens")
+    return " \u00b7 ".join(parts)
 
 
 def unavailable_markdown(models: AppModels) -> str:
+    lm = models.gpt2.current
+    if lm is not None and lm.describe().remote:
+        problem = lm.probe()  # asks the server again only while it is failing, at most every few seconds
+        if problem:
+            return (f"### The model server is not answering\n{problem}\n\nThe page stays up: Generate and the other "
+                    "tabs work again as soon as the server is back (this note goes away by itself).")
+        return ""
     if models.gpt2.error is None:
         if models.gpt2.notice and models.gpt2.current is not None and models.gpt2.current.name in BUNDLED:
             return (f"### A small model serves instead of GPT-2\n{models.gpt2.notice}\n\n"

@@ -22,6 +22,7 @@ from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheck
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.lm import compilable
+from gpt2_core.remote import RemoteModel
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +236,26 @@ class AppModels:
         """The model `session`'s next request would get (None: no model)."""
         return (self.own.holder(session) or self.gpt2).current
 
+    def unavailable(self, feature: str) -> str | None:
+        """Why the shared GPT-2's backend cannot do `feature` (backend.ATTENTION, ...); None when it can."""
+        lm = self.gpt2.current
+        return None if lm is None else lm.describe().unavailable.get(feature)
+
     def close(self) -> None:
         self.own.close()
         self.gpt2.close()
 
 
 def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] = load_model,
-                 load_bert: Callable[..., FillMask] = load_fill_mask) -> AppModels:
-    """Load GPT-2 now (or record why it cannot be had); BERT waits for its tab. Loaders are injectable for tests."""
+                 load_bert: Callable[..., FillMask] = load_fill_mask,
+                 remote: Callable[[str, str | None], RemoteModel] = RemoteModel) -> AppModels:
+    """Load GPT-2 now (or record why it cannot be had); BERT waits for its tab. Loaders are injectable for tests.
+
+    With `config.backend` (remote mode) GPT-2 runs on that server: nothing is loaded here but its tokenizer, asked
+    for in the background so that the page is served at once, even while the server is still starting.
+    """
+    if config.backend:
+        return start_remote(config, load_bert=load_bert, remote=remote)
     def load_for_app(source: str) -> LanguageModel:
         lm = load_gpt2(source, device=config.device, quantize=config.quantize)
         if config.compile and lm.device.type == "cpu" and compilable(config.quantize, lm.device):
@@ -250,9 +263,28 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
         return lm
 
     fallback = next(iter(BUNDLED)) if BUNDLED_PRESENT else None  # real words offline, from a model this project trained
-    gpt2 = ModelHolder(load_for_app, config.model, fallback=fallback)
+    gpt2 = ModelHolder(load_for_app, config.source, fallback=fallback)
     bert = LazyFillMask(partial(load_bert, device=config.device), config.bert_model)
     choices = list(PRESETS) + [name for name in BUNDLED if BUNDLED_PRESENT] + (
-        [config.model] if config.model not in PRESETS and config.model not in BUNDLED else [])
+        [config.source] if config.source not in PRESETS and config.source not in BUNDLED else [])
     own = OwnModels(partial(load_gpt2, device="cpu", dtype="fp32"))  # trained on this CPU, and served there
     return AppModels(gpt2, bert, choices, own, load_gpt2)
+
+
+def start_remote(config: AppConfig, *, load_bert: Callable[..., FillMask],
+                 remote: Callable[[str, str | None], RemoteModel]) -> AppModels:
+    def connect(url: str) -> RemoteModel:
+        lm = remote(url, config.model)
+        threading.Thread(target=_first_contact, args=(lm,), name="gpt2-backend", daemon=True).start()
+        return lm
+
+    gpt2 = ModelHolder(connect, config.backend)
+    bert = LazyFillMask(partial(load_bert, device=config.device), config.bert_model)
+    return AppModels(gpt2, bert, [], OwnModels(partial(load_model, device="cpu", dtype="fp32")), load_model)
+
+
+def _first_contact(lm: RemoteModel) -> None:
+    try:
+        lm.connect()
+    except (ModelUnavailableError, ValueError) as e:  # the page says so; requests try again
+        log.warning("GPT-2 server not ready: %s", e)

@@ -22,7 +22,11 @@ LEGEND = ("Each generated token is coloured by its **rank**: was it among GPT-2'
           "(green), its 100 (yellow), 1000 (red), or rarer (purple)? Grey is the prompt. Click a token to see why.")
 
 
-def bucket(rank: int) -> str:
+def bucket(rank: int | None) -> str | None:
+    """The rank's colour; None (uncoloured) for a rank not known yet: beyond the likeliest tokens a model server
+    reports while it streams (gpt2_core/remote), until the finished text's ranks arrive."""
+    if rank is None:
+        return None
     return next(name for limit, name in BUCKETS if limit is None or rank <= limit)
 
 
@@ -38,7 +42,7 @@ class TokenRow:
 
     text: str
     token_id: int
-    rank: int
+    rank: int | None  # None: not known yet (see `bucket`)
     prob: float
     alternatives: list[Candidate] = field(default_factory=list)  # likeliest first
 
@@ -65,7 +69,8 @@ class Coloured:
     def counts(self) -> dict[str, int]:
         out = {name: 0 for _, name in BUCKETS}
         for t in self.tokens:
-            out[bucket(t.rank)] += 1
+            if t.rank is not None:
+                out[bucket(t.rank)] += 1
         return out
 
 
@@ -81,8 +86,11 @@ def shown_token(text: str) -> str:
 
 def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "") -> str:
     """The details of one token: its probability and rank, and a table of the likeliest tokens at its place."""
+    rank = (f"rank <b>{row.rank:,}</b> ({bucket(row.rank)})" if row.rank is not None else
+            "rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports, and its exact "
+            "rank comes when the text is complete")
     head = (f"<p><b class='tok'>{html.escape(shown_token(row.text))}</b>: probability "
-            f"<b>{row.prob:.1%}</b>, rank <b>{row.rank:,}</b> ({bucket(row.rank)}).</p>")
+            f"<b>{row.prob:.1%}</b>, {rank}.</p>")
     if not row.alternatives:
         return f"<div class='details'>{head}</div>"
     cols = "<th>GPT-2's probability</th>" + ("<th>after your settings</th>" if with_settings else "")
@@ -93,12 +101,20 @@ def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "")
         after = ""
         if with_settings:
             after = ("<td class='cut'>cut by the settings</td>" if cut
+                     else "<td class='unknown'>not known here</td>" if c.sampling_prob is None
                      else f"<td>{bar(c.sampling_prob, 'after')}</td>")
         rows.append(f"<tr{chosen}><td class='tok'>{html.escape(shown_token(c.token_text))}</td>"
                     f"<td>{bar(c.prob, 'model')}</td>{after}</tr>")
+    if with_settings and any(c.sampling_prob is None for c in row.alternatives):
+        settings_note = (settings_note + " " if settings_note else "") + UNKNOWN_AFTER_SETTINGS
     note = f"<p class='note'>{html.escape(settings_note)}</p>" if settings_note else ""
     return (f"<div class='details'>{head}<table><thead><tr><th>the likeliest tokens here</th>{cols}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{note}</div>")
+
+
+UNKNOWN_AFTER_SETTINGS = ("\"Not known here\": the model server reports only its likeliest tokens, and with these "
+                          "settings the chance of drawing each depends on the rest of the vocabulary too (top-k of "
+                          "20 or less, or temperature 1, shows it).")
 
 
 def bar(p: float, kind: str) -> str:
@@ -126,6 +142,7 @@ CSS = """
 .details td .bar.model { background: #6b7280; }
 .details td .bar.after { background: #2563eb; }
 .details td.cut { color: #991b1b; font-style: italic; }
+.details td.unknown { color: #374151; font-style: italic; }
 .details tr.chosen td { font-weight: 700; background: #eff6ff; }
 .details .note { color: #374151; font-size: 18px; }
 """

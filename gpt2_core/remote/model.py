@@ -45,6 +45,7 @@ from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, top_
 log = logging.getLogger(__name__)
 
 SERVER_MAX_LOGPROBS = 20  # vLLM's default --max-logprobs: the likeliest tokens it reports per place
+PROBE_EVERY_S = 5.0  # while the server is failing, the model panel asks whether it is back at most this often
 DEFAULT_CONTEXT = 1024  # when neither the server (vLLM's max_model_len) nor config.json says
 FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled"}  # no stop strings are sent: "stop" = EOS
 REMOTE_UNAVAILABLE = {
@@ -69,6 +70,7 @@ class RemoteModel(TextModel):
         self.name = model or "(the server's model)"
         self.serial = next(_SERIALS)
         self.problem: str | None = None  # the last failure to reach the server; None once a call succeeds
+        self._probed = 0.0
         self._lock = threading.Lock()
         self._connected = False
         self._tokenizer = None
@@ -111,6 +113,21 @@ class RemoteModel(TextModel):
 
     def _tracked(self):
         return _Tracked(self)
+
+    def probe(self) -> str | None:
+        """The server's problem now: while one is recorded, ask again (at most every PROBE_EVERY_S) whether it is
+        back. None when the last call worked."""
+        if self.problem is None or time.monotonic() - self._probed < PROBE_EVERY_S:
+            return self.problem
+        self._probed = time.monotonic()
+        try:
+            with self._tracked():
+                self._client.models()
+        except BackendUnavailableError:
+            pass
+        except BackendRequestError:
+            self.problem = None  # it answers, if not to our liking: requests will say what is wrong
+        return self.problem
 
     @property
     def tokenizer(self):
@@ -313,6 +330,8 @@ class RemoteRequest:
                         return
                     self._streams[index] = stream
                 for chunk in stream:
+                    if index in self._ended:
+                        break  # ended on this side (Stop, a stop string, the deadline), closing the stream
                     for event in self._events(index, chunk):
                         finished = event.finish_reason is not None
                         self.events.put([event])

@@ -1,0 +1,300 @@
+"""The remote backend's client, offline: every answer here was recorded from a real vLLM 0.32 server on the bundled
+mini-gpt2 (tests/vllm/record.py), and replayed; failures are made with httpx's transports. The same checkpoint runs
+locally beside it, so "the same answers" is checked against gpt2_core's own engine.
+The live server suite is tests/test_vllm.py (opt-in: `bash tests/vllm/run`)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from gpt2_core import load_model
+from gpt2_core.backend import ATTENTION, FeatureUnavailableError
+from gpt2_core.checkpoint import BUNDLED
+from gpt2_core.generate.sampling import SamplingParams
+from gpt2_core.remote import BackendRequestError, BackendUnavailableError, CompletionsClient, RemoteModel
+from gpt2_core.remote.logprobs import sampling_probs
+from gpt2_core.testing.recorded import ReplayTransport
+from tests.vllm.record import PROMPT, SCORED
+
+RECORDED = Path(__file__).parent / "data" / "vllm-mini-gpt2.jsonl"
+URL = "http://vllm.test:8000"
+TOLERANCE = 1e-3  # log-probabilities, fp32 on both sides
+
+
+@pytest.fixture(scope="module")
+def local():
+    lm = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
+    yield lm
+    lm.close()
+
+
+def replaying() -> tuple[RemoteModel, ReplayTransport]:
+    transport = ReplayTransport.load(RECORDED)
+    return RemoteModel(URL, client=CompletionsClient(URL, transport=transport)), transport
+
+
+def test_connect_reads_the_servers_model_context_and_tokenizer(local):
+    remote, transport = replaying()
+    description = remote.describe()
+    assert description.context is None and transport.requests == []  # nothing asked before the first use
+    remote.connect()
+    assert remote.name == "mini-gpt2" and remote.context_length == 128 == local.context_length
+    assert remote.eos_token_id == local.eos_token_id
+    assert remote.tokenizer.encode(PROMPT) == local.tokenizer.encode(PROMPT)
+    description = remote.describe()
+    assert description.remote and description.where == URL and description.parameters == local.num_parameters()
+    assert description.memory_bytes is None and description.precision is None  # the server does not say
+    assert ATTENTION in description.unavailable
+
+
+def test_greedy_equals_the_local_engine(local):
+    remote, _ = replaying()
+    (theirs,) = remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, alternatives=5)
+    (ours,) = local.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, alternatives=5)
+    assert theirs.token_ids == ours.token_ids and theirs.text == ours.text and len(ours.token_ids) == 24
+    assert theirs.token_texts == ours.token_texts and theirs.finish_reason == "length"
+    for p, q in zip(theirs.token_probs, ours.token_probs):
+        assert abs(math.log(p) - math.log(q)) < TOLERANCE
+    assert theirs.token_ranks == ours.token_ranks
+    for a, b in zip(theirs.alternatives, ours.alternatives):
+        assert [c.token_id for c in a] == [c.token_id for c in b]
+        for c, d in zip(a, b):
+            assert abs(c.prob - d.prob) < TOLERANCE and c.sampling_prob == d.sampling_prob  # greedy: 1 and 0s
+
+
+def test_sample_i_is_seeded_with_seed_plus_i_and_ranks_are_completed():
+    remote, transport = replaying()
+    samples = remote.generate(PROMPT, max_new_tokens=16, temperature=0.9, top_k=0, seed=11, num_samples=2,
+                              alternatives=3)
+    streamed = [r["body"] for r in transport.requests if r["body"] and r["body"].get("stream")]
+    assert sorted(b["seed"] for b in streamed) == [11, 12]
+    assert all(b["model"] == "mini-gpt2" and b["logprobs"] == 20 and b["return_tokens_as_token_ids"]
+               for b in streamed)
+    assert [s.seed for s in samples] == [11, 12]
+    (alone,) = remote.generate(PROMPT, max_new_tokens=16, temperature=0.9, top_k=0, seed=12)
+    assert alone.token_ids == samples[1].token_ids
+    # Some drawn tokens were beyond the server's top 20 (temperature 0.9, no top-k): their ranks came afterwards
+    # from one scoring request, so that every rank is known at the end.
+    assert all(None not in s.token_ranks and len(s.token_ranks) == len(s.token_ids) for s in samples)
+    assert any(r > 20 for s in samples for r in s.token_ranks)
+    scoring = [r["body"] for r in transport.requests if r["body"] and "prompt_logprobs" in r["body"]]
+    assert scoring and all(b["prompt_logprobs"] == 0 for b in scoring)
+
+
+def test_ranks_filled_afterwards_equal_the_local_ranks(local):
+    remote, _ = replaying()
+    samples = remote.generate(PROMPT, max_new_tokens=16, temperature=0.9, top_k=0, seed=11, num_samples=2)
+    for sample in samples:
+        ids = local.prepare_prompt(PROMPT, room=16).ids + sample.token_ids
+        logits = local.model(torch.tensor([ids]))[0, -len(sample.token_ids) - 1:-1]
+        chosen = logits.gather(-1, torch.tensor(sample.token_ids)[:, None])
+        assert sample.token_ranks == ((logits > chosen).sum(-1) + 1).tolist()
+
+
+def test_a_stop_string_ends_the_sample_as_locally(local):
+    remote, _ = replaying()
+    (theirs,) = remote.generate(PROMPT, max_new_tokens=40, temperature=0, seed=1, stop=["\n\n"])
+    (ours,) = local.generate(PROMPT, max_new_tokens=40, temperature=0, seed=1, stop=["\n\n"])
+    assert theirs.finish_reason == ours.finish_reason == "stop"
+    assert theirs.text == ours.text and "\n\n" not in theirs.text and theirs.token_ids == ours.token_ids
+
+
+def test_next_token_distribution_equals_the_local_one(local):
+    remote, transport = replaying()
+    theirs = remote.next_token_distribution(PROMPT, temperature=0.8, top_k=10, k=12)
+    ours = local.next_token_distribution(PROMPT, temperature=0.8, top_k=10, k=12)
+    assert [c.token_id for c in theirs] == [c.token_id for c in ours]
+    for a, b in zip(theirs, ours):
+        assert abs(a.prob - b.prob) < TOLERANCE and abs(a.sampling_prob - b.sampling_prob) < TOLERANCE
+    assert sum(c.sampling_prob == 0 for c in theirs) == 2  # top-k 10 of 12 shown
+    sent = len(transport.requests)
+    # Other settings redraw from the cached answer: no second request
+    again = remote.next_token_distribution(PROMPT, temperature=1.0, top_k=0, k=5)
+    assert len(transport.requests) == sent
+    assert [c.prob for c in again] == [c.prob for c in theirs[:5]]
+    assert all(c.sampling_prob == c.prob for c in again)  # temperature 1, nothing cut: the model's own
+
+
+def test_scoring_equals_the_local_scores(local):
+    remote, _ = replaying()
+    theirs, ours = remote.score_text(SCORED, top=8), local.score_text(SCORED, top=8)
+    assert [(s.text, s.start, s.end, s.token_id, s.rank) for s in theirs] == \
+        [(s.text, s.start, s.end, s.token_id, s.rank) for s in ours]
+    for a, b in zip(theirs, ours):
+        assert abs(math.log(a.prob) - math.log(b.prob)) < TOLERANCE
+        assert [x[1] for x in a.alternatives] == [x[1] for x in b.alternatives]
+    assert abs(remote.sequence_logprob("To be, or not to be") - local.sequence_logprob("To be, or not to be")) < 1e-3
+
+
+def test_what_the_server_cannot_do_says_why():
+    remote, _ = replaying()
+    with pytest.raises(FeatureUnavailableError, match="model server reports only tokens"):
+        remote.attention("Hello")
+    with pytest.raises(ValueError, match=r"`text` has to be at most 126 tokens"):
+        remote.score_text("word " * 300)
+    with pytest.raises(BackendRequestError, match="maximum context length is 128 tokens"):  # the real 400 answer
+        remote._client.complete(dict(model="mini-gpt2", prompt=[0] * 200, max_tokens=1))
+
+
+# ---- the sampling probabilities that the reported top tokens decide -----------------------------------------------
+
+@pytest.mark.parametrize("params, known", [
+    (SamplingParams(temperature=0.0), True),
+    (SamplingParams(temperature=0.7, top_k=5), True),
+    (SamplingParams(temperature=1.3, top_k=20, top_p=0.8), True),
+    (SamplingParams(temperature=1.0, top_p=0.3), True),  # the nucleus ends within the reported tokens
+    (SamplingParams(temperature=1.0), True),
+    (SamplingParams(temperature=0.7), False),  # needs the whole vocabulary's normaliser
+    (SamplingParams(temperature=1.0, top_k=40), False),
+    (SamplingParams(temperature=1.0, top_k=5, repetition_penalty=1.2), False),
+])
+def test_sampling_probs_from_the_reported_tokens_are_exact_or_none(params, known):
+    from gpt2_core.explain.distribution import sampling_probs as full_vocabulary
+
+    logits = torch.randn(500, generator=torch.Generator().manual_seed(3)) * 3
+    logprobs = logits.log_softmax(-1)
+    top = torch.topk(logprobs, 20)
+    reported = [(int(i), float(lp)) for lp, i in zip(top.values, top.indices)]
+    got = sampling_probs(reported, params, reported=20)
+    if not known:
+        assert got == [None] * 20
+        return
+    expected = full_vocabulary(logits, params)[top.indices]
+    assert torch.allclose(torch.tensor(got, dtype=torch.float32), expected, atol=1e-5)
+
+
+# ---- failures ---------------------------------------------------------------------------------------------------
+
+def counting(handler):
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return handler(request)
+
+    return httpx.MockTransport(handle), calls
+
+
+def refuse(request):
+    raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+
+def test_a_server_that_cannot_be_reached_gives_a_clear_message_and_safe_requests_are_retried_once():
+    transport, calls = counting(refuse)
+    client = CompletionsClient(URL, transport=transport)
+    with pytest.raises(BackendUnavailableError, match=r"model server at http://vllm.test:8000 cannot be reached"):
+        client.complete(dict(prompt=[1], max_tokens=1))
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(BackendUnavailableError, match="cannot be reached"), client.stream(dict(prompt=[1])):
+        pass
+    assert len(calls) == 1  # a stream is never sent twice
+
+
+def test_a_slow_server_times_out_with_a_clear_message():
+    def slow(request):
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    transport, _ = counting(slow)
+    with pytest.raises(BackendUnavailableError, match="did not answer in time"):
+        CompletionsClient(URL, transport=transport).models()
+
+
+def recorded_stream_lines() -> tuple[dict, list[bytes]]:
+    exchange = next(e for e in ReplayTransport.load(RECORDED).answers.values()
+                    if e["body"] and e["body"].get("stream") and e["body"]["max_tokens"] == 24)
+    return exchange, [line.encode() + b"\n" for line in exchange["text"].split("\n")]
+
+
+class Chunks(httpx.SyncByteStream):
+    """A recorded stream's lines, sent slowly, then (optionally) a dropped connection; notes when it is closed."""
+
+    def __init__(self, lines: list[bytes], *, delay: float = 0.0, fail_after: int | None = None):
+        self.lines, self.delay, self.fail_after = lines, delay, fail_after
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        for i, line in enumerate(self.lines):
+            if self.closed.is_set():
+                raise httpx.ReadError("the connection was closed")  # as a real socket read does
+            if self.fail_after is not None and i == self.fail_after:
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            time.sleep(self.delay)
+            yield line
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def streaming_model(stream: Chunks) -> RemoteModel:
+    replay = ReplayTransport.load(RECORDED)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if b'"stream": true' in request.content or b'"stream":true' in request.content:
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+        return replay.handle_request(request)
+
+    return RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle)))
+
+
+def test_a_server_gone_mid_stream_keeps_the_text_so_far_and_says_so():
+    _, lines = recorded_stream_lines()
+    remote = streaming_model(Chunks(lines, fail_after=12))
+    seen = []
+    with pytest.raises(BackendUnavailableError, match="stopped answering in the middle of the text"):
+        for update in remote.stream(PROMPT, max_new_tokens=24, temperature=0, seed=1):
+            seen.append(update[0].text)
+    assert seen and seen[-1]  # the tokens that came are what the caller already has
+
+
+def test_stop_closes_the_stream_and_the_deadline_ends_it():
+    _, lines = recorded_stream_lines()
+    stream = Chunks(lines, delay=0.05)
+    remote = streaming_model(stream)
+    updates = remote.stream(PROMPT, max_new_tokens=24, temperature=0, seed=1)
+    next(updates), next(updates)
+    updates.close()  # what Stop does (Gradio closes the generator)
+    assert stream.closed.wait(2.0), "closing the generator must close the connection (vLLM then aborts)"
+
+    slow = Chunks(lines, delay=0.2)
+    (sample,) = streaming_model(slow).generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, deadline_s=0.7)
+    assert sample.finish_reason == "timeout" and 0 < len(sample.token_ids) < 24
+    assert slow.closed.wait(2.0)
+
+
+def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
+    from demo.config import AppConfig
+    from demo.model_panel import info_markdown, unavailable_markdown
+    from demo.models import start_models
+    from gpt2_core.remote import model as remote_model
+
+    monkeypatch.setattr(remote_model, "PROBE_EVERY_S", 0.0)
+    replay = ReplayTransport.load(RECORDED)
+    up = threading.Event()
+
+    def handle(request):
+        return replay.handle_request(request) if up.is_set() else refuse(request)
+
+    config = AppConfig(backend=URL)
+    models = start_models(config, remote=lambda url, name: RemoteModel(
+        url, name, client=CompletionsClient(url, transport=httpx.MockTransport(handle))))
+    try:
+        lm = models.gpt2.current
+        with pytest.raises(BackendUnavailableError):
+            lm.connect()
+        assert "The model server is not answering" in unavailable_markdown(models)
+        assert "cannot be reached" in unavailable_markdown(models)
+        up.set()
+        assert unavailable_markdown(models) == ""  # the panel's next refresh asks again, and the server answers
+        lm.connect()
+        info = info_markdown(models)
+        assert "`mini-gpt2`" in info and f"runs on** the model server at {URL}" in info and "128 tokens" in info
+    finally:
+        models.close()
