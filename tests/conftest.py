@@ -38,3 +38,15 @@ def lm(tiny_checkpoint):
     yield model
     model.close()
 
+
+
+VLLM_OPT_IN = "the live vLLM suite is opt-in: `bash tests/vllm/run` sets vLLM up and runs it (pytest -m vllm)"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `vllm` start a real vLLM server (minutes on a CPU): they run only when asked for with -m vllm."""
+    if "vllm" in (config.option.markexpr or ""):
+        return
+    for item in items:
+        if "vllm" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=VLLM_OPT_IN))

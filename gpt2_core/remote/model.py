@@ -167,13 +167,17 @@ class RemoteModel(TextModel):
     def stream(self, prompt: str = "", **settings) -> Iterator[list[Sample]]:
         """As LanguageModel.stream; once every sample has ended, ranks beyond the server's N are filled in."""
         last: list[Sample] = []
-        for samples in super().stream(prompt, **settings):
-            last = samples
-            if all(s.finish_reason is not None for s in samples) and any(None in s.token_ranks for s in samples):
-                break
-            yield samples
-        else:
-            return
+        updates = super().stream(prompt, **settings)
+        try:
+            for samples in updates:
+                last = samples
+                if all(s.finish_reason is not None for s in samples) and any(None in s.token_ranks for s in samples):
+                    break
+                yield samples
+            else:
+                return
+        finally:
+            updates.close()  # now, not when collected: closing it ends the requests on the server
         room = settings.get("max_new_tokens", DEFAULTS.max_new_tokens)
         prompt_ids = self.prepare_prompt(prompt, room=room).ids
         yield [self._with_ranks(prompt_ids, s) for s in last]
