@@ -113,8 +113,9 @@ def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "")
 
 
 UNKNOWN_AFTER_SETTINGS = ("\"Not known here\": the model server reports only its likeliest tokens, and with these "
-                          "settings the chance of drawing each depends on the rest of the vocabulary too (top-k of "
-                          "20 or less, or temperature 1, shows it).")
+                          "settings the chance of drawing each depends on the rest of the vocabulary too. A top-k "
+                          "within what the server reports (20, or 100 if it was started with --max-logprobs 100), or "
+                          "temperature 1, shows it.")
 
 
 def bar(p: float, kind: str) -> str:

@@ -52,6 +52,21 @@ def test_connect_reads_the_servers_model_context_and_tokenizer(local):
     assert description.remote and description.where == URL and description.parameters == local.num_parameters()
     assert description.memory_bytes is None and description.precision is None  # the server does not say
     assert ATTENTION in description.unavailable
+    assert remote.max_alternatives == description.max_alternatives == 20  # the limit its refusal of 100 named
+
+
+def test_a_server_that_allows_more_logprobs_reports_more():
+    replay = ReplayTransport.load(RECORDED)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if b'"logprobs": 100' in request.content or b'"logprobs":100' in request.content:
+            return httpx.Response(200, json={"choices": [{"index": 0, "text": "", "logprobs": None}]})
+        return replay.handle_request(request)
+
+    remote = RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle))).connect()
+    assert remote.max_alternatives == 100
+    assert remote._stream_logprobs(SamplingParams(top_k=40)) == 40  # "after your settings" known for top-k 40
+    assert remote._stream_logprobs(SamplingParams(top_k=0)) == 20
 
 
 def test_greedy_equals_the_local_engine(local):

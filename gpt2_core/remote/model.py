@@ -7,8 +7,10 @@
 Text stays on this side: prompts are tokenized here with the model's own tokenizer (fetched by NAME: a Hub id or a
 local directory, config and tokenizer files only) and sent as token ids, so prompts are cut to the context as locally
 and every token's text is this side's. The server runs the model:
+- the server's limit N of likeliest tokens reported per place is asked once (vLLM: --max-logprobs, 20 unless set;
+  started with 100, every page's figure is exact for a top-k up to 100);
 - generation streams one request per sample, sample i seeded with seed + i as locally, each token with its
-  log-probability and the server's N likeliest tokens (logprobs, N = 20 for vLLM by default). Stop strings are
+  log-probability and the server's likeliest tokens (at least 20, or the top-k where N allows). Stop strings are
   cut here, and Stop, a stop string or a deadline closes the sample's stream, which ends the request on the server.
   A token's rank is known when it is among the N; the others get their exact rank from one scoring request once
   the text is complete (prompt_logprobs, which reports ranks);
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import queue
 import threading
 import time
@@ -45,6 +48,9 @@ from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, top_
 log = logging.getLogger(__name__)
 
 SERVER_MAX_LOGPROBS = 20  # vLLM's default --max-logprobs: the likeliest tokens it reports per place
+WANTED_LOGPROBS = 100  # as many as the page lists (MAX_CANDIDATES); a server started with --max-logprobs 100 gives them
+STREAM_LOGPROBS = 20  # reported per generated token at least: the details table lists 8, ranks up to 20 show at once
+LIMIT_MESSAGE = re.compile(r"greater than max allowed: (\d+)")  # vLLM's answer to too many logprobs
 PROBE_EVERY_S = 5.0  # while the server is failing, the model panel asks whether it is back at most this often
 DEFAULT_CONTEXT = 1024  # when neither the server (vLLM's max_model_len) nor config.json says
 FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled"}  # no stop strings are sent: "stop" = EOS
@@ -60,13 +66,14 @@ REMOTE_UNAVAILABLE = {
 
 class RemoteModel(TextModel):
     def __init__(self, url: str, model: str | None = None, *, tokenizer: str | Path | None = None,
-                 api_key: str | None = None, max_alternatives: int = SERVER_MAX_LOGPROBS,
+                 api_key: str | None = None, max_alternatives: int | None = None,
                  client: CompletionsClient | None = None):
         self.url = url
         self._client = client or CompletionsClient(url, api_key=api_key)
         self._model = model  # None: the server's only model, once asked
         self._tokenizer_source = tokenizer
-        self.max_alternatives = max_alternatives
+        self.max_alternatives = max_alternatives or SERVER_MAX_LOGPROBS  # the server's logprobs limit, once asked
+        self._ask_limit = max_alternatives is None
         self.name = model or "(the server's model)"
         self.serial = next(_SERIALS)
         self.problem: str | None = None  # the last failure to reach the server; None once a call succeeds
@@ -107,12 +114,32 @@ class RemoteModel(TextModel):
             self._context = int(entry.get("max_model_len") or (config.block_size if config else DEFAULT_CONTEXT))
             self._eos = config.eos_token_id if config else self._tokenizer.eos_token_id
             self._parameters = config.num_parameters() if config else None
-            self.name, self._connected = name, True
+            self.name = name
+            if self._ask_limit:
+                self.max_alternatives = self._logprobs_limit()
+            self._connected = True
             log.info("remote model %s at %s: context %d", name, self.url, self._context)
             return self
 
     def _tracked(self):
         return _Tracked(self)
+
+    def _logprobs_limit(self) -> int:
+        """How many likeliest tokens the server reports per place: WANTED_LOGPROBS if it allows them, else the limit
+        its refusal names (vLLM: --max-logprobs, 20 unless set), else SERVER_MAX_LOGPROBS."""
+        body = dict(model=self.name, prompt=[self._eos], max_tokens=1, temperature=0.0, logprobs=WANTED_LOGPROBS)
+        try:
+            with self._tracked():
+                self._client.complete(body)
+        except BackendRequestError as e:
+            found = LIMIT_MESSAGE.search(str(e))
+            return min(WANTED_LOGPROBS, int(found.group(1))) if found else SERVER_MAX_LOGPROBS
+        return WANTED_LOGPROBS
+
+    def _stream_logprobs(self, params: SamplingParams) -> int:
+        """Likeliest tokens to ask for with each generated token: enough for the top-k, where the server allows,
+        so that "after your settings" can be worked out; at least STREAM_LOGPROBS."""
+        return min(self.max_alternatives, max(STREAM_LOGPROBS, params.top_k))
 
     def probe(self) -> str | None:
         """The server's problem now: while one is recorded, ask again (at most every PROBE_EVERY_S) whether it is
@@ -211,7 +238,7 @@ class RemoteModel(TextModel):
         """As LanguageModel's, from the server's N likeliest next tokens: `sampling_prob` is None where the
         settings reach beyond them (remote/logprobs.py)."""
         s = GenerationSettings(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
-        k = check_int("k", k, 1, self.max_alternatives)
+        k = check_int("k", k, 1, self.connect().max_alternatives)
         top = self._top.get(self.prepare_prompt(prompt, room=1).ids)
         params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
         after = sampling_probs(top, params, reported=self.max_alternatives)
@@ -237,7 +264,7 @@ class RemoteModel(TextModel):
     def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]:
         """As LanguageModel's, in one request: at most one context of text (the server scores no windows)."""
         text = check_text("text", text)
-        top = check_int("top", top, 0, self.max_alternatives)
+        top = check_int("top", top, 0, self.connect().max_alternatives)
         ids = self.tokenizer.encode(text) if text else []
         limit = self.context_length - 2  # <|endoftext|> before, one new token after
         if len(ids) > limit:
@@ -295,6 +322,7 @@ class RemoteRequest:
     def __init__(self, model: RemoteModel, request: Request):
         self.model = model
         self.request = request
+        self.reported = model._stream_logprobs(request.params)  # likeliest tokens the server reports per token
         self.events: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._ended: dict[int, str] = {}  # sample -> why this side ended it ("cancelled", "stop", "timeout")
@@ -324,7 +352,7 @@ class RemoteRequest:
 
     def _read(self, index: int, seed: int) -> None:
         r, m = self.request, self.model
-        body = m._body(r.prompt_ids, r.params, max_tokens=r.max_new_tokens, seed=seed, logprobs=m.max_alternatives,
+        body = m._body(r.prompt_ids, r.params, max_tokens=r.max_new_tokens, seed=seed, logprobs=self.reported,
                        return_tokens_as_token_ids=True)
         finished = False
         try:
@@ -371,7 +399,7 @@ class RemoteRequest:
         finish = None if finish is None else FINISH_REASONS.get(finish, finish)
         logprobs = choice.get("logprobs") or {}
         tokens = logprobs.get("tokens") or []
-        m, n = self.model, self.model.max_alternatives
+        m, n = self.model, self.reported
         encode = m.tokenizer.encode
         events = []
         for j, token in enumerate(tokens):

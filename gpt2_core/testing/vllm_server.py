@@ -35,6 +35,7 @@ class VLLMServer:
     port: int
     log_path: Path
     max_model_len: int = 128
+    extra_args: tuple[str, ...] = ()  # more server flags, e.g. ("--max-logprobs", "100")
     python: Path = field(default_factory=lambda: vllm_python() or Path("python"))
     process: subprocess.Popen | None = None
 
@@ -46,7 +47,7 @@ class VLLMServer:
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         command = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
                    "--served-model-name", self.served_name, "--dtype", "float32",
-                   "--max-model-len", str(self.max_model_len), "--port", str(self.port)]
+                   "--max-model-len", str(self.max_model_len), "--port", str(self.port), *self.extra_args]
         log = self.log_path.open("a")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)  # its engine processes go with it (kill)

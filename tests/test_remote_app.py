@@ -1,0 +1,77 @@
+"""The app in remote mode (--backend), offline: the GPT-2 server's answers are replayed from a recording of a real
+vLLM (tests/data/vllm-mini-gpt2.jsonl), so the whole page path runs: API endpoints, tabs that say why they are
+unavailable, and the model panel."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+from test_remote import RECORDED, URL
+from ui_helpers import launched_app
+
+from demo.config import AppConfig
+from gpt2_core.remote import CompletionsClient, RemoteModel
+from gpt2_core.testing.recorded import ReplayTransport
+from tests.vllm.record import PROMPT
+
+pytest_plugins = ["fixtures_ui"]
+
+
+@pytest.fixture(scope="module")
+def remote_app(tiny_bert):
+    transport = ReplayTransport.load(RECORDED)
+
+    def remote(url, name):
+        return RemoteModel(url, name, client=CompletionsClient(url, transport=transport))
+
+    with launched_app("mini-gpt2", tiny_bert, backend=URL, remote=remote) as running:
+        running.transport = transport
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(remote_app):
+    return Client(remote_app.url, verbose=False)
+
+
+def test_generate_runs_on_the_server(client, remote_app):
+    texts = client.predict(PROMPT, 24, 0, 40, 1.0, 1.0, 1, 1, api_name="/generate")
+    sent = [r["body"] for r in remote_app.transport.requests if r["body"] and r["body"].get("stream")]
+    assert sent and sent[-1]["seed"] == 1 and sent[-1]["max_tokens"] == 24 and sent[-1]["model"] == "mini-gpt2"
+    (theirs,) = remote_app.models.gpt2.current.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
+    assert texts[0] == theirs.text and texts[0]
+    assert "`mini-gpt2`" in texts[4] and "of 128" in texts[5]  # stats name the model; the server's context
+
+
+def test_scoring_runs_on_the_server(client):
+    from tests.vllm.record import SCORED
+
+    segments = client.predict(SCORED, api_name="/score")[0]
+    assert "".join(s["token"] for s in segments) == SCORED
+
+
+@pytest.mark.parametrize("api, args", [("/attention", ("Hello there", 1, 1)), ("/scale", ("Hello", 1))])
+def test_what_needs_a_local_model_says_why(client, api, args):
+    with pytest.raises(Exception, match="not available with this model server") as refused:
+        client.predict(*args, api_name=api)
+    assert "Start the app without --backend" in str(refused.value)
+
+
+def test_the_page_has_no_model_picker_and_names_the_server(remote_app):
+    from demo.model_panel import info_markdown
+
+    config = remote_app.models  # AppModels in remote mode
+    assert config.choices == []
+    remote_app.models.gpt2.current.connect()
+    info = info_markdown(remote_app.models)
+    assert f"runs on** the model server at {URL}" in info and "**precision**" not in info
+
+
+def test_backend_flag_and_variable(capsys):
+    config = AppConfig.from_env_and_args(["--backend", "http://gpu-box:8000/", "--model", "gpt2"], {})
+    assert config.backend == "http://gpu-box:8000" and config.model == "gpt2"
+    assert AppConfig.from_env_and_args([], {"GPT2_BACKEND": "https://vllm.example"}).backend == "https://vllm.example"
+    assert AppConfig.from_env_and_args([], {}).backend is None and AppConfig().source == "gpt2"
+    with pytest.raises(SystemExit):
+        AppConfig.from_env_and_args(["--backend", "gpu-box:8000"], {})
+    assert "`backend` has to be a URL starting with http:// or https://" in capsys.readouterr().err
