@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
