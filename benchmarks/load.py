@@ -2,6 +2,7 @@
 
     python benchmarks/load.py                                  # gpt2-shaped random weights, 10 / 30 / 60 clients
     python benchmarks/load.py --shape tiny --clients 3 --memory-requests 50     # a quick check
+    python benchmarks/load.py --backend vllm --clients 30 --memory-requests 0   # local engine, then remote mode on vLLM
 
 It launches `python app.py` itself on 127.0.0.1 (a subprocess, so its memory is the server's alone), on a checkpoint
 with random weights (gpt2_core.testing.random_checkpoint): `gpt2` is GPT-2 small's shape (124M parameters, the real
@@ -10,6 +11,10 @@ Each client sends --requests-per-client requests one after another, all clients 
 full) counts as failed with its reason. Then --memory-requests requests (8 at a time) with the server's RSS sampled
 every tenth of the way, to show it stays flat. Prints markdown tables; writes JSON to benchmarks/results/.
 Traffic goes to 127.0.0.1 only, bounded by the counts above and --timeout per request.
+
+With --backend vllm the same crowds then run against the app in remote mode (`app.py --backend URL`), with a CPU
+vLLM serving the same checkpoint on this machine (started from .venv-vllm, which `bash tests/vllm/run` sets up), and
+the tables put both side by side. vLLM is started only after the local rounds, so each has the machine to itself.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from gpt2_core.config import GPTConfig  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
+from gpt2_core.testing.vllm_server import VLLMServer, vllm_python  # noqa: E402
 
 SHAPES = {"gpt2": GPTConfig(n_layer=12, n_head=12, n_embd=768), "tiny": GPTConfig(n_layer=2, n_head=4, n_embd=64)}
 PROMPT = "In a shocking finding, scientist discovered a herd of unicorns living in a remote valley."
@@ -52,9 +58,10 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def launch(checkpoint: Path, port: int, queue_size: int) -> subprocess.Popen:
+def launch(checkpoint: Path | str, port: int, queue_size: int, backend: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "app.py", "--model", str(checkpoint), "--device", "cpu",
+    remote = ["--backend", backend] if backend else []  # remote mode: --model is the name vLLM serves it under
+    process = subprocess.Popen([sys.executable, "app.py", "--model", str(checkpoint), "--device", "cpu", *remote,
                                 "--port", str(port), "--queue-size", str(queue_size)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
@@ -138,15 +145,17 @@ def memory_run(url: str, pid: int, requests: int, tokens: int, timeout: float) -
             "growth_after_warmup_mib": samples[-1][1] - warm}
 
 
-def markdown(load: list[dict], memory: dict, shape: str, tokens: int) -> str:
-    lines = [f"Load on `{shape}`-shaped random weights, CPU, {tokens} new tokens per request:", "",
-             "| clients | requests | completed | failed | p50 latency | p95 latency | requests/s | tokens/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def markdown(load: list[dict], memory: dict | None, shape: str, tokens: int) -> str:
+    lines = [f"Load on `{shape}`-shaped random weights, CPU ({os.cpu_count()} cores), {tokens} new tokens per request:",
+             "", "| GPT-2 runs | clients | requests | completed | failed | p50 latency | p95 latency | requests/s | "
+             "tokens/s | app memory |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in load:
         p50 = f"{r['p50_s']:.2f} s" if r["p50_s"] is not None else "-"
         p95 = f"{r['p95_s']:.2f} s" if r["p95_s"] is not None else "-"
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['completed']} | {r['failed']} | {p50} | {p95} | "
-                     f"{r['requests_per_s']:.2f} | {r['tokens_per_s']:.0f} |")
+        lines.append(f"| {r['backend']} | {r['clients']} | {r['requests']} | {r['completed']} | {r['failed']} | {p50} "
+                     f"| {p95} | {r['requests_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['app_rss_mib']:.0f} MiB |")
+    if memory is None:
+        return "\n".join(lines)
     lines += ["", f"Server memory (RSS) over {memory['requests']} requests of {memory['tokens_per_request']} tokens "
                   f"({memory['failed']} failed):", "", "| requests done | RSS |", "|---:|---:|"]
     lines += [f"| {n} | {mib:.0f} MiB |" for n, mib in memory["rss_mib"]]
@@ -166,33 +175,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds one request may take")
     parser.add_argument("--checkpoint-dir", type=Path, default=Path(tempfile.gettempdir()) / "gpt2-load-checkpoints")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--backend", default="here",
+                        help="vllm: after the local rounds, the same against the app in remote mode on a CPU vLLM "
+                             "started here; a URL (http://gpu-box:8000): against the app in remote mode on that "
+                             "server, whose model is given by --served-model (sizing a real deployment)")
+    parser.add_argument("--served-model", default=None, help="with --backend URL: the server's model name")
     args = parser.parse_args(argv)
     if max(args.clients) > 200 or args.memory_requests > 10_000:
         parser.error("at most 200 clients and 10000 memory requests: this is a classroom, not a flood")
 
+    if args.backend not in ("here", "vllm") and not args.backend.startswith(("http://", "https://")):
+        parser.error(f"--backend has to be here, vllm or a URL, but is {args.backend!r}")
+    if args.backend == "vllm" and vllm_python() is None:
+        parser.error("--backend vllm needs vLLM in .venv-vllm: `bash tests/vllm/run` sets it up (or GPT2_VLLM_PYTHON)")
+
     checkpoint = random_checkpoint(args.checkpoint_dir / args.shape, SHAPES[args.shape])
-    port = free_port()
-    server = launch(checkpoint, port, args.queue_size)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        one_request(connect(url), args.tokens, seed=0, timeout=args.timeout)  # warm-up
-        load = []
-        for clients in args.clients:
-            load.append(crowd(url, clients, args.requests_per_client, args.tokens, args.timeout))
-            print(f"{clients} clients: {load[-1]['completed']}/{load[-1]['requests']} in {load[-1]['wall_s']:.1f} s",
-                  file=sys.stderr)
-        memory = memory_run(url, server.pid, args.memory_requests, args.memory_tokens, args.timeout)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    load: list[dict] = []
+    memory = None
+    remote_url = args.backend if args.backend.startswith("http") else None
+    rounds = {"here": ["here"], "vllm": ["here", "vLLM"]}.get(args.backend, ["remote"])
+    for backend in rounds:
+        vllm = None
+        if backend == "vLLM":
+            args.out.mkdir(parents=True, exist_ok=True)
+            log = args.out / "vllm-load-server.log.tmp"
+            vllm = VLLMServer(checkpoint, str(checkpoint), free_port(), log, max_model_len=1024).start()
+            remote_url = vllm.url
+        port = free_port()
+        model = args.served_model if backend == "remote" and args.served_model else checkpoint
+        server = launch(model, port, args.queue_size, backend=remote_url if backend != "here" else None)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            one_request(connect(url), args.tokens, seed=0, timeout=args.timeout)  # warm-up
+            for clients in args.clients:
+                row = crowd(url, clients, args.requests_per_client, args.tokens, args.timeout)
+                row |= {"backend": "this machine (gpt2_core)" if backend == "here" else f"{backend} (remote mode)",
+                        "app_rss_mib": rss_mib(server.pid)}
+                load.append(row)
+                print(f"{backend}, {clients} clients: {row['completed']}/{row['requests']} in {row['wall_s']:.1f} s",
+                      file=sys.stderr)
+            if backend == "here" and args.memory_requests:
+                memory = memory_run(url, server.pid, args.memory_requests, args.memory_tokens, args.timeout)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            if vllm is not None:
+                vllm.stop()
     table = markdown(load, memory, args.shape, args.tokens)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"shape": args.shape, "device": "cpu", "cpus": os.cpu_count(), "tokens": args.tokens,
               "requests_per_client": args.requests_per_client, "queue_size": args.queue_size, "load": load,
               "memory": memory}
-    (args.out / f"load-{args.shape}-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"load-{args.shape}-cpu.md").write_text(table + "\n")
+    name = f"load-{args.shape}-cpu" + {"here": "", "vllm": "-vs-vllm"}.get(args.backend, "-remote")
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(table + "\n")
     return 0
 
 

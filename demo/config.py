@@ -13,7 +13,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 class AppConfig:
     model: str | None = None  # GPT-2 checkpoint: a Hub id or a local directory (None: gpt2; remote: the server's)
     backend: str | None = None  # an OpenAI-compatible server's URL (vLLM): run GPT-2 there, not here (remote mode)
+    backend_api_key: str | None = field(default=None, repr=False)  # its key (env GPT2_BACKEND_API_KEY only)
     bert_model: str = "bert-base-uncased"  # BERT fill-mask checkpoint for the comparison tab (loaded on first use)
     quantize: str | None = None  # None, "int8" (on a CPU: fast int8 kernels; on a GPU: bitsandbytes) or "nf4"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N", "mps"
@@ -85,7 +86,9 @@ class AppConfig:
                     setattr(args, name, truthy(variable, value) if value else getattr(cls, name))
                 except ValueError as e:
                     parser.error(str(e))
-        return cls(model=args.model, backend=args.backend or None, bert_model=args.bert_model, quantize=args.quantize,
+        return cls(model=args.model, backend=args.backend or None,
+                   backend_api_key=env.get("GPT2_BACKEND_API_KEY") or None,  # a secret: never a flag (ps shows flags)
+                   bert_model=args.bert_model, quantize=args.quantize,
                    device=args.device,
                    host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
                    deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch,
@@ -120,7 +123,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                              "model)")
     parser.add_argument("--backend", metavar="URL", type=backend_url, default=first("GPT2_BACKEND", default=d.backend),
                         help="run GPT-2 on an OpenAI-compatible completions server such as vLLM, e.g. "
-                             "http://localhost:8000 (env GPT2_BACKEND; default: run it here)")
+                             "http://localhost:8000 (env GPT2_BACKEND; a server started with --api-key takes its key "
+                             "from env GPT2_BACKEND_API_KEY; default: run GPT-2 here)")
     parser.add_argument("--bert-model", default=first("BERT_MODEL", default=d.bert_model),
                         help="BERT Hub id or local directory for the comparison tab (env BERT_MODEL)")
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=first("GPT2_QUANTIZE", default=d.quantize),

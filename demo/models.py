@@ -248,7 +248,7 @@ class AppModels:
 
 def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] = load_model,
                  load_bert: Callable[..., FillMask] = load_fill_mask,
-                 remote: Callable[[str, str | None], RemoteModel] = RemoteModel) -> AppModels:
+                 remote: Callable[..., RemoteModel] = RemoteModel) -> AppModels:
     """Load GPT-2 now (or record why it cannot be had); BERT waits for its tab. Loaders are injectable for tests.
 
     With `config.backend` (remote mode) GPT-2 runs on that server: nothing is loaded here but its tokenizer, asked
@@ -272,9 +272,9 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
 
 
 def start_remote(config: AppConfig, *, load_bert: Callable[..., FillMask],
-                 remote: Callable[[str, str | None], RemoteModel]) -> AppModels:
+                 remote: Callable[..., RemoteModel]) -> AppModels:
     def connect(url: str) -> RemoteModel:
-        lm = remote(url, config.model)
+        lm = remote(url, config.model, **({"api_key": config.backend_api_key} if config.backend_api_key else {}))
         threading.Thread(target=_first_contact, args=(lm,), name="gpt2-backend", daemon=True).start()
         return lm
 

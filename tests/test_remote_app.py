@@ -4,6 +4,7 @@ unavailable, and the model panel."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from gradio_client import Client
 from test_remote import RECORDED, URL
@@ -75,3 +76,16 @@ def test_backend_flag_and_variable(capsys):
     with pytest.raises(SystemExit):
         AppConfig.from_env_and_args(["--backend", "gpu-box:8000"], {})
     assert "`backend` has to be a URL starting with http:// or https://" in capsys.readouterr().err
+
+
+def test_the_servers_key_comes_from_the_environment_only_and_is_sent():
+    config = AppConfig.from_env_and_args(["--backend", "https://vllm.example"], {"GPT2_BACKEND_API_KEY": "s3cret"})
+    assert config.backend_api_key == "s3cret" and "s3cret" not in repr(config)
+    seen = []
+
+    def handle(request):
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"data": []})
+
+    CompletionsClient(config.backend, api_key=config.backend_api_key, transport=httpx.MockTransport(handle)).models()
+    assert seen == ["Bearer s3cret"]
