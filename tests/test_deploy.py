@@ -1,0 +1,46 @@
+"""deploy/ agrees with the app: what compose.yaml and the Dockerfile name exists, and the sticky sessions Gradio's queue
+needs are on. (Docker and a GPU are not available where the tests run; the remote mode itself is tested against a real
+vLLM in test_vllm.py.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from demo.config import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_app_replicas_point_at_the_vllm_service_with_variables_the_app_reads():
+    services = compose()["services"]
+    app, vllm = services["app"], services["vllm"]
+    help_text = build_parser({}).format_help()
+    for variable in app["environment"]:
+        if variable.startswith("GPT2_"):
+            assert variable in help_text, f"{variable} is not a setting of app.py"
+    host = app["environment"]["GPT2_BACKEND"].split("//")[1].split(":")[0]
+    assert host == "vllm" and "vllm" in app["depends_on"]
+    served = next(a.split("=", 1)[1] for a in vllm["command"] if a.startswith("--served-model-name="))
+    assert app["environment"]["GPT2_MODEL"] == served  # the name the app sends and loads its tokenizer by
+    assert "--max-logprobs=100" in vllm["command"]
+
+
+def test_the_balancer_keeps_each_browser_on_one_replica():
+    labels = compose()["services"]["app"]["labels"]
+    assert "traefik.http.services.playground.loadbalancer.sticky.cookie=true" in labels
+    port = next(label.split("=")[1] for label in labels if label.endswith(".server.port=7860") or ".server.port=" in label)
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert f"GRADIO_SERVER_PORT={port}" in dockerfile and "GRADIO_SERVER_NAME=0.0.0.0" in dockerfile
+
+
+def test_the_dockerfile_copies_what_exists():
+    for source in re.findall(r"^COPY (\S+)", (DEPLOY / "Dockerfile").read_text(), flags=re.MULTILINE):
+        assert (ROOT / source).exists(), f"deploy/Dockerfile copies {source}, which is not in the project"
