@@ -98,7 +98,7 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
     parts = [f"**Model** `{d.name}`{whose}"]
     if d.parameters:
         parts.append(f"**{d.parameters / 1e6:.1f}M** parameters")
-    parts.append(f"**runs on** the model server at {d.where}" if d.remote else f"**device** {d.where}")
+    parts.append(f"**runs on** {d.where}" if d.remote else f"**device** {d.where}")
     if d.precision:
         parts.append(f"**precision** {d.precision}")
     if d.memory_bytes:

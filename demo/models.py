@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from demo.config import AppConfig
+from demo.config import LOCAL_HOSTS, AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
@@ -274,7 +274,10 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
 def start_remote(config: AppConfig, *, load_bert: Callable[..., FillMask],
                  remote: Callable[..., RemoteModel]) -> AppModels:
     def connect(url: str) -> RemoteModel:
-        lm = remote(url, config.model, **({"api_key": config.backend_api_key} if config.backend_api_key else {}))
+        options = {"api_key": config.backend_api_key} if config.backend_api_key else {}
+        if config.host not in LOCAL_HOSTS:
+            options["show_address"] = False  # visitors of a public page are not told where the server is
+        lm = remote(url, config.model, **options)
         threading.Thread(target=_first_contact, args=(lm,), name="gpt2-backend", daemon=True).start()
         return lm
 

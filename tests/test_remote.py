@@ -49,7 +49,8 @@ def test_connect_reads_the_servers_model_context_and_tokenizer(local):
     assert remote.eos_token_id == local.eos_token_id
     assert remote.tokenizer.encode(PROMPT) == local.tokenizer.encode(PROMPT)
     description = remote.describe()
-    assert description.remote and description.where == URL and description.parameters == local.num_parameters()
+    assert description.remote and description.where == f"the model server at {URL}"
+    assert description.parameters == local.num_parameters()
     assert description.memory_bytes is None and description.precision is None  # the server does not say
     assert ATTENTION in description.unavailable
     assert remote.max_alternatives == description.max_alternatives == 20  # the limit its refusal of 100 named

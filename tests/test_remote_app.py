@@ -61,8 +61,7 @@ def test_what_needs_a_local_model_says_why(client, api, args):
 def test_the_page_has_no_model_picker_and_names_the_server(remote_app):
     from demo.model_panel import info_markdown
 
-    config = remote_app.models  # AppModels in remote mode
-    assert config.choices == []
+    assert remote_app.models.choices == []  # nothing to switch to: the server serves one model
     remote_app.models.gpt2.current.connect()
     info = info_markdown(remote_app.models)
     assert f"runs on** the model server at {URL}" in info and "**precision**" not in info
@@ -89,3 +88,25 @@ def test_the_servers_key_comes_from_the_environment_only_and_is_sent():
 
     CompletionsClient(config.backend, api_key=config.backend_api_key, transport=httpx.MockTransport(handle)).models()
     assert seen == ["Bearer s3cret"]
+
+
+def test_a_public_page_does_not_tell_visitors_where_the_server_is():
+    from demo.models import start_models
+
+    def refuse(request):
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    seen = {}
+
+    def remote(url, name, **options):
+        seen.update(options)
+        return RemoteModel(url, name, client=CompletionsClient(url, transport=httpx.MockTransport(refuse), **options))
+
+    models = start_models(AppConfig(backend="http://10.0.0.7:8000", host="0.0.0.0"), remote=remote)
+    try:
+        with pytest.raises(Exception, match="the model server cannot be reached") as refused:
+            models.gpt2.current.connect()
+        assert "10.0.0.7" not in str(refused.value) and seen == {"show_address": False}
+        assert "10.0.0.7" not in models.gpt2.current.describe().where
+    finally:
+        models.close()

@@ -36,8 +36,10 @@ class BackendRequestError(ValueError):
 
 class CompletionsClient:
     def __init__(self, base_url: str, *, api_key: str | None = None, read_timeout_s: float = READ_TIMEOUT_S,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, show_address: bool = True):
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        # How messages name the server: its address for the host's own page, not for a public one's visitors
+        self.shown = f"the model server at {self.base_url}" if show_address else "the model server"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
                                   timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S))
@@ -61,8 +63,8 @@ class CompletionsClient:
         except httpx.HTTPError as e:
             raise self._unavailable(e) from e
         try:
-            _check(response, streamed=True)
-            yield ChunkStream(response, self.base_url)
+            _check(response, self.shown, streamed=True)
+            yield ChunkStream(response, self.shown)
         finally:
             response.close()
 
@@ -78,11 +80,11 @@ class CompletionsClient:
                 raise self._unavailable(e) from e
             except httpx.HTTPError as e:
                 raise self._unavailable(e) from e
-            _check(response, streamed=False)
+            _check(response, self.shown, streamed=False)
             try:
                 return response.json()
             except ValueError as e:
-                raise BackendUnavailableError(f"the model server at {self.base_url} answered {path} with something "
+                raise BackendUnavailableError(f"{self.shown} answered {path} with something "
                                               "that is not JSON: is this an OpenAI-compatible server?") from e
         raise AssertionError("unreachable")
 
@@ -93,7 +95,7 @@ class CompletionsClient:
             what = "cannot be reached"
         else:
             what = "failed"
-        return BackendUnavailableError(f"the model server at {self.base_url} {what} ({_describe(error)}); the page "
+        return BackendUnavailableError(f"{self.shown} {what} ({_describe(error)}); the page "
                                        "keeps working, and you can try again in a moment")
 
     def close(self) -> None:
@@ -103,9 +105,9 @@ class CompletionsClient:
 class ChunkStream:
     """The chunks of one streamed completion, as dicts; `close()` ends it (and the request on the server)."""
 
-    def __init__(self, response: httpx.Response, base_url: str):
+    def __init__(self, response: httpx.Response, shown: str):
         self._response = response
-        self.base_url = base_url
+        self.shown = shown
 
     def close(self) -> None:
         self._response.close()
@@ -120,16 +122,16 @@ class ChunkStream:
                     return
                 chunk = json.loads(data)
                 if "error" in chunk:  # an error after the stream began is sent as one more event
-                    raise BackendUnavailableError(f"the model server at {self.base_url} failed in the middle of the "
+                    raise BackendUnavailableError(f"{self.shown} failed in the middle of the "
                                                   f"answer: {_reason(chunk)}")
                 yield chunk
         except httpx.HTTPError as e:
             raise BackendUnavailableError(
-                f"the model server at {self.base_url} stopped answering in the middle of the text ({_describe(e)}); "
+                f"{self.shown} stopped answering in the middle of the text ({_describe(e)}); "
                 "the text so far stays, and you can try again when it is back") from e
 
 
-def _check(response: httpx.Response, *, streamed: bool) -> None:
+def _check(response: httpx.Response, shown: str, *, streamed: bool) -> None:
     if response.status_code < 400:
         return
     if streamed:
@@ -138,11 +140,9 @@ def _check(response: httpx.Response, *, streamed: bool) -> None:
         reason = _reason(response.json())
     except ValueError:
         reason = first_line(response.text) or response.reason_phrase
-    where = str(response.request.url.copy_with(path="/", query=None)).rstrip("/")
     if response.status_code in (400, 404, 422):
-        raise BackendRequestError(f"the model server at {where} refused the request: {reason}")
-    raise BackendUnavailableError(f"the model server at {where} answered {response.status_code} ({reason}); try "
-                                  "again in a moment")
+        raise BackendRequestError(f"{shown} refused the request: {reason}")
+    raise BackendUnavailableError(f"{shown} answered {response.status_code} ({reason}); try again in a moment")
 
 
 def _reason(body) -> str:

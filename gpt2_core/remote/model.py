@@ -67,9 +67,9 @@ REMOTE_UNAVAILABLE = {
 class RemoteModel(TextModel):
     def __init__(self, url: str, model: str | None = None, *, tokenizer: str | Path | None = None,
                  api_key: str | None = None, max_alternatives: int | None = None,
-                 client: CompletionsClient | None = None):
+                 client: CompletionsClient | None = None, show_address: bool = True):
         self.url = url
-        self._client = client or CompletionsClient(url, api_key=api_key)
+        self._client = client or CompletionsClient(url, api_key=api_key, show_address=show_address)
         self._model = model  # None: the server's only model, once asked
         self._tokenizer_source = tokenizer
         self.max_alternatives = max_alternatives or SERVER_MAX_LOGPROBS  # the server's logprobs limit, once asked
@@ -96,11 +96,11 @@ class RemoteModel(TextModel):
                 served = self._client.models()
             ids = [m.get("id") for m in served]
             if self._model is None and len(ids) != 1:
-                raise BackendRequestError(f"the model server at {self.url} serves {len(ids)} models "
+                raise BackendRequestError(f"{self._client.shown} serves {len(ids)} models "
                                           f"({', '.join(map(str, ids)) or 'none'}): choose one with --model")
             name = self._model or ids[0]
             if name not in ids:
-                raise BackendRequestError(f"the model server at {self.url} does not serve {name!r}; it serves "
+                raise BackendRequestError(f"{self._client.shown} does not serve {name!r}; it serves "
                                           f"{', '.join(map(str, ids))}")
             entry = served[ids.index(name)]
             try:
@@ -170,7 +170,7 @@ class RemoteModel(TextModel):
 
     def describe(self) -> ModelDescription:
         """What is known without asking the server (the panel redraws often; a down server must not slow it)."""
-        return ModelDescription(self.name, where=self._client.base_url, precision=None, parameters=self._parameters,
+        return ModelDescription(self.name, where=self._client.shown, precision=None, parameters=self._parameters,
                                 memory_bytes=None, context=self._context, max_alternatives=self.max_alternatives,
                                 remote=True, unavailable=dict(REMOTE_UNAVAILABLE), problem=self.problem)
 
@@ -257,7 +257,7 @@ class RemoteModel(TextModel):
             response = self._client.complete(body)
         entries = response["choices"][0].get("prompt_logprobs")
         if entries is None:
-            raise BackendRequestError(f"the model server at {self.url} does not score text (prompt_logprobs): "
+            raise BackendRequestError(f"{self._client.shown} does not score text (prompt_logprobs): "
                                       "a vLLM server does")
         return [{int(t): v for t, v in entry.items()} for entry in entries[1:]]
 
@@ -385,7 +385,7 @@ class RemoteRequest:
             with self._lock:
                 why = self._ended.get(index)
             if why is None:
-                self.events.put(BackendUnavailableError(f"the model server at {m.url} ended a text without saying "
+                self.events.put(BackendUnavailableError(f"{m._client.shown} ended a text without saying "
                                                         "why (no finish_reason)"))
             elif why != "stop":
                 self.events.put([TokenEvent(index, None, 0.0, why)])
