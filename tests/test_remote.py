@@ -278,6 +278,8 @@ def test_stop_closes_the_stream_and_the_deadline_ends_it():
     next(updates), next(updates)
     updates.close()  # what Stop does (Gradio closes the generator)
     assert stream.closed.wait(2.0), "closing the generator must close the connection (vLLM then aborts)"
+    time.sleep(0.3)  # the reading thread sees its read fail: that was this side's doing, not the server's
+    assert remote.problem is None
 
     slow = Chunks(lines, delay=0.2)
     (sample,) = streaming_model(slow).generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, deadline_s=0.7)
@@ -314,3 +316,12 @@ def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
         assert "`mini-gpt2`" in info and f"runs on** the model server at {URL}" in info and "128 tokens" in info
     finally:
         models.close()
+
+
+def test_a_finished_generation_leaves_no_deadline_timer_behind():
+    from ui_helpers import wait_until
+
+    remote, _ = replaying()
+    remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
+    wait_until(lambda: not any(isinstance(t, threading.Timer) for t in threading.enumerate()), timeout=5,
+               message="the request's deadline timer to be cancelled")

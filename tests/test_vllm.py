@@ -7,16 +7,22 @@ started once for the module (1-2 minutes on 2 cores); the last test kills it and
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 import pytest
 from test_browser import browser  # noqa: F401 (a fixture)
 from ui_helpers import free_port, launched_app, wait_until
 
-from gpt2_core import load_model
+from gpt2_core import GPTConfig, load_model
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.remote import BackendUnavailableError, RemoteModel
+from gpt2_core.testing import random_checkpoint
 from gpt2_core.testing.vllm_server import VLLMServer, vllm_python
+
+ROOT = Path(__file__).resolve().parent.parent
+UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 
 pytestmark = pytest.mark.vllm
 pytest_plugins = ["fixtures_ui"]
@@ -27,10 +33,15 @@ TOLERANCE = 1e-3  # log-probabilities, fp32 on both sides
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    if os.environ.get("GPT2_VLLM_PORT"):  # a server already running (for working on these tests), never killed
+        yield VLLMServer(BUNDLED["mini-gpt2"], "mini-gpt2", int(os.environ["GPT2_VLLM_PORT"]), Path("/dev/null"))
+        return
     if vllm_python() is None:
         pytest.skip("vLLM is not installed: `bash tests/vllm/run` installs it in .venv-vllm (or set GPT2_VLLM_PYTHON)")
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    running = VLLMServer(BUNDLED["mini-gpt2"], "mini-gpt2", free_port(), log).start()
+    # --max-logprobs 100 as deploy/ recommends (the replayed unit tests cover vLLM's default of 20)
+    running = VLLMServer(BUNDLED["mini-gpt2"], "mini-gpt2", free_port(), log,
+                         extra_args=("--max-logprobs", "100")).start()
     yield running
     running.stop()
 
@@ -50,6 +61,7 @@ def remote(server):
 
 
 def test_greedy_text_and_logprobs_equal_the_local_engine(remote, local):
+    assert remote.connect().max_alternatives == 100  # asked of the server
     for prompt in PROMPTS:
         (theirs,) = remote.generate(prompt, max_new_tokens=60, temperature=0, alternatives=5)
         (ours,) = local.generate(prompt, max_new_tokens=60, temperature=0, alternatives=5)
@@ -78,18 +90,70 @@ def test_a_stop_string_ends_the_text_as_locally(remote, local):
     assert theirs.finish_reason == ours.finish_reason == "stop" and theirs.text == ours.text
 
 
-def test_closing_the_stream_ends_the_request_on_the_server(server, remote):
-    remote.connect()
-    generated = server.metric("vllm:generation_tokens_total")
-    finished = server.metric("vllm:request_success_total")
-    updates = remote.stream(PROMPTS[2], max_new_tokens=120, temperature=1.0, seed=3)
+@pytest.fixture(scope="module")
+def long_server(tmp_path_factory):
+    """A second server on a GPT-2 with the real vocabulary and the full 1024-token context (random weights, 4 layers
+    of 512): a 1000-token request runs for several seconds there, so that a cancel can be seen to cut it short. (The
+    mini model's 128 tokens take vLLM a fraction of a second, less than a disconnect takes to reach it.)"""
+    if vllm_python() is None:
+        pytest.skip("vLLM is not installed: `bash tests/vllm/run` installs it in .venv-vllm (or set GPT2_VLLM_PYTHON)")
+    directory = tmp_path_factory.mktemp("gpt2-1024")
+    random_checkpoint(directory, GPTConfig(n_layer=4, n_head=8, n_embd=512))
+    running = VLLMServer(directory, str(directory), free_port(), directory / "server.log", max_model_len=1024).start()
+    yield running
+    running.stop()
+
+
+def test_on_a_full_size_vocabulary_greedy_equals_local_and_closing_the_stream_aborts_the_request(long_server):
+    remote = RemoteModel(long_server.url)
+    local = load_model(long_server.model_dir, device="cpu", dtype="fp32")
+    (theirs,) = remote.generate("Hello world, this is", max_new_tokens=40, temperature=0)
+    (ours,) = local.generate("Hello world, this is", max_new_tokens=40, temperature=0)
+    assert theirs.token_ids == ours.token_ids and remote.context_length == 1024
+    local.close()
+
+    generated = long_server.metric("vllm:generation_tokens_total")
+    finished = long_server.metric("vllm:request_success_total")
+    updates = remote.stream("Once upon a time", max_new_tokens=1000, temperature=1.0, top_k=0, seed=3)
     next(updates), next(updates)
     updates.close()  # Stop on the page does this
-    wait_until(lambda: server.metric("vllm:num_requests_running") == 0, timeout=10,
+    wait_until(lambda: long_server.metric("vllm:num_requests_running") == 0, timeout=10,
                message="no request left running on the server")
-    time.sleep(1.0)  # a request still running would have written its 120 tokens by now (about 0.7 s)
-    assert server.metric("vllm:generation_tokens_total") - generated < 20  # it stopped a few tokens in
-    assert server.metric("vllm:request_success_total") == finished  # aborted: not counted as finished ("length")
+    time.sleep(1.0)
+    # Aborted: not counted as finished (a request that ran its course counts as finished, "length"), and cut short
+    # (how short depends on how far vLLM's engine ran ahead of its HTTP side before the disconnect reached it)
+    assert long_server.metric("vllm:request_success_total") == finished
+    assert long_server.metric("vllm:generation_tokens_total") - generated < 500  # of the 1000 asked for
+    remote.close()
+
+
+def test_stop_in_the_app_ends_the_request_on_the_server(long_server, tiny_bert):
+    from gradio_client import Client
+
+    with launched_app(str(long_server.model_dir), tiny_bert, backend=long_server.url) as app:
+        client = Client(app.url, verbose=False)
+        generated = long_server.metric("vllm:generation_tokens_total")
+        finished = long_server.metric("vllm:request_success_total")
+        job = client.submit("Once upon a time", 1000, 1.0, 0, 1.0, 1.0, 4, 1, api_name="/generate")
+        wait_until(lambda: len(job.outputs()) >= 2, timeout=60, message="streaming to start")
+        job.cancel()  # what the page's Stop does: Gradio cancels the event and closes its generator
+        wait_until(lambda: long_server.metric("vllm:num_requests_running") == 0, timeout=10,
+                   message="no request left running on the server")
+        time.sleep(1.0)
+        assert long_server.metric("vllm:request_success_total") == finished  # aborted, not run to its end
+        assert long_server.metric("vllm:generation_tokens_total") - generated < 500  # of the 1000 asked for
+
+
+def test_a_server_killed_in_the_middle_of_a_text_gives_a_clear_message(long_server):
+    remote = RemoteModel(long_server.url)
+    updates = remote.stream("Once upon a time", max_new_tokens=1000, temperature=1.0, top_k=0, seed=3)
+    next(updates)
+    long_server.kill()  # a 1000-token text is far from done
+    with pytest.raises(BackendUnavailableError, match="stopped answering in the middle of the text"):
+        for _ in updates:
+            pass
+    assert "stopped answering" in remote.describe().problem  # the model panel's banner says so
+    remote.close()
 
 
 def test_scores_and_next_token_distribution_equal_the_local_ones(remote, local):
@@ -126,16 +190,31 @@ def test_generate_and_next_word_tabs_show_probabilities_and_alternatives(browser
         details.get_by_text("probability").first.wait_for()
         assert details.locator("tbody tr").count() == 8  # the likeliest tokens there, from the server's logprobs
         assert "rank" in details.inner_text()
+        if UPDATE_SCREENSHOTS:  # the panel naming the server, the coloured text and a token's details
+            page.screenshot(path=str(ROOT / "assets" / "screenshot-remote.png"), full_page=True)
         page.get_by_role("tab", name="Next word").click()
         page.locator("#explore-model .bar").first.wait_for()
         assert page.locator("#explore-model .bar").count() >= 10
+        # top-k 40 is within the 100 tokens the server reports: "after your settings" is worked out, not blank
+        assert page.locator("#explore-candidates .bar").count() >= 10
         page.get_by_role("tab", name="Inside").click()
         assert "model server reports only tokens" in page.locator("#inside-unavailable").inner_text()
     finally:
         context.close()
 
 
+def test_bert_vs_gpt2_uses_the_servers_gpt2(remote_app):
+    from gradio_client import Client
+
+    bert, gpt2_next, ranking, seen = Client(remote_app.url, verbose=False).predict(
+        "ROMEO. I ___ thee well.", api_name="/compare")
+    assert gpt2_next["confidences"] and ranking["confidences"] and "`mini-gpt2`" in seen
+    assert abs(sum(c["confidence"] for c in ranking["confidences"]) - 1) < 1e-3  # GPT-2's whole-sentence shares
+
+
 def test_a_killed_server_gives_a_clear_message_and_the_app_recovers(server, remote_app):
+    if server.process is None:
+        pytest.skip("GPT2_VLLM_PORT names a server these tests did not start, so they do not kill it")
     from gradio_client import Client
 
     from demo.model_panel import unavailable_markdown
@@ -143,13 +222,7 @@ def test_a_killed_server_gives_a_clear_message_and_the_app_recovers(server, remo
     client = Client(remote_app.url, verbose=False)
     args = (PROMPTS[0], 20, 0, 0, 1, 1, 1, 1)
     assert client.predict(*args, api_name="/generate")[0]
-    lm = remote_app.models.gpt2.current
-    updates = lm.stream(PROMPTS[0], max_new_tokens=120, temperature=1.0, seed=1)
-    next(updates)
-    server.kill()  # in the middle of a text
-    with pytest.raises(BackendUnavailableError, match="model server"):
-        for _ in updates:
-            pass
+    server.kill()
     with pytest.raises(Exception, match="cannot be reached") as refused:
         client.predict(*args, api_name="/generate")
     assert "Something went wrong" not in str(refused.value)

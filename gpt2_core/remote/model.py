@@ -28,7 +28,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from gpt2_core.generate.sampling import SamplingParams
 from gpt2_core.generate.settings import DEFAULTS, GenerationSettings, check_int, check_text
 from gpt2_core.lm import _SERIALS, Sample, TextModel
 from gpt2_core.remote.client import BackendRequestError, BackendUnavailableError, CompletionsClient
-from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, top_tokens
+from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, token_id, top_tokens
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ class RemoteModel(TextModel):
             log.info("remote model %s at %s: context %d", name, self.url, self._context)
             return self
 
-    def _tracked(self):
-        return _Tracked(self)
+    def _tracked(self, ignore: Callable[[], bool] | None = None) -> _Tracked:
+        return _Tracked(self, ignore)
 
     def _logprobs_limit(self) -> int:
         """How many likeliest tokens the server reports per place: WANTED_LOGPROBS if it allows them, else the limit
@@ -301,14 +301,15 @@ class RemoteModel(TextModel):
 class _Tracked:
     """Records on the model whether its last call reached the server (the model panel shows it)."""
 
-    def __init__(self, model: RemoteModel):
+    def __init__(self, model: RemoteModel, ignore: Callable[[], bool] | None = None):
         self.model = model
+        self.ignore = ignore  # True when a failure is this side's doing (it closed the stream)
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
-        if error is None:
+        if error is None or (self.ignore is not None and self.ignore()):
             self.model.problem = None
         elif isinstance(error, BackendUnavailableError):
             self.model.problem = str(error)
@@ -351,46 +352,50 @@ class RemoteRequest:
             stream.close()  # the server sees the client go and aborts the request
 
     def _read(self, index: int, seed: int) -> None:
+        """Thread body: stream sample `index` into `events`; once every sample is over, the deadline timer goes."""
+        try:
+            self._stream_sample(index, seed)
+        finally:
+            with self._lock:
+                self._streams.pop(index, None)
+                self._ended.setdefault(index, "done")
+                over = all(i in self._ended for i in range(len(self.request.seeds)))
+            if over:
+                self._timer.cancel()
+
+    def _closed_here(self, index: int) -> str | None:
+        """Why this side ended sample `index` ("cancelled", "stop", "timeout"), or None."""
+        with self._lock:
+            return self._ended.get(index)
+
+    def _stream_sample(self, index: int, seed: int) -> None:
         r, m = self.request, self.model
         body = m._body(r.prompt_ids, r.params, max_tokens=r.max_new_tokens, seed=seed, logprobs=self.reported,
                        return_tokens_as_token_ids=True)
         finished = False
         try:
-            with m._tracked(), m._client.stream(body) as stream:
+            # A read that fails because this side closed the stream says nothing about the server
+            with m._tracked(ignore=lambda: self._closed_here(index) is not None), m._client.stream(body) as stream:
                 with self._lock:
                     if index in self._ended:
                         return
                     self._streams[index] = stream
                 for chunk in stream:
-                    if index in self._ended:
+                    if self._closed_here(index) is not None:
                         break  # ended on this side (Stop, a stop string, the deadline), closing the stream
                     for event in self._events(index, chunk):
                         finished = event.finish_reason is not None
                         self.events.put([event])
         except Exception as e:  # noqa: BLE001 - every failure reaches the caller, as the engine's do
-            with self._lock:
-                why = self._ended.get(index)
-            if why is not None:  # this side closed the stream
-                if why != "stop":
-                    self.events.put([TokenEvent(index, None, 0.0, why)])
+            if self._closed_here(index) is None:
+                self.events.put(e)
                 return
-            self.events.put(e)
-            return
-        finally:
-            with self._lock:
-                self._streams.pop(index, None)
-                if len(self._streams) == 0 and all(i in self._ended for i in range(len(r.seeds))):
-                    self._timer.cancel()
-        if not finished:
-            with self._lock:
-                why = self._ended.get(index)
-            if why is None:
-                self.events.put(BackendUnavailableError(f"{m._client.shown} ended a text without saying "
-                                                        "why (no finish_reason)"))
-            elif why != "stop":
-                self.events.put([TokenEvent(index, None, 0.0, why)])
-        with self._lock:
-            self._ended.setdefault(index, "done")
+        why = self._closed_here(index)
+        if not finished and why is None:
+            self.events.put(BackendUnavailableError(f"{m._client.shown} ended a text without saying why (no "
+                                                    "finish_reason)"))
+        elif not finished and why != "stop":  # a stop string ended it on the caller's side already
+            self.events.put([TokenEvent(index, None, 0.0, why)])
 
     def _events(self, index: int, chunk: dict) -> list[TokenEvent]:
         """The TokenEvents in one streamed chunk (usually one token; the last one carries the finish reason)."""
@@ -404,13 +409,13 @@ class RemoteRequest:
         events = []
         for j, token in enumerate(tokens):
             top = top_tokens(logprobs["top_logprobs"][j] or {}, encode)
-            token_id = top_tokens({token: 0.0}, encode)[0][0]
+            chosen = token_id(token, encode)
             after = sampling_probs(top, self.request.params, reported=n)
             alternatives = tuple((i, math.exp(lp), q) for (i, lp), q in
                                  zip(top[:self.request.alternatives], after, strict=False))
             last = j == len(tokens) - 1
-            events.append(TokenEvent(index, token_id, probability(logprobs["token_logprobs"][j]),
-                                     finish if last else None, rank_in(top, token_id, n), alternatives))
+            events.append(TokenEvent(index, chosen, probability(logprobs["token_logprobs"][j]),
+                                     finish if last else None, rank_in(top, chosen, n), alternatives))
         if not tokens and finish is not None:
             events.append(TokenEvent(index, None, 0.0, finish))
         return events
