@@ -113,8 +113,8 @@ def unavailable_markdown(models: AppModels) -> str:
     if lm is not None and lm.describe().remote:
         problem = lm.probe()  # asks the server again only while it is failing, at most every few seconds
         if problem:
-            return (f"### The model server is not answering\n{problem}\n\nThe page stays up: Generate and the other "
-                    "tabs work again as soon as the server is back (this note goes away by itself).")
+            return (f"### GPT-2's model server cannot be used right now\n{problem}\n\nThe page stays up: Generate and "
+                    "the other tabs work again as soon as this is fixed (this note goes away by itself).")
         return ""
     if models.gpt2.error is None:
         if models.gpt2.notice and models.gpt2.current is not None and models.gpt2.current.name in BUNDLED:

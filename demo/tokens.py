@@ -87,8 +87,8 @@ def shown_token(text: str) -> str:
 def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "") -> str:
     """The details of one token: its probability and rank, and a table of the likeliest tokens at its place."""
     rank = (f"rank <b>{row.rank:,}</b> ({bucket(row.rank)})" if row.rank is not None else
-            "rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports, and its exact "
-            "rank comes when the text is complete")
+            "rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports; its exact "
+            "rank is filled in when the text ends by itself (not after Stop)")
     head = (f"<p><b class='tok'>{html.escape(shown_token(row.text))}</b>: probability "
             f"<b>{row.prob:.1%}</b>, {rank}.</p>")
     if not row.alternatives:
@@ -113,9 +113,9 @@ def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "")
 
 
 UNKNOWN_AFTER_SETTINGS = ("\"Not known here\": the model server reports only its likeliest tokens, and with these "
-                          "settings the chance of drawing each depends on the rest of the vocabulary too. A top-k "
-                          "within what the server reports (20, or 100 if it was started with --max-logprobs 100), or "
-                          "temperature 1, shows it.")
+                          "settings the chance of drawing each depends on the rest of the vocabulary too. Greedy, a "
+                          "top-k no larger than the tokens the server reports (20, unless it was started with a "
+                          "higher --max-logprobs), or temperature 1 with top-k off shows it.")
 
 
 def bar(p: float, kind: str) -> str:

@@ -13,12 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from ui_helpers import wait_until
 
 from gpt2_core import load_model
 from gpt2_core.backend import ATTENTION, FeatureUnavailableError
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.generate.sampling import SamplingParams
-from gpt2_core.remote import BackendRequestError, BackendUnavailableError, CompletionsClient, RemoteModel
+from gpt2_core.remote import (
+    BackendAuthError,
+    BackendRequestError,
+    BackendUnavailableError,
+    CompletionsClient,
+    RemoteModel,
+)
 from gpt2_core.remote.logprobs import sampling_probs
 from gpt2_core.testing.recorded import ReplayTransport
 from tests.vllm.record import PROMPT, SCORED
@@ -166,6 +173,7 @@ def test_what_the_server_cannot_do_says_why():
     (SamplingParams(temperature=0.7, top_k=5), True),
     (SamplingParams(temperature=1.3, top_k=20, top_p=0.8), True),
     (SamplingParams(temperature=1.0, top_p=0.3), True),  # the nucleus ends within the reported tokens
+    (SamplingParams(temperature=1.0, top_p=0.999), False),  # it goes on past them
     (SamplingParams(temperature=1.0), True),
     (SamplingParams(temperature=0.7), False),  # needs the whole vocabulary's normaliser
     (SamplingParams(temperature=1.0, top_k=40), False),
@@ -278,7 +286,8 @@ def test_stop_closes_the_stream_and_the_deadline_ends_it():
     next(updates), next(updates)
     updates.close()  # what Stop does (Gradio closes the generator)
     assert stream.closed.wait(2.0), "closing the generator must close the connection (vLLM then aborts)"
-    time.sleep(0.3)  # the reading thread sees its read fail: that was this side's doing, not the server's
+    wait_until(lambda: not any(t.name.startswith("remote-sample") for t in threading.enumerate()), timeout=5,
+               message="the reading thread to end")  # its read failed: this side's doing, not the server's
     assert remote.problem is None
 
     slow = Chunks(lines, delay=0.2)
@@ -307,7 +316,7 @@ def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
         lm = models.gpt2.current
         with pytest.raises(BackendUnavailableError):
             lm.connect()
-        assert "The model server is not answering" in unavailable_markdown(models)
+        assert "model server cannot be used right now" in unavailable_markdown(models)
         assert "cannot be reached" in unavailable_markdown(models)
         up.set()
         assert unavailable_markdown(models) == ""  # the panel's next refresh asks again, and the server answers
@@ -319,9 +328,46 @@ def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
 
 
 def test_a_finished_generation_leaves_no_deadline_timer_behind():
-    from ui_helpers import wait_until
-
     remote, _ = replaying()
     remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
     wait_until(lambda: not any(isinstance(t, threading.Timer) for t in threading.enumerate()), timeout=5,
                message="the request's deadline timer to be cancelled")
+
+
+def test_a_deadline_before_the_server_answers_ends_the_text_at_once():
+    def stalled(request):  # a server busy with others: no headers yet
+        time.sleep(1.5)
+        return httpx.Response(503, json={"error": {"message": "busy"}})
+
+    replay = ReplayTransport.load(RECORDED)
+
+    def handle(request):
+        return stalled(request) if b'"stream"' in request.content else replay.handle_request(request)
+
+    remote = RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle)))
+    start = time.monotonic()
+    (sample,) = remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, deadline_s=0.2)
+    assert sample.finish_reason == "timeout" and sample.token_ids == []
+    assert time.monotonic() - start < 1.2  # the caller was told at the deadline, not when the server answered
+
+
+def test_a_stream_that_is_not_json_gives_a_clear_message():
+    _, lines = recorded_stream_lines()
+    broken = lines[:4] + [b'data: {"choices": [{"index": 0, "te\n', b"\n"]
+    remote = streaming_model(Chunks(broken))
+    with pytest.raises(BackendUnavailableError, match="sent something that is not JSON"):
+        remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
+
+
+def test_a_wrong_key_says_how_to_set_it_and_is_not_retried():
+    def unauthorized(request):
+        return httpx.Response(401, json={"error": "Unauthorized"})
+
+    transport, calls = counting(unauthorized)
+    remote = RemoteModel(URL, client=CompletionsClient(URL, transport=transport))
+    with pytest.raises(BackendAuthError, match="GPT2_BACKEND_API_KEY"):
+        remote.connect()
+    assert len(calls) == 1 and "GPT2_BACKEND_API_KEY" in remote.describe().problem
+    with pytest.raises(BackendAuthError):  # again at once, from the recorded failure: no second request yet
+        remote.generate(PROMPT, max_new_tokens=4)
+    assert len(calls) == 1

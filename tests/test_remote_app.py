@@ -11,6 +11,8 @@ from test_remote import RECORDED, URL
 from ui_helpers import launched_app
 
 from demo.config import AppConfig
+from gpt2_core import load_model
+from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.remote import CompletionsClient, RemoteModel
 from gpt2_core.testing.recorded import ReplayTransport
 from tests.vllm.record import PROMPT
@@ -39,8 +41,10 @@ def test_generate_runs_on_the_server(client, remote_app):
     texts = client.predict(PROMPT, 24, 0, 40, 1.0, 1.0, 1, 1, api_name="/generate")
     sent = [r["body"] for r in remote_app.transport.requests if r["body"] and r["body"].get("stream")]
     assert sent and sent[-1]["seed"] == 1 and sent[-1]["max_tokens"] == 24 and sent[-1]["model"] == "mini-gpt2"
-    (theirs,) = remote_app.models.gpt2.current.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
-    assert texts[0] == theirs.text and texts[0]
+    local = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")  # the checkpoint the server ran
+    (ours,) = local.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
+    local.close()
+    assert texts[0] == ours.text and texts[0]
     assert "`mini-gpt2`" in texts[4] and "of 128" in texts[5]  # stats name the model; the server's context
 
 

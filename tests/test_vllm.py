@@ -226,7 +226,7 @@ def test_a_killed_server_gives_a_clear_message_and_the_app_recovers(server, remo
     with pytest.raises(Exception, match="cannot be reached") as refused:
         client.predict(*args, api_name="/generate")
     assert "Something went wrong" not in str(refused.value)
-    assert "The model server is not answering" in unavailable_markdown(remote_app.models)
+    assert "model server cannot be used right now" in unavailable_markdown(remote_app.models)
     server.start()  # the same port
     time.sleep(1)
     assert client.predict(*args, api_name="/generate")[0]  # the app serves again, untouched

@@ -1,4 +1,4 @@
-"""A small client of an OpenAI-compatible completions server (vLLM, llama.cpp's server, ...), over httpx.
+"""A small client of an OpenAI-compatible completions server (tested against vLLM), over httpx.
 
 Every failure becomes one of two exceptions with a message meant for the person at the page:
 BackendUnavailableError (the server cannot be reached, stopped answering, or failed) and BackendRequestError (the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # between two bytes of an answer: a busy server queues a request, then streams steadily
 RETRY_AFTER_S = 0.5
+MAX_CONNECTIONS = 512  # one per streamed sample: 16 generations at once x 4 samples, for each page event kind
 
 
 class BackendUnavailableError(ModelUnavailableError):
@@ -34,6 +36,10 @@ class BackendRequestError(ValueError):
     """The model server refused the request (its reason is quoted)."""
 
 
+class BackendAuthError(BackendUnavailableError):
+    """The model server refused the app's key: a setup problem, for the host to fix (GPT2_BACKEND_API_KEY)."""
+
+
 class CompletionsClient:
     def __init__(self, base_url: str, *, api_key: str | None = None, read_timeout_s: float = READ_TIMEOUT_S,
                  transport: httpx.BaseTransport | None = None, show_address: bool = True):
@@ -42,7 +48,8 @@ class CompletionsClient:
         self.shown = f"the model server at {self.base_url}" if show_address else "the model server"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
-                                  timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S))
+                                  timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S),
+                                  limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=32))
 
     def models(self) -> list[dict]:
         """The server's models (/v1/models), each a dict with at least `id` (vLLM adds `max_model_len`)."""
@@ -110,6 +117,15 @@ class ChunkStream:
         self.shown = shown
 
     def close(self) -> None:
+        """End the stream from any thread: shutting the socket down wakes a read blocked on it (closing alone
+        would not until the server sent more) and tells the server at once."""
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
         self._response.close()
 
     def __iter__(self) -> Iterator[dict]:
@@ -120,7 +136,11 @@ class ChunkStream:
                 data = line[len("data:"):].strip()
                 if data == "[DONE]":
                     return
-                chunk = json.loads(data)
+                try:
+                    chunk = json.loads(data)
+                except ValueError as e:
+                    raise BackendUnavailableError(f"{self.shown} sent something that is not JSON in the middle of the "
+                                                  f"answer: {data[:80]!r}") from e
                 if "error" in chunk:  # an error after the stream began is sent as one more event
                     raise BackendUnavailableError(f"{self.shown} failed in the middle of the "
                                                   f"answer: {_reason(chunk)}")
@@ -140,6 +160,10 @@ def _check(response: httpx.Response, shown: str, *, streamed: bool) -> None:
         reason = _reason(response.json())
     except ValueError:
         reason = first_line(response.text) or response.reason_phrase
+    if response.status_code in (401, 403):
+        raise BackendAuthError(f"{shown} refused the app's key ({response.status_code}: {reason}); the host sets it "
+                               "with the environment variable GPT2_BACKEND_API_KEY, the key the server was started "
+                               "with (vLLM: --api-key)")
     if response.status_code in (400, 404, 422):
         raise BackendRequestError(f"{shown} refused the request: {reason}")
     raise BackendUnavailableError(f"{shown} answered {response.status_code} ({reason}); try again in a moment")

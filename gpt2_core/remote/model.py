@@ -42,7 +42,7 @@ from gpt2_core.generate.engine import Request, TokenEvent
 from gpt2_core.generate.sampling import SamplingParams
 from gpt2_core.generate.settings import DEFAULTS, GenerationSettings, check_int, check_text
 from gpt2_core.lm import _SERIALS, Sample, TextModel
-from gpt2_core.remote.client import BackendRequestError, BackendUnavailableError, CompletionsClient
+from gpt2_core.remote.client import BackendAuthError, BackendRequestError, BackendUnavailableError, CompletionsClient
 from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, token_id, top_tokens
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ SERVER_MAX_LOGPROBS = 20  # vLLM's default --max-logprobs: the likeliest tokens 
 WANTED_LOGPROBS = 100  # as many as the page lists (MAX_CANDIDATES); a server started with --max-logprobs 100 gives them
 STREAM_LOGPROBS = 20  # reported per generated token at least: the details table lists 8, ranks up to 20 show at once
 LIMIT_MESSAGE = re.compile(r"greater than max allowed: (\d+)")  # vLLM's answer to too many logprobs
+CONNECT_RETRY_S = 2.0  # after a failed connect, calls fail at once (with its message) for this long
 PROBE_EVERY_S = 5.0  # while the server is failing, the model panel asks whether it is back at most this often
 DEFAULT_CONTEXT = 1024  # when neither the server (vLLM's max_model_len) nor config.json says
 FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled"}  # no stop strings are sent: "stop" = EOS
@@ -78,6 +79,7 @@ class RemoteModel(TextModel):
         self.serial = next(_SERIALS)
         self.problem: str | None = None  # the last failure to reach the server; None once a call succeeds
         self._probed = 0.0
+        self._connect_failure: tuple[float, Exception | None] = (0.0, None)  # when connecting last failed, and why
         self._lock = threading.Lock()
         self._connected = False
         self._tokenizer = None
@@ -88,38 +90,52 @@ class RemoteModel(TextModel):
 
     # ---- connecting ---------------------------------------------------------------------------------------------
     def connect(self) -> RemoteModel:
-        """Ask the server which model it serves and load that model's tokenizer (once; again after a failure)."""
+        """Ask the server which model it serves and load that model's tokenizer: once, or again after a failure,
+        but not within CONNECT_RETRY_S of it (a page's every keystroke must not wait on a server that is down)."""
         with self._lock:
             if self._connected:
                 return self
-            with self._tracked():
-                served = self._client.models()
-            ids = [m.get("id") for m in served]
-            if self._model is None and len(ids) != 1:
-                raise BackendRequestError(f"{self._client.shown} serves {len(ids)} models "
-                                          f"({', '.join(map(str, ids)) or 'none'}): choose one with --model")
-            name = self._model or ids[0]
-            if name not in ids:
-                raise BackendRequestError(f"{self._client.shown} does not serve {name!r}; it serves "
-                                          f"{', '.join(map(str, ids))}")
-            entry = served[ids.index(name)]
+            failed_at, error = self._connect_failure
+            if error is not None and time.monotonic() - failed_at < CONNECT_RETRY_S:
+                raise fresh(error)
             try:
-                directory = resolve_tokenizer_dir(self._tokenizer_source or name)
-            except ModelUnavailableError as e:
-                raise ModelUnavailableError(
-                    f"the tokenizer of {name!r} is needed here to count and show tokens: {e} (start the server "
-                    "with --served-model-name set to a Hub id such as gpt2, or pass --model with one)") from e
-            self._tokenizer = load_tokenizer(directory)
-            config = read_config(directory) if (directory / "config.json").is_file() else None
-            self._context = int(entry.get("max_model_len") or (config.block_size if config else DEFAULT_CONTEXT))
-            self._eos = config.eos_token_id if config else self._tokenizer.eos_token_id
-            self._parameters = config.num_parameters() if config else None
-            self.name = name
-            if self._ask_limit:
-                self.max_alternatives = self._logprobs_limit()
-            self._connected = True
-            log.info("remote model %s at %s: context %d", name, self.url, self._context)
-            return self
+                return self._connect()
+            except (ModelUnavailableError, ValueError) as e:
+                self._connect_failure = time.monotonic(), e
+                self.problem = str(e)  # setup problems too (a wrong --model): the panel's banner shows them
+                raise
+
+    def _connect(self) -> RemoteModel:
+        """connect()'s work, under its lock."""
+        with self._tracked():
+            served = self._client.models()
+        ids = [m.get("id") for m in served]
+        if self._model is None and len(ids) != 1:
+            raise BackendRequestError(f"{self._client.shown} serves {len(ids)} models "
+                                      f"({', '.join(map(str, ids)) or 'none'}): choose one with --model")
+        name = self._model or ids[0]
+        if name not in ids:
+            raise BackendRequestError(f"{self._client.shown} does not serve {name!r}; it serves "
+                                      f"{', '.join(map(str, ids))}")
+        entry = served[ids.index(name)]
+        try:
+            directory = resolve_tokenizer_dir(self._tokenizer_source or name)
+        except ModelUnavailableError as e:
+            raise ModelUnavailableError(
+                f"the tokenizer of {name!r} is needed here to count and show tokens: {e} (start the server "
+                "with --served-model-name set to a Hub id such as gpt2, or pass --model with one)") from e
+        self._tokenizer = load_tokenizer(directory)
+        config = read_config(directory) if (directory / "config.json").is_file() else None
+        self._context = int(entry.get("max_model_len") or (config.block_size if config else DEFAULT_CONTEXT))
+        self._eos = config.eos_token_id if config else self._tokenizer.eos_token_id
+        self._parameters = config.num_parameters() if config else None
+        self.name = name
+        if self._ask_limit:
+            self.max_alternatives = self._logprobs_limit()
+        self._connected = True
+        self._connect_failure = 0.0, None
+        log.info("remote model %s at %s: context %d", name, self.url, self._context)
+        return self
 
     def _tracked(self, ignore: Callable[[], bool] | None = None) -> _Tracked:
         return _Tracked(self, ignore)
@@ -137,9 +153,10 @@ class RemoteModel(TextModel):
         return WANTED_LOGPROBS
 
     def _stream_logprobs(self, params: SamplingParams) -> int:
-        """Likeliest tokens to ask for with each generated token: enough for the top-k, where the server allows,
-        so that "after your settings" can be worked out; at least STREAM_LOGPROBS."""
-        return min(self.max_alternatives, max(STREAM_LOGPROBS, params.top_k))
+        """Likeliest tokens to ask for with each generated token: enough for the top-k (or for top-p, as many as
+        allowed), where the server allows, so that "after your settings" can be worked out; at least STREAM_LOGPROBS."""
+        needed = params.top_k or (self.max_alternatives if params.top_p < 1 else 0)  # top-p alone: all there are
+        return min(self.max_alternatives, max(STREAM_LOGPROBS, needed))
 
     def probe(self) -> str | None:
         """The server's problem now: while one is recorded, ask again (at most every PROBE_EVERY_S) whether it is
@@ -148,12 +165,14 @@ class RemoteModel(TextModel):
             return self.problem
         self._probed = time.monotonic()
         try:
-            with self._tracked():
-                self._client.models()
-        except BackendUnavailableError:
-            pass
-        except BackendRequestError:
-            self.problem = None  # it answers, if not to our liking: requests will say what is wrong
+            if not self._connected:
+                self._connect_failure = 0.0, None  # asking now, whatever the last failure
+                self.connect()  # clears the problem once the server and the model's tokenizer are there
+            else:
+                with self._tracked():
+                    self._client.models()
+        except (ModelUnavailableError, ValueError):
+            pass  # still there: the message says what
         return self.problem
 
     @property
@@ -178,18 +197,17 @@ class RemoteModel(TextModel):
     def _body(self, ids: list[int], params: SamplingParams, *, max_tokens: int, **extra) -> dict:
         body = dict(model=self.name, prompt=ids, max_tokens=max_tokens, temperature=params.temperature,
                     top_p=params.top_p, **extra)
-        if params.top_k:
-            body["top_k"] = params.top_k  # vLLM's extensions of the OpenAI API, sent only when on
-        if params.repetition_penalty != 1.0:
-            body["repetition_penalty"] = params.repetition_penalty
+        # vLLM's extensions of the OpenAI API, sent even when off (top-k 0): else the model's generation_config.json
+        # could set them on the server's side
+        body["top_k"] = params.top_k
+        body["repetition_penalty"] = params.repetition_penalty
         return body
 
     def _submit(self, request: Request, stop: tuple[str, ...]) -> RemoteRequest:
         return RemoteRequest(self, request)
 
     def _failure(self, error: Exception, request) -> Exception:
-        return type(error)(str(error)) if isinstance(error, (BackendUnavailableError, ValueError)) else \
-            super()._failure(error, request)
+        return fresh(error)
 
     def stream(self, prompt: str = "", **settings) -> Iterator[list[Sample]]:
         """As LanguageModel.stream; once every sample has ended, ranks beyond the server's N are filled in."""
@@ -298,6 +316,15 @@ class RemoteModel(TextModel):
         self._client.close()
 
 
+def fresh(error: Exception) -> Exception:
+    """A new exception for each caller, of a kind the page shows as it is (these messages are written for people);
+    anything else stays a RuntimeError, which the page reports as a generic failure (and the log in full)."""
+    for kind in (BackendAuthError, BackendUnavailableError, BackendRequestError, ModelUnavailableError, ValueError):
+        if isinstance(error, kind):
+            return kind(str(error))
+    return RuntimeError(str(error))
+
+
 class _Tracked:
     """Records on the model whether its last call reached the server (the model panel shows it)."""
 
@@ -345,11 +372,17 @@ class RemoteRequest:
             self._end(i, why)
 
     def _end(self, index: int, why: str) -> None:
+        """End sample `index` on this side: the caller hears it now (whatever its reading thread is waiting for),
+        and its stream is closed, so that the server sees the client go and aborts the request."""
         with self._lock:
-            self._ended.setdefault(index, why)
+            if index in self._ended:
+                return  # over already
+            self._ended[index] = why
             stream = self._streams.pop(index, None)
+        if why != "stop":  # a stop string: the caller ended the sample itself
+            self.events.put([TokenEvent(index, None, 0.0, why)])
         if stream is not None:
-            stream.close()  # the server sees the client go and aborts the request
+            stream.close()
 
     def _read(self, index: int, seed: int) -> None:
         """Thread body: stream sample `index` into `events`; once every sample is over, the deadline timer goes."""
@@ -387,15 +420,12 @@ class RemoteRequest:
                         finished = event.finish_reason is not None
                         self.events.put([event])
         except Exception as e:  # noqa: BLE001 - every failure reaches the caller, as the engine's do
-            if self._closed_here(index) is None:
+            if self._closed_here(index) is None:  # else this side closed the stream, and _end told the caller
                 self.events.put(e)
-                return
-        why = self._closed_here(index)
-        if not finished and why is None:
+            return
+        if not finished and self._closed_here(index) is None:
             self.events.put(BackendUnavailableError(f"{m._client.shown} ended a text without saying why (no "
                                                     "finish_reason)"))
-        elif not finished and why != "stop":  # a stop string ended it on the caller's side already
-            self.events.put([TokenEvent(index, None, 0.0, why)])
 
     def _events(self, index: int, chunk: dict) -> list[TokenEvent]:
         """The TokenEvents in one streamed chunk (usually one token; the last one carries the finish reason)."""
