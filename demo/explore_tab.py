@@ -18,10 +18,13 @@ from demo.errors import user_facing_errors
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
-from demo.tokens import UNKNOWN_AFTER_SETTINGS, Coloured, TokenRow, details_html, shown_token, token_view, words
+from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
+UNKNOWN_AFTER_NOTE = ("**After your settings: not known with this model server**, which reports only its {n} likeliest "
+                      "tokens; with these settings the chance of drawing each depends on the rest of the vocabulary "
+                      "too. A top-k of {n} or less, or temperature 1 with top-k off, shows it.")
 CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough to read from the back row
 SUGGESTIONS = 3
 SUGGESTION_TOKENS = 8
@@ -66,6 +69,7 @@ def explore_tab(models: AppModels) -> TabParts:
                     sample_button = gr.Button("Sample", variant="primary", elem_id="explore-sample")
                     back_button = gr.Button("Back", elem_id="explore-back")
                     suggest_button = gr.Button("Suggest", elem_id="explore-suggest")
+                cut = gr.Markdown(elem_id="explore-cut")  # above the charts, in view: what the settings cut
                 with gr.Row():
                     after = gr.Label(label="After your settings: what Sample draws from (click to add)",
                                      num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-candidates",
@@ -73,7 +77,6 @@ def explore_tab(models: AppModels) -> TabParts:
                     raw = gr.Label(label="GPT-2's own probabilities, before the settings (click to add)",
                                    num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
                                    elem_classes="chart")
-                cut = gr.Markdown(elem_id="explore-cut")
                 link_anchor = gr.Column()
                 built_view = token_view("The text so far, coloured by rank", "explore-built")
                 drawn = gr.Markdown(elem_id="explore-drawn")
@@ -127,14 +130,14 @@ def make_explore(models: AppModels):
         with user_facing_errors(), models.use(request.session_hash) as lm:
             found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
                                                k=CANDIDATES)
-            name = lm.name
+            name, reported = lm.name, lm.describe().max_alternatives
         known = all(c.sampling_prob is not None for c in found)
-        after = {c.token_text: c.sampling_prob for c in found} if known else {}
+        after = {c.token_text: c.sampling_prob for c in found} if known else {}  # empty: the note above says why
         raw = {c.token_text: c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]
         note = f"Candidates from `{name}`."
         if not known:
-            note += f"  \n**After your settings: not known here.** {UNKNOWN_AFTER_SETTINGS}"
+            note += "  \n" + UNKNOWN_AFTER_NOTE.format(n=reported)
         if cut:
             names = ", ".join(f"`{shown_token(c.token_text)}`" for c in cut)
             note += (f"  \n\u2702 **Cut by your settings** ({len(cut)} of these {len(found)}): {names}. "
