@@ -38,7 +38,7 @@ class AppConfig:
     share: bool = False  # a temporary public gradio.live link
     queue_size: int = 64  # requests that may wait for a free slot; the next one is told the demo is busy
     deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
-    compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~1.3x tokens/s, +2-4 GB
+    compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~2x tokens/s, +1-2.5 GB
     allow_model_switch: bool | None = None  # visitors may switch the model; None = only when serving this machine
     allow_training: bool | None = None  # the Build your own tab trains; None = only when serving this machine
     scale_models: tuple[str, ...] = SCALE_SOURCES  # what the Scale tab runs, where their files are here
@@ -142,7 +142,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_COMPILE", default=""),  # text until checked in from_env_and_args
                         help="on a CPU, compile the decoding step in the background once the page is up: about "
-                             "1.3x faster (bf16: 1.45x) after a minute, for 2-4 GB more memory (env GPT2_COMPILE=1; "
+                             "2x faster for a lone request (int8: 4.8x transformers) after 15-60 s, for 1-2.5 GB more memory "
+                             "(env GPT2_COMPILE=1; "
                              "default off)")
     parser.add_argument("--allow-model-switch", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_ALLOW_MODEL_SWITCH", default=""),  # text until checked

@@ -1,9 +1,9 @@
 """torch.compile for the single-sequence decode step, the case a laptop or a lone student spends its time in.
 
 At batch 1 GPT-2 is held back by per-step overhead, not arithmetic: dozens of small kernels, Python between them
-and matrix-vector products that reach half the memory bandwidth. Inductor fuses the small ops and, with freezing,
-prepacks the weights for oneDNN/MKL, which is what makes the CPU decode step 1.3x (fp32) to 1.45x (bf16) faster
-(README, Performance).
+and matrix-vector products that reach half the memory bandwidth. Inductor fuses the small ops and, on the CPU,
+freezes the weights and picks the fastest matrix-vector kernel per shape (`CPU_OPTIONS`), which is what makes the CPU
+decode step faster (README, Performance).
 
 On CUDA the same compiled step fuses the small kernels. CUDA graphs (mode "reduce-overhead") are not used: they are
 recorded per thread and per cache address, while the engine's cache is written in place on its own thread and grows
@@ -34,9 +34,8 @@ def compile_decode(model: GPT, device: torch.device) -> Decode:
     One sequence runs the compiled graph (only the cache length and size are dynamic); a batch runs eager. Compiled
     batches (padded to static sizes) were measured too: no faster end to end, for another copy of the weights each.
     """
-    # Freezing (weights as constants, prepacked for oneDNN/MKL) is what pays on the CPU; CUDA keeps cuBLAS's layouts.
-    # It is set around each call because compilation happens lazily, at a call (torch.compile's options= ignores it).
-    freezing = inductor_config.patch(freezing=device.type == "cpu")
+    # Set around each call because compilation happens lazily, at a call (torch.compile's options= ignores them).
+    freezing = inductor_config.patch(**CPU_OPTIONS if device.type == "cpu" else {})
     step = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=None, fullgraph=True)
 
     def decode(idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
@@ -46,6 +45,15 @@ def compile_decode(model: GPT, device: torch.device) -> Decode:
             return step(idx, torch.tensor(positions, device=device), cache.k, cache.v, positions[0] + 1, False)
 
     return decode
+
+
+# Inductor's settings for the CPU decode step. Freezing makes the weights constants, prepacked for oneDNN/MKL.
+# Max-autotune times Inductor's C++ GEMM template against ATen's kernel for each matrix shape and keeps the faster;
+# for one token at a time the template wins. For CPU int8 it reads the int8 rows and widens them in registers, where
+# `_weight_int8pack_mm` reached about two thirds of the memory bandwidth. Measured on gpt2 (README, Performance; the
+# same greedy tokens): int8 65 -> 103-118 tok/s, fp32 38 -> 44-49, bf16 57 -> 74-78 (tuned and untuned alternated in
+# one session). Tuning adds 10-30 s to the warm-up, which the app runs in the background. CUDA keeps cuBLAS's kernels.
+CPU_OPTIONS = dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN")
 
 
 def _private_copy(function: types.FunctionType) -> types.FunctionType:
