@@ -130,8 +130,9 @@ def make_explore(models: AppModels):
         with user_facing_errors(), models.use(request.session_hash) as lm:
             found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
                                                k=CANDIDATES)
-            name, reported = lm.name, lm.describe().max_alternatives
-        known = all(c.sampling_prob is not None for c in found)
+            name = lm.name
+            known = all(c.sampling_prob is not None for c in found)
+            reported = None if known else lm.describe().max_alternatives  # a remote model's logprobs limit
         after = {c.token_text: c.sampling_prob for c in found} if known else {}  # empty: the note above says why
         raw = {c.token_text: c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]

@@ -19,6 +19,7 @@ from functools import partial
 
 from demo.config import LOCAL_HOSTS, AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
+from gpt2_core.backend import Backend
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.lm import compilable
@@ -218,7 +219,7 @@ class AppModels:
     load_gpt2: Callable[..., LanguageModel] = load_model  # how other models load (the Scale tab's sizes)
 
     @contextmanager
-    def use(self, session: str | None) -> Iterator[LanguageModel]:
+    def use(self, session: str | None) -> Iterator[Backend]:
         """The model serving `session`: the one its visitor trained, if they chose to use it, else the shared GPT-2."""
         own = self.own.holder(session)
         with ExitStack() as stack:
@@ -232,7 +233,7 @@ class AppModels:
                 lm = stack.enter_context(self.gpt2.use())
             yield lm
 
-    def serving(self, session: str | None) -> LanguageModel | None:
+    def serving(self, session: str | None) -> Backend | None:
         """The model `session`'s next request would get (None: no model)."""
         return (self.own.holder(session) or self.gpt2).current
 

@@ -92,6 +92,8 @@ class RemoteModel(TextModel):
     def connect(self) -> RemoteModel:
         """Ask the server which model it serves and load that model's tokenizer: once, or again after a failure,
         but not within CONNECT_RETRY_S of it (a page's every keystroke must not wait on a server that is down)."""
+        if self._connected:  # set last, once every field is: the per-token properties take no lock
+            return self
         with self._lock:
             if self._connected:
                 return self
