@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import random_hf_model, save_layout
+from numerics import assert_same_greedy_path
 
 from gpt2_core import load_model
 
@@ -28,9 +29,18 @@ def test_greedy_ids_match_transformers_generate(tmp_path, hf_model, layout):
     expected = expected[0, len(ids):].tolist()
     ours = lm.generate(prompt, max_new_tokens=40, temperature=0)[0]
     assert len(set(expected)) > 5, "the reference path is degenerate; the comparison would prove little"
-    assert ours.token_ids == expected[: len(ours.token_ids)]
+    compared = assert_same_greedy_path(ours.token_ids, expected, reference_next_logits(hf_model, ids))
+    assert compared >= 10, "the paths parted at a near-tie too early to prove much; pick another prompt"
     assert len(ours.token_ids) == 40 or ours.finish_reason == "eos"
     lm.close()
+
+
+def reference_next_logits(hf_model, prompt_ids: list[int]):
+    """transformers' next-token logits after the prompt and a greedy prefix (where two greedy paths part)."""
+    def logits_after(prefix: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return hf_model(torch.tensor([prompt_ids + prefix])).logits[0, -1]
+    return logits_after
 
 
 def test_kv_cache_decoding_equals_full_recompute(lm):
@@ -70,5 +80,6 @@ def test_real_gpt2_shape_matches_transformers(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(lm.model(ids), hf(ids).logits, atol=1e-4, rtol=1e-4)
     expected = hf.generate(ids, max_new_tokens=32, do_sample=False, pad_token_id=50256)[0, ids.size(1):].tolist()
-    assert lm.generate("Hello world, this is GPT-2 speaking.", max_new_tokens=32, temperature=0)[0].token_ids == expected
+    ours = lm.generate("Hello world, this is GPT-2 speaking.", max_new_tokens=32, temperature=0)[0].token_ids
+    assert assert_same_greedy_path(ours, expected, reference_next_logits(hf, ids[0].tolist())) >= 10
     lm.close()

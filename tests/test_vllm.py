@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from numerics import assert_ranks, assert_same_greedy_path, assert_top_ids
 from test_browser import browser  # noqa: F401 (a fixture)
 from ui_helpers import free_port, launched_app, wait_until
 
@@ -53,6 +55,20 @@ def local():
     lm.close()
 
 
+def greedy_prefix(local, theirs, ours, prompt: str) -> tuple[int, torch.Tensor]:
+    """How many greedy ids vLLM and the local engine share (all, unless they parted at a near-tie), and the local
+    logits (T, vocab) at each generated position."""
+    prompt_ids = local.prepare_prompt(prompt, room=len(ours.token_ids)).ids
+
+    def logits_after(prefix: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return local.model(torch.tensor([prompt_ids + prefix]))[0].float()
+
+    n = assert_same_greedy_path(theirs.token_ids, ours.token_ids, lambda prefix: logits_after(prefix)[-1])
+    rows = logits_after(ours.token_ids)[len(prompt_ids) - 1 : len(prompt_ids) - 1 + n]
+    return n, rows
+
+
 @pytest.fixture
 def remote(server):
     lm = RemoteModel(server.url)  # the server's only model, its tokenizer found by the served name
@@ -65,12 +81,15 @@ def test_greedy_text_and_logprobs_equal_the_local_engine(remote, local):
     for prompt in PROMPTS:
         (theirs,) = remote.generate(prompt, max_new_tokens=60, temperature=0, alternatives=5)
         (ours,) = local.generate(prompt, max_new_tokens=60, temperature=0, alternatives=5)
-        assert theirs.token_ids == ours.token_ids and theirs.text == ours.text
-        worst = max(abs(math.log(p) - math.log(q)) for p, q in zip(theirs.token_probs, ours.token_probs))
+        n, rows = greedy_prefix(local, theirs, ours, prompt)
+        assert n >= 30, f"{prompt!r}: greedy paths parted at a near-tie after {n} tokens; pick another prompt"
+        if n == len(ours.token_ids):
+            assert theirs.text == ours.text
+        worst = max(abs(math.log(p) - math.log(q)) for p, q in zip(theirs.token_probs[:n], ours.token_probs[:n]))
         assert worst < TOLERANCE, f"{prompt!r}: log-probabilities differ by {worst}"
-        assert theirs.token_ranks == ours.token_ranks
-        assert [[c.token_id for c in a] for a in theirs.alternatives] == \
-            [[c.token_id for c in a] for a in ours.alternatives]
+        assert_ranks(theirs.token_ranks[:n], rows, theirs.token_ids[:n])
+        for alternatives, row in zip(theirs.alternatives, rows):
+            assert_top_ids([c.token_id for c in alternatives], row)
 
 
 def test_seeded_samples_are_reproducible_and_sample_i_uses_seed_plus_i(remote):
@@ -87,7 +106,10 @@ def test_seeded_samples_are_reproducible_and_sample_i_uses_seed_plus_i(remote):
 def test_a_stop_string_ends_the_text_as_locally(remote, local):
     (theirs,) = remote.generate(PROMPTS[1], max_new_tokens=80, temperature=0, stop=["\n"])
     (ours,) = local.generate(PROMPTS[1], max_new_tokens=80, temperature=0, stop=["\n"])
-    assert theirs.finish_reason == ours.finish_reason == "stop" and theirs.text == ours.text
+    assert theirs.finish_reason == ours.finish_reason == "stop"
+    n, _ = greedy_prefix(local, theirs, ours, PROMPTS[1])
+    assert n == len(ours.token_ids), "parted at a near-tie: pick another prompt"
+    assert theirs.text == ours.text
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +131,8 @@ def test_on_a_full_size_vocabulary_greedy_equals_local_and_closing_the_stream_ab
     local = load_model(long_server.model_dir, device="cpu", dtype="fp32")
     (theirs,) = remote.generate("Hello world, this is", max_new_tokens=40, temperature=0)
     (ours,) = local.generate("Hello world, this is", max_new_tokens=40, temperature=0)
-    assert theirs.token_ids == ours.token_ids and remote.context_length == 1024
+    n, _ = greedy_prefix(local, theirs, ours, "Hello world, this is")
+    assert n >= 20 and remote.context_length == 1024
     local.close()
 
     generated = long_server.metric("vllm:generation_tokens_total")
