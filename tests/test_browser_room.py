@@ -69,6 +69,8 @@ def test_a_share_link_fills_the_generate_tab_and_does_not_generate(browser, app)
                        message=f"{name} from the link")
         assert page.locator("#seed input").input_value() == "2019"
         assert page.locator("#link-note").count() == 0 or not page.locator("#link-note").is_visible()
+        # A negative needs a window (not a wait for an event): a Generate chained to the link's load would have
+        # been sent with its values, and run its first steps within half a second
         page.wait_for_timeout(500)
         assert engine.steps == steps and page.locator("#sample-view-1 .token.highlighted").count() == 0
     finally:

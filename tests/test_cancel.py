@@ -42,7 +42,9 @@ def test_a_cancelled_request_hands_its_row_to_the_waiting_one_within_a_step(tiny
         next(first)
         second = threading.Thread(target=lm.generate, args=("Second",), kwargs=dict(max_new_tokens=3, seed=1))
         second.start()
-        time.sleep(0.3)
+        wait_until(lambda: lm.engine.waiting == 1, message="the second request to be submitted")
+        steps = lm.engine.steps
+        wait_until(lambda: lm.engine.steps >= steps + 3, message="three more steps of the first request")
         assert len(steps_at_prefill) == 1, "the second request should wait while the only row is taken"
         steps_at_cancel = lm.engine.steps
         first.close()  # what Stop, a closed tab and a dropped client come down to

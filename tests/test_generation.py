@@ -5,16 +5,17 @@ import time
 
 import pytest
 import torch
+from numerics import assert_same_greedy_path
+from ui_helpers import wait_until
 
 from gpt2_core.generate.detokenize import visible_text
 from gpt2_core.generate.settings import MAX_PROMPT_CHARS
 
 
 def wait_idle(lm, timeout: float = 10.0) -> None:
-    """Let samples that already ended on the caller's side (a stop string) leave the engine."""
-    end = time.monotonic() + timeout
-    while lm.engine.running and time.monotonic() < end:
-        time.sleep(0.01)
+    """Let samples that already ended on the caller's side (a stop string) leave the engine; fail if they do not."""
+    wait_until(lambda: lm.engine.running == 0 and lm.engine.waiting == 0, timeout=timeout,
+               message="the engine to have no running or waiting sample")
 
 
 def force_tokens(monkeypatch, tokens) -> None:
@@ -30,7 +31,8 @@ def force_tokens(monkeypatch, tokens) -> None:
 def test_generate_returns_complete_samples(lm):
     (s,) = lm.generate("Hello world", max_new_tokens=12, temperature=0.9, top_k=40, seed=5)
     assert s.finish_reason in ("length", "eos")
-    assert len(s.token_ids) == len(s.token_probs) == (12 if s.finish_reason == "length" else len(s.token_ids))
+    assert len(s.token_ids) == len(s.token_probs)
+    assert (len(s.token_ids) == 12) if s.finish_reason == "length" else (len(s.token_ids) < 12)
     assert s.text == lm.decode(s.token_ids)
     assert all(0.0 < p <= 1.0 for p in s.token_probs)
     assert s.seed == 5 and s.prompt_tokens == 2 and not s.prompt_truncated
@@ -209,6 +211,7 @@ def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
     assert lm.sequence_logprob(text) == pytest.approx(-float(loss) * (len(ids) - 1), rel=1e-4)
 
 
+@pytest.mark.heavy
 def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
     """torch.compile'd decoding (compiled.py) changes no greedy token or seeded sample, alone or beside a batch."""
     from torch._dynamo.utils import counters
@@ -218,9 +221,16 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
     fast = load_model(tiny_checkpoint, device="cpu", compile=True)
     assert fast.engine.compiled_decode is not None, "compilation failed on this machine (see the log)"
     compiled_graphs = counters["stats"]["unique_graphs"]
-    for settings in (dict(temperature=0), dict(seed=11, top_k=40, temperature=0.9)):
-        expected = lm.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids
-        assert fast.generate("Compiled or not,", max_new_tokens=40, **settings)[0].token_ids == expected
+    prompt_ids = lm.tokenizer.encode("Compiled or not,")
+    greedy = fast.generate("Compiled or not,", max_new_tokens=40, temperature=0)[0].token_ids
+    expected = lm.generate("Compiled or not,", max_new_tokens=40, temperature=0)[0].token_ids
+    eager_logits = lambda prefix: lm.model(torch.tensor([prompt_ids + prefix]))[0, -1]  # noqa: E731
+    assert assert_same_greedy_path(greedy, expected, eager_logits) >= 10  # Inductor's kernels sum in another order
+    # A seeded draw compares uniform numbers with cumulative probabilities: a 1e-6 difference in them changes a
+    # token about once in a million draws, so the same seed gives the same tokens (and 40 draws here)
+    expected = lm.generate("Compiled or not,", max_new_tokens=40, seed=11, top_k=40, temperature=0.9)[0].token_ids
+    assert fast.generate("Compiled or not,", max_new_tokens=40, seed=11, top_k=40, temperature=0.9)[0].token_ids \
+        == expected
     batch = [s.token_ids for s in fast.generate("Three at once", max_new_tokens=30, num_samples=3, seed=5)]
     assert batch == [s.token_ids for s in lm.generate("Three at once", max_new_tokens=30, num_samples=3, seed=5)]
     assert fast.generate("alone again", max_new_tokens=5)[0].token_ids  # one sequence after a batch (a bigger cache)
@@ -238,13 +248,15 @@ def test_closing_the_model_ends_running_and_waiting_requests_with_an_error(tiny_
     errors: list[BaseException] = []
     waiter = threading.Thread(target=lambda: errors.extend(_drain_error(waiting)))
     waiter.start()
-    time.sleep(0.1)
+    wait_until(lambda: lm.engine.waiting == 1, message="the second request to wait for the only row")
     lm.close()
     waiter.join(timeout=10)
     assert not waiter.is_alive(), "a waiting request was left hanging when the model closed"
-    assert errors and ("unloaded" in str(errors[0]) or "closed" in str(errors[0]))
-    with pytest.raises(RuntimeError, match="unloaded|closed"):
+    assert len(errors) == 1 and "the model was unloaded" in str(errors[0])
+    with pytest.raises(RuntimeError, match="the model was unloaded"):
         list(running)
+    with pytest.raises(RuntimeError, match="the engine is closed"):  # asked after the close
+        lm.generate("third", max_new_tokens=5)
 
 
 def _drain_error(stream) -> list[BaseException]:
@@ -255,6 +267,7 @@ def _drain_error(stream) -> list[BaseException]:
     return []
 
 
+@pytest.mark.heavy
 def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
     from gpt2_core import load_model
 

@@ -28,4 +28,11 @@ def test_quantization_saves_what_the_table_says_for_gpt2_xl():
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="`precision` has to be one of"):
         estimate_weight_bytes(GPTConfig(), "int4")
-    assert PRECISIONS == ("fp32", "fp16", "int8-cpu", "int8", "nf4")
+
+
+@pytest.mark.parametrize("shape", [GPTConfig(), GPTConfig(n_layer=48, n_head=25, n_embd=1600)], ids=["gpt2", "gpt2-xl"])
+def test_each_precision_is_estimated_and_smaller_precisions_take_less(shape):
+    size = {p: estimate_weight_bytes(shape, p) for p in PRECISIONS}
+    assert size["fp32"] == 4 * shape.num_parameters() == 2 * size["fp16"]
+    assert size["fp16"] > size["int8"] > size["nf4"] > 0, size  # on a GPU the embeddings stay 16-bit
+    assert size["fp16"] > size["int8-cpu"] > size["nf4"], size  # on a CPU they are int8 too

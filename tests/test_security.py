@@ -62,9 +62,18 @@ def test_bad_limits_stop_with_a_usage_error_naming_them(argv, capsys):
     assert f"`{argv[0][2:].replace('-', '_')}` has to be" in err
 
 
-def test_gradio_is_at_a_version_with_the_advisories_fixed():
-    installed = tuple(int(part) for part in version("gradio").split(".")[:2])
-    assert installed >= MIN_GRADIO
-    requirements = (ROOT / "requirements.txt").read_text()
-    assert "gradio>=6.22" in requirements
-    assert '"gradio>=6.22' in (ROOT / "pyproject.toml").read_text()
+def test_every_install_path_refuses_a_gradio_without_the_advisories_fixed():
+    """requirements.txt and pyproject.toml both exclude the Gradio releases before the fixes and admit the installed
+    one (a loosened pin would let pip pick an old Gradio on a machine that has one)."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    for where, specs in (("requirements.txt", lines), ("pyproject.toml", pyproject)):
+        gradio = [Requirement(spec) for spec in specs if spec and Requirement(spec).name == "gradio"]
+        assert len(gradio) == 1, f"{where} should name gradio once"
+        allowed = gradio[0].specifier
+        last_unfixed = f"{MIN_GRADIO[0]}.{MIN_GRADIO[1] - 1}.99"
+        assert not allowed.contains(last_unfixed), f"{where} admits gradio {last_unfixed}"
+        assert allowed.contains(version("gradio")), f"{where} refuses the installed gradio {version('gradio')}"

@@ -118,7 +118,13 @@ class Engine:
 
     @property
     def running(self) -> int:
+        """Samples in the batch now."""
         return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        """Requests submitted and not yet admitted to the batch."""
+        return len(self._pending)
 
     # ---- the engine thread -------------------------------------------------------------------------------------
     def _loop(self) -> None:
