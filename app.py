@@ -4,9 +4,13 @@ On Hugging Face Spaces environment variables choose the model and the address (s
 `demo` is module-level for `gradio app.py` (reload mode); imported that way, only environment variables apply.
 """
 
+import atexit
 import logging
 import os
+import shutil
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 # `gradio app.py` (reload mode) would watch this whole folder, .venv's thousands of files included, and keep a core
@@ -14,6 +18,12 @@ from pathlib import Path
 # itself need a restart.
 if os.environ.get("GRADIO_WATCH_DIRS"):
     os.environ["GRADIO_WATCH_DIRS"] = ",".join(str(Path(__file__).resolve().parent / d) for d in ("demo", "gpt2_core"))
+
+# Gradio keeps its copies of uploads and downloads in a cache folder shared by every app on the machine, and never
+# removes uploads: unless the host chose a folder, this app's go in one of its own, removed when the app stops
+if not os.environ.get("GRADIO_TEMP_DIR"):
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gpt2-playground-gradio-")
+    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
 from demo import AppConfig, build_demo, launch_options, startup_message  # noqa: E402
 
@@ -26,4 +36,6 @@ if __name__ == "__main__":
     demo.launch(**config.launch_kwargs(), **launch_options(), quiet=True, prevent_thread_lock=True)
     if demo.local_url:  # not when reload mode re-runs this file (it serves nothing then)
         print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a container's stop ends the app as Ctrl+C does
     demo.block_thread()
+    demo.close()  # a training run ends and the app's temporary files go

@@ -31,6 +31,7 @@ from demo.train_tab import INTRO as TRAIN_INTRO
 from demo.train_tab import train_tab
 from demo.training import TrainingJobs
 from demo.unavailable import unavailable_tab
+from demo.workspace import Workspace
 from gpt2_core.backend import ATTENTION, SCALE, TRAINING
 
 TITLE = "GPT-2 Playground"
@@ -60,12 +61,29 @@ PAGE_JS = """() => {
 }"""
 
 
-def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Blocks:
+class Playground(gr.Blocks):
+    """The app's Blocks: closing it also ends a training run and removes the app's temporary files."""
+
+    def __init__(self, *args, workspace: Workspace, jobs: TrainingJobs | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        self.jobs = jobs
+
+    def close(self, verbose: bool = True) -> None:
+        super().close(verbose)
+        if self.jobs is not None:
+            self.jobs.close()
+        self.workspace.remove()
+
+
+def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playground:
     models = models or start_models(config)
     examples = load_examples()
+    workspace = Workspace()
+    jobs = TrainingJobs(workspace) if config.training_allowed and not models.unavailable(TRAINING) else None
     # Built apart, placed with .render(); a model server serves the model it was started with: no switching
     panel = model_panel(models, allow_switch=config.model_switch_allowed and not config.backend)
-    tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s),
+    tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s, workspace=workspace),
             "explore": explore_tab(models),
             "score": score_tab(models, examples),
             "compare": compare_tab(models, examples)}
@@ -83,8 +101,10 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
     if reason := models.unavailable(TRAINING):
         tabs["train"] = unavailable_tab(TRAIN_INTRO, reason, elem_id="train-unavailable")
     else:
-        tabs["train"] = train_tab(models, TrainingJobs() if config.training_allowed else None, panel)
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        tabs["train"] = train_tab(models, jobs, panel)
+    # delete_cache: Gradio's copies of uploads and downloads older than an hour go hourly, and all at shutdown
+    with Playground(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600), workspace=workspace,
+                    jobs=jobs) as demo:
         with gr.Row(equal_height=False):
             gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
                         "probabilities: see which, and why.", elem_id="title")
@@ -100,17 +120,20 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> gr.Bloc
                     parts.on_open(tab_item)
         demo.load(make_fill_from_link(tabs), outputs=[tab_strip, link_note, *linked_inputs(tabs)],
                   api_visibility="private", queue=False)
-        demo.unload(make_forget_page(models))
+        demo.unload(make_forget_page(models, jobs))
     # Beyond the running events (Generate 16, Compare 4, others 4 at a time), `queue_size` more may wait; the next
     # visitor is told at once "This application is currently busy. Please try again." (Gradio's text for a full queue).
     demo.queue(default_concurrency_limit=4, max_size=config.queue_size)
     return demo
 
 
-def make_forget_page(models: AppModels):
+def make_forget_page(models: AppModels, jobs: TrainingJobs | None):
     def forget_page(request: gr.Request) -> None:
-        """A closed page lets the model its visitor trained go (it closes when its last request ends)."""
+        """A closed page lets the model its visitor trained go (it closes when its last request ends), and its
+        training run with its files."""
         models.own.drop(request.session_hash)
+        if jobs is not None:
+            jobs.forget(request.session_hash)
 
     return forget_page
 

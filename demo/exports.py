@@ -1,22 +1,27 @@
-"""Files a visitor downloads (a generation as .txt or .json): written to one temporary folder, the oldest pruned.
+"""Files a visitor downloads (a generation as .txt or .json): written to the app's workspace, the oldest pruned.
 
 Gradio copies a returned file into its own cache and serves that copy; the folder here only has to outlive the
-event that returned the file, so it keeps the newest `keep` files.
+event that returned the file, so it keeps the newest `keep` files. It goes with the workspace when the app closes.
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import uuid
 from pathlib import Path
 
+from demo.workspace import Workspace
+
 
 class Exports:
-    def __init__(self, keep: int = 200):
-        self.directory = Path(tempfile.mkdtemp(prefix="gpt2-playground-"))
+    def __init__(self, workspace: Workspace, keep: int = 200):
+        self.workspace = workspace
         self.keep = keep
         self._lock = threading.Lock()
+
+    @property
+    def directory(self) -> Path:
+        return self.workspace.folder("exports")
 
     def write(self, name: str, text: str) -> str:
         folder = self.directory / uuid.uuid4().hex  # the visitor downloads `name` itself, so the folder is unique

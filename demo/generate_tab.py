@@ -25,6 +25,7 @@ from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.tokens import LEGEND, Coloured, TokenRow, details_html, token_view
+from demo.workspace import Workspace
 from gpt2_core import DEFAULTS, LanguageModel, ModelUnavailableError, Sample
 from gpt2_core.generate.settings import CONTEXT_LENGTH, check_int
 
@@ -76,8 +77,8 @@ EXPLAIN = {
 }
 
 
-def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float) -> TabParts:
-    exports = Exports()
+def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, workspace: Workspace) -> TabParts:
+    exports = Exports(workspace)
     with gr.Blocks() as tab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):

@@ -4,6 +4,9 @@ A child process keeps training apart from the model that serves the class: its t
 memory goes back to the system when it ends, and Stop is a SIGTERM, on which it saves what it has. Its evaluations
 arrive one JSON line each and are kept here for the page to draw. A second visitor who asks while it runs is told
 whose it is not and how long it has left.
+
+A run's files (the text, the model, its zip) live in one folder of the app's workspace: the text goes when the run
+ends, the rest when its visitor's page closes (`forget`), the next run starts, or the app closes (`close`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import logging
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from demo.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +53,14 @@ class Run:
 
 
 class TrainingJobs:
-    def __init__(self, root: Path | None = None):
-        self.root = root or Path(tempfile.mkdtemp(prefix="gpt2-playground-training-"))
+    def __init__(self, root: Path | Workspace):
+        self._root = root
         self._lock = threading.Lock()
         self._run: Run | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._root.folder("training") if isinstance(self._root, Workspace) else self._root
 
     def start(self, owner: str, text: str, *, init: str, minutes: float) -> Run:
         with self._lock:
@@ -63,7 +71,8 @@ class TrainingJobs:
                                         f"{self._run.seconds_left:.0f} s. Please try again then.")
             if self._run is not None:  # the last run's files go: one model on disk at a time
                 shutil.rmtree(self._run.out_dir.parent, ignore_errors=True)
-            work = Path(tempfile.mkdtemp(dir=self.root))
+            work = self.root / f"run-{time.time_ns()}"
+            work.mkdir()
             (work / "text.txt").write_text(text, encoding="utf-8")
             out_dir = work / "my-gpt2"
             command = [sys.executable, "-m", "gpt2_core", "train", "--text", str(work / "text.txt"), "--out",
@@ -83,6 +92,22 @@ class TrainingJobs:
         if run is not None and not run.finished:
             run.process.terminate()  # the CLI saves what it has, then exits
 
+    def forget(self, owner: str) -> None:
+        """`owner`'s page closed: its run, if any, ends and its files go (a model it adopted is already loaded)."""
+        with self._lock:
+            run = self._run
+            if run is None or run.owner != owner:
+                return
+            self._run = None
+        _end(run)
+
+    def close(self) -> None:
+        """The app closes: the running run ends (its child process with it) and every run's files go."""
+        with self._lock:
+            run, self._run = self._run, None
+        if run is not None:
+            _end(run)
+
     @staticmethod
     def _read(run: Run) -> None:
         for line in run.process.stdout:
@@ -91,6 +116,7 @@ class TrainingJobs:
             except json.JSONDecodeError:
                 log.warning("training printed a line that is not JSON: %s", line.strip())
         run.process.wait()
+        (run.out_dir.parent / "text.txt").unlink(missing_ok=True)  # read at the start; the model is what stays
         error = run.process.stderr.read().strip()
         if run.process.returncode not in (0, -15):
             run.errors.append(error.splitlines()[-1] if error else f"exit code {run.process.returncode}")
@@ -107,3 +133,14 @@ class TrainingJobs:
         """The trained model as a zip file, for download."""
         out_dir = self.model_dir(owner)
         return None if out_dir is None else shutil.make_archive(str(out_dir), "zip", out_dir)
+
+
+def _end(run: Run) -> None:
+    if not run.finished:
+        run.process.terminate()
+        try:
+            run.process.wait(timeout=30)  # it saves on SIGTERM; a model save of a small GPT-2 takes a second
+        except subprocess.TimeoutExpired:
+            run.process.kill()
+            run.process.wait()
+    shutil.rmtree(run.out_dir.parent, ignore_errors=True)

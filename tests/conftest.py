@@ -5,9 +5,22 @@ The Hub is out of reach in CI, so the tests build their own checkpoints, with th
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# What the suite must leave as it found it: the temp directory. The caches that libraries keep there by default
+# (Gradio's uploads and downloads, Inductor's compiled kernels) go into one folder of the session's instead, set
+# before gradio or torch read these variables (they read them at import), and removed at the end; what pytest keeps
+# of tmp_path (pytest-of-<user>, its own retention policy) is pytest's and not counted.
+TEMP_DIR = Path(tempfile.gettempdir())
+TEMP_BEFORE = {p.name for p in TEMP_DIR.iterdir()}
+SESSION_CACHES = Path(tempfile.mkdtemp(prefix="gpt2-playground-tests-caches-"))
+os.environ.setdefault("GRADIO_TEMP_DIR", str(SESSION_CACHES / "gradio"))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(SESSION_CACHES / "inductor"))
 
 from gpt2_core import testing
 from gpt2_core.testing import add_tokenizer, gpt2_tokenizer_files, save_layout  # noqa: F401 (shared with test modules)
@@ -40,13 +53,28 @@ def lm(tiny_checkpoint):
 
 
 
-VLLM_OPT_IN = "the live vLLM suite is opt-in: `bash tests/vllm/run` sets vLLM up and runs it (pytest -m vllm)"
+@pytest.fixture(scope="session", autouse=True)
+def temp_directory_left_as_found():
+    """Every app, training run and download of the session cleaned up after itself (set up first, so checked last)."""
+    yield
+    shutil.rmtree(SESSION_CACHES, ignore_errors=True)
+    left = {p.name for p in TEMP_DIR.iterdir()} - TEMP_BEFORE
+    left = {name for name in left if not name.startswith("pytest-of-")}
+    assert not left, f"the tests left these in {TEMP_DIR}: {sorted(left)}"
+
+
+OPT_IN = {
+    "vllm": "the live vLLM suite is opt-in: `bash tests/vllm/run` sets vLLM up and runs it (pytest -m vllm)",
+    "heavy": "heavy (compiles, training runs, a 30-client load): `python -m pytest -m heavy` runs them (CI does)",
+}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `vllm` start a real vLLM server (minutes on a CPU): they run only when asked for with -m vllm."""
-    if "vllm" in (config.option.markexpr or ""):
-        return
-    for item in items:
-        if "vllm" in item.keywords:
-            item.add_marker(pytest.mark.skip(reason=VLLM_OPT_IN))
+    """Tests marked `vllm` (a real vLLM server, minutes on a CPU) or `heavy` run only when asked for with -m."""
+    asked = config.option.markexpr or ""
+    for marker, reason in OPT_IN.items():
+        if marker in asked:
+            continue
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))

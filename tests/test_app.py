@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -195,6 +197,48 @@ def test_app_without_gpt2_serves_the_bundled_model_and_says_why(tmp_path):
     assert "Traceback" not in console
     assert f"Running on local URL:  http://127.0.0.1:{port}" in console
     assert "restart with --share" in console and "share=True" not in console  # the app's flag, not launch()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_the_app_removes_its_temporary_files(tmp_path, stop):
+    """An upload received, then the app stopped as a container (SIGTERM) or Ctrl+C (SIGINT) stops it: Gradio's
+    copies of the files it received are gone, and so is anything the app wrote to the temp directory."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "GPT2_DEVICE": "cpu", "TMPDIR": str(temp)}
+    env.pop("GRADIO_TEMP_DIR", None)  # as on a host that did not choose one
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: fetch_config(port), timeout=60, interval=0.2, message="the app to serve")
+        answer = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload",
+                            files={"files": ("my-text.txt", b"ROMEO. What say you?\n" * 50)}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert any(p.name == "my-text.txt" for p in temp.rglob("*")), "the upload landed in the app's own cache"
+    finally:
+        process.send_signal(stop)
+        console = process.communicate(timeout=30)[0]
+    assert process.returncode is not None and "Traceback" not in console, console[-2000:]
+    assert list(temp.iterdir()) == [], f"left behind: {sorted(str(p) for p in temp.rglob('*'))}"
+
+
+def test_closing_the_app_removes_its_workspace_of_downloads_and_training_runs(tiny_checkpoint, tmp_path):
+    from demo import build_demo, start_models
+    from demo.exports import Exports
+
+    config = AppConfig(model=str(tiny_checkpoint), device="cpu", allow_training=True)
+    models = start_models(config)
+    demo = build_demo(config, models=models)
+    assert demo.workspace.root is None, "nothing is written before a visitor asks for a file"
+    path = Exports(demo.workspace).write("gpt2-sample.txt", "ROMEO.")
+    run = demo.jobs.start("teacher", "ROMEO. What say you?\n" * 400, init="tiny", minutes=5)
+    root = demo.workspace.root
+    assert root is not None and Path(path).is_file() and run.out_dir.parent.is_relative_to(root)
+    demo.close()  # what app.py does on Ctrl+C and SIGTERM
+    models.close()
+    assert not root.exists() and run.finished, "the training child ended and the workspace went"
 
 
 def fetch_config(port: int) -> dict | None:

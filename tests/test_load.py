@@ -29,6 +29,7 @@ def clients(url: str, n: int) -> list[Client]:
                              range(n)))
 
 
+@pytest.mark.heavy
 def test_thirty_clients_at_once_all_get_the_same_complete_answer_for_one_seed(app):
     crowd = clients(app.url, 30)
     with ThreadPoolExecutor(len(crowd)) as pool:

@@ -85,6 +85,7 @@ def test_cpu_int8_greedy_batched_equals_greedy_alone(checkpoint):
         lm.close()
 
 
+@pytest.mark.heavy
 def test_compiled_cpu_int8_decoding_agrees_with_fp32_on_a_trained_model():
     """`--quantize int8 --compile`, the fastest CPU path: Inductor's tuned int8 kernel sums in another order (and
     rounds less) than `_weight_int8pack_mm`, so its tokens can differ from eager int8's at near-ties. What counts is

@@ -24,6 +24,7 @@ def test_training_is_on_for_this_machine_and_off_for_a_room(argv, env, allowed):
     assert AppConfig.from_env_and_args(argv, env).training_allowed is allowed
 
 
+@pytest.mark.heavy
 def test_a_second_run_is_told_it_is_busy_and_for_how_long_while_others_generate(tmp_path, app):
     jobs = TrainingJobs(tmp_path)
     run = jobs.start("teacher", toy_play(), init="tiny", minutes=1)
@@ -41,6 +42,7 @@ def test_a_second_run_is_told_it_is_busy_and_for_how_long_while_others_generate(
     assert jobs.zip("teacher").endswith(".zip") and jobs.zip("student") is None
 
 
+@pytest.mark.heavy
 @pytest.mark.browser
 def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app):  # noqa: F811
     context = browser.new_context(viewport=VIEWPORT)
