@@ -310,8 +310,13 @@ def context_markdown(prompt_tokens: int, generated: int, truncated: bool, contex
     bar = "\u2588" * cells_prompt + "\u2593" * cells_new + "\u2591" * (METER_CELLS - cells_prompt - cells_new)
     text = (f"**Context window** `{bar}` {prompt_tokens} prompt token{'s' * (prompt_tokens != 1)}"
             + (f" + {generated} new" if generated else "") + f" = {used} of {context_length}")
+    if used > context_length:
+        text = (f"**Context window** `{bar}` {prompt_tokens} prompt + {generated} new = {used} tokens, more than the "
+                f"{context_length} the model sees at once.  \n**Its window slid:** the oldest tokens (the prompt's "
+                "beginning first) left its view, as in OpenAI's samples; each token's probability is the one the "
+                "model gave it with the tokens it could still see.")
     if truncated:
-        text += ("  \n**Notice:** the prompt was longer than the model can read with room for the new tokens, "
+        text += ("  \n**Notice:** the prompt was longer than the model can read at once, "
                  "so its beginning was trimmed; GPT-2 only sees the end of it.")
     return text
 

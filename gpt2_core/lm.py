@@ -43,6 +43,7 @@ from gpt2_core.generate.detokenize import (
 from gpt2_core.generate.engine import Engine, Request
 from gpt2_core.generate.sampling import SamplingParams
 from gpt2_core.generate.settings import (
+    CONTEXT_LENGTH,
     DEFAULTS,
     MAX_PROMPT_CHARS,
     RANDOM_SEEDS,
@@ -105,6 +106,7 @@ class TextModel:
     name: str
     context_length: int  # tokens the model sees at once, prompt and new tokens together
     eos_token_id: int  # <|endoftext|>: ends a text, and starts one (an empty prompt)
+    slides_window: bool = False  # writes past its context, the oldest tokens leaving its view (the local engine)
 
     def describe(self) -> ModelDescription:
         raise NotImplementedError
@@ -130,7 +132,10 @@ class TextModel:
         prompt = check_prompt(prompt)
         # room is the caller's max_new_tokens (0 to score the prompt alone); callers such as the page's context
         # meter pass the slider as it is, and a local checkpoint's context may be short
-        room = check_int("max_new_tokens", room, 0, self.context_length - 1)
+        if self.slides_window:  # new tokens push the oldest out of view as they come: the prompt needs no room
+            room = min(check_int("max_new_tokens", room, 0, CONTEXT_LENGTH - 1), 1)
+        else:
+            room = check_int("max_new_tokens", room, 0, self.context_length - 1)
         truncated = len(prompt) > MAX_PROMPT_CHARS
         if truncated:
             prompt = prompt[-MAX_PROMPT_CHARS:]
@@ -161,7 +166,8 @@ class TextModel:
         """
         alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
         s = GenerationSettings(**settings)
-        check_int("max_new_tokens", s.max_new_tokens, 1, self.context_length - 1)  # a checkpoint's own context
+        if not self.slides_window:  # a server's prompt and new tokens must fit its context together
+            check_int("max_new_tokens", s.max_new_tokens, 1, self.context_length - 1)
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
         base_seed = s.seed if s.seed is not None else secrets.randbelow(RANDOM_SEEDS)
         seeds = [(base_seed + i) % (2**63) for i in range(s.num_samples)]
@@ -235,7 +241,10 @@ class TextModel:
 
 
 class LanguageModel(TextModel):
-    """A GPT-2 running here, in this process: gpt2_core's own model and decoding engine."""
+    """A GPT-2 running here, in this process: gpt2_core's own model and decoding engine (its window slides past the
+    context: generate/engine.py)."""
+
+    slides_window = True
 
     def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
                  quantize: str | None = None, max_batch: int = 16):

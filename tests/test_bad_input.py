@@ -144,7 +144,7 @@ def test_api_long_prompt_keeps_its_end_and_says_so_past_the_context(client, n, s
 
 def test_api_ten_megabyte_prompt_is_trimmed_and_the_server_serves_on(client):
     meter = generate(client, "a" * 10_000_000 + " the end")[5]
-    assert "trimmed" in meter and "of 1024" in meter
+    assert "trimmed" in meter and "1024" in meter
     assert generate(client)[0]
 
 
@@ -199,7 +199,7 @@ def test_cli_reads_a_ten_megabyte_prompt_from_stdin_and_keeps_its_end(tiny_check
     assert main(["generate", "--model", str(tiny_checkpoint), "--device", "cpu", "--prompt-file", "-",
                  "--max-new-tokens", "2", "--json"]) == 0
     sample = json.loads(capsys.readouterr().out)
-    assert sample["prompt_truncated"] and sample["prompt_tokens"] == 1022
+    assert sample["prompt_truncated"] and sample["prompt_tokens"] == 1023
 
 
 def test_cli_unreadable_prompt_file_exits_2(tmp_path, capsys):

@@ -5,7 +5,7 @@ import time
 
 import pytest
 import torch
-from numerics import assert_same_greedy_path
+from numerics import assert_rank, assert_same_greedy_path
 from ui_helpers import wait_until
 
 from gpt2_core.generate.detokenize import visible_text
@@ -106,15 +106,15 @@ def test_long_prompt_keeps_its_last_tokens_and_says_so(lm):
     prompt = " ".join(f"word{i}" for i in range(3000))  # ~ 9000 tokens
     (s,) = lm.generate(prompt, max_new_tokens=24, temperature=0)
     assert s.prompt_truncated
-    assert s.prompt_tokens == 1024 - 24
+    assert s.prompt_tokens == 1024 - 1  # room for the first new token; the window slides for the rest
     kept = lm.prepare_prompt(prompt, room=24).ids
     assert lm.decode(kept).endswith("word2999")
 
 
-@pytest.mark.parametrize("room", [1, 1023])
-def test_prompt_and_new_tokens_always_fit_the_position_table(lm, room):
+@pytest.mark.parametrize("room", [0, 1, 1023])
+def test_the_prompt_always_fits_the_position_table_with_room_for_a_token(lm, room):
     ids = lm.prepare_prompt("x " * 5000, room=room).ids
-    assert 1 <= len(ids) <= 1024 - room
+    assert len(ids) == 1024 - min(room, 1)
 
 
 def test_huge_paste_is_capped_before_tokenizing(lm, monkeypatch):
@@ -123,7 +123,7 @@ def test_huge_paste_is_capped_before_tokenizing(lm, monkeypatch):
     monkeypatch.setattr(lm.tokenizer, "encode", lambda text, *a, **k: seen.append(len(text)) or encode(text, *a, **k))
     (s,) = lm.generate("a" * 10_000_000 + " the end", max_new_tokens=3)
     assert seen == [MAX_PROMPT_CHARS]
-    assert s.prompt_truncated and s.prompt_tokens <= 1021
+    assert s.prompt_truncated and s.prompt_tokens <= 1023
 
 
 @pytest.mark.parametrize("prompt", ["🦄🦄 unicorns", "\x00\x07\x1b[31m control", "tab\tand\nnewline", "日本語のテキスト",
@@ -281,16 +281,16 @@ def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
     fast.close()
 
 
-def test_max_new_tokens_is_checked_against_the_checkpoints_own_context(tmp_path, hf_model):
+def test_a_checkpoints_short_context_limits_the_prompt_not_the_new_tokens(tmp_path, hf_model):
     from conftest import random_hf_model, save_layout
 
     from gpt2_core import load_model
 
     short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu")
-    with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[1, 63\], but is 100"):
-        short.generate("Hello", max_new_tokens=100)
-    (s,) = short.generate("word " * 100, max_new_tokens=63, temperature=0)
-    assert s.prompt_tokens == 1 and len(s.token_ids) == 63
+    (s,) = short.generate("word " * 100, max_new_tokens=100, temperature=0)
+    assert s.prompt_truncated and s.prompt_tokens == 63 and len(s.token_ids) == 100
+    with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[1, 1023\], but is 1024"):
+        short.generate("Hello", max_new_tokens=1024)
     short.close()
 
 
@@ -333,12 +333,68 @@ def test_a_waiting_request_that_is_cancelled_is_answered_at_once(tiny_checkpoint
     lm.close()
 
 
-def test_context_meter_on_a_short_checkpoint_gets_a_value_error_not_a_crash(tmp_path):
+def test_context_meter_on_a_short_checkpoint_reads_the_prompt_and_refuses_only_out_of_range(tmp_path):
     from conftest import random_hf_model, save_layout
 
     from gpt2_core import load_model
 
     short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu")
-    with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[0, 63\], but is 150"):
-        short.prepare_prompt("Hello", room=150)  # what the page's meter asks with the slider at 150
+    assert short.prepare_prompt("Hello", room=150).ids == short.tokenizer.encode("Hello")  # the slider at 150
+    with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[0, 1023\], but is 5000"):
+        short.prepare_prompt("Hello", room=5000)
     short.close()
+
+
+@pytest.fixture(scope="module")
+def short_context(tmp_path_factory):
+    """A GPT-2 with a 32-token context: past it in a few steps."""
+    from conftest import random_hf_model, save_layout
+
+    from gpt2_core import load_model
+
+    lm = load_model(save_layout(random_hf_model(seed=4, n_positions=32), tmp_path_factory.mktemp("ctx32"), "hub"),
+                    device="cpu")
+    yield lm
+    lm.close()
+
+
+def test_a_short_context_model_writes_past_it_each_token_drawn_from_the_window_it_saw(short_context):
+    """Asked for 3x its context, the model writes all of it: when the window is full, it keeps its last half-context
+    (the prompt's beginning leaves first), and each reported probability is the one that window gave."""
+    lm = short_context
+    prompt = "The first words of a prompt that the window will lose"
+    (s,) = lm.generate(prompt, max_new_tokens=96, temperature=0)
+    assert len(s.token_ids) == 96 and s.finish_reason == "length" and not s.prompt_truncated
+    view = lm.tokenizer.encode(prompt)  # the reference: crop the view as the engine does, one full forward a step
+    for i, (token, prob) in enumerate(zip(s.token_ids, s.token_probs)):
+        if len(view) > 32:
+            view = view[-(32 // 2 + 1):]
+        with torch.no_grad():
+            logits = lm.model(torch.tensor([view]))[0, -1]
+        assert_rank(1, logits, token)  # greedy: the likeliest in this window, up to near-ties
+        assert prob == pytest.approx(float(logits.softmax(-1)[token]), abs=1e-4), f"token {i}"
+        view.append(token)
+
+
+def test_a_prompt_is_not_trimmed_for_the_new_tokens_it_asks_for(short_context):
+    prompt_ids = short_context.prepare_prompt("ROMEO. What say you, my lord?", room=31).ids
+    assert short_context.tokenizer.decode(prompt_ids) == "ROMEO. What say you, my lord?"
+    (s,) = short_context.generate("ROMEO. What say you, my lord?", max_new_tokens=31, temperature=0)
+    assert s.prompt_tokens == len(prompt_ids) and not s.prompt_truncated and len(s.token_ids) == 31
+
+
+def test_the_unicorn_example_writes_all_its_tokens_on_the_bundled_model():
+    """The offline classroom's first click: OpenAI's prompt with the example's settings on the 128-token mini-gpt2."""
+    from demo.examples import load_examples
+    from gpt2_core import load_model
+    from gpt2_core.checkpoint import BUNDLED
+
+    unicorn = load_examples().unicorn
+    mini = load_model(BUNDLED["mini-gpt2"], device="cpu")
+    try:
+        assert unicorn.settings.max_new_tokens > mini.context_length
+        (s,) = mini.generate(unicorn.prompt, **vars(unicorn.settings))
+        assert len(s.token_ids) == unicorn.settings.max_new_tokens or s.finish_reason == "eos"
+        assert len(s.token_ids) > mini.context_length and s.prompt_tokens == len(mini.tokenizer.encode(unicorn.prompt))
+    finally:
+        mini.close()

@@ -5,6 +5,11 @@ Each step runs one forward pass for all running samples, each of which may be at
 with its own settings and its own torch.Generator, so a seeded sample is the same whoever else is generating.
 Finished, cancelled or timed-out samples leave the batch at once, freeing their row for waiting requests.
 
+A sample may run past the model's context (a 128-token model asked for 150 new tokens): when its row is full, its
+window slides. The row is prefilled again with its last half-context of tokens, so the oldest ones (the prompt's
+beginning first) leave the model's view, as OpenAI's and nanoGPT's samplers crop to the context; every token's
+probability is still the one the model saw when it drew it.
+
 The engine speaks token ids only; text, stop strings and timing are the caller's (see lm.py).
 """
 
@@ -71,6 +76,8 @@ class _Row:
     next_token: int  # sampled, not yet fed to the model
     generated: int = 1
     history: list[int] = field(default_factory=list)  # prompt + generated ids (kept only for the repetition penalty)
+    tokens: list[int] = field(default_factory=list)  # the ids in the model's view, next_token last (for sliding)
+    slides: int = 0  # times the window slid
 
 
 class Engine:
@@ -202,14 +209,28 @@ class Engine:
             generator = torch.Generator().manual_seed(seed)
             token, prob = sample_token(logits, request.params, generator, history)
             row = _Row(request, i, generator, length=T, next_token=token,
-                       history=list(request.prompt_ids) + [token] if history is not None else [])
+                       history=list(request.prompt_ids) + [token] if history is not None else [],
+                       tokens=list(request.prompt_ids) + [token])
             self._rows.append(row)
             rank = int(ranks_of(logits[None], torch.tensor([token]))[0])
             events.append(TokenEvent(i, token, prob, self._finish_reason(row), rank, alternatives))
         request.events.put(events)
         self._drop_finished()
 
+    def _slide(self) -> None:
+        """Rows whose cache is full keep their last half-context of tokens: prefilled again from position 0."""
+        block = self.model.config.block_size
+        for b, row in enumerate(self._rows):
+            if row.length < block:
+                continue
+            keep = row.tokens[-(block // 2) - 1 : -1]  # the next token is fed by the decode step, after these
+            self.model.prefill(torch.tensor([keep], device=self.device), self._cache, b)
+            row.length = len(keep)
+            row.tokens = keep + [row.next_token]
+            row.slides += 1
+
     def _step(self) -> None:
+        self._slide()
         while True:
             rows = self._rows
             idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
@@ -255,6 +276,7 @@ class Engine:
             row.length += 1
             row.next_token = token
             row.generated += 1
+            row.tokens.append(row.next_token)
             if row.history:
                 row.history.append(row.next_token)
             event = TokenEvent(row.index, row.next_token, prob, self._finish_reason(row), rank, alts)
