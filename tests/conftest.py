@@ -22,8 +22,8 @@ SESSION_CACHES = Path(tempfile.mkdtemp(prefix="gpt2-playground-tests-caches-"))
 os.environ.setdefault("GRADIO_TEMP_DIR", str(SESSION_CACHES / "gradio"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(SESSION_CACHES / "inductor"))
 
-from gpt2_core import testing
-from gpt2_core.testing import add_tokenizer, gpt2_tokenizer_files, save_layout  # noqa: F401 (shared with test modules)
+from gpt2_core import testing  # noqa: E402 (after the cache variables above)
+from gpt2_core.testing import add_tokenizer, gpt2_tokenizer_files, save_layout  # noqa: E402, F401 (shared with test modules)
 
 # Real vocabulary and context, a small trunk; a large init so that greedy paths vary.
 TINY = dict(n_layer=2, n_head=4, n_embd=64, initializer_range=0.3)
