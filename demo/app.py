@@ -38,7 +38,9 @@ TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
               "inside": "Inside", "scale": "Scale", "train": "Build your own"}
 CSS = """
-#model-unavailable { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
+#model-unavailable { border-left: 4px solid #2563eb; padding: 0 0.75rem; background: #eff6ff; }  /* a calm line */
+#model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
+#model-unavailable summary { cursor: pointer; }
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
 #title h1 { margin: 0; font-size: 1.6rem; }
 #title p { margin: 0; }

@@ -56,6 +56,11 @@ class AppConfig:
         return memory_limit_bytes() // 3
 
     @property
+    def public(self) -> bool:
+        """Served to other machines (--host 0.0.0.0, Spaces, a share link): its visitors are not this host's owner."""
+        return self.host not in LOCAL_HOSTS or self.share
+
+    @property
     def model_switch_allowed(self) -> bool:
         """Switching the model is for a teacher at their own machine: on when only this machine is served, off when
         others are (--host 0.0.0.0, Spaces), unless --allow-model-switch / GPT2_ALLOW_MODEL_SWITCH says otherwise."""

@@ -45,6 +45,8 @@ def model_panel(models: AppModels, *, allow_switch: bool) -> ModelPanel:
                 status = gr.Markdown(elem_id="model-switch-status")
             load.click(make_switch(models), inputs=choice, outputs=[banner, info, status, choice],
                        api_visibility="private", concurrency_limit=1, show_progress="full")
+        elif models.public and not models.gpt2.error:
+            gr.Markdown(SWITCH_OFF_LINE, elem_id="model-switch-off")
         gr.on([panel.load, gr.Timer(REFRESH_S).tick], make_refresh(models), outputs=[banner, info],
               api_visibility="private", queue=False, show_progress="hidden")
     return ModelPanel(panel, [banner, info])
@@ -108,7 +110,14 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
     return " \u00b7 ".join(parts)
 
 
+FALLBACK_LINE = "A small model trained on Shakespeare serves here, not GPT-2"
+SWITCH_OFF_LINE = ("Switching the model is off on this shared page: one switch would change it for everyone here "
+                   "(the host can allow it with `--allow-model-switch`).")
+
+
 def unavailable_markdown(models: AppModels) -> str:
+    """What the banner above the tabs says: nothing while GPT-2 serves. A page served to others gets no host details
+    (paths, errors, commands): only this machine's own page shows why and the fix."""
     lm = models.gpt2.current
     if lm is not None and lm.describe().remote:
         problem = lm.probe()  # asks the server again only while it is failing, at most every few seconds
@@ -118,10 +127,15 @@ def unavailable_markdown(models: AppModels) -> str:
         return ""
     if models.gpt2.error is None:
         if models.gpt2.notice and models.gpt2.current is not None and models.gpt2.current.name in BUNDLED:
-            return (f"### A small model serves instead of GPT-2\n{models.gpt2.notice}\n\n"
-                    "It is a 4M-parameter GPT-2 this project trained on Shakespeare's plays: it writes verse-like "
-                    "text, not GPT-2's. Fix the above and restart the app for GPT-2.")
+            if models.public:
+                return f"{FALLBACK_LINE}: GPT-2 could not be loaded on this server."
+            return (f"<details><summary>{FALLBACK_LINE}: why</summary>\n\n{models.gpt2.notice}\n\n"
+                    "It is a 4M-parameter GPT-2 this project trained on Shakespeare's plays (context 128 tokens): "
+                    "it writes verse-like text, not GPT-2's. Fix the above and restart the app for GPT-2.</details>")
         return ""
+    if models.public:
+        return ("### GPT-2 is not available\nGPT-2 could not be loaded on this server. The page works, but Generate "
+                "and Compare need a model.")
     return (f"### The GPT-2 model `{models.gpt2.source}` is not available\n{models.gpt2.error}\n\n"
             "The page works, but Generate and Compare need a model: fix the above and restart the app.")
 

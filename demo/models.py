@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
-from demo.config import LOCAL_HOSTS, AppConfig
+from demo.config import AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
 from gpt2_core.backend import Backend
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
@@ -217,6 +217,7 @@ class AppModels:
     choices: list[str]  # what the page may switch GPT-2 to: the family and the start-up model, never other repos
     own: OwnModels = field(default_factory=lambda: OwnModels(partial(load_model, device="cpu", dtype="fp32")))
     load_gpt2: Callable[..., LanguageModel] = load_model  # how other models load (the Scale tab's sizes)
+    public: bool = False  # the page is served to other machines: messages keep this host's details to itself
 
     @contextmanager
     def use(self, session: str | None) -> Iterator[Backend]:
@@ -269,14 +270,14 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
     choices = list(PRESETS) + [name for name in BUNDLED if BUNDLED_PRESENT] + (
         [config.source] if config.source not in PRESETS and config.source not in BUNDLED else [])
     own = OwnModels(partial(load_gpt2, device="cpu", dtype="fp32"))  # trained on this CPU, and served there
-    return AppModels(gpt2, bert, choices, own, load_gpt2)
+    return AppModels(gpt2, bert, choices, own, load_gpt2, public=config.public)
 
 
 def start_remote(config: AppConfig, *, load_bert: Callable[..., FillMask],
                  remote: Callable[..., RemoteModel]) -> AppModels:
     def connect(url: str) -> RemoteModel:
         options = {"api_key": config.backend_api_key} if config.backend_api_key else {}
-        if config.host not in LOCAL_HOSTS:
+        if config.public:
             options["show_address"] = False  # visitors of a public page are not told where the server is
         lm = remote(url, config.model, **options)
         threading.Thread(target=_first_contact, args=(lm,), name="gpt2-backend", daemon=True).start()
@@ -284,7 +285,8 @@ def start_remote(config: AppConfig, *, load_bert: Callable[..., FillMask],
 
     gpt2 = ModelHolder(connect, config.backend)
     bert = LazyFillMask(partial(load_bert, device=config.device), config.bert_model)
-    return AppModels(gpt2, bert, [], OwnModels(partial(load_model, device="cpu", dtype="fp32")), load_model)
+    return AppModels(gpt2, bert, [], OwnModels(partial(load_model, device="cpu", dtype="fp32")), load_model,
+                     public=config.public)
 
 
 def _first_contact(lm: RemoteModel) -> None:

@@ -190,7 +190,7 @@ def test_app_without_gpt2_serves_the_bundled_model_and_says_why(tmp_path):
         process.terminate()
         console = process.communicate(timeout=20)[0]
     page = json.dumps(config)
-    assert "A small model serves instead of GPT-2" in page and "mini-gpt2" in page
+    assert "A small model trained on Shakespeare serves here, not GPT-2: why" in page and "mini-gpt2" in page
     assert "python -m gpt2_core download gpt2" in page  # and how to get GPT-2 itself
     assert "python -m gpt2_core download gpt2" in console
     assert "`mini-gpt2`" in stats and len(sample.split()) >= 5  # words, from a trained model
@@ -362,3 +362,25 @@ def test_unicorn_preset_is_openais_prompt_with_a_fixed_seed():
     assert examples.unicorn.settings.seed is not None
     assert {e.id for e in examples.generate} >= {"unicorn", "news", "recipe", "code", "poem", "question"}
     assert all(len(split_blank(sentence)) == 2 for sentence in examples.compare)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_the_fallback_notice_is_one_line_and_only_this_machines_page_shows_why(tmp_path, host):
+    from demo import start_models
+    from demo.model_panel import FALLBACK_LINE, SWITCH_OFF_LINE, unavailable_markdown
+
+    missing = str(tmp_path / "no-such-gpt2")
+    models = start_models(AppConfig(model=missing, device="cpu", host=host))
+    try:
+        assert models.gpt2.current is not None and models.gpt2.current.name == "mini-gpt2"
+        notice = unavailable_markdown(models)
+        first_line = notice.splitlines()[0]
+        assert FALLBACK_LINE in first_line and "###" not in notice
+        if host == "127.0.0.1":  # the teacher's own machine: why, with the path, on demand
+            assert first_line.startswith("<details><summary>") and missing in notice and notice.endswith("</details>")
+        else:  # a public page: that GPT-2 could not be loaded, and nothing of this host
+            assert notice == f"{FALLBACK_LINE}: GPT-2 could not be loaded on this server."
+            assert str(tmp_path) not in notice and "Error" not in notice and "python -m" not in notice
+            assert "--allow-model-switch" in SWITCH_OFF_LINE
+    finally:
+        models.close()
