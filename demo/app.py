@@ -42,7 +42,8 @@ CSS = """
 #model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
 #model-unavailable summary { cursor: pointer; }
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
-#title h1 { margin: 0; font-size: 1.6rem; }
+#title h1 { margin: 0; font-size: 1.6rem; overflow-wrap: normal; word-break: keep-all; hyphens: none; }
+#title { min-width: min(100%, 19rem) !important; }  /* on a phone "Large text" goes below, never into a word */
 #title p { margin: 0; }
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
@@ -60,6 +61,7 @@ PAGE_JS = """() => {
     if (localStorage.getItem('gpt2-playground-large-text') === '1') document.documentElement.classList.add('large-text');
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
+  (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
 }"""
 
 
@@ -114,7 +116,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
                 None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
         panel.blocks.render()
         link_note = gr.Markdown(visible=False, elem_id="link-note")
-        with gr.Tabs() as tab_strip:
+        with gr.Tabs(overflow_behavior="wrap") as tab_strip:  # on a phone every tab stays in view, in two rows
             for tab_id, parts in tabs.items():
                 with gr.Tab(TAB_LABELS[tab_id], id=tab_id) as tab_item:
                     parts.blocks.render()

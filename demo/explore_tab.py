@@ -18,7 +18,16 @@ from demo.errors import user_facing_errors
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
-from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
+from demo.tokens import (
+    DETAILS_CLASS,
+    Coloured,
+    TokenRow,
+    details_html,
+    keep_token_in_view,
+    shown_token,
+    token_view,
+    words,
+)
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
@@ -88,7 +97,7 @@ def explore_tab(models: AppModels) -> TabParts:
                 top_k = KNOBS["top_k"].slider("Top-k (0 = off)", elem_id="explore-top-k")
                 top_p = KNOBS["top_p"].slider("Top-p (1 = off)", elem_id="explore-top-p")
                 seed = gr.Number(-1, precision=0, label="Seed for Sample (-1 = random)", elem_id="explore-seed")
-                details = gr.HTML(elem_id="explore-details")
+                details = gr.HTML(elem_id="explore-details", elem_classes=[DETAILS_CLASS])
         candidates = gr.State([])  # the candidates on the charts
         built = gr.State(Built(START))
         suggestions = gr.State([])  # each suggestion's tokens
@@ -118,7 +127,8 @@ def explore_tab(models: AppModels) -> TabParts:
             button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
                          outputs=[prompt, built, drawn, suggestions_row], api_visibility="private",
                          queue=False).then(**show_built)
-        built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private", queue=False)
+        built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private",
+                          queue=False).then(None, js=keep_token_in_view("explore-details"), api_visibility="private")
         prompt.input(lambda p, b: b.following(p), inputs=[prompt, built], outputs=built, api_visibility="private",
                      queue=False).then(**show_built)
     return TabParts(tab, linkable)
@@ -233,5 +243,5 @@ def colour_built(built: Built) -> list[tuple[str, str | None]]:
 def show_token_details(built: Built, evt: gr.SelectData) -> str:
     row = Coloured(words(built.base), built.added).token_at(evt.index)
     if row is None:
-        return "<p>That is text you typed; the coloured tokens were added here.</p>"
+        return "<p class='details'>That is text you typed; the coloured tokens were added here.</p>"
     return details_html(row, with_settings=bool(row.alternatives))

@@ -24,7 +24,7 @@ from demo.exports import Exports
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
-from demo.tokens import LEGEND, Coloured, TokenRow, details_html, token_view
+from demo.tokens import DETAILS_CLASS, LEGEND, Coloured, TokenRow, details_html, keep_token_in_view, token_view
 from demo.workspace import Workspace
 from gpt2_core import DEFAULTS, LanguageModel, ModelUnavailableError, Sample
 from gpt2_core.generate.settings import CONTEXT_LENGTH, check_int
@@ -92,7 +92,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                     views = [token_view(f"Sample {i + 1} (machine-generated)", f"sample-view-{i + 1}",
                                         visible=i < DEFAULTS.num_samples, show_legend=i == 0)
                              for i in range(MAX_SAMPLES_SHOWN)]
-                details = gr.HTML(DETAILS_HINT, elem_id="token-details")
+                details = gr.HTML(DETAILS_HINT, elem_id="token-details", elem_classes=[DETAILS_CLASS])
                 stats = gr.Markdown(label="stats", elem_id="stats")
                 context = gr.Markdown(context_markdown(0, 0, False), label="context", elem_id="context-meter")
                 with gr.Row():
@@ -158,7 +158,8 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False,
                            preprocess=False)  # a number typed out of range is answered by Generate, not here
         for i, view in enumerate(views):
-            view.select(make_details(i), inputs=shown, outputs=details, api_visibility="private", queue=False)
+            view.select(make_details(i), inputs=shown, outputs=details, api_visibility="private", queue=False).then(
+                None, js=keep_token_in_view("token-details"), api_visibility="private")
         gr.on([prompt.change, *(s.change for s in settings)], make_example_note(examples),
               inputs=[active_example, prompt, *settings], outputs=about, api_visibility="private", queue=False,
               show_progress="hidden")
@@ -248,7 +249,7 @@ def make_details(index: int):
             return DETAILS_HINT
         row = record["coloured"][index].token_at(evt.index)
         if row is None:
-            return "<p>That is your prompt: GPT-2 read it and wrote the coloured tokens after it.</p>"
+            return "<p class='details'>That is your prompt: GPT-2 read it and wrote the coloured tokens after it.</p>"
         s = record["settings"]
         note = (f"Your settings: temperature {s['temperature']}, top-k {s['top_k']}, top-p {s['top_p']}"
                 f"{', repetition penalty ' + str(s['repetition_penalty']) if s['repetition_penalty'] != 1 else ''}. "

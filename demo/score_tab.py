@@ -14,7 +14,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
-from demo.tokens import BUCKETS, Coloured, TokenRow, bucket, details_html, token_view
+from demo.tokens import BUCKETS, DETAILS_CLASS, Coloured, TokenRow, bucket, details_html, keep_token_in_view, token_view
 from gpt2_core import DEFAULTS
 from gpt2_core.explain.distribution import Candidate
 
@@ -48,7 +48,7 @@ def score_tab(models: AppModels, examples: Examples) -> TabParts:
                 source = gr.Markdown(elem_id="score-source")
                 copy_link("score", {"text": text})
                 output = token_view("Each token coloured by its rank under GPT-2", "score-output")
-                details = gr.HTML(elem_id="score-details")
+                details = gr.HTML(elem_id="score-details", elem_classes=[DETAILS_CLASS])
             with gr.Column(scale=2):
                 counts = gr.Markdown(elem_id="score-counts")
                 histogram = gr.BarPlot(x="probability", y="tokens", label="How likely GPT-2 found each token",
@@ -67,7 +67,8 @@ def score_tab(models: AppModels, examples: Examples) -> TabParts:
                            api_visibility="private", queue=False).then(
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
             concurrency_limit=2)
-        output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False)
+        output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False).then(
+            None, js=keep_token_in_view("score-details"), api_visibility="private")
     return TabParts(tab, {"text": text})
 
 

@@ -123,11 +123,41 @@ def bar(p: float, kind: str) -> str:
             f"<span class='pct'>{p:.1%}</span>")
 
 
+DETAILS_CLASS = "token-details"  # the panel that shows a clicked token's details, on every tab that has one
+
+# Clicks on tokens are remembered (app.py's page script runs this), so that after a click the page can keep the token
+# in view above its details, which are pinned to the bottom of the window while the text runs past it (CSS below).
+REMEMBER_CLICKED_TOKEN = """() => document.addEventListener('click', (e) => {
+  const token = e.target.closest && e.target.closest('.tokens .token');
+  if (token) window.gpt2ClickedToken = token;
+}, true)"""
+
+
+def keep_token_in_view(panel_id: str) -> str:
+    """JS run after a token's details are drawn in `panel_id`: scroll just enough that the clicked token is not
+    hidden under them (or above the window's top)."""
+    return """() => new Promise((done) => setTimeout(() => {
+  const token = window.gpt2ClickedToken, panel = document.getElementById('PANEL');
+  if (token && token.isConnected && panel) {
+    const t = token.getBoundingClientRect(), p = panel.getBoundingClientRect();
+    if (t.bottom > p.top - 8) window.scrollBy({top: t.bottom - p.top + 16});
+    else if (t.top < 0) window.scrollBy({top: t.top - 16});
+  }
+  done([]);
+}, 80))""".replace("PANEL", panel_id)
+
+
 CSS = """
 /* Coloured tokens read as running text: no pills, no gaps (gr.HighlightedText draws each token as a pill). */
 .tokens .textfield { display: flex !important; flex-wrap: wrap; align-items: baseline; row-gap: 4px; }
 .tokens .token-container, .tokens .token { display: inline-flex !important; margin: 0 !important;
   padding: 0 !important; border-radius: 0 !important; }
+/* A clicked token's details stay in view while the text runs past the window: pinned to its bottom. (Gradio's
+   container hides its overflow, which would make it the sticky panel's scroller; clip keeps the page the scroller.) */
+.gradio-container { overflow: clip !important; }
+.token-details:has(.details) { position: sticky; bottom: 0; z-index: 5; max-height: 45vh; overflow-y: auto;
+  background: var(--background-fill-primary); border-top: 3px solid #1e3a8a; box-shadow: 0 -6px 12px rgba(0,0,0,.12);
+  padding: 4px 8px !important; }
 .tokens .token .text { font-size: var(--tokens-size, 20px) !important; line-height: 1.5; white-space: pre-wrap !important;
   padding: 0 !important; }
 .tokens .token.highlighted { cursor: pointer; }
@@ -136,8 +166,10 @@ CSS = """
 .tokens .line-break { flex-basis: 100%; height: 0; }
 .tokens .legend-item { font-size: 15px !important; color: #111827 !important; }
 .details { font-size: 20px; }
-.details table { width: 100%; border-collapse: collapse; }
-.details td, .details th { padding: 2px 8px; text-align: left; border-bottom: 1px solid #e5e7eb; }
+.details table { width: 100%; border-collapse: collapse; table-layout: fixed; }
+@media (max-width: 480px) { .details { font-size: 16px; } .details td, .details th { padding: 2px 3px !important; } }
+.details td, .details th { padding: 2px 8px; text-align: left; border-bottom: 1px solid #e5e7eb;
+  overflow-wrap: anywhere; }
 .details .tok { font-family: var(--font-mono); white-space: pre; }
 .details td .bar { display: inline-block; height: 14px; vertical-align: middle; margin-right: 6px; max-width: 70%; }
 .details td .bar.model { background: #6b7280; }

@@ -26,14 +26,24 @@ VIEWPORTS = {"1280x720": (1280, 720), "1920x1080": (1920, 1080), "390x844": (390
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 
 
-@pytest.fixture(scope="module", params=["127.0.0.1", "0.0.0.0"], ids=["own-machine", "public"])
-def offline_app(request, tmp_path_factory, tiny_bert):
+def serve_offline(tmp_path_factory, tiny_bert, host: str):
     """The app asked for a GPT-2 that is not on this machine: the bundled model serves instead."""
     missing = tmp_path_factory.mktemp("offline") / "gpt2-not-downloaded"
-    with launched_app(missing, tiny_bert, host=request.param) as running:
+    with launched_app(missing, tiny_bert, host=host) as running:
         running.missing = str(missing)
-        running.public = request.param != "127.0.0.1"
+        running.public = host != "127.0.0.1"
         yield running
+
+
+@pytest.fixture(scope="module", params=["127.0.0.1", "0.0.0.0"], ids=["own-machine", "public"])
+def offline_app(request, tmp_path_factory, tiny_bert):
+    yield from serve_offline(tmp_path_factory, tiny_bert, request.param)
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory, tiny_bert):
+    """The teacher's own machine, offline."""
+    yield from serve_offline(tmp_path_factory, tiny_bert, "127.0.0.1")
 
 
 def open_page(browser, url: str, size: tuple[int, int]):  # noqa: F811
@@ -70,11 +80,9 @@ def test_the_fallback_notice_is_one_line_that_opens_on_demand(browser, offline_a
 
 
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
-def test_the_unicorns_write_all_their_tokens_on_the_bundled_model(browser, offline_app, viewport):  # noqa: F811
-    if offline_app.public:
-        pytest.skip("the same generation as on the host's own page; the public page is checked for the notice")
+def test_the_unicorns_write_all_their_tokens_on_the_bundled_model(browser, classroom, viewport):  # noqa: F811
     unicorn = load_examples().unicorn
-    page = open_page(browser, offline_app.url, VIEWPORTS[viewport])
+    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
     try:
         page.locator("#example-unicorn").click()
         wait_until(lambda: page.locator("#prompt textarea").input_value() == unicorn.prompt, message="the prompt")
@@ -85,5 +93,64 @@ def test_the_unicorns_write_all_their_tokens_on_the_bundled_model(browser, offli
         assert written == unicorn.settings.max_new_tokens or "end of text" in stats, stats
         assert written > 128 and "window slid" in page.locator("#context-meter").inner_text().lower()
         assert "mini-gpt2" in stats
+    finally:
+        page.context.close()
+
+
+def assert_token_and_details_in_view(page, token, panel_id: str) -> None:
+    """The clicked token and its details are both inside the window, the token not under the details."""
+    wait_until(lambda: page.locator(f"#{panel_id} .details").count() > 0, message="the token's details")
+    page.wait_for_timeout(300)  # the scroll that keeps the token in view runs after the details are drawn
+    height = page.viewport_size["height"]
+    t, d = token.bounding_box(), page.locator(f"#{panel_id}").bounding_box()
+    assert 0 <= t["y"] and t["y"] + t["height"] <= height, f"the token is out of view: {t}"
+    assert d["y"] < height and d["y"] + min(d["height"], 100) <= height, f"the details are out of view: {d}"
+    assert t["y"] + t["height"] <= d["y"] + 1, f"the token is under its details: {t} {d}"
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_clicked_tokens_details_appear_in_view_beside_it(browser, classroom, viewport):  # noqa: F811
+    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
+    try:
+        page.locator("#example-unicorn").click()
+        page.locator("#generate-button").click()
+        wait_until(lambda: "done" in page.locator("#stats").inner_text(), timeout=60, message="the story")
+        tokens = page.locator("#sample-view-1 .token")
+        for index in (tokens.count() - 90, tokens.count() - 5):  # one mid-text, one at the end
+            token = tokens.nth(index)
+            token.click()
+            assert_token_and_details_in_view(page, token, "token-details")
+
+        page.get_by_role("tab", name="Spot the machine").click()
+        page.locator("#score-fill-human").click()
+        scored = page.locator("#score-output .token")
+        wait_until(lambda: scored.count() > 40, timeout=30, message="the coloured paragraph")
+        token = scored.nth(scored.count() - 3)
+        token.click()
+        assert_token_and_details_in_view(page, token, "score-details")
+    finally:
+        page.context.close()
+
+
+def test_on_a_phone_every_tab_is_in_view_and_large_text_breaks_no_word_of_the_title(browser, classroom):  # noqa: F811
+    from demo.app import TAB_LABELS, TITLE
+
+    page = open_page(browser, classroom.url, VIEWPORTS["390x844"])
+    try:
+        for label in TAB_LABELS.values():
+            tab = page.get_by_role("tab", name=label)
+            assert tab.is_visible(), f"the {label!r} tab is hidden (in an overflow menu?)"
+            box = tab.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"{label!r} runs off the screen: {box}"
+        page.locator("#large-text").click()
+        wait_until(lambda: page.evaluate("() => document.documentElement.classList.contains('large-text')"),
+                   message="large text on")
+        title = page.locator("#title h1")
+        words = page.evaluate("""(el) => { const range = document.createRange(), text = el.firstChild, out = [];
+            let start = 0; for (const word of text.textContent.split(' ')) {
+              range.setStart(text, start); range.setEnd(text, start + word.length);
+              out.push(range.getClientRects().length); start += word.length + 1; } return out; }""",
+                              title.element_handle())
+        assert words == [1] * len(TITLE.split()), f"a word of the title runs over two lines: {words}"
     finally:
         page.context.close()
