@@ -1,7 +1,9 @@
 """The BERT vs GPT-2 tab: one sentence with a blank, and three bar charts of what each model makes of it.
 
 BERT fills in blanks; GPT-2 writes essays. The Compare button is the `/compare` API endpoint (parameter: sentence).
-BERT is loaded the first time someone compares (the rest of the app does not wait for it).
+BERT is loaded the first time someone compares (the rest of the app does not wait for it). When it cannot be had
+(offline, not downloaded), the tab says so as it opens, and Compare still draws GPT-2's next words, which need only
+GPT-2; BERT's chart and the ranking of BERT's words say why they are empty.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import gradio as gr
 from demo.errors import markdown_text, user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts, copy_link
-from demo.models import AppModels
-from gpt2_core.bert.compare import Comparison, compare, split_blank
+from demo.models import LOAD_ERRORS, AppModels
+from demo.unavailable import as_markdown, bert_missing
+from gpt2_core.bert.compare import Comparison, compare, gpt2_next_words, split_blank
 
 TOP_WORDS = 8
+BERT_TITLE = "BERT: words for the blank (reads both sides)"
+RANKING_TITLE = "GPT-2: BERT's words ranked by how likely the whole sentence is"
 
 INTRO = """\
 ### BERT fills in blanks; GPT-2 writes essays
@@ -27,6 +32,7 @@ Write a sentence with one blank (`___` or `[MASK]`) where the words *after* the 
 
 def compare_tab(models: AppModels, examples: Examples) -> TabParts:
     with gr.Blocks() as tab:
+        bert_note = gr.Markdown(visible=False, elem_id="compare-bert-missing")  # filled as the page opens
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
             sentence = gr.Textbox(label="Sentence with one blank", value=examples.compare[0], scale=4,
@@ -36,18 +42,26 @@ def compare_tab(models: AppModels, examples: Examples) -> TabParts:
         copy_link("compare", {"sentence": sentence})
         seen = gr.Markdown(label="what each model read", elem_id="what-each-saw")
         with gr.Row(equal_height=True):
-            bert = chart("BERT: words for the blank (reads both sides)", "bert-chart")
-            gpt2_next = chart("GPT-2: next word after the left side (reads left to right)", "gpt2-next-chart")
-            gpt2_ranking = chart("GPT-2: BERT's words ranked by how likely the whole sentence is",
-                                 "gpt2-ranking-chart")
+            with gr.Column(min_width=240):
+                bert = chart(BERT_TITLE, "bert-chart")
+                bert_why = gr.Markdown(visible=False, container=True, elem_id="bert-chart-why")
+            with gr.Column(min_width=240):
+                gpt2_next = chart("GPT-2: next word after the left side (reads left to right)", "gpt2-next-chart")
+            with gr.Column(min_width=240):
+                gpt2_ranking = chart(RANKING_TITLE, "gpt2-ranking-chart")
+                ranking_why = gr.Markdown(visible=False, container=True, elem_id="gpt2-ranking-why")
         gr.Markdown("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
                     "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
                     "sentence, it just cannot peek ahead while writing.")
         results = [bert, gpt2_next, gpt2_ranking, seen]
+        show_bert = dict(fn=make_show_bert(models, bert_note, bert, bert_why, gpt2_ranking, ranking_why),
+                         outputs=[bert_note, bert, bert_why, gpt2_ranking, ranking_why], api_visibility="private",
+                         queue=False, show_progress="hidden")
+        tab.load(**show_bert)  # looks BERT's files up, never loads them: the page does not wait for BERT
         for trigger, api in ((button.click, dict(api_name="compare")), (sentence.submit, dict(api_visibility="private"))):
             # The last sentence's results go first, so that an error never stands beside them as if they were its own.
             trigger(lambda: (None, None, None, ""), outputs=results, api_visibility="private", queue=False).then(
-                make_compare(models), inputs=sentence, outputs=results, concurrency_limit=4, **api)
+                make_compare(models), inputs=sentence, outputs=results, concurrency_limit=4, **api).then(**show_bert)
     return TabParts(tab, {"sentence": sentence})
 
 
@@ -56,12 +70,40 @@ def chart(label: str, elem_id: str) -> gr.Label:
     return gr.Label(label=label, num_top_classes=TOP_WORDS, show_heading=False, elem_id=elem_id, elem_classes="chart")
 
 
+def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_why: gr.Markdown,
+                   ranking: gr.Label, ranking_why: gr.Markdown):
+    def show_bert() -> dict:
+        """BERT's charts, or why BERT is missing: in a line on top of the tab and where its charts would be."""
+        missing = bert_missing(models)
+        if missing is None:
+            return {note: gr.Markdown(visible=False), bert: gr.Label(visible=True),
+                    bert_why: gr.Markdown(visible=False), ranking: gr.Label(visible=True),
+                    ranking_why: gr.Markdown(visible=False)}
+        where_fix = " The fix is at the top of this tab." if missing.fix else ""
+        return {note: gr.Markdown(f"**BERT is missing here, so this tab shows GPT-2's side only.** "
+                                  f"{as_markdown(missing.text)}", visible=True),
+                bert: gr.Label(visible=False),
+                bert_why: gr.Markdown(f"**{BERT_TITLE}**\n\nNot available: {as_markdown(missing.problem)}{where_fix}",
+                                      visible=True),
+                ranking: gr.Label(visible=False),
+                ranking_why: gr.Markdown(f"**{RANKING_TITLE}**\n\nThis chart ranks BERT's words, so it needs BERT "
+                                         "too.", visible=True)}
+
+    return show_bert
+
+
 def make_compare(models: AppModels):
-    def compare_models(sentence: str, request: gr.Request) -> tuple[dict, dict, dict, str]:
-        """BERT's words for the blank, GPT-2's next words after the left side, GPT-2's ranking of BERT's words."""
+    def compare_models(sentence: str, request: gr.Request) -> tuple[dict | None, dict, dict | None, str]:
+        """BERT's words for the blank, GPT-2's next words after the left side, GPT-2's ranking of BERT's words.
+        Without BERT: GPT-2's next words only; BERT's and the ranking are None."""
         with user_facing_errors(), models.use(request.session_hash) as lm:
-            split_blank(sentence)  # a sentence without its one blank fails before BERT is loaded for it
-            fill_mask = models.bert.get()
+            left, _right = split_blank(sentence)  # a sentence without its one blank fails before BERT is loaded for it
+            try:
+                fill_mask = models.bert.get()
+            except (*LOAD_ERRORS, OSError):  # why: the tab says it at its top (make_show_bert)
+                next_words = gpt2_next_words(lm, left, k=TOP_WORDS)
+                return (None, dict(next_words), None, f"**BERT read:** nothing: BERT is missing here.  \n"
+                        f"{gpt2_read(left)}  \n**Model:** GPT-2 `{lm.name}`")
             result = compare(sentence, fill_mask=fill_mask, lm=lm, k=TOP_WORDS)
             models_used = f"  \n**Models:** GPT-2 `{lm.name}`, BERT `{fill_mask.name}`"
             return (dict(result.bert), dict(result.gpt2_next), dict(result.gpt2_ranking),
@@ -71,7 +113,10 @@ def make_compare(models: AppModels):
 
 
 def what_each_saw(result: Comparison) -> str:
-    left = result.left.rstrip() or "(the start of a text)"
     return (f"**BERT read:** {markdown_text(result.left)}**[MASK]**{markdown_text(result.right)}  \n"
-            f"**GPT-2 read:** {markdown_text(left)} **\u2026** (nothing after the blank)")
+            + gpt2_read(result.left))
+
+
+def gpt2_read(left: str) -> str:
+    return f"**GPT-2 read:** {markdown_text(left.rstrip() or '(the start of a text)')} **\u2026** (nothing after the blank)"
 

@@ -4,11 +4,11 @@ word's strongest links spelled out.
 
 The hidden `/attention(text, layer, head)` API endpoint returns both models' tokens and that head's weights as JSON
 (layer and head count from 1, as on the page). A sentence's maps are cached, so moving a slider only redraws.
+Without BERT (offline, not downloaded) its column says why, rendered, in place of its map, sliders and heads.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from demo.attention_maps import head_pictures, heatmap_svg, label
 from demo.errors import markdown_text, user_facing_errors
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
+from demo.unavailable import as_html, bert_missing
 from gpt2_core.explain.attention import Attention, check_layer_head, strongest_links
 from gpt2_core.generate.settings import check_text
 
@@ -103,6 +104,9 @@ def inside_tab(models: AppModels) -> TabParts:
                 draw, inputs=controls, outputs=shown, api_visibility="private", show_progress="hidden")
         api_trigger.click(make_attention_api(models, cache), inputs=[text, g[1], g[2]], outputs=answer,
                           api_name="attention", preprocess=False)
+        # Before the tab is opened: BERT's files looked up, never loaded, so that a missing BERT shows no controls
+        tab.load(make_bert_column(models), outputs=list(b), api_visibility="private", queue=False,
+                 show_progress="hidden")
     # Drawn when the tab opens, not when the page does: most visitors never look, and BERT loads on first use
     return TabParts(tab, {"text": text}, on_open=lambda tab_item: tab_item.select(**draw_new))
 
@@ -162,9 +166,7 @@ def make_draw(models: AppModels, cache: MapCache, *, new_sentence: bool = False)
         try:
             bert = bert_maps(models, cache, text)
         except (*LOAD_ERRORS, OSError) as e:
-            b_column = [gr.skip(), gr.skip(), gr.skip(),
-                        f"<p class='unavailable'>BERT is not available: {html.escape(str(e), quote=False)}</p>", None]
-            b_link = ""
+            b_column, b_link = no_bert_column(bert_why(models, e)), ""
         else:
             b_follow = matching_token(bert.spans, word_start(text, gpt2.spans[follow]))
             b_column, b_link = column(bert, int(b_layer), int(b_head), b_follow, causal=False)
@@ -172,6 +174,27 @@ def make_draw(models: AppModels, cache: MapCache, *, new_sentence: bool = False)
         return [gr.Radio(choices=choices, value=follow), links_text, *g_column, *b_column]
 
     return draw
+
+
+def make_bert_column(models: AppModels):
+    def bert_column() -> list:
+        """BERT's column as the page opens: why BERT is missing, or left as it is (drawn when the tab opens)."""
+        missing = bert_missing(models)
+        return [gr.skip()] * 5 if missing is None else no_bert_column(missing.text)
+
+    return bert_column
+
+
+def bert_why(models: AppModels, error: Exception) -> str:
+    """Why BERT's load failed, with BERT's fix (a missing folder's own error would name GPT-2's)."""
+    missing = bert_missing(models)
+    return missing.text if missing is not None else str(error)
+
+
+def no_bert_column(why: str) -> list:
+    """(heading, layer slider, head slider, map, head pictures) without BERT: the reason, and no controls."""
+    return ["#### BERT: both sides (a square)", gr.Slider(visible=False), gr.Slider(visible=False),
+            f"<p class='unavailable'>BERT is not available: {as_html(why)}</p>", gr.Gallery(None, visible=False)]
 
 
 def default_follow(tokens: list[str]) -> int:
@@ -201,8 +224,8 @@ def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: boo
         link = (f"**{'GPT-2' if causal else 'BERT'}** (`{maps.model}`, layer {layer}, head {head}): "
                 f"**{markdown_text(label(tokens[follow]))}** looks most at {looks}.")
     return [f"#### {kind} \u00b7 `{maps.model}`, {n_layer} layers \u00d7 {n_head} heads",
-            gr.Slider(maximum=n_layer, value=layer), gr.Slider(maximum=n_head, value=head),
-            svg, pictures], link
+            gr.Slider(maximum=n_layer, value=layer, visible=True), gr.Slider(maximum=n_head, value=head, visible=True),
+            svg, gr.Gallery(pictures, visible=True)], link
 
 
 def make_attention_api(models: AppModels, cache: MapCache):
@@ -216,9 +239,12 @@ def make_attention_api(models: AppModels, cache: MapCache):
             result = {"gpt2": one_head(gpt2, layer, head)}
             try:
                 bert = bert_maps(models, cache, text)
+            except (*LOAD_ERRORS, OSError) as e:
+                return {**result, "bert": {"error": bert_why(models, e)}}
+            try:
                 check_layer_head(layer, head, bert.attention.weights, model=bert.model)
                 result["bert"] = one_head(bert, layer, head)
-            except (*LOAD_ERRORS, OSError) as e:
+            except ValueError as e:
                 result["bert"] = {"error": str(e)}
         return result
 

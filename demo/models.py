@@ -190,13 +190,15 @@ class OwnModels:
 
 
 class LazyFillMask:
-    """BERT, loaded on the first call of `get()` (a failed load is tried again on the next call)."""
+    """BERT, loaded on the first call of `get()` (a failed load is tried again on the next call, and `error` keeps
+    why the last one failed, so that pages can say so without loading anything)."""
 
     def __init__(self, load: Callable[[str], FillMask], source: str):
         self._load = load
         self._lock = threading.Lock()
         self._model: FillMask | None = None
         self.source = source
+        self.error: str | None = None  # why the last load failed; None before the first and after a success
 
     @property
     def loaded(self) -> bool:
@@ -206,7 +208,12 @@ class LazyFillMask:
         with self._lock:
             if self._model is None:
                 log.info("loading %s for the BERT vs GPT-2 tab", self.source)
-                self._model = self._load(self.source)
+                try:
+                    self._model = self._load(self.source)
+                except (*LOAD_ERRORS, OSError) as e:
+                    self.error = str(e)
+                    raise
+                self.error = None
             return self._model
 
 

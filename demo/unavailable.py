@@ -1,14 +1,30 @@
-"""A tab whose feature the GPT-2 backend cannot give (attention, training or sizes from a remote model server): the
+"""What cannot be had, said where it is missing.
+
+A tab whose feature the GPT-2 backend cannot give (attention, training or sizes from a remote model server): the
 tab's introduction and the reason, where its controls would be. Its API endpoint, if it has one, still exists and
 answers with the same reason, so a script learns why rather than that the name is unknown.
+
+BERT (for BERT vs GPT-2 and Inside) loads on first use, so whether it can be had is told cheaply at page load
+(`bert_missing`): its folder or its Hugging Face cache entry is looked up, never its weights loaded, and a load that
+already failed is remembered (`LazyFillMask.error`). Messages are plain text with commands and paths in backticks,
+drawn as code by `as_markdown` and `as_html`.
 """
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
 import gradio as gr
 
+from demo.config import AppConfig
 from demo.errors import as_text, markdown_text
 from demo.links import TabParts
+from demo.models import AppModels
+
+BERT_DEFAULT = AppConfig.bert_model  # the Hub's BERT, as the app loads it unless told otherwise
+BERT_FILES = "config.json, model.safetensors, vocab.txt"
 
 
 def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | None = None,
@@ -27,3 +43,79 @@ def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | No
 
             trigger.click(refuse, inputs=inputs, outputs=answer, api_name=api_name, preprocess=False)
     return TabParts(tab, {})
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why BERT cannot be had (`problem`) and what would fix it (`fix`, empty when the problem says it or when a
+    visitor cannot act on it). Plain text; commands and paths in backticks."""
+
+    problem: str
+    fix: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.problem} {self.fix}".strip()
+
+
+def bert_missing(models: AppModels) -> Missing | None:
+    """Why BERT cannot be had, known without loading it; None when it is loaded or may well load.
+
+    Missing: a local folder that does not exist; a Hub id not in the Hugging Face cache while the Hub may not be asked
+    (HF_HUB_OFFLINE); or a load that failed last time (it is tried again on the next use, which clears this).
+    A public page is told that BERT is missing, never this host's paths or errors.
+    """
+    bert = models.bert
+    if bert.loaded:
+        return None
+    missing = _local_folder_missing(str(bert.source)) or _recorded(bert.error) or _hub_offline(str(bert.source))
+    if missing is not None and models.public:
+        return Missing("BERT could not be loaded on this server.")
+    return missing
+
+
+def _local_folder_missing(source: str) -> Missing | None:
+    path = Path(source).expanduser()
+    if path.is_dir() or not (path.exists() or source.startswith((".", "/", "~"))):
+        return None  # a folder (the loader checks its files), or a Hub id
+    what = "is not a folder" if path.exists() else "does not exist"
+    return Missing(f"BERT's folder `{source}` {what}.",
+                   f"Fix: put BERT's files there ({BERT_FILES}), or fetch BERT with "
+                   f"`python -m gpt2_core download {BERT_DEFAULT}` and start the app without `--bert-model`.")
+
+
+def _recorded(error: str | None) -> Missing | None:
+    return None if error is None else Missing(error)  # gpt2_core's messages name BERT's files and their fix
+
+
+def _hub_offline(repo_id: str) -> Missing | None:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return None  # the first use downloads it
+    for weights in ("model.safetensors", "model.safetensors.index.json"):
+        if isinstance(try_to_load_from_cache(repo_id, weights), str):
+            return None
+    return Missing(f"BERT (`{repo_id}`) is not in this machine's Hugging Face cache, and the app may not download "
+                   "it (`HF_HUB_OFFLINE` is set).",
+                   f"Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download "
+                   f"{repo_id}`, then copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.")
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` split at its backticks: even pieces are prose, odd ones code (an unpaired backtick stays prose)."""
+    pieces = text.split("`")
+    if len(pieces) % 2 == 0:
+        pieces[-2:] = ["`".join(pieces[-2:])]
+    return pieces
+
+
+def as_markdown(text: str) -> str:
+    """A message for gr.Markdown: its backticked parts as code, the rest shown as written (never formatting)."""
+    return "".join(f"`{p}`" if i % 2 else markdown_text(p) for i, p in enumerate(_pieces(text)))
+
+
+def as_html(text: str) -> str:
+    """A message for gr.HTML: its backticked parts in <code>, everything escaped."""
+    return "".join(f"<code>{html.escape(p, quote=False)}</code>" if i % 2 else html.escape(p, quote=False)
+                   for i, p in enumerate(_pieces(text)))
