@@ -15,7 +15,9 @@ from demo import attention_maps, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
+from demo.explore_tab import CSS as EXPLORE_CSS
 from demo.explore_tab import explore_tab
+from demo.generate_tab import CSS as GENERATE_CSS
 from demo.generate_tab import generate_tab
 from demo.inside_tab import INTRO as INSIDE_INTRO
 from demo.inside_tab import inside_tab
@@ -48,7 +50,7 @@ CSS = """
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
-""" + tokens.CSS + attention_maps.CSS + SCALE_CSS
+""" + tokens.CSS + attention_maps.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.

@@ -36,7 +36,8 @@ UNKNOWN_AFTER_NOTE = ("**After your settings: not known with this model server**
                       "too. A top-k of {n} or less, or temperature 1 with top-k off, shows it.")
 CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough to read from the back row
 SUGGESTIONS = 3
-SUGGESTION_TOKENS = 8
+SUGGESTION_TOKENS = 8  # about a short phrase; written with a few more, then cut after the last whole word
+SUGGESTION_SPARE = 4
 START = "The best thing about learning to code is"
 
 INTRO = """\
@@ -67,6 +68,19 @@ class Built:
         return replace(self, added=[*self.added, *rows])
 
 
+SHOW_SUGGESTIONS = """() => new Promise((done) => setTimeout(() => {
+  const row = document.getElementById('explore-suggestions');  // under the charts: on a laptop, below the fold
+  if (row) row.scrollIntoView({block: 'nearest'});
+  done([]);
+}, 150))"""
+CSS = """
+#explore-suggestions { flex-direction: column; }  /* three whole continuations, one under another, never cut */
+#explore-suggestions button { white-space: normal !important; text-align: left !important; justify-content: flex-start;
+  width: 100% !important; max-width: 100% !important; height: auto !important; min-height: 2.5em; font-size: 18px;
+  overflow: visible !important; text-overflow: clip !important; }
+"""
+
+
 def explore_tab(models: AppModels) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
@@ -89,7 +103,7 @@ def explore_tab(models: AppModels) -> TabParts:
                 link_anchor = gr.Column()
                 built_view = token_view("The text so far, coloured by rank", "explore-built")
                 drawn = gr.Markdown(elem_id="explore-drawn")
-                with gr.Row(visible=False) as suggestions_row:
+                with gr.Row(visible=False, elem_id="explore-suggestions") as suggestions_row:
                     suggestion_buttons = [gr.Button("", size="sm", elem_id=f"explore-suggestion-{i + 1}")
                                           for i in range(SUGGESTIONS)]
             with gr.Column(scale=2):
@@ -122,7 +136,8 @@ def explore_tab(models: AppModels) -> TabParts:
                           queue=False).then(**show_built)
         suggest_button.click(make_suggest(models), inputs=[prompt, *knobs],
                              outputs=[suggestions_row, *suggestion_buttons, suggestions], api_visibility="private",
-                             concurrency_limit=4, js=typed_values(None, *KNOB_IDS))
+                             concurrency_limit=4, js=typed_values(None, *KNOB_IDS)).then(
+            None, js=SHOW_SUGGESTIONS, api_visibility="private")
         for i, button in enumerate(suggestion_buttons):
             button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
                          outputs=[prompt, built, drawn, suggestions_row], api_visibility="private",
@@ -212,18 +227,27 @@ def make_suggest(models: AppModels):
     def suggest(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """Three short continuations to choose from (as Write With Transformer's Tab key offered)."""
         with user_facing_errors(), models.use(request.session_hash) as lm:
-            samples = lm.generate(prompt, max_new_tokens=SUGGESTION_TOKENS, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, num_samples=SUGGESTIONS)
-        rows = [[TokenRow(t, i, r, p) for t, i, r, p in zip(s.token_texts, s.token_ids, s.token_ranks,
-                                                              s.token_probs)] for s in samples]
-        buttons = [gr.Button(shown_suggestion(s.text), visible=bool(s.text)) for s in samples]
+            samples = lm.generate(prompt, max_new_tokens=SUGGESTION_TOKENS + SUGGESTION_SPARE, temperature=temperature,
+                                  top_k=top_k, top_p=top_p, num_samples=SUGGESTIONS)
+        rows = [whole_words([TokenRow(t, i, r, p) for t, i, r, p in zip(s.token_texts, s.token_ids, s.token_ranks,
+                                                                         s.token_probs)]) for s in samples]
+        texts = ["".join(row.text for row in suggestion) for suggestion in rows]
+        buttons = [gr.Button(shown_suggestion(text), visible=bool(text)) for text in texts]
         return gr.Row(visible=True), *buttons, rows
 
     return suggest
 
 
+def whole_words(rows: list[TokenRow], *, at_least: int = SUGGESTION_TOKENS) -> list[TokenRow]:
+    """The tokens up to the last word that ends within them: a suggestion never stops inside a word ("a little t").
+    A word ends where the next token starts with a space or a line break; the first such place from `at_least` on."""
+    starts = [k for k, row in enumerate(rows) if k and row.text[:1].isspace()]
+    cut = next((k for k in starts if k >= at_least), starts[-1] if starts else len(rows))
+    return rows[:cut]
+
+
 def shown_suggestion(text: str) -> str:
-    return "\u2026" + text.replace("\n", " \u23ce ") + "\u2026"
+    return "\u2026" + text.replace("\n", " \u23ce ")
 
 
 def make_take_suggestion(index: int):

@@ -47,6 +47,12 @@ DETAILS_HINT = "<p class='hint'>Click a coloured token to see its probability, i
 SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');  // on a phone it is below the fold
   if (output && output.getBoundingClientRect().top + 200 > window.innerHeight)
     document.getElementById('run-state').scrollIntoView({block: 'start'});  // the run state, then the text"""
+CSS = """
+/* Generate and Stop stay at the window's top while the text streams past them (a phone scrolls to the text) */
+#generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary);
+  padding: 6px 0; }
+#run-state { scroll-margin-top: 90px; }
+"""
 SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]  # seed: None
 COPY_TEXT = """() => {
   const box = document.querySelector('#generate-text textarea');
@@ -84,7 +90,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", lines=3, max_lines=12, elem_id="prompt",
                                     placeholder="Type the beginning of a text; GPT-2 writes what comes next.")
-                with gr.Row():
+                with gr.Row(elem_id="generate-actions"):
                     generate_button = gr.Button(GENERATE, variant="primary", elem_id="generate-button")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
                 run_state = gr.Markdown(READY, elem_id="run-state")

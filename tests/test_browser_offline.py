@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from fixtures_ui import STREAM_DELAY_S
 from test_browser import CHROMIUM, browser  # noqa: F401 (a fixture)
 from ui_helpers import launched_app, wait_until
 
@@ -22,14 +23,16 @@ pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
 
 ROOT = Path(__file__).resolve().parent.parent
+STREAM_DELAY_S = 0.02  # a token, as fixtures_ui's shared app
 VIEWPORTS = {"1280x720": (1280, 720), "1920x1080": (1920, 1080), "390x844": (390, 844)}
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 
 
 def serve_offline(tmp_path_factory, tiny_bert, host: str):
-    """The app asked for a GPT-2 that is not on this machine: the bundled model serves instead."""
+    """The app asked for a GPT-2 that is not on this machine: the bundled model serves instead (slowed to a laptop's
+    pace, STREAM_DELAY_S a token, so that streaming can be watched)."""
     missing = tmp_path_factory.mktemp("offline") / "gpt2-not-downloaded"
-    with launched_app(missing, tiny_bert, host=host) as running:
+    with launched_app(missing, tiny_bert, host=host, delay=STREAM_DELAY_S) as running:
         running.missing = str(missing)
         running.public = host != "127.0.0.1"
         yield running
@@ -152,5 +155,48 @@ def test_on_a_phone_every_tab_is_in_view_and_large_text_breaks_no_word_of_the_ti
               out.push(range.getClientRects().length); start += word.length + 1; } return out; }""",
                               title.element_handle())
         assert words == [1] * len(TITLE.split()), f"a word of the title runs over two lines: {words}"
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
+def test_stop_stays_in_view_while_the_text_streams(browser, classroom, viewport):  # noqa: F811
+    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
+    try:
+        page.locator("#example-unicorn").click()
+        box = page.locator("#max-new-tokens input[type=number]")
+        box.fill("500")  # 10 s of text at this pace: still streaming when Stop is looked for and pressed
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 30, timeout=30,
+                   message="the text streaming")
+        assert "Writing" in page.locator("#run-state").inner_text()
+        page.locator("#sample-view-1 .token").last.scroll_into_view_if_needed()  # a reader follows the text down
+        page.mouse.wheel(0, 200)
+        box = page.locator("#stop-button").bounding_box()
+        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORTS[viewport][1], box
+        page.locator("#stop-button").click()
+        wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="Stop to stop")
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
+def test_suggestions_appear_in_view_whole_and_readable(browser, classroom, viewport):  # noqa: F811
+    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
+    try:
+        page.get_by_role("tab", name="Next word").click()
+        page.locator("#explore-suggest").click()
+        first = page.locator("#explore-suggestion-1")
+        wait_until(lambda: first.is_visible() and first.inner_text().strip(), timeout=30, message="the suggestions")
+        page.wait_for_timeout(600)  # the smooth scroll
+        for i in (1, 2, 3):
+            button = page.locator(f"#explore-suggestion-{i}")
+            if not button.is_visible():
+                continue  # a suggestion that was empty (the text ended at once) is not shown
+            box = button.bounding_box()
+            assert 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORTS[viewport][1], f"suggestion {i}: {box}"
+            whole = button.evaluate("(b) => b.scrollWidth <= b.clientWidth + 1")
+            assert whole and not button.inner_text().rstrip().endswith("\u2026"), button.inner_text()
     finally:
         page.context.close()

@@ -78,3 +78,16 @@ def test_every_result_names_the_model_that_made_it(client, app):
     *_, seen = client.predict("The ___ barked.", api_name="/compare")
     (_, _, _, _, stats, _) = client.predict("Named", 4, 0.8, 40, 1.0, 1.0, 1, 1, api_name="/generate")
     assert all(f"`{name}`" in text for text in (counts, note, seen, stats))
+
+
+def test_a_suggestion_ends_after_a_whole_word():
+    from demo.explore_tab import SUGGESTION_TOKENS, shown_suggestion, whole_words
+    from demo.tokens import TokenRow
+
+    pieces = [" I", "'ll", " show", " a", " little", " t", "ale", " of", " the", " k", "ing", "dom"]
+    rows = [TokenRow(text, i, 1, 0.5) for i, text in enumerate(pieces)]
+    kept = whole_words(rows)
+    assert "".join(r.text for r in kept) == " I'll show a little tale of"  # never "... a little t"
+    assert len(kept) >= SUGGESTION_TOKENS - 1 and shown_suggestion(" a\nb") == "\u2026 a \u23ce b"
+    one_word = [TokenRow(text, i, 1, 0.5) for i, text in enumerate([" super", "cal", "ifr", "ag"])]
+    assert whole_words(one_word) == one_word  # no word boundary: all of it
