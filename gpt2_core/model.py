@@ -17,8 +17,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from gpt2_core.config import ACTIVATIONS, GPTConfig
+
+LOSS_CHUNK_LOGITS = 2**22  # logits per chunk of the training loss (16 MB in fp32): 83 positions of GPT-2's vocabulary
+
+
+def loss_chunk_rows(vocab_size: int) -> int:
+    """Positions per chunk of `GPT.loss`: as many as make LOSS_CHUNK_LOGITS logits (at least 32)."""
+    return max(32, LOSS_CHUNK_LOGITS // vocab_size)
+
+
+def _cross_entropy_sum(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of one chunk: x (N, n_embd) through the LM head `weight` (vocab, n_embd)."""
+    logits = F.linear(x, weight).float()  # (N, vocab)
+    return F.cross_entropy(logits, targets, reduction="sum")
 
 
 class KVCache:
@@ -184,9 +198,28 @@ class GPT(nn.Module):
         return self.lm_head(x[:, -1]).float()
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of predicting `targets` (B, T) from `idx` (B, T): the training objective."""
-        logits = self.forward(idx)  # (B, T, vocab)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        """Mean cross-entropy of predicting `targets` (B, T) from `idx` (B, T): the training objective.
+
+        The logits are made a chunk of positions at a time, each chunk's LM head and cross-entropy under activation
+        checkpointing, so the (B * T, vocab) logits never exist at once, forward or backward: with GPT-2's 50257-word
+        vocabulary they would be 3.3 GB for 16 x 1024 tokens. Backward recomputes one chunk's logits at a time.
+        """
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than the context of {self.config.block_size}")
+        x = self._trunk(idx, torch.arange(T, device=idx.device), None)  # (B, T, n_embd)
+        x, targets = x.reshape(-1, x.size(-1)), targets.reshape(-1)  # (B * T, n_embd), (B * T,)
+        rows = loss_chunk_rows(self.config.vocab_size)
+        if x.size(0) <= rows:  # one chunk: nothing to save by recomputing
+            return _cross_entropy_sum(x, self.lm_head.weight, targets) / targets.numel()
+        total = x.new_zeros((), dtype=torch.float32)
+        for i in range(0, x.size(0), rows):
+            args = (x[i : i + rows], self.lm_head.weight, targets[i : i + rows])
+            if torch.is_grad_enabled():
+                total = total + checkpoint(_cross_entropy_sum, *args, use_reentrant=False)
+            else:
+                total = total + _cross_entropy_sum(*args)
+        return total / targets.numel()
 
     @torch.no_grad()
     def init_weights(self) -> None:
