@@ -6,6 +6,7 @@
     python -m gpt2_core download gpt2 gpt2-medium
     python -m gpt2_core info --model gpt2 --quantize int8
     python -m gpt2_core train --text plays.txt --out my-gpt2 --init tiny --minutes 5   # or --init gpt2 to fine-tune
+    python -m gpt2_core train --text plays.txt --resume my-gpt2                       # go on after a stop
 
 Bad arguments exit with code 2 and one line on stderr; a model that cannot be had exits with 1 and says how to fix it.
 Sampling numbers are read as written and checked by GenerationSettings, so `--top-k 2.5` gets the same message
@@ -65,20 +66,30 @@ def _parser() -> argparse.ArgumentParser:
 
     tr = commands.add_parser("train", help="train a small GPT-2 from scratch, or fine-tune one, on a text file")
     tr.add_argument("--text", required=True, metavar="FILE", help="a UTF-8 text file to learn")
-    tr.add_argument("--out", required=True, metavar="DIR", help="where to write the model (Hugging Face layout)")
+    tr.add_argument("--out", metavar="DIR", help="where to write the model (Hugging Face layout; required unless "
+                                                 "--resume, which writes to its own folder by default)")
     tr.add_argument("--init", default="tiny", help="tiny or small (from scratch), or a GPT-2 Hub id or directory to "
                                                    "fine-tune (default %(default)s)")
     budget = tr.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=_number, default=None, help="time budget (default 5 minutes)")
+    budget.add_argument("--minutes", type=_number, default=None, help="time budget, made a step count after timing "
+                        "the first steps (default 5 minutes)")
     budget.add_argument("--steps", type=_number, default=None, help="step budget instead of a time budget")
+    tr.add_argument("--resume", metavar="DIR", help="go on with the run saved in DIR (stopped, or finished: then give "
+                    "a larger --steps) on the same --text, to its total steps")
     tr.add_argument("--val-text", metavar="FILE", help="a held-out text to validate on (default: the text's last tenth)")
     tr.add_argument("--eval-every", type=_number, default=100, help="steps between evaluations (default %(default)s)")
     tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
-                    "(default: the size's); to fine-tune: the training window")
+                    "(default: the size's); to fine-tune: the training window (default 256 or the model's if less)")
+    tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass; gradients "
+                    "accumulate to a batch of 16 (default: the largest that fits)")
+    tr.add_argument("--max-memory", type=_number, default=None, metavar="GB", help="memory to plan for (default: "
+                    "what is available, from /proc/meminfo and the cgroup's limit)")
+    tr.add_argument("--seed", type=_number, default=0, help="the seed of the weights, batches and samples (default 0)")
     tr.add_argument("--dropout", type=_number, default=0.0, help="from scratch: dropout while training (default 0)")
     tr.add_argument("--threads", type=_number, default=None, help="torch threads for training (default: all)")
     tr.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="precision of the saved weights")
-    tr.add_argument("--json", action="store_true", help="print one JSON object per evaluation")
+    tr.add_argument("--json", action="store_true", help='print {"plan": ...} first, then one JSON object per '
+                                                        "evaluation")
 
     info = commands.add_parser("info", help="parameters, memory and device of a model")
     model_options(info)
@@ -126,12 +137,18 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gpt2_core.generate.settings import check_float, check_int
-    from gpt2_core.train.loop import TrainConfig, train
+    from gpt2_core.train.loop import DEFAULT_MINUTES, TrainConfig, train
+    from gpt2_core.train.plan import fix_mmap_threshold
 
     minutes = None if args.minutes is None else check_float("minutes", args.minutes, 0, 24 * 60, low_open=True)
     steps = None if args.steps is None else check_int("steps", args.steps, 1, 10**7)
-    if minutes is None and steps is None:
-        minutes = 5.0
+    if args.resume is not None and minutes is not None:
+        raise ValueError("`minutes` cannot be given with `resume`: a resumed run goes on to the step count its "
+                         "budget was turned into (or to a new --steps)")
+    if args.out is None and args.resume is None:
+        raise ValueError("`out` has to be given: the folder to write the model to (--out DIR)")
+    if minutes is None and steps is None and args.resume is None:
+        minutes = DEFAULT_MINUTES
     texts = {}
     for name, path in (("text", args.text), ("val_text", args.val_text)):
         if path is None:
@@ -143,31 +160,44 @@ def _train(args: argparse.Namespace) -> int:
     eval_every = check_int("eval_every", args.eval_every, 1, 10**6)
     threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
     context = None if args.context is None else check_int("context", args.context, 8, 1024)
+    micro_batch = None if args.micro_batch is None else check_int("micro_batch", args.micro_batch, 1, 1024)
+    max_memory = None if args.max_memory is None else check_float("max_memory", args.max_memory, 0, 4096,
+                                                                  low_open=True)
+    seed = check_int("seed", args.seed, 0, 2**31 - 1)
     dropout = check_float("dropout", args.dropout, 0.0, 0.9)
     config = TrainConfig(init=args.init, minutes=minutes, steps=steps, save_dtype=args.save_dtype, eval_every=eval_every,
-                         threads=threads, context=context, dropout=dropout)
+                         threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
+                         seed=seed, dropout=dropout)
+    out = Path(args.out if args.out is not None else args.resume)
+    fix_mmap_threshold()  # freed activations go back to the system, as the memory plan assumes
     stop = threading.Event()  # SIGTERM (the app's Stop) ends the run early; the model is still saved
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.perf_counter()
+
+    def state_plan(plan) -> None:  # before the model is allocated
+        print(json.dumps({"plan": plan.as_dict()}) if args.json else plan.describe(), flush=True)
 
     def report(e) -> None:
         if args.json:
             print(json.dumps({"step": e.step, "train_loss": round(e.train_loss, 4), "val_loss": round(e.val_loss, 4),
                               "elapsed_s": round(e.elapsed_s, 1), "tokens_per_s": round(e.tokens_per_s),
-                              "lr": e.lr, "sample": e.sample}), flush=True)
+                              "lr": e.lr, "total_steps": e.total_steps, "sample": e.sample}), flush=True)
             return
         left = f", {max(0.0, 60 * minutes - (time.perf_counter() - started)):.0f} s left" if minutes else ""
-        print(f"step {e.step}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
+        of = f" of {e.total_steps}" if e.total_steps else ""
+        print(f"step {e.step}{of}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
               f"{e.tokens_per_s:.0f} tokens/s{left}\n  sample: {e.sample[:120]!r}", flush=True)
 
-    result = train(texts["text"], Path(args.out), config, val_text=texts.get("val_text"), on_eval=report, stop=stop)
-    record_path = Path(args.out) / "training.json"  # the recipe: the command and the files it read
+    result = train(texts["text"], out, config, val_text=texts.get("val_text"), on_eval=report, on_plan=state_plan,
+                   stop=stop, resume=None if args.resume is None else Path(args.resume))
+    record_path = out / "training.json"  # the recipe: the command and the files it read
     record = json.loads(record_path.read_text())
     record.update(command=shlex.join(["python", "-m", "gpt2_core", *args.argv]), text_file=args.text,
                   val_text_file=args.val_text)
     record_path.write_text(json.dumps(record, indent=1))
     if not args.json:
-        print(f"saved to {result.directory} (load it with --model {result.directory})")
+        stopped = f" (stopped at step {result.evaluations[-1].step}; --resume {out} goes on)" if result.stopped else ""
+        print(f"saved to {result.directory}{stopped} (load it with --model {result.directory})")
     return 0
 
 

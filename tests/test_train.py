@@ -117,8 +117,9 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
                           "--context", "64", "--dropout", "0.1"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    records = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["step"] for r in records] == [0, 50]
+    plan, *records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert set(plan) == {"plan"} and plan["plan"]["context"] == 64 and plan["plan"]["batch"] == 16
+    assert [r["step"] for r in records] == [0, 50] and records[-1]["total_steps"] == 50
     assert all({"step", "train_loss", "val_loss", "elapsed_s"} <= set(r) for r in records)
     config = json.loads((tmp_path / "cli-model" / "config.json").read_text())
     assert config["n_positions"] == 64, "--context sets a from-scratch model's context"
@@ -131,10 +132,15 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--steps", "5", "--minutes", "1"], "not allowed with argument"),
     (["--dropout", "1.5"], "`dropout` has to be a finite number in [0, 0.9], but is 1.5"),
     (["--context", "4"], "`context` has to be an integer in [8, 1024], but is 4"),
+    (["--micro-batch", "0"], "`micro_batch` has to be an integer in [1, 1024], but is 0"),
+    (["--max-memory", "0"], "`max_memory` has to be a finite number in (0, 4096], but is 0"),
+    (["--seed", "-3"], "`seed` has to be an integer in [0, 2147483647], but is -3"),
+    (["--resume", "somewhere", "--minutes", "1"], "`minutes` cannot be given with `resume`"),
+    (["--resume", "nowhere"], "`resume` has to be the folder of a stopped or finished run"),
 ])
 def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, args, message):
     text = tmp_path / "t.txt"
-    text.write_text("hello", encoding="utf-8")
+    text.write_text(toy_play(300), encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out", str(tmp_path / "o"),
                           *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
@@ -146,6 +152,150 @@ def test_cli_train_on_a_short_text_says_how_long_it_must_be(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out", str(tmp_path / "o"),
                           "--steps", "5"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "is too short to train on" in out.stderr and "characters" in out.stderr
+
+
+# ---- fitting the machine: the memory plan ---------------------------------------------------------------------------
+PEAK_RSS_BOUND = 1.5e9  # bytes. Before the plan: 10 GB for this model (16 x 1024 tokens of 50257 logits, 3.3 GB each)
+
+
+def _peak_rss_of(command: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `command` as the only child of a fresh Python, and return it with its peak RSS in bytes (ru_maxrss of
+    RUSAGE_CHILDREN, measured by the kernel, in KiB on Linux)."""
+    wrapper = ("import json, resource, subprocess, sys\n"
+               "out = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+               "print(json.dumps([out.returncode, out.stdout, out.stderr, peak]))")
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=600)
+    code, stdout, stderr, peak = json.loads(done.stdout)
+    return subprocess.CompletedProcess(command, code, stdout, stderr), peak
+
+
+def test_fine_tuning_with_the_real_vocabulary_plans_first_and_peaks_far_below_the_old_10_gb(tiny_checkpoint, tmp_path):
+    text = tmp_path / "play.txt"
+    text.write_text(toy_play(1500), encoding="utf-8")
+    out, peak = _peak_rss_of([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
+                              str(tmp_path / "ft"), "--init", str(tiny_checkpoint), "--steps", "1"])
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0]
+    assert first.startswith("plan: ") and "256-token window" in first and "= batch 16" in first, first
+    planned = json.loads((tmp_path / "ft" / "training.json").read_text())["plan"]
+    assert planned["context"] == 256 and planned["micro_batch"] * planned["accumulation"] == 16
+    assert peak < PEAK_RSS_BOUND, f"peak RSS {peak / 1e9:.2f} GB"
+    assert peak < planned["planned_peak_gb"] * 1e9, "the plan is an upper bound on the measured peak"
+
+
+@pytest.mark.parametrize("args", [["--max-memory", "0.2"], ["--micro-batch", "64", "--context", "1024",
+                                                            "--max-memory", "1"]])
+def test_a_run_that_would_not_fit_is_refused_before_allocating_and_names_the_flags(tiny_checkpoint, tmp_path, args):
+    text = tmp_path / "play.txt"
+    text.write_text(toy_play(1500), encoding="utf-8")
+    out, peak = _peak_rss_of([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
+                              str(tmp_path / "ft"), "--init", str(tiny_checkpoint), "--steps", "2", *args])
+    assert out.returncode == 2 and "training would not fit in memory" in out.stderr
+    assert all(flag in out.stderr for flag in ("--micro-batch", "--context", "--max-memory")), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "ft").exists()
+    assert peak < 0.8e9, "refused before the model and its training state were allocated"
+
+
+def test_the_plan_picks_a_micro_batch_that_fits_and_accumulates_to_the_batch():
+    from gpt2_core.config import PRESETS
+    from gpt2_core.train.plan import WontFitError, estimate_peak_bytes, plan_training
+
+    roomy = plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, max_memory_gb=64)
+    tight = plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True,
+                          max_memory_gb=estimate_peak_bytes(PRESETS["gpt2"], context=256, micro_batch=2,
+                                                            bf16=True) / 1e9)
+    assert roomy.micro_batch * roomy.accumulation == 16 and roomy.planned_peak_bytes < 4e9
+    assert tight.micro_batch == 2 and tight.accumulation == 8 and tight.planned_peak_bytes <= tight.available_bytes
+    with pytest.raises(WontFitError, match="--micro-batch"):
+        plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=16, max_memory_gb=3)
+
+
+def test_the_chunked_loss_equals_the_cross_entropy_of_the_full_logits():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50257, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    model.init_weights()
+    x, y = torch.randint(50257, (3, 64)), torch.randint(50257, (3, 64))  # 192 positions: 3 chunks of 83 and less
+    chunked = model.loss(x, y)
+    chunked.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    full = torch.nn.functional.cross_entropy(model(x).view(-1, 50257), y.view(-1))
+    full.backward()
+    assert float(chunked.detach()) == pytest.approx(float(full.detach()), abs=1e-5)
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(grads, model.parameters()))
+
+
+# ---- reproducible: the schedule follows steps, and a stopped run resumes -------------------------------------------
+SHORT = dict(vocab_size=300, context=32, batch_size=8, eval_every=4, eval_batches=2, sample_tokens=4, warmup_steps=3)
+
+
+def _weights(directory) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(directory / "model.safetensors")
+
+
+def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def test_the_learning_rate_follows_steps_not_the_clock(tmp_path, monkeypatch):
+    import time
+
+    text = toy_play(600)
+    normal = train(text, tmp_path / "normal", TrainConfig(init="tiny", steps=12, **SHORT))
+    clock = iter(range(0, 10**9, 100))  # every reading of the clock is 100 s later: a very slow machine
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    slow = train(text, tmp_path / "slow", TrainConfig(init="tiny", steps=12, **SHORT))
+    assert [e.step for e in slow.evaluations] == [e.step for e in normal.evaluations] == [0, 4, 8, 12]
+    assert [e.lr for e in slow.evaluations] == pytest.approx([e.lr for e in normal.evaluations], rel=1e-12)
+    assert _max_difference(_weights(tmp_path / "slow"), _weights(tmp_path / "normal")) <= 1e-6
+
+
+def test_a_time_budget_becomes_a_step_count_that_steps_reproduce(tmp_path):
+    text = toy_play(600)
+    timed = train(text, tmp_path / "timed", TrainConfig(init="tiny", minutes=0.1, **SHORT))
+    record = json.loads((tmp_path / "timed" / "training.json").read_text())
+    total = record["total_steps"]
+    assert record["steps"] == total > 10 and timed.evaluations[-1].total_steps == total
+    again = train(text, tmp_path / "again", TrainConfig(init="tiny", steps=total, **SHORT))
+    assert [e.lr for e in again.evaluations] == pytest.approx([e.lr for e in timed.evaluations], rel=1e-12)
+    assert _max_difference(_weights(tmp_path / "again"), _weights(tmp_path / "timed")) <= 1e-6
+
+
+@pytest.mark.parametrize("save_dtype", ["fp32", "fp16"])
+def test_a_stopped_run_resumed_ends_as_the_straight_run(tmp_path, save_dtype):
+    import threading
+
+    from safetensors.torch import load_file
+
+    text, config = toy_play(600), TrainConfig(init="tiny", steps=16, save_dtype=save_dtype, **SHORT)
+    straight = train(text, tmp_path / "straight", config)
+    stop = threading.Event()
+    stopped = train(text, tmp_path / "run", config, stop=stop, on_eval=lambda e: stop.set() if e.step >= 8 else None)
+    assert stopped.stopped and stopped.evaluations[-1].step == 8
+    assert sorted(p.name for p in (tmp_path / "run" / "resume").iterdir()) == ["state.json", "state.safetensors"]
+    resumed = train(text, tmp_path / "run", TrainConfig(), resume=tmp_path / "run")
+    assert [e.step for e in resumed.evaluations] == [e.step for e in straight.evaluations] == [0, 4, 8, 12, 16]
+    assert [e.val_loss for e in resumed.evaluations] == pytest.approx([e.val_loss for e in straight.evaluations],
+                                                                      abs=1e-5)
+    masters = [load_file(tmp_path / d / "resume" / "state.safetensors") for d in ("straight", "run")]
+    if save_dtype == "fp16":  # the fp32 master weights are kept beside the fp16 model
+        masters = [{k: v for k, v in m.items() if k.startswith("model.")} for m in masters]
+        assert masters[0] and all(v.dtype == torch.float32 for v in masters[0].values())
+    else:
+        masters = [_weights(tmp_path / d) for d in ("straight", "run")]
+    assert _max_difference(*masters) <= 1e-6
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert record["steps"] == 16 and [c["step"] for c in record["curve"]] == [0, 4, 8, 12, 16]
+
+
+def test_resume_refuses_another_text(tmp_path):
+    train(toy_play(600), tmp_path / "run", TrainConfig(init="tiny", steps=2, **SHORT))
+    with pytest.raises(ValueError, match="`resume` continues a run on the same text"):
+        train(toy_play(600, seed=5), tmp_path / "run", TrainConfig(steps=4), resume=tmp_path / "run")
 
 
 # ---- the bundled mini model (assets/mini-gpt2) ----------------------------------------------------------------------

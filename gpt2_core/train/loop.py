@@ -7,42 +7,56 @@ checkpoint in the layout `load_model` reads.
 Two starts. "tiny" and "small" build a small GPT-2 from nothing, with GPT-2's initialisation and a byte-level BPE
 vocabulary trained on the text (a few thousand tokens, so a few million parameters learn on a CPU). Any other `init`
 is a GPT-2 checkpoint (Hub id or directory) to fine-tune with its own vocabulary. AdamW with weight decay on the
-matrices only, a linear warm-up then a cosine decay (over steps or over the time budget, whichever ends first),
-gradient clipping, bf16 autocast where the processor has it. The last tenth of the text is held out for validation.
+matrices only, a linear warm-up then a cosine decay over the steps, gradient clipping, bf16 autocast where the
+processor has it. The last tenth of the text is held out for validation.
+
+Memory is planned before anything is allocated (plan.py): the window (at most 256 tokens when fine-tuning unless
+asked), a micro-batch that fits, and gradient accumulation up to the batch. The schedule follows steps only: a time
+budget becomes a step count after timing the first steps, so a seed and a step count give one model on any machine.
+At the end, or when stopped, the optimizer and RNG states are saved (resume.py), and `resume=DIR` goes on from there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from gpt2_core.checkpoint import load_tokenizer, resolve_checkpoint_dir, save_checkpoint
+from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir, save_checkpoint
 from gpt2_core.config import GPTConfig
 from gpt2_core.generate.sampling import SamplingParams, sample_token
 from gpt2_core.model import GPT
 from gpt2_core.train.bpe import train_bpe
 from gpt2_core.train.data import TokenData
+from gpt2_core.train.plan import FINE_TUNE_CONTEXT, TrainingPlan, plan_training
+from gpt2_core.train.resume import ResumeState, read_resume, restore, save_resume, text_hash
 
 # From-scratch sizes: (layers, heads, width, context). "tiny" is ~4M parameters with a 4096-token vocabulary.
 SIZES = {"tiny": (4, 4, 256, 128), "small": (6, 6, 384, 256)}
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+DEFAULT_MINUTES = 5.0  # the budget when neither minutes nor steps is given
+TIMING_STEPS = 10  # steps timed to turn a time budget into a step count
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     init: str = "tiny"  # "tiny" or "small" (from scratch), or a GPT-2 checkpoint to fine-tune
-    minutes: float | None = 5.0  # time budget (None: steps only)
-    steps: int | None = None  # step budget (None: time only)
-    batch_size: int = 16
-    context: int | None = None  # from scratch: the model's context (None: the size's); to fine-tune: the window (<= 256)
+    minutes: float | None = None  # time budget, a step count after TIMING_STEPS (DEFAULT_MINUTES if no steps)
+    steps: int | None = None  # step budget (with minutes too: whichever is fewer steps)
+    batch_size: int = 16  # windows per optimizer step (micro-batches accumulate up to it)
+    micro_batch: int | None = None  # windows per forward pass (None: the largest that fits, plan.py)
+    max_memory_gb: float | None = None  # the memory to plan for (None: what the machine has available)
+    context: int | None = None  # from scratch: the model's context (None: the size's); to fine-tune: the window
     vocab_size: int = 4096  # of the BPE vocabulary trained from scratch
     learning_rate: float | None = None  # peak (None: 1e-3 from scratch, 1e-4 to fine-tune)
     min_lr_fraction: float = 0.1  # the cosine ends at this fraction of the peak
@@ -64,6 +78,10 @@ class TrainConfig:
         return self.init in SIZES
 
 
+# What a resumed run takes from the new call; everything else comes from the stopped run's recipe.
+RESUME_OVERRIDES = ("steps", "micro_batch", "max_memory_gb", "threads")
+
+
 @dataclass
 class Evaluation:
     step: int
@@ -73,6 +91,7 @@ class Evaluation:
     tokens_per_s: float
     lr: float
     sample: str
+    total_steps: int | None = None  # the run's length (None while a time budget is still being timed)
 
 
 @dataclass
@@ -80,33 +99,55 @@ class TrainResult:
     directory: Path
     evaluations: list[Evaluation] = field(default_factory=list)
     stopped: bool = False  # ended by the stop signal
+    plan: TrainingPlan | None = None
+    total_steps: int = 0
 
 
 def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # noqa: B008
           val_text: str | None = None, on_eval: Callable[[Evaluation], None] | None = None,
-          stop: threading.Event | None = None) -> TrainResult:
+          on_plan: Callable[[TrainingPlan], None] | None = None, stop: threading.Event | None = None,
+          resume: Path | None = None) -> TrainResult:
     """Train on `text` and save the result in `out_dir` (with training.json: recipe, loss curve, time, machine).
 
-    Validation uses `val_text` when given (a held-out work), else the last tenth of `text`.
+    Validation uses `val_text` when given (a held-out work), else the last tenth of `text`. `on_plan` hears the memory
+    plan before the model is allocated (plan_training raises WontFitError instead if it would not fit). `resume` is
+    the folder of a stopped run to go on with, on the same text: its recipe and schedule, to its total steps or to
+    `config.steps` if given (the fields in RESUME_OVERRIDES come from `config`, the rest from the stopped run).
     """
     if config.minutes is None and config.steps is None:
-        raise ValueError("`minutes` and `steps` cannot both be None: the run needs a budget")
+        config = replace(config, minutes=DEFAULT_MINUTES)
+    state = None
+    if resume is not None:
+        state = read_resume(Path(resume))
+        saved = TrainConfig(**state.info["recipe"])
+        config = TrainConfig(**{**asdict(saved), "minutes": None, "steps": state.info["total_steps"],
+                                **{k: getattr(config, k) for k in RESUME_OVERRIDES if getattr(config, k) is not None}})
+        if state.info["text_sha256"] != text_hash(text):
+            raise ValueError(f"`resume` continues a run on the same text, but {str(resume)!r} was trained on another "
+                             f"(give the --text it was trained on)")
     out_dir = Path(out_dir)
     threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(text, val_text, out_dir, config, on_eval, stop or threading.Event())
+        return _train(text, val_text, out_dir, config, on_eval, on_plan, stop or threading.Event(), state,
+                      Path(resume) if resume is not None else None)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, on_eval,
-           stop: threading.Event) -> TrainResult:
+def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, on_eval, on_plan,
+           stop: threading.Event, state: ResumeState | None, resume_dir: Path | None) -> TrainResult:
     start = time.perf_counter()
     torch.manual_seed(config.seed)
-    model, tokenizer, tokenizer_dir = _start(text, out_dir, config)
-    context = min(config.context or model.config.block_size, model.config.block_size)
+    autocast = state.info["bf16_autocast"] if state else _use_bf16(config)
+    shape, context = _shape(config, resume_dir)
+    plan = plan_training(shape, context=context, batch=config.batch_size, bf16=autocast,
+                         micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb)
+    log.info("%s", plan.describe())
+    if on_plan:
+        on_plan(plan)
+    model, tokenizer, tokenizer_dir = _start(text, out_dir, config, resume_dir, state)
     if val_text is None:
         data = TokenData.split(tokenizer.encode(text), context=context)
     else:
@@ -116,66 +157,106 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, 
     peak = config.learning_rate or (1e-3 if config.from_scratch else 1e-4)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=peak, betas=(0.9, 0.95))
-    autocast = _use_bf16(config)
     generator = torch.Generator().manual_seed(config.seed)
-    result = TrainResult(out_dir)
-    step, tokens_seen, last_eval_at, last_eval_tokens = 0, 0, start, 0
-
-    def progress() -> float:
-        done = [step / config.steps] if config.steps else []
-        if config.minutes:
-            done.append((time.perf_counter() - start) / (60 * config.minutes))
-        return max(done)
+    result = TrainResult(out_dir, plan=plan)
+    step, tokens_seen, elapsed_before = 0, 0, 0.0
+    total = config.steps if config.minutes is None else None  # a time budget is timed first
+    if state:
+        restore(state, optimizer=optimizer, generator=generator)
+        step, tokens_seen, elapsed_before = state.info["step"], state.info["tokens_seen"], state.info["elapsed_s"]
+        result.evaluations = [Evaluation(**e) for e in state.info["evaluations"]]
+    last_eval_at, last_eval_tokens, eval_cost, timing_from = start, tokens_seen, 0.0, None
+    timing_steps = max(1, min(TIMING_STEPS, config.warmup_steps))  # their learning rate needs no total
 
     def evaluate() -> None:
         nonlocal last_eval_at, last_eval_tokens
         now = time.perf_counter()
         rate = (tokens_seen - last_eval_tokens) / max(now - last_eval_at, 1e-9)
-        last_eval_at, last_eval_tokens = now, tokens_seen
-        record = Evaluation(step, _mean_loss(model, data, "train", config, context, autocast),
-                            _mean_loss(model, data, "val", config, context, autocast), now - start, rate,
-                            optimizer.param_groups[0]["lr"], _sample(model, tokenizer, config))
+        record = Evaluation(step, _mean_loss(model, data, "train", config, plan, autocast),
+                            _mean_loss(model, data, "val", config, plan, autocast), elapsed_before + now - start, rate,
+                            optimizer.param_groups[0]["lr"], _sample(model, tokenizer, config), total)
+        last_eval_at, last_eval_tokens = time.perf_counter(), tokens_seen
         result.evaluations.append(record)
         if on_eval:
             on_eval(record)
 
-    evaluate()  # where it starts: about ln(vocabulary) from scratch
+    if state is None:
+        before = time.perf_counter()
+        evaluate()  # where it starts: about ln(vocabulary) from scratch
+        eval_cost = time.perf_counter() - before
     model.train()
-    while progress() < 1.0 and not stop.is_set():
-        lr = _learning_rate(step, progress(), peak, config)
+    while (total is None or step < total) and not (config.steps and step >= config.steps) and not stop.is_set():
+        if total is None and timing_from is None:
+            timing_from = (step, time.perf_counter())
+        lr = _learning_rate(step, total, peak, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = data.batch("train", config.batch_size, context, generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = model.loss(x, y)
-        loss.backward()
+        for _ in range(plan.accumulation):
+            x, y = data.batch("train", plan.micro_batch, context, generator)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = model.loss(x, y) / plan.accumulation
+            loss.backward()
+            tokens_seen += x.numel()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens_seen += x.numel()
+        if total is None and step - timing_from[0] >= timing_steps:
+            total = _steps_in_budget(config, step, (time.perf_counter() - timing_from[1]) / timing_steps,
+                                     eval_cost, time.perf_counter() - start)
+            log.info("the %g-minute budget fixes the run at %d steps", config.minutes, total)
         if step % config.eval_every == 0:
             evaluate()
             model.train()
     result.stopped = stop.is_set()
+    result.total_steps = total if total is not None else step
     if not result.evaluations or result.evaluations[-1].step != step:
         evaluate()
     model.eval()
     save_checkpoint(model, out_dir, tokenizer_dir=tokenizer_dir, dtype=SAVE_DTYPES[config.save_dtype])
+    elapsed = elapsed_before + time.perf_counter() - start
+    curve = [asdict(e) for e in result.evaluations]
+    save_resume(out_dir, model=model, optimizer=optimizer, generator=generator,
+                keep_master_weights=config.save_dtype != "fp32",
+                info=dict(step=step, total_steps=result.total_steps, tokens_seen=tokens_seen, elapsed_s=elapsed,
+                          recipe=asdict(config), bf16_autocast=autocast, text_sha256=text_hash(text),
+                          evaluations=curve))
     bits_per_char = _bits_per_character(model, tokenizer, data, context, autocast)
     record = dict(recipe=asdict(config), model=asdict(model.config), parameters=model.num_parameters(),
-                  context=context, steps=step, tokens_seen=tokens_seen, elapsed_s=time.perf_counter() - start,
-                  stopped=result.stopped, bf16_autocast=autocast,
+                  context=context, plan=plan.as_dict(), steps=step, total_steps=result.total_steps,
+                  tokens_seen=tokens_seen, elapsed_s=elapsed, stopped=result.stopped, bf16_autocast=autocast,
+                  resumed_from=str(resume_dir) if resume_dir else None,
                   machine=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
                   validation="held-out text" if val_text is not None else "the last tenth of the text",
-                  val_bits_per_character=bits_per_char, curve=[asdict(e) for e in result.evaluations])
+                  val_bits_per_character=bits_per_char, curve=curve)
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
     return result
 
 
-def _start(text: str, out_dir: Path, config: TrainConfig):
+def _steps_in_budget(config: TrainConfig, step: int, step_s: float, eval_s: float, elapsed_s: float) -> int:
+    """The step count a time budget allows: what is left of it, over a step's time and its share of an evaluation
+    (one more evaluation's time is kept for the end). Never fewer than the steps done, nor more than `steps`."""
+    left = 60 * config.minutes - elapsed_s - eval_s
+    total = step + max(0, int(left / (step_s + eval_s / config.eval_every)))
+    return min(total, config.steps) if config.steps else total
+
+
+def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int]:
+    """(the model's config, the training window), read without loading any weights, for the memory plan."""
+    if config.from_scratch and resume_dir is None:
+        layers, heads, width, block = SIZES[config.init]
+        block = config.context or block
+        shape = GPTConfig(vocab_size=config.vocab_size, block_size=block, n_layer=layers, n_head=heads, n_embd=width)
+        return shape, block
+    shape = read_config(resume_dir or resolve_checkpoint_dir(config.init))
+    if config.from_scratch:  # a resumed from-scratch model: its context is its window
+        return shape, shape.block_size
+    return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)
+
+
+def _start(text: str, out_dir: Path, config: TrainConfig, resume_dir: Path | None, state: ResumeState | None):
     """(model in training mode, tokenizer, the folder of its vocab.json and merges.txt)."""
-    if config.from_scratch:
+    if config.from_scratch and resume_dir is None:
         layers, heads, width, block = SIZES[config.init]
         block = config.context or block
         eos = train_bpe(text, out_dir, vocab_size=config.vocab_size)
@@ -184,12 +265,19 @@ def _start(text: str, out_dir: Path, config: TrainConfig):
                               n_embd=width, eos_token_id=eos, dropout=config.dropout))
         model.init_weights()
         return model.train(), tokenizer, out_dir
-    from gpt2_core.lm import load_model
-
-    checkpoint_dir = resolve_checkpoint_dir(config.init)
-    lm = load_model(checkpoint_dir, device="cpu", dtype="fp32")
-    lm.close()  # only its weights are needed: the engine never started
-    return lm.model.train().requires_grad_(True), load_tokenizer(checkpoint_dir), checkpoint_dir
+    checkpoint_dir = resume_dir or resolve_checkpoint_dir(config.init)
+    shape = read_config(checkpoint_dir)
+    if config.from_scratch:
+        shape = GPTConfig(**{**asdict(shape), "dropout": config.dropout})  # a saved config says 0 (for inference)
+    weights = state.master_weights if state else None
+    if weights is None:
+        weights = load_state_dict(checkpoint_dir, shape, dtype=torch.float32)
+    weights["lm_head.weight"] = weights["wte.weight"]
+    with torch.device("meta"):
+        model = GPT(shape)
+    model.load_state_dict(weights, assign=True)
+    model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
+    return model.train().requires_grad_(True), load_tokenizer(checkpoint_dir), checkpoint_dir
 
 
 def _use_bf16(config: TrainConfig) -> bool:
@@ -198,23 +286,29 @@ def _use_bf16(config: TrainConfig) -> bool:
     return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")  # bf16 arithmetic in hardware
 
 
-def _learning_rate(step: int, progress: float, peak: float, config: TrainConfig) -> float:
+def _learning_rate(step: int, total: int | None, peak: float, config: TrainConfig) -> float:
+    """A linear warm-up, then a cosine from `peak` down to a fraction of it at step `total`: a function of the step
+    alone (`total` is None only during the warm-up steps that time a budget)."""
     if step < config.warmup_steps:
         return peak * (step + 1) / config.warmup_steps
     floor = peak * config.min_lr_fraction
-    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(step / total, 1.0)))
 
 
 @torch.no_grad()
-def _mean_loss(model: GPT, data: TokenData, split: str, config: TrainConfig, context: int, autocast: bool) -> float:
+def _mean_loss(model: GPT, data: TokenData, split: str, config: TrainConfig, plan: TrainingPlan,
+               autocast: bool) -> float:
+    """The mean loss over `eval_batches` fixed batches, each run a micro-batch at a time."""
     model.eval()
     generator = torch.Generator().manual_seed(1234)  # the same windows at every evaluation
-    losses = []
+    nats, windows = 0.0, 0
     for _ in range(config.eval_batches):
-        x, y = data.batch(split, config.batch_size, context, generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            losses.append(float(model.loss(x, y)))
-    return sum(losses) / len(losses)
+        x, y = data.batch(split, config.batch_size, plan.context, generator)
+        for xs, ys in zip(x.split(plan.micro_batch), y.split(plan.micro_batch)):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                nats += float(model.loss(xs, ys)) * len(xs)
+            windows += len(xs)
+    return nats / windows
 
 
 @torch.no_grad()
@@ -227,7 +321,7 @@ def _sample(model: GPT, tokenizer, config: TrainConfig) -> str:
     new = []
     for _ in range(config.sample_tokens):
         window = torch.tensor([(ids + new)[-model.config.block_size:]])
-        token, _ = sample_token(model(window)[0, -1], params, generator)
+        token, _ = sample_token(model(window, first=window.size(1) - 1)[0, -1], params, generator)
         if token == model.config.eos_token_id:
             break
         new.append(token)

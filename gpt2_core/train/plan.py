@@ -1,0 +1,162 @@
+"""The memory plan of a training run: the window, the micro-batch and the planned peak, chosen before anything is
+allocated, or a refusal that names the flags which make the run fit.
+
+    plan = plan_training(config, context=256, batch=16, bf16=True)   # raises WontFitError if it cannot fit
+
+The estimate (bytes), after nanoGPT's and ZeRO's accounting of mixed-precision Adam training:
+  states       16 per parameter: fp32 weights 4 + gradients 4 + AdamW's two moments 8 (+2: bf16 copies under autocast)
+  optimizer    the single-tensor AdamW's temporaries: two fp32 copies of the largest parameter (the embedding table)
+  activations  per micro-batch token, per layer 17 floats of the width (LayerNorm in and out, q/k/v, attention out,
+               MLP in, 4x hidden and its GELU) and a float per head (flash attention keeps no T x T matrix), plus
+               the embeddings; measured on this machine at 0.5-0.8 of this (the estimate errs high)
+  loss chunk   one chunk of logits (GPT.loss): bf16 and fp32 logits, log-softmax and their gradients, 16 per logit
+  overhead     Python, torch, the tokenizer and the allocator's slack, measured (benchmarks/results/train-cpu.md)
+glibc's malloc raises its mmap threshold as large blocks are freed (up to 32 MB), after which freed activations and
+logits chunks stay in the heap, fragmented: a 3.4M-parameter fine-tune peaked at 1.18 GB that way and at 0.50 GB
+with the threshold fixed. `fix_mmap_threshold` fixes it; the CLI calls it (it is process-wide).
+Memory available is the least of MemAvailable (/proc/meminfo) and the cgroup's limit minus its usage, or --max-memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt2_core.config import GPTConfig
+from gpt2_core.memory import readable_bytes
+from gpt2_core.model import loss_chunk_rows
+
+FINE_TUNE_CONTEXT = 256  # the default training window of a loaded model (its own context may be 1024)
+ACTIVATION_BUDGET = 2**30  # the micro-batch is the largest whose activations stay under this (1 GiB)
+OVERHEAD_BYTES = 600 * 2**20  # Python, torch, transformers' tokenizer, allocator slack: measured 340-550 MiB
+MMAP_THRESHOLD = 128 * 1024  # glibc's default; fixing it stops the dynamic raise
+FLOATS_PER_LAYER_WIDTH = 17  # activations kept for backward, per token, per layer, in units of n_embd floats
+
+
+class WontFitError(ValueError):
+    """The run would need more memory than there is; the message names the flags that make it fit."""
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    context: int  # training window in tokens
+    micro_batch: int  # windows per forward/backward pass
+    accumulation: int  # micro-batches per optimizer step
+    parameters: int
+    planned_peak_bytes: int  # the estimate of the process's peak memory
+    available_bytes: int  # what the plan had to fit in
+    memory_source: str  # where `available_bytes` came from: "MemAvailable", "cgroup" or "--max-memory"
+
+    @property
+    def batch(self) -> int:
+        """Windows per optimizer step (the effective batch)."""
+        return self.micro_batch * self.accumulation
+
+    def as_dict(self) -> dict:
+        """The plan as the CLI's --json prints it: {"plan": this}."""
+        return {"context": self.context, "micro_batch": self.micro_batch, "accumulation": self.accumulation,
+                "batch": self.batch, "parameters": self.parameters,
+                "planned_peak_gb": round(self.planned_peak_bytes / 1e9, 3),
+                "available_gb": round(self.available_bytes / 1e9, 3), "memory_source": self.memory_source}
+
+    def describe(self) -> str:
+        return (f"plan: {self.parameters / 1e6:.1f}M parameters, a {self.context}-token window, micro-batch "
+                f"{self.micro_batch} x {self.accumulation} accumulated = batch {self.batch}; planned peak memory "
+                f"{readable_bytes(self.planned_peak_bytes)} of {readable_bytes(self.available_bytes)} available "
+                f"({self.memory_source})")
+
+
+def estimate_peak_bytes(config: GPTConfig, *, context: int, micro_batch: int, bf16: bool) -> int:
+    """The planned peak memory of training `config` on micro-batches of `micro_batch` x `context` tokens."""
+    params = config.num_parameters()
+    states = (16 + (2 if bf16 else 0)) * params
+    optimizer = 2 * 4 * config.vocab_size * config.n_embd
+    return states + optimizer + activation_bytes(config, context=context, micro_batch=micro_batch) + \
+        loss_chunk_bytes(config) + OVERHEAD_BYTES
+
+
+def activation_bytes(config: GPTConfig, *, context: int, micro_batch: int) -> int:
+    per_layer = 4 * (FLOATS_PER_LAYER_WIDTH * config.n_embd + config.n_head)
+    per_token = config.n_layer * per_layer + 4 * 4 * config.n_embd  # + embeddings, final LayerNorm, their gradients
+    return micro_batch * context * per_token
+
+
+def loss_chunk_bytes(config: GPTConfig) -> int:
+    return 16 * loss_chunk_rows(config.vocab_size) * config.vocab_size
+
+
+def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, micro_batch: int | None = None,
+                  max_memory_gb: float | None = None) -> TrainingPlan:
+    """Choose the micro-batch (unless given): the largest that divides `batch`, keeps its activations under
+    ACTIVATION_BUDGET and fits the memory available; refuse with WontFitError if even the smallest does not fit."""
+    available, source = available_memory(max_memory_gb)
+    if micro_batch is None:
+        candidates = [m for m in range(batch, 0, -1) if batch % m == 0]
+        within = [m for m in candidates
+                  if activation_bytes(config, context=context, micro_batch=m) <= ACTIVATION_BUDGET] or [1]
+        fitting = [m for m in within if estimate_peak_bytes(config, context=context, micro_batch=m, bf16=bf16)
+                   <= available]
+        micro_batch = fitting[0] if fitting else 1
+    accumulation = -(-batch // micro_batch)  # the effective batch is at least `batch`
+    peak = estimate_peak_bytes(config, context=context, micro_batch=micro_batch, bf16=bf16)
+    plan = TrainingPlan(context, micro_batch, accumulation, config.num_parameters(), peak, available, source)
+    if peak > available:
+        one = estimate_peak_bytes(config, context=context, micro_batch=1, bf16=bf16)
+        short = estimate_peak_bytes(config, context=min(context, 64), micro_batch=1, bf16=bf16)
+        raise WontFitError(f"training would not fit in memory: {plan.describe().removeprefix('plan: ')}. Ask for "
+                           f"a smaller --micro-batch (1 plans {readable_bytes(one)}) or a shorter --context (64 "
+                           f"tokens at micro-batch 1 plans {readable_bytes(short)}), or allow more with "
+                           f"--max-memory GB if the machine has it")
+    return plan
+
+
+def available_memory(max_memory_gb: float | None = None) -> tuple[int, str]:
+    """(bytes, source): --max-memory if given, else the least of MemAvailable and the cgroup's limit minus usage."""
+    if max_memory_gb is not None:
+        return int(max_memory_gb * 1e9), "--max-memory"
+    found = [(_meminfo_available(), "MemAvailable"), (_cgroup_available(), "cgroup")]
+    found = [(n, source) for n, source in found if n is not None]
+    if not found:
+        raise WontFitError("cannot tell how much memory is available (no /proc/meminfo or cgroup): "
+                           "give it with --max-memory GB")
+    return min(found)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        return None
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """The cgroup's limit minus its usage (cgroup v2, else v1); None where no limit is set."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit, usage = Path(limit_file).read_text().strip(), Path(usage_file).read_text().strip()
+        except OSError:
+            continue
+        if limit == "max" or int(limit) >= 2**60:  # v1 writes "no limit" as a huge number
+            return None
+        return max(0, int(limit) - int(usage))
+    return None
+
+
+def fix_mmap_threshold() -> bool:
+    """Keep glibc's malloc from raising its mmap threshold, so freed large blocks go back to the system; False where
+    the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    M_MMAP_THRESHOLD = -3
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
