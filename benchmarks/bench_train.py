@@ -4,12 +4,15 @@
 
 For each: tokens per second over 30 steps after 5 warm-up steps (batch 16 x 128 tokens for tiny, 4 x 128 for gpt2),
 with and without bf16 autocast, and the process's peak memory. gpt2 uses random weights in its real shape (speed does
-not depend on the values). Prints a table.
+not depend on the values). Prints a table. Then the peak memory of fine-tuning gpt2 from the command line with the
+defaults (the plan's window, micro-batch and accumulation), 3 steps on Macbeth: the child's ru_maxrss beside its plan.
 """
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +56,21 @@ def main() -> None:
         fp32, bf16 = rate(model, batch, 128, False), rate(model, batch, 128, True)
         print(f"| {name} | {model.num_parameters() / 1e6:.1f}M | {batch} x 128 | {fp32:,.0f} | {bf16:,.0f} |")
     print(f"\npeak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    fine_tune_peak(checkpoint)
+
+
+def fine_tune_peak(checkpoint: Path) -> None:
+    """Fine-tune `checkpoint` from the CLI with the default window and batch for 3 steps; print the plan and the
+    child's measured peak RSS (this process's RUSAGE_CHILDREN: the CLI is its only child)."""
+    text = Path(__file__).resolve().parents[1] / "assets" / "texts" / "macbeth.txt"
+    command = [sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
+               str(Path(tempfile.mkdtemp()) / "ft"), "--init", str(checkpoint), "--steps", "3", "--json"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    plan = json.loads(out.stdout.splitlines()[0])["plan"]
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    print(f"\nfine-tune gpt2 from the CLI, defaults (`python -m gpt2_core train --text macbeth.txt --out DIR "
+          f"--init gpt2 --steps 3`): window {plan['context']}, micro-batch {plan['micro_batch']} x "
+          f"{plan['accumulation']}, planned peak {plan['planned_peak_gb']:.2f} GB, measured peak RSS {peak / 1e9:.2f} GB")
 
 
 if __name__ == "__main__":
