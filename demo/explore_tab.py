@@ -132,7 +132,7 @@ def explore_tab(models: AppModels) -> TabParts:
         sample_button.click(make_sample(models), inputs=[prompt, built, *knobs, seed],
                             outputs=[prompt, built, drawn, details], api_visibility="private", concurrency_limit=4,
                             js=typed_values(None, None, *KNOB_IDS)).then(**show_built)
-        back_button.click(back, inputs=built, outputs=[prompt, built, drawn], api_visibility="private",
+        back_button.click(back, inputs=built, outputs=[prompt, built, drawn, details], api_visibility="private",
                           queue=False).then(**show_built)
         suggest_button.click(make_suggest(models), inputs=[prompt, *knobs],
                              outputs=[suggestions_row, *suggestion_buttons, suggestions], api_visibility="private",
@@ -140,7 +140,7 @@ def explore_tab(models: AppModels) -> TabParts:
             None, js=SHOW_SUGGESTIONS, api_visibility="private")
         for i, button in enumerate(suggestion_buttons):
             button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
-                         outputs=[prompt, built, drawn, suggestions_row], api_visibility="private",
+                         outputs=[prompt, built, drawn, suggestions_row, details], api_visibility="private",
                          queue=False).then(**show_built)
         built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private",
                           queue=False).then(None, js=keep_token_in_view("explore-details"), api_visibility="private")
@@ -158,8 +158,8 @@ def make_explore(models: AppModels):
             name = lm.name
             known = all(c.sampling_prob is not None for c in found)
             reported = None if known else lm.describe().max_alternatives  # a remote model's logprobs limit
-        after = {c.token_text: c.sampling_prob for c in found} if known else {}  # empty: the note above says why
-        raw = {c.token_text: c.prob for c in found}
+        after = {chart_label(c.token_text): c.sampling_prob for c in found} if known else {}  # empty: see the note
+        raw = {chart_label(c.token_text): c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]
         note = f"Candidates from `{name}`."
         if not known:
@@ -185,9 +185,15 @@ def make_first_draw(models: AppModels):
     return first_draw
 
 
+def chart_label(token_text: str) -> str:
+    """A candidate's word in the charts: as it is, unless it is only white space, which would show as nothing
+    (a line break is "⏎", a space "␣")."""
+    return token_text if token_text.strip() else shown_token(token_text)
+
+
 def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
     """Append the clicked candidate to the text."""
-    chosen = next((c for c in found if c.token_text == evt.value), None)
+    chosen = next((c for c in found if chart_label(c.token_text) == evt.value), None)
     if chosen is None:
         return prompt, built, "", gr.skip()
     rank = 1 + found.index(chosen)  # the candidates are GPT-2's likeliest first
@@ -217,10 +223,11 @@ def make_sample(models: AppModels):
 
 
 def back(built: Built):
+    """Undo the last token; the details of a token shown before are of a text that is gone."""
     if not built.added:
-        return built.text, built, "Nothing to undo: only your own text is left."
+        return built.text, built, "Nothing to undo: only your own text is left.", ""
     built = replace(built, added=built.added[:-1])
-    return built.text, built, ""
+    return built.text, built, "", ""
 
 
 def make_suggest(models: AppModels):
@@ -253,9 +260,9 @@ def shown_suggestion(text: str) -> str:
 def make_take_suggestion(index: int):
     def take(prompt: str, built: Built, suggestions: list[list[TokenRow]]):
         if index >= len(suggestions):
-            return prompt, built, "", gr.Row(visible=False)
+            return prompt, built, "", gr.Row(visible=False), gr.skip()
         built = built.following(prompt).plus(*suggestions[index])
-        return built.text, built, "Added a suggestion.", gr.Row(visible=False)
+        return built.text, built, "Added a suggestion.", gr.Row(visible=False), ""  # new text: old details go
 
     return take
 

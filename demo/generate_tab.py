@@ -49,8 +49,7 @@ SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');
     document.getElementById('run-state').scrollIntoView({block: 'start'});  // the run state, then the text"""
 CSS = """
 /* Generate and Stop stay at the window's top while the text streams past them (a phone scrolls to the text) */
-#generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary);
-  padding: 6px 0; }
+#generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary); }
 #run-state { scroll-margin-top: 90px; }
 """
 SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]  # seed: None
@@ -96,11 +95,11 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                 run_state = gr.Markdown(READY, elem_id="run-state")
                 with gr.Column(elem_id="generate-output"):
                     views = [token_view(f"Sample {i + 1} (machine-generated)", f"sample-view-{i + 1}",
-                                        visible=i < DEFAULTS.num_samples, show_legend=i == 0)
+                                        visible=False, show_legend=i == 0)  # shown with their first tokens
                              for i in range(MAX_SAMPLES_SHOWN)]
                 details = gr.HTML(DETAILS_HINT, elem_id="token-details", elem_classes=[DETAILS_CLASS])
                 stats = gr.Markdown(label="stats", elem_id="stats")
-                context = gr.Markdown(context_markdown(0, 0, False), label="context", elem_id="context-meter")
+                context = gr.Markdown(empty_meter(models), label="context", elem_id="context-meter")
                 with gr.Row():
                     copy_button = gr.Button("Copy text", size="sm", elem_id="copy-text")
                     download_txt = gr.DownloadButton("Download .txt", size="sm", interactive=False,
@@ -158,9 +157,11 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                           concurrency_limit=GENERATE_CONCURRENCY,
                           preprocess=False)  # raw values: gpt2_core checks them, naming each parameter
         stop_button.click(None, cancels=[run], api_visibility="private").then(  # after the last update, not before
-            stopped, inputs=shown, outputs=[run_state, stats, generate_button], api_visibility="private", queue=False)
+            stopped, inputs=[shown, run_state], outputs=[run_state, stats, generate_button], api_visibility="private",
+            queue=False)
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
+        tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False)  # a switch since
         num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False,
                            preprocess=False)  # a number typed out of range is answered by Generate, not here
         for i, view in enumerate(views):
@@ -210,7 +211,19 @@ def make_generate(models: AppModels, *, deadline_s: float):
 def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float):
     def generate_view(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
                       request: gr.Request):
-        """The page's Generate: the coloured samples, the run state, stats, context, and the downloads at the end."""
+        """The page's Generate: the coloured samples, the run state, stats, context, and the downloads at the end.
+        An error replaces the output with its message (not the last run's text and stats), and is also a toast."""
+        try:
+            yield from write(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
+                             request)
+        except gr.Error as e:
+            yield (*[gr.HighlightedText(None, visible=False)] * MAX_SAMPLES_SHOWN, f"**Not written.** {e.message}",
+                   "", gr.skip(), gr.skip(), None, "", gr.DownloadButton(value=None, interactive=False),
+                   gr.DownloadButton(value=None, interactive=False), gr.Button(GENERATE, interactive=True))
+            raise
+
+    def write(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
+              request: gr.Request):
         with user_facing_errors():  # the page's own ranges, with the message the API gives for its wider ones
             values = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                           repetition_penalty=repetition_penalty, num_samples=num_samples)
@@ -286,9 +299,13 @@ def render(samples: list[Sample], context_length: int, model: str) -> tuple:
     return (*texts[:MAX_SAMPLES_SHOWN], stats_markdown(samples, model), context, first.seed)
 
 
-def stopped(record: dict | None) -> tuple:
-    """Stop pressed: the run state says so, and so do the stats of the text so far; Generate is free again."""
+def stopped(record: dict | None, state: str) -> tuple:
+    """Stop pressed: the run state says so, and so do the stats of the text so far; Generate is free again. After a
+    finished run (or before any) there is nothing to stop: the page stays as it is."""
     button = gr.Button(GENERATE, interactive=True)
+    finished = record is not None and all(s.finish_reason is not None for s in record["samples"])
+    if state != WRITING or finished:
+        return gr.skip(), gr.skip(), button
     if not record:
         return STOPPED, gr.skip(), button
     return STOPPED, stats_markdown(record["samples"], record["model"], stopped=True), button
@@ -328,23 +345,33 @@ def context_markdown(prompt_tokens: int, generated: int, truncated: bool, contex
     return text
 
 
-def show_samples(num_samples) -> list[gr.HighlightedText]:
+def show_samples(num_samples) -> list:
+    """Fewer samples asked for: the extra boxes go (more appear with their text, never empty)."""
     try:
         shown = int(num_samples)
     except (TypeError, ValueError):
-        shown = 1
-    return [gr.HighlightedText(visible=i < shown) for i in range(MAX_SAMPLES_SHOWN)]
+        return [gr.skip()] * MAX_SAMPLES_SHOWN
+    return [gr.skip() if i < shown else gr.HighlightedText(visible=False) for i in range(MAX_SAMPLES_SHOWN)]
+
+
+def empty_meter(models: AppModels) -> str:
+    """The meter of an empty prompt, out of the serving model's context (a server not yet asked: GPT-2's)."""
+    lm = models.gpt2.current
+    context = lm.describe().context if lm is not None else None
+    return context_markdown(0, 0, False, context or CONTEXT_LENGTH)
 
 
 def make_meter(models: AppModels):
     def meter(prompt: str, max_new_tokens: float, request: gr.Request) -> str:
         lm = models.serving(request.session_hash)
-        if lm is None or not isinstance(prompt, str):
-            return context_markdown(0, 0, False)
+        if lm is None:
+            return empty_meter(models)
+        if not isinstance(prompt, str):
+            return context_markdown(0, 0, False, lm.context_length)
         try:
             prepared = lm.prepare_prompt(prompt, room=int(max_new_tokens))
         except (TypeError, ValueError, ModelUnavailableError):  # a bad value, or a model server not reachable now
-            return context_markdown(0, 0, False)
+            return gr.skip()  # the meter keeps the last prompt it could read
         ids = prepared.ids if prompt else []
         return context_markdown(len(ids), 0, prepared.truncated, lm.context_length)
 

@@ -67,6 +67,7 @@ def score_tab(models: AppModels, examples: Examples) -> TabParts:
                            api_visibility="private", queue=False).then(
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
             concurrency_limit=2)
+        scored.change(lambda: "", outputs=details, api_visibility="private", queue=False)  # a new text: old details go
         output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False).then(
             None, js=keep_token_in_view("score-details"), api_visibility="private")
     return TabParts(tab, {"text": text})

@@ -92,7 +92,7 @@ def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "")
     head = (f"<p><b class='tok'>{html.escape(shown_token(row.text))}</b>: probability "
             f"<b>{row.prob:.1%}</b>, {rank}.</p>")
     if not row.alternatives:
-        return f"<div class='details'>{head}</div>"
+        return f"<div class='details' tabindex='0' role='region' aria-label='Token details'>{head}</div>"
     cols = "<th>GPT-2's probability</th>" + ("<th>after your settings</th>" if with_settings else "")
     rows = []
     for c in row.alternatives:
@@ -108,7 +108,8 @@ def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "")
     if with_settings and any(c.sampling_prob is None for c in row.alternatives):
         settings_note = (settings_note + " " if settings_note else "") + UNKNOWN_AFTER_SETTINGS
     note = f"<p class='note'>{html.escape(settings_note)}</p>" if settings_note else ""
-    return (f"<div class='details'>{head}<table><thead><tr><th>the likeliest tokens here</th>{cols}</tr></thead>"
+    return (f"<div class='details' tabindex='0' role='region' aria-label='Token details'>{head}<table><thead><tr>"
+            f"<th>the likeliest tokens here</th>{cols}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{note}</div>")
 
 
@@ -155,9 +156,10 @@ CSS = """
 /* A clicked token's details stay in view while the text runs past the window: pinned to its bottom. (Gradio's
    container hides its overflow, which would make it the sticky panel's scroller; clip keeps the page the scroller.) */
 .gradio-container { overflow: clip !important; }
-.token-details:has(.details) { position: sticky; bottom: 0; z-index: 5; max-height: 45vh; overflow-y: auto;
+.token-details:has(.details) { position: sticky; bottom: 0; z-index: 5;
   background: var(--background-fill-primary); border-top: 3px solid #1e3a8a; box-shadow: 0 -6px 12px rgba(0,0,0,.12);
   padding: 4px 8px !important; }
+.token-details .details { max-height: 38vh; overflow-y: auto; }  /* it scrolls, so it takes the keyboard's focus */
 .tokens .token .text { font-size: var(--tokens-size, 20px) !important; line-height: 1.5; white-space: pre-wrap !important;
   padding: 0 !important; }
 .tokens .token.highlighted { cursor: pointer; }

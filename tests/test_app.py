@@ -93,8 +93,8 @@ def test_samples_fill_their_boxes_side_by_side(client):
 
 def test_long_prompt_is_trimmed_with_a_notice(client):
     result = generate(client, "word " * 1500, max_new_tokens=4, seed=1)
-    assert "1020 prompt tokens + 4 new = 1024 of 1024" in result[5]
-    assert "trimmed" in result[5]
+    assert "1023 prompt + 4 new = 1027 tokens, more than the 1024 the model sees at once" in result[5]
+    assert "trimmed" in result[5] and "window slid" in result[5]
 
 
 @pytest.mark.parametrize("settings, message", [

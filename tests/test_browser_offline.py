@@ -121,6 +121,7 @@ def test_a_clicked_tokens_details_appear_in_view_beside_it(browser, classroom, v
         tokens = page.locator("#sample-view-1 .token")
         for index in (tokens.count() - 90, tokens.count() - 5):  # one mid-text, one at the end
             token = tokens.nth(index)
+            token.evaluate("(t) => t.scrollIntoView({block: 'center'})")  # a reader scrolls it up from under the panel
             token.click()
             assert_token_and_details_in_view(page, token, "token-details")
 
@@ -198,5 +199,62 @@ def test_suggestions_appear_in_view_whole_and_readable(browser, classroom, viewp
             assert 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORTS[viewport][1], f"suggestion {i}: {box}"
             whole = button.evaluate("(b) => b.scrollWidth <= b.clientWidth + 1")
             assert whole and not button.inner_text().rstrip().endswith("\u2026"), button.inner_text()
+    finally:
+        page.context.close()
+
+
+def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, classroom):  # noqa: F811
+    page = open_page(browser, classroom.url, VIEWPORTS["1280x720"])
+    try:
+        # Before any run: no empty sample box, and the meter counts out of the serving model's 128 tokens
+        assert not page.locator("#sample-view-1").is_visible()
+        wait_until(lambda: "of 128" in page.locator("#context-meter").inner_text(), message="the meter of mini-gpt2")
+        # A finished run, then Stop: nothing changes
+        page.locator("#prompt textarea").fill("ROMEO.")
+        box = page.locator("#max-new-tokens input[type=number]")
+        box.fill("8")
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=30, message="the run")
+        stats = page.locator("#stats").inner_text()
+        page.locator("#stop-button").click()
+        page.wait_for_timeout(500)  # Stop's answer is sent at once, without the queue
+        assert "Done" in page.locator("#run-state").inner_text() and page.locator("#stats").inner_text() == stats
+        # An error: its message where the output was, not the last run's text and stats
+        box = page.locator("#temperature input[type=number]")
+        box.fill("5")
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "Not written" in page.locator("#run-state").inner_text(), message="the error in place")
+        assert "temperature has to be a finite number in [0, 2]" in page.locator("#run-state").inner_text()
+        assert not page.locator("#sample-view-1").is_visible() and "Tokens generated" not in page.locator("#stats").inner_text()
+    finally:
+        page.context.close()
+
+
+def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(browser, classroom):  # noqa: F811
+    page = open_page(browser, classroom.url, VIEWPORTS["1280x720"])
+    try:
+        page.get_by_role("tab", name="Spot the machine").click()
+        page.locator("#score-fill-human").click()
+        tokens = page.locator("#score-output .token")
+        wait_until(lambda: tokens.count() > 20, timeout=30, message="the coloured paragraph")
+        tokens.nth(3).click()
+        wait_until(lambda: page.locator("#score-details .details").count() == 1, message="the token's details")
+        page.locator("#score-fill-human").click()  # another paragraph
+        wait_until(lambda: page.locator("#score-details .details").count() == 0, timeout=30,
+                   message="the old text's details to go")
+
+        page.get_by_role("tab", name="Next word").click()
+        prompt = page.locator("#explore-prompt textarea")
+        prompt.fill("ROMEO.")  # mini-gpt2's likeliest next token after a speaker's name is a line break
+        chart = page.locator("#explore-model")
+        wait_until(lambda: "\u23ce" in chart.inner_text(), timeout=30, message="a line break labelled \u23ce")
+        chart.get_by_text("\u23ce", exact=True).first.click()
+        wait_until(lambda: page.locator("#explore-details .details").count() == 1, message="the added token's details")
+        assert prompt.input_value() == "ROMEO.\n"
+        page.locator("#explore-back").click()
+        wait_until(lambda: page.locator("#explore-details .details").count() == 0, message="Back to clear them")
+        assert prompt.input_value() == "ROMEO."
     finally:
         page.context.close()
