@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class Run:
     process: subprocess.Popen
     started: float = field(default_factory=time.monotonic)
     evaluations: list[dict] = field(default_factory=list)
+    plan: dict | None = None  # the run's memory plan (window, micro-batch, planned peak), its output's first line
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -112,9 +114,14 @@ class TrainingJobs:
     def _read(run: Run) -> None:
         for line in run.process.stdout:
             try:
-                run.evaluations.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 log.warning("training printed a line that is not JSON: %s", line.strip())
+                continue
+            if "plan" in record:
+                run.plan = record["plan"]
+            else:
+                run.evaluations.append(record)
         run.process.wait()
         (run.out_dir.parent / "text.txt").unlink(missing_ok=True)  # read at the start; the model is what stays
         error = run.process.stderr.read().strip()
@@ -130,9 +137,17 @@ class TrainingJobs:
         return run.out_dir
 
     def zip(self, owner: str) -> str | None:
-        """The trained model as a zip file, for download."""
+        """The trained model as a zip file, for download: what `load_model` reads, and the training record (not the
+        optimizer's state kept for --resume, twice the model's size)."""
         out_dir = self.model_dir(owner)
-        return None if out_dir is None else shutil.make_archive(str(out_dir), "zip", out_dir)
+        if out_dir is None:
+            return None
+        path = out_dir.parent / f"{out_dir.name}.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(out_dir.iterdir()):
+                if file.is_file():
+                    archive.write(file, file.name)
+        return str(path)
 
 
 def _end(run: Run) -> None:

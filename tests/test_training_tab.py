@@ -39,7 +39,13 @@ def test_a_second_run_is_told_it_is_busy_and_for_how_long_while_others_generate(
         jobs.stop("teacher")
     wait_until(lambda: run.finished, timeout=60, message="Stop to end the run")
     assert (run.out_dir / "model.safetensors").is_file(), "Stop saves what it has"
-    assert jobs.zip("teacher").endswith(".zip") and jobs.zip("student") is None
+    archive = jobs.zip("teacher")
+    assert archive.endswith(".zip") and jobs.zip("student") is None
+    import zipfile
+
+    names = zipfile.ZipFile(archive).namelist()
+    assert "model.safetensors" in names and "config.json" in names and not any("resume" in n for n in names)
+    assert run.plan is not None and run.plan["context"] <= 256 and all("step" in e for e in run.evaluations)
 
 
 @pytest.mark.heavy
