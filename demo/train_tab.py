@@ -3,10 +3,13 @@
 The loss curve (training and held-out validation) and a sample from a fixed prompt arrive every 25 steps, the samples
 stacked so that the class sees noise turn into words. One run at a time, beside serving (demo/training.py); on when the
 app serves only this machine, off for others unless --allow-training. At the end, the model downloads as a zip.
+The status counts time from the press of Start, the preparation (starting, the vocabulary or GPT-2's weights) included,
+and the time left from the run's own step count and pace once it knows them.
 """
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ FINE_TUNE = "Fine-tune the GPT-2 that serves this page"
 MAX_TEXT_CHARS = 5_000_000  # a few MB: seconds to tokenize, and a run of minutes sees most of it
 MIN_TEXT_CHARS = 20_000  # shorter texts cannot be split into training and validation windows
 POLL_S = 1.0
+SAMPLES_CSS = "pre { white-space: pre-wrap; overflow-wrap: anywhere; }"  # a long sample line wraps, never overflows
 
 INTRO = """\
 ### Build your own GPT-2
@@ -65,10 +69,11 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
                 use_status = gr.Markdown(elem_id="train-use-status")
                 shared = gr.Button("Back to the shared GPT-2", visible=False, size="sm", elem_id="train-unuse")
             with gr.Column(scale=3):
+                # Formats: a lone first point's axes would otherwise read "0.000000" and "8.300000"
                 curve = gr.LinePlot(x="step", y="loss", color="split", label="Loss (lower is better)",
                                     x_title="training step", y_title="cross-entropy (nats per token)",
-                                    elem_id="train-curve")
-                samples = gr.Markdown(elem_id="train-samples")
+                                    x_axis_format="d", y_axis_format=".1f", elem_id="train-curve")
+                samples = gr.HTML(css_template=SAMPLES_CSS, js_on_load=None, elem_id="train-samples")
         upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")
         start.click(make_run(models, jobs), inputs=[source, own, start_from, minutes],
                     outputs=[status, curve, samples, download, use], api_visibility="private", concurrency_limit=2,
@@ -109,10 +114,23 @@ def make_run(models: AppModels, jobs: TrainingJobs):
                 job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
             except TrainingBusyError as e:
                 raise gr.Error(str(e), print_exception=False) from None
+        seen, seen_at = None, time.monotonic()  # evaluations drawn so far, and when the last of them arrived
         while True:
             finished = job.finished
             saved = finished and jobs.model_dir(request.session_hash) is not None
-            yield progress(job, finished), curve_of(job), samples_of(job), gr.DownloadButton(
+            evaluations, now = evaluations_of(job), time.monotonic()
+            new = len(evaluations) != seen
+            if new:
+                seen, seen_at = len(evaluations), now
+            status = progress(job, evaluations, finished, elapsed_s=now - job.started, since_eval_s=now - seen_at)
+            # The curve and samples are sent when they change: a plot sent again is drawn again, and flickers. Until
+            # the first evaluation the plot is cleared, not drawn without data (its lines and y title would then be
+            # missing from the picture, though in the page, until the window is resized)
+            if new:
+                curve, samples = curve_of(evaluations) if evaluations else None, samples_of(evaluations)
+            else:
+                curve, samples = gr.skip(), gr.skip()
+            yield status, curve, samples, gr.DownloadButton(
                 value=jobs.zip(request.session_hash) if saved else None, interactive=saved), gr.Button(interactive=saved)
             if finished:
                 return
@@ -130,7 +148,7 @@ def make_use(models: AppModels, jobs: TrainingJobs):
             if run is None or out_dir is None:
                 raise ValueError("there is no finished model of yours to use: train one first")
             start = "from scratch" if run.init in SIZES else f"fine-tuned {Path(run.init).name}"
-            steps = run.evaluations[-1]["step"] if run.evaluations else 0
+            steps = evaluations[-1]["step"] if (evaluations := evaluations_of(run)) else 0
             name = f"your model ({start}, {steps} steps)"
             models.own.adopt(request.session_hash, str(out_dir), name)
         return (f"**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
@@ -157,33 +175,60 @@ def make_stop(jobs: TrainingJobs):
     return stop
 
 
-def progress(job, finished: bool) -> str:
-    last = job.evaluations[-1] if job.evaluations else None
+def evaluations_of(job) -> list[dict]:
+    """The run's evaluations (its output's other lines, such as the memory plan, are not)."""
+    return [e for e in job.evaluations if "step" in e]
+
+
+def progress(job, evaluations: list[dict], finished: bool, *, elapsed_s: float, since_eval_s: float) -> str:
+    """The run's state. `elapsed_s` counts from the press of Start, preparation included; `since_eval_s` is the time
+    since the last evaluation arrived."""
+    last = evaluations[-1] if evaluations else None
     if job.errors:
         return f"**Training failed:** {markdown_text(job.errors[-1])}"
     if finished and last:
-        return (f"**Done** after {last['step']} steps and {last['elapsed_s']:.0f} s: validation loss "
+        return (f"**Done** after {last['step']} steps and {elapsed_s:.0f} s, preparation included: validation loss "
                 f"{last['val_loss']:.2f}. Download the model below.")
     if last is None:
-        return "**Preparing:** reading the text and building the vocabulary\u2026"
-    return (f"**Training\u2026** step {last['step']}, validation loss {last['val_loss']:.2f}, "
-            f"{last['tokens_per_s']:,} tokens/s, about {job.seconds_left:.0f} s left. **Stop** saves it as it is.")
+        what = "building the vocabulary" if job.init in SIZES else "loading GPT-2's weights"
+        return f"**Preparing:** reading the text and {what}\u2026 {elapsed_s:.0f} s so far."
+    left = seconds_left(evaluations, job.minutes, elapsed_s=elapsed_s, since_eval_s=since_eval_s)
+    of = f" of {last['total_steps']}" if last.get("total_steps") else ""
+    return (f"**Training\u2026** step {last['step']}{of}, validation loss {last['val_loss']:.2f}, "
+            f"{last['tokens_per_s']:,} tokens/s; {elapsed_s:.0f} s so far with the preparation, about {left:.0f} s "
+            "left. **Stop** saves it as it is.")
 
 
-def curve_of(job) -> pd.DataFrame:
-    rows = [(e["step"], e[key], name) for e in job.evaluations
+def seconds_left(evaluations: list[dict], minutes: float, *, elapsed_s: float, since_eval_s: float) -> float:
+    """What is left of the run: its remaining steps at the pace of its last evaluations, once it knows its step count;
+    before that, what is left of the minutes asked for, counted from the press of Start."""
+    last = evaluations[-1]
+    total = last.get("total_steps")
+    if total and len(evaluations) >= 2 and last["step"] > evaluations[-2]["step"]:
+        before = evaluations[-2]
+        per_step = (last["elapsed_s"] - before["elapsed_s"]) / (last["step"] - before["step"])  # evaluations included
+        return max(0.0, (total - last["step"]) * per_step - since_eval_s)
+    return max(0.0, 60 * minutes - elapsed_s)
+
+
+def curve_of(evaluations: list[dict]) -> pd.DataFrame:
+    """The loss curve's points, typed from the first (an empty frame's object columns would make the axes labels)."""
+    rows = [(e["step"], e[key], name) for e in evaluations
             for key, name in (("train_loss", "training"), ("val_loss", "validation (held out)"))]
-    return pd.DataFrame(rows, columns=["step", "loss", "split"])
+    return pd.DataFrame(rows, columns=["step", "loss", "split"]).astype(
+        {"step": "int64", "loss": "float64", "split": "string"})
 
 
-def fenced(sample: str) -> str:
-    """A sample to show in a code block: at most 300 characters, and no backtick that could close the block."""
-    return sample.strip()[:300].replace("`", "'")
+def shown_sample(sample: str) -> str:
+    """A sample as the page shows it: at most 300 characters, without the replacement characters that a UTF-8
+    character cut between tokens decodes to."""
+    return sample.replace("\ufffd", "").strip()[:300]
 
 
-def samples_of(job) -> str:
-    if not job.evaluations:
+def samples_of(evaluations: list[dict]) -> str:
+    if not evaluations:
         return ""
-    blocks = [f"**Step {e['step']}** (validation loss {e['val_loss']:.2f})\n```text\n{fenced(e['sample'])}\n```"
-              for e in reversed(job.evaluations)]  # the newest first: the class watches the text improve
-    return "#### Samples from the same prompt, newest first\n" + "\n".join(blocks)
+    blocks = [f"<p><strong>Step {e['step']}</strong> (validation loss {e['val_loss']:.2f})</p>"
+              f"<pre>{html.escape(shown_sample(e['sample']), quote=False)}</pre>"
+              for e in reversed(evaluations)]  # the newest first: the class watches the text improve
+    return "<h4>Samples from the same prompt, newest first</h4>" + "".join(blocks)
