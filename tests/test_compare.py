@@ -141,3 +141,64 @@ def test_bert_not_cached_and_hub_unreachable_names_the_fix(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelUnavailableError, match="python -m gpt2_core download gpt2-playground-tests/no-bert"):
         load_fill_mask("gpt2-playground-tests/no-bert", device="cpu")
+
+
+# ---- a missing BERT, told without loading it (demo/unavailable.py) -------------------------------------------------
+def bert_models(source: str, *, public: bool = False, load=None):
+    from demo.models import AppModels, LazyFillMask, ModelHolder
+
+    def not_loaded(_source):
+        raise AssertionError("BERT was loaded to tell whether it is there")
+
+    return AppModels(ModelHolder(lambda s: None, "gpt2"), LazyFillMask(load or not_loaded, source), [], public=public)
+
+
+def test_a_missing_bert_folder_names_berts_fix_without_a_load(tmp_path):
+    from demo.unavailable import bert_missing
+
+    missing = bert_missing(bert_models(str(tmp_path / "no-bert")))
+    assert f"`{tmp_path / 'no-bert'}` does not exist" in missing.problem
+    assert "`python -m gpt2_core download bert-base-uncased`" in missing.fix and "GPT-2" not in missing.text
+
+
+def test_bert_not_cached_offline_is_missing_and_a_public_page_gets_no_details(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from demo.unavailable import bert_missing
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    missing = bert_missing(bert_models("gpt2-playground-tests/no-bert"))
+    assert "`HF_HUB_OFFLINE` is set" in missing.problem
+    assert "`python -m gpt2_core download gpt2-playground-tests/no-bert`" in missing.fix
+    public = bert_missing(bert_models("gpt2-playground-tests/no-bert", public=True))
+    assert public.text == "BERT could not be loaded on this server."
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert bert_missing(bert_models("gpt2-playground-tests/no-bert")) is None, "online, the first use downloads it"
+
+
+def test_a_failed_load_is_remembered_until_one_succeeds(tiny_bert):
+    from demo.unavailable import bert_missing
+
+    attempts = []
+
+    def flaky(source):
+        attempts.append(source)
+        if len(attempts) == 1:
+            raise ModelUnavailableError("model 'x' is not in the cache; run `python -m gpt2_core download x`")
+        return load_fill_mask(tiny_bert, device="cpu")
+
+    models = bert_models("x", load=flaky)
+    assert bert_missing(models) is None and attempts == []
+    with pytest.raises(ModelUnavailableError):
+        models.bert.get()
+    assert "`python -m gpt2_core download x`" in bert_missing(models).text
+    models.bert.get()
+    assert bert_missing(models) is None and models.bert.error is None and len(attempts) == 2
+
+
+def test_messages_draw_backticks_as_code_and_the_rest_as_written():
+    from demo.unavailable import as_html, as_markdown
+
+    assert as_markdown("a_b `c_d` <e>") == "a\\_b `c_d` \\<e\\>"
+    assert as_html("a_b `c<d` <e> `f") == "a_b <code>c&lt;d</code> &lt;e&gt; `f"
