@@ -170,6 +170,7 @@ def _peak_rss_of(command: list[str]) -> tuple[subprocess.CompletedProcess, int]:
     return subprocess.CompletedProcess(command, code, stdout, stderr), peak
 
 
+@pytest.mark.heavy  # a minute or more on 2 cores: CI runs it with -m heavy
 def test_fine_tuning_with_the_real_vocabulary_plans_first_and_peaks_far_below_the_old_10_gb(tiny_checkpoint, tmp_path):
     text = tmp_path / "play.txt"
     text.write_text(toy_play(1500), encoding="utf-8")
@@ -254,6 +255,7 @@ def test_the_learning_rate_follows_steps_not_the_clock(tmp_path, monkeypatch):
     assert _max_difference(_weights(tmp_path / "slow"), _weights(tmp_path / "normal")) <= 1e-6
 
 
+@pytest.mark.heavy  # a minute or more on 2 cores: CI runs it with -m heavy
 def test_a_time_budget_becomes_a_step_count_that_steps_reproduce(tmp_path):
     text = toy_play(600)
     timed = train(text, tmp_path / "timed", TrainConfig(init="tiny", minutes=0.1, **SHORT))
