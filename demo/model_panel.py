@@ -20,6 +20,7 @@ from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
 from gpt2_core import PRESETS
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes, readable_bytes
+from gpt2_core.scale import locate
 
 REFRESH_S = 15  # how often a page re-reads which model is serving
 
@@ -39,7 +40,7 @@ def model_panel(models: AppModels, *, allow_switch: bool) -> ModelPanel:
             with gr.Accordion("Switch model (for everyone using this app)", open=False, elem_id="model-picker"):
                 gr.Markdown(memory_table())
                 with gr.Row(equal_height=True):
-                    choice = gr.Dropdown(models.choices, value=current_choice(models), label="GPT-2 model", scale=3,
+                    choice = gr.Dropdown(picker_choices(models), value=current_choice(models), label="GPT-2 model", scale=3,
                                          elem_id="model-choice")
                     load = gr.Button("Load model", scale=1, elem_id="load-model")
                 status = gr.Markdown(elem_id="model-switch-status")
@@ -82,7 +83,7 @@ def make_switch(models: AppModels):
                 still = (f"**{serving.name}** is still serving." if serving is not None
                          else "No model is loaded.")
                 return (*refresh(models, session), f"Could not load **{choice}**: {markdown_text(str(e))}  \n{still}",
-                        gr.Dropdown(choices=models.choices, value=current_choice(models)))
+                        gr.Dropdown(choices=picker_choices(models), value=current_choice(models)))
         return (*refresh(models, session), f"Loaded **{choice}**. New requests use it; running ones finish on the old model.",
                 gr.skip())
 
@@ -150,6 +151,12 @@ def memory_table() -> str:
             "int8 weights read a quarter of the bytes, so it decodes several times faster, with next-word choices "
             "nearly always those of fp32. A GPU runs fp16, or int8 / nf4 (bitsandbytes) to fit a bigger model:\n\n"
             + "\n".join(rows))
+
+
+def picker_choices(models: AppModels) -> list[tuple[str, str]]:
+    """The picker's (label, model): a size whose files are not on this machine says so (loading it downloads it, from
+    the Hugging Face Hub, where the machine reaches it)."""
+    return [(name if locate(name) is not None else f"{name} (not downloaded)", name) for name in models.choices]
 
 
 def current_choice(models: AppModels) -> str | None:

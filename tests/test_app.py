@@ -384,3 +384,13 @@ def test_the_fallback_notice_is_one_line_and_only_this_machines_page_shows_why(t
             assert "--allow-model-switch" in SWITCH_OFF_LINE
     finally:
         models.close()
+
+
+def test_the_model_picker_marks_sizes_whose_files_are_not_here(tiny_checkpoint):
+    from demo.model_panel import picker_choices
+
+    models = AppModels(ModelHolder(lambda s: None, "gpt2"), LazyFillMask(lambda s: None, "bert"),
+                       ["gpt2-playground-tests/not-here", "mini-gpt2", str(tiny_checkpoint)])  # none cached anywhere
+    assert picker_choices(models) == [("gpt2-playground-tests/not-here (not downloaded)", "gpt2-playground-tests/not-here"),
+                                      ("mini-gpt2", "mini-gpt2"),
+                                      (str(tiny_checkpoint), str(tiny_checkpoint))]
