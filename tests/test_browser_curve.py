@@ -149,6 +149,7 @@ def test_the_curve_is_drawn_on_numeric_axes_from_the_first_point(browser, app, s
         box = first_sample.bounding_box()
         assert box["x"] + box["width"] <= VIEWPORTS[viewport][0], f"a long line overflows the page: {box}"
         assert first_sample.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the long line scrolls, not wraps"
+        assert violations(page) == []
     finally:
         page.context.close()
 
