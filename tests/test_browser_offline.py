@@ -258,3 +258,34 @@ def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(b
         assert prompt.input_value() == "ROMEO."
     finally:
         page.context.close()
+
+
+def test_the_offline_states_pass_axe(browser, classroom):  # noqa: F811
+    """The new states of the page: the fallback line (closed and open), an error in place of the output, a clicked
+    token's pinned details, and the suggestions."""
+    from test_browser_a11y import violations
+
+    page = open_page(browser, classroom.url, VIEWPORTS["1280x720"])
+    try:
+        wait_until(lambda: FALLBACK_LINE in page.locator("#model-unavailable").inner_text(), message="the notice")
+        assert violations(page) == []
+        page.locator("#model-unavailable summary").click()
+        box = page.locator("#temperature input[type=number]")
+        box.fill("5")
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "Not written" in page.locator("#run-state").inner_text(), message="the error in place")
+        assert violations(page) == []
+        box.fill("0.8")
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=60, message="the text")
+        page.locator("#sample-view-1 .token.highlighted").first.click()
+        wait_until(lambda: page.locator("#token-details .details").count() == 1, message="the details")
+        assert violations(page) == []
+        page.get_by_role("tab", name="Next word").click()
+        page.locator("#explore-suggest").click()
+        wait_until(lambda: page.locator("#explore-suggestion-1").is_visible(), timeout=30, message="the suggestions")
+        assert violations(page) == []
+    finally:
+        page.context.close()
