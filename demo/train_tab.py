@@ -118,7 +118,7 @@ def make_run(models: AppModels, jobs: TrainingJobs):
         while True:
             finished = job.finished
             saved = finished and jobs.model_dir(request.session_hash) is not None
-            evaluations, now = evaluations_of(job), time.monotonic()
+            evaluations, now = list(job.evaluations), time.monotonic()  # a copy: the run's reader appends to it
             new = len(evaluations) != seen
             if new:
                 seen, seen_at = len(evaluations), now
@@ -148,7 +148,7 @@ def make_use(models: AppModels, jobs: TrainingJobs):
             if run is None or out_dir is None:
                 raise ValueError("there is no finished model of yours to use: train one first")
             start = "from scratch" if run.init in SIZES else f"fine-tuned {Path(run.init).name}"
-            steps = evaluations[-1]["step"] if (evaluations := evaluations_of(run)) else 0
+            steps = run.evaluations[-1]["step"] if run.evaluations else 0
             name = f"your model ({start}, {steps} steps)"
             models.own.adopt(request.session_hash, str(out_dir), name)
         return (f"**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
@@ -173,11 +173,6 @@ def make_stop(jobs: TrainingJobs):
         return "**Stopping:** the model is saved as it is now."
 
     return stop
-
-
-def evaluations_of(job) -> list[dict]:
-    """The run's evaluations (its output's other lines, such as the memory plan, are not)."""
-    return [e for e in job.evaluations if "step" in e]
 
 
 def progress(job, evaluations: list[dict], finished: bool, *, elapsed_s: float, since_eval_s: float) -> str:

@@ -46,7 +46,7 @@ class ScriptedRun:
 
     @property
     def evaluations(self) -> list[dict]:
-        return [{"plan": {"micro_batch": 16}}] + self._evaluations[:self._printed()]  # the CLI's plan line first
+        return self._evaluations[:self._printed()]
 
     @property
     def finished(self) -> bool:
