@@ -161,7 +161,8 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
             queue=False)
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
-        tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False)  # a switch since
+        tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False,
+                 show_progress="hidden")  # the model may have been switched since the page was built
         num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False,
                            preprocess=False)  # a number typed out of range is answered by Generate, not here
         for i, view in enumerate(views):

@@ -20,7 +20,7 @@ from demo.errors import markdown_text, user_facing_errors
 from demo.links import TabParts
 from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
-from demo.training import TrainingBusyError, TrainingJobs
+from demo.training import TrainingBusyError, TrainingJobs, seconds_left
 from gpt2_core.train.loop import SIZES
 
 TEXTS = Path(__file__).resolve().parent.parent / "assets" / "texts"
@@ -192,18 +192,6 @@ def progress(job, evaluations: list[dict], finished: bool, *, elapsed_s: float, 
     return (f"**Training\u2026** step {last['step']}{of}, validation loss {last['val_loss']:.2f}, "
             f"{last['tokens_per_s']:,} tokens/s; {elapsed_s:.0f} s so far with the preparation, about {left:.0f} s "
             "left. **Stop** saves it as it is.")
-
-
-def seconds_left(evaluations: list[dict], minutes: float, *, elapsed_s: float, since_eval_s: float) -> float:
-    """What is left of the run: its remaining steps at the pace of its last evaluations, once it knows its step count;
-    before that, what is left of the minutes asked for, counted from the press of Start."""
-    last = evaluations[-1]
-    total = last.get("total_steps")
-    if total and len(evaluations) >= 2 and last["step"] > evaluations[-2]["step"]:
-        before = evaluations[-2]
-        per_step = (last["elapsed_s"] - before["elapsed_s"]) / (last["step"] - before["step"])  # evaluations included
-        return max(0.0, (total - last["step"]) * per_step - since_eval_s)
-    return max(0.0, 60 * minutes - elapsed_s)
 
 
 def curve_of(evaluations: list[dict]) -> pd.DataFrame:

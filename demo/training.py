@@ -51,7 +51,13 @@ class Run:
 
     @property
     def seconds_left(self) -> float:
-        return max(0.0, 60 * self.minutes - (time.monotonic() - self.started))
+        """What is left of the run, as its page shows it (for the visitor who is told to wait)."""
+        evaluations = [e for e in self.evaluations if "step" in e]
+        elapsed = time.monotonic() - self.started
+        if not evaluations:
+            return max(0.0, 60 * self.minutes - elapsed)
+        return seconds_left(evaluations, self.minutes, elapsed_s=elapsed,
+                            since_eval_s=max(0.0, elapsed - evaluations[-1]["elapsed_s"]))
 
 
 class TrainingJobs:
@@ -159,3 +165,15 @@ def _end(run: Run) -> None:
             run.process.kill()
             run.process.wait()
     shutil.rmtree(run.out_dir.parent, ignore_errors=True)
+
+
+def seconds_left(evaluations: list[dict], minutes: float, *, elapsed_s: float, since_eval_s: float) -> float:
+    """What is left of the run: its remaining steps at the pace of its last evaluations, once it knows its step count;
+    before that, what is left of the minutes asked for, counted from the press of Start."""
+    last = evaluations[-1]
+    total = last.get("total_steps")
+    if total and len(evaluations) >= 2 and last["step"] > evaluations[-2]["step"]:
+        before = evaluations[-2]
+        per_step = (last["elapsed_s"] - before["elapsed_s"]) / (last["step"] - before["step"])  # evaluations included
+        return max(0.0, (total - last["step"]) * per_step - since_eval_s)
+    return max(0.0, 60 * minutes - elapsed_s)
