@@ -63,9 +63,10 @@ def fine_tune_peak(checkpoint: Path) -> None:
     """Fine-tune `checkpoint` from the CLI with the default window and batch for 3 steps; print the plan and the
     child's measured peak RSS (this process's RUSAGE_CHILDREN: the CLI is its only child)."""
     text = Path(__file__).resolve().parents[1] / "assets" / "texts" / "macbeth.txt"
-    command = [sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
-               str(Path(tempfile.mkdtemp()) / "ft"), "--init", str(checkpoint), "--steps", "3", "--json"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory() as out_dir:
+        command = [sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out", str(Path(out_dir) / "ft"),
+                   "--init", str(checkpoint), "--steps", "3", "--json"]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
     plan = json.loads(out.stdout.splitlines()[0])["plan"]
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     print(f"\nfine-tune gpt2 from the CLI, defaults (`python -m gpt2_core train --text macbeth.txt --out DIR "
