@@ -58,6 +58,11 @@ def temp_directory_left_as_found():
     """Every app, training run and download of the session cleaned up after itself (set up first, so checked last)."""
     yield
     shutil.rmtree(SESSION_CACHES, ignore_errors=True)
+    # Some of Inductor's caches ignore TORCHINDUCTOR_CACHE_DIR (torch/_inductor/cache.py uses the default folder,
+    # torchinductor_<user>): the suite removes that folder too, if it was not there before
+    for inductor in TEMP_DIR.glob("torchinductor_*"):
+        if inductor.name not in TEMP_BEFORE:
+            shutil.rmtree(inductor, ignore_errors=True)
     left = {p.name for p in TEMP_DIR.iterdir()} - TEMP_BEFORE
     left = {name for name in left if not name.startswith("pytest-of-")}
     assert not left, f"the tests left these in {TEMP_DIR}: {sorted(left)}"
