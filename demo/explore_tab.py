@@ -18,16 +18,7 @@ from demo.errors import user_facing_errors
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
-from demo.tokens import (
-    DETAILS_CLASS,
-    Coloured,
-    TokenRow,
-    details_html,
-    keep_token_in_view,
-    shown_token,
-    token_view,
-    words,
-)
+from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
@@ -68,6 +59,11 @@ class Built:
         return replace(self, added=[*self.added, *rows])
 
 
+SHOW_DETAILS = """() => new Promise((done) => setTimeout(() => {
+  const details = document.getElementById('explore-details');
+  if (details) details.scrollIntoView({block: 'nearest'});
+  done([]);
+}, 80))"""
 SHOW_SUGGESTIONS = """() => new Promise((done) => setTimeout(() => {
   const row = document.getElementById('explore-suggestions');  // under the charts: on a laptop, below the fold
   if (row) row.scrollIntoView({block: 'nearest'});
@@ -102,6 +98,8 @@ def explore_tab(models: AppModels) -> TabParts:
                                    elem_classes="chart")
                 link_anchor = gr.Column()
                 built_view = token_view("The text so far, coloured by rank", "explore-built")
+                # under the text, not pinned (pinned, it would cover the charts a class clicks on): a click brings it
+                details = gr.HTML(elem_id="explore-details")
                 drawn = gr.Markdown(elem_id="explore-drawn")
                 with gr.Row(visible=False, elem_id="explore-suggestions") as suggestions_row:
                     suggestion_buttons = [gr.Button("", size="sm", elem_id=f"explore-suggestion-{i + 1}")
@@ -111,7 +109,6 @@ def explore_tab(models: AppModels) -> TabParts:
                 top_k = KNOBS["top_k"].slider("Top-k (0 = off)", elem_id="explore-top-k")
                 top_p = KNOBS["top_p"].slider("Top-p (1 = off)", elem_id="explore-top-p")
                 seed = gr.Number(-1, precision=0, label="Seed for Sample (-1 = random)", elem_id="explore-seed")
-                details = gr.HTML(elem_id="explore-details", elem_classes=[DETAILS_CLASS])
         candidates = gr.State([])  # the candidates on the charts
         built = gr.State(Built(START))
         suggestions = gr.State([])  # each suggestion's tokens
@@ -143,7 +140,7 @@ def explore_tab(models: AppModels) -> TabParts:
                          outputs=[prompt, built, drawn, suggestions_row, details], api_visibility="private",
                          queue=False).then(**show_built)
         built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private",
-                          queue=False).then(None, js=keep_token_in_view("explore-details"), api_visibility="private")
+                          queue=False).then(None, js=SHOW_DETAILS, api_visibility="private")
         prompt.input(lambda p, b: b.following(p), inputs=[prompt, built], outputs=built, api_visibility="private",
                      queue=False).then(**show_built)
     return TabParts(tab, linkable)

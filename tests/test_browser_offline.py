@@ -289,3 +289,28 @@ def test_the_offline_states_pass_axe(browser, classroom):  # noqa: F811
         assert violations(page) == []
     finally:
         page.context.close()
+
+
+@pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
+def test_next_words_token_details_come_into_view_under_the_text(browser, classroom, viewport):  # noqa: F811
+    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
+    try:
+        page.get_by_role("tab", name="Next word").click()
+        page.locator("#explore-prompt textarea").fill("ROMEO.")
+        for _ in range(3):
+            before = page.locator("#explore-prompt textarea").input_value()
+            page.locator("#explore-sample").click()
+            wait_until(lambda before=before: page.locator("#explore-prompt textarea").input_value() != before,
+                       timeout=30, message="a sampled token")
+        token = page.locator("#explore-built .token.highlighted").last
+        wait_until(lambda: token.is_visible(), message="the built text")
+        page.evaluate("window.scrollTo(0, 0)")  # the reader was at the buttons
+        token.click()
+        wait_until(lambda: page.locator("#explore-details .details").count() == 1, message="the details")
+        page.wait_for_timeout(300)
+        height = VIEWPORTS[viewport][1]
+        t, d = token.bounding_box(), page.locator("#explore-details").bounding_box()
+        assert 0 <= t["y"] and t["y"] + t["height"] <= height, f"the token left the view: {t}"
+        assert d["y"] + min(d["height"], 120) <= height and d["y"] >= t["y"], f"the details are not in view: {d}"
+    finally:
+        page.context.close()
