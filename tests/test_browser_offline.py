@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,19 +50,23 @@ def classroom(tmp_path_factory, tiny_bert):
     yield from serve_offline(tmp_path_factory, tiny_bert, "127.0.0.1")
 
 
-def open_page(browser, url: str, size: tuple[int, int]):  # noqa: F811
+@contextmanager
+def opened_page(browser, url: str, size: tuple[int, int]):  # noqa: F811
+    """A fresh page of the app at a viewport of `size`, closed at the end of the block."""
     context = browser.new_context(viewport={"width": size[0], "height": size[1]})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(url)
-    page.locator("#prompt textarea").wait_for()
-    return page
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(url)
+        page.locator("#prompt textarea").wait_for()
+        yield page
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_the_fallback_notice_is_one_line_that_opens_on_demand(browser, offline_app, viewport):  # noqa: F811
-    page = open_page(browser, offline_app.url, VIEWPORTS[viewport])
-    try:
+    with opened_page(browser, offline_app.url, VIEWPORTS[viewport]) as page:
         notice = page.locator("#model-unavailable")
         wait_until(lambda: FALLBACK_LINE in notice.inner_text(), message="the notice")
         line_height = page.evaluate("() => parseFloat(getComputedStyle(document.body).lineHeight) || 24")
@@ -78,15 +83,12 @@ def test_the_fallback_notice_is_one_line_that_opens_on_demand(browser, offline_a
             page.locator("#model-unavailable summary").click()
         if UPDATE_SCREENSHOTS and not offline_app.public:
             page.screenshot(path=str(ROOT / "assets" / f"screenshot-offline-{viewport}.png"))
-    finally:
-        page.context.close()
 
 
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
 def test_the_unicorns_write_all_their_tokens_on_the_bundled_model(browser, classroom, viewport):  # noqa: F811
     unicorn = load_examples().unicorn
-    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.locator("#example-unicorn").click()
         wait_until(lambda: page.locator("#prompt textarea").input_value() == unicorn.prompt, message="the prompt")
         page.locator("#generate-button").click()
@@ -96,8 +98,6 @@ def test_the_unicorns_write_all_their_tokens_on_the_bundled_model(browser, class
         assert written == unicorn.settings.max_new_tokens or "end of text" in stats, stats
         assert written > 128 and "window slid" in page.locator("#context-meter").inner_text().lower()
         assert "mini-gpt2" in stats
-    finally:
-        page.context.close()
 
 
 def assert_token_and_details_in_view(page, token, panel_id: str) -> None:
@@ -113,8 +113,7 @@ def assert_token_and_details_in_view(page, token, panel_id: str) -> None:
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_clicked_tokens_details_appear_in_view_beside_it(browser, classroom, viewport):  # noqa: F811
-    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.locator("#example-unicorn").click()
         page.locator("#generate-button").click()
         wait_until(lambda: "done" in page.locator("#stats").inner_text(), timeout=60, message="the story")
@@ -132,15 +131,12 @@ def test_a_clicked_tokens_details_appear_in_view_beside_it(browser, classroom, v
         token = scored.nth(scored.count() - 3)
         token.click()
         assert_token_and_details_in_view(page, token, "score-details")
-    finally:
-        page.context.close()
 
 
 def test_on_a_phone_every_tab_is_in_view_and_large_text_breaks_no_word_of_the_title(browser, classroom):  # noqa: F811
     from demo.app import TAB_LABELS, TITLE
 
-    page = open_page(browser, classroom.url, VIEWPORTS["390x844"])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS["390x844"]) as page:
         for label in TAB_LABELS.values():
             tab = page.get_by_role("tab", name=label)
             assert tab.is_visible(), f"the {label!r} tab is hidden (in an overflow menu?)"
@@ -156,14 +152,11 @@ def test_on_a_phone_every_tab_is_in_view_and_large_text_breaks_no_word_of_the_ti
               out.push(range.getClientRects().length); start += word.length + 1; } return out; }""",
                               title.element_handle())
         assert words == [1] * len(TITLE.split()), f"a word of the title runs over two lines: {words}"
-    finally:
-        page.context.close()
 
 
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
 def test_stop_stays_in_view_while_the_text_streams(browser, classroom, viewport):  # noqa: F811
-    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.locator("#example-unicorn").click()
         box = page.locator("#max-new-tokens input[type=number]")
         box.fill("500")  # 10 s of text at this pace: still streaming when Stop is looked for and pressed
@@ -178,14 +171,11 @@ def test_stop_stays_in_view_while_the_text_streams(browser, classroom, viewport)
         assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORTS[viewport][1], box
         page.locator("#stop-button").click()
         wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="Stop to stop")
-    finally:
-        page.context.close()
 
 
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
 def test_suggestions_appear_in_view_whole_and_readable(browser, classroom, viewport):  # noqa: F811
-    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.get_by_role("tab", name="Next word").click()
         page.locator("#explore-suggest").click()
         first = page.locator("#explore-suggestion-1")
@@ -199,13 +189,10 @@ def test_suggestions_appear_in_view_whole_and_readable(browser, classroom, viewp
             assert 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORTS[viewport][1], f"suggestion {i}: {box}"
             whole = button.evaluate("(b) => b.scrollWidth <= b.clientWidth + 1")
             assert whole and not button.inner_text().rstrip().endswith("\u2026"), button.inner_text()
-    finally:
-        page.context.close()
 
 
 def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, classroom):  # noqa: F811
-    page = open_page(browser, classroom.url, VIEWPORTS["1280x720"])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS["1280x720"]) as page:
         # Before any run: no empty sample box, and the meter counts out of the serving model's 128 tokens
         assert not page.locator("#sample-view-1").is_visible()
         wait_until(lambda: "of 128" in page.locator("#context-meter").inner_text(), message="the meter of mini-gpt2")
@@ -228,13 +215,10 @@ def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, class
         wait_until(lambda: "Not written" in page.locator("#run-state").inner_text(), message="the error in place")
         assert "temperature has to be a finite number in [0, 2]" in page.locator("#run-state").inner_text()
         assert not page.locator("#sample-view-1").is_visible() and "Tokens generated" not in page.locator("#stats").inner_text()
-    finally:
-        page.context.close()
 
 
 def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(browser, classroom):  # noqa: F811
-    page = open_page(browser, classroom.url, VIEWPORTS["1280x720"])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS["1280x720"]) as page:
         page.get_by_role("tab", name="Spot the machine").click()
         page.locator("#score-fill-human").click()
         tokens = page.locator("#score-output .token")
@@ -256,8 +240,6 @@ def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(b
         page.locator("#explore-back").click()
         wait_until(lambda: page.locator("#explore-details .details").count() == 0, message="Back to clear them")
         assert prompt.input_value() == "ROMEO."
-    finally:
-        page.context.close()
 
 
 def test_the_offline_states_pass_axe(browser, classroom):  # noqa: F811
@@ -265,8 +247,7 @@ def test_the_offline_states_pass_axe(browser, classroom):  # noqa: F811
     token's pinned details, and the suggestions."""
     from test_browser_a11y import violations
 
-    page = open_page(browser, classroom.url, VIEWPORTS["1280x720"])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS["1280x720"]) as page:
         wait_until(lambda: FALLBACK_LINE in page.locator("#model-unavailable").inner_text(), message="the notice")
         assert violations(page) == []
         page.locator("#model-unavailable summary").click()
@@ -287,14 +268,11 @@ def test_the_offline_states_pass_axe(browser, classroom):  # noqa: F811
         page.locator("#explore-suggest").click()
         wait_until(lambda: page.locator("#explore-suggestion-1").is_visible(), timeout=30, message="the suggestions")
         assert violations(page) == []
-    finally:
-        page.context.close()
 
 
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
 def test_next_words_token_details_come_into_view_under_the_text(browser, classroom, viewport):  # noqa: F811
-    page = open_page(browser, classroom.url, VIEWPORTS[viewport])
-    try:
+    with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.get_by_role("tab", name="Next word").click()
         page.locator("#explore-prompt textarea").fill("ROMEO.")
         for _ in range(3):
@@ -312,5 +290,3 @@ def test_next_words_token_details_come_into_view_under_the_text(browser, classro
         t, d = token.bounding_box(), page.locator("#explore-details").bounding_box()
         assert 0 <= t["y"] and t["y"] + t["height"] <= height, f"the token left the view: {t}"
         assert d["y"] + min(d["height"], 120) <= height and d["y"] >= t["y"], f"the details are not in view: {d}"
-    finally:
-        page.context.close()
