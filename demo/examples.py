@@ -1,7 +1,7 @@
 """The demo's examples, read from assets/examples.json: generation presets (the unicorn first), blank sentences,
 and human-written paragraphs (public domain, with their source) for Spot the machine.
 
-Each generation example carries its own settings and seed, checked by GenerationSettings when the file is read,
+Each generation example carries its own settings and seed, checked by SamplingParams when the file is read,
 so a preset with a bad value fails at start-up, not when a teacher clicks it.
 """
 
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt2_core import GenerationSettings
+from gpt2_core import SamplingParams
 
 EXAMPLES_FILE = Path(__file__).resolve().parent.parent / "assets" / "examples.json"
 
@@ -22,7 +22,7 @@ class GenerateExample:
     label: str  # the button's text
     about: str  # one or two sentences on what this example shows
     prompt: str
-    settings: GenerationSettings
+    settings: SamplingParams
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,6 @@ class Examples:
 
 def load_examples(path: Path = EXAMPLES_FILE) -> Examples:
     data = json.loads(path.read_text(encoding="utf-8"))
-    generate = [GenerateExample(e["id"], e["label"], e["about"], e["prompt"], GenerationSettings(**e["settings"]))
+    generate = [GenerateExample(e["id"], e["label"], e["about"], e["prompt"], SamplingParams(**e["settings"]))
                 for e in data["generate"]]
     return Examples(generate, list(data["compare"]), [HumanText(**h) for h in data["human"]])

@@ -7,14 +7,15 @@
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.config import PRESETS, GPTConfig
-from gpt2_core.generate.settings import DEFAULTS, GenerationSettings
+from gpt2_core.generate.settings import DEFAULTS, GenerationSettings, SamplingParams
 from gpt2_core.lm import LanguageModel, Sample, load_model
 
 __all__ = [
     "DEFAULTS",
     "PRESETS",
+    "SamplingParams",
     "GPTConfig",
-    "GenerationSettings",
+    "GenerationSettings",  # = SamplingParams, its earlier name
     "LanguageModel",
     "ModelUnavailableError",
     "Sample",

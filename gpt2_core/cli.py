@@ -9,7 +9,7 @@
     python -m gpt2_core train --text plays.txt --resume my-gpt2                       # go on after a stop
 
 Bad arguments exit with code 2 and one line on stderr; a model that cannot be had exits with 1 and says how to fix it.
-Sampling numbers are read as written and checked by GenerationSettings, so `--top-k 2.5` gets the same message
+Sampling numbers are read as written and checked by SamplingParams, so `--top-k 2.5` gets the same message
 naming `top_k` and its range as the Python API and the app give.
 """
 
@@ -202,7 +202,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gpt2_core.generate.settings import GenerationSettings
+    from gpt2_core.generate.settings import SamplingParams
     from gpt2_core.lm import load_model  # imports torch: after argument errors are out of the way
 
     if args.command == "train":
@@ -216,9 +216,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "generate":  # check every value before spending seconds on loading
-        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                      top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                                      seed=args.seed, num_samples=args.num_samples, stop=tuple(args.stop or ()))
+        settings = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                  seed=args.seed, num_samples=args.num_samples, stop=tuple(args.stop or ()))
         args.prompt = _read_prompt(args)
     lm = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     try:

@@ -41,13 +41,12 @@ from gpt2_core.generate.detokenize import (
     visible_text,
 )
 from gpt2_core.generate.engine import Engine, Request
-from gpt2_core.generate.sampling import SamplingParams
 from gpt2_core.generate.settings import (
     CONTEXT_LENGTH,
     DEFAULTS,
     MAX_PROMPT_CHARS,
     RANDOM_SEEDS,
-    GenerationSettings,
+    SamplingParams,
     check_int,
     check_prompt,
     check_text,
@@ -159,19 +158,19 @@ class TextModel:
                **settings) -> Iterator[list[Sample]]:
         """Yield the samples (one Sample each) after every generated token; the last update has every finish_reason.
 
-        Keyword settings are GenerationSettings' fields (max_new_tokens, temperature, top_k, top_p,
+        Keyword settings are SamplingParams' fields (max_new_tokens, temperature, top_k, top_p,
         repetition_penalty, seed, num_samples, stop). Every token's rank is reported (Sample.token_ranks); with
         alternatives=N (at most 20) so are the N likeliest tokens at each step, with the probability that these
         settings draw each (Sample.alternatives). Closing the iterator early cancels the generation.
         """
         alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
-        s = GenerationSettings(**settings)
+        s = SamplingParams(**settings)
         if not self.slides_window:  # a server's prompt and new tokens must fit its context together
             check_int("max_new_tokens", s.max_new_tokens, 1, self.context_length - 1)
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
         base_seed = s.seed if s.seed is not None else secrets.randbelow(RANDOM_SEEDS)
         seeds = [(base_seed + i) % (2**63) for i in range(s.num_samples)]
-        params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
+        params = s
         start = time.perf_counter()
         request = self._submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
                                        deadline=time.monotonic() + deadline_s, alternatives=alternatives), s.stop)
@@ -311,12 +310,12 @@ class LanguageModel(TextModel):
         The settings work as in `generate` (the same function shapes the distribution). The prompt's logits are cached:
         asking again with other settings does not run the model.
         """
-        s = GenerationSettings(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+        s = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
         k = check_int("k", k, 1, min(MAX_CANDIDATES, self.config.vocab_size))
         ids = self.prepare_prompt(prompt, room=1).ids
         logits = self._next_logits.get(ids)
         history = torch.tensor(ids) if s.repetition_penalty != 1.0 else None  # as the engine's first draw
-        params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
+        params = s
         return candidates(logits, params, k=k, token_text=self.token_text, previous_ids=history)
 
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]:

@@ -21,11 +21,11 @@ def wait_idle(lm, timeout: float = 10.0) -> None:
 def force_tokens(monkeypatch, tokens) -> None:
     """Make the engine 'sample' the given tokens in order (first token at prefill, the rest in decode steps)."""
     import gpt2_core.generate.engine as engine
-    from gpt2_core.generate.sampling import Draw
+    from gpt2_core.generate.sampling import Distribution, Draw
 
     script = iter(tokens)
-    monkeypatch.setattr(engine, "sample_token", lambda *a, **k: (next(script), 0.5))
-    monkeypatch.setattr(engine, "sample_rows", lambda logits, params, *a: [Draw(next(script), 0.5, None) for _ in params])
+    monkeypatch.setattr(engine, "draw", lambda logits, params, *a: [
+        Draw(token, 0.5, Distribution(torch.ones(1), torch.tensor([token]))) for token in (next(script) for _ in params)])
 
 
 def test_generate_returns_complete_samples(lm):
@@ -297,20 +297,16 @@ def test_a_checkpoints_short_context_limits_the_prompt_not_the_new_tokens(tmp_pa
 def test_a_row_that_cannot_be_sampled_ends_only_its_own_request(lm, monkeypatch):
     import gpt2_core.generate.engine as engine
 
-    def broken_batch(*args, **kwargs):
-        raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+    real = engine.draw
 
-    real = engine.sample_token
-
-    def broken_row(logits, params, generator, history=None):
-        if params.temperature == 1.7:  # the victim's rows
+    def broken(logits, params, generators, histories=None):
+        if any(p.temperature == 1.7 for p in params):  # a batch with the victim's rows, or one of them alone
             raise RuntimeError("probability tensor contains either inf, nan or element < 0")
-        return real(logits, params, generator, history)
+        return real(logits, params, generators, histories)
 
     survivor = lm.stream("I keep going", max_new_tokens=30, seed=3)
     next(survivor)
-    monkeypatch.setattr(engine, "sample_rows", broken_batch)
-    monkeypatch.setattr(engine, "sample_token", broken_row)
+    monkeypatch.setattr(engine, "draw", broken)
     with pytest.raises(RuntimeError, match="inf, nan"):
         lm.generate("I break", max_new_tokens=30, temperature=1.7, num_samples=2)
     final = list(survivor)[-1][0]
@@ -320,7 +316,7 @@ def test_a_row_that_cannot_be_sampled_ends_only_its_own_request(lm, monkeypatch)
 def test_a_waiting_request_that_is_cancelled_is_answered_at_once(tiny_checkpoint):
     from gpt2_core import load_model
     from gpt2_core.generate.engine import Request
-    from gpt2_core.generate.sampling import SamplingParams
+    from gpt2_core.generate.settings import SamplingParams
 
     lm = load_model(tiny_checkpoint, device="cpu", max_batch=1)
     running = lm.stream("I hold the only row", max_new_tokens=1000)

@@ -19,7 +19,7 @@ from ui_helpers import wait_until
 from gpt2_core import load_model
 from gpt2_core.backend import ATTENTION, FeatureUnavailableError
 from gpt2_core.checkpoint import BUNDLED
-from gpt2_core.generate.sampling import SamplingParams
+from gpt2_core.generate.settings import SamplingParams
 from gpt2_core.remote import (
     BackendAuthError,
     BackendRequestError,
@@ -200,15 +200,15 @@ def test_what_the_server_cannot_do_says_why():
     (SamplingParams(temperature=0.0), True),
     (SamplingParams(temperature=0.7, top_k=5), True),
     (SamplingParams(temperature=1.3, top_k=20, top_p=0.8), True),
-    (SamplingParams(temperature=1.0, top_p=0.3), True),  # the nucleus ends within the reported tokens
-    (SamplingParams(temperature=1.0, top_p=0.999), False),  # it goes on past them
-    (SamplingParams(temperature=1.0), True),
-    (SamplingParams(temperature=0.7), False),  # needs the whole vocabulary's normaliser
+    (SamplingParams(temperature=1.0, top_k=0, top_p=0.3), True),  # the nucleus ends within the reported tokens
+    (SamplingParams(temperature=1.0, top_k=0, top_p=0.999), False),  # it goes on past them
+    (SamplingParams(temperature=1.0, top_k=0), True),
+    (SamplingParams(temperature=0.7, top_k=0), False),  # needs the whole vocabulary's normaliser
     (SamplingParams(temperature=1.0, top_k=40), False),
     (SamplingParams(temperature=1.0, top_k=5, repetition_penalty=1.2), False),
 ])
 def test_sampling_probs_from_the_reported_tokens_are_exact_or_none(params, known):
-    from gpt2_core.explain.distribution import sampling_probs as full_vocabulary
+    from gpt2_core.generate.sampling import logits_to_probs
 
     logits = torch.randn(500, generator=torch.Generator().manual_seed(3)) * 3
     logprobs = logits.log_softmax(-1)
@@ -218,7 +218,7 @@ def test_sampling_probs_from_the_reported_tokens_are_exact_or_none(params, known
     if not known:
         assert got == [None] * 20
         return
-    expected = full_vocabulary(logits, params)[top.indices]
+    expected = logits_to_probs(logits[None], [params])[0].over_vocabulary(500)[top.indices]
     assert torch.allclose(torch.tensor(got, dtype=torch.float32), expected, atol=1e-5)
 
 

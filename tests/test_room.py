@@ -69,12 +69,12 @@ def test_a_failed_switch_says_the_previous_model_still_serves_and_resets_the_pic
 
 # ---- seeds: -1 means random everywhere ------------------------------------------------------------------------------
 def test_seed_minus_one_means_random_and_other_negatives_say_so():
-    from gpt2_core import GenerationSettings
+    from gpt2_core import SamplingParams
 
-    assert GenerationSettings(seed=-1).seed is None and GenerationSettings(seed=-1.0).seed is None
+    assert SamplingParams(seed=-1).seed is None and SamplingParams(seed=-1.0).seed is None
     with pytest.raises(ValueError, match=r"`seed` has to be -1 \(random\) or an integer in \[0, 9223372036854775807\], "
                                          r"but is -5"):
-        GenerationSettings(seed=-5)
+        SamplingParams(seed=-5)
 
 
 def test_cli_takes_seed_minus_one_as_random(tiny_checkpoint, capsys):

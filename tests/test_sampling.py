@@ -132,17 +132,17 @@ def test_top_k_narrowing_gives_the_same_distribution_as_masking():
 
 @pytest.mark.parametrize("rows", [
     [SamplingParams(0.8, 40), SamplingParams(0.0, 40), SamplingParams(1.3, 5, 0.7), SamplingParams(1.0, 1)],
-    [SamplingParams(0.8, 40), SamplingParams(1.0, 0, 0.9)],  # top-k off in one row: the row-by-row path
-    [SamplingParams(0.9, 30, 1.0, 1.2), SamplingParams(0.0, 0)],  # a repetition penalty: the row-by-row path
+    [SamplingParams(0.8, 40), SamplingParams(1.0, 0, 0.9)],  # top-k off in one row: that row over the vocabulary
+    [SamplingParams(0.9, 30, 1.0, 1.2), SamplingParams(0.0, 0)],  # a repetition penalty: that row alone
     [SamplingParams(1.0, 50257), SamplingParams(0.8, 40)],  # top-k of the whole vocabulary means off
     [SamplingParams(1.0, 50257)],
 ])
 def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
-    from gpt2_core.generate.sampling import sample_rows
+    from gpt2_core.generate.sampling import draw
 
     logits = torch.randn(len(rows), 50257, generator=torch.Generator().manual_seed(5)) * 3
     history = torch.tensor([11, 464, 262])
-    batched = sample_rows(logits, rows, [torch.Generator().manual_seed(i) for i in range(len(rows))],
+    batched = draw(logits, rows, [torch.Generator().manual_seed(i) for i in range(len(rows))],
                           [history] * len(rows))
     alone = [sample_token(logits[b], p, torch.Generator().manual_seed(b), history) for b, p in enumerate(rows)]
     assert [d.token for d in batched] == [t for t, _ in alone]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from gpt2_core import GenerationSettings
+from gpt2_core import SamplingParams
 from gpt2_core.devices import resolve_device, resolve_dtype
 
 BAD = [
@@ -25,7 +25,7 @@ BAD = [
 @pytest.mark.parametrize("name,value", BAD, ids=[f"{n}={v!r:.20}" for n, v in BAD])
 def test_bad_setting_names_the_parameter_and_range(name, value):
     with pytest.raises(ValueError, match=f"`{name}` has to be") as err:
-        GenerationSettings(**{name: value})
+        SamplingParams(**{name: value})
     assert "]" in str(err.value) or "at most" in str(err.value)  # the allowed range is spelled out
 
 
@@ -39,7 +39,7 @@ def test_bad_setting_is_refused_before_any_work(lm, name, value):
 
 def test_message_shows_the_value():
     with pytest.raises(ValueError) as err:
-        GenerationSettings(top_k=-5)
+        SamplingParams(top_k=-5)
     assert str(err.value) == "`top_k` has to be an integer in [0, 50257], but is -5"
 
 
@@ -48,11 +48,11 @@ def test_message_shows_the_value():
                                       dict(max_new_tokens=64.0), dict(seed=0), dict(seed=2**63 - 1), dict(seed=None),
                                       dict(num_samples=8), dict(stop="\n\n"), dict(repetition_penalty=1.3)])
 def test_edge_values_inside_the_range_are_accepted(settings):
-    GenerationSettings(**settings)
+    SamplingParams(**settings)
 
 
 def test_integral_floats_from_sliders_become_ints():
-    s = GenerationSettings(max_new_tokens=64.0, top_k=40.0, num_samples=2.0)
+    s = SamplingParams(max_new_tokens=64.0, top_k=40.0, num_samples=2.0)
     assert (s.max_new_tokens, s.top_k, s.num_samples) == (64, 40, 2)
     assert all(type(v) is int for v in (s.max_new_tokens, s.top_k, s.num_samples))
 

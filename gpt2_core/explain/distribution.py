@@ -1,7 +1,7 @@
 """The next token's distribution, as the model gives it and as the sampling settings reshape it.
 
 `candidates` lists the likeliest next tokens with two probabilities: the model's own softmax, and the probability that
-sampling with the given settings draws the token. The second comes from `candidate_distribution`, the very function the
+sampling with the given settings draws the token. The second comes from `logits_to_probs`, the very function the
 sampler draws from (generate/sampling.py), so what the page shows is what Generate does.
 
 `LogitsCache` keeps the last logits of recent prompts, so that moving a slider recomputes the picture from them without
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from gpt2_core.generate.sampling import SamplingParams, candidate_distribution
+from gpt2_core.generate.sampling import logits_to_probs
+from gpt2_core.generate.settings import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -30,20 +31,12 @@ class Candidate:
     sampling_prob: float  # the probability that sampling with the settings draws it (0 = cut by the settings)
 
 
-def sampling_probs(logits: torch.Tensor, params: SamplingParams, previous_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """The whole-vocabulary distribution (vocab,) that sampling with `params` draws from; 0 where the settings cut."""
-    probs, ids = candidate_distribution(logits, params, previous_ids)
-    if ids is None:
-        return probs
-    return torch.zeros(logits.shape, dtype=probs.dtype).scatter(-1, ids.cpu(), probs.cpu())
-
-
 def candidates(logits: torch.Tensor, params: SamplingParams, *, k: int, token_text: Callable[[int], str],
                previous_ids: torch.Tensor | None = None) -> list[Candidate]:
     """The k tokens the model finds likeliest after these logits (vocab,), likeliest first, with both probabilities."""
     logits = logits.float().cpu()
     raw = logits.softmax(-1)
-    after = sampling_probs(logits, params, previous_ids)
+    after = logits_to_probs(logits[None], [params], [previous_ids])[0].over_vocabulary(logits.size(-1))
     top = torch.topk(raw, k)
     return [Candidate(token_text(int(i)), int(i), float(p), float(after[i])) for p, i in zip(top.values, top.indices)]
 

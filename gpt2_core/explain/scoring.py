@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from gpt2_core.generate.detokenize import PieceDecoder
+from gpt2_core.generate.sampling import ranks_of
 from gpt2_core.model import GPT
 
 
@@ -40,12 +41,6 @@ class ScoredIds:
     ranks: torch.Tensor  # (n,) 1-based rank of each token among the vocabulary
     top_ids: torch.Tensor  # (n, top) the likeliest tokens at each position
     top_probs: torch.Tensor  # (n, top)
-
-
-def ranks_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """1 + how many tokens the model scored strictly higher than `tokens`: logits (N, vocab), tokens (N,) -> (N,)."""
-    chosen = logits.gather(-1, tokens[:, None])  # (N, 1)
-    return (logits > chosen).sum(-1) + 1
 
 
 @torch.inference_mode()

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2_core.explain.distribution import sampling_probs
-from gpt2_core.explain.scoring import ranks_of
 from gpt2_core.generate.compiled import Decode
-from gpt2_core.generate.sampling import Draw, SamplingParams, sample_rows, sample_token
+from gpt2_core.generate.sampling import Distribution, Draw, draw, ranks_of
+from gpt2_core.generate.settings import SamplingParams
 from gpt2_core.model import GPT, KVCache
 
 log = logging.getLogger(__name__)
@@ -201,19 +200,20 @@ class Engine:
         logits = self.model.prefill(idx, cache, first)[0].cpu()  # (vocab,)
         T = len(request.prompt_ids)
         history = torch.tensor(request.prompt_ids) if request.params.repetition_penalty != 1.0 else None
+        for i in range(1, n):
+            cache.copy_row(first, first + i, T)  # every sample continues the same prompt
+        generators = [torch.Generator().manual_seed(seed) for seed in request.seeds]
+        draws = draw(logits[None].expand(n, -1), [request.params] * n, generators, [history] * n)
+        ranks = ranks_of(logits[None].expand(n, -1), torch.tensor([d.token for d in draws])).tolist()
+        alternatives = _alternatives(logits[None], [request], [draws[0].distribution])[0]
         events = []
-        alternatives = _alternatives(logits[None], [request], [history], [None])[0]  # the same for every sample
-        for i, seed in enumerate(request.seeds):
-            if i:
-                cache.copy_row(first, first + i, T)  # every sample continues the same prompt
-            generator = torch.Generator().manual_seed(seed)
-            token, prob = sample_token(logits, request.params, generator, history)
+        for i, (generator, (token, prob, _), rank) in enumerate(zip(generators, draws, ranks)):
             row = _Row(request, i, generator, length=T, next_token=token,
                        history=list(request.prompt_ids) + [token] if history is not None else [],
                        tokens=list(request.prompt_ids) + [token])
             self._rows.append(row)
-            rank = int(ranks_of(logits[None], torch.tensor([token]))[0])
-            events.append(TokenEvent(i, token, prob, self._finish_reason(row), rank, alternatives))
+            events.append(TokenEvent(i, token, prob, self._finish_reason(row), rank,
+                                     alternatives if request.alternatives else ()))
         request.events.put(events)
         self._drop_finished()
 
@@ -257,20 +257,20 @@ class Engine:
         self.steps += 1
         histories = [torch.tensor(r.history) if r.history else None for r in rows]
         try:
-            draws = sample_rows(logits, [r.request.params for r in rows], [r.generator for r in rows], histories)
+            draws = draw(logits, [r.request.params for r in rows], [r.generator for r in rows], histories)
         except Exception:  # e.g. NaN logits in one row: end only the requests whose rows cannot be sampled
             log.exception("batched sampling failed; sampling row by row")
             draws = self._sample_each(logits.cpu(), rows)
-            for row, draw in zip(rows, draws):
-                if isinstance(draw, Exception) and not row.request._cancelled.is_set():
-                    row.request.events.put(draw)
+            for row, drawn in zip(rows, draws):
+                if isinstance(drawn, Exception) and not row.request._cancelled.is_set():
+                    row.request.events.put(drawn)
                     row.request.cancel()  # its other rows leave too
             keep = [b for b, r in enumerate(rows) if not r.request._cancelled.is_set()]
             self._compact([rows[b] for b in keep])
             rows, draws, histories = [rows[b] for b in keep], [draws[b] for b in keep], [histories[b] for b in keep]
             logits = logits[keep]
         ranks = ranks_of(logits, torch.tensor([d.token for d in draws], device=logits.device)).tolist()
-        alternatives = _alternatives(logits, [r.request for r in rows], histories, [d.distribution for d in draws])
+        alternatives = _alternatives(logits, [r.request for r in rows], [d.distribution for d in draws])
         events: dict[int, tuple[Request, list[TokenEvent]]] = {}
         for row, (token, prob, _), rank, alts in zip(rows, draws, ranks, alternatives):
             row.length += 1
@@ -291,7 +291,7 @@ class Engine:
         for b, row in enumerate(rows):
             try:
                 history = torch.tensor(row.history) if row.history else None
-                draws.append(Draw(*sample_token(logits[b], row.request.params, row.generator, history), None))
+                draws.extend(draw(logits[b : b + 1], [row.request.params], [row.generator], [history]))
             except Exception as e:  # this row only
                 draws.append(e)
         return draws
@@ -332,12 +332,11 @@ class Engine:
         self._rows = keep
 
 
-def _alternatives(logits: torch.Tensor, requests: list[Request], histories: list[torch.Tensor | None],
-                  distributions: list[tuple[torch.Tensor, torch.Tensor | None] | None],
-                  ) -> list[tuple[tuple[int, float, float], ...]]:
+def _alternatives(logits: torch.Tensor, requests: list[Request],
+                  distributions: list[Distribution]) -> list[tuple[tuple[int, float, float], ...]]:
     """For each row (logits (B, vocab)) whose request asks for them, its likeliest tokens: (id, probability, sampling
-    probability under the request's settings); () for the others. The top-k runs once for the whole batch, and a
-    row's sampling probabilities come from the distribution its token was drawn from, where the sampler kept it."""
+    probability under the request's settings, from the distribution its token was just drawn from); () for the
+    others. The top-k runs once for the whole batch."""
     n = max(r.alternatives for r in requests)
     if n == 0:
         return [()] * len(requests)
@@ -345,19 +344,13 @@ def _alternatives(logits: torch.Tensor, requests: list[Request], histories: list
     probs = (best.values - torch.logsumexp(logits, dim=-1, keepdim=True)).exp().cpu()
     ids = best.indices.cpu()
     out = []
-    for b, (request, history) in enumerate(zip(requests, histories)):
-        if not request.alternatives:
+    for b, (request, distribution) in enumerate(zip(requests, distributions)):
+        k = request.alternatives
+        if not k:
             out.append(())
             continue
-        k = request.alternatives
-        if distributions[b] is None:
-            after = sampling_probs(logits[b].cpu(), request.params, history)  # the sampler's own distribution
-            chance = {int(i): float(after[i]) for i in ids[b, :k]}
-        else:  # what this row's token was just drawn from: (probabilities, their ids or None for the vocabulary)
-            drawn, drawn_ids = distributions[b]
-            chance = (dict(zip(drawn_ids.tolist(), drawn.tolist())) if drawn_ids is not None
-                      else {int(i): float(drawn[i]) for i in ids[b, :k]})
-        out.append(tuple((int(i), float(p), chance.get(int(i), 0.0)) for i, p in zip(ids[b, :k], probs[b, :k])))
+        chances = distribution.probs_of(ids[b, :k])
+        out.append(tuple((int(i), float(p), q) for i, p, q in zip(ids[b, :k], probs[b, :k], chances)))
     return out
 
 

@@ -1,9 +1,7 @@
 """Turning next-token logits into a token: repetition penalty, temperature, top-k, top-p, then a draw.
 
 Each step is a small pure function on logits of shape (..., vocab): it returns a new tensor and never edits its input.
-`candidate_distribution` chains them for one sequence and `sample_token` draws from it. It first narrows the
-vocabulary to the top-k candidates (when top-k is on), which gives the same distribution as masking the whole
-vocabulary, at a fraction of the cost.
+`logits_to_probs` chains them for a batch, each row with its own settings, and `draw` draws from the result.
 Randomness comes only from the `torch.Generator` passed in (one per sample), never from the global RNG.
 
 References: Holtzman et al. 2019 "The Curious Case of Neural Text Degeneration" (top-p / nucleus sampling);
@@ -12,10 +10,12 @@ Fan et al. 2018 (top-k); Keskar et al. 2019 "CTRL" (repetition penalty).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+
+from gpt2_core.generate.settings import SamplingParams
 
 
 def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -52,34 +52,67 @@ def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 1.0  # 0 = greedy
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1.0 = off
-    repetition_penalty: float = 1.0  # 1.0 = off
+class Distribution(NamedTuple):
+    """What a draw is made from: probabilities over candidate tokens."""
+
+    probs: torch.Tensor  # (n,), on the CPU
+    ids: torch.Tensor | None  # (n,) the candidates' token ids; None: the whole vocabulary, in order
+
+    def over_vocabulary(self, vocab_size: int) -> torch.Tensor:
+        """The same distribution as a (vocab,) tensor: 0 where the settings cut a token."""
+        if self.ids is None:
+            return self.probs
+        return torch.zeros(vocab_size, dtype=self.probs.dtype).scatter(-1, self.ids, self.probs)
+
+    def probs_of(self, tokens: torch.Tensor) -> list[float]:
+        """The probability of drawing each of `tokens` (0 for a token the settings cut)."""
+        if self.ids is None:
+            return self.probs[tokens].tolist()
+        drawn = dict(zip(self.ids.tolist(), self.probs.tolist()))
+        return [drawn.get(t, 0.0) for t in tokens.tolist()]
 
 
-def candidate_distribution(logits: torch.Tensor, params: SamplingParams,
-                           previous_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The distribution a draw is made from, for one sequence's logits (vocab,): (probabilities, their token ids).
+def logits_to_probs(logits: torch.Tensor, params: Sequence[SamplingParams],
+                    histories: Sequence[torch.Tensor | None] | None = None) -> list[Distribution]:
+    """The distribution each row of `logits` (B, vocab) is drawn from under its settings: the one place the settings
+    shape it. Sampling draws from it, the explanations show it, and remote mode works it out of a server's reported
+    log-probabilities with it.
 
-    Ids are None when the candidates are the whole vocabulary in order. Greedy (temperature 0) is one candidate with
-    probability 1. With top-k on, the candidates are the top-k, sorted: the same distribution as masking the whole
-    vocabulary, at a fraction of the cost. This is the one place the settings shape the distribution: sampling draws
-    from it, and the explanations (explain/distribution.py) show it.
+    Repetition penalty (over the row's `histories`, prompt and generated ids), then greedy = the likeliest token with
+    probability 1, or temperature, top-k, top-p and softmax. With top-k on, the candidates are the top-k, sorted:
+    the same distribution as masking the whole vocabulary, at a fraction of the cost. Rows that narrow without a
+    penalty share one top-k over the batch, where the logits are (the GPU, too); only (B, k) values reach the CPU.
     """
-    if previous_ids is not None:
-        logits = apply_repetition_penalty(logits, previous_ids, params.repetition_penalty)
-    if params.temperature == 0:
-        return torch.ones(1), torch.argmax(logits).reshape(1)
-    candidates, ids = logits, None
-    if 0 < params.top_k < logits.size(-1):
-        candidates, ids = torch.topk(logits, params.top_k)  # narrow to the top-k, sorted (same distribution)
-    return narrowed_probs(candidates, params), ids
+    vocab = logits.size(-1)
+    histories = histories or [None] * len(params)
+    out: list[Distribution | None] = [None] * len(params)
+    narrowed = [b for b, p in enumerate(params) if p.repetition_penalty == 1.0 and (p.greedy or 0 < p.top_k < vocab)]
+    if narrowed:
+        k = max(1 if params[b].greedy else params[b].top_k for b in narrowed)
+        values, ids = (t.cpu() for t in torch.topk(logits[narrowed], k))  # (N, k) each, sorted
+        for row, b in enumerate(narrowed):
+            p = params[b]
+            if p.greedy:
+                out[b] = Distribution(torch.ones(1), ids[row, :1])
+            else:
+                out[b] = Distribution(_shaped(values[row, : p.top_k], p), ids[row, : p.top_k])
+    for b, p in enumerate(params):
+        if out[b] is not None:
+            continue
+        row = logits[b].cpu()
+        if histories[b] is not None:
+            row = apply_repetition_penalty(row, histories[b], p.repetition_penalty)
+        if p.greedy:
+            out[b] = Distribution(torch.ones(1), torch.argmax(row).reshape(1))
+        elif 0 < p.top_k < vocab:
+            values, ids = torch.topk(row, p.top_k)
+            out[b] = Distribution(_shaped(values, p), ids)
+        else:
+            out[b] = Distribution(_shaped(row, p), None)
+    return out
 
 
-def narrowed_probs(candidates: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+def _shaped(candidates: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """Temperature, then top-p, then softmax, over candidate logits (the top-k, or the whole vocabulary)."""
     return apply_top_p(apply_temperature(candidates, params.temperature), params.top_p).softmax(-1)
 
@@ -87,55 +120,33 @@ def narrowed_probs(candidates: torch.Tensor, params: SamplingParams) -> torch.Te
 class Draw(NamedTuple):
     token: int
     prob: float  # the model's own probability of the token
-    distribution: tuple[torch.Tensor, torch.Tensor | None] | None  # what it was drawn from (candidate_distribution)
+    distribution: Distribution  # what it was drawn from
 
 
-def draw_token(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, previous_ids: torch.Tensor | None = None
-) -> Draw:
-    """Choose the next token of one sequence from its logits (vocab,), and say what it was drawn from.
+def draw(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator],
+         histories: Sequence[torch.Tensor | None] | None = None) -> list[Draw]:
+    """Choose the next token of every row of `logits` (B, vocab), each with its own settings and generator.
 
     The reported probability is the model's own softmax(logits), before temperature and filtering, so it says how
     likely the model found the token, whatever the sliders did.
     """
-    probs, ids = candidate_distribution(logits, params, previous_ids)
-    choice = 0 if params.temperature == 0 else int(torch.multinomial(probs, 1, generator=generator))
-    token = choice if ids is None else int(ids[choice])
-    prob = float(torch.exp(logits[token] - torch.logsumexp(logits, dim=-1)))
-    return Draw(token, prob, (probs, ids))
+    distributions = logits_to_probs(logits, params, histories)
+    choices = [0 if p.greedy else int(torch.multinomial(d.probs, 1, generator=g))
+               for d, p, g in zip(distributions, params, generators, strict=True)]
+    tokens = [c if d.ids is None else int(d.ids[c]) for c, d in zip(choices, distributions)]
+    chosen = logits.gather(-1, torch.tensor(tokens, device=logits.device)[:, None])[:, 0]
+    probs = (chosen - torch.logsumexp(logits, dim=-1)).exp().tolist()
+    return [Draw(t, q, d) for t, q, d in zip(tokens, probs, distributions)]
 
 
-def sample_token(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, previous_ids: torch.Tensor | None = None
-) -> tuple[int, float]:
-    """`draw_token`'s (token id, model probability of it)."""
-    token, prob, _ = draw_token(logits, params, generator, previous_ids)
+def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator,
+                 previous_ids: torch.Tensor | None = None) -> tuple[int, float]:
+    """`draw` for one sequence's logits (vocab,): (token id, the model's probability of it)."""
+    token, prob, _ = draw(logits[None], [params], [generator], [previous_ids])[0]
     return token, prob
 
 
-def sample_rows(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
-                histories: list[torch.Tensor | None]) -> list[Draw]:
-    """`draw_token` for every row of a batch's logits (B, vocab), on any device; the same draws, less work.
-
-    The vocabulary-wide work runs once for the whole batch where the logits are (on the GPU, too): the normaliser
-    of the reported probability and, when every row narrows to its top-k, the top-k itself. Only (B, k) values then
-    travel to the CPU, where each row draws with its own generator.
-    """
-    vocab = logits.size(-1)  # top_k >= vocab means off, as in sample_token: such a row draws in vocabulary order
-    narrowed = all(p.repetition_penalty == 1.0 and (0 < p.top_k < vocab or p.temperature == 0) for p in params)
-    if not narrowed:  # a row needs the whole vocabulary: row by row
-        logits = logits.cpu()
-        return [draw_token(logits[b], p, g, h) for b, (p, g, h) in enumerate(zip(params, generators, histories))]
-    k = min(max(max(p.top_k for p in params), 1), vocab)
-    values, ids = torch.topk(logits, k)  # (B, k) each, sorted
-    log_z = torch.logsumexp(logits, dim=-1)  # (B,)
-    values, ids, log_z = values.cpu(), ids.cpu(), log_z.cpu()
-    out = []
-    for b, (p, g) in enumerate(zip(params, generators)):
-        if p.temperature == 0:
-            choice, distribution = 0, (torch.ones(1), ids[b, :1])
-        else:
-            distribution = (narrowed_probs(values[b, : p.top_k], p), ids[b, : p.top_k])
-            choice = int(torch.multinomial(distribution[0], 1, generator=g))
-        out.append(Draw(int(ids[b, choice]), float(torch.exp(values[b, choice] - log_z[b])), distribution))
-    return out
+def ranks_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """1 + how many tokens the model scored strictly higher than `tokens`: logits (N, vocab), tokens (N,) -> (N,)."""
+    chosen = logits.gather(-1, tokens[:, None])  # (N, 1)
+    return (logits > chosen).sum(-1) + 1

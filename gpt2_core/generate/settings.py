@@ -1,13 +1,16 @@
-"""Generation settings: their defaults (the one source the CLI and the UI read) and their validation.
+"""`SamplingParams`, the one settings object of a generation: its fields, defaults and ranges, validated once, here.
 
-Every user-facing value is checked here, before any tensor is made: a bad one raises ValueError naming the parameter,
-the value and the allowed range, e.g. "`top_k` has to be an integer in [0, 50257], but is -5".
+Everything that generates builds one and passes it whole: the Python API (`lm.stream(prompt, params)` or keywords), the
+CLI, the page and its share links, Scale. The page's sliders take their ranges from `RANGES` (narrowed where a slider
+shows less, demo/knobs.py), so a bad value gets the same message everywhere, before any tensor is made:
+"`top_k` has to be an integer in [0, 50257], but is -5". (As vLLM's SamplingParams and transformers'
+GenerationConfig.validate() do.)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any
 
@@ -17,35 +20,66 @@ RANDOM_SEEDS = 10**9  # a seed drawn at random is below this: short to read off 
 MAX_SAMPLES = 8
 MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 200
-MAX_PROMPT_CHARS = 20_000  # far more than 1024 tokens of any text; longer pastes keep their end (see LanguageModel)
+MAX_PROMPT_CHARS = 20_000  # far more than 1024 tokens of any text; longer pastes keep their end (see TextModel)
 VOCAB_SIZE = 50257
 MAX_SHOWN_CHARS = 80  # of a bad value quoted back in an error message
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = 100  # tokens to generate after the prompt
+class Range:
+    """The values a numeric setting takes: [low, high], or (low, high] with low_open; integers only if `integer`."""
+
+    low: float
+    high: float
+    integer: bool = False
+    low_open: bool = False
+
+    def check(self, name: str, value: Any) -> int | float:
+        if self.integer:
+            return check_int(name, value, int(self.low), int(self.high))
+        return check_float(name, value, self.low, self.high, low_open=self.low_open)
+
+
+RANGES = {
+    "temperature": Range(0.0, 2.0),  # 0 = greedy
+    "top_k": Range(0, VOCAB_SIZE, integer=True),  # 0 (or the whole vocabulary) = off
+    "top_p": Range(0.0, 1.0, low_open=True),  # 1 = off
+    "repetition_penalty": Range(0.0, 10.0, low_open=True),  # 1 = off
+    "max_new_tokens": Range(1, CONTEXT_LENGTH - 1, integer=True),
+    "num_samples": Range(1, MAX_SAMPLES, integer=True),
+}
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: checked when made (ValueError naming the field and its range); frozen, so passed around whole."""
+
     temperature: float = 0.8  # 0 = greedy; OpenAI's GPT-2 samples used 0.7-1.0
     top_k: int = 40  # 0 = off; OpenAI's released samples used top-k 40
     top_p: float = 1.0  # 1.0 = off
     repetition_penalty: float = 1.0  # 1.0 = off
+    max_new_tokens: int = 100  # tokens to generate after the prompt
     seed: int | None = None  # None or -1 = draw one below RANDOM_SEEDS (and report it)
     num_samples: int = 1  # independent samples of the same prompt, decoded as one batch
     stop: tuple[str, ...] = field(default_factory=tuple)  # literal strings that end a sample
 
     def __post_init__(self) -> None:
         # Normalise (integral floats from sliders become ints) while checking, so the stored values are clean.
-        set_ = object.__setattr__
-        set_(self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1, CONTEXT_LENGTH - 1))
-        set_(self, "temperature", check_float("temperature", self.temperature, 0.0, 2.0))
-        set_(self, "top_k", check_int("top_k", self.top_k, 0, VOCAB_SIZE))
-        set_(self, "top_p", check_float("top_p", self.top_p, 0.0, 1.0, low_open=True))
-        set_(self, "repetition_penalty", check_float("repetition_penalty", self.repetition_penalty, 0.0, 10.0,
-                                                     low_open=True))
-        set_(self, "seed", check_seed(self.seed))
-        set_(self, "num_samples", check_int("num_samples", self.num_samples, 1, MAX_SAMPLES))
-        set_(self, "stop", check_stop(self.stop))
+        for name, allowed in RANGES.items():
+            object.__setattr__(self, name, allowed.check(name, getattr(self, name)))
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "stop", check_stop(self.stop))
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        """A copy with `changes`, checked as a new one is."""
+        return replace(self, **changes)
+
+
+GenerationSettings = SamplingParams  # the name earlier versions of gpt2_core exported
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -115,4 +149,4 @@ def check_text(name: str, text: Any, max_chars: int = MAX_PROMPT_CHARS) -> str:
     return text
 
 
-DEFAULTS = GenerationSettings()
+DEFAULTS = SamplingParams()

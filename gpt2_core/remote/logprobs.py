@@ -16,7 +16,8 @@ import math
 
 import torch
 
-from gpt2_core.generate.sampling import SamplingParams, candidate_distribution
+from gpt2_core.generate.sampling import logits_to_probs
+from gpt2_core.generate.settings import SamplingParams
 
 TOKEN_ID_PREFIX = "token_id:"
 
@@ -48,35 +49,31 @@ def rank_in(top: list[tuple[int, float]], token: int, reported: int) -> int | No
 
 def sampling_probs(top: list[tuple[int, float]], params: SamplingParams, *, reported: int) -> list[float | None]:
     """For each of `top` (likeliest first): the probability that sampling with `params` draws it, where the reported
-    tokens decide it (module docstring); else None for every token."""
+    tokens decide it (module docstring); else None for every token. Worked out by the sampler's own logits_to_probs.
+
+    A logit and its log-probability differ by one constant, which temperature, top-k, top-p and softmax do not see,
+    so the reported log-probabilities stand in for the logits. At temperature 1 with top-k off, the unreported rest
+    of the vocabulary joins as tokens that share its probability, each less likely than every reported token (as the
+    true unreported ones are): softmax then gives every reported token its true probability, and top-p keeps what it
+    would keep of the whole vocabulary as long as the nucleus ends among the reported tokens.
+    """
     top = top[:reported]
-    if not top:
-        return []
-    if params.repetition_penalty != 1.0:
-        return [None] * len(top)  # the penalty depends on each logit's sign, which log-probabilities do not keep
-    if params.temperature == 0:
-        return [1.0 if j == 0 else 0.0 for j in range(len(top))]
+    if not top or params.repetition_penalty != 1.0:
+        # the penalty depends on each logit's sign, which log-probabilities do not keep
+        return [None] * len(top)
     logprobs = torch.tensor([lp for _, lp in top], dtype=torch.float64)
-    if 0 < params.top_k <= len(top):
-        # The true top-k are all reported; a logit and its log-probability differ by one constant, which the
-        # temperature, top-p and softmax of candidate_distribution do not see.
-        probs, ids = candidate_distribution(logprobs, params)
-        out = [0.0] * len(top)
-        for p, j in zip(probs.tolist(), range(len(top)) if ids is None else ids.tolist(), strict=True):
-            out[j] = p
-        return out
-    if params.temperature == 1.0 and params.top_k == 0:
-        probs = logprobs.exp().tolist()
-        if params.top_p >= 1.0:
-            return probs
-        kept, mass = 0, 0.0
-        while kept < len(probs) and mass < params.top_p:  # as apply_top_p: a token stays while the mass before it < p
-            mass += probs[kept]
-            kept += 1
-        if mass < params.top_p:
-            return [None] * len(top)  # the nucleus goes on past the reported tokens
-        return [p / mass if j < kept else 0.0 for j, p in enumerate(probs)]
-    return [None] * len(top)
+    with_rest = not params.greedy and not 0 < params.top_k <= len(top)
+    if with_rest:
+        if params.temperature != 1.0 or params.top_k != 0:
+            return [None] * len(top)  # needs the whole vocabulary (its normaliser at this temperature, its top-k)
+        rest = 1.0 - float(logprobs.exp().sum())
+        if rest > 0:
+            pieces = math.floor(rest / math.exp(float(logprobs[-1]))) + 1  # each below the least likely reported
+            logprobs = torch.cat([logprobs, torch.full((pieces,), math.log(rest / pieces), dtype=torch.float64)])
+    probs = logits_to_probs(logprobs[None], [params])[0].over_vocabulary(len(logprobs))
+    if with_rest and params.top_p < 1.0 and bool((probs[len(top):] > 0).any()):
+        return [None] * len(top)  # the nucleus goes on past the reported tokens
+    return probs[: len(top)].tolist()
 
 
 def probability(logprob: float | None) -> float:

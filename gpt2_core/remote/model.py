@@ -39,8 +39,7 @@ from gpt2_core.checkpoint import ModelUnavailableError, load_tokenizer, read_con
 from gpt2_core.explain.distribution import Candidate, LogitsCache
 from gpt2_core.explain.scoring import ScoredIds, TokenScore, token_scores
 from gpt2_core.generate.engine import Request, TokenEvent
-from gpt2_core.generate.sampling import SamplingParams
-from gpt2_core.generate.settings import DEFAULTS, GenerationSettings, check_int, check_text
+from gpt2_core.generate.settings import DEFAULTS, SamplingParams, check_int, check_text
 from gpt2_core.lm import _SERIALS, Sample, TextModel
 from gpt2_core.remote.client import BackendAuthError, BackendRequestError, BackendUnavailableError, CompletionsClient
 from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, token_id, top_tokens
@@ -55,6 +54,7 @@ CONNECT_RETRY_S = 2.0  # after a failed connect, calls fail at once (with its me
 PROBE_EVERY_S = 5.0  # while the server is failing, the model panel asks whether it is back at most this often
 DEFAULT_CONTEXT = 1024  # when neither the server (vLLM's max_model_len) nor config.json says
 FINISH_REASONS = {"length": "length", "stop": "eos", "abort": "cancelled"}  # no stop strings are sent: "stop" = EOS
+GREEDY = SamplingParams(temperature=0.0, top_k=0)  # one token's probabilities: no sampling on the server
 REMOTE_UNAVAILABLE = {
     ATTENTION: "attention maps need the model's insides, and a model server reports only tokens and their "
                "probabilities. Start the app without --backend to see them.",
@@ -244,7 +244,7 @@ class RemoteModel(TextModel):
 
     # ---- probabilities ------------------------------------------------------------------------------------------
     def _compute_top(self, ids: list[int]) -> list[tuple[int, float]]:
-        body = self._body(ids, SamplingParams(temperature=0.0), max_tokens=1, logprobs=self.max_alternatives,
+        body = self._body(ids, GREEDY, max_tokens=1, logprobs=self.max_alternatives,
                           return_tokens_as_token_ids=True)
         with self._tracked():
             response = self._client.complete(body)
@@ -257,10 +257,10 @@ class RemoteModel(TextModel):
                                 k: int = 20) -> list[Candidate]:
         """As LanguageModel's, from the server's N likeliest next tokens: `sampling_prob` is None where the
         settings reach beyond them (remote/logprobs.py)."""
-        s = GenerationSettings(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+        s = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
         k = check_int("k", k, 1, self.connect().max_alternatives)
         top = self._top.get(self.prepare_prompt(prompt, room=1).ids)
-        params = SamplingParams(s.temperature, s.top_k, s.top_p, s.repetition_penalty)
+        params = s
         after = sampling_probs(top, params, reported=self.max_alternatives)
         return [Candidate(self.token_text(i), i, math.exp(lp), q) for (i, lp), q in zip(top[:k], after[:k])]
 
@@ -272,7 +272,7 @@ class RemoteModel(TextModel):
 
     def _prompt_logprobs(self, ids: list[int], *, top: int) -> list[dict[int, dict]]:
         """For each of ids[1:]: {token id: {"logprob", "rank"}} for the token and the `top` likeliest there."""
-        body = self._body(ids, SamplingParams(temperature=0.0), max_tokens=1, prompt_logprobs=top)
+        body = self._body(ids, GREEDY, max_tokens=1, prompt_logprobs=top)
         with self._tracked():
             response = self._client.complete(body)
         entries = response["choices"][0].get("prompt_logprobs")

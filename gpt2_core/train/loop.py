@@ -32,7 +32,8 @@ import torch
 
 from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir, save_checkpoint
 from gpt2_core.config import GPTConfig
-from gpt2_core.generate.sampling import SamplingParams, sample_token
+from gpt2_core.generate.sampling import sample_token
+from gpt2_core.generate.settings import SamplingParams
 from gpt2_core.model import GPT
 from gpt2_core.train.bpe import train_bpe
 from gpt2_core.train.data import TokenData
