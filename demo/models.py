@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from demo.config import AppConfig
-from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, UnsafeCheckpointError, load_model
-from gpt2_core.backend import Backend
+from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, TextModel, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.lm import compilable
@@ -227,7 +226,7 @@ class AppModels:
     public: bool = False  # the page is served to other machines: messages keep this host's details to itself
 
     @contextmanager
-    def use(self, session: str | None) -> Iterator[Backend]:
+    def use(self, session: str | None) -> Iterator[TextModel]:
         """The model serving `session`: the one its visitor trained, if they chose to use it, else the shared GPT-2."""
         own = self.own.holder(session)
         with ExitStack() as stack:
@@ -241,7 +240,7 @@ class AppModels:
                 lm = stack.enter_context(self.gpt2.use())
             yield lm
 
-    def serving(self, session: str | None) -> Backend | None:
+    def serving(self, session: str | None) -> TextModel | None:
         """The model `session`'s next request would get (None: no model)."""
         return (self.own.holder(session) or self.gpt2).current
 

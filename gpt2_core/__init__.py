@@ -8,7 +8,7 @@
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.config import PRESETS, GPTConfig
 from gpt2_core.generate.settings import DEFAULTS, GenerationSettings, SamplingParams
-from gpt2_core.lm import LanguageModel, Sample, load_model
+from gpt2_core.lm import LanguageModel, Sample, TextModel, load_model
 
 __all__ = [
     "DEFAULTS",
@@ -19,6 +19,7 @@ __all__ = [
     "LanguageModel",
     "ModelUnavailableError",
     "Sample",
+    "TextModel",
     "UnsafeCheckpointError",
     "load_model",
 ]

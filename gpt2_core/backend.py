@@ -1,22 +1,29 @@
-"""What the app's tabs ask of a GPT-2, wherever it runs: the `Backend` protocol and the `ModelDescription` it gives.
+"""The seam between text and tokens: what a GPT-2 backend does, in token ids only.
 
-Two backends implement it: `LanguageModel` (gpt2_core/lm.py), the model running in this process, and `RemoteModel`
-(gpt2_core/remote), a client of an OpenAI-compatible completions server such as vLLM. What a backend cannot do is
-named in `ModelDescription.unavailable` with the reason, and calling it raises FeatureUnavailableError with that
-reason: the page shows it instead of a result, never a made-up one.
+A `TokenBackend` runs a model somewhere and speaks token ids (as vLLM's EngineClient and gpt-fast's `generate` do):
+it streams generated tokens with their probabilities, scores a sequence, and gives the next token's likeliest
+candidates. Two implement it: `LocalBackend` (gpt2_core/local.py), gpt2_core's own model and engine in this process,
+and `ServerBackend` (gpt2_core/remote), a client of an OpenAI-compatible completions server such as vLLM.
+
+Above it, one text layer (`TextModel`, gpt2_core/lm.py) does everything about text for both: prompts, trimming,
+detokenizing, stop strings, samples, scoring text, the next-token distribution.
+
+What a backend cannot do is named in `ModelDescription.unavailable` with the reason, and calling it raises
+FeatureUnavailableError with that reason: the page shows it instead of a result, never a made-up one. Where a
+server does not report a figure (a token's rank beyond its top N), the types say `None`, never a guess.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from gpt2_core.explain.attention import Attention
-    from gpt2_core.explain.distribution import Candidate
-    from gpt2_core.explain.scoring import TokenScore
-    from gpt2_core.lm import PreparedPrompt, Sample
+    import torch
+
+    from gpt2_core.explain.scoring import ScoredIds
+    from gpt2_core.generate.settings import SamplingParams
 
 ATTENTION, TRAINING, SCALE = "attention", "training", "scale"  # features a backend may lack (ModelDescription)
 
@@ -41,31 +48,80 @@ class ModelDescription:
     problem: str | None = None  # a remote model's last failure to reach its server (None: the last call worked)
 
 
-class Backend(Protocol):
-    """The calls the tabs make (see LanguageModel for each one's contract)."""
+@dataclass(frozen=True)
+class TokenRequest:
+    """A generation, in tokens: `params.num_samples` samples of one prompt, sample i seeded with seeds[i]."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    seeds: list[int]
+    max_new_tokens: int
+    deadline: float  # time.monotonic() after which the request ends with finish_reason "timeout"
+    alternatives: int = 0  # report this many likeliest tokens at each step, beside the chosen one
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One sample's step: its new token, or its end."""
+
+    sample: int  # index of the sample within its request
+    token: int | None  # the new token (None when the sample ended without one, e.g. cancelled)
+    prob: float  # the model's probability of the token (0.0 without a token)
+    finish_reason: str | None  # None while running; "length", "eos", "cancelled", "timeout"
+    rank: int | None = 0  # 1 = the model's likeliest token (0 without a token; None: beyond what a server reports)
+    # if asked: (id, probability, probability that sampling with the settings draws it; None where not known)
+    alternatives: tuple[tuple[int, float, float | None], ...] = ()
+
+
+class TokenStream(Protocol):
+    """A generation in flight. `events` yields lists of TokenEvent (one list per step) or an Exception."""
+
+    events: queue.Queue
+
+    def cancel(self) -> None:
+        """End every sample at once (Stop pressed, tab closed, caller gone)."""
+
+    def stop_sample(self, index: int) -> None:
+        """End one sample (its text reached a stop string)."""
+
+
+@dataclass(frozen=True)
+class NextTokens:
+    """The next token's likeliest candidates after some ids."""
+
+    top: list[tuple[int, float]]  # (token id, log-probability), likeliest first: as many as the backend reports
+    logits: torch.Tensor | None = None  # the whole vocabulary's logits (vocab,), where the model runs here
+
+
+class TokenBackend(Protocol):
+    """A GPT-2 that takes and gives token ids (module docstring)."""
 
     name: str
-    context_length: int
-    eos_token_id: int
+    tokenizer: object  # the tokenizer its ids belong to (Hugging Face's, with encode/decode)
+    context_length: int  # tokens the model sees at once
+    eos_token_id: int  # <|endoftext|>: ends a text, and starts one (an empty prompt)
+    slides_window: bool  # writes past its context, the oldest tokens leaving its view (the local engine)
+    max_alternatives: int  # likeliest tokens it reports beside each generated or scored token
+    max_candidates: int  # next-token candidates it reports (NextTokens.top)
+    max_scored_tokens: int  # the longest sequence prompt_logprobs scores
 
     def describe(self) -> ModelDescription: ...
 
-    def prepare_prompt(self, prompt: str, *, room: int) -> PreparedPrompt: ...
+    def submit(self, request: TokenRequest) -> TokenStream: ...
 
-    def token_pieces(self, ids: list[int]) -> list[str]: ...
+    def failure(self, error: Exception, request: TokenRequest) -> Exception:
+        """The exception a caller gets for an error the backend reported for `request` (a fresh one per caller)."""
+        ...
 
-    def stream(self, prompt: str = "", **settings) -> Iterator[list[Sample]]: ...
+    def next_tokens(self, ids: list[int]) -> NextTokens: ...
 
-    def generate(self, prompt: str = "", **settings) -> list[Sample]: ...
+    def prompt_logprobs(self, ids: list[int], *, top: int) -> ScoredIds:
+        """Each of ids[1:] scored given the ids before it: log-probability, rank and the `top` likeliest there."""
+        ...
 
-    def next_token_distribution(self, prompt: str, **settings) -> list[Candidate]: ...
-
-    def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]: ...
-
-    def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]: ...
-
-    def sequence_logprob(self, text: str) -> float: ...
-
-    def attention(self, text: str) -> Attention: ...
+    def attention(self, ids: list[int]) -> torch.Tensor:
+        """Every layer's and head's attention over `ids`: (n_layer, n_head, T, T). Local only: a server raises
+        FeatureUnavailableError."""
+        ...
 
     def close(self) -> None: ...

@@ -1,20 +1,22 @@
-"""`load_model` and `LanguageModel`: a loaded GPT-2 with its tokenizer, and the calls a user makes of it.
+"""The text layer: `TextModel`, a GPT-2 with its tokenizer, and the calls a user makes of it, over any TokenBackend.
 
     lm = load_model("gpt2")                      # Hub id or local directory; device/dtype "auto"
     for update in lm.stream("Hello", max_new_tokens=20, seed=1):
         print(update[0].text)
     lm.next_token_probs("The capital of France is", k=5)
 
-Text goes in and out here: prompts are capped, tokenized and trimmed to the context; generated ids become text
-(never split inside a character, cut at stop strings). The token-level work is the engine's (generate/engine.py).
+Text goes in and out here, for every backend alike (gpt2_core/backend.py): prompts are capped, tokenized and trimmed to
+the context; generated ids become text (never split inside a character, cut at stop strings); texts are scored and
+the next token's candidates listed from the backend's token-level answers. `LanguageModel` is a TextModel over the
+model in this process (gpt2_core/local.py); `RemoteModel` (gpt2_core/remote) one over a vLLM server.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -24,14 +26,13 @@ from pathlib import Path
 
 import torch
 
-from gpt2_core.backend import ModelDescription
-from gpt2_core.checkpoint import first_line, load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
+from gpt2_core.backend import ATTENTION, FeatureUnavailableError, ModelDescription, NextTokens, TokenBackend, TokenRequest
+from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
-from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention, attention_weights
-from gpt2_core.explain.distribution import Candidate, LogitsCache, candidates
-from gpt2_core.explain.scoring import TokenScore, score_ids, token_scores
-from gpt2_core.generate.compiled import compile_decode, warm_up
+from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention
+from gpt2_core.explain.distribution import Candidate, NextTokensCache, reported_sampling_probs
+from gpt2_core.explain.scoring import TokenScore, token_scores
 from gpt2_core.generate.detokenize import (
     REPLACEMENT_CHAR,
     PieceDecoder,
@@ -40,10 +41,9 @@ from gpt2_core.generate.detokenize import (
     token_byte_table,
     visible_text,
 )
-from gpt2_core.generate.engine import Engine, Request
+from gpt2_core.generate.sampling import logits_to_probs
 from gpt2_core.generate.settings import (
     CONTEXT_LENGTH,
-    DEFAULTS,
     MAX_PROMPT_CHARS,
     RANDOM_SEEDS,
     SamplingParams,
@@ -51,19 +51,13 @@ from gpt2_core.generate.settings import (
     check_prompt,
     check_text,
 )
+from gpt2_core.local import MAX_ALTERNATIVES, DeviceOutOfMemoryError, LocalBackend  # noqa: F401 (re-exported)
 from gpt2_core.model import GPT
 from gpt2_core.quantize import quantize_blocks, validate_quantize
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 300.0  # every request ends by then, whatever it asked for
-MAX_ALTERNATIVES = 20  # likeliest tokens reported beside each generated or scored token
-MAX_CANDIDATES = 100  # next tokens listed by next_token_distribution
-MAX_SCORED_TOKENS = 8192  # score_text's limit: 16 windows of GPT-2's context, seconds on a CPU
-
-
-class DeviceOutOfMemoryError(RuntimeError):
-    """The device had no memory left for a request: that request ended (its rows freed), the model serves on."""
 
 
 @dataclass(frozen=True)
@@ -93,33 +87,52 @@ class PreparedPrompt:
 _SERIALS = itertools.count()
 
 
+def sampling_params(params: SamplingParams | None, settings: dict) -> SamplingParams:
+    """The settings of a call: `params` whole, or keywords (SamplingParams' fields), checked once here."""
+    if params is None:
+        return SamplingParams(**settings)
+    if not isinstance(params, SamplingParams):
+        raise ValueError(f"`params` has to be a SamplingParams, but is {type(params).__name__}")
+    return params.replace(**settings) if settings else params
+
+
 class TextModel:
-    """What every GPT-2 backend shares: text in and out (prompts, tokens, streamed samples with their probabilities).
+    """A GPT-2 with its tokenizer: text in and out, over a TokenBackend (module docstring)."""
 
-    A subclass runs the model: `_submit` starts a generation whose `events` queue yields lists of TokenEvent, as the
-    engine's Request does, so both backends stream, stop and report probabilities through the same code. The local
-    one is LanguageModel below; the remote one (an OpenAI-compatible server such as vLLM) is gpt2_core/remote.
-    """
+    def __init__(self, backend: TokenBackend):
+        self.backend = backend
+        self.serial = next(_SERIALS)  # tells loaded models apart for caches (an id() can be reused after a close)
+        self._next = NextTokensCache(backend.next_tokens)  # sliders redraw without asking the model again
 
-    tokenizer: object
-    name: str
-    context_length: int  # tokens the model sees at once, prompt and new tokens together
-    eos_token_id: int  # <|endoftext|>: ends a text, and starts one (an empty prompt)
-    slides_window: bool = False  # writes past its context, the oldest tokens leaving its view (the local engine)
+    # ---- what the backend says ---------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @name.setter
+    def name(self, value: str) -> None:  # what the page calls it (a Hub id for a local folder of one)
+        self.backend.name = value
+
+    @property
+    def tokenizer(self):
+        return self.backend.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the model sees at once, prompt and new tokens together."""
+        return self.backend.context_length
+
+    @property
+    def eos_token_id(self) -> int:
+        """<|endoftext|>: ends a text, and starts one (an empty prompt)."""
+        return self.backend.eos_token_id
 
     def describe(self) -> ModelDescription:
-        raise NotImplementedError
-
-    def _submit(self, request: Request, stop: tuple[str, ...]):
-        """Start `request`; return an object with `events` (a queue), `cancel()` and `stop_sample(i)`."""
-        raise NotImplementedError
-
-    def _failure(self, error: Exception, request) -> Exception:
-        """The exception a caller of `stream` gets for an error the backend reported for `request`."""
-        return RuntimeError(str(error))  # one object for every request it ended: a fresh one per caller
+        return self.backend.describe()
 
     def close(self) -> None:
-        pass
+        self.backend.close()
+        self._next = None  # it refers back to the backend: without the cycle, the weights go when unused
 
     # ---- prompts -----------------------------------------------------------------------------------------------
     def prepare_prompt(self, prompt: str, *, room: int) -> PreparedPrompt:
@@ -131,7 +144,7 @@ class TextModel:
         prompt = check_prompt(prompt)
         # room is the caller's max_new_tokens (0 to score the prompt alone); callers such as the page's context
         # meter pass the slider as it is, and a local checkpoint's context may be short
-        if self.slides_window:  # new tokens push the oldest out of view as they come: the prompt needs no room
+        if self.backend.slides_window:  # new tokens push the oldest out of view as they come: the prompt needs no room
             room = min(check_int("max_new_tokens", room, 0, CONTEXT_LENGTH - 1), 1)
         else:
             room = check_int("max_new_tokens", room, 0, self.context_length - 1)
@@ -154,35 +167,36 @@ class TextModel:
         return split_pieces(self._token_bytes, ids)
 
     # ---- generation --------------------------------------------------------------------------------------------
-    def stream(self, prompt: str = "", *, deadline_s: float = DEFAULT_DEADLINE_S, alternatives: int = 0,
-               **settings) -> Iterator[list[Sample]]:
+    def stream(self, prompt: str = "", params: SamplingParams | None = None, *,
+               deadline_s: float = DEFAULT_DEADLINE_S, alternatives: int = 0, **settings) -> Iterator[list[Sample]]:
         """Yield the samples (one Sample each) after every generated token; the last update has every finish_reason.
 
-        Keyword settings are SamplingParams' fields (max_new_tokens, temperature, top_k, top_p,
-        repetition_penalty, seed, num_samples, stop). Every token's rank is reported (Sample.token_ranks); with
-        alternatives=N (at most 20) so are the N likeliest tokens at each step, with the probability that these
-        settings draw each (Sample.alternatives). Closing the iterator early cancels the generation.
+        The settings are `params` (a SamplingParams) or keywords, its fields (max_new_tokens, temperature, top_k,
+        top_p, repetition_penalty, seed, num_samples, stop). Every token's rank is reported (Sample.token_ranks; a
+        server's beyond its top N are filled in once the samples end); with alternatives=N (at most 20) so are the N
+        likeliest tokens at each step, with the probability that these settings draw each (Sample.alternatives).
+        Closing the iterator early cancels the generation.
         """
         alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
-        s = SamplingParams(**settings)
-        if not self.slides_window:  # a server's prompt and new tokens must fit its context together
+        s = sampling_params(params, settings)
+        if not self.backend.slides_window:  # a server's prompt and new tokens must fit its context together
             check_int("max_new_tokens", s.max_new_tokens, 1, self.context_length - 1)
         prepared = self.prepare_prompt(prompt, room=s.max_new_tokens)
         base_seed = s.seed if s.seed is not None else secrets.randbelow(RANDOM_SEEDS)
         seeds = [(base_seed + i) % (2**63) for i in range(s.num_samples)]
-        params = s
         start = time.perf_counter()
-        request = self._submit(Request(prepared.ids, params, seeds, s.max_new_tokens,
-                                       deadline=time.monotonic() + deadline_s, alternatives=alternatives), s.stop)
+        request = TokenRequest(prepared.ids, s, seeds, s.max_new_tokens, deadline=time.monotonic() + deadline_s,
+                               alternatives=alternatives)
+        running = self.backend.submit(request)
         steps = [_Steps(PieceDecoder(self._token_bytes)) for _ in seeds]
         samples = [Sample("", [], [], seed, None, len(prepared.ids), prepared.truncated, None, None,
                           alternatives=[] if alternatives else None) for seed in seeds]
         first_at: list[float | None] = [None] * len(seeds)
         try:
             while any(x.finish_reason is None for x in samples):
-                events = request.events.get()
+                events = running.events.get()
                 if isinstance(events, Exception):
-                    raise self._failure(events, request) from events
+                    raise self.backend.failure(events, request) from events
                 now = time.perf_counter()
                 for ev in events:
                     sample = samples[ev.sample]
@@ -195,11 +209,29 @@ class TextModel:
                     samples[ev.sample] = self._snapshot(sample, steps[ev.sample], ev.finish_reason, s.stop, start,
                                                        first_at[ev.sample], now)
                     if samples[ev.sample].finish_reason == "stop":
-                        request.stop_sample(ev.sample)
+                        running.stop_sample(ev.sample)
+                if all(x.finish_reason is not None for x in samples) and any(None in x.token_ranks for x in samples):
+                    break  # the last update comes with the ranks filled in
                 yield list(samples)
+            else:
+                return
         finally:
             if any(x.finish_reason is None for x in samples):
-                request.cancel()  # the caller went away (Stop, closed tab) or an error: free the rows
+                running.cancel()  # the caller went away (Stop, closed tab) or an error: free the rows
+        yield [self._with_ranks(prepared.ids, x) for x in samples]
+
+    def _with_ranks(self, prompt_ids: list[int], sample: Sample) -> Sample:
+        """`sample` with the ranks its backend did not report (beyond a server's top N) from one scoring request."""
+        ids = prompt_ids + sample.token_ids
+        if None not in sample.token_ranks or len(ids) > self.backend.max_scored_tokens:
+            return sample
+        try:
+            ranks = self.backend.prompt_logprobs(ids, top=0).ranks[len(prompt_ids) - 1:].tolist()
+        except (ValueError, RuntimeError) as e:  # the text stays; the ranks stay unknown
+            log.info("ranks beyond the reported top tokens stay unknown: %s", e)
+            return sample
+        return replace(sample, token_ranks=[r if r is not None else int(known)
+                                            for r, known in zip(sample.token_ranks, ranks, strict=True)])
 
     @staticmethod
     def _snapshot(sample: Sample, steps: _Steps, finish_reason: str | None, stop: tuple[str, ...], start: float,
@@ -219,10 +251,10 @@ class TextModel:
                        finish_reason=finish_reason, time_to_first_token=None if first_at is None else first_at - start,
                        tokens_per_second=rate)
 
-    def generate(self, prompt: str = "", **settings) -> list[Sample]:
+    def generate(self, prompt: str = "", params: SamplingParams | None = None, **settings) -> list[Sample]:
         """Generate to the end and return one Sample per requested sample (same settings as `stream`)."""
         last: list[Sample] = []
-        for update in self.stream(prompt, **settings):
+        for update in self.stream(prompt, params, **settings):
             last = update
         return last
 
@@ -238,164 +270,109 @@ class TextModel:
             return "[bytes " + self._token_bytes[token_id].hex(" ") + "]"
         return text
 
-
-class LanguageModel(TextModel):
-    """A GPT-2 running here, in this process: gpt2_core's own model and decoding engine (its window slides past the
-    context: generate/engine.py)."""
-
-    slides_window = True
-
-    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
-                 quantize: str | None = None, max_batch: int = 16):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.config: GPTConfig = model.config
-        self.name = name
-        self.device = device
-        self.dtype = dtype
-        self.quantize = quantize
-        self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch,
-                             eos_token_id=self.config.eos_token_id)
-        self._next_logits = LogitsCache(self._compute_next_logits)  # sliders redraw without running the model
-        self.serial = next(_SERIALS)  # tells loaded models apart for caches (an id() can be reused after a close)
-        self.context_length = self.config.block_size
-        self.eos_token_id = self.config.eos_token_id
-
-    # ---- information -------------------------------------------------------------------------------------------
-    def num_parameters(self) -> int:
-        return self.config.num_parameters()
-
-    def memory_bytes(self) -> int:
-        """Bytes of parameters and buffers as stored (quantized layers count their packed bytes)."""
-        tensors = list(self.model.parameters()) + list(self.model.buffers())
-        total = sum(t.numel() * t.element_size() for t in tensors)
-        for module in self.model.modules():  # 4-bit layers keep their scales beside the weight
-            state = getattr(getattr(module, "weight", None), "quant_state", None)
-            if state is not None and getattr(state, "absmax", None) is not None:
-                total += state.absmax.numel() * state.absmax.element_size()
-        return total
-
-    @property
-    def precision(self) -> str:
-        return self.quantize or str(self.dtype).removeprefix("torch.")
-
-    def describe(self) -> ModelDescription:
-        return ModelDescription(self.name, where=str(self.device), precision=self.precision,
-                                parameters=self.num_parameters(), memory_bytes=self.memory_bytes(),
-                                context=self.config.block_size, max_alternatives=MAX_ALTERNATIVES)
-
-    def _submit(self, request: Request, stop: tuple[str, ...]) -> Request:
-        return self.engine.submit(request)
-
-    def _failure(self, error: Exception, request: Request) -> Exception:
-        if isinstance(error, torch.OutOfMemoryError):
-            return DeviceOutOfMemoryError(
-                f"the {self.device.type} ran out of memory for this request ({len(request.seeds)} sample(s), "
-                f"{len(request.prompt_ids)} prompt tokens + {request.max_new_tokens} new); try fewer samples or "
-                "tokens, or try again in a moment")
-        return super()._failure(error, request)
-
     # ---- probabilities (explain/) -------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def _compute_next_logits(self, ids: list[int]) -> torch.Tensor:
-        return self.model(torch.tensor([ids], device=self.device))[0, -1].float().cpu()  # (vocab,)
-
-    def next_token_distribution(self, prompt: str, *, temperature: float = DEFAULTS.temperature,
-                                top_k: int = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
-                                repetition_penalty: float = DEFAULTS.repetition_penalty,
-                                k: int = 20) -> list[Candidate]:
-        """The k likeliest next tokens after `prompt`, likeliest first, each with the model's probability (`prob`) and
-        the probability that sampling with these settings draws it (`sampling_prob`, 0 where the settings cut it).
-
-        The settings work as in `generate` (the same function shapes the distribution). The prompt's logits are cached:
-        asking again with other settings does not run the model.
-        """
-        s = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
-        k = check_int("k", k, 1, min(MAX_CANDIDATES, self.config.vocab_size))
+    def _next_tokens(self, prompt: str) -> tuple[list[int], NextTokens]:
         ids = self.prepare_prompt(prompt, room=1).ids
-        logits = self._next_logits.get(ids)
-        history = torch.tensor(ids) if s.repetition_penalty != 1.0 else None  # as the engine's first draw
-        params = s
-        return candidates(logits, params, k=k, token_text=self.token_text, previous_ids=history)
+        return ids, self._next.get(ids)
+
+    def next_token_distribution(self, prompt: str, params: SamplingParams | None = None, *, k: int = 20,
+                                **settings) -> list[Candidate]:
+        """The k likeliest next tokens after `prompt`, likeliest first, each with the model's probability (`prob`) and
+        the probability that sampling with these settings draws it (`sampling_prob`: 0 where the settings cut it,
+        None where a server's reported tokens do not decide it).
+
+        The settings work as in `generate` (the same function shapes the distribution). The prompt's candidates are
+        cached: asking again with other settings does not run the model.
+        """
+        s = sampling_params(params, settings)
+        k = check_int("k", k, 1, self.backend.max_candidates)
+        ids, next_tokens = self._next_tokens(prompt)
+        top = next_tokens.top[:k]
+        if next_tokens.logits is not None:  # the whole vocabulary: exact whatever the settings
+            history = torch.tensor(ids) if s.repetition_penalty != 1.0 else None  # as the engine's first draw
+            after = logits_to_probs(next_tokens.logits[None], [s], [history])[0].probs_of(torch.tensor([i for i, _ in top]))
+        else:
+            after = reported_sampling_probs(next_tokens.top, s)[:k]
+        return [Candidate(self.token_text(i), i, math.exp(lp), q) for (i, lp), q in zip(top, after, strict=True)]
 
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]:
         """The k most likely next tokens after `prompt`: (token text, token id, probability), most likely first."""
-        k = check_int("k", k, 1, self.config.vocab_size)
-        logits = self._next_logits.get(self.prepare_prompt(prompt, room=0).ids)
-        top = torch.topk(logits.softmax(-1), k)
-        return [(self.decode([int(i)]), int(i), float(p)) for p, i in zip(top.values, top.indices)]
+        k = check_int("k", k, 1, self.backend.max_candidates)
+        _, next_tokens = self._next_tokens(prompt)
+        return [(self.decode([i]), i, math.exp(lp)) for i, lp in next_tokens.top[:k]]
+
+    def _scored_ids(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text) if text else []
+        limit = self.backend.max_scored_tokens - 1  # <|endoftext|> comes first
+        if len(ids) > limit:
+            raise ValueError(f"`text` has to be at most {limit} tokens long, but has {len(ids)}")
+        return ids
 
     def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]:
         """Every token of `text` with its probability given the tokens before it, its rank and the `top` likeliest
-        tokens at its place (explain/scoring.py; a text longer than the context is scored in windows).
+        tokens at its place (explain/scoring.py; locally, a text longer than the context is scored in windows).
 
         The tokens' texts join to `text`; the first token is conditioned on <|endoftext|>.
         """
         text = check_text("text", text)
-        top = check_int("top", top, 0, MAX_ALTERNATIVES)
-        ids = self.tokenizer.encode(text) if text else []
-        if len(ids) > MAX_SCORED_TOKENS:
-            raise ValueError(f"`text` has to be at most {MAX_SCORED_TOKENS} tokens long, but has {len(ids)}")
-        scored = score_ids(self.model, ids, bos=self.config.eos_token_id, top=top)
+        top = check_int("top", top, 0, self.backend.max_alternatives)
+        ids = self._scored_ids(text)
+        if not ids:
+            return []
+        scored = self.backend.prompt_logprobs([self.eos_token_id, *ids], top=top)
         return token_scores(text, ids, scored, table=self._token_bytes, token_text=self.token_text)
+
+    def sequence_logprob(self, text: str) -> float:
+        """log P(text) under the model, every token conditioned on those before it (the first on <|endoftext|>)."""
+        ids = self._scored_ids(check_text("text", text))
+        if not ids:
+            return 0.0
+        return float(self.backend.prompt_logprobs([self.eos_token_id, *ids], top=0).logprobs.double().sum())
 
     def attention(self, text: str) -> Attention:
         """`(tokens, weights)`: the text's tokens and the softmax attention of every layer and head, weights of shape
         (n_layer, n_head, T, T) where weights[l, h, i, j] is how much token i looks at token j (0 for j > i: GPT-2
         reads only to the left). At most MAX_ATTENTION_TOKENS tokens (explain/attention.py)."""
+        why = self.describe().unavailable.get(ATTENTION)
+        if why:
+            raise FeatureUnavailableError(f"Attention maps are not available here: {why}")
         text = check_text("text", text)
         ids = self.tokenizer.encode(text) if text else []
-        limit = min(MAX_ATTENTION_TOKENS, self.config.block_size)
+        limit = min(MAX_ATTENTION_TOKENS, self.context_length)
         if not 1 <= len(ids) <= limit:
             raise ValueError(f"`text` has to be 1 to {limit} tokens long to show its attention, but has {len(ids)}")
-        return Attention(self.token_pieces(ids), attention_weights(self.model, ids))
+        return Attention(self.token_pieces(ids), self.backend.attention(ids))
 
-    @torch.inference_mode()
-    def sequence_logprob(self, text: str) -> float:
-        """log P(text) under the model, every token conditioned on those before it (the first on <|endoftext|>)."""
-        if not text:
-            return 0.0
-        ids = [self.config.eos_token_id] + self.prepare_prompt(text, room=1).ids
-        ids = ids[-self.config.block_size :]
-        logits = self.model(torch.tensor([ids], device=self.device))[0, :-1]  # (T-1, vocab)
-        logprobs = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:], device=self.device)[:, None])
-        return float(logprobs.sum())
 
-    def compile(self, *, background: bool = False) -> threading.Thread | None:
-        """Compile the decode step (see compiled.py). In the background, generation runs eagerly meanwhile.
+class LanguageModel(TextModel):
+    """A GPT-2 running here, in this process (gpt2_core/local.py): its window slides past the context."""
 
-        A failure (no C++ compiler, no Triton) is logged and decoding stays eager.
-        """
-        def work() -> None:
-            try:
-                decode = compile_decode(self.model, self.device)
-                warm_up(self.model, decode, device=self.device, dtype=self.dtype)
-            except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
-                log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
-                return
-            if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
-                self.engine.compiled_decode = decode
-            log.info("compiled the decode step of %s", self.name)
+    backend: LocalBackend
 
-        if not background:
-            work()
-            return None
-        thread = threading.Thread(target=work, name="gpt2-compile", daemon=True)
-        thread.start()
-        return thread
+    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
+                 quantize: str | None = None, max_batch: int = 16):
+        super().__init__(LocalBackend(model, tokenizer, name=name, device=device, dtype=dtype, quantize=quantize,
+                                      max_batch=max_batch))
+        self.model = model
+        self.config: GPTConfig = model.config
+        self.engine = self.backend.engine
+        self.device, self.dtype, self.quantize = device, dtype, quantize
+
+    def num_parameters(self) -> int:
+        return self.config.num_parameters()
+
+    def memory_bytes(self) -> int:
+        return self.backend.memory_bytes()
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
+
+    def compile(self, *, background: bool = False):
+        return self.backend.compile(background=background)
 
     def use_cuda_graphs(self, *, capture: bool | None = None) -> None:
-        """Decode through CUDA graphs of padded batch sizes (generate/cuda_graphs.py), captured in the engine's thread
-        on first use; capture=False runs the same padded steps without graphs (a CPU, tests)."""
-        from gpt2_core.generate.cuda_graphs import GraphedDecode
-
-        self.engine.graphed_decode = GraphedDecode(self.model, self.device, capture=capture)
-
-    def close(self) -> None:
-        self.engine.close()
-        self.engine.compiled_decode = None  # its frozen graphs hold the weights
-        self.engine.graphed_decode = None  # and CUDA graphs their cache
-        self._next_logits = None  # it refers back to this model: without the cycle, the weights go when unused
+        self.backend.use_cuda_graphs(capture=capture)
 
 
 @dataclass

@@ -154,7 +154,7 @@ class BrokenLM:
     def __init__(self, lm):
         self._lm = lm
 
-    def stream(self, prompt="", **settings):
+    def stream(self, prompt="", params=None, **settings):
         raise RuntimeError("secret internal detail")
         yield
 

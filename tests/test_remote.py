@@ -19,6 +19,7 @@ from ui_helpers import wait_until
 from gpt2_core import load_model
 from gpt2_core.backend import ATTENTION, FeatureUnavailableError
 from gpt2_core.checkpoint import BUNDLED
+from gpt2_core.explain.distribution import reported_sampling_probs
 from gpt2_core.generate.settings import SamplingParams
 from gpt2_core.remote import (
     BackendAuthError,
@@ -27,7 +28,6 @@ from gpt2_core.remote import (
     CompletionsClient,
     RemoteModel,
 )
-from gpt2_core.remote.logprobs import sampling_probs
 from gpt2_core.testing.recorded import ReplayTransport
 from tests.vllm.record import PROMPT, SCORED
 
@@ -73,7 +73,7 @@ def test_connect_reads_the_servers_model_context_and_tokenizer(local):
     assert description.parameters == local.num_parameters()
     assert description.memory_bytes is None and description.precision is None  # the server does not say
     assert ATTENTION in description.unavailable
-    assert remote.max_alternatives == description.max_alternatives == 20  # the limit its refusal of 100 named
+    assert remote.backend.max_alternatives == description.max_alternatives == 20  # the limit its refusal of 100 named
 
 
 def test_a_server_that_allows_more_logprobs_reports_more():
@@ -85,9 +85,9 @@ def test_a_server_that_allows_more_logprobs_reports_more():
         return replay.handle_request(request)
 
     remote = RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle))).connect()
-    assert remote.max_alternatives == 100
-    assert remote._stream_logprobs(SamplingParams(top_k=40)) == 40  # "after your settings" known for top-k 40
-    assert remote._stream_logprobs(SamplingParams(top_k=0)) == 20
+    assert remote.backend.max_alternatives == 100
+    assert remote.backend._stream_logprobs(SamplingParams(top_k=40)) == 40  # "after your settings" known for top-k 40
+    assert remote.backend._stream_logprobs(SamplingParams(top_k=0)) == 20
 
 
 def test_greedy_equals_the_local_engine(local):
@@ -191,7 +191,7 @@ def test_what_the_server_cannot_do_says_why():
     with pytest.raises(ValueError, match=r"`text` has to be at most 126 tokens"):
         remote.score_text("word " * 300)
     with pytest.raises(BackendRequestError, match="maximum context length is 128 tokens"):  # the real 400 answer
-        remote._client.complete(dict(model="mini-gpt2", prompt=[0] * 200, max_tokens=1))
+        remote.backend._client.complete(dict(model="mini-gpt2", prompt=[0] * 200, max_tokens=1))
 
 
 # ---- the sampling probabilities that the reported top tokens decide -----------------------------------------------
@@ -214,7 +214,7 @@ def test_sampling_probs_from_the_reported_tokens_are_exact_or_none(params, known
     logprobs = logits.log_softmax(-1)
     top = torch.topk(logprobs, 20)
     reported = [(int(i), float(lp)) for lp, i in zip(top.values, top.indices)]
-    got = sampling_probs(reported, params, reported=20)
+    got = reported_sampling_probs(reported, params)
     if not known:
         assert got == [None] * 20
         return

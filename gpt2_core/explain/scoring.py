@@ -12,6 +12,7 @@ the sliding-window perplexity of Hugging Face's "Perplexity of fixed-length mode
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,10 +38,10 @@ class TokenScore:
 
 @dataclass(frozen=True)
 class ScoredIds:
-    probs: torch.Tensor  # (n,) probability of each token
+    logprobs: torch.Tensor  # (n,) log-probability of each token
     ranks: torch.Tensor  # (n,) 1-based rank of each token among the vocabulary
     top_ids: torch.Tensor  # (n, top) the likeliest tokens at each position
-    top_probs: torch.Tensor  # (n, top)
+    top_logprobs: torch.Tensor  # (n, top)
 
 
 @torch.inference_mode()
@@ -50,7 +51,7 @@ def score_ids(model: GPT, ids: list[int], *, bos: int, top: int) -> ScoredIds:
     seq = torch.tensor([bos, *ids], device=device)  # position 0 conditions the first token
     n, context = len(ids), model.config.block_size
     stride = max(1, context // 2)
-    probs, ranks, top_ids, top_probs = [], [], [], []
+    chosen, ranks, top_ids, top_logprobs = [], [], [], []
     first = 1  # the next position of seq to score
     while first <= n:
         last = min(n, context - 1 if first == 1 else first + stride - 1)  # score seq[first..last]
@@ -59,16 +60,17 @@ def score_ids(model: GPT, ids: list[int], *, bos: int, top: int) -> ScoredIds:
         logits = model(window, first=first - 1 - start)[0].float()  # (new, vocab)
         targets = seq[first : last + 1]
         logprobs = logits.log_softmax(-1)
-        probs.append(logprobs.gather(-1, targets[:, None])[:, 0].exp())
+        chosen.append(logprobs.gather(-1, targets[:, None])[:, 0])
         ranks.append(ranks_of(logits, targets))
         best = torch.topk(logprobs, top, dim=-1)
         top_ids.append(best.indices)
-        top_probs.append(best.values.exp())
+        top_logprobs.append(best.values)
         first = last + 1
-    if not probs:
+    if not chosen:
         empty = torch.empty(0)
         return ScoredIds(empty, empty.long(), empty.long().reshape(0, top), empty.reshape(0, top))
-    return ScoredIds(torch.cat(probs).cpu(), torch.cat(ranks).cpu(), torch.cat(top_ids).cpu(), torch.cat(top_probs).cpu())
+    return ScoredIds(torch.cat(chosen).cpu(), torch.cat(ranks).cpu(), torch.cat(top_ids).cpu(),
+                     torch.cat(top_logprobs).cpu())
 
 
 def token_scores(text: str, ids: list[int], scored: ScoredIds, *, table: list[bytes],
@@ -78,8 +80,9 @@ def token_scores(text: str, ids: list[int], scored: ScoredIds, *, table: list[by
     out, offset = [], 0
     for i, token in enumerate(ids):
         piece = decoder.add(token)
-        alternatives = [(token_text(int(a)), int(a), float(p)) for a, p in zip(scored.top_ids[i], scored.top_probs[i])]
-        out.append(TokenScore(piece, offset, offset + len(piece), token, float(scored.probs[i]), int(scored.ranks[i]),
+        alternatives = [(token_text(int(a)), int(a), math.exp(lp))
+                        for a, lp in zip(scored.top_ids[i].tolist(), scored.top_logprobs[i].tolist())]
+        out.append(TokenScore(piece, offset, offset + len(piece), token, math.exp(scored.logprobs[i]), int(scored.ranks[i]),
                               alternatives))
         offset += len(piece)
     if offset != len(text) or "".join(s.text for s in out) != text:  # a tokenizer that rewrites text (normalizes it)

@@ -1,5 +1,8 @@
 """`RemoteModel`: GPT-2 on an OpenAI-compatible completions server (vLLM), behind the same calls as LanguageModel.
 
+`ServerBackend` is the TokenBackend (gpt2_core/backend.py) that talks to the server; RemoteModel is the text layer
+(TextModel) over it, the same code as for the model running here.
+
     lm = RemoteModel("http://localhost:8000")          # the server's only model; or RemoteModel(url, "gpt2")
     for update in lm.stream("Hello", max_new_tokens=20, seed=1):
         print(update[0].text)
@@ -28,21 +31,28 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from gpt2_core.backend import ATTENTION, SCALE, TRAINING, FeatureUnavailableError, ModelDescription
+from gpt2_core.backend import (
+    ATTENTION,
+    SCALE,
+    TRAINING,
+    FeatureUnavailableError,
+    ModelDescription,
+    NextTokens,
+    TokenEvent,
+    TokenRequest,
+)
 from gpt2_core.checkpoint import ModelUnavailableError, load_tokenizer, read_config, resolve_tokenizer_dir
-from gpt2_core.explain.distribution import Candidate, LogitsCache
-from gpt2_core.explain.scoring import ScoredIds, TokenScore, token_scores
-from gpt2_core.generate.engine import Request, TokenEvent
-from gpt2_core.generate.settings import DEFAULTS, SamplingParams, check_int, check_text
-from gpt2_core.lm import _SERIALS, Sample, TextModel
+from gpt2_core.explain.distribution import reported_sampling_probs
+from gpt2_core.explain.scoring import ScoredIds
+from gpt2_core.generate.settings import SamplingParams
+from gpt2_core.lm import TextModel
 from gpt2_core.remote.client import BackendAuthError, BackendRequestError, BackendUnavailableError, CompletionsClient
-from gpt2_core.remote.logprobs import probability, rank_in, sampling_probs, token_id, top_tokens
+from gpt2_core.remote.logprobs import probability, rank_in, token_id, top_tokens
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,35 @@ REMOTE_UNAVAILABLE = {
 
 
 class RemoteModel(TextModel):
+    """The text layer over a model server: `RemoteModel(url)` serves its only model, `RemoteModel(url, "gpt2")` one
+    of several. It connects on first use (`connect()` to do so now)."""
+
+    backend: ServerBackend
+
+    def __init__(self, url: str, model: str | None = None, *, tokenizer: str | Path | None = None,
+                 api_key: str | None = None, max_alternatives: int | None = None,
+                 client: CompletionsClient | None = None, show_address: bool = True):
+        super().__init__(ServerBackend(url, model, tokenizer=tokenizer, api_key=api_key,
+                                       max_alternatives=max_alternatives, client=client, show_address=show_address))
+        self.url = url
+
+    def connect(self) -> RemoteModel:
+        self.backend.connect()
+        return self
+
+    def probe(self) -> str | None:
+        return self.backend.probe()
+
+    @property
+    def problem(self) -> str | None:
+        return self.backend.problem
+
+
+class ServerBackend:
+    """A TokenBackend on an OpenAI-compatible completions server (module docstring)."""
+
+    slides_window = False  # a server's prompt and new tokens must fit its context together
+
     def __init__(self, url: str, model: str | None = None, *, tokenizer: str | Path | None = None,
                  api_key: str | None = None, max_alternatives: int | None = None,
                  client: CompletionsClient | None = None, show_address: bool = True):
@@ -76,7 +115,6 @@ class RemoteModel(TextModel):
         self.max_alternatives = max_alternatives or SERVER_MAX_LOGPROBS  # the server's logprobs limit, once asked
         self._ask_limit = max_alternatives is None
         self.name = model or "(the server's model)"
-        self.serial = next(_SERIALS)
         self.problem: str | None = None  # the last failure to reach the server; None once a call succeeds
         self._probed = 0.0
         self._connect_failure: tuple[float, Exception | None] = (0.0, None)  # when connecting last failed, and why
@@ -86,10 +124,9 @@ class RemoteModel(TextModel):
         self._context: int | None = None
         self._eos: int | None = None
         self._parameters: int | None = None
-        self._top = LogitsCache(self._compute_top)  # prompt ids -> the reported likeliest next tokens
 
     # ---- connecting ---------------------------------------------------------------------------------------------
-    def connect(self) -> RemoteModel:
+    def connect(self) -> ServerBackend:
         """Ask the server which model it serves and load that model's tokenizer: once, or again after a failure,
         but not within CONNECT_RETRY_S of it (a page's every keystroke must not wait on a server that is down)."""
         if self._connected:  # set last, once every field is: the per-token properties take no lock
@@ -107,7 +144,7 @@ class RemoteModel(TextModel):
                 self.problem = str(e)  # setup problems too (a wrong --model): the panel's banner shows them
                 raise
 
-    def _connect(self) -> RemoteModel:
+    def _connect(self) -> ServerBackend:
         """connect()'s work, under its lock."""
         with self._tracked():
             served = self._client.models()
@@ -189,6 +226,14 @@ class RemoteModel(TextModel):
     def eos_token_id(self) -> int:
         return self.connect()._eos
 
+    @property
+    def max_candidates(self) -> int:
+        return self.connect().max_alternatives
+
+    @property
+    def max_scored_tokens(self) -> int:
+        return self.context_length - 1  # and one new token: a completion request asks for at least one
+
     def describe(self) -> ModelDescription:
         """What is known without asking the server (the panel redraws often; a down server must not slow it)."""
         return ModelDescription(self.name, where=self._client.shown, precision=None, parameters=self._parameters,
@@ -205,73 +250,23 @@ class RemoteModel(TextModel):
         body["repetition_penalty"] = params.repetition_penalty
         return body
 
-    def _submit(self, request: Request, stop: tuple[str, ...]) -> RemoteRequest:
+    def submit(self, request: TokenRequest) -> RemoteRequest:
         return RemoteRequest(self, request)
 
-    def _failure(self, error: Exception, request) -> Exception:
+    def failure(self, error: Exception, request: TokenRequest) -> Exception:
         return fresh(error)
 
-    def stream(self, prompt: str = "", **settings) -> Iterator[list[Sample]]:
-        """As LanguageModel.stream; once every sample has ended, ranks beyond the server's N are filled in."""
-        last: list[Sample] = []
-        updates = super().stream(prompt, **settings)
-        try:
-            for samples in updates:
-                last = samples
-                if all(s.finish_reason is not None for s in samples) and any(None in s.token_ranks for s in samples):
-                    break
-                yield samples
-            else:
-                return
-        finally:
-            updates.close()  # now, not when collected: closing it ends the requests on the server
-        room = settings.get("max_new_tokens", DEFAULTS.max_new_tokens)
-        prompt_ids = self.prepare_prompt(prompt, room=room).ids
-        yield [self._with_ranks(prompt_ids, s) for s in last]
-
-    def _with_ranks(self, prompt_ids: list[int], sample: Sample) -> Sample:
-        ids = prompt_ids + sample.token_ids
-        if None not in sample.token_ranks or len(ids) + 1 > self.context_length:
-            return sample
-        try:
-            entries = self._prompt_logprobs(ids, top=0)[len(prompt_ids) - 1:]
-        except (BackendUnavailableError, BackendRequestError) as e:
-            log.info("ranks beyond the top %d stay unknown: %s", self.max_alternatives, e)
-            return sample
-        ranks = [rank if rank is not None else int(entry[token]["rank"])
-                 for rank, token, entry in zip(sample.token_ranks, sample.token_ids, entries, strict=True)]
-        return replace(sample, token_ranks=ranks)
-
     # ---- probabilities ------------------------------------------------------------------------------------------
-    def _compute_top(self, ids: list[int]) -> list[tuple[int, float]]:
-        body = self._body(ids, GREEDY, max_tokens=1, logprobs=self.max_alternatives,
-                          return_tokens_as_token_ids=True)
+    def next_tokens(self, ids: list[int]) -> NextTokens:
+        """The server's N likeliest next tokens after `ids` (N: its logprobs limit)."""
+        body = self._body(ids, GREEDY, max_tokens=1, logprobs=self.max_alternatives, return_tokens_as_token_ids=True)
         with self._tracked():
             response = self._client.complete(body)
         (top,) = response["choices"][0]["logprobs"]["top_logprobs"]
-        return top_tokens(top, self.tokenizer.encode)
+        return NextTokens(top_tokens(top, self.tokenizer.encode))
 
-    def next_token_distribution(self, prompt: str, *, temperature: float = DEFAULTS.temperature,
-                                top_k: int = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
-                                repetition_penalty: float = DEFAULTS.repetition_penalty,
-                                k: int = 20) -> list[Candidate]:
-        """As LanguageModel's, from the server's N likeliest next tokens: `sampling_prob` is None where the
-        settings reach beyond them (remote/logprobs.py)."""
-        s = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
-        k = check_int("k", k, 1, self.connect().max_alternatives)
-        top = self._top.get(self.prepare_prompt(prompt, room=1).ids)
-        params = s
-        after = sampling_probs(top, params, reported=self.max_alternatives)
-        return [Candidate(self.token_text(i), i, math.exp(lp), q) for (i, lp), q in zip(top[:k], after[:k])]
-
-    def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]:
-        """The k (at most the server's N) most likely next tokens after `prompt`: (text, id, probability)."""
-        k = check_int("k", k, 1, self.connect()._tokenizer.vocab_size)
-        top = self._top.get(self.prepare_prompt(prompt, room=1).ids)
-        return [(self.decode([i]), i, math.exp(lp)) for i, lp in top[:k]]
-
-    def _prompt_logprobs(self, ids: list[int], *, top: int) -> list[dict[int, dict]]:
-        """For each of ids[1:]: {token id: {"logprob", "rank"}} for the token and the `top` likeliest there."""
+    def prompt_logprobs(self, ids: list[int], *, top: int) -> ScoredIds:
+        """One request with vLLM's prompt_logprobs, which reports each token's log-probability and rank."""
         body = self._body(ids, GREEDY, max_tokens=1, prompt_logprobs=top)
         with self._tracked():
             response = self._client.complete(body)
@@ -279,39 +274,20 @@ class RemoteModel(TextModel):
         if entries is None:
             raise BackendRequestError(f"{self._client.shown} does not score text (prompt_logprobs): "
                                       "a vLLM server does")
-        return [{int(t): v for t, v in entry.items()} for entry in entries[1:]]
-
-    def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]:
-        """As LanguageModel's, in one request: at most one context of text (the server scores no windows)."""
-        text = check_text("text", text)
-        top = check_int("top", top, 0, self.connect().max_alternatives)
-        ids = self.tokenizer.encode(text) if text else []
-        limit = self.context_length - 2  # <|endoftext|> before, one new token after
-        if len(ids) > limit:
-            raise ValueError(f"`text` has to be at most {limit} tokens long for the model on the server (one "
-                             f"context), but has {len(ids)}")
-        if not ids:
-            return []
-        entries = self._prompt_logprobs([self.eos_token_id, *ids], top=top)
-        probs, ranks, top_ids, top_probs = [], [], [], []
-        for token, entry in zip(ids, entries, strict=True):
-            probs.append(probability(entry[token]["logprob"]))
+        logprobs, ranks, top_ids, top_logprobs = [], [], [], []
+        for token, entry in zip(ids[1:], entries[1:], strict=True):
+            entry = {int(t): v for t, v in entry.items()}
+            logprobs.append(entry[token]["logprob"])
             ranks.append(int(entry[token]["rank"]))
             best = sorted(entry.items(), key=lambda item: item[1]["rank"])[:top]
             top_ids.append([i for i, _ in best])
-            top_probs.append([probability(v["logprob"]) for _, v in best])
-        scored = ScoredIds(torch.tensor(probs), torch.tensor(ranks), torch.tensor(top_ids, dtype=torch.long).reshape(
-            len(ids), top), torch.tensor(top_probs).reshape(len(ids), top))
-        return token_scores(text, ids, scored, table=self._token_bytes, token_text=self.token_text)
+            top_logprobs.append([v["logprob"] for _, v in best])
+        n = len(ids) - 1
+        return ScoredIds(torch.tensor(logprobs, dtype=torch.float64), torch.tensor(ranks, dtype=torch.long),
+                         torch.tensor(top_ids, dtype=torch.long).reshape(n, top),
+                         torch.tensor(top_logprobs, dtype=torch.float64).reshape(n, top))
 
-    def sequence_logprob(self, text: str) -> float:
-        if not text:
-            return 0.0
-        ids = [self.eos_token_id, *self.prepare_prompt(text, room=2).ids]
-        entries = self._prompt_logprobs(ids, top=0)
-        return float(sum(entry[token]["logprob"] for token, entry in zip(ids[1:], entries, strict=True)))
-
-    def attention(self, text: str):
+    def attention(self, ids: list[int]) -> torch.Tensor:
         raise FeatureUnavailableError(f"Attention maps are not available in remote mode: {REMOTE_UNAVAILABLE[ATTENTION]}")
 
     def close(self) -> None:
@@ -330,7 +306,7 @@ def fresh(error: Exception) -> Exception:
 class _Tracked:
     """Records on the model whether its last call reached the server (the model panel shows it)."""
 
-    def __init__(self, model: RemoteModel, ignore: Callable[[], bool] | None = None):
+    def __init__(self, model: ServerBackend, ignore: Callable[[], bool] | None = None):
         self.model = model
         self.ignore = ignore  # True when a failure is this side's doing (it closed the stream)
 
@@ -349,7 +325,7 @@ class RemoteRequest:
     """A generation on the server: one streaming request per sample, read by its own thread into `events` (the same
     TokenEvent lists as the local engine's Request). Cancelling closes the streams; so does the deadline."""
 
-    def __init__(self, model: RemoteModel, request: Request):
+    def __init__(self, model: ServerBackend, request: TokenRequest):
         self.model = model
         self.request = request
         self.reported = model._stream_logprobs(request.params)  # likeliest tokens the server reports per token
@@ -442,7 +418,7 @@ class RemoteRequest:
         for j, token in enumerate(tokens):
             top = top_tokens(logprobs["top_logprobs"][j] or {}, encode)
             chosen = token_id(token, encode)
-            after = sampling_probs(top, self.request.params, reported=n)
+            after = reported_sampling_probs(top[:n], self.request.params)
             alternatives = tuple((i, math.exp(lp), q) for (i, lp), q in
                                  zip(top[:self.request.alternatives], after, strict=False))
             last = j == len(tokens) - 1

@@ -1,0 +1,134 @@
+"""`LocalBackend`: a GPT-2 running in this process, as a TokenBackend (gpt2_core/backend.py).
+
+gpt2_core's own model (model.py) and decoding engine (generate/engine.py), whose window slides past the context, with
+the whole vocabulary's logits at hand: every figure the page shows is exact here, and the model's insides (attention)
+can be read. How each decode step runs is chosen once, at setup: eagerly, compiled (`compile`) or from CUDA graphs
+(`use_cuda_graphs`); a compile in the background swaps its step in with one call when it is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+
+from gpt2_core.backend import ModelDescription, NextTokens, TokenRequest
+from gpt2_core.checkpoint import first_line
+from gpt2_core.config import GPTConfig
+from gpt2_core.explain.attention import attention_weights
+from gpt2_core.explain.scoring import ScoredIds, score_ids
+from gpt2_core.generate.compiled import compile_decode, warm_up
+from gpt2_core.generate.engine import Engine, Request
+from gpt2_core.model import GPT
+
+log = logging.getLogger(__name__)
+
+MAX_ALTERNATIVES = 20  # likeliest tokens reported beside each generated or scored token
+MAX_CANDIDATES = 100  # next tokens listed by next_token_distribution
+MAX_SCORED_TOKENS = 8192  # score_text's limit: 16 windows of GPT-2's context, seconds on a CPU
+
+
+class DeviceOutOfMemoryError(RuntimeError):
+    """The device had no memory left for a request: that request ended (its rows freed), the model serves on."""
+
+
+class LocalBackend:
+    slides_window = True
+    max_alternatives = MAX_ALTERNATIVES
+    max_scored_tokens = MAX_SCORED_TOKENS
+
+    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
+                 quantize: str | None = None, max_batch: int = 16):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config: GPTConfig = model.config
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.quantize = quantize
+        self.context_length = self.config.block_size
+        self.eos_token_id = self.config.eos_token_id
+        self.max_candidates = min(MAX_CANDIDATES, self.config.vocab_size)
+        self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch, eos_token_id=self.eos_token_id)
+
+    # ---- information -------------------------------------------------------------------------------------------
+    def memory_bytes(self) -> int:
+        """Bytes of parameters and buffers as stored (quantized layers count their packed bytes)."""
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        for module in self.model.modules():  # 4-bit layers keep their scales beside the weight
+            state = getattr(getattr(module, "weight", None), "quant_state", None)
+            if state is not None and getattr(state, "absmax", None) is not None:
+                total += state.absmax.numel() * state.absmax.element_size()
+        return total
+
+    @property
+    def precision(self) -> str:
+        return self.quantize or str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(self.name, where=str(self.device), precision=self.precision,
+                                parameters=self.config.num_parameters(), memory_bytes=self.memory_bytes(),
+                                context=self.context_length, max_alternatives=MAX_ALTERNATIVES)
+
+    # ---- tokens ------------------------------------------------------------------------------------------------
+    def submit(self, request: TokenRequest) -> Request:
+        return self.engine.submit(Request(request.prompt_ids, request.params, request.seeds, request.max_new_tokens,
+                                          request.deadline, request.alternatives))
+
+    def failure(self, error: Exception, request: TokenRequest) -> Exception:
+        if isinstance(error, torch.OutOfMemoryError):
+            return DeviceOutOfMemoryError(
+                f"the {self.device.type} ran out of memory for this request ({len(request.seeds)} sample(s), "
+                f"{len(request.prompt_ids)} prompt tokens + {request.max_new_tokens} new); try fewer samples or "
+                "tokens, or try again in a moment")
+        return RuntimeError(str(error))  # one object for every request it ended: a fresh one per caller
+
+    @torch.inference_mode()
+    def next_tokens(self, ids: list[int]) -> NextTokens:
+        logits = self.model(torch.tensor([ids], device=self.device))[0, -1].float().cpu()  # (vocab,)
+        best = torch.topk(logits.log_softmax(-1), self.max_candidates)
+        return NextTokens(list(zip(best.indices.tolist(), best.values.tolist())), logits)
+
+    def prompt_logprobs(self, ids: list[int], *, top: int) -> ScoredIds:
+        return score_ids(self.model, ids[1:], bos=ids[0], top=top)
+
+    def attention(self, ids: list[int]) -> torch.Tensor:
+        return attention_weights(self.model, ids)
+
+    # ---- how decode steps run ------------------------------------------------------------------------------------
+    def compile(self, *, background: bool = False) -> threading.Thread | None:
+        """Compile the decode step (see compiled.py). In the background, generation runs eagerly meanwhile.
+
+        A failure (no C++ compiler, no Triton) is logged and decoding stays eager.
+        """
+        def work() -> None:
+            try:
+                decode = compile_decode(self.model, self.device)
+                warm_up(self.model, decode, device=self.device, dtype=self.dtype)
+            except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
+                log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
+                return
+            if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
+                self.engine.use(decode, "compiled")
+            log.info("compiled the decode step of %s", self.name)
+
+        if not background:
+            work()
+            return None
+        thread = threading.Thread(target=work, name="gpt2-compile", daemon=True)
+        thread.start()
+        return thread
+
+    def use_cuda_graphs(self, *, capture: bool | None = None) -> None:
+        """Decode through CUDA graphs of padded batch sizes (generate/cuda_graphs.py), captured in the engine's thread
+        on first use; capture=False runs the same padded steps without graphs (a CPU, tests)."""
+        from gpt2_core.generate.cuda_graphs import GraphedDecode
+
+        self.engine.use(GraphedDecode(self.model, self.device, capture=capture), "cuda-graphs")
+
+    def close(self) -> None:
+        self.engine.close()
+        self.engine.use(self.model.decode, "eager")  # a compiled step's frozen graphs hold the weights, CUDA graphs
+        # their cache
