@@ -163,7 +163,7 @@ def main() -> None:
                 compiled = load_model(checkpoint, device=args.device, dtype="fp32" if quantize else dt,
                                       quantize=quantize, compile=True)
                 compile_s = time.perf_counter() - start
-                if compiled.engine.compiled_decode is not None:
+                if compiled.engine.decoding == "compiled":
                     contenders["gpt2_core compiled"] = lambda n, p, lm=compiled: time_ours(lm, p, n)
             prompt = eager.decode(PROMPT_IDS)
             times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -187,7 +187,7 @@ def main() -> None:
             rows.append({"table": "ttft", "shape": shape, "dtype": dt, "prompt_tokens": long_ids.size(1),
                          "transformers_s": hf_ttft, "gpt2_core_s": ours_ttft})
             # concurrent callers through the batching engine (compiled steps when available)
-            server = compiled if compiled is not None and compiled.engine.compiled_decode is not None else eager
+            server = compiled if compiled is not None and compiled.engine.decoding == "compiled" else eager
             server = graphed or server
             for n in args.callers:
                 rows.append({"table": "concurrency", "shape": shape, "dtype": dt, **concurrency(server, prompt, n)})

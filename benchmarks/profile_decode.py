@@ -48,7 +48,7 @@ def group_of(name: str, lm_head_shape: bool) -> str:
 
 def profile_path(lm, label: str) -> dict:
     model, config = lm.model, lm.config
-    decode = lm.engine.compiled_decode or model.decode
+    decode = lm.engine.decode
     vocab = config.vocab_size
     with torch.inference_mode():
         cache = KVCache(config, 1, config.block_size, device=lm.device, dtype=lm.dtype)

@@ -58,13 +58,13 @@ class Gate:
         self._open.set()
 
     def wrap(self, lm):
-        decode = lm.model.decode
+        decode = lm.engine.decode
 
         def gated_decode(*args, **kwargs):
             self._open.wait()
             return decode(*args, **kwargs)
 
-        lm.model.decode = gated_decode
+        lm.engine.use(gated_decode, lm.engine.decoding)
         return lm
 
 

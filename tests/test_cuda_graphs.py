@@ -33,20 +33,20 @@ def plain_and_padded(tiny_checkpoint):
 @pytest.mark.parametrize("num_samples", [1, 3, 8])
 def test_padded_steps_give_the_same_greedy_and_seeded_ids(plain_and_padded, num_samples):
     plain, padded = plain_and_padded
-    before = padded.engine.graphed_decode.replays
+    before = padded.engine.decode.replays
     for settings in (dict(temperature=0), dict(temperature=0.9, top_k=40, seed=7)):
         expected = [s.token_ids for s in plain.generate("In a shocking finding,", max_new_tokens=16,
                                                           num_samples=num_samples, **settings)]
         got = [s.token_ids for s in padded.generate("In a shocking finding,", max_new_tokens=16,
                                                      num_samples=num_samples, **settings)]
         assert got == expected
-    assert padded.engine.graphed_decode.replays > before, "the steps ran padded"
+    assert padded.engine.decode.replays > before, "the steps ran padded"
 
 
 def test_a_batch_that_grows_and_shrinks_across_sizes_stays_correct(plain_and_padded):
     """Eight callers with different lengths join and leave while others run: rows move and the padded size changes."""
     plain, padded = plain_and_padded
-    step = padded.engine.graphed_decode
+    step = padded.engine.decode
     before, step.sizes_used = step.replays, set()
     lengths = [4, 30, 9, 22, 14, 3, 27, 18]
     expected = [plain.generate(p, max_new_tokens=n, temperature=0)[0].token_ids for p, n in zip(PROMPTS, lengths)]

@@ -17,9 +17,10 @@ from gpt2_core.lm import DeviceOutOfMemoryError
 pytest_plugins = ["fixtures_ui"]
 
 
-def fail_once(model, method: str, *, when=lambda *args: True):
-    """Make `model.<method>` raise torch.OutOfMemoryError on its first call for which `when(*args)` holds."""
-    original = getattr(model, method)
+def fail_once(lm, step: str, *, when=lambda *args: True):
+    """Make `lm`'s "prefill" (its model's) or "decode" step (its engine's) raise torch.OutOfMemoryError on its first
+    call for which `when(*args)` holds."""
+    original = lm.model.prefill if step == "prefill" else lm.engine.decode
     state = {"failed": False}
 
     def flaky(*args, **kwargs):
@@ -28,7 +29,10 @@ def fail_once(model, method: str, *, when=lambda *args: True):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
         return original(*args, **kwargs)
 
-    setattr(model, method, flaky)
+    if step == "prefill":
+        lm.model.prefill = flaky
+    else:
+        lm.engine.use(flaky, lm.engine.decoding)
     return state
 
 
@@ -42,7 +46,7 @@ def slow_lm(tiny_checkpoint):
 def test_out_of_memory_in_one_prefill_ends_only_that_request(slow_lm):
     running = slow_lm.stream("I was here first", max_new_tokens=60, seed=1)
     next(running)
-    state = fail_once(slow_lm.model, "prefill")
+    state = fail_once(slow_lm, "prefill")
     with pytest.raises(DeviceOutOfMemoryError, match=r"ran out of memory for this request .*try fewer samples"):
         slow_lm.generate("I ask for too much", max_new_tokens=20, num_samples=3)
     assert state["failed"]
@@ -53,7 +57,7 @@ def test_out_of_memory_in_one_prefill_ends_only_that_request(slow_lm):
 
 
 def test_out_of_memory_in_a_decode_step_ends_that_batch_and_serving_goes_on(slow_lm):
-    fail_once(slow_lm.model, "decode")
+    fail_once(slow_lm, "decode")
     with pytest.raises(DeviceOutOfMemoryError):
         slow_lm.generate("Unlucky", max_new_tokens=20)
     assert slow_lm.engine.running == 0  # its rows were freed
@@ -64,7 +68,7 @@ def test_out_of_memory_in_a_decode_step_ends_that_batch_and_serving_goes_on(slow
 def test_out_of_memory_in_a_shared_decode_step_spares_the_requests_already_running(slow_lm):
     running = slow_lm.stream("I was here first", max_new_tokens=60, seed=1)
     next(running)
-    fail_once(slow_lm.model, "decode", when=lambda idx, *rest: idx.shape[0] > 1)  # the step the newcomer joined
+    fail_once(slow_lm, "decode", when=lambda idx, *rest: idx.shape[0] > 1)  # the step the newcomer joined
     with pytest.raises(DeviceOutOfMemoryError):
         slow_lm.generate("I joined and the step ran out of memory", max_new_tokens=20)
     rest = list(running)
@@ -75,7 +79,7 @@ def test_out_of_memory_reaches_the_page_as_a_friendly_message(app, monkeypatch):
     client = Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
     lm = app.models.gpt2.current
     monkeypatch.setattr(lm.model, "prefill", lm.model.prefill)  # so that monkeypatch puts the real one back after
-    state = fail_once(lm.model, "prefill")
+    state = fail_once(lm, "prefill")
     with pytest.raises(AppError) as error:
         client.predict("Hello", max_new_tokens=4, api_name="/generate")
     message = str(error.value)

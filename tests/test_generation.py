@@ -219,7 +219,7 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
     from gpt2_core import load_model
 
     fast = load_model(tiny_checkpoint, device="cpu", compile=True)
-    assert fast.engine.compiled_decode is not None, "compilation failed on this machine (see the log)"
+    assert fast.engine.decoding == "compiled", "compilation failed on this machine (see the log)"
     compiled_graphs = counters["stats"]["unique_graphs"]
     prompt_ids = lm.tokenizer.encode("Compiled or not,")
     greedy = fast.generate("Compiled or not,", max_new_tokens=40, temperature=0)[0].token_ids
@@ -275,7 +275,7 @@ def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
     compiling = fast.compile(background=True)
     during = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids  # eager meanwhile
     compiling.join(timeout=300)
-    assert fast.engine.compiled_decode is not None
+    assert fast.engine.decoding == "compiled"
     after = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
     assert during == after == lm.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids
     fast.close()

@@ -70,7 +70,7 @@ def test_cuda_graphs_give_eager_greedy_ids(tiny_checkpoint, num_samples):
             got = [s.token_ids for s in graphed.generate("In a shocking finding,", max_new_tokens=24,
                                                           temperature=0, num_samples=num_samples)]
             assert got == expected
-        step = graphed.engine.graphed_decode
+        step = graphed.engine.decode
         assert step.replays > 0 and not step._failed and step._graphs, "the steps replayed captured graphs"
     finally:
         eager.close()
@@ -97,7 +97,7 @@ def test_cuda_graphs_follow_a_batch_that_grows_and_shrinks(tiny_checkpoint):
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
-        assert got == expected and len(graphed.engine.graphed_decode._graphs) >= 2
+        assert got == expected and len(graphed.engine.decode._graphs) >= 2
     finally:
         eager.close()
         graphed.close()

@@ -62,13 +62,13 @@ def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
 
 def slow_down(lm, delay: float):
     """Make every decode step of `lm`'s engine take at least `delay` seconds, so streaming and Stop can be watched."""
-    decode = lm.model.decode
+    decode = lm.engine.decode
 
     def slow_decode(*args, **kwargs):
         time.sleep(delay)
         return decode(*args, **kwargs)
 
-    lm.model.decode = slow_decode  # an instance attribute: only this loaded model is slowed
+    lm.engine.use(slow_decode, lm.engine.decoding)  # only this loaded model is slowed
     return lm
 
 

@@ -37,6 +37,8 @@ def padded_size(batch: int, capacity: int, sizes: tuple[int, ...] = GRAPH_SIZES)
 class GraphedDecode:
     """`GPT.decode`'s signature, (idx (B, 1), cache, positions) -> logits (B, vocab), through padded static steps."""
 
+    pads_batch = True  # runs batches padded to GRAPH_SIZES: the engine grows its cache in powers of two
+
     def __init__(self, model: GPT, device: torch.device, *, capture: bool | None = None,
                  sizes: tuple[int, ...] = GRAPH_SIZES):
         self.model = model

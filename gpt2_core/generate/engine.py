@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gpt2_core.backend import TokenEvent
 from gpt2_core.generate.compiled import Decode
 from gpt2_core.generate.sampling import Distribution, Draw, draw, ranks_of
 from gpt2_core.generate.settings import SamplingParams
@@ -32,19 +33,10 @@ from gpt2_core.model import GPT, KVCache
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TokenEvent:
-    sample: int  # index of the sample within its request
-    token: int | None  # the new token (None when the sample ended without one, e.g. cancelled)
-    prob: float  # the model's probability of the token
-    finish_reason: str | None  # None while running; "length", "eos", "cancelled", "timeout"
-    rank: int = 0  # 1 = the model's likeliest token at this step (0 when there is no token)
-    alternatives: tuple[tuple[int, float, float], ...] = ()  # if asked: (id, probability, sampling probability)
-
-
 @dataclass(eq=False)
 class Request:
-    """A prompt in flight. The caller reads `events` (lists of TokenEvent, one list per step, or an Exception)."""
+    """A prompt in flight (a TokenStream, gpt2_core/backend.py): the caller reads `events` (lists of TokenEvent, one
+    list per step, or an Exception)."""
 
     prompt_ids: list[int]
     params: SamplingParams
@@ -88,8 +80,8 @@ class Engine:
         self.max_batch = max_batch
         self.eos_token_id = eos_token_id
         self.steps = 0  # decode steps run so far (tests count them to prove cancellation)
-        self.compiled_decode: Decode | None = None  # the compiled step (compiled.py), set once it is ready
-        self.graphed_decode: Decode | None = None  # CUDA graphs of the step (cuda_graphs.py), when turned on
+        self.decode: Decode = model.decode  # the decode step: eager until `use` swaps in a faster one
+        self.decoding = "eager"  # its kind: "eager", "compiled" (compiled.py) or "cuda-graphs" (cuda_graphs.py)
         self._pending: deque[Request] = deque()
         self._rows: list[_Row] = []  # row i of the batch lives in cache row i
         self._cache: KVCache | None = None
@@ -98,6 +90,11 @@ class Engine:
         self._closed = False
 
     # ---- the caller's side -------------------------------------------------------------------------------------
+    def use(self, decode: Decode, kind: str) -> None:
+        """Decode every following step with `decode` (the same numbers as GPT.decode, faster): one assignment, read
+        by the engine thread at its next step, so a compile finishing in the background swaps in between steps."""
+        self.decode, self.decoding = decode, kind
+
     def submit(self, request: Request) -> Request:
         if len(request.seeds) > self.max_batch:
             raise ValueError(f"a request may have at most {self.max_batch} samples, but has {len(request.seeds)}")
@@ -182,7 +179,7 @@ class Engine:
         cache = self._cache
         if cache is None or cache.batch_size < n:
             size = min(self.max_batch, max(n, 2 * cache.batch_size if cache else 1))
-            if self.graphed_decode is not None:  # a power of two, so that padded graph sizes fit the cache
+            if getattr(self.decode, "pads_batch", False):  # a power of two, so that padded sizes fit the cache
                 size = min(self.max_batch, 1 << (size - 1).bit_length())
             new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
             for i, row in enumerate(self._rows):  # carry the running samples over
@@ -235,8 +232,7 @@ class Engine:
             rows = self._rows
             idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
             try:
-                decode = self.graphed_decode or self.compiled_decode or self.model.decode
-                logits = decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
+                logits = self.decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
                 break
             except torch.OutOfMemoryError as e:  # the newest request made the batch too big: it alone leaves
                 newest = rows[-1].request  # admitted last, so its rows are last
