@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import html
 
-import torch
+import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 CELL = 26  # an SVG cell, in the drawing's units (the SVG scales to its column's width)
@@ -26,9 +27,10 @@ def label(token: str) -> str:
     return token.strip() or {"\n": "\u23ce", "": "\u2026"}.get(token[:1], "\u2423")
 
 
-def heatmap_svg(tokens: list[str], weights: torch.Tensor, *, causal: bool, selected: int | None, title: str) -> str:
+def heatmap_svg(tokens: list[str], weights: ArrayLike, *, causal: bool, selected: int | None, title: str) -> str:
     """One head's map (T, T) as an SVG: rows are the tokens that look (left labels), columns the tokens looked at (top
     labels); `selected` outlines one row. Each cell says its weight on hover."""
+    weights = np.asarray(weights, dtype=np.float32)
     T = len(tokens)
     names = [html.escape(label(t)) for t in tokens]
     left = 12 + CHAR * max(len(n) for n in names)
@@ -61,16 +63,17 @@ def heatmap_svg(tokens: list[str], weights: torch.Tensor, *, causal: bool, selec
     return "".join(parts)
 
 
-def head_pictures(weights: torch.Tensor, *, causal: bool) -> list[Image.Image]:
+def head_pictures(weights: ArrayLike, *, causal: bool) -> list[Image.Image]:
     """Every head of one layer (n_head, T, T) as a small picture: white to blue with the weight, the unseen grey."""
+    weights = np.asarray(weights, dtype=np.float32)
     T = weights.shape[-1]
-    unseen = torch.ones(T, T, dtype=torch.bool).triu(1) if causal else torch.zeros(T, T, dtype=torch.bool)
+    unseen = np.triu(np.ones((T, T), dtype=bool), 1) if causal else np.zeros((T, T), dtype=bool)
     pictures = []
     for head in weights:
-        w = head.clamp(0, 1)[..., None]  # (T, T, 1)
-        rgb = (255 * (1 - w) + torch.tensor(INK) * w).round().to(torch.uint8)  # white blended into blue
-        rgb[unseen] = torch.tensor([229, 231, 235], dtype=torch.uint8)
-        pictures.append(Image.fromarray(rgb.numpy(), "RGB").resize((THUMB, THUMB), Image.Resampling.NEAREST))
+        w = np.clip(head, 0, 1)[..., None]  # (T, T, 1)
+        rgb = (255 * (1 - w) + np.array(INK) * w).round().astype(np.uint8)  # white blended into blue
+        rgb[unseen] = (229, 231, 235)
+        pictures.append(Image.fromarray(rgb, "RGB").resize((THUMB, THUMB), Image.Resampling.NEAREST))
     return pictures
 
 

@@ -2,7 +2,7 @@
 
 Its Generate button is the `/generate` API endpoint (parameters: prompt, max_new_tokens, temperature, top_k, top_p,
 repetition_penalty, seed, num_samples). Stop cancels the event; Gradio then closes the generator, and closing
-`LanguageModel.stream` ends the request in the engine, so the model stops working on it at once. A closed tab or a
+`TextModel.stream` ends the request in the engine, so the model stops working on it at once. A closed tab or a
 dropped API client does the same as soon as Gradio notices the lost connection (at its next update to the client).
 Every generation also ends after `deadline_s` seconds with "took too long and was stopped".
 Slider defaults come from gpt2_core's DEFAULTS, the one place the CLI reads them too. The endpoint takes its inputs
@@ -21,12 +21,12 @@ import gradio as gr
 from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.exports import Exports
-from demo.knobs import KNOBS, typed_values
+from demo.knobs import KNOBS, page_params, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.tokens import DETAILS_CLASS, LEGEND, Coloured, TokenRow, details_html, keep_token_in_view, token_view
 from demo.workspace import Workspace
-from gpt2_core import DEFAULTS, LanguageModel, ModelUnavailableError, Sample
+from gpt2_core import DEFAULTS, ModelUnavailableError, Sample, SamplingParams, TextModel
 from gpt2_core.generate.settings import CONTEXT_LENGTH, check_int
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,11 @@ CSS = """
 #generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary); }
 #run-state { scroll-margin-top: 90px; }
 """
-SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]  # seed: None
+# The page's settings, in the order of its inputs (and of the /generate endpoint's parameters after the prompt), with
+# each slider's elem_id (the seed is a number box, no slider)
+SETTINGS = ["max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "num_samples"]
+SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]
+RECORDED = [name for name in SETTINGS if name != "seed"]  # a record's settings (each sample keeps its own seed)
 COPY_TEXT = """() => {
   const box = document.querySelector('#generate-text textarea');
   if (!box) return;
@@ -180,16 +184,12 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
     return TabParts(tab, linkable)
 
 
-def stream_samples(models: AppModels, session: str | None, prompt, max_new_tokens, temperature, top_k, top_p,
-                   repetition_penalty, seed, num_samples, *, deadline_s: float,
-                   alternatives: int = 0) -> Iterator[tuple[LanguageModel, list]]:
+def stream_samples(models: AppModels, session: str | None, prompt, params: SamplingParams, *, deadline_s: float,
+                   alternatives: int = 0) -> Iterator[tuple[TextModel, list]]:
     """The model and its samples, at most every STREAM_INTERVAL_S and at the end (the page and the API share this)."""
     with user_facing_errors(), models.use(session) as lm:
-        num_samples = check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)  # the boxes on the page
         last_sent = 0.0
-        for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                 top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,
-                                 num_samples=num_samples, deadline_s=deadline_s, alternatives=alternatives):
+        for samples in lm.stream(prompt, params, deadline_s=deadline_s, alternatives=alternatives):
             done = all(s.finish_reason is not None for s in samples)
             now = time.monotonic()
             if done or now - last_sent >= STREAM_INTERVAL_S:
@@ -202,8 +202,11 @@ def make_generate(models: AppModels, *, deadline_s: float):
                  repetition_penalty: float, seed: float | None, num_samples: float,
                  request: gr.Request) -> Iterator[tuple]:
         """Stream GPT-2's continuation of `prompt`: the sample texts (4, unused ones empty), stats, context meter."""
-        for lm, samples in stream_samples(models, request.session_hash, prompt, max_new_tokens, temperature, top_k,
-                                          top_p, repetition_penalty, seed, num_samples, deadline_s=deadline_s):
+        with user_facing_errors():  # gpt2_core's ranges, and as many samples as there are boxes
+            check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)
+            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                    repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples)
+        for lm, samples in stream_samples(models, request.session_hash, prompt, params, deadline_s=deadline_s):
             yield render(samples, lm.context_length, lm.name)[:-1]
 
     return generate
@@ -215,36 +218,30 @@ def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float
         """The page's Generate: the coloured samples, the run state, stats, context, and the downloads at the end.
         An error replaces the output with its message (not the last run's text and stats), and is also a toast."""
         try:
-            yield from write(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
-                             request)
+            with user_facing_errors():  # the page's own ranges, with the message the API gives for its wider ones
+                params = page_params(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples)
+            yield from write(prompt, params, request)
         except gr.Error as e:
             yield (*[gr.HighlightedText(None, visible=False)] * MAX_SAMPLES_SHOWN, f"**Not written.** {e.message}",
                    "", gr.skip(), gr.skip(), None, "", gr.DownloadButton(value=None, interactive=False),
                    gr.DownloadButton(value=None, interactive=False), gr.Button(GENERATE, interactive=True))
             raise
 
-    def write(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
-              request: gr.Request):
-        with user_facing_errors():  # the page's own ranges, with the message the API gives for its wider ones
-            values = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                          repetition_penalty=repetition_penalty, num_samples=num_samples)
-            for name, value in values.items():
-                KNOBS[name].check(value)
+    def write(prompt, params: SamplingParams, request: gr.Request):
         prompt_pieces: list[str] | None = None
-        for lm, samples in stream_samples(models, request.session_hash, prompt, max_new_tokens, temperature, top_k,
-                                          top_p, repetition_penalty, seed, num_samples, deadline_s=deadline_s,
+        for lm, samples in stream_samples(models, request.session_hash, prompt, params, deadline_s=deadline_s,
                                           alternatives=DETAIL_ALTERNATIVES):
             if prompt_pieces is None:  # the prompt as GPT-2 read it (its end, if it was trimmed)
-                ids = lm.prepare_prompt(prompt, room=int(max_new_tokens)).ids if prompt else []
+                ids = lm.prepare_prompt(prompt, room=params.max_new_tokens).ids if prompt else []
                 prompt_pieces = (["\u2026"] if samples[0].prompt_truncated else []) + lm.token_pieces(ids)
             coloured = [Coloured(prompt_pieces, [TokenRow(t, i, r, p, a) for t, i, r, p, a in
                                                  zip(s.token_texts, s.token_ids, s.token_ranks, s.token_probs,
                                                      s.alternatives)]) for s in samples]
             *_, stats, context, first_seed = render(samples, lm.context_length, lm.name)
             done = all(s.finish_reason is not None for s in samples)
-            record = dict(model=lm.name, prompt=prompt, settings=dict(
-                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                repetition_penalty=repetition_penalty, num_samples=num_samples), samples=samples, coloured=coloured)
+            record = dict(model=lm.name, prompt=prompt, settings={name: getattr(params, name) for name in RECORDED},
+                          samples=samples, coloured=coloured)
             text = "\n\n".join(prompt + s.text for s in samples)
             files = (exports.write("gpt2-sample.txt", text), exports.write("gpt2-sample.json", export_json(record))) \
                 if done else (None, None)
@@ -381,9 +378,7 @@ def make_meter(models: AppModels):
 
 def example_values(example: GenerateExample) -> tuple:
     """The prompt and settings an example fills in, in the order of the page's inputs."""
-    s = example.settings
-    return (example.prompt, s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.repetition_penalty, s.seed,
-            s.num_samples)
+    return (example.prompt, *(getattr(example.settings, name) for name in SETTINGS))
 
 
 def make_fill(example: GenerateExample):
@@ -395,7 +390,7 @@ def make_fill(example: GenerateExample):
 
 def make_example_note(examples: Examples):
     by_id = {example.id: example for example in examples.generate}
-    names = ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "num_samples"]
+    names = ["prompt", *SETTINGS]
 
     def note(active: str | None, *values) -> str:
         """The clicked example's note, or what was changed since: its fixed seed replays it only with its settings."""

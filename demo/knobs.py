@@ -14,39 +14,57 @@ from typing import Any
 
 import gradio as gr
 
-from gpt2_core import DEFAULTS
-from gpt2_core.generate.settings import check_float, check_int
+from gpt2_core import DEFAULTS, SamplingParams
+from gpt2_core.generate.settings import RANGES, Range
 
 
 @dataclass(frozen=True)
 class Knob:
-    name: str  # the parameter's name, as in gpt2_core and the API
-    low: float
-    high: float
+    """A slider for one of SamplingParams' fields: its range is gpt2_core's (RANGES), narrowed where the page shows
+    less (`low`, `high`), its default gpt2_core's DEFAULTS."""
+
+    name: str  # the field's name, as in gpt2_core and the API
     step: float
-    default: float
-    integer: bool = False
-    low_open: bool = False  # (low, high]: the slider starts one step above low
+    low: float | None = None  # the page's own bounds, within gpt2_core's (None: gpt2_core's)
+    high: float | None = None
+
+    @property
+    def range(self) -> Range:
+        wide = RANGES[self.name]
+        return Range(wide.low if self.low is None else self.low, wide.high if self.high is None else self.high,
+                     integer=wide.integer, low_open=wide.low_open and self.low is None)
+
+    @property
+    def default(self) -> float:
+        return getattr(DEFAULTS, self.name)
 
     def check(self, value: Any) -> float | int:
         """`value` if it is in the page's range; else ValueError naming the parameter and the range."""
-        if self.integer:
-            return check_int(self.name, value, int(self.low), int(self.high))
-        return check_float(self.name, value, self.low, self.high, low_open=self.low_open)
+        return self.range.check(self.name, value)
 
     def slider(self, label: str, *, elem_id: str, info: str | None = None) -> gr.Slider:
-        low = self.low + self.step if self.low_open else self.low
-        return gr.Slider(low, self.high, self.default, step=self.step, label=label, info=info, elem_id=elem_id)
+        allowed = self.range
+        low = allowed.low + self.step if allowed.low_open else allowed.low  # (low, high]: one step above low
+        return gr.Slider(low, allowed.high, self.default, step=self.step, label=label, info=info, elem_id=elem_id)
 
 
 KNOBS = {k.name: k for k in [
-    Knob("temperature", 0, 2, 0.05, DEFAULTS.temperature),
-    Knob("top_k", 0, 200, 1, DEFAULTS.top_k, integer=True),
-    Knob("top_p", 0, 1, 0.01, DEFAULTS.top_p, low_open=True),
-    Knob("max_new_tokens", 1, 512, 1, DEFAULTS.max_new_tokens, integer=True),
-    Knob("repetition_penalty", 0.5, 2, 0.05, DEFAULTS.repetition_penalty),
-    Knob("num_samples", 1, 4, 1, DEFAULTS.num_samples, integer=True),  # boxes on the page
+    Knob("temperature", 0.05),
+    Knob("top_k", 1, high=200),
+    Knob("top_p", 0.01),
+    Knob("max_new_tokens", 1, high=512),
+    Knob("repetition_penalty", 0.05, low=0.5, high=2),
+    Knob("num_samples", 1, high=4),  # boxes on the page
 ]}
+
+
+def page_params(**values: Any) -> SamplingParams:
+    """The settings as the page sends them (SamplingParams' fields), checked against the page's ranges: the one
+    SamplingParams the page passes on."""
+    for name, value in values.items():
+        if name in KNOBS:
+            KNOBS[name].check(value)
+    return SamplingParams(**values)
 
 
 def typed_values(*elem_ids: str | None, then: str = "") -> str:
