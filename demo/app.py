@@ -95,12 +95,12 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
             "compare": compare_tab(models, examples)}
     if reason := models.unavailable(ATTENTION):  # remote mode: the server reports tokens, not attention
         tabs["inside"] = unavailable_tab(INSIDE_INTRO, reason, elem_id="inside-unavailable", api_name="attention",
-                                         api_inputs=("text", "layer", "head"))
+                                         api_inputs=dict(text=str, layer=int, head=int))
     else:
         tabs["inside"] = inside_tab(models)
     if reason := models.unavailable(SCALE):
         tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",
-                                        api_inputs=("prompt", "seed"))
+                                        api_inputs=dict(prompt=str, seed=int))
     else:
         tabs["scale"] = scale_tab(models, examples, sources=config.scale_models,
                                   budget_bytes=config.scale_budget_bytes, device=config.device)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from demo.api import endpoint
 from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.exports import Exports
@@ -135,10 +136,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                         seed = gr.Number(-1 if DEFAULTS.seed is None else DEFAULTS.seed, precision=0, scale=3,
                                          label="Seed (blank or -1 = random)", info=EXPLAIN["seed"], elem_id="seed")
                         reuse_seed = gr.Button("Use last seed", size="sm", scale=1, elem_id="reuse-seed")
-        # The `/generate` API endpoint keeps its plain-text outputs for API clients; the page shows the coloured view.
-        texts = [gr.Textbox(visible=False, label=f"sample_{i + 1}") for i in range(MAX_SAMPLES_SHOWN)]
         plain = gr.Textbox(visible="hidden", elem_id="generate-text")  # what Copy copies
-        api_trigger = gr.Button(visible=False)
         last_seed = gr.State(None)
         active_example = gr.State(None)  # the id of the example last clicked, for its note
         shown = gr.State(None)  # the samples on the page, for token details and the downloads
@@ -156,10 +154,9 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                                     js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
         run.then(lambda: gr.Button(GENERATE, interactive=True), outputs=generate_button, api_visibility="private",
                  queue=False)  # also after an error in mid-stream
-        api_trigger.click(make_generate(models, deadline_s=deadline_s), inputs=[prompt, *settings],
-                          outputs=[*texts, stats, context], api_name="generate", concurrency_id="generate",
-                          concurrency_limit=GENERATE_CONCURRENCY,
-                          preprocess=False)  # raw values: gpt2_core checks them, naming each parameter
+        # The `/generate` API endpoint: plain-text samples for API clients (the page shows the coloured view)
+        endpoint(make_generate(models, deadline_s=deadline_s), returns=tuple[(str,) * (MAX_SAMPLES_SHOWN + 2)],
+                 api_name="generate", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
         stop_button.click(None, cancels=[run], api_visibility="private").then(  # after the last update, not before
             stopped, inputs=[shown, run_state], outputs=[run_state, stats, generate_button], api_visibility="private",
             queue=False)
@@ -198,15 +195,17 @@ def stream_samples(models: AppModels, session: str | None, prompt, params: Sampl
 
 
 def make_generate(models: AppModels, *, deadline_s: float):
-    def generate(prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
-                 repetition_penalty: float, seed: float | None, num_samples: float,
-                 request: gr.Request) -> Iterator[tuple]:
+    def generate(prompt: str = "", max_new_tokens: float = DEFAULTS.max_new_tokens,
+                 temperature: float = DEFAULTS.temperature, top_k: float = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
+                 repetition_penalty: float = DEFAULTS.repetition_penalty, seed: float | None = -1,
+                 num_samples: float = DEFAULTS.num_samples, request: gr.Request | None = None) -> Iterator[tuple]:
         """Stream GPT-2's continuation of `prompt`: the sample texts (4, unused ones empty), stats, context meter."""
         with user_facing_errors():  # gpt2_core's ranges, and as many samples as there are boxes
             check_int("num_samples", num_samples, 1, MAX_SAMPLES_SHOWN)
             params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                     repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples)
-        for lm, samples in stream_samples(models, request.session_hash, prompt, params, deadline_s=deadline_s):
+        session = request.session_hash if request is not None else None
+        for lm, samples in stream_samples(models, session, prompt, params, deadline_s=deadline_s):
             yield render(samples, lm.context_length, lm.name)[:-1]
 
     return generate

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from demo.api import endpoint
 from demo.attention_maps import head_pictures, heatmap_svg, label
 from demo.errors import markdown_text, user_facing_errors
 from demo.links import TabParts, copy_link
@@ -86,8 +87,6 @@ def inside_tab(models: AppModels) -> TabParts:
                                        allow_preview=False, object_fit="contain", elem_id=f"inside-{key}-heads")
                     columns[key] = (heading, layer, head, picture, heads)
         copy_link("inside", {"text": text})
-        answer = gr.JSON(visible=False)
-        api_trigger = gr.Button(visible=False)
 
         g, b = columns["gpt2"], columns["bert"]
         controls = [text, g[1], g[2], b[1], b[2], follow]
@@ -102,8 +101,7 @@ def inside_tab(models: AppModels) -> TabParts:
         for *_, head, _, heads in columns.values():
             heads.select(pick_head, outputs=head, api_visibility="private", queue=False).then(
                 draw, inputs=controls, outputs=shown, api_visibility="private", show_progress="hidden")
-        api_trigger.click(make_attention_api(models, cache), inputs=[text, g[1], g[2]], outputs=answer,
-                          api_name="attention", preprocess=False)
+        endpoint(make_attention_api(models, cache), returns=dict, api_name="attention")
         # Before the tab is opened: BERT's files looked up, never loaded, so that a missing BERT shows no controls
         tab.load(make_bert_column(models), outputs=list(b), api_visibility="private", queue=False,
                  show_progress="hidden")
@@ -229,7 +227,8 @@ def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: boo
 
 
 def make_attention_api(models: AppModels, cache: MapCache):
-    def attention(text: str, layer: int, head: int, request: gr.Request) -> dict:
+    def attention(text: str = DEFAULT_SENTENCE, layer: int = 1, head: int = 1,
+                  request: gr.Request | None = None) -> dict:
         """Both models' tokens and the attention of one layer and head (from 1): weights[i][j] is how much token i
         looks at token j. BERT's part holds an "error" instead when BERT cannot be had or has no such head."""
         with user_facing_errors():

@@ -5,7 +5,7 @@ Sizes run one after another, smallest first: each is loaded, writes, is measured
 loaded (the model already serving the page is borrowed, not loaded twice), so memory never holds two of them. A size
 whose weights exceed the host's budget (--scale-memory) or whose files are not here is listed with the reason and the
 fix (gpt2_core/scale.py). One run at a time for the whole app: it is the heaviest thing the page can ask for.
-The hidden `/scale(prompt, seed)` API endpoint returns the finished figures and texts as JSON.
+The `/scale(prompt, seed)` API endpoint returns the finished figures and texts as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
+from demo.api import endpoint
 from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts
@@ -93,16 +94,13 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
                                 x_title="parameters (millions)", y_title="bits per token (lower is better)",
                                 elem_id="scale-chart", scale=2, visible=False)
         gr.Markdown(f"The human paragraph: {human.title}.", elem_id="scale-human")
-        answer = gr.JSON(visible=False)
-        api_trigger = gr.Button(visible=False)
         event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart],
                           api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden")
         run.click(None, js=SCROLL_TO_RESULTS, api_visibility="private")  # the columns, in view at once (phones)
         stop.click(None, cancels=[event], api_visibility="private").then(
             lambda: "**Stopped.** The sizes that finished keep their text and figures.", outputs=state,
             api_visibility="private", queue=False)
-        api_trigger.click(make_api(sizes), inputs=[prompt, seed], outputs=answer, api_name="scale",
-                          concurrency_limit=1, concurrency_id="scale", preprocess=False)
+        endpoint(make_api(sizes, unicorn.prompt), returns=list, api_name="scale", concurrency_limit=1, concurrency_id="scale")
     return TabParts(tab, {})
 
 
@@ -214,8 +212,8 @@ def make_run(sizes: SizeRunner):
     return run
 
 
-def make_api(sizes: SizeRunner):
-    def scale(prompt: str, seed: int) -> list[dict]:
+def make_api(sizes: SizeRunner, default_prompt: str):
+    def scale(prompt: str = default_prompt, seed: int = DEFAULT_SEED) -> list[dict]:
         """Every size's text for the prompt and seed (default number of new tokens), with its figures; sizes that
         cannot run here have state "skipped" and the reason in "note"."""
         with user_facing_errors():

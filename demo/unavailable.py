@@ -18,6 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from demo.api import refusal
 from demo.config import AppConfig
 from demo.errors import as_text, markdown_text
 from demo.links import TabParts
@@ -28,20 +29,13 @@ BERT_FILES = "config.json, model.safetensors, vocab.txt"
 
 
 def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | None = None,
-                    api_inputs: tuple[str, ...] = ()) -> TabParts:
+                    api_inputs: dict[str, type] | None = None) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(intro)
         gr.Markdown(f"**Not available with this model server:** {markdown_text(reason)}", elem_id=elem_id)
-        if api_name is not None:
-            inputs = [gr.Textbox(visible=False, label=name) for name in api_inputs]
-            answer = gr.JSON(visible=False)
-            trigger = gr.Button(visible=False)
-
-            def refuse(*_values):
-                raise gr.Error(as_text(f"{api_name} is not available with this model server: {reason}"),
-                               print_exception=False)
-
-            trigger.click(refuse, inputs=inputs, outputs=answer, api_name=api_name, preprocess=False)
+        if api_name is not None:  # the endpoint is there, with the real one's parameters, and says why it fails
+            gr.api(refusal(api_name, api_inputs or {}, as_text(f"{api_name} is not available with this model "
+                                                             f"server: {reason}")), api_name=api_name)
     return TabParts(tab, {})
 
 
