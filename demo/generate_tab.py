@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 
 import gradio as gr
 
@@ -87,6 +88,25 @@ EXPLAIN = {
 }
 
 
+@dataclass(frozen=True)
+class Page:
+    """What a generation updates on the page (the handler returns {component: value} for these)."""
+
+    views: list[gr.HighlightedText]  # one per sample box
+    run_state: gr.Markdown
+    stats: gr.Markdown
+    context: gr.Markdown
+    last_seed: gr.State
+    shown: gr.State  # the record of the samples on the page, for token details and the downloads
+    plain: gr.Textbox  # what Copy copies
+    download_txt: gr.DownloadButton
+    download_json: gr.DownloadButton
+    button: gr.Button
+
+    def components(self) -> list[gr.components.Component]:
+        return [*self.views, *(getattr(self, f.name) for f in fields(self) if f.name != "views")]
+
+
 def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, workspace: Workspace) -> TabParts:
     exports = Exports(workspace)
     with gr.Blocks() as tab:
@@ -145,10 +165,10 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         linkable = dict(zip(FIELDS["generate"], [prompt, *settings], strict=True))
         with link_anchor:
             copy_link("generate", linkable)
-        run = generate_button.click(make_generate_view(models, exports, deadline_s=deadline_s),
-                                    inputs=[prompt, *settings],
-                                    outputs=[*views, run_state, stats, context, last_seed, shown, plain, download_txt,
-                                             download_json, generate_button],
+        page = Page(views, run_state, stats, context, last_seed, shown, plain, download_txt, download_json,
+                    generate_button)
+        run = generate_button.click(make_generate_view(models, exports, page, deadline_s=deadline_s),
+                                    inputs=[prompt, *settings], outputs=page.components(),
                                     api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
                                     concurrency_id="generate", show_progress="hidden", preprocess=False,
                                     js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
@@ -211,7 +231,7 @@ def make_generate(models: AppModels, *, deadline_s: float):
     return generate
 
 
-def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float):
+def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadline_s: float):
     def generate_view(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, num_samples,
                       request: gr.Request):
         """The page's Generate: the coloured samples, the run state, stats, context, and the downloads at the end.
@@ -221,10 +241,12 @@ def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float
                 params = page_params(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                      repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples)
             yield from write(prompt, params, request)
-        except gr.Error as e:
-            yield (*[gr.HighlightedText(None, visible=False)] * MAX_SAMPLES_SHOWN, f"**Not written.** {e.message}",
-                   "", gr.skip(), gr.skip(), None, "", gr.DownloadButton(value=None, interactive=False),
-                   gr.DownloadButton(value=None, interactive=False), gr.Button(GENERATE, interactive=True))
+        except gr.Error as e:  # the meter and the last seed stay
+            yield {**{view: gr.HighlightedText(None, visible=False) for view in page.views},
+                   page.run_state: f"**Not written.** {e.message}", page.stats: "", page.shown: None, page.plain: "",
+                   page.download_txt: gr.DownloadButton(value=None, interactive=False),
+                   page.download_json: gr.DownloadButton(value=None, interactive=False),
+                   page.button: gr.Button(GENERATE, interactive=True)}
             raise
 
     def write(prompt, params: SamplingParams, request: gr.Request):
@@ -244,12 +266,16 @@ def make_generate_view(models: AppModels, exports: Exports, *, deadline_s: float
             text = "\n\n".join(prompt + s.text for s in samples)
             files = (exports.write("gpt2-sample.txt", text), exports.write("gpt2-sample.json", export_json(record))) \
                 if done else (None, None)
-            views = [gr.HighlightedText(c.segments(), visible=True) for c in coloured]
-            views += [gr.HighlightedText(None, visible=False)] * (MAX_SAMPLES_SHOWN - len(coloured))
+            views = {view: gr.HighlightedText(c.segments(), visible=True) if c is not None else
+                     gr.HighlightedText(None, visible=False)
+                     for view, c in zip(page.views, coloured + [None] * (MAX_SAMPLES_SHOWN - len(coloured)))}
             # A second Generate while one streams would be silently ignored: the button says why, until the end.
             button = gr.Button(GENERATE, interactive=True) if done else gr.Button(BUSY, interactive=False)
-            yield (*views, finished_state(samples) if done else WRITING, stats, context, first_seed, record, text,
-                   *(gr.DownloadButton(value=f, interactive=f is not None) for f in files), button)
+            yield {**views, page.run_state: finished_state(samples) if done else WRITING, page.stats: stats,
+                   page.context: context, page.last_seed: first_seed, page.shown: record, page.plain: text,
+                   page.download_txt: gr.DownloadButton(value=files[0], interactive=files[0] is not None),
+                   page.download_json: gr.DownloadButton(value=files[1], interactive=files[1] is not None),
+                   page.button: button}
 
     return generate_view
 
