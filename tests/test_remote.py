@@ -333,6 +333,25 @@ def test_stop_closes_the_stream_and_the_deadline_ends_it():
     assert streams[0].closed.wait(2.0)
 
 
+def test_concurrent_generations_need_no_thread_each_and_cancelling_ends_them_at_once():
+    _, lines = recorded_stream_lines()
+    remote, streams = streaming_model(lines, delay=0.05)  # 24 tokens: about 1.3 s a text
+    remote.connect()
+    threads = threading.active_count()
+    generations = [remote.stream(PROMPT, max_new_tokens=24, temperature=0, seed=1, num_samples=2) for _ in range(3)]
+    for updates in generations:
+        next(updates)
+    wait_until(lambda: len(streams) == 6, timeout=5, message="every sample's stream to open")
+    assert threading.active_count() <= threads  # six streams on the client's one loop: no thread or timer each
+    start = time.monotonic()
+    for updates in generations:
+        updates.close()  # Stop
+    assert all(stream.closed.wait(1.0) for stream in streams)
+    assert time.monotonic() - start < 0.5, "each stream closes when cancelled, not when its text is over"
+    wait_until(lambda: not asyncio.all_tasks(remote._client.loop), timeout=5, message="the reading tasks to end")
+    assert threading.active_count() <= threads and remote.problem is None
+
+
 def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
     from demo.config import AppConfig
     from demo.model_panel import info_markdown, unavailable_markdown
