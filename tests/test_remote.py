@@ -5,6 +5,7 @@ The live server suite is tests/test_vllm.py (opt-in: `bash tests/vllm/run`)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -191,7 +192,7 @@ def test_what_the_server_cannot_do_says_why():
     with pytest.raises(ValueError, match=r"`text` has to be at most 126 tokens"):
         remote.score_text("word " * 300)
     with pytest.raises(BackendRequestError, match="maximum context length is 128 tokens"):  # the real 400 answer
-        remote.backend._client.complete(dict(model="mini-gpt2", prompt=[0] * 200, max_tokens=1))
+        remote.backend._client.complete(model="mini-gpt2", prompt=[0] * 200, max_tokens=1)
 
 
 # ---- the sampling probabilities that the reported top tokens decide -----------------------------------------------
@@ -242,11 +243,16 @@ def test_a_server_that_cannot_be_reached_gives_a_clear_message_and_safe_requests
     transport, calls = counting(refuse)
     client = CompletionsClient(URL, transport=transport)
     with pytest.raises(BackendUnavailableError, match=r"model server at http://vllm.test:8000 cannot be reached"):
-        client.complete(dict(prompt=[1], max_tokens=1))
+        client.complete(model="mini-gpt2", prompt=[1], max_tokens=1)
     assert len(calls) == 2
     calls.clear()
-    with pytest.raises(BackendUnavailableError, match="cannot be reached"), client.stream(dict(prompt=[1])):
-        pass
+
+    async def read():
+        async for _ in client.stream(model="mini-gpt2", prompt=[1]):
+            pass
+
+    with pytest.raises(BackendUnavailableError, match="cannot be reached"):
+        client.start(read()).result()
     assert len(calls) == 1  # a stream is never sent twice
 
 
@@ -265,40 +271,44 @@ def recorded_stream_lines() -> tuple[dict, list[bytes]]:
     return exchange, [line.encode() + b"\n" for line in exchange["text"].split("\n")]
 
 
-class Chunks(httpx.SyncByteStream):
+class Chunks(httpx.AsyncByteStream):
     """A recorded stream's lines, sent slowly, then (optionally) a dropped connection; notes when it is closed."""
 
     def __init__(self, lines: list[bytes], *, delay: float = 0.0, fail_after: int | None = None):
         self.lines, self.delay, self.fail_after = lines, delay, fail_after
         self.closed = threading.Event()
 
-    def __iter__(self):
+    async def __aiter__(self):
         for i, line in enumerate(self.lines):
             if self.closed.is_set():
                 raise httpx.ReadError("the connection was closed")  # as a real socket read does
             if self.fail_after is not None and i == self.fail_after:
                 raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-            time.sleep(self.delay)
+            await asyncio.sleep(self.delay)
             yield line
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed.set()
 
 
-def streaming_model(stream: Chunks) -> RemoteModel:
+def streaming_model(lines: list[bytes], **options) -> tuple[RemoteModel, list[Chunks]]:
+    """A model whose server streams `lines` (as Chunks(lines, **options)) to every generation request; the streams
+    it opened, in order."""
     replay = ReplayTransport.load(RECORDED)
+    streams = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         if b'"stream": true' in request.content or b'"stream":true' in request.content:
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+            streams.append(Chunks(lines, **options))
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=streams[-1])
         return replay.handle_request(request)
 
-    return RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle)))
+    return RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle))), streams
 
 
 def test_a_server_gone_mid_stream_keeps_the_text_so_far_and_says_so():
     _, lines = recorded_stream_lines()
-    remote = streaming_model(Chunks(lines, fail_after=12))
+    remote, _ = streaming_model(lines, fail_after=12)
     seen = []
     with pytest.raises(BackendUnavailableError, match="stopped answering in the middle of the text"):
         for update in remote.stream(PROMPT, max_new_tokens=24, temperature=0, seed=1):
@@ -308,20 +318,38 @@ def test_a_server_gone_mid_stream_keeps_the_text_so_far_and_says_so():
 
 def test_stop_closes_the_stream_and_the_deadline_ends_it():
     _, lines = recorded_stream_lines()
-    stream = Chunks(lines, delay=0.05)
-    remote = streaming_model(stream)
+    remote, streams = streaming_model(lines, delay=0.05)
     updates = remote.stream(PROMPT, max_new_tokens=24, temperature=0, seed=1)
     next(updates), next(updates)
     updates.close()  # what Stop does (Gradio closes the generator)
-    assert stream.closed.wait(2.0), "closing the generator must close the connection (vLLM then aborts)"
-    wait_until(lambda: not any(t.name.startswith("remote-sample") for t in threading.enumerate()), timeout=5,
-               message="the reading thread to end")  # its read failed: this side's doing, not the server's
+    assert streams[0].closed.wait(2.0), "closing the generator must close the connection (vLLM then aborts)"
+    wait_until(lambda: not asyncio.all_tasks(remote.backend._client.loop), timeout=5,
+               message="the reading task to end")  # cancelled: this side's doing, not the server's
     assert remote.problem is None
 
-    slow = Chunks(lines, delay=0.2)
-    (sample,) = streaming_model(slow).generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, deadline_s=0.7)
+    slow, streams = streaming_model(lines, delay=0.2)
+    (sample,) = slow.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1, deadline_s=0.7)
     assert sample.finish_reason == "timeout" and 0 < len(sample.token_ids) < 24
-    assert slow.closed.wait(2.0)
+    assert streams[0].closed.wait(2.0)
+
+
+def test_concurrent_generations_need_no_thread_each_and_cancelling_ends_them_at_once():
+    _, lines = recorded_stream_lines()
+    remote, streams = streaming_model(lines, delay=0.05)  # 24 tokens: about 1.3 s a text
+    remote.connect()
+    threads = threading.active_count()
+    generations = [remote.stream(PROMPT, max_new_tokens=24, temperature=0, seed=1, num_samples=2) for _ in range(3)]
+    for updates in generations:
+        next(updates)
+    wait_until(lambda: len(streams) == 6, timeout=5, message="every sample's stream to open")
+    assert threading.active_count() <= threads  # six streams on the client's one loop: no thread or timer each
+    start = time.monotonic()
+    for updates in generations:
+        updates.close()  # Stop
+    assert all(stream.closed.wait(1.0) for stream in streams)
+    assert time.monotonic() - start < 0.5, "each stream closes when cancelled, not when its text is over"
+    wait_until(lambda: not asyncio.all_tasks(remote.backend._client.loop), timeout=5, message="the reading tasks to end")
+    assert threading.active_count() <= threads and remote.problem is None
 
 
 def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
@@ -355,22 +383,24 @@ def test_panel_reports_a_down_server_and_clears_when_it_is_back(monkeypatch):
         models.close()
 
 
-def test_a_finished_generation_leaves_no_deadline_timer_behind():
+def test_a_finished_generation_leaves_no_thread_or_task_behind():
     remote, _ = replaying()
-    remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
-    wait_until(lambda: not any(isinstance(t, threading.Timer) for t in threading.enumerate()), timeout=5,
-               message="the request's deadline timer to be cancelled")
+    remote.connect()
+    threads = set(threading.enumerate())
+    remote.generate(PROMPT, max_new_tokens=16, temperature=0.9, top_k=0, seed=11, num_samples=2)
+    assert set(threading.enumerate()) <= threads  # no reading thread, no deadline timer
+    wait_until(lambda: not asyncio.all_tasks(remote.backend._client.loop), timeout=5, message="the reading tasks to end")
 
 
 def test_a_deadline_before_the_server_answers_ends_the_text_at_once():
-    def stalled(request):  # a server busy with others: no headers yet
-        time.sleep(1.5)
+    async def stalled(request):  # a server busy with others: no headers yet
+        await asyncio.sleep(1.5)
         return httpx.Response(503, json={"error": {"message": "busy"}})
 
     replay = ReplayTransport.load(RECORDED)
 
-    def handle(request):
-        return stalled(request) if b'"stream"' in request.content else replay.handle_request(request)
+    async def handle(request):
+        return await stalled(request) if b'"stream"' in request.content else replay.handle_request(request)
 
     remote = RemoteModel(URL, client=CompletionsClient(URL, transport=httpx.MockTransport(handle)))
     start = time.monotonic()
@@ -382,7 +412,7 @@ def test_a_deadline_before_the_server_answers_ends_the_text_at_once():
 def test_a_stream_that_is_not_json_gives_a_clear_message():
     _, lines = recorded_stream_lines()
     broken = lines[:4] + [b'data: {"choices": [{"index": 0, "te\n', b"\n"]
-    remote = streaming_model(Chunks(broken))
+    remote, _ = streaming_model(broken)
     with pytest.raises(BackendUnavailableError, match="sent something that is not JSON"):
         remote.generate(PROMPT, max_new_tokens=24, temperature=0, seed=1)
 

@@ -1,22 +1,33 @@
-"""A small client of an OpenAI-compatible completions server (tested against vLLM), over httpx.
+"""A client of an OpenAI-compatible completions server (tested against vLLM), over the `openai` package.
+
+    client = CompletionsClient("http://localhost:8000")
+    client.models()                                              # [{"id": "gpt2", "max_model_len": 1024, ...}]
+    client.complete(model="gpt2", prompt=[50256], max_tokens=1, extra_body=dict(top_k=0))  # the answer as a dict
+    client.start(coroutine)                                      # run it on the client's event loop
+
+Every request runs on one asyncio event loop, in one thread per client: a streamed completion is read by a task there
+(`stream`), and cancelling the task (Stop, a stop string, a deadline) closes its connection, which is how a request
+is cancelled: vLLM aborts a request whose client disconnects. Arguments are completions.create()'s, vLLM's extensions
+(top_k, prompt_logprobs, ...) in `extra_body`; answers are the server's JSON as dicts (vLLM's extra fields included).
 
 Every failure becomes one of two exceptions with a message meant for the person at the page:
 BackendUnavailableError (the server cannot be reached, stopped answering, or failed) and BackendRequestError (the
 server refused this request, quoting its reason). Requests that change nothing and have not reached the server are
 retried once on a failed connection (`models`, `complete`); a stream never is, since a retry could write a different
-text for a caller who already saw the start of one.
+text for a caller who already saw the start of one (openai's own retries are off: they would resend anything).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import concurrent.futures
 import logging
-import socket
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
 import httpx
+import openai
 
 from gpt2_core.checkpoint import ModelUnavailableError, first_line
 
@@ -26,6 +37,8 @@ CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # between two bytes of an answer: a busy server queues a request, then streams steadily
 RETRY_AFTER_S = 0.5
 MAX_CONNECTIONS = 512  # one per streamed sample: 16 generations at once x 4 samples, for each page event kind
+# openai reads these from OPENAI_ORG_ID / OPENAI_PROJECT_ID; they are OpenAI's business, not this server's
+NO_OPENAI_HEADERS = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
 
 
 class BackendUnavailableError(ModelUnavailableError):
@@ -42,131 +55,135 @@ class BackendAuthError(BackendUnavailableError):
 
 class CompletionsClient:
     def __init__(self, base_url: str, *, api_key: str | None = None, read_timeout_s: float = READ_TIMEOUT_S,
-                 transport: httpx.BaseTransport | None = None, show_address: bool = True):
+                 transport: httpx.AsyncBaseTransport | None = None, show_address: bool = True):
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         # How messages name the server: its address for the host's own page, not for a public one's visitors
         self.shown = f"the model server at {self.base_url}" if show_address else "the model server"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
-                                  timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S),
-                                  limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=32))
+        http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S),
+                                 limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=32))
+        # The key is always given, so openai never falls back to OPENAI_API_KEY (a key for OpenAI, not this server);
+        # "EMPTY" is what vLLM's documentation passes to a server started without --api-key
+        self._api = openai.AsyncOpenAI(base_url=f"{self.base_url}/v1", api_key=api_key or "EMPTY", max_retries=0,
+                                       default_headers=NO_OPENAI_HEADERS, http_client=http)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=_run, args=(self.loop, self._api), name="remote-client", daemon=True)
+        self._thread.start()
+        # close(), or once the client is dropped: the loop stops, and its thread closes the connections and ends
+        self._finalizer = weakref.finalize(self, self.loop.call_soon_threadsafe, self.loop.stop)
+
+    def start(self, coroutine: Coroutine) -> concurrent.futures.Future:
+        """Run `coroutine` on this client's loop; the future's `cancel()` (from any thread) cancels it there."""
+        if not self._finalizer.alive:
+            coroutine.close()
+            raise RuntimeError(f"the client of {self.shown} is closed")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def _wait(self, coroutine: Coroutine):
+        assert threading.current_thread() is not self._thread, "a blocking call on the loop it waits for"
+        return self.start(coroutine).result()
 
     def models(self) -> list[dict]:
         """The server's models (/v1/models), each a dict with at least `id` (vLLM adds `max_model_len`)."""
-        return self._send("GET", "/v1/models", retry=True).get("data", [])
+        # The plain JSON (not models.list()), so that a server that is not OpenAI-compatible gets a clear message
+        answer = self._wait(self._retried(lambda: self._api.get("/models", cast_to=object)))
+        return _json(answer, self.shown, "/v1/models").get("data", [])
 
-    def complete(self, body: dict) -> dict:
-        """One non-streaming completion (/v1/completions): the response as a dict."""
-        return self._send("POST", "/v1/completions", json=body, retry=True)
+    def complete(self, **arguments) -> dict:
+        """One non-streaming completion: completions.create(**arguments)'s answer as a dict."""
+        answer = self._wait(self._retried(lambda: self._api.completions.create(**arguments)))
+        return _json(answer, self.shown, "/v1/completions")
 
-    @contextmanager
-    def stream(self, body: dict) -> Iterator[ChunkStream]:
-        """A streaming completion: yields the server's chunks as a ChunkStream. Leaving the block (or the stream's
-        `close()`, from any thread) closes the connection, which is how a request is cancelled: vLLM aborts a
-        request whose client disconnects."""
-        request = self._http.build_request("POST", "/v1/completions", json={**body, "stream": True})
+    async def stream(self, **arguments) -> AsyncIterator[dict]:
+        """A streaming completion's chunks, as dicts (on this client's loop). However the reading ends (the last
+        chunk, an error, the reading task cancelled) the connection closes, and with it the request on the server."""
         try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as e:
-            raise self._unavailable(e) from e
+            chunks = await self._api.completions.create(**arguments, stream=True)
+        except openai.APIError as e:
+            raise self._error(e) from e
+        async with chunks:
+            try:
+                async for chunk in chunks:
+                    yield chunk.to_dict()
+            except openai.APIConnectionError as e:  # the connection broke or timed out
+                raise BackendUnavailableError(
+                    f"{self.shown} stopped answering in the middle of the text ({_describe(e.__cause__ or e)}); "
+                    "the text so far stays, and you can try again when it is back") from e
+            except openai.APIError as e:  # an error after the stream began is sent as one more event
+                raise BackendUnavailableError(f"{self.shown} failed in the middle of the answer: {e.message}") from e
+            except ValueError as e:  # json.JSONDecodeError: its `doc` is the event's data
+                raise BackendUnavailableError(f"{self.shown} sent something that is not JSON in the middle of the "
+                                              f"answer: {getattr(e, 'doc', '')[:80]!r}") from e
+
+    async def _retried(self, call: Callable[[], Awaitable]):
+        """call(), and once more if it could not connect (it never reached the server, so a retry repeats nothing)."""
         try:
-            _check(response, self.shown, streamed=True)
-            yield ChunkStream(response, self.shown)
-        finally:
-            response.close()
-
-    def _send(self, method: str, path: str, *, retry: bool, **kwargs) -> dict:
-        for attempt in (1, 2):
             try:
-                response = self._http.request(method, path, **kwargs)
-            except httpx.ConnectError as e:
-                if retry and attempt == 1:
-                    log.info("cannot connect to %s (%s); trying once more", self.base_url, _describe(e))
-                    time.sleep(RETRY_AFTER_S)
-                    continue
-                raise self._unavailable(e) from e
-            except httpx.HTTPError as e:
-                raise self._unavailable(e) from e
-            _check(response, self.shown, streamed=False)
-            try:
-                return response.json()
-            except ValueError as e:
-                raise BackendUnavailableError(f"{self.shown} answered {path} with something "
-                                              "that is not JSON: is this an OpenAI-compatible server?") from e
-        raise AssertionError("unreachable")
+                return await call()
+            except openai.APIConnectionError as e:
+                if not isinstance(e.__cause__, httpx.ConnectError):
+                    raise
+                log.info("cannot connect to %s (%s); trying once more", self.base_url, _describe(e.__cause__))
+                await asyncio.sleep(RETRY_AFTER_S)
+                return await call()
+        except openai.APIError as e:
+            raise self._error(e) from e
 
-    def _unavailable(self, error: httpx.HTTPError) -> BackendUnavailableError:
-        if isinstance(error, httpx.TimeoutException):
+    def _error(self, error: openai.APIError) -> Exception:
+        if isinstance(error, openai.APIStatusError):
+            return _refusal(error.response, self.shown)
+        if isinstance(error, openai.APITimeoutError):
             what = "did not answer in time"
-        elif isinstance(error, httpx.ConnectError):
+        elif isinstance(error.__cause__, httpx.ConnectError):
             what = "cannot be reached"
         else:
             what = "failed"
-        return BackendUnavailableError(f"{self.shown} {what} ({_describe(error)}); the page "
+        return BackendUnavailableError(f"{self.shown} {what} ({_describe(error.__cause__ or error)}); the page "
                                        "keeps working, and you can try again in a moment")
 
     def close(self) -> None:
-        self._http.close()
+        """Stop the loop: its thread cancels what still runs there, closes the connections and ends (not waited for)."""
+        self._finalizer()
 
 
-class ChunkStream:
-    """The chunks of one streamed completion, as dicts; `close()` ends it (and the request on the server)."""
-
-    def __init__(self, response: httpx.Response, shown: str):
-        self._response = response
-        self.shown = shown
-
-    def close(self) -> None:
-        """End the stream from any thread: shutting the socket down wakes a read blocked on it (closing alone
-        would not until the server sent more) and tells the server at once."""
-        stream = self._response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # closed already
-        self._response.close()
-
-    def __iter__(self) -> Iterator[dict]:
-        try:
-            for line in self._response.iter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments
-                data = line[len("data:"):].strip()
-                if data == "[DONE]":
-                    return
-                try:
-                    chunk = json.loads(data)
-                except ValueError as e:
-                    raise BackendUnavailableError(f"{self.shown} sent something that is not JSON in the middle of the "
-                                                  f"answer: {data[:80]!r}") from e
-                if "error" in chunk:  # an error after the stream began is sent as one more event
-                    raise BackendUnavailableError(f"{self.shown} failed in the middle of the "
-                                                  f"answer: {_reason(chunk)}")
-                yield chunk
-        except httpx.HTTPError as e:
-            raise BackendUnavailableError(
-                f"{self.shown} stopped answering in the middle of the text ({_describe(e)}); "
-                "the text so far stays, and you can try again when it is back") from e
+def _run(loop: asyncio.AbstractEventLoop, api: openai.AsyncOpenAI) -> None:
+    """The client's thread: its loop, until close() stops it; then asyncio.run's clean-up (cancel what is left,
+    finish async generators) and the connections closed."""
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(api.close())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
-def _check(response: httpx.Response, shown: str, *, streamed: bool) -> None:
-    if response.status_code < 400:
-        return
-    if streamed:
-        response.read()
+def _json(answer, shown: str, path: str) -> dict:
+    """An answer as a dict; openai hands over a text that is not JSON as a str."""
+    if isinstance(answer, openai.BaseModel):
+        return answer.to_dict()
+    if isinstance(answer, dict):
+        return answer
+    raise BackendUnavailableError(f"{shown} answered {path} with something that is not JSON: is this an "
+                                  "OpenAI-compatible server?")
+
+
+def _refusal(response: httpx.Response, shown: str) -> Exception:
+    """The exception for an answer with an error status (4xx, 5xx), quoting the server's reason."""
     try:
         reason = _reason(response.json())
     except ValueError:
         reason = first_line(response.text) or response.reason_phrase
     if response.status_code in (401, 403):
-        raise BackendAuthError(f"{shown} refused the app's key ({response.status_code}: {reason}); the host sets it "
-                               "with the environment variable GPT2_BACKEND_API_KEY, the key the server was started "
-                               "with (vLLM: --api-key)")
+        return BackendAuthError(f"{shown} refused the app's key ({response.status_code}: {reason}); the host sets it "
+                                "with the environment variable GPT2_BACKEND_API_KEY, the key the server was started "
+                                "with (vLLM: --api-key)")
     if response.status_code in (400, 404, 422):
-        raise BackendRequestError(f"{shown} refused the request: {reason}")
-    raise BackendUnavailableError(f"{shown} answered {response.status_code} ({reason}); try again in a moment")
+        return BackendRequestError(f"{shown} refused the request: {reason}")
+    return BackendUnavailableError(f"{shown} answered {response.status_code} ({reason}); try again in a moment")
 
 
 def _reason(body) -> str:
@@ -176,5 +193,5 @@ def _reason(body) -> str:
     return str(error)
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
     return first_line(error) or type(error).__name__

@@ -13,8 +13,9 @@ and every token's text is this side's. The server runs the model:
 - the server's limit N of likeliest tokens reported per place is asked once (vLLM: --max-logprobs, 20 unless set;
   started with 100, every page's figure is exact for a top-k up to 100);
 - generation streams one request per sample, sample i seeded with seed + i as locally, each token with its
-  log-probability and the server's likeliest tokens (at least 20, or the top-k where N allows). Stop strings are
-  cut here, and Stop, a stop string or a deadline closes the sample's stream, which ends the request on the server.
+  log-probability and the server's likeliest tokens (at least 20, or the top-k where N allows). Each sample is a
+  task on the client's event loop (no thread of its own); stop strings are cut here, and Stop, a stop string or a
+  deadline cancels the sample's task, which closes its stream and so ends the request on the server.
   A token's rank is known when it is among the N; the others get their exact rank from one scoring request once
   the text is complete (prompt_logprobs, which reports ranks);
 - the next-token distribution is a one-token request's N likeliest tokens (cached per prompt, so sliders redraw
@@ -25,6 +26,7 @@ Attention maps, training and the Scale tab need the model's insides or its weigh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import queue
@@ -32,6 +34,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 
 import torch
@@ -182,10 +185,10 @@ class ServerBackend:
     def _logprobs_limit(self) -> int:
         """How many likeliest tokens the server reports per place: WANTED_LOGPROBS if it allows them, else the limit
         its refusal names (vLLM: --max-logprobs, 20 unless set), else SERVER_MAX_LOGPROBS."""
-        body = dict(model=self.name, prompt=[self._eos], max_tokens=1, temperature=0.0, logprobs=WANTED_LOGPROBS)
         try:
             with self._tracked():
-                self._client.complete(body)
+                self._client.complete(model=self.name, prompt=[self._eos], max_tokens=1, temperature=0.0,
+                                      logprobs=WANTED_LOGPROBS)
         except BackendRequestError as e:
             found = LIMIT_MESSAGE.search(str(e))
             return min(WANTED_LOGPROBS, int(found.group(1))) if found else SERVER_MAX_LOGPROBS
@@ -241,14 +244,14 @@ class ServerBackend:
                                 remote=True, unavailable=dict(REMOTE_UNAVAILABLE), problem=self.problem)
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def _body(self, ids: list[int], params: SamplingParams, *, max_tokens: int, **extra) -> dict:
-        body = dict(model=self.name, prompt=ids, max_tokens=max_tokens, temperature=params.temperature,
-                    top_p=params.top_p, **extra)
-        # vLLM's extensions of the OpenAI API, sent even when off (top-k 0): else the model's generation_config.json
+    def _arguments(self, ids: list[int], params: SamplingParams, *, max_tokens: int, vllm: dict | None = None,
+                   **openai_arguments) -> dict:
+        """completions.create()'s arguments: OpenAI's parameters, and vLLM's extensions in `extra_body`."""
+        # top_k and repetition_penalty are sent even when off (top-k 0): else the model's generation_config.json
         # could set them on the server's side
-        body["top_k"] = params.top_k
-        body["repetition_penalty"] = params.repetition_penalty
-        return body
+        extra = dict(top_k=params.top_k, repetition_penalty=params.repetition_penalty, **(vllm or {}))
+        return dict(model=self.name, prompt=ids, max_tokens=max_tokens, temperature=params.temperature,
+                    top_p=params.top_p, **openai_arguments, extra_body=extra)
 
     def submit(self, request: TokenRequest) -> RemoteRequest:
         return RemoteRequest(self, request)
@@ -259,17 +262,18 @@ class ServerBackend:
     # ---- probabilities ------------------------------------------------------------------------------------------
     def next_tokens(self, ids: list[int]) -> NextTokens:
         """The server's N likeliest next tokens after `ids` (N: its logprobs limit)."""
-        body = self._body(ids, GREEDY, max_tokens=1, logprobs=self.max_alternatives, return_tokens_as_token_ids=True)
+        arguments = self._arguments(ids, GREEDY, max_tokens=1, logprobs=self.max_alternatives,
+                                    vllm=dict(return_tokens_as_token_ids=True))
         with self._tracked():
-            response = self._client.complete(body)
+            response = self._client.complete(**arguments)
         (top,) = response["choices"][0]["logprobs"]["top_logprobs"]
         return NextTokens(top_tokens(top, self.tokenizer.encode))
 
     def prompt_logprobs(self, ids: list[int], *, top: int) -> ScoredIds:
         """One request with vLLM's prompt_logprobs, which reports each token's log-probability and rank."""
-        body = self._body(ids, GREEDY, max_tokens=1, prompt_logprobs=top)
+        arguments = self._arguments(ids, GREEDY, max_tokens=1, vllm=dict(prompt_logprobs=top))
         with self._tracked():
-            response = self._client.complete(body)
+            response = self._client.complete(**arguments)
         entries = response["choices"][0].get("prompt_logprobs")
         if entries is None:
             raise BackendRequestError(f"{self._client.shown} does not score text (prompt_logprobs): "
@@ -322,88 +326,72 @@ class _Tracked:
 
 
 class RemoteRequest:
-    """A generation on the server: one streaming request per sample, read by its own thread into `events` (the same
-    TokenEvent lists as the local engine's Request). Cancelling closes the streams; so does the deadline."""
+    """A generation on the server: one streaming request per sample, each read by a task on the client's event loop
+    into `events` (the same TokenEvent lists as the local engine's Request). `cancel()` and `stop_sample(i)` cancel
+    the tasks, and the deadline ends them from within; either way the stream closes and the server aborts."""
 
     def __init__(self, model: ServerBackend, request: TokenRequest):
         self.model = model
         self.request = request
         self.reported = model._stream_logprobs(request.params)  # likeliest tokens the server reports per token
+        self.encode = model.tokenizer.encode  # read here: the loop must not wait on connect()
         self.events: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._ended: dict[int, str] = {}  # sample -> why this side ended it ("cancelled", "stop", "timeout")
-        self._streams: dict[int, object] = {}  # sample -> its open stream
-        self._timer = threading.Timer(max(0.0, request.deadline - time.monotonic()), self._end_all, args=("timeout",))
-        self._timer.daemon = True
-        self._timer.start()
-        for i, seed in enumerate(request.seeds):
-            threading.Thread(target=self._read, args=(i, seed), name=f"remote-sample-{i}", daemon=True).start()
+        self._tasks = [model._client.start(self._read(i, seed)) for i, seed in enumerate(request.seeds)]
 
     def cancel(self) -> None:
-        self._end_all("cancelled")
+        for i, task in enumerate(self._tasks):
+            if not task.done():  # a sample that ended by itself is over
+                self._end(i, "cancelled")
+                task.cancel()
 
     def stop_sample(self, index: int) -> None:
         self._end(index, "stop")
-
-    def _end_all(self, why: str) -> None:
-        for i in range(len(self.request.seeds)):
-            self._end(i, why)
+        self._tasks[index].cancel()
 
     def _end(self, index: int, why: str) -> None:
-        """End sample `index` on this side: the caller hears it now (whatever its reading thread is waiting for),
-        and its stream is closed, so that the server sees the client go and aborts the request."""
+        """Sample `index` ended on this side: the caller hears it now (unless it stopped the sample itself)."""
         with self._lock:
             if index in self._ended:
                 return  # over already
             self._ended[index] = why
-            stream = self._streams.pop(index, None)
-        if why != "stop":  # a stop string: the caller ended the sample itself
+        if why != "stop":
             self.events.put([TokenEvent(index, None, 0.0, why)])
-        if stream is not None:
-            stream.close()
 
-    def _read(self, index: int, seed: int) -> None:
-        """Thread body: stream sample `index` into `events`; once every sample is over, the deadline timer goes."""
-        try:
-            self._stream_sample(index, seed)
-        finally:
-            with self._lock:
-                self._streams.pop(index, None)
-                self._ended.setdefault(index, "done")
-                over = all(i in self._ended for i in range(len(self.request.seeds)))
-            if over:
-                self._timer.cancel()
-
-    def _closed_here(self, index: int) -> str | None:
-        """Why this side ended sample `index` ("cancelled", "stop", "timeout"), or None."""
-        with self._lock:
-            return self._ended.get(index)
-
-    def _stream_sample(self, index: int, seed: int) -> None:
+    async def _read(self, index: int, seed: int) -> None:
+        """Task body: stream sample `index` into `events` until it ends, its deadline passes, or it is cancelled."""
         r, m = self.request, self.model
-        body = m._body(r.prompt_ids, r.params, max_tokens=r.max_new_tokens, seed=seed, logprobs=self.reported,
-                       return_tokens_as_token_ids=True)
-        finished = False
+        arguments = m._arguments(r.prompt_ids, r.params, max_tokens=r.max_new_tokens, seed=seed,
+                                 logprobs=self.reported, vllm=dict(return_tokens_as_token_ids=True))
         try:
-            # A read that fails because this side closed the stream says nothing about the server
-            with m._tracked(ignore=lambda: self._closed_here(index) is not None), m._client.stream(body) as stream:
-                with self._lock:
-                    if index in self._ended:
-                        return
-                    self._streams[index] = stream
-                for chunk in stream:
-                    if self._closed_here(index) is not None:
-                        break  # ended on this side (Stop, a stop string, the deadline), closing the stream
-                    for event in self._events(index, chunk):
-                        finished = event.finish_reason is not None
-                        self.events.put([event])
+            # A read that ends because this side ended the sample says nothing about the server
+            with m._tracked(ignore=lambda: index in self._ended):
+                finished = await asyncio.wait_for(self._stream(index, arguments),
+                                                  timeout=r.deadline - time.monotonic())
+        except asyncio.TimeoutError:  # the deadline: the stream is closed already
+            self._end(index, "timeout")
+            return
+        except asyncio.CancelledError:  # by cancel() or stop_sample(), which told the caller, or the client closing
+            self._end(index, "cancelled")
+            raise
         except Exception as e:  # noqa: BLE001 - every failure reaches the caller, as the engine's do
-            if self._closed_here(index) is None:  # else this side closed the stream, and _end told the caller
+            if index not in self._ended:
                 self.events.put(e)
             return
-        if not finished and self._closed_here(index) is None:
+        if not finished and index not in self._ended:
             self.events.put(BackendUnavailableError(f"{m._client.shown} ended a text without saying why (no "
                                                     "finish_reason)"))
+
+    async def _stream(self, index: int, arguments: dict) -> bool:
+        """Put sample `index`'s tokens in `events` as they come; True once the server said why the text ended."""
+        finished = False
+        async with aclosing(self.model._client.stream(**arguments)) as chunks:
+            async for chunk in chunks:
+                for event in self._events(index, chunk):
+                    finished = event.finish_reason is not None
+                    self.events.put([event])
+        return finished
 
     def _events(self, index: int, chunk: dict) -> list[TokenEvent]:
         """The TokenEvents in one streamed chunk (usually one token; the last one carries the finish reason)."""
@@ -412,8 +400,7 @@ class RemoteRequest:
         finish = None if finish is None else FINISH_REASONS.get(finish, finish)
         logprobs = choice.get("logprobs") or {}
         tokens = logprobs.get("tokens") or []
-        m, n = self.model, self.reported
-        encode = m.tokenizer.encode
+        n, encode = self.reported, self.encode
         events = []
         for j, token in enumerate(tokens):
             top = top_tokens(logprobs["top_logprobs"][j] or {}, encode)

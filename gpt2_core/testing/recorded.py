@@ -1,4 +1,5 @@
-"""Record a real model server's HTTP answers once, replay them in tests (httpx transports).
+"""Record a real model server's HTTP answers once, replay them in tests (httpx transports, for the client's async
+httpx client; ReplayTransport answers a sync one too).
 
     transport = RecordingTransport()                       # around a real connection
     client = CompletionsClient(url, transport=transport)   # ... drive it ...
@@ -23,15 +24,15 @@ def _key(method: str, path: str, body: bytes) -> str:
     return json.dumps([method, path, parsed], sort_keys=True)
 
 
-class RecordingTransport(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport | None = None):
-        self.inner = inner or httpx.HTTPTransport()
+class RecordingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None):
+        self.inner = inner or httpx.AsyncHTTPTransport()
         self.exchanges: list[dict] = []
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        body = request.read()
-        response = self.inner.handle_request(request)
-        content = response.read()  # a stream is recorded whole
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        response = await self.inner.handle_async_request(request)
+        content = await response.aread()  # a stream is recorded whole
         self.exchanges.append(dict(method=request.method, path=request.url.path,
                                    body=json.loads(body) if body else None, status=response.status_code,
                                    content_type=response.headers.get("content-type", ""),
@@ -43,7 +44,7 @@ class RecordingTransport(httpx.BaseTransport):
         path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in self.exchanges))
 
 
-class ReplayTransport(httpx.BaseTransport):
+class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     def __init__(self, exchanges: list[dict]):
         self.answers: dict[str, dict] = {}
         for e in exchanges:
@@ -64,3 +65,7 @@ class ReplayTransport(httpx.BaseTransport):
             raise AssertionError(f"no recorded answer for {request.method} {request.url.path} {body.decode()}")
         return httpx.Response(answer["status"], headers={"content-type": answer["content_type"]},
                               content=answer["text"].encode(), request=request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return self.handle_request(request)

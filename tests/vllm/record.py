@@ -31,7 +31,7 @@ def record(url: str, out: Path) -> None:
     lm.score_text(SCORED, top=8)
     lm.sequence_logprob("To be, or not to be")
     try:  # a request the server refuses: its real error body
-        lm.backend._client.complete(dict(model=lm.name, prompt=[0] * 200, max_tokens=1))
+        lm.backend._client.complete(model=lm.name, prompt=[0] * 200, max_tokens=1)
     except BackendRequestError as e:
         print("refused as expected:", e)
     transport.save(out)
