@@ -77,7 +77,7 @@ def remote(server):
 
 
 def test_greedy_text_and_logprobs_equal_the_local_engine(remote, local):
-    assert remote.connect().max_alternatives == 100  # asked of the server
+    assert remote.connect().describe().max_alternatives == 100  # asked of the server
     for prompt in PROMPTS:
         (theirs,) = remote.generate(prompt, max_new_tokens=60, temperature=0, alternatives=5)
         (ours,) = local.generate(prompt, max_new_tokens=60, temperature=0, alternatives=5)

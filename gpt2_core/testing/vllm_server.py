@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +40,16 @@ class VLLMServer:
     extra_args: tuple[str, ...] = ()  # more server flags, e.g. ("--max-logprobs", "100")
     python: Path = field(default_factory=lambda: vllm_python() or Path("python"))
     process: subprocess.Popen | None = None
+    temp: Path | None = None  # the server's TMPDIR: its sockets and folders, removed even after a SIGKILL
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> VLLMServer:
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+        self.temp = Path(tempfile.mkdtemp(prefix="vllm-server-"))
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+               "TMPDIR": str(self.temp)}
         command = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
                    "--served-model-name", self.served_name, "--dtype", "float32",
                    "--max-model-len", str(self.max_model_len), "--port", str(self.port), *self.extra_args]
@@ -70,6 +75,7 @@ class VLLMServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
         self.process = None
+        self._remove_temp()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -79,6 +85,12 @@ class VLLMServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.process = None
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+            self.temp = None
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
