@@ -27,7 +27,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts
 from demo.models import AppModels
-from gpt2_core import DEFAULTS, LanguageModel, load_model
+from gpt2_core import LanguageModel, SamplingParams, load_model
 from gpt2_core.devices import resolve_device
 from gpt2_core.generate.settings import check_int, check_seed, check_text
 from gpt2_core.memory import readable_bytes
@@ -137,7 +137,7 @@ class SizeRunner:
         finally:
             lm.close()
 
-    def run(self, prompt: str, seed: int, max_new_tokens: int) -> Iterator[list[Column]]:
+    def run(self, prompt: str, params: SamplingParams) -> Iterator[list[Column]]:
         """Every runnable size in turn: yields the columns whenever one of them changes. One run at a time."""
         if not self._running.acquire(blocking=False):  # a stopped run may still be releasing its model
             raise ValueError("another Scale run is still finishing; please try again in a few seconds")
@@ -146,13 +146,13 @@ class SizeRunner:
             yield columns
             for column in columns:
                 if column.state != "skipped":
-                    yield from self._run_size(column, columns, prompt, seed, max_new_tokens)
+                    yield from self._run_size(column, columns, prompt, params)
                     gc.collect()  # the size's frame is gone: its weights go now, before the next size loads
         finally:
             self._running.release()
 
-    def _run_size(self, column: Column, columns: list[Column], prompt: str, seed: int,
-                  max_new_tokens: int) -> Iterator[list[Column]]:
+    def _run_size(self, column: Column, columns: list[Column], prompt: str,
+                  params: SamplingParams) -> Iterator[list[Column]]:
         """One size: load, write, measure, release (its model lives in this frame only)."""
         column.state = "loading"
         yield columns
@@ -160,8 +160,7 @@ class SizeRunner:
             with self.lease(column.planned) as lm:
                 column.state = "writing"
                 last = 0.0
-                for samples in lm.stream(prompt, max_new_tokens=max_new_tokens, seed=seed,
-                                         temperature=DEFAULTS.temperature, top_k=DEFAULTS.top_k):
+                for samples in lm.stream(prompt, params):
                     sample = samples[0]
                     column.text, column.tokens_per_s = sample.text, sample.tokens_per_second
                     if time.monotonic() - last >= STREAM_INTERVAL_S or sample.finish_reason is not None:
@@ -181,22 +180,24 @@ def summary(columns: list[Column]) -> str:
     return f"{len(ready)} of {len(columns)} ({', '.join(ready) or 'none'}){others}."
 
 
-def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, int, int]:
+def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, SamplingParams]:
+    """The prompt, and the settings every size samples with: the same seed, DEFAULTS' temperature and top-k."""
     prompt = check_text("prompt", prompt)
     if not prompt.strip():
         raise ValueError("`prompt` has to contain some text: every size continues the same prompt")
     seed = check_seed(seed)
     if seed is None:
         raise ValueError("`seed` has to be an integer (not -1): every size draws with the same seed")
-    return prompt, seed, check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])
+    check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])  # the slider's range
+    return prompt, SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
 
 
 def make_run(sizes: SizeRunner):
     def run(prompt: str, seed: float, max_new_tokens: float):
         """Stream every size's text into its column, then its figures."""
         with user_facing_errors():
-            prompt, seed, max_new_tokens = check_inputs(prompt, seed, max_new_tokens)
-        for columns in sizes.run(prompt, seed, max_new_tokens):
+            prompt, params = check_inputs(prompt, seed, max_new_tokens)
+        for columns in sizes.run(prompt, params):
             active = next((c for c in columns if c.state in ("waiting", "loading", "writing")), None)
             ready = [c for c in columns if c.state != "skipped"]
             if active is not None:
@@ -217,8 +218,8 @@ def make_api(sizes: SizeRunner, default_prompt: str):
         """Every size's text for the prompt and seed (default number of new tokens), with its figures; sizes that
         cannot run here have state "skipped" and the reason in "note"."""
         with user_facing_errors():
-            prompt, seed, max_new_tokens = check_inputs(prompt, seed, NEW_TOKENS[2])
-            columns = list(sizes.run(prompt, seed, max_new_tokens))[-1]  # the same list, updated to the end
+            prompt, params = check_inputs(prompt, seed, NEW_TOKENS[2])
+            columns = list(sizes.run(prompt, params))[-1]  # the same list, updated to the end
         return [c.figures() for c in columns]
 
     return scale

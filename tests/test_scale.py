@@ -14,7 +14,7 @@ from ui_helpers import launched_app, wait_until
 
 from demo.models import AppModels, LazyFillMask, ModelHolder
 from demo.scale_tab import SizeRunner, render_cards
-from gpt2_core import GPTConfig, load_model
+from gpt2_core import GPTConfig, SamplingParams, load_model
 from gpt2_core.scale import bits_per_token, plan
 from gpt2_core.testing import random_checkpoint
 
@@ -89,7 +89,7 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
 
     models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(lambda s: None, "bert"), [])
     runner = SizeRunner(models, (sizes["small"], sizes["medium"], sizes["large"]), BUDGET, HUMAN, load=load)
-    updates = list(runner.run("Once upon a time", 7, 12))
+    updates = list(runner.run("Once upon a time", SamplingParams(seed=7, max_new_tokens=12)))
     columns = updates[-1]
     assert [c.state for c in columns] == ["done", "done", "skipped"]
     streamed = len(updates)
