@@ -44,6 +44,7 @@ from gpt2_core.backend import (
     ModelDescription,
     NextTokens,
     TokenEvent,
+    Tokenizer,
     TokenRequest,
 )
 from gpt2_core.checkpoint import ModelUnavailableError, load_tokenizer, read_config, resolve_tokenizer_dir
@@ -120,7 +121,7 @@ class ServerBackend:
         self._connect_failure: tuple[float, Exception | None] = (0.0, None)  # when connecting last failed, and why
         self._lock = threading.Lock()
         self._connected = False
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         self._context: int | None = None
         self._eos: int | None = None
         self._parameters: int | None = None
@@ -153,6 +154,8 @@ class ServerBackend:
             raise BackendRequestError(f"{self._client.shown} serves {len(ids)} models "
                                       f"({', '.join(map(str, ids)) or 'none'}): choose one with --model")
         name = self._model or ids[0]
+        if not isinstance(name, str):  # an OpenAI-compatible server names each model it lists ("id")
+            raise BackendRequestError(f"{self._client.shown} lists a model without a name (id): {served[0]}")
         if name not in ids:
             raise BackendRequestError(f"{self._client.shown} does not serve {name!r}; it serves "
                                       f"{', '.join(map(str, ids))}")
@@ -167,6 +170,8 @@ class ServerBackend:
         config = read_config(directory) if (directory / "config.json").is_file() else None
         self._context = int(entry.get("max_model_len") or (config.block_size if config else DEFAULT_CONTEXT))
         self._eos = config.eos_token_id if config else self._tokenizer.eos_token_id
+        if self._eos is None:  # it starts an empty prompt and ends every text: nothing works without it
+            raise ModelUnavailableError(f"{name!r} has no config.json, and its tokenizer names no end-of-text token")
         self._parameters = config.num_parameters() if config else None
         self.name = name
         if self._ask_limit:
@@ -214,17 +219,24 @@ class ServerBackend:
             pass  # still there: the message says what
         return self.problem
 
+    # connect() sets these, or raises
     @property
-    def tokenizer(self):
-        return self.connect()._tokenizer
+    def tokenizer(self) -> Tokenizer:
+        tokenizer = self.connect()._tokenizer
+        assert tokenizer is not None
+        return tokenizer
 
     @property
     def context_length(self) -> int:
-        return self.connect()._context
+        context = self.connect()._context
+        assert context is not None
+        return context
 
     @property
     def eos_token_id(self) -> int:
-        return self.connect()._eos
+        eos = self.connect()._eos
+        assert eos is not None
+        return eos
 
     @property
     def max_candidates(self) -> int:
@@ -241,9 +253,9 @@ class ServerBackend:
                                 remote=True, unavailable=dict(REMOTE_UNAVAILABLE), problem=self.problem)
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def _body(self, ids: list[int], params: SamplingParams, *, max_tokens: int, **extra) -> dict:
-        body = dict(model=self.name, prompt=ids, max_tokens=max_tokens, temperature=params.temperature,
-                    top_p=params.top_p, **extra)
+    def _body(self, ids: list[int], params: SamplingParams, *, max_tokens: int, **extra: object) -> dict[str, object]:
+        body: dict[str, object] = dict(model=self.name, prompt=ids, max_tokens=max_tokens,
+                                       temperature=params.temperature, top_p=params.top_p, **extra)
         # vLLM's extensions of the OpenAI API, sent even when off (top-k 0): else the model's generation_config.json
         # could set them on the server's side
         body["top_k"] = params.top_k
