@@ -37,7 +37,7 @@ class VLLMServer:
     max_model_len: int = 128
     extra_args: tuple[str, ...] = ()  # more server flags, e.g. ("--max-logprobs", "100")
     python: Path = field(default_factory=lambda: vllm_python() or Path("python"))
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
