@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     import torch
@@ -73,10 +73,15 @@ class TokenEvent:
     alternatives: tuple[tuple[int, float, float | None], ...] = ()
 
 
+# What a TokenStream's `events` yields: one step's TokenEvents, or the error that ended the request
+StreamItem: TypeAlias = list[TokenEvent] | Exception
+
+
 class TokenStream(Protocol):
     """A generation in flight. `events` yields lists of TokenEvent (one list per step) or an Exception."""
 
-    events: queue.Queue
+    @property
+    def events(self) -> queue.Queue[StreamItem]: ...
 
     def cancel(self) -> None:
         """End every sample at once (Stop pressed, tab closed, caller gone)."""
@@ -93,17 +98,65 @@ class NextTokens:
     logits: torch.Tensor | None = None  # the whole vocabulary's logits (vocab,), where the model runs here
 
 
+class Tokenizer(Protocol):
+    """What gpt2_core asks of a tokenizer: the calls of Hugging Face's GPT-2 tokenizer that it makes (a byte-level BPE;
+    decode and convert_ids_to_tokens give a list only for a batch, which gpt2_core never passes)."""
+
+    @property
+    def eos_token_id(self) -> int | None: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, token_ids: list[int], *, clean_up_tokenization_spaces: bool = ...) -> str | list[str]: ...
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> str | list[str]: ...
+
+    def __len__(self) -> int: ...
+
+
 class TokenBackend(Protocol):
-    """A GPT-2 that takes and gives token ids (module docstring)."""
+    """A GPT-2 that takes and gives token ids (module docstring).
+
+    The figures are read-only properties, so that a backend may keep them as attributes (LocalBackend) or work them
+    out when asked (ServerBackend asks its server on first use); `name` is the one the page renames.
+    """
 
     name: str
-    tokenizer: object  # the tokenizer its ids belong to (Hugging Face's, with encode/decode)
-    context_length: int  # tokens the model sees at once
-    eos_token_id: int  # <|endoftext|>: ends a text, and starts one (an empty prompt)
-    slides_window: bool  # writes past its context, the oldest tokens leaving its view (the local engine)
-    max_alternatives: int  # likeliest tokens it reports beside each generated or scored token
-    max_candidates: int  # next-token candidates it reports (NextTokens.top)
-    max_scored_tokens: int  # the longest sequence prompt_logprobs scores
+
+    @property
+    def slides_window(self) -> bool:
+        """Writes past its context, the oldest tokens leaving its view (the local engine)."""
+        ...
+
+    @property
+    def max_alternatives(self) -> int:
+        """Likeliest tokens it reports beside each generated or scored token."""
+        ...
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer its ids belong to."""
+        ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the model sees at once."""
+        ...
+
+    @property
+    def eos_token_id(self) -> int:
+        """<|endoftext|>: ends a text, and starts one (an empty prompt)."""
+        ...
+
+    @property
+    def max_candidates(self) -> int:
+        """Next-token candidates it reports (NextTokens.top)."""
+        ...
+
+    @property
+    def max_scored_tokens(self) -> int:
+        """The longest sequence prompt_logprobs scores."""
+        ...
 
     def describe(self) -> ModelDescription: ...
 
@@ -125,3 +178,12 @@ class TokenBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+if TYPE_CHECKING:  # checked by mypy (pyproject.toml, CI): both backends and their streams satisfy the protocols above
+    from gpt2_core.generate.engine import Request
+    from gpt2_core.local import LocalBackend
+    from gpt2_core.remote.model import RemoteRequest, ServerBackend
+
+    _BACKENDS: tuple[type[TokenBackend], ...] = (LocalBackend, ServerBackend)
+    _STREAMS: tuple[type[TokenStream], ...] = (Request, RemoteRequest)

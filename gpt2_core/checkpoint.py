@@ -15,11 +15,16 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 
 from gpt2_core.config import GPTConfig
+
+if TYPE_CHECKING:
+    from gpt2_core.backend import Tokenizer
+    from gpt2_core.model import GPT
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ class UnsafeCheckpointError(RuntimeError):
 BUNDLED = {"mini-gpt2": Path(__file__).resolve().parent.parent / "assets" / "mini-gpt2"}
 
 
-def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
+def resolve_checkpoint_dir(source: str | os.PathLike[str]) -> Path:
     """A bundled model's folder by its short name; a local directory as it is; a Hub id downloaded (with progress
     bars) into the HF cache, or found there offline."""
     if str(source) in BUNDLED:
@@ -60,7 +65,7 @@ def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
     return download(str(source))
 
 
-def resolve_tokenizer_dir(source: str | os.PathLike) -> Path:
+def resolve_tokenizer_dir(source: str | os.PathLike[str]) -> Path:
     """Like resolve_checkpoint_dir, but a Hub id fetches only its config and tokenizer files (no weights): what a
     client of a remote model server needs to count and show tokens."""
     if str(source) in BUNDLED or Path(source).expanduser().is_dir() or str(source).startswith((".", "/", "~")):
@@ -156,7 +161,7 @@ def load_state_dict(checkpoint_dir: Path, config: GPTConfig, *, dtype: torch.dty
     return state
 
 
-def load_tokenizer(checkpoint_dir: Path):
+def load_tokenizer(checkpoint_dir: Path) -> Tokenizer:
     """The checkpoint's own tokenizer through transformers (never trust_remote_code)."""
     from transformers import AutoTokenizer
 
@@ -166,7 +171,7 @@ def load_tokenizer(checkpoint_dir: Path):
         raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {first_line(e)}") from e
 
 
-def save_checkpoint(model, directory: Path, *, tokenizer_dir: Path, dtype: torch.dtype = torch.float32) -> Path:
+def save_checkpoint(model: GPT, directory: Path, *, tokenizer_dir: Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (a GPT) in Hugging Face's GPT-2 layout: config.json, model.safetensors (Conv1D weights as (in,
     out), the LM head tied and so not stored) and the tokenizer files from `tokenizer_dir`. Both `load_model` and
     transformers' GPT2LMHeadModel.from_pretrained read it."""

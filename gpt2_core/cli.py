@@ -24,15 +24,20 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.devices import DTYPE_NAMES
 from gpt2_core.generate.settings import DEFAULTS
 from gpt2_core.quantize import QUANTIZE_CHOICES
 
+if TYPE_CHECKING:
+    from gpt2_core.train.loop import Evaluation
+    from gpt2_core.train.plan import TrainingPlan
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -108,7 +113,8 @@ def _number(text: str) -> int | float | str:
 
 def _read_prompt(args: argparse.Namespace) -> str:
     if args.prompt_file is None:
-        return args.prompt
+        prompt: str = args.prompt  # --prompt's default is ""
+        return prompt
     try:
         if args.prompt_file == "-":
             return sys.stdin.read()
@@ -174,10 +180,10 @@ def _train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.perf_counter()
 
-    def state_plan(plan) -> None:  # before the model is allocated
+    def state_plan(plan: TrainingPlan) -> None:  # before the model is allocated
         print(json.dumps({"plan": plan.as_dict()}) if args.json else plan.describe(), flush=True)
 
-    def report(e) -> None:
+    def report(e: Evaluation) -> None:
         if args.json:
             print(json.dumps({"step": e.step, "train_loss": round(e.train_loss, 4), "val_loss": round(e.val_loss, 4),
                               "elapsed_s": round(e.elapsed_s, 1), "tokens_per_s": round(e.tokens_per_s),

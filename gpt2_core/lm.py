@@ -17,16 +17,27 @@ import itertools
 import logging
 import math
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from gpt2_core.backend import ATTENTION, FeatureUnavailableError, ModelDescription, NextTokens, TokenBackend, TokenRequest
+from gpt2_core.backend import (
+    ATTENTION,
+    FeatureUnavailableError,
+    ModelDescription,
+    NextTokens,
+    TokenBackend,
+    TokenEvent,
+    Tokenizer,
+    TokenRequest,
+)
 from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
@@ -74,7 +85,9 @@ class Sample:
     time_to_first_token: float | None  # seconds from the call to the first token
     tokens_per_second: float | None  # decode speed of this sample
     token_texts: list[str] = field(default_factory=list)  # each generated token's piece of `text` (they join to it)
-    token_ranks: list[int] = field(default_factory=list)  # each generated token's rank (1 = the model's likeliest)
+    # each generated token's rank (1 = the model's likeliest; None: beyond a server's reported tokens, until the
+    # last update asks for it, and after that only if the scoring request failed)
+    token_ranks: list[int | None] = field(default_factory=list)
     alternatives: list[list[Candidate]] | None = None  # with alternatives=N: the N likeliest tokens at each step
 
 
@@ -87,7 +100,7 @@ class PreparedPrompt:
 _SERIALS = itertools.count()
 
 
-def sampling_params(params: SamplingParams | None, settings: dict) -> SamplingParams:
+def sampling_params(params: SamplingParams | None, settings: dict[str, Any]) -> SamplingParams:
     """The settings of a call: `params` whole, or keywords (SamplingParams' fields), checked once here."""
     if params is None:
         return SamplingParams(**settings)
@@ -102,7 +115,8 @@ class TextModel:
     def __init__(self, backend: TokenBackend):
         self.backend = backend
         self.serial = next(_SERIALS)  # tells loaded models apart for caches (an id() can be reused after a close)
-        self._next = NextTokensCache(backend.next_tokens)  # sliders redraw without asking the model again
+        # sliders redraw without asking the model again (None once closed)
+        self._next: NextTokensCache | None = NextTokensCache(backend.next_tokens)
 
     # ---- what the backend says ---------------------------------------------------------------------------------
     @property
@@ -114,7 +128,7 @@ class TextModel:
         self.backend.name = value
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
         return self.backend.tokenizer
 
     @property
@@ -160,7 +174,9 @@ class TextModel:
         return PreparedPrompt(ids, truncated)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+        text = self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+        assert isinstance(text, str)  # one sequence gives one text (a list comes from a batch)
+        return text
 
     def token_pieces(self, ids: list[int]) -> list[str]:
         """Each token's piece of the decoded text (they join to it; a split character goes to its last token)."""
@@ -168,7 +184,7 @@ class TextModel:
 
     # ---- generation --------------------------------------------------------------------------------------------
     def stream(self, prompt: str = "", params: SamplingParams | None = None, *,
-               deadline_s: float = DEFAULT_DEADLINE_S, alternatives: int = 0, **settings) -> Iterator[list[Sample]]:
+               deadline_s: float = DEFAULT_DEADLINE_S, alternatives: int = 0, **settings: Any) -> Iterator[list[Sample]]:
         """Yield the samples (one Sample each) after every generated token; the last update has every finish_reason.
 
         The settings are `params` (a SamplingParams) or keywords, its fields (max_new_tokens, temperature, top_k,
@@ -251,7 +267,7 @@ class TextModel:
                        finish_reason=finish_reason, time_to_first_token=None if first_at is None else first_at - start,
                        tokens_per_second=rate)
 
-    def generate(self, prompt: str = "", params: SamplingParams | None = None, **settings) -> list[Sample]:
+    def generate(self, prompt: str = "", params: SamplingParams | None = None, **settings: Any) -> list[Sample]:
         """Generate to the end and return one Sample per requested sample (same settings as `stream`)."""
         last: list[Sample] = []
         for update in self.stream(prompt, params, **settings):
@@ -273,10 +289,11 @@ class TextModel:
     # ---- probabilities (explain/) -------------------------------------------------------------------------------
     def _next_tokens(self, prompt: str) -> tuple[list[int], NextTokens]:
         ids = self.prepare_prompt(prompt, room=1).ids
+        assert self._next is not None, "the model is closed"
         return ids, self._next.get(ids)
 
     def next_token_distribution(self, prompt: str, params: SamplingParams | None = None, *, k: int = 20,
-                                **settings) -> list[Candidate]:
+                                **settings: Any) -> list[Candidate]:
         """The k likeliest next tokens after `prompt`, likeliest first, each with the model's probability (`prob`) and
         the probability that sampling with these settings draws it (`sampling_prob`: 0 where the settings cut it,
         None where a server's reported tokens do not decide it).
@@ -288,6 +305,7 @@ class TextModel:
         k = check_int("k", k, 1, self.backend.max_candidates)
         ids, next_tokens = self._next_tokens(prompt)
         top = next_tokens.top[:k]
+        after: Sequence[float | None]
         if next_tokens.logits is not None:  # the whole vocabulary: exact whatever the settings
             history = torch.tensor(ids) if s.repetition_penalty != 1.0 else None  # as the engine's first draw
             after = logits_to_probs(next_tokens.logits[None], [s], [history])[0].probs_of(torch.tensor([i for i, _ in top]))
@@ -349,7 +367,7 @@ class LanguageModel(TextModel):
 
     backend: LocalBackend
 
-    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
+    def __init__(self, model: GPT, tokenizer: Tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
                  quantize: str | None = None, max_batch: int = 16):
         super().__init__(LocalBackend(model, tokenizer, name=name, device=device, dtype=dtype, quantize=quantize,
                                       max_batch=max_batch))
@@ -368,7 +386,7 @@ class LanguageModel(TextModel):
     def precision(self) -> str:
         return self.backend.precision
 
-    def compile(self, *, background: bool = False):
+    def compile(self, *, background: bool = False) -> threading.Thread | None:
         return self.backend.compile(background=background)
 
     def use_cuda_graphs(self, *, capture: bool | None = None) -> None:
@@ -385,10 +403,11 @@ class _Steps:
     joined: str = ""  # "".join(pieces)
     tail: str | None = None  # at the end: what an unfinished last character decodes to
     probs: list[float] = field(default_factory=list)
-    ranks: list[int] = field(default_factory=list)
+    ranks: list[int | None] = field(default_factory=list)
     alternatives: list[list[Candidate]] = field(default_factory=list)
 
-    def add(self, event, token_text) -> None:
+    def add(self, event: TokenEvent, token_text: Callable[[int], str] | None) -> None:
+        assert event.token is not None  # an event without a token only ends its sample
         self.ids.append(event.token)
         self.pieces.append(self.pieces_decoder.add(event.token))
         self.joined += self.pieces[-1]
@@ -418,7 +437,7 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     int8 compiles too). cuda_graphs=True replays the decode step from CUDA graphs on a GPU (not yet measured on one:
     off by default).
     """
-    validate_quantize(quantize)
+    quantize = validate_quantize(quantize)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if quantize == "int8" and dev.type == "cpu":

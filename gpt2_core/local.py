@@ -13,7 +13,7 @@ import threading
 
 import torch
 
-from gpt2_core.backend import ModelDescription, NextTokens, TokenRequest
+from gpt2_core.backend import ModelDescription, NextTokens, Tokenizer, TokenRequest
 from gpt2_core.checkpoint import first_line
 from gpt2_core.config import GPTConfig
 from gpt2_core.explain.attention import attention_weights
@@ -38,7 +38,7 @@ class LocalBackend:
     max_alternatives = MAX_ALTERNATIVES
     max_scored_tokens = MAX_SCORED_TOKENS
 
-    def __init__(self, model: GPT, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
+    def __init__(self, model: GPT, tokenizer: Tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
                  quantize: str | None = None, max_batch: int = 16):
         self.model = model
         self.tokenizer = tokenizer

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -20,6 +21,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from gpt2_core.config import ACTIVATIONS, GPTConfig
+
+if TYPE_CHECKING:
+    from gpt2_core.quantize import Int8Embedding, Int8Linear
 
 LOSS_CHUNK_LOGITS = 2**22  # logits per chunk of the training loss (16 MB in fp32): 83 positions of GPT-2's vocabulary
 
@@ -107,7 +111,8 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask, scale=self.scale)  # (B, nh, 1, hs)
 
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
-        return self.resid_dropout(self.c_proj(y))
+        out: torch.Tensor = self.resid_dropout(self.c_proj(y))  # (a module's call is typed Any in torch)
+        return out
 
 
 class MLP(nn.Module):
@@ -119,7 +124,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+        out: torch.Tensor = self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+        return out
 
 
 class Block(nn.Module):
@@ -140,19 +146,21 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
+        # token embeddings (CPU int8: read from the head's int8 rows, quantize.py)
+        self.wte: nn.Embedding | Int8Embedding = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embeddings
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head: nn.Linear | Int8Linear = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: the output layer reads the input embedding table
 
     def _trunk(self, idx: torch.Tensor, pos: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, n_embd)
         for block in self.h:
             x = block(x, step)
-        return self.ln_f(x)
+        out: torch.Tensor = self.ln_f(x)
+        return out
 
     def forward(self, idx: torch.Tensor, *, first: int = 0) -> torch.Tensor:
         """Logits of whole sequences (no cache): (B, T) ids -> (B, T - first, vocab_size), for positions first.. on
@@ -161,7 +169,8 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than the context of {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
-        return self.lm_head(self._trunk(idx, pos, None)[:, first:]).float()
+        logits: torch.Tensor = self.lm_head(self._trunk(idx, pos, None)[:, first:])
+        return logits.float()
 
     def prefill(self, idx: torch.Tensor, cache: KVCache, row: int) -> torch.Tensor:
         """Run a prompt (1, T) from position 0, store its keys/values in cache row `row`; return the last logits (1, vocab)."""
@@ -170,7 +179,8 @@ class GPT(nn.Module):
         pos = torch.arange(T, device=idx.device)  # (T,)
         step = _CacheStep(cache.k, cache.v, row=row, positions=None, kv_len=T, mask=None)
         x = self._trunk(idx, pos, step)
-        return self.lm_head(x[:, -1]).float()  # only the last position is needed to continue
+        logits: torch.Tensor = self.lm_head(x[:, -1])  # only the last position is needed to continue
+        return logits.float()
 
     def decode(self, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
         """Append one token to each of the first B cache rows: idx (B, 1), positions[b] = row b's length so far.
@@ -195,7 +205,8 @@ class GPT(nn.Module):
             mask = (torch.arange(kv_len, device=idx.device) <= pos[:, None])[:, None, None, :]  # (B, 1, 1, kv_len)
         step = _CacheStep(k, v, row=-1, positions=pos, kv_len=kv_len, mask=mask)
         x = self._trunk(idx, pos[:, None], step)  # (B, 1, n_embd)
-        return self.lm_head(x[:, -1]).float()
+        logits: torch.Tensor = self.lm_head(x[:, -1])
+        return logits.float()
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting `targets` (B, T) from `idx` (B, T): the training objective.

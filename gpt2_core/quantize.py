@@ -15,23 +15,29 @@ head stay in the model's dtype there. bitsandbytes is imported only here, only w
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import types
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
 
+if TYPE_CHECKING:
+    from gpt2_core.model import GPT
+
 log = logging.getLogger(__name__)
 
 Quantize = Literal["int8", "nf4"]
-QUANTIZE_CHOICES: tuple[str, ...] = ("int8", "nf4")
+QUANTIZE_CHOICES: tuple[Quantize, ...] = ("int8", "nf4")
 
 
-def validate_quantize(quantize: str | None) -> None:
+def validate_quantize(quantize: str | None) -> Quantize | None:
+    """`quantize` itself, checked (None: no quantization)."""
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"`quantize` has to be None, 'int8' or 'nf4', but is {quantize!r}")
+    return quantize
 
 
-def _import_bitsandbytes():
+def _import_bitsandbytes() -> types.ModuleType:
     try:
         import bitsandbytes as bnb
     except ImportError as e:
@@ -43,7 +49,7 @@ def _import_bitsandbytes():
     return bnb
 
 
-def quantize_blocks(model: nn.Module, quantize: Quantize, *, device: torch.device, dtype: torch.dtype) -> None:
+def quantize_blocks(model: GPT, quantize: Quantize, *, device: torch.device, dtype: torch.dtype) -> None:
     """Quantize the model's linear layers for `device`: PyTorch's int8 kernels for int8 on a CPU (blocks and LM head),
     else every nn.Linear inside model.h (the transformer blocks) by its bitsandbytes counterpart, on `device`."""
     validate_quantize(quantize)
@@ -75,6 +81,10 @@ def quantize_blocks(model: nn.Module, quantize: Quantize, *, device: torch.devic
 
 class Int8Linear(nn.Module):
     """A linear layer with int8 weights, one scale per output channel (symmetric), and fp32 activations."""
+
+    weight: torch.Tensor  # (out, in) int8 (buffers, registered in __init__)
+    scales: torch.Tensor  # (out,) bf16
+    bias: torch.Tensor | None  # (out,) fp32
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -111,7 +121,7 @@ class Int8Embedding(nn.Module):
         return head.weight[idx].float() * head.scales[idx].float().unsqueeze(-1)
 
 
-def quantize_cpu_int8(model: nn.Module) -> None:
+def quantize_cpu_int8(model: GPT) -> None:
     """Int8Linear for every linear layer of the blocks and for the tied LM head and embedding, in place (the model is
     loaded in fp32 for this, and the rest of it stays fp32)."""
     for block in model.h:
@@ -119,6 +129,7 @@ def quantize_cpu_int8(model: nn.Module) -> None:
             for name, child in list(parent.named_children()):
                 if type(child) is nn.Linear:
                     setattr(parent, name, Int8Linear(child))
+    assert isinstance(model.lm_head, nn.Linear)  # not quantized yet
     model.lm_head = Int8Linear(model.lm_head)
     model.wte = Int8Embedding(model.lm_head)
     log.info("quantized the linear layers and the embedding to int8 weights for the CPU")

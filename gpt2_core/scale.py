@@ -14,10 +14,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpt2_core.checkpoint import BUNDLED, TOKENIZER_FILES, WEIGHT_PATTERNS, read_config
 from gpt2_core.config import PRESETS, GPTConfig
 from gpt2_core.memory import estimate_weight_bytes, readable_bytes
+
+if TYPE_CHECKING:
+    from gpt2_core.lm import TextModel
 
 SCALE_SOURCES = ("mini-gpt2", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
@@ -64,7 +68,7 @@ def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: 
             skip = f"not on this machine: {fetch} fetches it" if fetch else "not on this machine"
             if size is not None:
                 skip += f" ({readable_bytes(size)} in {precision})"
-        elif size > budget_bytes:
+        elif size is not None and size > budget_bytes:  # a folder has a config.json: its size is known
             skip = (f"needs {readable_bytes(size)} in {precision}, over this host's budget of {readable_bytes(budget_bytes)} "
                     f"for this tab (--scale-memory {math.ceil(size * 1.2 / 1e8) / 10:g} would take it)")
         else:
@@ -73,7 +77,7 @@ def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: 
     return sorted(planned, key=lambda p: (p.parameters is None, p.parameters or 0))
 
 
-def bits_per_token(lm, text: str) -> float:
+def bits_per_token(lm: TextModel, text: str) -> float:
     """The model's mean surprise at `text`, in bits per token (lower: the text is more what it expects)."""
     scores = lm.score_text(text, top=0)
     if not scores:

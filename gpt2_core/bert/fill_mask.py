@@ -14,12 +14,16 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError, resolve_checkpoint_dir
 from gpt2_core.devices import resolve_device
 from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention
+
+if TYPE_CHECKING:
+    from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ CANDIDATE_POOL = 100  # how many of BERT's top tokens to read before keeping the
 class FillMask:
     """A loaded BERT masked-language model and its tokenizer."""
 
-    def __init__(self, model, tokenizer, *, name: str, device: torch.device):
+    def __init__(self, model: BertForMaskedLM, tokenizer: PreTrainedTokenizerBase, *, name: str, device: torch.device):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -54,6 +58,7 @@ class FillMask:
         words: list[tuple[str, float]] = []
         for prob, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
             token = self.tokenizer.convert_ids_to_tokens(token_id)
+            assert isinstance(token, str)  # one id gives one token
             if token_id in special or not WORD.fullmatch(token):
                 continue
             words.append((token, prob))
@@ -75,7 +80,9 @@ class FillMask:
                              f"attention, but has {T}")
         out = self.model.bert(**encoded.to(self.device), output_attentions=True)
         weights = torch.stack([a[0].float().cpu() for a in out.attentions])  # layers x (nh, T, T)
-        return Attention(self.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist()), weights)
+        tokens = self.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
+        assert isinstance(tokens, list)  # a list of ids gives a list of tokens
+        return Attention(tokens, weights)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -94,8 +101,8 @@ def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | to
     dev = resolve_device(device)
     try:
         # eager attention: the fused kernel does not return the attention weights that the Inside tab shows
-        model = BertForMaskedLM.from_pretrained(str(directory), use_safetensors=True,
-                                                attn_implementation="eager").eval().to(dev)
+        model = BertForMaskedLM.from_pretrained(str(directory), use_safetensors=True, attn_implementation="eager")
+        model = model.eval().to(dev)  # type: ignore[no-untyped-call]  # transformers leaves PreTrainedModel.eval untyped
         tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ModelUnavailableError(f"cannot load a BERT fill-mask model from {directory}: {e}") from e

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from gpt2_core.model import GPT
+from gpt2_core.model import GPT, Block
 
 MAX_ATTENTION_TOKENS = 64  # a map of 64 x 64 cells is still readable; gpt2-xl's 48 x 25 maps of it take 20 MB
 
@@ -38,6 +38,7 @@ def attention_weights(model: GPT, ids: list[int]) -> torch.Tensor:
     causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
     maps = []
     for block in model.h:
+        assert isinstance(block, Block)  # (an nn.ModuleList's items are typed Module)
         attn = block.attn
         h = block.ln_1(x)
         q, k, v = attn.c_attn(h).split(attn.n_embd, dim=2)

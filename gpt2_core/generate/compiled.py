@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import types
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch._inductor.config as inductor_config
@@ -35,14 +36,16 @@ def compile_decode(model: GPT, device: torch.device) -> Decode:
     batches (padded to static sizes) were measured too: no faster end to end, for another copy of the weights each.
     """
     # Set around each call because compilation happens lazily, at a call (torch.compile's options= ignores them).
-    freezing = inductor_config.patch(**CPU_OPTIONS if device.type == "cpu" else {})
+    freezing = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
     step = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=None, fullgraph=True)
 
     def decode(idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
         if len(positions) > 1:
             return model.decode(idx, cache, positions)
         with freezing:
-            return step(idx, torch.tensor(positions, device=device), cache.k, cache.v, positions[0] + 1, False)
+            logits: torch.Tensor = step(idx, torch.tensor(positions, device=device), cache.k, cache.v, positions[0] + 1,
+                                        False)
+            return logits
 
     return decode
 
@@ -53,10 +56,10 @@ def compile_decode(model: GPT, device: torch.device) -> Decode:
 # `_weight_int8pack_mm` reached about two thirds of the memory bandwidth. Measured on gpt2 (README, Performance; the
 # same greedy tokens): int8 65 -> 103-118 tok/s, fp32 38 -> 44-49, bf16 57 -> 74-78 (tuned and untuned alternated in
 # one session). Tuning adds 10-30 s to the warm-up, which the app runs in the background. CUDA keeps cuBLAS's kernels.
-CPU_OPTIONS = dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN")
+CPU_OPTIONS: dict[str, Any] = dict(freezing=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN")
 
 
-def _private_copy(function: types.FunctionType) -> types.FunctionType:
+def _private_copy(function: Callable[..., Any]) -> types.FunctionType:
     """The same function with its own code object.
 
     torch.compile keeps compiled graphs per code object: with one code object for every model, each model loaded (a
@@ -64,6 +67,7 @@ def _private_copy(function: types.FunctionType) -> types.FunctionType:
     limit, silently back to eager. (PyTorch still keeps a closed model's frozen graphs, and its weights, alive: see
     README, Security and limits.)
     """
+    assert isinstance(function, types.FunctionType)  # a plain function (a method as read from its class)
     return types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
                               function.__defaults__, function.__closure__)
 

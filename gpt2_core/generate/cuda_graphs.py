@@ -83,7 +83,7 @@ class GraphedDecode:
 
     def _record(self, size: int, cache: KVCache) -> torch.cuda.CUDAGraph | None:
         try:
-            stream = torch.cuda.Stream(self.device)
+            stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]  # torch leaves Stream.__new__ untyped
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):  # warm up on a side stream, as torch.cuda.graphs asks
                 for _ in range(2):

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpt2_core.backend import Tokenizer
 
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -38,15 +42,17 @@ def visible_text(full: str, stop: tuple[str, ...], *, final: bool) -> Visible:
     return Visible(full[:end], stopped=False)
 
 
-def token_byte_table(tokenizer) -> list[bytes]:
+def token_byte_table(tokenizer: Tokenizer) -> list[bytes]:
     """The bytes each token id stands for, indexed by id, for a byte-level BPE tokenizer such as GPT-2's.
 
     GPT-2's vocabulary spells bytes as printable characters (OpenAI's encoder.py, bytes_to_unicode); this undoes that.
     """
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    unicode_of: dict[int, str] = bytes_to_unicode()  # type: ignore[no-untyped-call]  # transformers leaves it untyped
+    byte_of = {char: byte for byte, char in unicode_of.items()}
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    assert isinstance(tokens, list)  # a list of ids gives a list of tokens
     return [bytes(byte_of[c] for c in token) if all(c in byte_of for c in token) else token.encode("utf-8")
             for token in tokens]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2_core.backend import TokenEvent
+from gpt2_core.backend import StreamItem, TokenEvent
 from gpt2_core.generate.compiled import Decode
 from gpt2_core.generate.sampling import Distribution, Draw, draw, ranks_of
 from gpt2_core.generate.settings import SamplingParams
@@ -44,7 +44,7 @@ class Request:
     max_new_tokens: int
     deadline: float  # time.monotonic() after which the request is ended with finish_reason "timeout"
     alternatives: int = 0  # report this many likeliest tokens at each step, beside the chosen one
-    events: queue.Queue = field(default_factory=queue.Queue)
+    events: queue.Queue[StreamItem] = field(default_factory=queue.Queue)
     _cancelled: threading.Event = field(default_factory=threading.Event)
     _stopped: set[int] = field(default_factory=set)  # samples the caller ended (a stop string appeared)
 
@@ -130,6 +130,12 @@ class Engine:
         return len(self._pending)
 
     # ---- the engine thread -------------------------------------------------------------------------------------
+    @property
+    def _batch_cache(self) -> KVCache:
+        """The cache the running rows live in (made by the first prefill, so there is one while rows run)."""
+        assert self._cache is not None
+        return self._cache
+
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
         while True:
@@ -183,6 +189,7 @@ class Engine:
                 size = min(self.max_batch, 1 << (size - 1).bit_length())
             new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
             for i, row in enumerate(self._rows):  # carry the running samples over
+                assert cache is not None  # rows run only in a cache
                 for layer in range(self.model.config.n_layer):
                     new.k[layer][i, :, : row.length] = cache.k[layer][i, :, : row.length]
                     new.v[layer][i, :, : row.length] = cache.v[layer][i, :, : row.length]
@@ -221,7 +228,7 @@ class Engine:
             if row.length < block:
                 continue
             keep = row.tokens[-(block // 2) - 1 : -1]  # the next token is fed by the decode step, after these
-            self.model.prefill(torch.tensor([keep], device=self.device), self._cache, b)
+            self.model.prefill(torch.tensor([keep], device=self.device), self._batch_cache, b)
             row.length = len(keep)
             row.tokens = keep + [row.next_token]
             row.slides += 1
@@ -232,7 +239,7 @@ class Engine:
             rows = self._rows
             idx = torch.tensor([[r.next_token] for r in rows], device=self.device)  # (B, 1)
             try:
-                logits = self.decode(idx, self._cache, [r.length for r in rows])  # (B, vocab)
+                logits = self.decode(idx, self._batch_cache, [r.length for r in rows])  # (B, vocab)
                 break
             except torch.OutOfMemoryError as e:  # the newest request made the batch too big: it alone leaves
                 newest = rows[-1].request  # admitted last, so its rows are last
@@ -256,14 +263,16 @@ class Engine:
             draws = draw(logits, [r.request.params for r in rows], [r.generator for r in rows], histories)
         except Exception:  # e.g. NaN logits in one row: end only the requests whose rows cannot be sampled
             log.exception("batched sampling failed; sampling row by row")
-            draws = self._sample_each(logits.cpu(), rows)
-            for row, drawn in zip(rows, draws):
+            each = self._sample_each(logits.cpu(), rows)
+            for row, drawn in zip(rows, each):
                 if isinstance(drawn, Exception) and not row.request._cancelled.is_set():
                     row.request.events.put(drawn)
                     row.request.cancel()  # its other rows leave too
             keep = [b for b, r in enumerate(rows) if not r.request._cancelled.is_set()]
             self._compact([rows[b] for b in keep])
-            rows, draws, histories = [rows[b] for b in keep], [draws[b] for b in keep], [histories[b] for b in keep]
+            draws = [d for d in (each[b] for b in keep) if isinstance(d, Draw)]
+            assert len(draws) == len(keep)  # a row that could not be sampled cancelled its request, so it left
+            rows, histories = [rows[b] for b in keep], [histories[b] for b in keep]
             logits = logits[keep]
         ranks = ranks_of(logits, torch.tensor([d.token for d in draws], device=logits.device)).tolist()
         alternatives = _alternatives(logits, [r.request for r in rows], [d.distribution for d in draws])
@@ -324,7 +333,7 @@ class Engine:
         for new_index, row in enumerate(keep):
             old_index = self._rows.index(row)
             if old_index != new_index:
-                self._cache.copy_row(old_index, new_index, row.length)
+                self._batch_cache.copy_row(old_index, new_index, row.length)
         self._rows = keep
 
 
@@ -339,7 +348,7 @@ def _alternatives(logits: torch.Tensor, requests: list[Request],
     best = torch.topk(logits, n)  # (B, n) each
     probs = (best.values - torch.logsumexp(logits, dim=-1, keepdim=True)).exp().cpu()
     ids = best.indices.cpu()
-    out = []
+    out: list[tuple[tuple[int, float, float], ...]] = []
     for b, (request, distribution) in enumerate(zip(requests, distributions)):
         k = request.alternatives
         if not k:

@@ -90,26 +90,31 @@ def logits_to_probs(logits: torch.Tensor, params: Sequence[SamplingParams],
     if narrowed:
         k = max(1 if params[b].greedy else params[b].top_k for b in narrowed)
         values, ids = (t.cpu() for t in torch.topk(logits[narrowed], k))  # (N, k) each, sorted
-        for row, b in enumerate(narrowed):
+        for n, b in enumerate(narrowed):
             p = params[b]
             if p.greedy:
-                out[b] = Distribution(torch.ones(1), ids[row, :1])
+                out[b] = Distribution(torch.ones(1), ids[n, :1])
             else:
-                out[b] = Distribution(_shaped(values[row, : p.top_k], p), ids[row, : p.top_k])
+                out[b] = Distribution(_shaped(values[n, : p.top_k], p), ids[n, : p.top_k])
+    distributions = []
     for b, p in enumerate(params):
-        if out[b] is not None:
-            continue
-        row = logits[b].cpu()
-        if histories[b] is not None:
-            row = apply_repetition_penalty(row, histories[b], p.repetition_penalty)
-        if p.greedy:
-            out[b] = Distribution(torch.ones(1), torch.argmax(row).reshape(1))
-        elif 0 < p.top_k < vocab:
-            values, ids = torch.topk(row, p.top_k)
-            out[b] = Distribution(_shaped(values, p), ids)
-        else:
-            out[b] = Distribution(_shaped(row, p), None)
-    return out
+        found = out[b]
+        if found is None:
+            found = _distribution(logits[b].cpu(), p, histories[b], vocab)
+        distributions.append(found)
+    return distributions
+
+
+def _distribution(row: torch.Tensor, p: SamplingParams, history: torch.Tensor | None, vocab: int) -> Distribution:
+    """logits_to_probs for one row (vocab,) that the batch's shared top-k did not cover."""
+    if history is not None:
+        row = apply_repetition_penalty(row, history, p.repetition_penalty)
+    if p.greedy:
+        return Distribution(torch.ones(1), torch.argmax(row).reshape(1))
+    if 0 < p.top_k < vocab:
+        values, ids = torch.topk(row, p.top_k)
+        return Distribution(_shaped(values, p), ids)
+    return Distribution(_shaped(row, p), None)
 
 
 def _shaped(candidates: torch.Tensor, params: SamplingParams) -> torch.Tensor:

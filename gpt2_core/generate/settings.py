@@ -117,15 +117,13 @@ def check_float(name: str, value: Any, low: float, high: float, *, low_open: boo
 def check_stop(stop: Any) -> tuple[str, ...]:
     if stop is None:
         return ()
-    if isinstance(stop, str):
-        stop = (stop,)
-    stop = tuple(stop)
-    if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop):
+    strings: tuple[str, ...] = (stop,) if isinstance(stop, str) else tuple(stop)  # str each: checked next
+    if len(strings) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in strings):
         raise ValueError(
             f"`stop` has to be at most {MAX_STOP_STRINGS} non-empty strings of at most {MAX_STOP_CHARS} characters, "
-            f"but is {shown(stop)}"
+            f"but is {shown(strings)}"
         )
-    return stop
+    return strings
 
 
 def shown(value: Any) -> str:

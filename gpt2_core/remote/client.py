@@ -24,7 +24,8 @@ import concurrent.futures
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import openai
@@ -39,6 +40,7 @@ RETRY_AFTER_S = 0.5
 MAX_CONNECTIONS = 512  # one per streamed sample: 16 generations at once x 4 samples, for each page event kind
 # openai reads these from OPENAI_ORG_ID / OPENAI_PROJECT_ID; they are OpenAI's business, not this server's
 NO_OPENAI_HEADERS = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+T = TypeVar("T")
 
 
 class BackendUnavailableError(ModelUnavailableError):
@@ -63,37 +65,41 @@ class CompletionsClient:
                                  limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=32))
         # The key is always given, so openai never falls back to OPENAI_API_KEY (a key for OpenAI, not this server);
         # "EMPTY" is what vLLM's documentation passes to a server started without --api-key
+        # (openai's hints name its own httpx2 fork and str header values; it takes httpx's client and `omit`, which
+        # drops a default header, as its documentation shows: the recorded-answer tests run through both)
         self._api = openai.AsyncOpenAI(base_url=f"{self.base_url}/v1", api_key=api_key or "EMPTY", max_retries=0,
-                                       default_headers=NO_OPENAI_HEADERS, http_client=http)
+                                       default_headers=NO_OPENAI_HEADERS,  # type: ignore[arg-type]
+                                       http_client=http)  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=_run, args=(self.loop, self._api), name="remote-client", daemon=True)
         self._thread.start()
         # close(), or once the client is dropped: the loop stops, and its thread closes the connections and ends
         self._finalizer = weakref.finalize(self, self.loop.call_soon_threadsafe, self.loop.stop)
 
-    def start(self, coroutine: Coroutine) -> concurrent.futures.Future:
+    def start(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `coroutine` on this client's loop; the future's `cancel()` (from any thread) cancels it there."""
         if not self._finalizer.alive:
             coroutine.close()
             raise RuntimeError(f"the client of {self.shown} is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
-    def _wait(self, coroutine: Coroutine):
+    def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         assert threading.current_thread() is not self._thread, "a blocking call on the loop it waits for"
         return self.start(coroutine).result()
 
-    def models(self) -> list[dict]:
+    def models(self) -> list[dict[str, Any]]:
         """The server's models (/v1/models), each a dict with at least `id` (vLLM adds `max_model_len`)."""
         # The plain JSON (not models.list()), so that a server that is not OpenAI-compatible gets a clear message
         answer = self._wait(self._retried(lambda: self._api.get("/models", cast_to=object)))
-        return _json(answer, self.shown, "/v1/models").get("data", [])
+        models: list[dict[str, Any]] = _json(answer, self.shown, "/v1/models").get("data", [])
+        return models
 
-    def complete(self, **arguments) -> dict:
+    def complete(self, **arguments: Any) -> dict[str, Any]:
         """One non-streaming completion: completions.create(**arguments)'s answer as a dict."""
         answer = self._wait(self._retried(lambda: self._api.completions.create(**arguments)))
         return _json(answer, self.shown, "/v1/completions")
 
-    async def stream(self, **arguments) -> AsyncIterator[dict]:
+    async def stream(self, **arguments: Any) -> AsyncGenerator[dict[str, Any], None]:
         """A streaming completion's chunks, as dicts (on this client's loop). However the reading ends (the last
         chunk, an error, the reading task cancelled) the connection closes, and with it the request on the server."""
         try:
@@ -114,7 +120,7 @@ class CompletionsClient:
                 raise BackendUnavailableError(f"{self.shown} sent something that is not JSON in the middle of the "
                                               f"answer: {getattr(e, 'doc', '')[:80]!r}") from e
 
-    async def _retried(self, call: Callable[[], Awaitable]):
+    async def _retried(self, call: Callable[[], Awaitable[T]]) -> T:
         """call(), and once more if it could not connect (it never reached the server, so a retry repeats nothing)."""
         try:
             try:
@@ -161,7 +167,7 @@ def _run(loop: asyncio.AbstractEventLoop, api: openai.AsyncOpenAI) -> None:
         loop.close()
 
 
-def _json(answer, shown: str, path: str) -> dict:
+def _json(answer: object, shown: str, path: str) -> dict[str, Any]:
     """An answer as a dict; openai hands over a text that is not JSON as a str."""
     if isinstance(answer, openai.BaseModel):
         return answer.to_dict()
@@ -171,12 +177,28 @@ def _json(answer, shown: str, path: str) -> dict:
                                   "OpenAI-compatible server?")
 
 
-def _refusal(response: httpx.Response, shown: str) -> Exception:
+class _Answer(Protocol):
+    """What _refusal reads of an HTTP response (httpx's, or openai's httpx2 fork's)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+def _refusal(response: _Answer, shown: str) -> Exception:
     """The exception for an answer with an error status (4xx, 5xx), quoting the server's reason."""
     try:
         reason = _reason(response.json())
     except ValueError:
-        reason = first_line(response.text) or response.reason_phrase
+        lines = response.text.strip().splitlines()
+        reason = lines[0] if lines else response.reason_phrase
     if response.status_code in (401, 403):
         return BackendAuthError(f"{shown} refused the app's key ({response.status_code}: {reason}); the host sets it "
                                 "with the environment variable GPT2_BACKEND_API_KEY, the key the server was started "
@@ -186,7 +208,7 @@ def _refusal(response: httpx.Response, shown: str) -> Exception:
     return BackendUnavailableError(f"{shown} answered {response.status_code} ({reason}); try again in a moment")
 
 
-def _reason(body) -> str:
+def _reason(body: object) -> str:
     error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, dict):
         return str(error.get("message") or error.get("detail") or error)

@@ -14,11 +14,14 @@ among them. The rest of the vocabulary is not reported, so some figures can be w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+Encode = Callable[[str], list[int]]  # a tokenizer's encode: text -> ids
 
 TOKEN_ID_PREFIX = "token_id:"
 
 
-def token_id(token: str, encode) -> int:
+def token_id(token: str, encode: Encode) -> int:
     """The id behind a reported token: "token_id:123" (vLLM's return_tokens_as_token_ids), else the text's one token."""
     if token.startswith(TOKEN_ID_PREFIX):
         return int(token[len(TOKEN_ID_PREFIX):])
@@ -29,7 +32,7 @@ def token_id(token: str, encode) -> int:
     return ids[0]
 
 
-def top_tokens(top_logprobs: dict[str, float], encode) -> list[tuple[int, float]]:
+def top_tokens(top_logprobs: dict[str, float], encode: Encode) -> list[tuple[int, float]]:
     """A step's reported tokens as (id, log-probability), likeliest first."""
     pairs = [(token_id(t, encode), lp) for t, lp in top_logprobs.items()]
     return sorted(pairs, key=lambda pair: -pair[1])

@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
 
 import torch
 
@@ -46,7 +48,9 @@ from gpt2_core.backend import (
     FeatureUnavailableError,
     ModelDescription,
     NextTokens,
+    StreamItem,
     TokenEvent,
+    Tokenizer,
     TokenRequest,
 )
 from gpt2_core.checkpoint import ModelUnavailableError, load_tokenizer, read_config, resolve_tokenizer_dir
@@ -123,7 +127,7 @@ class ServerBackend:
         self._connect_failure: tuple[float, Exception | None] = (0.0, None)  # when connecting last failed, and why
         self._lock = threading.Lock()
         self._connected = False
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         self._context: int | None = None
         self._eos: int | None = None
         self._parameters: int | None = None
@@ -156,6 +160,8 @@ class ServerBackend:
             raise BackendRequestError(f"{self._client.shown} serves {len(ids)} models "
                                       f"({', '.join(map(str, ids)) or 'none'}): choose one with --model")
         name = self._model or ids[0]
+        if not isinstance(name, str):  # an OpenAI-compatible server names each model it lists ("id")
+            raise BackendRequestError(f"{self._client.shown} lists a model without a name (id): {served[0]}")
         if name not in ids:
             raise BackendRequestError(f"{self._client.shown} does not serve {name!r}; it serves "
                                       f"{', '.join(map(str, ids))}")
@@ -170,6 +176,8 @@ class ServerBackend:
         config = read_config(directory) if (directory / "config.json").is_file() else None
         self._context = int(entry.get("max_model_len") or (config.block_size if config else DEFAULT_CONTEXT))
         self._eos = config.eos_token_id if config else self._tokenizer.eos_token_id
+        if self._eos is None:  # it starts an empty prompt and ends every text: nothing works without it
+            raise ModelUnavailableError(f"{name!r} has no config.json, and its tokenizer names no end-of-text token")
         self._parameters = config.num_parameters() if config else None
         self.name = name
         if self._ask_limit:
@@ -217,17 +225,24 @@ class ServerBackend:
             pass  # still there: the message says what
         return self.problem
 
+    # connect() sets these, or raises
     @property
-    def tokenizer(self):
-        return self.connect()._tokenizer
+    def tokenizer(self) -> Tokenizer:
+        tokenizer = self.connect()._tokenizer
+        assert tokenizer is not None
+        return tokenizer
 
     @property
     def context_length(self) -> int:
-        return self.connect()._context
+        context = self.connect()._context
+        assert context is not None
+        return context
 
     @property
     def eos_token_id(self) -> int:
-        return self.connect()._eos
+        eos = self.connect()._eos
+        assert eos is not None
+        return eos
 
     @property
     def max_candidates(self) -> int:
@@ -244,8 +259,8 @@ class ServerBackend:
                                 remote=True, unavailable=dict(REMOTE_UNAVAILABLE), problem=self.problem)
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def _arguments(self, ids: list[int], params: SamplingParams, *, max_tokens: int, vllm: dict | None = None,
-                   **openai_arguments) -> dict:
+    def _arguments(self, ids: list[int], params: SamplingParams, *, max_tokens: int,
+                   vllm: dict[str, object] | None = None, **openai_arguments: object) -> dict[str, Any]:
         """completions.create()'s arguments: OpenAI's parameters, and vLLM's extensions in `extra_body`."""
         # top_k and repetition_penalty are sent even when off (top-k 0): else the model's generation_config.json
         # could set them on the server's side
@@ -314,10 +329,11 @@ class _Tracked:
         self.model = model
         self.ignore = ignore  # True when a failure is this side's doing (it closed the stream)
 
-    def __enter__(self):
+    def __enter__(self) -> _Tracked:
         return self
 
-    def __exit__(self, kind, error, traceback):
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
         if error is None or (self.ignore is not None and self.ignore()):
             self.model.problem = None
         elif isinstance(error, BackendUnavailableError):
@@ -335,7 +351,7 @@ class RemoteRequest:
         self.request = request
         self.reported = model._stream_logprobs(request.params)  # likeliest tokens the server reports per token
         self.encode = model.tokenizer.encode  # read here: the loop must not wait on connect()
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[StreamItem] = queue.Queue()
         self._lock = threading.Lock()
         self._ended: dict[int, str] = {}  # sample -> why this side ended it ("cancelled", "stop", "timeout")
         self._tasks = [model._client.start(self._read(i, seed)) for i, seed in enumerate(request.seeds)]
@@ -383,7 +399,7 @@ class RemoteRequest:
             self.events.put(BackendUnavailableError(f"{m._client.shown} ended a text without saying why (no "
                                                     "finish_reason)"))
 
-    async def _stream(self, index: int, arguments: dict) -> bool:
+    async def _stream(self, index: int, arguments: dict[str, Any]) -> bool:
         """Put sample `index`'s tokens in `events` as they come; True once the server said why the text ended."""
         finished = False
         async with aclosing(self.model._client.stream(**arguments)) as chunks:
@@ -393,7 +409,7 @@ class RemoteRequest:
                     self.events.put([event])
         return finished
 
-    def _events(self, index: int, chunk: dict) -> list[TokenEvent]:
+    def _events(self, index: int, chunk: dict[str, Any]) -> list[TokenEvent]:
         """The TokenEvents in one streamed chunk (usually one token; the last one carries the finish reason)."""
         choice = chunk["choices"][0]
         finish = choice.get("finish_reason")

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gpt2_core.config import GPTConfig
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
 
 
 def gpt2_tokenizer_files() -> tuple[Path, Path]:
@@ -29,12 +33,13 @@ def add_tokenizer(directory: Path) -> None:
     shutil.copy(merges, directory / "merges.txt")
 
 
-def random_hf_model(seed: int = 0, **sizes):
+def random_hf_model(seed: int = 0, **sizes: Any) -> GPT2LMHeadModel:
     """GPT2LMHeadModel with random weights; `sizes` are GPT2Config fields (n_layer, n_head, n_embd, ...)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(**sizes)).eval()
+    model = GPT2LMHeadModel(GPT2Config(**sizes))
+    model.eval()  # type: ignore[no-untyped-call]  # transformers leaves PreTrainedModel.eval untyped
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "ln" in name:  # random LayerNorm scales and shifts, so a wrong norm cannot hide
@@ -44,7 +49,7 @@ def random_hf_model(seed: int = 0, **sizes):
     return model
 
 
-def save_layout(model, directory: Path, layout: str) -> Path:
+def save_layout(model: GPT2LMHeadModel, directory: Path, layout: str) -> Path:
     """Write `model` as 'hub' (no prefix, attn.bias buffers), 'save_pretrained', or 'sharded'; add the tokenizer."""
     from safetensors.torch import save_file
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,7 +28,7 @@ def _key(method: str, path: str, body: bytes) -> str:
 class RecordingTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None):
         self.inner = inner or httpx.AsyncHTTPTransport()
-        self.exchanges: list[dict] = []
+        self.exchanges: list[dict[str, Any]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
@@ -45,12 +46,12 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
 
 class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    def __init__(self, exchanges: list[dict]):
-        self.answers: dict[str, dict] = {}
+    def __init__(self, exchanges: list[dict[str, Any]]):
+        self.answers: dict[str, dict[str, Any]] = {}
         for e in exchanges:
             body = json.dumps(e["body"]).encode() if e["body"] is not None else b""
             self.answers[_key(e["method"], e["path"], body)] = e
-        self.requests: list[dict] = []  # what the client sent, in order
+        self.requests: list[dict[str, Any]] = []  # what the client sent, in order
 
     @classmethod
     def load(cls, path: Path) -> ReplayTransport:

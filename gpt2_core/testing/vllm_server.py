@@ -39,7 +39,7 @@ class VLLMServer:
     max_model_len: int = 128
     extra_args: tuple[str, ...] = ()  # more server flags, e.g. ("--max-logprobs", "100")
     python: Path = field(default_factory=lambda: vllm_python() or Path("python"))
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     temp: Path | None = None  # the server's TMPDIR: its sockets and folders, removed even after a SIGKILL
 
     @property

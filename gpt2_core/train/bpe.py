@@ -26,4 +26,6 @@ def train_bpe(text: str, directory: Path, *, vocab_size: int) -> int:
     config = {"tokenizer_class": "GPT2Tokenizer", "bos_token": EOS, "eos_token": EOS, "unk_token": EOS,
               "add_prefix_space": False}  # so that AutoTokenizer reads the folder as GPT-2's
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
-    return tokenizer.token_to_id(EOS)
+    eos = tokenizer.token_to_id(EOS)  # None for a token not in the vocabulary
+    assert isinstance(eos, int)  # a special token of the vocabulary just trained
+    return eos

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from gpt2_core.backend import Tokenizer
 from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir, save_checkpoint
 from gpt2_core.config import GPTConfig
 from gpt2_core.generate.sampling import sample_token
@@ -137,7 +138,8 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
         torch.set_num_threads(threads_before)
 
 
-def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, on_eval, on_plan,
+def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
+           on_eval: Callable[[Evaluation], None] | None, on_plan: Callable[[TrainingPlan], None] | None,
            stop: threading.Event, state: ResumeState | None, resume_dir: Path | None) -> TrainResult:
     start = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -166,7 +168,8 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, 
         restore(state, optimizer=optimizer, generator=generator)
         step, tokens_seen, elapsed_before = state.info["step"], state.info["tokens_seen"], state.info["elapsed_s"]
         result.evaluations = [Evaluation(**e) for e in state.info["evaluations"]]
-    last_eval_at, last_eval_tokens, eval_cost, timing_from = start, tokens_seen, 0.0, None
+    last_eval_at, last_eval_tokens, eval_cost = start, tokens_seen, 0.0
+    timing_from: tuple[int, float] | None = None  # (step, time) where timing a budget's steps began
     timing_steps = max(1, min(TIMING_STEPS, config.warmup_steps))  # their learning rate needs no total
 
     def evaluate() -> None:
@@ -196,13 +199,13 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, 
             x, y = data.batch("train", plan.micro_batch, context, generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 loss = model.loss(x, y) / plan.accumulation
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
             tokens_seen += x.numel()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if total is None and step - timing_from[0] >= timing_steps:
+        if total is None and timing_from is not None and step - timing_from[0] >= timing_steps:
             total = _steps_in_budget(config, step, (time.perf_counter() - timing_from[1]) / timing_steps,
                                      eval_cost, time.perf_counter() - start)
             log.info("the %g-minute budget fixes the run at %d steps", config.minutes, total)
@@ -237,6 +240,7 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig, 
 def _steps_in_budget(config: TrainConfig, step: int, step_s: float, eval_s: float, elapsed_s: float) -> int:
     """The step count a time budget allows: what is left of it, over a step's time and its share of an evaluation
     (one more evaluation's time is kept for the end). Never fewer than the steps done, nor more than `steps`."""
+    assert config.minutes is not None  # a time budget is what sets the steps
     left = 60 * config.minutes - elapsed_s - eval_s
     total = step + max(0, int(left / (step_s + eval_s / config.eval_every)))
     return min(total, config.steps) if config.steps else total
@@ -255,7 +259,8 @@ def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int
     return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)
 
 
-def _start(text: str, out_dir: Path, config: TrainConfig, resume_dir: Path | None, state: ResumeState | None):
+def _start(text: str, out_dir: Path, config: TrainConfig, resume_dir: Path | None,
+           state: ResumeState | None) -> tuple[GPT, Tokenizer, Path]:
     """(model in training mode, tokenizer, the folder of its vocab.json and merges.txt)."""
     if config.from_scratch and resume_dir is None:
         layers, heads, width, block = SIZES[config.init]
@@ -292,6 +297,7 @@ def _learning_rate(step: int, total: int | None, peak: float, config: TrainConfi
     alone (`total` is None only during the warm-up steps that time a budget)."""
     if step < config.warmup_steps:
         return peak * (step + 1) / config.warmup_steps
+    assert total is not None  # known once the warm-up is over
     floor = peak * config.min_lr_fraction
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(step / total, 1.0)))
 
@@ -305,7 +311,7 @@ def _mean_loss(model: GPT, data: TokenData, split: str, config: TrainConfig, pla
     nats, windows = 0.0, 0
     for _ in range(config.eval_batches):
         x, y = data.batch(split, config.batch_size, plan.context, generator)
-        for xs, ys in zip(x.split(plan.micro_batch), y.split(plan.micro_batch)):
+        for xs, ys in zip(torch.split(x, plan.micro_batch), torch.split(y, plan.micro_batch)):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 nats += float(model.loss(xs, ys)) * len(xs)
             windows += len(xs)
@@ -313,24 +319,26 @@ def _mean_loss(model: GPT, data: TokenData, split: str, config: TrainConfig, pla
 
 
 @torch.no_grad()
-def _sample(model: GPT, tokenizer, config: TrainConfig) -> str:
+def _sample(model: GPT, tokenizer: Tokenizer, config: TrainConfig) -> str:
     """A short sample from the fixed prompt (temperature 0.8, top-k 40, a fixed seed), to watch the text improve."""
     model.eval()
     ids = tokenizer.encode(config.sample_prompt) or [model.config.eos_token_id]
     generator = torch.Generator().manual_seed(config.seed)
     params = SamplingParams(temperature=0.8, top_k=40)
-    new = []
+    new: list[int] = []
     for _ in range(config.sample_tokens):
         window = torch.tensor([(ids + new)[-model.config.block_size:]])
         token, _ = sample_token(model(window, first=window.size(1) - 1)[0, -1], params, generator)
         if token == model.config.eos_token_id:
             break
         new.append(token)
-    return tokenizer.decode(new)
+    text = tokenizer.decode(new)
+    assert isinstance(text, str)  # one sequence gives one text
+    return text
 
 
 @torch.no_grad()
-def _bits_per_character(model: GPT, tokenizer, data: TokenData, context: int, autocast: bool) -> float:
+def _bits_per_character(model: GPT, tokenizer: Tokenizer, data: TokenData, context: int, autocast: bool) -> float:
     """The held-out text's cross-entropy in bits per character (comparable across vocabularies), in whole windows."""
     model.eval()
     val = data.val

@@ -54,7 +54,7 @@ class TrainingPlan:
         """Windows per optimizer step (the effective batch)."""
         return self.micro_batch * self.accumulation
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         """The plan as the CLI's --json prints it: {"plan": this}."""
         return {"context": self.context, "micro_batch": self.micro_batch, "accumulation": self.accumulation,
                 "batch": self.batch, "parameters": self.parameters,
@@ -116,8 +116,8 @@ def available_memory(max_memory_gb: float | None = None) -> tuple[int, str]:
     """(bytes, source): --max-memory if given, else the least of MemAvailable and the cgroup's limit minus usage."""
     if max_memory_gb is not None:
         return int(max_memory_gb * 1e9), "--max-memory"
-    found = [(_meminfo_available(), "MemAvailable"), (_cgroup_available(), "cgroup")]
-    found = [(n, source) for n, source in found if n is not None]
+    candidates = [(_meminfo_available(), "MemAvailable"), (_cgroup_available(), "cgroup")]
+    found = [(n, source) for n, source in candidates if n is not None]
     if not found:
         raise WontFitError("cannot tell how much memory is available (no /proc/meminfo or cgroup): "
                            "give it with --max-memory GB")

@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,7 +22,7 @@ FOLDER = "resume"
 
 @dataclass
 class ResumeState:
-    info: dict  # step, total_steps, tokens_seen, elapsed_s, evaluations, recipe, text_sha256, bf16_autocast, ...
+    info: dict[str, Any]  # step, total_steps, tokens_seen, elapsed_s, evaluations, recipe, text_sha256, bf16_autocast, ...
     tensors: dict[str, torch.Tensor]
 
     @property
@@ -36,7 +37,7 @@ def text_hash(text: str) -> str:
 
 
 def save_resume(directory: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                generator: torch.Generator, keep_master_weights: bool, info: dict) -> None:
+                generator: torch.Generator, keep_master_weights: bool, info: dict[str, Any]) -> None:
     folder = directory / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     state = optimizer.state_dict()
@@ -60,7 +61,7 @@ def read_resume(directory: Path) -> ResumeState:
 
 def restore(state: ResumeState, *, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
     """Put the optimizer's moments and the RNG states back as they were when the run stopped."""
-    per_param: dict[int, dict] = {}
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in state.tensors.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
