@@ -37,5 +37,8 @@ if __name__ == "__main__":
     if demo.local_url:  # not when reload mode re-runs this file (it serves nothing then)
         print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a container's stop ends the app as Ctrl+C does
+    # and SIGINT always does: a shell starts background jobs (`python app.py &` in a script) with it ignored, and the
+    # app would not hear `kill -INT` (nor would a test runner's child of such a job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     demo.block_thread()
     demo.close()  # a training run ends and the app's temporary files go
