@@ -52,6 +52,7 @@ from gpt2_core.generate.detokenize import (
     token_byte_table,
     visible_text,
 )
+from gpt2_core.generate.engine import Engine
 from gpt2_core.generate.sampling import logits_to_probs
 from gpt2_core.generate.settings import (
     CONTEXT_LENGTH,
@@ -371,10 +372,31 @@ class LanguageModel(TextModel):
                  quantize: str | None = None, max_batch: int = 16):
         super().__init__(LocalBackend(model, tokenizer, name=name, device=device, dtype=dtype, quantize=quantize,
                                       max_batch=max_batch))
-        self.model = model
-        self.config: GPTConfig = model.config
-        self.engine = self.backend.engine
-        self.device, self.dtype, self.quantize = device, dtype, quantize
+
+    # What runs here, as the backend holds it
+    @property
+    def model(self) -> GPT:
+        return self.backend.model
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.backend.config
+
+    @property
+    def engine(self) -> Engine:
+        return self.backend.engine
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backend.dtype
+
+    @property
+    def quantize(self) -> str | None:
+        return self.backend.quantize
 
     def num_parameters(self) -> int:
         return self.config.num_parameters()

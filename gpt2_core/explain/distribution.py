@@ -59,7 +59,8 @@ def reported_sampling_probs(top: list[tuple[int, float]], params: SamplingParams
             return [None] * len(top)  # needs the whole vocabulary (its normaliser at this temperature, its top-k)
         rest = 1.0 - float(logprobs.exp().sum())
         if rest > 0:
-            pieces = math.floor(rest / math.exp(float(logprobs[-1]))) + 1  # each below the least likely reported
+            # each piece below the least likely reported token; without top-p, where no order matters, one piece
+            pieces = math.floor(rest / math.exp(float(logprobs[-1]))) + 1 if params.top_p < 1.0 else 1
             logprobs = torch.cat([logprobs, torch.full((pieces,), math.log(rest / pieces), dtype=torch.float64)])
     probs = logits_to_probs(logprobs[None], [params])[0].over_vocabulary(len(logprobs))
     if with_rest and params.top_p < 1.0 and bool((probs[len(top):] > 0).any()):
