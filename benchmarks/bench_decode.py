@@ -69,7 +69,7 @@ def dynamic_int8(checkpoint):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    lm = load_model(checkpoint, device="cpu")
+    lm = load_model(checkpoint, device="cpu", dtype="fp32")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for block in lm.model.h:

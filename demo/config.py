@@ -38,7 +38,9 @@ class AppConfig:
     share: bool = False  # a temporary public gradio.live link
     queue_size: int = 64  # requests that may wait for a free slot; the next one is told the demo is busy
     deadline_s: float = 120.0  # a generation ends by then ("took too long"), however many tokens it asked for
-    compile: bool = False  # on a CPU, torch.compile the decode step in the background: ~2x tokens/s, +1-2.5 GB
+    compile: bool | None = None  # compile the decode step in the background (~2x tokens/s, +1-2.5 GB); None: where
+    # it pays and the memory allows (CPU int8, gpt2_core/precision.py)
+    exact: bool = False  # the exact fp32 engine, proven equal to transformers, instead of a CPU's fast int8
     allow_model_switch: bool | None = None  # visitors may switch the model; None = only when serving this machine
     allow_training: bool | None = None  # the Build your own tab trains; None = only when serving this machine
     scale_models: tuple[str, ...] = SCALE_SOURCES  # what the Scale tab runs, where their files are here
@@ -82,7 +84,7 @@ class AppConfig:
         args = parser.parse_args(list(argv or []))
         if args.quantize not in (None, *QUANTIZE_CHOICES):  # argparse checks choices of flags, not of defaults
             parser.error(f"GPT2_QUANTIZE has to be one of {', '.join(QUANTIZE_CHOICES)}, but is {args.quantize!r}")
-        for name, variable in (("share", "GPT2_SHARE"), ("compile", "GPT2_COMPILE"),
+        for name, variable in (("share", "GPT2_SHARE"), ("compile", "GPT2_COMPILE"), ("exact", "GPT2_EXACT"),
                                ("allow_model_switch", "GPT2_ALLOW_MODEL_SWITCH"),
                                ("allow_training", "GPT2_ALLOW_TRAINING")):
             value = getattr(args, name)
@@ -91,12 +93,15 @@ class AppConfig:
                     setattr(args, name, truthy(variable, value) if value else getattr(cls, name))
                 except ValueError as e:
                     parser.error(str(e))
+        if args.exact and args.quantize:
+            parser.error("--exact (GPT2_EXACT) is fp32 without quantization: leave out --quantize (GPT2_QUANTIZE)")
         return cls(model=args.model, backend=args.backend or None,
                    backend_api_key=env.get("GPT2_BACKEND_API_KEY") or None,  # a secret: never a flag (ps shows flags)
                    bert_model=args.bert_model, quantize=args.quantize,
                    device=args.device,
                    host=args.host, port=args.port, share=args.share, queue_size=args.queue_size,
-                   deadline_s=args.deadline, compile=args.compile, allow_model_switch=args.allow_model_switch,
+                   deadline_s=args.deadline, compile=args.compile, exact=args.exact,
+                   allow_model_switch=args.allow_model_switch,
                    allow_training=args.allow_training, scale_models=args.scale_models,
                    scale_memory_gb=args.scale_memory)
 
@@ -133,8 +138,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--bert-model", default=first("BERT_MODEL", default=d.bert_model),
                         help="BERT Hub id or local directory for the comparison tab (env BERT_MODEL)")
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=first("GPT2_QUANTIZE", default=d.quantize),
-                        help="int8: on a CPU, int8 weights (several times faster, about a quarter of the memory); on a GPU, "
-                             "bitsandbytes LLM.int8 to fit a bigger model. nf4: bitsandbytes 4-bit (env GPT2_QUANTIZE)")
+                        help="int8: on a CPU, int8 weights (the default there: several times faster, a quarter of the "
+                             "memory); on a GPU, bitsandbytes LLM.int8 to fit a bigger model. nf4: bitsandbytes 4-bit "
+                             "(env GPT2_QUANTIZE)")
     parser.add_argument("--device", default=first("GPT2_DEVICE", default=d.device),
                         help="auto, cpu, cuda, cuda:N or mps (env GPT2_DEVICE; default %(default)s)")
     parser.add_argument("--host", default=first("GRADIO_SERVER_NAME", "HOST", default=d.host),
@@ -146,10 +152,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="create a temporary public gradio.live link (env GPT2_SHARE=1; default off)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_COMPILE", default=""),  # text until checked in from_env_and_args
-                        help="on a CPU, compile the decoding step in the background once the page is up: about "
-                             "2x faster for a lone request (int8: 4.8x transformers) after 15-60 s, for 1-2.5 GB more memory "
-                             "(env GPT2_COMPILE=1; "
-                             "default off)")
+                        help="compile the decoding step in the background once the page is up: about 2x faster for "
+                             "a lone request after 15-60 s, for 1-2.5 GB more memory (env GPT2_COMPILE=1/0; default: "
+                             "on a CPU for int8 models from distilgpt2 up, when the memory is free)")
+    parser.add_argument("--exact", action=argparse.BooleanOptionalAction,
+                        default=first("GPT2_EXACT", default=""),  # text until checked in from_env_and_args
+                        help="serve the exact fp32 engine, proven equal to transformers, instead of a CPU's default "
+                             "int8 weights (the same next word as fp32 at 98%% of places, about 4x faster; env "
+                             "GPT2_EXACT=1; default off)")
     parser.add_argument("--allow-model-switch", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_ALLOW_MODEL_SWITCH", default=""),  # text until checked
                         help="let visitors switch the model for everyone (env GPT2_ALLOW_MODEL_SWITCH=1/0; default: "

@@ -18,6 +18,7 @@ from demo.errors import user_facing_errors
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
+from demo.precision_notes import source_note
 from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
 from gpt2_core.explain.distribution import Candidate
 
@@ -152,13 +153,13 @@ def make_explore(models: AppModels):
         with user_facing_errors(), models.use(request.session_hash) as lm:
             found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
                                                k=CANDIDATES)
-            name = lm.name
+            source = source_note(lm.describe())
             known = all(c.sampling_prob is not None for c in found)
             reported = None if known else lm.describe().max_alternatives  # a remote model's logprobs limit
         after = {chart_label(c.token_text): c.sampling_prob for c in found} if known else {}  # empty: see the note
         raw = {chart_label(c.token_text): c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]
-        note = f"Candidates from `{name}`."
+        note = f"Candidates from {source}."
         if not known:
             note += "  \n" + UNKNOWN_AFTER_NOTE.format(n=reported)
         if cut:

@@ -26,6 +26,7 @@ from demo.exports import Exports
 from demo.knobs import KNOBS, page_params, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
+from demo.precision_notes import source_note
 from demo.tokens import DETAILS_CLASS, LEGEND, Coloured, TokenRow, details_html, keep_token_in_view, token_view
 from demo.workspace import Workspace
 from gpt2_core import DEFAULTS, ModelUnavailableError, Sample, SamplingParams, TextModel
@@ -226,7 +227,7 @@ def make_generate(models: AppModels, *, deadline_s: float):
                                     repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples)
         session = request.session_hash if request is not None else None
         for lm, samples in stream_samples(models, session, prompt, params, deadline_s=deadline_s):
-            yield render(samples, lm.context_length, lm.name)[:-1]
+            yield render(samples, lm.context_length, source_note(lm.describe()))[:-1]
 
     return generate
 
@@ -259,7 +260,7 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
             coloured = [Coloured(prompt_pieces, [TokenRow(t, i, r, p, a) for t, i, r, p, a in
                                                  zip(s.token_texts, s.token_ids, s.token_ranks, s.token_probs,
                                                      s.alternatives)]) for s in samples]
-            *_, stats, context, first_seed = render(samples, lm.context_length, lm.name)
+            *_, stats, context, first_seed = render(samples, lm.context_length, source_note(lm.describe()))
             done = all(s.finish_reason is not None for s in samples)
             record = dict(model=lm.name, prompt=prompt, settings={name: getattr(params, name) for name in RECORDED},
                           samples=samples, coloured=coloured)
@@ -331,10 +332,11 @@ def stopped(record: dict | None, state: str) -> tuple:
         return gr.skip(), gr.skip(), button
     if not record:
         return STOPPED, gr.skip(), button
-    return STOPPED, stats_markdown(record["samples"], record["model"], stopped=True), button
+    return STOPPED, stats_markdown(record["samples"], f"`{record['model']}`", stopped=True), button
 
 
 def stats_markdown(samples: list[Sample], model: str, *, stopped: bool = False) -> str:
+    """The run's line under the text; `model` is Markdown (precision_notes.source_note)."""
     tokens = sum(len(s.token_ids) for s in samples)
     rates = [s.tokens_per_second for s in samples if s.tokens_per_second]
     speed = f"{sum(rates):.1f} tokens/s" if rates else "\u2013 tokens/s"
@@ -345,7 +347,7 @@ def stats_markdown(samples: list[Sample], model: str, *, stopped: bool = False) 
         status = " \u00b7 **stopped**"
     seeds = ", ".join(str(s.seed) for s in samples)
     label = "Seed" if len(samples) == 1 else "Seeds (one per sample)"
-    return (f"**Model** `{model}` \u00b7 **Speed** {speed} \u00b7 **Tokens generated** {tokens}{status}  \n"
+    return (f"**Model** {model} \u00b7 **Speed** {speed} \u00b7 **Tokens generated** {tokens}{status}  \n"
             f"**{label}** `{seeds}`: enter a seed with the same prompt and settings to get that text again.")
 
 

@@ -17,6 +17,7 @@ import gradio as gr
 
 from demo.errors import markdown_text, user_facing_errors
 from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
+from demo.precision_notes import INT8_LINE, meaning
 from gpt2_core import PRESETS
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes, readable_bytes
@@ -108,7 +109,8 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
         parts.append(f"**memory** {readable_bytes(d.memory_bytes)}")
     if d.remote and d.context:
         parts.append(f"**context** {d.context} tokens")
-    return " \u00b7 ".join(parts)
+    line = meaning(d)
+    return " \u00b7 ".join(parts) + (f"  \n{line}" if line else "")
 
 
 FALLBACK_LINE = "A small model trained on Shakespeare serves here, not GPT-2"
@@ -147,9 +149,9 @@ def memory_table() -> str:
     for name, config in PRESETS.items():
         sizes = " | ".join(readable_bytes(estimate_weight_bytes(config, p)) for p in PRECISIONS)
         rows.append(f"| {name} | {config.num_parameters() / 1e6:.0f}M | {sizes} |")
-    return ("Estimated weight memory per precision. A CPU runs fp32, or **int8 (fast on CPU)** with `--quantize int8`: "
-            "int8 weights read a quarter of the bytes, so it decodes several times faster, with next-word choices "
-            "nearly always those of fp32. A GPU runs fp16, or int8 / nf4 (bitsandbytes) to fit a bigger model:\n\n"
+    return ("Estimated weight memory per precision. A CPU runs **int8 (fast on CPU)** by default: int8 weights read a "
+            f"quarter of the bytes, so it decodes several times faster, with {INT8_LINE}; `--exact` serves fp32. "
+            "A GPU runs fp16, or int8 / nf4 (bitsandbytes) to fit a bigger model:\n\n"
             + "\n".join(rows))
 
 

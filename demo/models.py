@@ -21,7 +21,6 @@ from demo.config import AppConfig
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, TextModel, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
-from gpt2_core.lm import compilable
 from gpt2_core.remote import RemoteModel
 
 log = logging.getLogger(__name__)
@@ -264,11 +263,12 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
     """
     if config.backend:
         return start_remote(config, load_bert=load_bert, remote=remote)
+    compile = {None: "auto", True: "background", False: False}[config.compile]  # the page is served meanwhile
+
     def load_for_app(source: str) -> LanguageModel:
-        lm = load_gpt2(source, device=config.device, quantize=config.quantize)
-        if config.compile and lm.device.type == "cpu" and compilable(config.quantize, lm.device):
-            lm.compile(background=True)  # the page is served meanwhile; decoding speeds up once it is ready
-        return lm
+        if config.exact:
+            return load_gpt2(source, device=config.device, dtype="fp32", quantize=None, compile=compile)
+        return load_gpt2(source, device=config.device, quantize=config.quantize or "auto", compile=compile)
 
     fallback = next(iter(BUNDLED)) if BUNDLED_PRESENT else None  # real words offline, from a model this project trained
     gpt2 = ModelHolder(load_for_app, config.source, fallback=fallback)

@@ -14,6 +14,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
+from demo.precision_notes import source_note
 from demo.tokens import BUCKETS, DETAILS_CLASS, Coloured, TokenRow, bucket, details_html, keep_token_in_view, token_view
 from gpt2_core import DEFAULTS
 from gpt2_core.explain.distribution import Candidate
@@ -78,11 +79,11 @@ def make_score(models: AppModels):
         """Every token of `text` coloured by its rank under GPT-2, the counts per colour, a histogram of probabilities."""
         with user_facing_errors(), models.use(request.session_hash) as lm:
             scores = lm.score_text(text, top=ALTERNATIVES)
-            name = lm.name
+            source = source_note(lm.describe())
             alternatives = [[_candidate(a) for a in s.alternatives] for s in scores]
         coloured = Coloured([], [TokenRow(s.text, s.token_id, s.rank, s.prob, alts)
                                  for s, alts in zip(scores, alternatives)])
-        counts = counts_markdown(coloured) + f"  \nScored by `{name}`."
+        counts = counts_markdown(coloured) + f"  \nScored by {source}."
         return coloured.segments(), counts, histogram(scores), coloured
 
     return score

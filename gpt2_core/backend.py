@@ -46,6 +46,7 @@ class ModelDescription:
     remote: bool = False
     unavailable: dict[str, str] = field(default_factory=dict)  # feature -> why this backend cannot do it
     problem: str | None = None  # a remote model's last failure to reach its server (None: the last call worked)
+    decoding: str | None = None  # "eager", "compiling" (eager until ready), "compiled", "cuda-graphs"; None: a server
 
 
 @dataclass(frozen=True)

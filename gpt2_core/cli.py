@@ -47,9 +47,13 @@ def _parser() -> argparse.ArgumentParser:
 
     def model_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default="gpt2", help="Hub id (gpt2, distilgpt2, openai-community/gpt2-xl) or local dir")
-        p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None, help="bitsandbytes weight quantization")
+        p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="auto",
+                       help="int8: int8 weights (a CPU's default: fast); on a GPU bitsandbytes int8 / nf4")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-        p.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES], help="weight precision")
+        p.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES],
+                       help="weight precision (auto: int8 weights on a CPU, fp16 on a GPU)")
+        p.add_argument("--exact", action="store_true",
+                       help="the exact fp32 engine, proven equal to transformers (instead of a CPU's int8)")
 
     gen = commands.add_parser("generate", help="continue a prompt")
     model_options(gen)
@@ -226,7 +230,10 @@ def _run(args: argparse.Namespace) -> int:
                                   top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                                   seed=args.seed, num_samples=args.num_samples, stop=tuple(args.stop or ()))
         args.prompt = _read_prompt(args)
-    lm = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    if args.exact and (args.dtype != "auto" or args.quantize != "auto"):
+        raise ValueError("--exact is fp32 without quantization: leave out --dtype and --quantize")
+    dtype, quantize = ("fp32", None) if args.exact else (args.dtype, args.quantize)
+    lm = load_model(args.model, device=args.device, dtype=dtype, quantize=quantize, compile=False)  # one run: no compile
     try:
         if args.command == "info":
             print(f"model       {lm.name}\nparameters  {lm.num_parameters():,}\ndevice      {lm.device}\n"

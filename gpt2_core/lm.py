@@ -65,6 +65,7 @@ from gpt2_core.generate.settings import (
 )
 from gpt2_core.local import MAX_ALTERNATIVES, DeviceOutOfMemoryError, LocalBackend  # noqa: F401 (re-exported)
 from gpt2_core.model import GPT
+from gpt2_core.precision import choose_precision
 from gpt2_core.quantize import quantize_blocks, validate_quantize
 
 log = logging.getLogger(__name__)
@@ -445,43 +446,42 @@ class _Steps:
         return self.joined + (self.tail or "" if final else "")
 
 
-def compilable(quantize: str | None, device: torch.device) -> bool:
-    """Whether the decode step compiles: plain models, and CPU int8 (bitsandbytes' layers do not trace)."""
-    return quantize is None or (quantize == "int8" and device.type == "cpu")
-
-
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
-               quantize: str | None = None, max_batch: int = 16, compile: bool = False,
+               quantize: str | None = "auto", max_batch: int = 16, compile: bool | str = "auto",
                cuda_graphs: bool = False) -> LanguageModel:
     """Load a GPT-2 checkpoint (Hub id or local Hugging Face directory; safetensors only) with its tokenizer.
 
-    compile=True compiles the decode step before returning (LanguageModel.compile; bitsandbytes models stay eager, CPU
-    int8 compiles too). cuda_graphs=True replays the decode step from CUDA graphs on a GPU (not yet measured on one:
-    off by default).
+    With no precision asked for, a CPU gets the fast path: int8 weights, and the decode step compiled in the background
+    where it pays and the memory allows (precision.py). dtype="fp32" (or quantize=None) gives the exact fp32 engine,
+    proven equal to transformers; quantize "int8" / "nf4" asks for those. compile=True compiles the decode step before
+    returning (bitsandbytes models stay eager), "background" while decoding eagerly, False never. cuda_graphs=True
+    replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default).
     """
-    quantize = validate_quantize(quantize)
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    if quantize == "int8" and dev.type == "cpu":
-        dt = torch.float32  # CPU int8 keeps the rest in fp32 (bf16 activations measured no faster: overhead dominates)
+    if dtype != "auto":
+        resolve_dtype(dtype, dev)  # the caller's mistakes before a download
+    if quantize != "auto":
+        validate_quantize(quantize)
     checkpoint_dir = resolve_checkpoint_dir(source)
     config = read_config(checkpoint_dir)
-    state = load_state_dict(checkpoint_dir, config, dtype=dt)
+    plan = choose_precision(config, dev, dtype=dtype, quantize=quantize, compile=compile)
+    state = load_state_dict(checkpoint_dir, config, dtype=plan.dtype)
     with torch.device("meta"):
         model = GPT(config)
     model.load_state_dict(state, assign=True)
     model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
     model.eval().requires_grad_(False)
-    if quantize:
-        quantize_blocks(model, quantize, device=dev, dtype=dt)
+    if plan.quantize:
+        quantize_blocks(model, plan.quantize, device=dev, dtype=plan.dtype)
     model.to(dev)
     tokenizer = load_tokenizer(checkpoint_dir)
-    lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=dt, quantize=quantize, max_batch=max_batch)
-    log.info("loaded %s: %.0fM parameters, %s, %s, %.0f MB", source, lm.num_parameters() / 1e6, dev, lm.precision,
-             lm.memory_bytes() / 1e6)
-    if compile and compilable(quantize, dev):
-        lm.compile()
-    if cuda_graphs and dev.type == "cuda" and not quantize:
+    lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=plan.dtype, quantize=plan.quantize,
+                       max_batch=max_batch)
+    log.info("loaded %s: %.0fM parameters, %s, %s, %.0f MB (%s)", source, lm.num_parameters() / 1e6, dev,
+             lm.precision, lm.memory_bytes() / 1e6, plan.why)
+    if plan.compile != "no":
+        lm.compile(background=plan.compile == "background")
+    if cuda_graphs and dev.type == "cuda" and not plan.quantize:
         lm.use_cuda_graphs()
     return lm
 

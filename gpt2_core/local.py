@@ -51,6 +51,7 @@ class LocalBackend:
         self.eos_token_id = self.config.eos_token_id
         self.max_candidates = min(MAX_CANDIDATES, self.config.vocab_size)
         self.engine = Engine(model, device=device, dtype=dtype, max_batch=max_batch, eos_token_id=self.eos_token_id)
+        self.compiling = False  # a compile is running in the background (decoding is eager meanwhile)
 
     # ---- information -------------------------------------------------------------------------------------------
     def memory_bytes(self) -> int:
@@ -70,7 +71,8 @@ class LocalBackend:
     def describe(self) -> ModelDescription:
         return ModelDescription(self.name, where=str(self.device), precision=self.precision,
                                 parameters=self.config.num_parameters(), memory_bytes=self.memory_bytes(),
-                                context=self.context_length, max_alternatives=MAX_ALTERNATIVES)
+                                context=self.context_length, max_alternatives=MAX_ALTERNATIVES,
+                                decoding="compiling" if self.compiling else self.engine.decoding)
 
     # ---- tokens ------------------------------------------------------------------------------------------------
     def submit(self, request: TokenRequest) -> Request:
@@ -107,13 +109,15 @@ class LocalBackend:
             try:
                 decode = compile_decode(self.model, self.device)
                 warm_up(self.model, decode, device=self.device, dtype=self.dtype)
+                if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
+                    self.engine.use(decode, "compiled")
+                log.info("compiled the decode step of %s", self.name)
             except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
                 log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
-                return
-            if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
-                self.engine.use(decode, "compiled")
-            log.info("compiled the decode step of %s", self.name)
+            finally:
+                self.compiling = False
 
+        self.compiling = True
         if not background:
             work()
             return None

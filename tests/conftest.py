@@ -47,7 +47,7 @@ def tiny_checkpoint(tmp_path_factory, hf_model) -> Path:
 def lm(tiny_checkpoint):
     from gpt2_core import load_model
 
-    model = load_model(tiny_checkpoint, device="cpu")
+    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
     yield model
     model.close()
 

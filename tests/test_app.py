@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -267,7 +268,7 @@ def two_models(tmp_path, tiny_checkpoint):
 
     other = save_layout(random_hf_model(seed=1), tmp_path / "other", "hub")
     sources = {"gpt2": tiny_checkpoint, "distilgpt2": other}
-    holder = ModelHolder(lambda name: load_model(sources.get(name, "/nowhere/" + name), device="cpu"), "gpt2")
+    holder = ModelHolder(lambda name: load_model(sources.get(name, "/nowhere/" + name), device="cpu", dtype="fp32"), "gpt2")
     yield holder
     holder.close()
 
@@ -307,8 +308,39 @@ def test_model_panel_states_size_device_precision_and_memory(lm):
     models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
     info = info_markdown(models)
     assert f"{lm.num_parameters() / 1e6:.1f}M" in info and "cpu" in info and "float32" in info and "MB" in info
+    assert "exact engine" in info  # fp32 says what it means
     table = memory_table()
     assert all(name in table for name in PRESETS) and "nf4" in table
+
+
+def test_the_fast_path_says_so_in_the_panel_and_beside_its_probabilities(tiny_checkpoint):
+    """The CPU default (int8): the panel's line says what int8 means, the explanations that their numbers come from it;
+    the exact engine's explanations name the model alone."""
+    from demo.precision_notes import source_note
+
+    fast = load_model(tiny_checkpoint, device="cpu")
+    try:
+        models = AppModels(ModelHolder(lambda s: fast, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
+        info = info_markdown(models)
+        assert "**precision** int8" in info and "the same next word as fp32 at 98% of places" in info
+        d = fast.describe()
+        assert "int8" in source_note(d) and "fast path" in source_note(d)
+        assert source_note(replace(d, precision="float32")) == f"`{d.name}`"
+        compiling = info_markdown(AppModels(ModelHolder(lambda s: _Described(fast, decoding="compiling"), "tiny"),
+                                            LazyFillMask(lambda s: None, "bert"), choices=[]))
+        assert "compiles in the background" in compiling
+    finally:
+        fast.close()
+
+
+class _Described:
+    """A model whose description says `decoding` (a compile in progress takes seconds to show for real)."""
+
+    def __init__(self, lm, **changes):
+        self.lm, self.changes = lm, changes
+
+    def describe(self):
+        return replace(self.lm.describe(), **self.changes)
 
 
 # ---- start-up settings and examples ---------------------------------------------------------------------------------
@@ -324,28 +356,39 @@ def test_flags_win_over_environment_over_defaults():
     assert AppConfig().launch_kwargs()["server_name"] == "127.0.0.1" and AppConfig().share is False
 
 
-def test_compiling_is_off_by_default_and_can_be_turned_on():
-    assert AppConfig.from_env_and_args([], {}).compile is False  # it costs a laptop 2-4 GB (README, Performance)
+def test_compiling_is_automatic_by_default_and_can_be_forced_either_way():
+    assert AppConfig.from_env_and_args([], {}).compile is None  # auto: where it pays and the memory is free
     assert AppConfig.from_env_and_args([], {"GPT2_COMPILE": "1"}).compile is True
     assert AppConfig.from_env_and_args([], {"GPT2_COMPILE": "0"}).compile is False
     assert AppConfig.from_env_and_args(["--no-compile"], {"GPT2_COMPILE": "1"}).compile is False
     assert AppConfig.from_env_and_args(["--compile"], {"GPT2_COMPILE": "off"}).compile is True
 
 
-def test_the_app_compiles_a_cpu_model_in_the_background(tiny_checkpoint):
+def test_the_app_asks_for_the_fast_path_unless_told_exact_or_not_to_compile(tiny_checkpoint):
+    """No flags: int8 and compile "auto" (gpt2_core/precision.py decides); --compile: in the background, whatever the
+    size; --no-compile: never; --exact: fp32 without quantization, the engine proven equal to transformers."""
     from demo import start_models
 
-    calls = []
+    asked = []
 
     def load(source, **kwargs):
-        lm = load_model(source, **kwargs)
-        lm.compile = lambda background=False: calls.append(background)  # record, do not spend the seconds
-        return lm
+        asked.append(kwargs)
+        return load_model(source, **{**kwargs, "compile": False})  # record, do not spend the seconds
 
-    for compile_ in (True, False):
-        models = start_models(AppConfig(model=str(tiny_checkpoint), device="cpu", compile=compile_), load_gpt2=load)
-        models.close()
-    assert calls == [True], "compile once, in the background, and only when asked"
+    for settings in (dict(), dict(compile=True), dict(compile=False), dict(exact=True)):
+        start_models(AppConfig(model=str(tiny_checkpoint), device="cpu", **settings), load_gpt2=load).close()
+    assert asked == [dict(device="cpu", quantize="auto", compile="auto"),
+                     dict(device="cpu", quantize="auto", compile="background"),
+                     dict(device="cpu", quantize="auto", compile=False),
+                     dict(device="cpu", dtype="fp32", quantize=None, compile="auto")]
+
+
+def test_exact_is_a_flag_and_an_environment_variable_and_excludes_quantize():
+    assert AppConfig.from_env_and_args([]).exact is False
+    assert AppConfig.from_env_and_args(["--exact"]).exact is True
+    assert AppConfig.from_env_and_args([], {"GPT2_EXACT": "1"}).exact is True
+    with pytest.raises(SystemExit):
+        AppConfig.from_env_and_args(["--exact", "--quantize", "int8"])
 
 
 @pytest.mark.parametrize("argv, env", [(["--port", "0"], {}), (["--quantize", "int4"], {}), ([], {"PORT": "x"}),

@@ -33,7 +33,7 @@ def tokens_generated(stats: str) -> int:
 
 
 def test_a_cancelled_request_hands_its_row_to_the_waiting_one_within_a_step(tiny_checkpoint):
-    lm = slow_down(load_model(tiny_checkpoint, device="cpu", max_batch=1), 0.01)  # one row: the next must wait
+    lm = slow_down(load_model(tiny_checkpoint, device="cpu", dtype="fp32", max_batch=1), 0.01)  # one row: the next must wait
     steps_at_prefill: list[int] = []
     prefill = lm.model.prefill
     lm.model.prefill = lambda *a, **k: steps_at_prefill.append(lm.engine.steps) or prefill(*a, **k)

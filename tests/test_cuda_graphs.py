@@ -23,7 +23,7 @@ def test_batches_pad_up_to_the_next_captured_size_the_cache_holds():
 
 @pytest.fixture(scope="module")
 def plain_and_padded(tiny_checkpoint):
-    plain, padded = load_model(tiny_checkpoint, device="cpu"), load_model(tiny_checkpoint, device="cpu")
+    plain, padded = (load_model(tiny_checkpoint, device="cpu", dtype="fp32") for _ in range(2))
     padded.use_cuda_graphs(capture=False)
     yield plain, padded
     plain.close()

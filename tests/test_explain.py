@@ -82,7 +82,7 @@ def test_score_text_a_character_over_several_tokens_belongs_to_the_last(lm):
 def short_context(tmp_path_factory):
     """A checkpoint with a 32-token context, so that a text longer than it is cheap to score."""
     hf = random_hf_model(seed=3, n_positions=32)
-    lm = load_model(save_layout(hf, tmp_path_factory.mktemp("ctx32"), "hub"), device="cpu")
+    lm = load_model(save_layout(hf, tmp_path_factory.mktemp("ctx32"), "hub"), device="cpu", dtype="fp32")
     yield lm, hf
     lm.close()
 

@@ -38,7 +38,7 @@ def fail_once(lm, step: str, *, when=lambda *args: True):
 
 @pytest.fixture
 def slow_lm(tiny_checkpoint):
-    lm = slow_down(load_model(tiny_checkpoint, device="cpu"), 0.005)  # others are still running when one fails
+    lm = slow_down(load_model(tiny_checkpoint, device="cpu", dtype="fp32"), 0.005)  # others are still running when one fails
     yield lm
     lm.close()
 

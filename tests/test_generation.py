@@ -218,7 +218,7 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
 
     from gpt2_core import load_model
 
-    fast = load_model(tiny_checkpoint, device="cpu", compile=True)
+    fast = load_model(tiny_checkpoint, device="cpu", dtype="fp32", compile=True)
     assert fast.engine.decoding == "compiled", "compilation failed on this machine (see the log)"
     compiled_graphs = counters["stats"]["unique_graphs"]
     prompt_ids = lm.tokenizer.encode("Compiled or not,")
@@ -241,7 +241,7 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
 def test_closing_the_model_ends_running_and_waiting_requests_with_an_error(tiny_checkpoint):
     from gpt2_core import load_model
 
-    lm = load_model(tiny_checkpoint, device="cpu", max_batch=1)
+    lm = load_model(tiny_checkpoint, device="cpu", dtype="fp32", max_batch=1)
     running = lm.stream("first", max_new_tokens=500)
     next(running)  # admitted: the batch (of one) is full now
     waiting = lm.stream("second", max_new_tokens=5)
@@ -271,7 +271,7 @@ def _drain_error(stream) -> list[BaseException]:
 def test_background_compile_swaps_in_while_requests_run(tiny_checkpoint, lm):
     from gpt2_core import load_model
 
-    fast = load_model(tiny_checkpoint, device="cpu")
+    fast = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
     compiling = fast.compile(background=True)
     during = fast.generate("While compiling,", max_new_tokens=30, temperature=0)[0].token_ids  # eager meanwhile
     compiling.join(timeout=300)
@@ -286,7 +286,7 @@ def test_a_checkpoints_short_context_limits_the_prompt_not_the_new_tokens(tmp_pa
 
     from gpt2_core import load_model
 
-    short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu")
+    short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu", dtype="fp32")
     (s,) = short.generate("word " * 100, max_new_tokens=100, temperature=0)
     assert s.prompt_truncated and s.prompt_tokens == 63 and len(s.token_ids) == 100
     with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[1, 1023\], but is 1024"):
@@ -318,7 +318,7 @@ def test_a_waiting_request_that_is_cancelled_is_answered_at_once(tiny_checkpoint
     from gpt2_core.generate.engine import Request
     from gpt2_core.generate.settings import SamplingParams
 
-    lm = load_model(tiny_checkpoint, device="cpu", max_batch=1)
+    lm = load_model(tiny_checkpoint, device="cpu", dtype="fp32", max_batch=1)
     running = lm.stream("I hold the only row", max_new_tokens=1000)
     next(running)
     waiting = lm.engine.submit(Request([50256], SamplingParams(), [1], 5, deadline=time.monotonic() + 60))
@@ -334,7 +334,7 @@ def test_context_meter_on_a_short_checkpoint_reads_the_prompt_and_refuses_only_o
 
     from gpt2_core import load_model
 
-    short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu")
+    short = load_model(save_layout(random_hf_model(n_positions=64), tmp_path / "short", "hub"), device="cpu", dtype="fp32")
     assert short.prepare_prompt("Hello", room=150).ids == short.tokenizer.encode("Hello")  # the slider at 150
     with pytest.raises(ValueError, match=r"`max_new_tokens` has to be an integer in \[0, 1023\], but is 5000"):
         short.prepare_prompt("Hello", room=5000)
@@ -349,7 +349,7 @@ def short_context(tmp_path_factory):
     from gpt2_core import load_model
 
     lm = load_model(save_layout(random_hf_model(seed=4, n_positions=32), tmp_path_factory.mktemp("ctx32"), "hub"),
-                    device="cpu")
+                    device="cpu", dtype="fp32")
     yield lm
     lm.close()
 
@@ -386,7 +386,7 @@ def test_the_unicorn_example_writes_all_its_tokens_on_the_bundled_model():
     from gpt2_core.checkpoint import BUNDLED
 
     unicorn = load_examples().unicorn
-    mini = load_model(BUNDLED["mini-gpt2"], device="cpu")
+    mini = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
     try:
         assert unicorn.settings.max_new_tokens > mini.context_length
         (s,) = mini.generate(unicorn.prompt, **vars(unicorn.settings))

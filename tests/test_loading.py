@@ -50,7 +50,7 @@ def test_pickle_only_checkpoint_is_refused_and_says_why(tmp_path, tiny_checkpoin
     add_tokenizer(bad)
     (bad / "pytorch_model.bin").write_bytes(b"not loaded, never unpickled")
     with pytest.raises(UnsafeCheckpointError, match="safetensors") as err:
-        load_model(bad, device="cpu")
+        load_model(bad, device="cpu", dtype="fp32")
     assert "pytorch_model.bin" in str(err.value) and "arbitrary code" in str(err.value)
 
 
@@ -62,7 +62,7 @@ def test_unreachable_uncached_model_names_the_model_and_the_fix(tmp_path, monkey
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(ModelUnavailableError) as err:
-        load_model("openai-community/gpt2-xl", device="cpu")
+        load_model("openai-community/gpt2-xl", device="cpu", dtype="fp32")
     message = str(err.value)
     assert "openai-community/gpt2-xl" in message
     assert "python -m gpt2_core download openai-community/gpt2-xl" in message and "local directory" in message
@@ -70,7 +70,7 @@ def test_unreachable_uncached_model_names_the_model_and_the_fix(tmp_path, monkey
 
 def test_missing_local_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ModelUnavailableError, match="does not exist. Fix: pass a directory holding a GPT-2 checkpoint"):
-        load_model(str(tmp_path / "nope"), device="cpu")
+        load_model(str(tmp_path / "nope"), device="cpu", dtype="fp32")
 
 
 def test_non_gpt2_config_is_refused(tmp_path, hf_model):
@@ -78,7 +78,7 @@ def test_non_gpt2_config_is_refused(tmp_path, hf_model):
     config = (d / "config.json").read_text().replace('"model_type": "gpt2"', '"model_type": "llama"')
     (d / "config.json").write_text(config)
     with pytest.raises(ValueError, match="model_type 'llama'"):
-        load_model(d, device="cpu")
+        load_model(d, device="cpu", dtype="fp32")
 
 
 def test_cached_hub_snapshot_loads_offline(tmp_path, monkeypatch, hf_model):

@@ -12,7 +12,7 @@ LAYOUTS = ["hub", "save_pretrained", "sharded"]
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_logits_match_transformers_in_every_checkpoint_layout(tmp_path, hf_model, layout):
-    lm = load_model(save_layout(hf_model, tmp_path / layout, layout), device="cpu")
+    lm = load_model(save_layout(hf_model, tmp_path / layout, layout), device="cpu", dtype="fp32")
     ids = torch.randint(0, 50257, (2, 64), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = hf_model(ids).logits
@@ -22,7 +22,7 @@ def test_logits_match_transformers_in_every_checkpoint_layout(tmp_path, hf_model
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_greedy_ids_match_transformers_generate(tmp_path, hf_model, layout):
-    lm = load_model(save_layout(hf_model, tmp_path / layout, layout), device="cpu")
+    lm = load_model(save_layout(hf_model, tmp_path / layout, layout), device="cpu", dtype="fp32")
     prompt = "In a shocking finding, scientist discovered a herd of unicorns"
     ids = lm.tokenizer.encode(prompt)
     expected = hf_model.generate(torch.tensor([ids]), max_new_tokens=40, do_sample=False, pad_token_id=50256)
@@ -74,7 +74,7 @@ def test_ragged_batch_decode_equals_each_row_alone(lm):
 def test_real_gpt2_shape_matches_transformers(tmp_path):
     """The full 124M gpt2 shape (12 layers, 12 heads, 768 wide) with random weights, Hub layout."""
     hf = random_hf_model(seed=3, n_layer=12, n_head=12, n_embd=768, initializer_range=0.02)
-    lm = load_model(save_layout(hf, tmp_path / "gpt2", "hub"), device="cpu")
+    lm = load_model(save_layout(hf, tmp_path / "gpt2", "hub"), device="cpu", dtype="fp32")
     assert lm.num_parameters() == sum(p.numel() for p in hf.parameters()) == 124_439_808
     ids = torch.tensor([lm.tokenizer.encode("Hello world, this is GPT-2 speaking.")])
     with torch.no_grad():

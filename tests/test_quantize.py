@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fp32(checkpoint):
-    lm = load_model(checkpoint, device="cpu")
+    lm = load_model(checkpoint, device="cpu", dtype="fp32")
     yield lm
     lm.close()
 
@@ -90,7 +90,7 @@ def test_compiled_cpu_int8_decoding_agrees_with_fp32_on_a_trained_model():
     """`--quantize int8 --compile`, the fastest CPU path: Inductor's tuned int8 kernel sums in another order (and
     rounds less) than `_weight_int8pack_mm`, so its tokens can differ from eager int8's at near-ties. What counts is
     agreement with fp32: token by token through the compiled decode step, as generation runs it, on held-out Macbeth."""
-    fp32 = load_model(BUNDLED["mini-gpt2"], device="cpu")
+    fp32 = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
     fast = load_model(BUNDLED["mini-gpt2"], device="cpu", quantize="int8", compile=True)
     try:
         assert fast.engine.decoding == "compiled", "compilation failed on this machine (see the log)"
@@ -114,11 +114,13 @@ def test_compiled_cpu_int8_decoding_agrees_with_fp32_on_a_trained_model():
         fast.close()
 
 
-def test_cpu_int8_top1_agrees_with_fp32_on_a_trained_model_and_a_held_out_play():
-    """The bundled model, trained here, on Macbeth (never trained on): next-token top-1 equal at >= 95% of positions."""
-    fp32, int8 = load_model(BUNDLED["mini-gpt2"], device="cpu"), load_model(BUNDLED["mini-gpt2"], device="cpu",
-                                                                             quantize="int8")
+def test_the_default_cpu_path_agrees_with_fp32_on_a_trained_model_and_a_held_out_play():
+    """A CPU's default (no precision asked for: int8) against the exact fp32 engine, on the bundled model, trained here,
+    and Macbeth (never trained on): next-token top-1 equal at >= 95% of positions."""
+    fp32 = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
+    int8 = load_model(BUNDLED["mini-gpt2"], device="cpu")
     try:
+        assert (int8.precision, fp32.precision) == ("int8", "float32")
         text = (ROOT / "assets" / "texts" / "macbeth.txt").read_text(encoding="utf-8")[:40_000]
         ids = fp32.tokenizer.encode(text)
         T = fp32.config.block_size

@@ -56,7 +56,7 @@ def test_the_page_has_a_model_switcher_only_where_allowed(tiny_checkpoint, tiny_
 
 def test_a_failed_switch_says_the_previous_model_still_serves_and_resets_the_picker(tiny_checkpoint):
     holder = ModelHolder(lambda name: load_model(tiny_checkpoint if name == "gpt2" else "/nowhere/" + name,
-                                                 device="cpu"), "gpt2")
+                                                 device="cpu", dtype="fp32"), "gpt2")
     try:
         models = AppModels(holder, LazyFillMask(lambda s: None, "bert"), choices=["gpt2", "distilgpt2"])
         _, info, status, picker = make_switch(models)("distilgpt2", progress=lambda *a, **k: None)

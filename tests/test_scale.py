@@ -62,7 +62,7 @@ def test_the_budget_is_the_hosts_or_a_third_of_the_memory_it_may_use(monkeypatch
 def test_bits_per_token_is_the_mean_surprise_under_transformers(sizes):
     from transformers import GPT2LMHeadModel
 
-    lm = load_model(sizes["small"], device="cpu")
+    lm = load_model(sizes["small"], device="cpu", dtype="fp32")
     try:
         ids = [lm.config.eos_token_id] + lm.tokenizer.encode(HUMAN)
         hf = GPT2LMHeadModel.from_pretrained(sizes["small"]).eval()
@@ -83,7 +83,7 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
     def load(directory):
         gc.collect()
         alive_at_load.append(sum(ref() is not None for ref in loaded))
-        model = load_model(directory, device="cpu")
+        model = load_model(directory, device="cpu", dtype="fp32")
         loaded.append(weakref.ref(model.model))
         return model
 
@@ -101,7 +101,7 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
     assert len(loaded) == 2, "the size over the budget is never loaded"
     for column in columns[:2]:
         assert column.tokens_per_s > 0 and column.memory_bytes > 0 and column.bits_per_token > 0
-        reference = load_model(column.planned.directory, device="cpu")
+        reference = load_model(column.planned.directory, device="cpu", dtype="fp32")
         try:  # the same prompt and seed as a plain generate with the tab's settings
             (sample,) = reference.generate("Once upon a time", max_new_tokens=12, seed=7, temperature=0.8, top_k=40)
             assert column.text == sample.text

@@ -72,7 +72,7 @@ def test_the_saved_model_loads_in_gpt2_core_and_transformers_with_equal_logits(t
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     out, _ = trained
-    lm = load_model(out, device="cpu")
+    lm = load_model(out, device="cpu", dtype="fp32")
     hf = GPT2LMHeadModel.from_pretrained(out).eval()
     text = "The queen sings by the sea."
     ids = AutoTokenizer.from_pretrained(out).encode(text)
@@ -91,7 +91,7 @@ def test_fine_tuning_lowers_the_validation_loss(tiny_checkpoint, tmp_path):
     result = train(toy_play(800, seed=1), tmp_path / "tuned",
                    TrainConfig(init=str(tiny_checkpoint), steps=30, learning_rate=3e-3, **{**QUICK, "eval_every": 30}))
     assert result.evaluations[-1].val_loss < result.evaluations[0].val_loss - 1.0
-    assert load_model(tmp_path / "tuned", device="cpu").config.vocab_size == 50257  # GPT-2's own vocabulary
+    assert load_model(tmp_path / "tuned", device="cpu", dtype="fp32").config.vocab_size == 50257  # GPT-2's own vocabulary
 
 
 def test_a_text_too_short_to_split_says_how_long_it_must_be():
@@ -314,7 +314,7 @@ def test_the_bundled_model_is_small_trained_as_recorded_and_writes_words():
     assert record["command"].startswith("python -m gpt2_core train ")
     root = Path(__file__).resolve().parent.parent
     assert (root / record["val_text_file"]).is_file() and (root / record["text_file"]).is_file()
-    lm = load_model("mini-gpt2", device="cpu")
+    lm = load_model("mini-gpt2", device="cpu", dtype="fp32")
     scores = lm.score_text((root / record["val_text_file"]).read_text(encoding="utf-8")[:4000])
     bits_per_char = -sum(math.log2(s.prob) for s in scores) / 4000
     assert bits_per_char < 2.6  # a model that learned Shakespeare (random weights: about 3.7 per character)
