@@ -29,7 +29,7 @@ def test_generate_json_prints_one_object_per_sample(tiny_checkpoint):
 
 def test_generate_is_reproducible_and_matches_the_api(tiny_checkpoint, lm, capsys):
     args = ["generate", "--model", str(tiny_checkpoint), "--prompt", "Hi", "--max-new-tokens", "5", "--seed", "3",
-            "--json", "--device", "cpu"]
+            "--json", "--device", "cpu", "--exact"]  # the fixture `lm` is the exact engine
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["token_ids"] == lm.generate("Hi", max_new_tokens=5, seed=3)[0].token_ids
@@ -46,7 +46,7 @@ def test_generate_plain_text_prints_prompt_and_continuation(tiny_checkpoint, cap
 def test_info_reports_parameters_memory_and_device(tiny_checkpoint, lm, capsys):
     assert main(["info", "--model", str(tiny_checkpoint), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert f"{lm.num_parameters():,}" in out and "cpu" in out and "float32" in out and "MiB" in out
+    assert f"{lm.num_parameters():,}" in out and "cpu" in out and "int8" in out and "MiB" in out  # a CPU's default
 
 
 @pytest.mark.parametrize("args,needle", [

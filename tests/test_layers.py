@@ -17,6 +17,7 @@ LAYERS = {
     "gpt2_core.config": 0, "gpt2_core.devices": 0, "gpt2_core.quantize": 0, "gpt2_core.generate.settings": 0,
     "gpt2_core.generate.detokenize": 0, "gpt2_core.remote.logprobs": 0,
     "gpt2_core.checkpoint": 1, "gpt2_core.memory": 1, "gpt2_core.backend": 1,  # files, memory, the backend seam
+    "gpt2_core.precision": 1,  # which precision a model gets
     "gpt2_core.model": 2,
     "gpt2_core.generate": 3,  # sampling, the engine, decode strategies
     "gpt2_core.explain": 4,  # scoring, distributions, attention
