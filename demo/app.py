@@ -93,19 +93,20 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
             "explore": explore_tab(models),
             "score": score_tab(models, examples),
             "compare": compare_tab(models, examples)}
+    here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"
     if reason := models.unavailable(ATTENTION):  # remote mode: the server reports tokens, not attention
         tabs["inside"] = unavailable_tab(INSIDE_INTRO, reason, elem_id="inside-unavailable", api_name="attention",
-                                         api_inputs=dict(text=str, layer=int, head=int))
+                                         api_inputs=dict(text=str, layer=int, head=int), here=here)
     else:
         tabs["inside"] = inside_tab(models)
-    if reason := models.unavailable(SCALE):
+    if reason := models.unavailable(SCALE):  # remote mode and ZeroGPU: no other sizes are loaded here
         tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",
-                                        api_inputs=dict(prompt=str, seed=int))
+                                        api_inputs=dict(prompt=str, seed=int), here=here)
     else:
         tabs["scale"] = scale_tab(models, examples, sources=config.scale_models,
                                   budget_bytes=config.scale_budget_bytes, device=config.device)
     if reason := models.unavailable(TRAINING):
-        tabs["train"] = unavailable_tab(TRAIN_INTRO, reason, elem_id="train-unavailable")
+        tabs["train"] = unavailable_tab(TRAIN_INTRO, reason, elem_id="train-unavailable", here=here)
     else:
         tabs["train"] = train_tab(models, jobs, panel)
     # delete_cache: Gradio's copies of uploads and downloads older than an hour go hourly, and all at shutdown
@@ -166,6 +167,9 @@ def startup_message(demo: gr.Blocks, config: AppConfig) -> str:
     where = 'this machine only' if config.host in LOCAL_HOSTS else 'other machines too'
     if config.backend:
         lines.append(f"* Serving {where}; GPT-2 runs on the model server at {config.backend} (remote mode).")
+    elif config.zero_gpu:
+        lines.append(f"* Serving {where}; GPT-2 runs on ZeroGPU, lent a GPU per request; training, the Scale tab and "
+                     "switching the model are off.")
     else:
         switching = "on" if config.model_switch_allowed else "off (--allow-model-switch turns it on)"
         lines.append(f"* Serving {where}; switching the model from the page is {switching}.")

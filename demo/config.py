@@ -4,7 +4,8 @@
     GPT2_MODEL=gpt2-medium GRADIO_SERVER_PORT=8000 python app.py      # the same, as Spaces' settings would say it
     python app.py --backend http://gpu-box:8000                      # GPT-2 on a vLLM server (remote mode)
 
-A flag wins over its environment variable, which wins over the default.
+A flag wins over its environment variable, which wins over the default. On a ZeroGPU Space (the `spaces` package
+says so: demo/zerogpu.py) training and switching the model are off whatever the flags say.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from demo import zerogpu
 from gpt2_core.quantize import QUANTIZE_CHOICES
 from gpt2_core.scale import SCALE_SOURCES
 
@@ -45,6 +47,7 @@ class AppConfig:
     allow_training: bool | None = None  # the Build your own tab trains; None = only when serving this machine
     scale_models: tuple[str, ...] = SCALE_SOURCES  # what the Scale tab runs, where their files are here
     scale_memory_gb: float | None = None  # the Scale tab's memory budget per model; None = a third of this machine's
+    zero_gpu: bool = False  # a ZeroGPU Space, as the `spaces` package reports: GPT-2 on cuda, each call in spaces.GPU
 
     @property
     def source(self) -> str:
@@ -66,6 +69,8 @@ class AppConfig:
     def model_switch_allowed(self) -> bool:
         """Switching the model is for a teacher at their own machine: on when only this machine is served, off when
         others are (--host 0.0.0.0, Spaces), unless --allow-model-switch / GPT2_ALLOW_MODEL_SWITCH says otherwise."""
+        if self.zero_gpu:  # a model loaded after start-up cannot go to ZeroGPU's GPU
+            return False
         if self.allow_model_switch is not None:
             return self.allow_model_switch
         return self.host in LOCAL_HOSTS
@@ -73,13 +78,17 @@ class AppConfig:
     @property
     def training_allowed(self) -> bool:
         """Training takes the processor for minutes: on for a teacher's own machine, off for a room or Spaces unless
-        --allow-training / GPT2_ALLOW_TRAINING says otherwise."""
+        --allow-training / GPT2_ALLOW_TRAINING says otherwise. Never on ZeroGPU, whose GPU time comes from the
+        visitors' small daily quotas."""
+        if self.zero_gpu:
+            return False
         return self.allow_training if self.allow_training is not None else self.host in LOCAL_HOSTS
 
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
         """Read flags from `argv` (default: none) over environment variables from `env` (default: os.environ)."""
         env = os.environ if env is None else env
+        zero_gpu = zerogpu.reported()  # first: on ZeroGPU, importing `spaces` must come before any model loads
         parser = build_parser(env)
         args = parser.parse_args(list(argv or []))
         if args.quantize not in (None, *QUANTIZE_CHOICES):  # argparse checks choices of flags, not of defaults
@@ -103,7 +112,7 @@ class AppConfig:
                    deadline_s=args.deadline, compile=args.compile, exact=args.exact,
                    allow_model_switch=args.allow_model_switch,
                    allow_training=args.allow_training, scale_models=args.scale_models,
-                   scale_memory_gb=args.scale_memory)
+                   scale_memory_gb=args.scale_memory, zero_gpu=zero_gpu)
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""

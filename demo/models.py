@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from demo.config import AppConfig
+from demo.zerogpu import spaces_lend
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, TextModel, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.remote import RemoteModel
+from gpt2_core.zerogpu import GpuTime, Lend, ZeroGpuBackend
 
 log = logging.getLogger(__name__)
 
@@ -255,14 +257,17 @@ class AppModels:
 
 def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] = load_model,
                  load_bert: Callable[..., FillMask] = load_fill_mask,
-                 remote: Callable[..., RemoteModel] = RemoteModel) -> AppModels:
+                 remote: Callable[..., RemoteModel] = RemoteModel, lend: Lend = spaces_lend) -> AppModels:
     """Load GPT-2 now (or record why it cannot be had); BERT waits for its tab. Loaders are injectable for tests.
 
     With `config.backend` (remote mode) GPT-2 runs on that server: nothing is loaded here but its tokenizer, asked
-    for in the background so that the page is served at once, even while the server is still starting.
+    for in the background so that the page is served at once, even while the server is still starting. On ZeroGPU
+    (`config.zero_gpu`) every GPT-2 call runs inside `lend` (see start_zero_gpu).
     """
     if config.backend:
         return start_remote(config, load_bert=load_bert, remote=remote)
+    if config.zero_gpu:
+        return start_zero_gpu(config, load_gpt2=load_gpt2, load_bert=load_bert, lend=lend)
     compile = {None: "auto", True: "background", False: False}[config.compile]  # the page is served meanwhile
 
     def load_for_app(source: str) -> LanguageModel:
@@ -277,6 +282,28 @@ def start_models(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel] =
         [config.source] if config.source not in PRESETS and config.source not in BUNDLED else [])
     own = OwnModels(partial(load_gpt2, device="cpu", dtype="fp32"))  # trained on this CPU, and served there
     return AppModels(gpt2, bert, choices, own, load_gpt2, public=config.public)
+
+
+def start_zero_gpu(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel], load_bert: Callable[..., FillMask],
+                   lend: Lend) -> AppModels:
+    """ZeroGPU (demo/zerogpu.py): GPT-2 loaded now, at start-up, on `cuda` (the `spaces` package keeps it aside until a
+    call is lent the GPU), never compiled, and served by ZeroGpuBackend: every model call inside `lend`
+    (spaces.GPU), in that call's thread. BERT runs on the CPU, since a model loaded after start-up cannot go to the
+    GPU there; for the same reason the model cannot be switched."""
+    if config.compile:
+        log.info("--compile is ignored on ZeroGPU, which does not support torch.compile")
+    device = "cuda" if config.device == "auto" else config.device
+    gpu_time = GpuTime()  # the decode rate measured on one model's generations
+
+    def load_for_zero_gpu(source: str) -> TextModel:
+        lm = load_gpt2(source, device=device, quantize=config.quantize, compile=False)
+        return TextModel(ZeroGpuBackend(lm.backend, lend, gpu_time=gpu_time))
+
+    fallback = next(iter(BUNDLED)) if BUNDLED_PRESENT else None
+    gpt2 = ModelHolder(load_for_zero_gpu, config.source, fallback=fallback)
+    bert = LazyFillMask(partial(load_bert, device="cpu"), config.bert_model)
+    return AppModels(gpt2, bert, [config.source], OwnModels(partial(load_gpt2, device="cpu", dtype="fp32")), load_gpt2,
+                     public=config.public)
 
 
 def start_remote(config: AppConfig, *, load_bert: Callable[..., FillMask],

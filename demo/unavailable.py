@@ -1,8 +1,8 @@
 """What cannot be had, said where it is missing.
 
-A tab whose feature the GPT-2 backend cannot give (attention, training or sizes from a remote model server): the
-tab's introduction and the reason, where its controls would be. Its API endpoint, if it has one, still exists and
-answers with the same reason, so a script learns why rather than that the name is unknown.
+A tab whose feature the GPT-2 backend cannot give (attention, training or sizes from a remote model server; training
+or sizes on ZeroGPU): the tab's introduction and the reason, where its controls would be. Its API endpoint, if it has
+one, still exists and answers with the same reason, so a script learns why rather than that the name is unknown.
 
 BERT (for BERT vs GPT-2 and Inside) loads on first use, so whether it can be had is told cheaply at page load
 (`bert_missing`): its folder or its Hugging Face cache entry is looked up, never its weights loaded, and a load that
@@ -29,13 +29,14 @@ BERT_FILES = "config.json, model.safetensors, vocab.txt"
 
 
 def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | None = None,
-                    api_inputs: dict[str, type] | None = None) -> TabParts:
+                    api_inputs: dict[str, type] | None = None, here: str = "with this model server") -> TabParts:
+    """The tab's introduction, then "Not available `here`:" and the reason (`here`: "on ZeroGPU", say)."""
     with gr.Blocks() as tab:
         gr.Markdown(intro)
-        gr.Markdown(f"**Not available with this model server:** {markdown_text(reason)}", elem_id=elem_id)
+        gr.Markdown(f"**Not available {here}:** {markdown_text(reason)}", elem_id=elem_id)
         if api_name is not None:  # the endpoint is there, with the real one's parameters, and says why it fails
-            gr.api(refusal(api_name, api_inputs or {}, as_text(f"{api_name} is not available with this model "
-                                                             f"server: {reason}")), api_name=api_name)
+            gr.api(refusal(api_name, api_inputs or {}, as_text(f"{api_name} is not available {here}: {reason}")),
+                   api_name=api_name)
     return TabParts(tab, {})
 
 

@@ -4,6 +4,7 @@ A `TokenBackend` runs a model somewhere and speaks token ids (as vLLM's EngineCl
 it streams generated tokens with their probabilities, scores a sequence, and gives the next token's likeliest
 candidates. Two implement it: `LocalBackend` (gpt2_core/local.py), gpt2_core's own model and engine in this process,
 and `ServerBackend` (gpt2_core/remote), a client of an OpenAI-compatible completions server such as vLLM.
+`ZeroGpuBackend` (gpt2_core/zerogpu.py) runs a LocalBackend's model calls on a GPU lent one call at a time.
 
 Above it, one text layer (`TextModel`, gpt2_core/lm.py) does everything about text for both: prompts, trimming,
 detokenizing, stop strings, samples, scoring text, the next-token distribution.
@@ -15,7 +16,6 @@ server does not report a figure (a token's rank beyond its top N), the types say
 
 from __future__ import annotations
 
-import queue
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
@@ -78,11 +78,18 @@ class TokenEvent:
 StreamItem: TypeAlias = list[TokenEvent] | Exception
 
 
+class StreamEvents(Protocol):
+    """Where a generation's steps are read from: a queue that a thread fills (the local engine, a server's client), or
+    a call on a lent GPU that runs on to its next step when read (gpt2_core/zerogpu.py)."""
+
+    def get(self) -> StreamItem: ...
+
+
 class TokenStream(Protocol):
-    """A generation in flight. `events` yields lists of TokenEvent (one list per step) or an Exception."""
+    """A generation in flight. `events.get()` gives lists of TokenEvent (one list per step) or an Exception."""
 
     @property
-    def events(self) -> queue.Queue[StreamItem]: ...
+    def events(self) -> StreamEvents: ...
 
     def cancel(self) -> None:
         """End every sample at once (Stop pressed, tab closed, caller gone)."""
@@ -181,10 +188,11 @@ class TokenBackend(Protocol):
     def close(self) -> None: ...
 
 
-if TYPE_CHECKING:  # checked by mypy (pyproject.toml, CI): both backends and their streams satisfy the protocols above
+if TYPE_CHECKING:  # checked by mypy (pyproject.toml, CI): the backends and their streams satisfy the protocols above
     from gpt2_core.generate.engine import Request
     from gpt2_core.local import LocalBackend
     from gpt2_core.remote.model import RemoteRequest, ServerBackend
+    from gpt2_core.zerogpu import LentStream, ZeroGpuBackend
 
-    _BACKENDS: tuple[type[TokenBackend], ...] = (LocalBackend, ServerBackend)
-    _STREAMS: tuple[type[TokenStream], ...] = (Request, RemoteRequest)
+    _BACKENDS: tuple[type[TokenBackend], ...] = (LocalBackend, ServerBackend, ZeroGpuBackend)
+    _STREAMS: tuple[type[TokenStream], ...] = (Request, RemoteRequest, LentStream)

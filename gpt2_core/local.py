@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 
 import torch
 
-from gpt2_core.backend import ModelDescription, NextTokens, Tokenizer, TokenRequest
+from gpt2_core.backend import ModelDescription, NextTokens, StreamItem, Tokenizer, TokenRequest
 from gpt2_core.checkpoint import first_line
 from gpt2_core.config import GPTConfig
 from gpt2_core.explain.attention import attention_weights
@@ -76,8 +77,15 @@ class LocalBackend:
 
     # ---- tokens ------------------------------------------------------------------------------------------------
     def submit(self, request: TokenRequest) -> Request:
-        return self.engine.submit(Request(request.prompt_ids, request.params, request.seeds, request.max_new_tokens,
-                                          request.deadline, request.alternatives))
+        return self.engine.submit(_engine_request(request))
+
+    def run(self, request: TokenRequest) -> Iterator[StreamItem]:
+        """`request` decoded in the caller's thread, one step's events (or the error that ended it) per item, on an
+        engine of its own (Engine.run): its samples are the whole batch and no engine thread touches the device. For
+        a host that lends a GPU to one call at a time (gpt2_core/zerogpu.py). Decoding is eager here."""
+        engine = Engine(self.model, device=self.device, dtype=self.dtype, max_batch=self.engine.max_batch,
+                        eos_token_id=self.eos_token_id)
+        yield from engine.run(_engine_request(request))
 
     def failure(self, error: Exception, request: TokenRequest) -> Exception:
         if isinstance(error, torch.OutOfMemoryError):
@@ -139,3 +147,8 @@ class LocalBackend:
         self.engine.close()
         self.engine.use(self.model.decode, "eager")  # a compiled step's frozen graphs hold the weights, CUDA graphs
         # their cache
+
+
+def _engine_request(request: TokenRequest) -> Request:
+    return Request(request.prompt_ids, request.params, request.seeds, request.max_new_tokens, request.deadline,
+                   request.alternatives)

@@ -1,6 +1,6 @@
-"""deploy/ agrees with the app: what compose.yaml and the Dockerfile name exists, and the sticky sessions Gradio's queue
-needs are on. (Docker and a GPU are not available where the tests run; the remote mode itself is tested against a real
-vLLM in test_vllm.py.)"""
+"""deploy/ agrees with the app: what compose.yaml, the Dockerfile and the Spaces card name exists, and the sticky
+sessions Gradio's queue needs are on. (Docker and a GPU are not available where the tests run; the remote mode itself
+is tested against a real vLLM in test_vllm.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import yaml
+from huggingface_hub import SpaceHardware
 
 from demo.config import build_parser
 
@@ -44,3 +45,14 @@ def test_the_balancer_keeps_each_browser_on_one_replica():
 def test_the_dockerfile_copies_what_exists():
     for source in re.findall(r"^COPY (\S+)", (DEPLOY / "Dockerfile").read_text(), flags=re.MULTILINE):
         assert (ROOT / source).exists(), f"deploy/Dockerfile copies {source}, which is not in the project"
+
+
+def test_the_spaces_card_suggests_real_hardware_and_names_settings_the_app_reads():
+    card = (DEPLOY / "spaces-README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["sdk"] == "gradio" and (ROOT / front["app_file"]).is_file()
+    assert front["suggested_hardware"] == SpaceHardware.ZERO_A10G  # ZeroGPU, what a free account may host
+    assert f"`suggested_hardware: {SpaceHardware.CPU_BASIC.value}`" in card  # the other recipe
+    help_text = build_parser({}).format_help()
+    for variable in set(re.findall(r"\bGPT2_[A-Z_]+", card)) - {"GPT2_BACKEND_API_KEY"}:  # the key: never a flag
+        assert variable in help_text, f"{variable} is not a setting of app.py"

@@ -22,6 +22,7 @@ LAYERS = {
     "gpt2_core.generate": 3,  # sampling, the engine, decode strategies
     "gpt2_core.explain": 4,  # scoring, distributions, attention
     "gpt2_core.local": 5, "gpt2_core.remote.client": 5,  # the two token backends (and the server's client)
+    "gpt2_core.zerogpu": 5,  # the local backend on a GPU lent per call
     "gpt2_core.lm": 6,  # the text layer
     "gpt2_core.remote": 7,  # the text layer over a server
     "gpt2_core.train": 8, "gpt2_core.scale": 8, "gpt2_core.bert": 8, "gpt2_core.testing": 8,  # beside the engine

@@ -86,10 +86,12 @@ class RunningApp:
 
 @contextmanager
 def launched_app(gpt2_dir: Path | str, bert_dir: Path, *, delay: float = 0.0, load_gpt2: Callable | None = None,
-                 remote: Callable | None = None, **config_fields) -> Iterator[RunningApp]:
+                 remote: Callable | None = None, lend: Callable | None = None,
+                 **config_fields) -> Iterator[RunningApp]:
     """Build the real demo on tiny checkpoints and serve it on a free port until the block ends.
 
-    `config_fields` are further AppConfig fields (queue_size, deadline_s, ...).
+    `config_fields` are further AppConfig fields (queue_size, deadline_s, ...); `lend` stands in for spaces.GPU when
+    they say zero_gpu=True.
     """
     from demo import AppConfig, build_demo, launch_options, start_models
     from gpt2_core import load_model
@@ -97,9 +99,10 @@ def launched_app(gpt2_dir: Path | str, bert_dir: Path, *, delay: float = 0.0, lo
     def load_slow(source, **kwargs):
         return slow_down(load_model(source, **kwargs), delay)
 
-    config = AppConfig(model=str(gpt2_dir), bert_model=str(bert_dir), device="cpu", **config_fields)
+    config = AppConfig(model=str(gpt2_dir), bert_model=str(bert_dir), **{"device": "cpu", **config_fields})
     models = start_models(config, load_gpt2=load_gpt2 or (load_slow if delay else load_model),
-                          **({"remote": remote} if remote else {}))  # with config_fields' backend: remote mode
+                          **({"remote": remote} if remote else {}),  # with config_fields' backend: remote mode
+                          **({"lend": lend} if lend else {}))
     assert models.gpt2.error is None, models.gpt2.error
     demo = build_demo(config, models=models)
     demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True, **launch_options())

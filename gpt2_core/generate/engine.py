@@ -10,6 +10,9 @@ window slides. The row is prefilled again with its last half-context of tokens, 
 beginning first) leave the model's view, as OpenAI's and nanoGPT's samplers crop to the context; every token's
 probability is still the one the model saw when it drew it.
 
+`run` decodes one request in its caller's thread instead, with no engine thread, for a host that lends the GPU only to
+the thread of a call (ZeroGPU, gpt2_core/zerogpu.py).
+
 The engine speaks token ids only; text, stop strings and timing are the caller's (see lm.py).
 """
 
@@ -20,6 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -108,6 +112,21 @@ class Engine:
             self._wake.notify()
         return request
 
+    def run(self, request: Request) -> Iterator[StreamItem]:
+        """Decode `request` in the caller's thread and yield its events as they come (one list per step, or the error
+        that ended it): no engine thread, and the request's samples are the whole batch. For a host where only the
+        thread of a call it lent a GPU to may use the device (ZeroGPU: gpt2_core/zerogpu.py). The engine must be
+        fresh and is used up by this; closing the iterator abandons the request."""
+        if self._thread is not None or self._pending or self._rows:
+            raise RuntimeError("Engine.run needs an engine of its own, with no thread and no other request")
+        if len(request.seeds) > self.max_batch:
+            raise ValueError(f"a request may have at most {self.max_batch} samples, but has {len(request.seeds)}")
+        self._pending.append(request)
+        while self._pending or self._rows:
+            self._run_once()
+            while not request.events.empty():
+                yield request.events.get_nowait()
+
     def close(self) -> None:
         with self._wake:
             self._closed = True
@@ -144,19 +163,23 @@ class Engine:
                     self._wake.wait()
                 if self._closed:
                     break
-            try:
-                with torch.inference_mode():
-                    self._admit()
-                    if self._rows:
-                        self._step()
-            except Exception as e:  # a bug here must not leave callers waiting forever
-                log.exception("engine step failed")
-                for request in {id(r.request): r.request for r in self._rows}.values():
-                    request.events.put(e)
-                self._rows = []
+            self._run_once()
         unloaded = RuntimeError("the model was unloaded; try again")
         for request in [r.request for r in self._rows] + list(self._pending):
             request.events.put(unloaded)
+
+    def _run_once(self) -> None:
+        """Admit waiting requests, then run one decode step of the batch (in the engine thread, or in `run`'s caller)."""
+        try:
+            with torch.inference_mode():
+                self._admit()
+                if self._rows:
+                    self._step()
+        except Exception as e:  # a bug here must not leave callers waiting forever
+            log.exception("engine step failed")
+            for request in {id(r.request): r.request for r in self._rows}.values():
+                request.events.put(e)
+            self._rows = []
 
     def _admit(self) -> None:
         """Answer waiting requests that were cancelled or ran out of time, then prefill others while they fit."""

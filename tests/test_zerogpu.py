@@ -1,0 +1,265 @@
+"""ZeroGPU hosting (gpt2_core/zerogpu.py, demo/zerogpu.py), on this CPU.
+
+Two stand-ins for a ZeroGPU Space, since none is here. The real `spaces` package, installed but not on ZeroGPU, where
+its decorator is a no-op: the ZeroGPU path through it generates as the engine does. And a recording decorator in
+its place, as if on ZeroGPU: every use of the model (its token embedding's forward) must happen inside a lent call,
+in that call's own thread, while the real app streams, scores and draws attention maps; each generation asks for a
+duration worked out from its request; GPT-2 is loaded at start-up, on cuda; training and the Scale tab say why they
+are off. What needs a real ZeroGPU Space (the forked worker, pickling, the scheduler, the quota) is not tested here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from gradio_client import Client
+from ui_helpers import launched_app
+
+from demo import AppConfig, start_models
+from demo.zerogpu import reported, spaces_lend
+from gpt2_core import SamplingParams, TextModel, load_model
+from gpt2_core.backend import SCALE, TRAINING, TokenEvent, TokenRequest
+from gpt2_core.zerogpu import CALL_S, DEFAULT_RATE, MAX_S, START_S, GpuTime, LentStream, ZeroGpuBackend
+
+pytest_plugins = ["fixtures_ui"]
+
+
+@dataclass
+class LentCall:
+    name: str  # the decorated function's name
+    duration: int  # what it asked for
+    args: tuple
+
+
+class RecordingGpu:
+    """Stands in for `spaces.GPU` on ZeroGPU: records every lent call with the duration it asks for, and marks its
+    thread as lent while the call's own code runs (for a generator: while it runs on to its next item)."""
+
+    def __init__(self):
+        self.calls: list[LentCall] = []
+        self.decorated: list[str] = []
+        self._thread = threading.local()
+
+    def lent(self) -> bool:
+        """Whether the current thread is running a lent call's code now."""
+        return getattr(self._thread, "lent", False)
+
+    @contextmanager
+    def _lending(self):
+        assert not self.lent(), "lent calls do not nest"
+        self._thread.lent = True
+        try:
+            yield
+        finally:
+            self._thread.lent = False
+
+    def __call__(self, fn, duration):
+        self.decorated.append(fn.__name__)
+        if inspect.isgeneratorfunction(fn):
+            def lent_generator(*args, **kwargs):
+                self.calls.append(LentCall(fn.__name__, duration(*args, **kwargs), args))
+                steps = fn(*args, **kwargs)
+                try:
+                    while True:
+                        with self._lending():
+                            try:
+                                item = next(steps)
+                            except StopIteration:
+                                return
+                        yield item
+                finally:
+                    with self._lending():
+                        steps.close()
+            return lent_generator
+
+        def lent_call(*args, **kwargs):
+            self.calls.append(LentCall(fn.__name__, duration(*args, **kwargs), args))
+            with self._lending():
+                return fn(*args, **kwargs)
+        return lent_call
+
+
+class ModelUses:
+    """Every use of a loaded model, seen at its token embedding (every path through GPT-2 starts there): the thread,
+    and whether that thread was running a lent call."""
+
+    def __init__(self, gpu: RecordingGpu):
+        self.gpu = gpu
+        self.uses: list[tuple[str, bool]] = []
+        self.loads: list[dict] = []
+
+    def load(self, source, **kwargs):
+        """The app's GPT-2 loader: records what it was asked for, loads on this CPU, and watches the model."""
+        self.loads.append(dict(kwargs, thread=threading.current_thread().name, lent=self.gpu.lent(),
+                               calls_before=len(self.gpu.calls)))
+        lm = load_model(source, **{**kwargs, "device": "cpu"})  # the app asks for cuda; this machine has none
+        lm.model.wte.register_forward_pre_hook(
+            lambda *_: self.uses.append((threading.current_thread().name, self.gpu.lent())))
+        return lm
+
+    def outside(self) -> list[str]:
+        return [thread for thread, lent in self.uses if not lent]
+
+
+# ---- the real `spaces` package, where it is a no-op -----------------------------------------------------------------
+def test_spaces_says_this_is_not_zerogpu_and_its_decorator_gives_the_function_back(lm):
+    pytest.importorskip("spaces", reason="the `spaces` package is in requirements-dev.txt")
+    assert reported() is False
+    backend = ZeroGpuBackend(lm.backend, spaces_lend)
+    assert backend._run == lm.backend.run and backend._next_tokens == lm.backend.next_tokens
+    assert backend._prompt_logprobs == lm.backend.prompt_logprobs and backend._attention == lm.backend.attention
+
+
+def test_with_the_real_spaces_package_the_zerogpu_path_writes_what_the_engine_writes(lm):
+    pytest.importorskip("spaces", reason="the `spaces` package is in requirements-dev.txt")
+    lent = TextModel(ZeroGpuBackend(lm.backend, spaces_lend))
+    for params in (SamplingParams(max_new_tokens=12, temperature=0, num_samples=2),
+                   SamplingParams(max_new_tokens=12, temperature=0.9, top_k=40, seed=7, num_samples=3)):
+        ours, engines = lent.generate("Hello there", params), lm.generate("Hello there", params)
+        assert [s.token_ids for s in ours] == [s.token_ids for s in engines]
+        for sample, engines_sample in zip(ours, engines, strict=True):
+            assert sample.token_probs == pytest.approx(engines_sample.token_probs, abs=1e-6)
+    assert lent.score_text("It was a bright cold day.") == lm.score_text("It was a bright cold day.")
+
+
+# ---- the ZeroGPU path, a recording decorator in place of spaces.GPU -------------------------------------------------
+@pytest.fixture(scope="module")
+def zero_gpu_app(tiny_checkpoint, tiny_bert):
+    gpu = RecordingGpu()
+    uses = ModelUses(gpu)
+    with launched_app(tiny_checkpoint, tiny_bert, load_gpt2=uses.load, lend=gpu, zero_gpu=True, device="auto",
+                      host="127.0.0.1", allow_training=True, allow_model_switch=True) as running:
+        yield running, gpu, uses
+
+
+@pytest.fixture(scope="module")
+def client(zero_gpu_app) -> Client:
+    return Client(zero_gpu_app[0].url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def test_gpt2_is_loaded_on_cuda_at_start_up_before_any_call(zero_gpu_app):
+    app, gpu, uses = zero_gpu_app
+    assert len(uses.loads) == 1, "one model, loaded once"
+    (load,) = uses.loads
+    assert load["device"] == "cuda" and load["compile"] is False  # ZeroGPU: cuda at import, never torch.compile
+    assert load["calls_before"] == 0 and not load["lent"] and load["thread"] == "MainThread"
+    assert sorted(gpu.decorated) == ["attention", "next_tokens", "prompt_logprobs", "run"]  # before the page served
+    assert app.models.gpt2.current.describe().where == "cpu (ZeroGPU)"  # (loaded on this CPU instead)
+
+
+def test_every_model_call_runs_inside_a_lent_call_on_its_thread(zero_gpu_app, client):
+    app, gpu, uses = zero_gpu_app
+    job = client.submit("Once upon a time", 40, 0.8, 40, 1.0, 1.0, 5, 3, api_name="/generate")
+    final = job.result(timeout=120)
+    updates = [output[0] for output in job.outputs()]
+    assert len(set(updates)) >= 3, "the text streams in several updates"
+    assert all(final[:3]) and final[3] == "" and "`5, 6, 7`" in final[4]
+    client.predict("It was a bright cold day in April.", api_name="/score")
+    client.predict("The capital of France is", 0.7, 5, 1.0, api_name="/explore")
+    client.predict("The dog barked at the mailman.", 1, 1, api_name="/attention")
+
+    assert len(uses.uses) > 40, "the model ran (every step of the generation, and the other calls)"
+    assert uses.outside() == [], f"model calls outside a lent call, in threads {sorted(set(uses.outside()))}"
+    assert {call.name for call in gpu.calls} == {"run", "prompt_logprobs", "next_tokens", "attention"}
+    assert app.models.gpt2.current.backend.local.engine._thread is None, "no engine thread was started"
+
+
+def test_a_generation_asks_for_its_tokens_times_samples_over_the_rate_plus_the_start_up(zero_gpu_app, client):
+    app, gpu, _ = zero_gpu_app
+    gpu_time = app.models.gpt2.current.backend.time
+    before = len(gpu.calls)
+    rate = gpu_time.rate
+    client.predict("Hello", 24, 0.8, 40, 1.0, 1.0, 1, 2, api_name="/generate")
+    (call,) = [c for c in gpu.calls[before:] if c.name == "run"]
+    (request,) = call.args
+    assert isinstance(request, TokenRequest) and request.max_new_tokens == 24 and len(request.seeds) == 2
+    assert call.duration == math.ceil(START_S + 24 * 2 / rate)
+    assert all(c.duration == CALL_S for c in gpu.calls if c.name != "run")
+
+
+def test_training_scale_and_switching_are_off_and_say_why(zero_gpu_app, client):
+    app, _, _ = zero_gpu_app
+    config = AppConfig(zero_gpu=True, host="127.0.0.1", allow_training=True, allow_model_switch=True)
+    assert not config.training_allowed and not config.model_switch_allowed  # whatever the flags say
+    assert "daily quota" in app.models.unavailable(TRAINING) and app.models.unavailable(SCALE)
+    page = str(client.config)
+    assert "Not available on ZeroGPU:" in page and "training keeps a GPU busy for minutes" in page
+    assert "Start training" not in page and "Load model" not in page
+    with pytest.raises(Exception, match="scale is not available on ZeroGPU"):
+        client.predict("Hello", 1, api_name="/scale")
+
+
+# ---- the pieces ---------------------------------------------------------------------------------------------------
+def test_stop_closes_the_lent_call_and_the_model_stops(tiny_checkpoint):
+    gpu = RecordingGpu()
+    uses = ModelUses(gpu)
+    lent = TextModel(ZeroGpuBackend(uses.load(tiny_checkpoint, device="cpu").backend, gpu))
+    stream = lent.stream("Hello", max_new_tokens=200, temperature=0.8, seed=1)
+    for _ in range(3):
+        next(stream)
+    stream.close()  # what Stop does; no thread is left that could go on (the engine runs in the lent call only)
+    assert len(uses.uses) == 3 and uses.outside() == []  # the prompt, then two steps
+    assert lent.backend.local.engine._thread is None
+
+
+def test_a_call_whose_samples_all_stopped_is_closed():
+    closed = []
+
+    def steps():
+        try:
+            while True:
+                yield [TokenEvent(0, 1, 0.5, None), TokenEvent(1, 1, 0.5, None)]
+        finally:
+            closed.append(True)
+
+    stream = LentStream(steps(), samples=2, gpu_time=GpuTime())
+    stream.events.get()
+    stream.stop_sample(0)
+    assert not closed
+    stream.stop_sample(1)
+    assert closed
+
+
+def _request(max_new_tokens: int, samples: int, deadline_in: float = 300.0) -> TokenRequest:
+    return TokenRequest([1], SamplingParams(), list(range(samples)), max_new_tokens, time.monotonic() + deadline_in)
+
+
+def test_the_duration_is_bounded_by_the_deadline_and_the_most_asked():
+    gpu_time = GpuTime()
+    assert gpu_time.rate == DEFAULT_RATE
+    assert gpu_time.generation(_request(100, 2)) == math.ceil(START_S + 200 / DEFAULT_RATE)
+    assert gpu_time.generation(_request(1000, 8)) == MAX_S
+    assert gpu_time.generation(_request(1000, 8, deadline_in=5)) <= START_S + 5
+
+
+def test_the_rate_is_the_slowest_of_the_generations_measured():
+    gpu_time = GpuTime()
+    gpu_time.record(8, 0.1)  # too short to say
+    assert gpu_time.rate == DEFAULT_RATE
+    gpu_time.record(101, 1.0)
+    gpu_time.record(51, 1.0)
+    gpu_time.record(201, 1.0)
+    assert gpu_time.rate == 50.0
+    assert gpu_time.generation(_request(100, 1)) == math.ceil(START_S + 100 / 50)
+
+
+def test_start_up_loads_on_cuda_and_bert_on_the_cpu(tiny_checkpoint, tiny_bert):
+    gpu = RecordingGpu()
+    uses = ModelUses(gpu)
+    bert_devices = []
+    config = AppConfig(model=str(tiny_checkpoint), bert_model=str(tiny_bert), zero_gpu=True, compile=True)
+    models = start_models(config, load_gpt2=uses.load, lend=gpu,
+                          load_bert=lambda source, device: bert_devices.append(device))
+    try:
+        assert [(load["device"], load["compile"]) for load in uses.loads] == [("cuda", False)]
+        assert gpu.calls == [] and models.choices == [str(tiny_checkpoint)]
+        models.bert.get()
+        assert bert_devices == ["cpu"]
+    finally:
+        models.close()
