@@ -17,7 +17,7 @@ import gradio as gr
 
 from demo.errors import markdown_text, user_facing_errors
 from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
-from demo.precision_notes import INT8_LINE, meaning
+from demo.precision_notes import COMPILING, INT8_LINE, meaning
 from gpt2_core import PRESETS
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes, readable_bytes
@@ -104,13 +104,14 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
         parts.append(f"**{d.parameters / 1e6:.1f}M** parameters")
     parts.append(f"**runs on** {d.where}" if d.remote else f"**device** {d.where}")
     if d.precision:
-        parts.append(f"**precision** {d.precision}")
+        parts.append(f"**precision** {meaning(d)}")  # one line: what it is and what it means
     if d.memory_bytes:
         parts.append(f"**memory** {readable_bytes(d.memory_bytes)}")
     if d.remote and d.context:
         parts.append(f"**context** {d.context} tokens")
-    line = meaning(d)
-    return " \u00b7 ".join(parts) + (f"  \n{line}" if line else "")
+    if d.decoding == "compiling":
+        parts.append(COMPILING)
+    return " \u00b7 ".join(parts)
 
 
 FALLBACK_LINE = "A small model trained on Shakespeare serves here, not GPT-2"

@@ -307,8 +307,8 @@ def test_page_can_only_switch_to_the_listed_models(two_models):
 def test_model_panel_states_size_device_precision_and_memory(lm):
     models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
     info = info_markdown(models)
-    assert f"{lm.num_parameters() / 1e6:.1f}M" in info and "cpu" in info and "float32" in info and "MB" in info
-    assert "exact engine" in info  # fp32 says what it means
+    assert f"{lm.num_parameters() / 1e6:.1f}M" in info and "cpu" in info and "fp32" in info and "MB" in info
+    assert "fp32 (exact" in info  # what the precision means
     table = memory_table()
     assert all(name in table for name in PRESETS) and "nf4" in table
 
@@ -322,13 +322,13 @@ def test_the_fast_path_says_so_in_the_panel_and_beside_its_probabilities(tiny_ch
     try:
         models = AppModels(ModelHolder(lambda s: fast, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
         info = info_markdown(models)
-        assert "**precision** int8" in info and "the same next word as fp32 at 98% of places" in info
+        assert "**precision** int8 (the same next word as fp32 at 98% of places)" in info
         d = fast.describe()
         assert "int8" in source_note(d) and "fast path" in source_note(d)
         assert source_note(replace(d, precision="float32")) == f"`{d.name}`"
         compiling = info_markdown(AppModels(ModelHolder(lambda s: _Described(fast, decoding="compiling"), "tiny"),
                                             LazyFillMask(lambda s: None, "bert"), choices=[]))
-        assert "compiles in the background" in compiling
+        assert "compiling in the background" in compiling
     finally:
         fast.close()
 
