@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from gpt2_core.checkpoint import BUNDLED, TOKENIZER_FILES, WEIGHT_PATTERNS, read_config
 from gpt2_core.config import PRESETS, GPTConfig
-from gpt2_core.memory import estimate_weight_bytes, readable_bytes
+from gpt2_core.memory import PRECISION_LABELS, estimate_weight_bytes, readable_bytes
 
 if TYPE_CHECKING:
     from gpt2_core.lm import TextModel
@@ -56,6 +56,7 @@ def locate(source: str) -> Path | None:
 def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: str = "fp32") -> list[Planned]:
     """Each source with its size and whether it runs: smallest first, as the tab shows them."""
     planned = []
+    label = PRECISION_LABELS.get(precision, precision)
     for source in sources:
         directory = locate(source)
         config: GPTConfig | None = PRESETS.get(source)
@@ -67,9 +68,9 @@ def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: 
             fetch = f"`python -m gpt2_core download {source}`" if hub_id else None
             skip = f"not on this machine: {fetch} fetches it" if fetch else "not on this machine"
             if size is not None:
-                skip += f" ({readable_bytes(size)} in {precision})"
+                skip += f" ({readable_bytes(size)} in {label})"
         elif size is not None and size > budget_bytes:  # a folder has a config.json: its size is known
-            skip = (f"needs {readable_bytes(size)} in {precision}, over this host's budget of {readable_bytes(budget_bytes)} "
+            skip = (f"needs {readable_bytes(size)} in {label}, over this host's budget of {readable_bytes(budget_bytes)} "
                     f"for this tab (--scale-memory {math.ceil(size * 1.2 / 1e8) / 10:g} would take it)")
         else:
             skip = None
