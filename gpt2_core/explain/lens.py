@@ -70,11 +70,12 @@ def lens_ids(model: GPT, ids: list[int], *, top: int, target: int | None = None)
     if not 0 < top <= vocab or (target is not None and not 0 <= target < vocab):
         raise ValueError(f"top has to be in [1, {vocab}] and target in [0, {vocab}), but are {top} and {target}")
     streams = residual_streams(model, ids)
-    final = read_through_head(model, streams[-1]).argmax(-1)  # (T,) the model's own top guess at each position
+    output = read_through_head(model, streams[-1])  # (T, vocab): the model's own logits
+    final = output.argmax(-1)  # (T,) the model's own top guess at each position
     targets = None if target is None else torch.full((T,), target, device=final.device)
     top_ids, top_probs, final_ranks, target_ranks, target_probs = [], [], [], [], []
-    for stream in streams:  # one layer at a time: gpt2-xl's 49 x T x 50257 logits at once would be 630 MB
-        logits = read_through_head(model, stream)  # (T, vocab)
+    for row, stream in enumerate(streams):  # a row at a time: gpt2-xl's 49 x T x 50257 logits would be 630 MB
+        logits = output if row == len(streams) - 1 else read_through_head(model, stream)  # (T, vocab)
         probs = logits.softmax(-1)
         best = torch.topk(probs, top, dim=-1)
         top_ids.append(best.indices)
