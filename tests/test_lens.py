@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
 from numerics import PROB_ATOL, assert_rank, assert_top_ids
 
 from gpt2_core import load_model
@@ -16,6 +18,8 @@ from gpt2_core.explain.lens import MAX_LENS_TOKENS, committed_rows, lens_ids
 from gpt2_core.testing import random_hf_model, save_layout
 
 TEXT = "The Eiffel Tower is in the city of Paris, and Ünïcödé 🦄 too."
+pytest_plugins = ["fixtures_ui"]
+
 SHAPES = {  # a few GPT-2 shapes: the lens walks whatever blocks the model has
     "3 layers": dict(n_layer=3, n_head=4, n_embd=64),
     "5 layers, scaled attention": dict(n_layer=5, n_head=2, n_embd=32, scale_attn_by_inverse_layer_idx=True),
@@ -186,3 +190,65 @@ def test_a_model_server_refuses_with_the_reason():
     with pytest.raises(FeatureUnavailableError, match="not available in remote mode"):
         remote.backend.logit_lens([1, 2], top=5, target=None)
     assert transport.requests == [], "refused before asking the server anything"
+
+
+def test_every_cells_ink_reads_on_its_blue():
+    from demo.lens_pictures import blend, ink_on, luminance
+
+    for p in [i / 500 for i in range(501)]:
+        background = luminance(blend(p))
+        ink = luminance((255, 255, 255) if ink_on(blend(p)) == "#ffffff" else (0, 0, 0))
+        lighter, darker = max(background, ink), min(background, ink)
+        assert (lighter + 0.05) / (darker + 0.05) >= 4.5, p  # WCAG AA for the cells' 15 px text
+
+
+def test_the_text_is_coloured_by_when_the_model_committed_to_each_word(lm):
+    from demo.lens_pictures import band, commitment_segments
+
+    (sample,) = lm.generate("The history of", max_new_tokens=8, temperature=0)
+    lens = lm.logit_lens("The history of" + sample.text)
+    segments = commitment_segments(lens)
+    assert "".join(text for text, _ in segments) == "The history of" + sample.text
+    generated = lm.tokenizer.encode("The history of") + sample.token_ids
+    shown = [t for t in range(len(lens.tokens)) if lens.tokens[t]]  # the tokens with text of their own
+    assert len(segments) == len(shown) and segments[0][1] is None, "nothing guessed the first token"
+    n_layer, checked = len(lens.layers) - 1, 0
+    for (_, category), t in zip(segments[1:], shown[1:]):
+        top_guess = lens.cells[-1][t - 1].top[0][1] == lens.token_ids[t]
+        assert category == (band(lens.committed[t - 1], n_layer) if top_guess else None), t
+        # greedy: every generated token was the top guess (a last partial character re-encodes otherwise)
+        if t >= 3 and t < len(generated) and lens.token_ids[t] == generated[t]:
+            assert top_guess, t
+            checked += 1
+    assert checked >= 6
+    assert [band(r, 12) for r in (0, 1, 4, 5, 8, 9, 11, 12)] == [
+        "embeddings", "early layers", "early layers", "middle layers", "middle layers", "late layers", "late layers",
+        "last layer only"]
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    return Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def test_layers_endpoint_returns_the_lens_as_json(client, app):
+    text = "The Eiffel Tower is in the city of"
+    found = client.predict(text, " Paris", api_name="/layers")
+    lm = app.models.gpt2.current
+    lens = lm.logit_lens(text, top=5, target=" Paris")
+    assert found["model"] == lm.name and found["tokens"] == lens.tokens and found["target"] == " Paris"
+    assert found["layers"] == lens.layers and found["committed"] == lens.committed
+    assert len(found["cells"]) == len(lens.layers) and all(len(row) == len(lens.tokens) for row in found["cells"])
+    for row, expected_row in zip(found["cells"], lens.cells):
+        for cell, expected in zip(row, expected_row):
+            assert [g["id"] for g in cell["top"]] == [i for _, i, _ in expected.top]
+            assert [g["prob"] for g in cell["top"]] == pytest.approx([p for *_, p in expected.top], abs=1e-6)
+            assert cell["target_rank"] == expected.target_rank and cell["final_rank"] == expected.final_rank
+    without = client.predict(text, "", api_name="/layers")
+    assert without["target"] is None and "target_rank" not in without["cells"][0][0]
+
+
+def test_layers_endpoint_names_a_bad_target_and_serves_on(client):
+    with pytest.raises(AppError, match=r"`target` has to be exactly one token of the vocabulary, but ' Parisian' is 2"):
+        client.predict("The city of", " Parisian", api_name="/layers")
+    assert client.predict("The city of", "", api_name="/layers")["cells"]
