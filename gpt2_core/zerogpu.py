@@ -44,6 +44,7 @@ from gpt2_core.local import MAX_ALTERNATIVES, MAX_SCORED_TOKENS, LocalBackend
 if TYPE_CHECKING:
     import torch
 
+    from gpt2_core.explain.lens import LensIds
     from gpt2_core.explain.scoring import ScoredIds
 
 # `lend(fn, duration)`: `fn` made to run on a lent GPU, each call asking for `duration(*args, **kwargs)` seconds
@@ -127,6 +128,7 @@ class ZeroGpuBackend:
         self._next_tokens = lend(local.next_tokens, self.time.call)
         self._prompt_logprobs = lend(local.prompt_logprobs, self.time.call)
         self._attention = lend(local.attention, self.time.call)
+        self._logit_lens = lend(local.logit_lens, self.time.call)
 
     def describe(self) -> ModelDescription:
         return replace(self._description, name=self.name)
@@ -147,6 +149,10 @@ class ZeroGpuBackend:
 
     def attention(self, ids: list[int]) -> torch.Tensor:
         result: torch.Tensor = self._attention(ids)
+        return result
+
+    def logit_lens(self, ids: list[int], *, top: int, target: int | None) -> LensIds:
+        result: LensIds = self._logit_lens(ids, top=top, target=target)
         return result
 
     def close(self) -> None:

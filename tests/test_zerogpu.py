@@ -149,7 +149,7 @@ def test_gpt2_is_loaded_on_cuda_at_start_up_before_any_call(zero_gpu_app):
     (load,) = uses.loads
     assert load["device"] == "cuda" and load["compile"] is False  # ZeroGPU: cuda at import, never torch.compile
     assert load["calls_before"] == 0 and not load["lent"] and load["thread"] == "MainThread"
-    assert sorted(gpu.decorated) == ["attention", "next_tokens", "prompt_logprobs", "run"]  # before the page served
+    assert sorted(gpu.decorated) == ["attention", "logit_lens", "next_tokens", "prompt_logprobs", "run"]  # before serving
     assert app.models.gpt2.current.describe().where == "cpu (ZeroGPU)"  # (loaded on this CPU instead)
 
 
@@ -163,10 +163,11 @@ def test_every_model_call_runs_inside_a_lent_call_on_its_thread(zero_gpu_app, cl
     client.predict("It was a bright cold day in April.", api_name="/score")
     client.predict("The capital of France is", 0.7, 5, 1.0, api_name="/explore")
     client.predict("The dog barked at the mailman.", 1, 1, api_name="/attention")
+    client.predict("The Eiffel Tower is in the city of", " Paris", api_name="/layers")
 
     assert len(uses.uses) > 40, "the model ran (every step of the generation, and the other calls)"
     assert uses.outside() == [], f"model calls outside a lent call, in threads {sorted(set(uses.outside()))}"
-    assert {call.name for call in gpu.calls} == {"run", "prompt_logprobs", "next_tokens", "attention"}
+    assert {call.name for call in gpu.calls} == {"run", "prompt_logprobs", "next_tokens", "attention", "logit_lens"}
     assert app.models.gpt2.current.backend.local.engine._thread is None, "no engine thread was started"
 
 
