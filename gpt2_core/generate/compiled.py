@@ -1,5 +1,4 @@
-"""torch.compile for the decode step: first a lone sequence's, the case a laptop or a lone student spends its time
-in, then a batch's.
+"""torch.compile for the single-sequence decode step, the case a laptop or a lone student spends its time in.
 
 At batch 1 GPT-2 is held back by per-step overhead, not arithmetic: dozens of small kernels, Python between them
 and matrix-vector products that reach half the memory bandwidth. Inductor fuses the small ops and, on the CPU,
@@ -30,57 +29,25 @@ log = logging.getLogger(__name__)
 Decode = Callable[[torch.Tensor, KVCache, list[int]], torch.Tensor]  # GPT.decode's signature
 
 
-class CompiledDecode:
+def compile_decode(model: GPT, device: torch.device) -> Decode:
     """A compiled `GPT.decode`: (idx (B, 1), cache, positions) -> logits (B, vocab), the same numbers as eager.
 
-    Two graphs: one for a lone sequence (only the cache length and size are dynamic), compiled first, since a lone
-    student spends their time there; then one for batches (the batch size dynamic too), so that 8 callers are not
-    sent back to the eager path that one caller left. Until the batch graph is warm, batches run eagerly.
+    One sequence runs the compiled graph (only the cache length and size are dynamic); a batch runs eager. Compiled
+    batches (padded to static sizes) were measured too: no faster end to end, for another copy of the weights each.
     """
+    # Set around each call because compilation happens lazily, at a call (torch.compile's options= ignores them).
+    freezing = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
+    step = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=None, fullgraph=True)
 
-    def __init__(self, model: GPT, device: torch.device):
-        self.model = model
-        self.device = device
-        # Set around each call because compilation happens lazily, at a call (torch.compile's options= ignores them).
-        self._options = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
-        self._single = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=None, fullgraph=True)
-        self._batch = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=None, fullgraph=True)
-        self.batches_compiled = False  # set by warm_up once the batch graph is ready
-
-    def __call__(self, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
-        if len(positions) > 1 and not self.batches_compiled:
-            return self.model.decode(idx, cache, positions)
-        return self._run(self._single if len(positions) == 1 else self._batch, idx, cache, positions)
-
-    def _run(self, step: Callable[..., torch.Tensor], idx: torch.Tensor, cache: KVCache,
-             positions: list[int]) -> torch.Tensor:
-        # A batch always masks each row's own length (ragged), equal lengths too: one graph, not one per case.
-        with self._options:
-            logits: torch.Tensor = step(idx, torch.tensor(positions, device=self.device), cache.k, cache.v,
-                                        max(positions) + 1, len(positions) > 1)
+    def decode(idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
+        if len(positions) > 1:
+            return model.decode(idx, cache, positions)
+        with freezing:
+            logits: torch.Tensor = step(idx, torch.tensor(positions, device=device), cache.k, cache.v, positions[0] + 1,
+                                        False)
             return logits
 
-    def warm_up(self, *, dtype: torch.dtype) -> None:
-        """Compile the lone sequence's graph now (at load time or in the background, not on a user's request).
-
-        Two lengths and two cache sizes make both dynamic, so a lone request after a busy spell (a bigger cache) or a
-        longer text never stalls everyone for a recompile.
-        """
-        config, device = self.model.config, self.device
-        with torch.inference_mode():  # as in the engine thread: its cache tensors are inference tensors too
-            small, big = (KVCache(config, n, config.block_size, device=device, dtype=dtype) for n in (1, 2))
-            for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
-                self._run(self._single, torch.zeros(1, 1, dtype=torch.long, device=device), cache, [position])
-
-    def warm_up_batches(self, *, dtype: torch.dtype) -> None:
-        """Compile the batch graph, then send batches through it: three batch sizes and lengths make them dynamic."""
-        config, device = self.model.config, self.device
-        with torch.inference_mode():
-            rows = KVCache(config, 8, config.block_size, device=device, dtype=dtype)
-            for positions in ([8, 5], [40, 40, 40], [90, 3, 60, 7, 33, 21, 2, 50]):
-                idx = torch.zeros(len(positions), 1, dtype=torch.long, device=device)
-                self._run(self._batch, idx, rows, positions)
-        self.batches_compiled = True
+    return decode
 
 
 # Inductor's settings for the CPU decode step. Freezing makes the weights constants, prepacked for oneDNN/MKL.
@@ -103,3 +70,15 @@ def _private_copy(function: Callable[..., Any]) -> types.FunctionType:
     assert isinstance(function, types.FunctionType)  # a plain function (a method as read from its class)
     return types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
                               function.__defaults__, function.__closure__)
+
+
+def warm_up(model: GPT, decode: Decode, *, device: torch.device, dtype: torch.dtype) -> None:
+    """Compile now (at load time or in the background, not on a user's request).
+
+    Two lengths and two cache sizes make both dynamic, so a lone request after a busy spell (a bigger cache) or a
+    longer text never stalls everyone for a recompile.
+    """
+    with torch.inference_mode():  # as in the engine thread: its cache tensors are inference tensors too
+        small, big = (KVCache(model.config, n, model.config.block_size, device=device, dtype=dtype) for n in (1, 2))
+        for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
+            decode(torch.zeros(1, 1, dtype=torch.long, device=device), cache, [position])
