@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -168,7 +169,8 @@ def markdown(results: dict[str, Any]) -> str:
     if results["skipped"]:
         lines += ["", "Skipped:", ""] + [f"- {LABELS[n]}: {why}" for n, why in results["skipped"].items()]
     m = results["machine"]
-    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']} at the start; "
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']} at the start and "
+                  f"{m.get('load_average_end', '?')} at the end (1, 5, 15 min); "
                   f"{m['platform']}; Python {m['python']}. Versions: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())) + ".",
               f"Command: `{results['command']}` at commit {results.get('commit') or '?'} "
@@ -269,14 +271,15 @@ def main(argv: list[str] | None = None) -> None:
                 manys[name].append(many)
                 line += f", {args.callers} callers {many['tokens'] / many['seconds']:.1f} tok/s"
             print(line, file=sys.stderr)
+    load_end = " ".join(f"{x:.1f}" for x in os.getloadavg())
     versions: dict[str, str] = {}
     rows = []
     for name, w in workers.items():
         versions.update(w.ready["versions"])
         rows.append(summarize(name, w.ready, ones[name], manys[name], w.quit()))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout
-    results = {"command": " ".join(["python", "benchmarks/bench_peers.py", *(argv or sys.argv[1:])]),
-               "commit": commit.strip(), "note": args.note, "machine": machine(versions),
+    results = {"command": shlex.join(["python", "benchmarks/bench_peers.py", *(argv or sys.argv[1:])]),
+               "commit": commit.strip(), "note": args.note, "machine": {**machine(versions), "load_average_end": load_end},
                "settings": {"prompt_tokens": len(ids), "new_tokens": args.new_tokens, "rounds": args.rounds,
                             "callers": args.callers, "threads": args.threads, **SAMPLING},
                "rows": rows, "skipped": skipped, "wall_s": time.perf_counter() - started}
