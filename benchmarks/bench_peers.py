@@ -153,7 +153,8 @@ def markdown(results: dict[str, Any]) -> str:
     """The table (and the skipped contenders with why) as Markdown."""
     s, rows = results["settings"], results["rows"]
     base = next((r["decode_tok_s"] for r in rows if r["contender"] == "transformers"), None)
-    lines = [f"gpt2 shape (124M, random weights), CPU, {s['threads']} threads, {s['prompt_tokens']}-token prompt, "
+    threads = f"{s['threads']} thread" + ("s" if s["threads"] > 1 else "")
+    lines = [f"gpt2 shape (124M, random weights), CPU, {threads}, {s['prompt_tokens']}-token prompt, "
              f"{s['new_tokens']} new tokens, top-k {s['top_k']}, temperature {s['temperature']}, median of "
              f"{s['rounds']} alternated rounds; {s['callers']} callers at once for the aggregate.", "",
              f"| contender | kind | batch-1 decode tok/s | vs generate() fp32 | TTFT ms | {s['callers']}-caller "

@@ -1,4 +1,4 @@
-"""Where a batch-1 decode step spends its time on a CPU: matmuls, attention, the LM head, the rest, and Python.
+"""Where a decode step (batch 1, or --batch rows) spends its time on a CPU: matmuls, attention, the LM head, the rest, Python.
 
     python benchmarks/profile_decode.py                    # gpt2 shape, fp32 eager and int8 eager
     python benchmarks/profile_decode.py --paths fp32 fp32-compiled int8
