@@ -67,6 +67,7 @@ from gpt2_core.generate.settings import (
     shown,
 )
 from gpt2_core.local import MAX_ALTERNATIVES, DeviceOutOfMemoryError, LocalBackend  # noqa: F401 (re-exported)
+from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT
 from gpt2_core.precision import choose_precision
 from gpt2_core.quantize import quantize_blocks, validate_quantize
@@ -516,7 +517,9 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     model.eval().requires_grad_(False)
     if plan.quantize:
         quantize_blocks(model, plan.quantize, device=dev, dtype=plan.dtype)
+    del state
     model.to(dev)
+    return_freed_memory()  # the fp32 weights read for quantizing (or moved to a GPU)
     tokenizer = load_tokenizer(checkpoint_dir)
     lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=plan.dtype, quantize=plan.quantize,
                        max_batch=max_batch)

@@ -8,6 +8,10 @@ matrix and the tied embedding / LM head as int8 with a bf16 scale per row; posit
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
+
 from gpt2_core.config import GPTConfig
 
 PRECISIONS = ("fp32", "fp16", "int8-cpu", "int8", "nf4")
@@ -50,3 +54,18 @@ def _int8_scales(config: GPTConfig) -> int:
 def readable_bytes(n: int) -> str:
     """A size as the page and the messages show it: GB from 1 GB on, MB below."""
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def return_freed_memory() -> None:
+    """Hand the memory freed while loading back to the system (glibc keeps freed heap for reuse; on Linux only).
+
+    Loading int8 reads the fp32 weights first: without this, gpt2's process stayed at 790 MiB after an int8 load
+    instead of 464 MiB (measured), which counts on an 8 GB laptop.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # another C library (musl): nothing to trim
+        pass
