@@ -176,12 +176,12 @@ class Gpt2Core(Engine):
 
     def _wait_compiled(self, start: float, timeout: float) -> float | None:
         """Seconds from the load to the compiled decode step, or None: not compiled within `timeout`, or no compile
-        running (today's default decodes eagerly; a compile runs in a thread whose name says "compile")."""
+        running (the model's description says "compiling" while its background compile runs)."""
         while time.perf_counter() - start < timeout:
-            if self.lm.engine.decoding == "compiled":
+            decoding = self.lm.describe().decoding
+            if decoding == "compiled":
                 return time.perf_counter() - start
-            compiling = any("compile" in t.name for t in threading.enumerate())
-            if not compiling and time.perf_counter() - start > 5:
+            if decoding != "compiling":
                 return None
             time.sleep(0.2)
         return None
