@@ -1,5 +1,5 @@
-"""The whole page: the model panel on top, then the tabs (Generate, Next word, Spot the machine, BERT vs GPT-2), each
-built in its module.
+"""The whole page: the model panel on top, then the tabs (Generate, Next word, Spot the machine, BERT vs GPT-2, Inside,
+Layers, Scale, Build your own), each built in its module.
 
     demo = build_demo(AppConfig.from_env_and_args())        # loads GPT-2 (or notes why it cannot)
     demo.launch(**config.launch_kwargs())
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import attention_maps, tokens
+from demo import attention_maps, lens_pictures, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
@@ -22,6 +22,8 @@ from demo.generate_tab import generate_tab
 from demo.inside_tab import INTRO as INSIDE_INTRO
 from demo.inside_tab import inside_tab
 from demo.knobs import REMEMBER_TYPED
+from demo.layers_tab import INTRO as LAYERS_INTRO
+from demo.layers_tab import layers_tab
 from demo.links import TabParts, link_values, linked_inputs, note_markdown, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
@@ -34,11 +36,11 @@ from demo.train_tab import train_tab
 from demo.training import TrainingJobs
 from demo.unavailable import unavailable_tab
 from demo.workspace import Workspace
-from gpt2_core.backend import ATTENTION, SCALE, TRAINING
+from gpt2_core.backend import ATTENTION, LENS, SCALE, TRAINING
 
 TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
-              "inside": "Inside", "scale": "Scale", "train": "Build your own"}
+              "inside": "Inside", "layers": "Layers", "scale": "Scale", "train": "Build your own"}
 CSS = """
 #model-unavailable { border-left: 4px solid #2563eb; padding: 0 0.75rem; background: #eff6ff; }  /* a calm line */
 #model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
@@ -50,7 +52,7 @@ CSS = """
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
-""" + tokens.CSS + attention_maps.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS
+""" + tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
@@ -99,6 +101,11 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
                                          api_inputs=dict(text=str, layer=int, head=int), here=here)
     else:
         tabs["inside"] = inside_tab(models)
+    if reason := models.unavailable(LENS):  # remote mode: the server reports the last layer's tokens only
+        tabs["layers"] = unavailable_tab(LAYERS_INTRO, reason, elem_id="layers-unavailable", api_name="layers",
+                                         api_inputs=dict(text=str, target=str), here=here)
+    else:
+        tabs["layers"] = layers_tab(models)
     if reason := models.unavailable(SCALE):  # remote mode and ZeroGPU: no other sizes are loaded here
         tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",
                                         api_inputs=dict(prompt=str, seed=int), here=here)

@@ -22,7 +22,7 @@ from demo.knobs import KNOBS
 from gpt2_core.generate.settings import check_seed, check_text, shown
 
 MAX_LINK_CHARS = 4000  # of a text in a link: a long paste makes a link some browsers and chats cut
-TABS = ("generate", "explore", "score", "compare", "inside", "scale", "train")
+TABS = ("generate", "explore", "score", "compare", "inside", "layers", "scale", "train")
 TEXT, SEED = "text", "seed"
 FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "seed" or a knob's name)
     "generate": {"prompt": TEXT, "max_new_tokens": "max_new_tokens", "temperature": "temperature",
@@ -32,6 +32,7 @@ FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "se
     "score": {"text": TEXT},
     "compare": {"sentence": TEXT},
     "inside": {"text": TEXT},
+    "layers": {"text": TEXT, "target": TEXT},
     "scale": {},
     "train": {},
 }

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 if TYPE_CHECKING:
     import torch
 
+    from gpt2_core.explain.lens import LensIds
     from gpt2_core.explain.scoring import ScoredIds
     from gpt2_core.generate.settings import SamplingParams
 
-ATTENTION, TRAINING, SCALE = "attention", "training", "scale"  # features a backend may lack (ModelDescription)
+# features a backend may lack (ModelDescription)
+ATTENTION, LENS, TRAINING, SCALE = "attention", "lens", "training", "scale"
 
 
 class FeatureUnavailableError(ValueError):
@@ -183,6 +185,11 @@ class TokenBackend(Protocol):
     def attention(self, ids: list[int]) -> torch.Tensor:
         """Every layer's and head's attention over `ids`: (n_layer, n_head, T, T). Local only: a server raises
         FeatureUnavailableError."""
+        ...
+
+    def logit_lens(self, ids: list[int], *, top: int, target: int | None) -> LensIds:
+        """Every layer's guesses for the token after each of `ids`, read through the final LayerNorm and the LM head
+        (explain/lens.py). Local only: a server raises FeatureUnavailableError."""
         ...
 
     def close(self) -> None: ...

@@ -30,6 +30,7 @@ import torch
 
 from gpt2_core.backend import (
     ATTENTION,
+    LENS,
     FeatureUnavailableError,
     ModelDescription,
     NextTokens,
@@ -43,6 +44,7 @@ from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
 from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention
 from gpt2_core.explain.distribution import Candidate, NextTokensCache, reported_sampling_probs
+from gpt2_core.explain.lens import MAX_LENS_TOKENS, LogitLens, logit_lens_view
 from gpt2_core.explain.scoring import TokenScore, token_scores
 from gpt2_core.generate.detokenize import (
     REPLACEMENT_CHAR,
@@ -62,6 +64,7 @@ from gpt2_core.generate.settings import (
     check_int,
     check_prompt,
     check_text,
+    shown,
 )
 from gpt2_core.local import MAX_ALTERNATIVES, DeviceOutOfMemoryError, LocalBackend  # noqa: F401 (re-exported)
 from gpt2_core.model import GPT
@@ -362,6 +365,46 @@ class TextModel:
         if not 1 <= len(ids) <= limit:
             raise ValueError(f"`text` has to be 1 to {limit} tokens long to show its attention, but has {len(ids)}")
         return Attention(self.token_pieces(ids), self.backend.attention(ids))
+
+    def logit_lens(self, text: str, *, top: int = 5, target: str | None = None) -> LogitLens:
+        """The logit lens (explain/lens.py): for the embeddings and each layer (`layers`, the rows) and every token of
+        `text` (the columns), the `top` likeliest next tokens with their probabilities when that layer's residual
+        stream is read through the final LayerNorm and the LM head. The last row is the model's own next-token
+        distribution; `committed` gives, per position, the first row from which its final top guess stayed on top.
+        With `target` (one token of the vocabulary, e.g. " Paris"), every cell also has that token's rank and
+        probability. At most MAX_LENS_TOKENS tokens."""
+        why = self.describe().unavailable.get(LENS)
+        if why:
+            raise FeatureUnavailableError(f"The logit lens is not available here: {why}")
+        text = check_text("text", text)
+        top = check_int("top", top, 1, MAX_ALTERNATIVES)
+        target_id = self.one_token("target", target)
+        ids = self.tokenizer.encode(text) if text else []
+        limit = min(MAX_LENS_TOKENS, self.context_length)
+        if not 1 <= len(ids) <= limit:
+            raise ValueError(f"`text` has to be 1 to {limit} tokens long to read it through the layers, but has "
+                             f"{len(ids)}")
+        found = self.backend.logit_lens(ids, top=top, target=target_id)
+        return logit_lens_view(self.token_pieces(ids), ids, found, token_text=self.token_text,
+                               target=target, target_id=target_id)
+
+    def one_token(self, name: str, value: str | None) -> int | None:
+        """The id of `value`, a text that is exactly one token of the vocabulary (None stays None); a text of several
+        tokens is refused with its pieces and the first one suggested."""
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"`{name}` has to be a string of one token, or None, but is {type(value).__name__}")
+        ids = self.tokenizer.encode(check_text(name, value, 200))
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise ValueError(f"`{name}` has to be exactly one token of the vocabulary, but is empty")
+        pieces = " + ".join(repr(p) for p in self.token_pieces(ids[:8])) + (" + ..." if len(ids) > 8 else "")
+        first = self.token_text(ids[0])
+        hint = "" if first.startswith("[bytes ") else f": try its first token, {first!r}"  # part of a character
+        raise ValueError(f"`{name}` has to be exactly one token of the vocabulary, but {shown(value)} is {len(ids)} "
+                         f"tokens ({pieces}){hint}")
 
 
 class LanguageModel(TextModel):

@@ -1,9 +1,9 @@
 """`LocalBackend`: a GPT-2 running in this process, as a TokenBackend (gpt2_core/backend.py).
 
 gpt2_core's own model (model.py) and decoding engine (generate/engine.py), whose window slides past the context, with
-the whole vocabulary's logits at hand: every figure the page shows is exact here, and the model's insides (attention)
-can be read. How each decode step runs is chosen once, at setup: eagerly, compiled (`compile`) or from CUDA graphs
-(`use_cuda_graphs`); a compile in the background swaps its step in with one call when it is ready.
+the whole vocabulary's logits at hand: every figure the page shows is exact here, and the model's insides (attention,
+every layer's guesses) can be read. How each decode step runs is chosen once, at setup: eagerly, compiled (`compile`)
+or from CUDA graphs (`use_cuda_graphs`); a compile in the background swaps its step in with one call when it is ready.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from gpt2_core.backend import ModelDescription, NextTokens, StreamItem, Tokenize
 from gpt2_core.checkpoint import first_line
 from gpt2_core.config import GPTConfig
 from gpt2_core.explain.attention import attention_weights
+from gpt2_core.explain.lens import LensIds, lens_ids
 from gpt2_core.explain.scoring import ScoredIds, score_ids
 from gpt2_core.generate.compiled import CompiledDecode
 from gpt2_core.generate.engine import Engine, Request
@@ -106,6 +107,9 @@ class LocalBackend:
 
     def attention(self, ids: list[int]) -> torch.Tensor:
         return attention_weights(self.model, ids)
+
+    def logit_lens(self, ids: list[int], *, top: int, target: int | None) -> LensIds:
+        return lens_ids(self.model, ids, top=top, target=target)
 
     # ---- how decode steps run ------------------------------------------------------------------------------------
     def compile(self, *, background: bool = False) -> threading.Thread | None:

@@ -50,7 +50,7 @@ def generate(client: Client, prompt: str = "Hello", **settings):
 # ---- /generate ------------------------------------------------------------------------------------------------------
 def test_api_has_generate_and_compare_with_named_parameters(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert sorted(endpoints) == ["/attention", "/compare", "/explore", "/generate", "/scale",
+    assert sorted(endpoints) == ["/attention", "/compare", "/explore", "/generate", "/layers", "/scale",
                                  "/score"]  # helper events stay private
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert names == ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed",
@@ -61,6 +61,7 @@ def test_api_has_generate_and_compare_with_named_parameters(client):
     assert [p["parameter_name"] for p in endpoints["/score"]["parameters"]] == ["text"]
     assert [p["parameter_name"] for p in endpoints["/attention"]["parameters"]] == ["text", "layer", "head"]
     assert [p["parameter_name"] for p in endpoints["/scale"]["parameters"]] == ["prompt", "seed"]
+    assert [p["parameter_name"] for p in endpoints["/layers"]["parameters"]] == ["text", "target"]
 
 
 def test_generate_streams_growing_text(client):

@@ -55,7 +55,8 @@ def test_scoring_runs_on_the_server(client):
     assert "".join(s["token"] for s in segments) == SCORED
 
 
-@pytest.mark.parametrize("api, args", [("/attention", ("Hello there", 1, 1)), ("/scale", ("Hello", 1))])
+@pytest.mark.parametrize("api, args", [("/attention", ("Hello there", 1, 1)), ("/layers", ("Hello there", "")),
+                                       ("/scale", ("Hello", 1))])
 def test_what_needs_a_local_model_says_why(client, api, args):
     with pytest.raises(Exception, match="not available with this model server") as refused:
         client.predict(*args, api_name=api)

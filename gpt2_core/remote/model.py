@@ -20,8 +20,8 @@ and every token's text is this side's. The server runs the model:
   the text is complete (prompt_logprobs, which reports ranks);
 - the next-token distribution is a one-token request's N likeliest tokens (cached per prompt, so sliders redraw
   without asking again); scoring a text is one request with prompt_logprobs (vLLM), so at most one context long.
-Attention maps, training and the Scale tab need the model's insides or its weights here, so they are unavailable
-(ModelDescription.unavailable says why), never imitated.
+Attention maps, the logit lens, training and the Scale tab need the model's insides or its weights here, so they are
+unavailable (ModelDescription.unavailable says why), never imitated.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import torch
 
 from gpt2_core.backend import (
     ATTENTION,
+    LENS,
     SCALE,
     TRAINING,
     FeatureUnavailableError,
@@ -55,6 +56,7 @@ from gpt2_core.backend import (
 )
 from gpt2_core.checkpoint import ModelUnavailableError, load_tokenizer, read_config, resolve_tokenizer_dir
 from gpt2_core.explain.distribution import reported_sampling_probs
+from gpt2_core.explain.lens import LensIds
 from gpt2_core.explain.scoring import ScoredIds
 from gpt2_core.generate.settings import SamplingParams
 from gpt2_core.lm import TextModel
@@ -75,6 +77,8 @@ GREEDY = SamplingParams(temperature=0.0, top_k=0)  # one token's probabilities: 
 REMOTE_UNAVAILABLE = {
     ATTENTION: "attention maps need the model's insides, and a model server reports only tokens and their "
                "probabilities. Start the app without --backend to see them.",
+    LENS: "the logit lens reads every layer's hidden state, and a model server reports only the last layer's "
+          "tokens and their probabilities. Start the app without --backend to see every layer's guesses.",
     TRAINING: "training runs the model on this machine, and in remote mode this app runs no model of its own. "
               "Start the app without --backend to train one.",
     SCALE: "the Scale tab runs every GPT-2 size on this machine, and in remote mode this app runs no model of its "
@@ -308,6 +312,9 @@ class ServerBackend:
 
     def attention(self, ids: list[int]) -> torch.Tensor:
         raise FeatureUnavailableError(f"Attention maps are not available in remote mode: {REMOTE_UNAVAILABLE[ATTENTION]}")
+
+    def logit_lens(self, ids: list[int], *, top: int, target: int | None) -> LensIds:
+        raise FeatureUnavailableError(f"The logit lens is not available in remote mode: {REMOTE_UNAVAILABLE[LENS]}")
 
     def close(self) -> None:
         self._client.close()

@@ -1,0 +1,188 @@
+"""The Layers tab (the logit lens): what GPT-2 would say next if it stopped after each layer.
+
+A grid of layers x tokens (demo/lens_pictures.py): each cell is a layer's top guess for the token after its column,
+coloured by its probability; a click shows that cell's 5 likeliest tokens. "Watch one word" follows one token's rank
+through the layers at the chosen position (by default GPT-2's own final answer there), and the text is coloured by when
+GPT-2 committed to each word: the first layer from which its top guess stayed on top. "Let GPT-2 continue" adds a
+greedy continuation, so that the colouring shows a generated text. The `/layers(text, target)` API endpoint returns
+the whole lens as JSON.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demo.api import endpoint
+from demo.errors import markdown_text, user_facing_errors
+from demo.lens_pictures import (
+    COMMIT_COLORS,
+    cell_html,
+    commitment_segments,
+    grid_html,
+    rank_chart_svg,
+    rank_summary,
+)
+from demo.links import TabParts, copy_link
+from demo.models import AppModels
+from gpt2_core.explain.lens import MAX_LENS_TOKENS, LogitLens
+from gpt2_core.generate.settings import check_text
+
+DEFAULT_TEXT = "The Eiffel Tower is in the city of"
+TOP = 5  # guesses listed for a clicked cell
+CONTINUE_TOKENS = 10  # "Let GPT-2 continue" adds at most this many greedy tokens
+SHOW_DETAILS = "() => document.getElementById('layers-details')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"
+SCROLL_TO_GRID = "() => document.getElementById('layers-note')?.scrollIntoView({block: 'start', behavior: 'smooth'})"
+# Cells are buttons inside the HTML: a click marks the cell and tells the server which one (a delegated listener on
+# the component, so it keeps working when a new grid replaces the old one)
+PICK_CELL = """watch('value', () => {  // a new grid: its marked cell (the last column) in view in the scroller
+  const scroller = element.querySelector('.lens-scroll'), cell = element.querySelector('.lens-cell.selected');
+  if (!scroller || !cell) return;
+  const s = scroller.getBoundingClientRect(), c = cell.getBoundingClientRect();
+  scroller.scrollLeft += c.left + c.width / 2 - (s.left + s.width / 2);
+});
+element.addEventListener('click', (e) => {
+  const cell = e.target.closest && e.target.closest('.lens-cell');
+  if (!cell) return;
+  element.querySelectorAll('.lens-cell.selected').forEach((c) => c.classList.remove('selected'));
+  cell.classList.add('selected');
+  trigger('select', {row: Number(cell.dataset.row), col: Number(cell.dataset.col)});
+});"""
+
+INTRO = f"""\
+### Layers: how GPT-2's guess takes shape
+GPT-2 passes every word up through its layers, one after another, and only the last one says what comes next. The \
+**logit lens** asks every layer: *if you had to guess now, what would come next?* Read the grid **bottom-up**: the \
+text at the foot, then the embeddings (what the words are before any layer), then each layer, GPT-2's own answer on \
+top. Darker blue is a surer guess. **Click a cell** for its {TOP} likeliest words; **watch one word** to follow its \
+rank up the layers.
+"""
+COMMIT_HELP = ("**When did GPT-2 decide?** Each word is coloured by the layer from which GPT-2's top guess for it "
+               "stayed on top: already at the embeddings (darkest blue), in the early, middle or late layers, or only "
+               "at the last layer (yellow). Uncoloured words were not GPT-2's top guess: someone else chose them. "
+               "Press **Let GPT-2 continue** to add words GPT-2 chose itself.")
+
+
+def layers_tab(models: AppModels) -> TabParts:
+    with gr.Blocks() as tab:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=True):
+            text = gr.Textbox(DEFAULT_TEXT, label=f"Text (up to {MAX_LENS_TOKENS} tokens)", scale=4, max_lines=3,
+                              elem_id="layers-text")
+            show = gr.Button("Read the layers", variant="primary", scale=1, elem_id="layers-show")
+        with gr.Row(equal_height=True):
+            target = gr.Textbox(label="Watch one word (one token, with its space: \" Paris\"; blank: GPT-2's answer)",
+                                scale=3, max_lines=1, elem_id="layers-target")
+            watch = gr.Button("Watch", scale=1, elem_id="layers-watch")
+            more = gr.Button("Let GPT-2 continue", scale=1, elem_id="layers-continue")
+        note = gr.Markdown(elem_id="layers-note")
+        with gr.Row(equal_height=True):  # the cell's details beside the grid, following it down a tall grid
+            with gr.Column(scale=3, min_width=320):
+                grid = gr.HTML(js_on_load=PICK_CELL, elem_id="layers-grid")
+            with gr.Column(scale=1, min_width=280):
+                details = gr.HTML(elem_id="layers-details")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                summary = gr.Markdown(elem_id="layers-summary")
+                chart = gr.HTML(elem_id="layers-chart")
+            with gr.Column(scale=2, min_width=300):
+                gr.Markdown(COMMIT_HELP)
+                commitment = gr.HighlightedText(label="When GPT-2 committed to each word", color_map=COMMIT_COLORS,
+                                                show_legend=True, show_inline_category=False, combine_adjacent=False,
+                                                elem_id="layers-commitment", elem_classes="tokens")
+        copy_link("layers", {"text": text, "target": target})
+        lens = gr.State(None)
+        chosen = gr.State(None)  # the (row, column) of the cell last clicked, kept while the text stays the same
+
+        drawn = [note, grid, details, summary, chart, commitment, lens, chosen]
+        read = dict(fn=make_read(models), inputs=[text, target, lens, chosen], outputs=drawn, api_visibility="private",
+                    trigger_mode="always_last", concurrency_limit=2, concurrency_id="layers")
+        gr.on([show.click, text.submit, watch.click, target.submit], **read)
+        gr.on([show.click, text.submit], None, js=SCROLL_TO_GRID, api_visibility="private")
+        grid.select(pick_cell, inputs=lens, outputs=[details, summary, chart, chosen], api_visibility="private",
+                    queue=False).then(None, js=SHOW_DETAILS, api_visibility="private")
+        commitment.select(pick_word, inputs=lens, outputs=[grid, details, summary, chart, chosen],
+                          api_visibility="private", queue=False)
+        more.click(make_continue(models), inputs=text, outputs=text, api_visibility="private",
+                   concurrency_limit=2, concurrency_id="layers").success(**read)
+        endpoint(make_layers_api(models), returns=dict, api_name="layers", concurrency_limit=2,
+                 concurrency_id="layers")
+    return TabParts(tab, {"text": text, "target": target}, on_open=lambda tab_item: tab_item.select(**read))
+
+
+def make_read(models: AppModels):
+    def read(text: str, target: str, before: LogitLens | None, chosen: tuple[int, int] | None,
+             request: gr.Request) -> list:
+        """The lens of `text` drawn: the grid, the chosen cell's top guesses, the watched word's ranks at its column.
+        The chosen cell is the one last clicked while the text stays the same (a new word to watch), else the
+        output after the whole text."""
+        with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
+            lens = lm.logit_lens(check_text("text", text), top=TOP, target=target or None)
+            name = lm.name
+        same = before is not None and before.token_ids == lens.token_ids and len(before.layers) == len(lens.layers)
+        row, col = tuple(chosen) if same and chosen is not None else (len(lens.layers) - 1, len(lens.tokens) - 1)
+        note = (f"`{name}`: {len(lens.layers) - 1} layers \u00d7 {len(lens.tokens)} tokens. Click any cell: the top "
+                f"right one is GPT-2's answer, its guess for what follows the whole text.")
+        return [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
+                rank_chart_svg(lens, col), commitment_segments(lens), lens, (row, col)]
+
+    return read
+
+
+def summary_text(lens: LogitLens, col: int) -> str:
+    return f"**Watch one word:** {markdown_text(rank_summary(lens, col))}"
+
+
+def pick_cell(lens: LogitLens | None, evt: gr.EventData) -> list:
+    """A clicked cell: its top guesses, and the watched word's ranks at its column."""
+    row, col = int(evt.row), int(evt.col)
+    if lens is None or not (0 <= row < len(lens.layers) and 0 <= col < len(lens.tokens)):
+        return [gr.skip()] * 4
+    return [cell_html(lens, row, col), summary_text(lens, col), rank_chart_svg(lens, col), (row, col)]
+
+
+def pick_word(lens: LogitLens | None, evt: gr.SelectData) -> list:
+    """A clicked word of the coloured text: the output cell that guessed it, chosen in the grid."""
+    if lens is None:
+        return [gr.skip()] * 5
+    shown = [t for t in range(len(lens.tokens)) if lens.tokens[t]]  # the segments HighlightedText shows
+    t = shown[evt.index] if 0 <= evt.index < len(shown) else 0
+    col = max(t - 1, 0)  # a word is guessed at the token before it
+    row = len(lens.layers) - 1
+    return [grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
+            rank_chart_svg(lens, col), (row, col)]
+
+
+def make_continue(models: AppModels):
+    def continue_text(text: str, request: gr.Request) -> str:
+        """`text` and GPT-2's greedy continuation, as long as the grid still holds it."""
+        with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
+            text = check_text("text", text)
+            room = MAX_LENS_TOKENS - len(lm.tokenizer.encode(text))
+            if room < 1:
+                raise ValueError(f"`text` already has {MAX_LENS_TOKENS} tokens or more, as many as the grid shows")
+            (sample,) = lm.generate(text, max_new_tokens=min(CONTINUE_TOKENS, room), temperature=0)
+            pieces = list(sample.token_texts)
+            while pieces and len(lm.tokenizer.encode(text + "".join(pieces))) > MAX_LENS_TOKENS:
+                pieces.pop()  # the text and its continuation may split into more tokens together than apart
+        return text + "".join(pieces)
+
+    return continue_text
+
+
+def make_layers_api(models: AppModels):
+    def layers(text: str = DEFAULT_TEXT, target: str = "", request: gr.Request | None = None) -> dict:
+        """The logit lens of `text`: for every layer (0 = the embeddings, the last = the model's output) and every
+        token, the top 5 next tokens with their probabilities, the rank there of the model's final top guess, and
+        with `target` (one token, e.g. " Paris"; "" for none) that token's rank and probability."""
+        with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
+            lens = lm.logit_lens(check_text("text", text), top=TOP, target=target or None)
+            name = lm.name
+        return {"model": name, "tokens": lens.tokens, "layers": lens.layers, "target": lens.target,
+                "committed": lens.committed,
+                "cells": [[{"top": [{"token": t, "id": i, "prob": round(p, 6)} for t, i, p in cell.top],
+                            "final_rank": cell.final_rank,
+                            **({"target_rank": cell.target_rank, "target_prob": round(cell.target_prob or 0.0, 6)}
+                               if lens.target is not None else {})}
+                           for cell in row] for row in lens.cells]}
+
+    return layers

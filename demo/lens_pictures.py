@@ -1,0 +1,234 @@
+"""Drawing the logit lens for the Layers tab: the layers x tokens grid, a cell's top guesses, the rank of one word
+through the layers, and the text coloured by when the model committed to each word.
+
+The grid reads bottom-up, as the model runs: the text's tokens at the foot, the embeddings above them, then each
+layer, the model's own output on top, and over it the token that really comes next. Each cell is the layer's top guess
+for the token after its column's token, its blue the guess's probability (white 0% to blue 100%, as the attention maps'
+cells), its ink black or white, whichever reads better on that blue (at least 4.58:1). A guess equal to the text's next
+token is underlined. Cells are buttons: a click (or Enter) picks one.
+
+The rank chart is an SVG of its own: ranks run from 1 to 50,257, so they need a log scale, with the top guess at the
+top; gr.LinePlot's axes are linear and cannot be turned over.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+from demo.attention_maps import INK, label
+from demo.tokens import bar, shown_token
+from gpt2_core.explain.lens import LogitLens
+
+WHITE = (255, 255, 255)
+DARK_INK, LIGHT_INK = "#000000", "#ffffff"  # pure black: the grey-black of the page's text would leave a
+# band of blues where neither reaches 4.5:1
+CHART_WIDTH, CHART_HEIGHT = 420, 280  # drawing units; the SVG scales to its column (a phone's 330 px: 14 px letters)
+CHART_LEFT, CHART_RIGHT, CHART_TOP, CHART_BOTTOM = 112, 16, 16, 70
+LINE = "#c2410c"  # orange 700, the app's outline colour: apart from the grid's blues
+
+# When the model committed to each word of a text: bands of its depth, early (darker) to late (commitment_segments);
+# each at least 4.5:1 behind the page's dark text. A word that is not the model's top guess stays uncoloured.
+COMMIT_COLORS = {"embeddings": "#3b82f6", "early layers": "#60a5fa", "middle layers": "#93c5fd",
+                 "late layers": "#bfdbfe", "last layer only": "#facc15"}
+
+
+def blend(p: float) -> tuple[int, int, int]:
+    """White blended into the attention maps' blue by `p` (0..1)."""
+    p = min(max(p, 0.0), 1.0)
+    return tuple(round(w * (1 - p) + b * p) for w, b in zip(WHITE, INK, strict=True))  # type: ignore[return-value]
+
+
+def luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG's relative luminance."""
+    def channel(c: int) -> float:
+        s = c / 255
+        return s / 12.92 if s <= 0.03928 else ((s + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def ink_on(rgb: tuple[int, int, int]) -> str:
+    """Black or white text, whichever contrasts more with `rgb`: at least 4.58:1 (where the two are equal, luminance
+    0.18), WCAG AA's 4.5:1 for small text."""
+    lum = luminance(rgb)
+    return DARK_INK if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else LIGHT_INK
+
+
+def visible(token: str) -> str:
+    """A token with its control characters drawn as Unicode's pictures of them (0x10 as \u2410): a layer's guess is
+    often a byte no text would print, and a font draws such a character as nothing or a box."""
+    return "".join(chr(0x2400 + ord(c)) if ord(c) < 0x20 and c not in "\n\t" else "\u2421" if c == "\x7f"
+                   else f"\\x{ord(c):02x}" if 0x80 <= ord(c) < 0xA0 else c for c in token)
+
+
+def cell_label(token: str) -> str:
+    """A guess as a grid cell shows it: without its leading space, never blank, every character visible."""
+    return label(visible(token))
+
+
+def shown(token: str) -> str:
+    """A token as the details and the chart name it: its spaces and line breaks marked, every character visible."""
+    return shown_token(visible(token))
+
+
+def row_name(lens: LogitLens, row: int) -> str:
+    last = len(lens.layers) - 1
+    return f"{lens.layers[row]} (output)" if row == last else lens.layers[row]
+
+
+def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> str:
+    """The layers x tokens grid as an HTML table (rows top-down: output ... embeddings, then the input tokens)."""
+    T = len(lens.tokens)
+    nexts = [cell_label(t) for t in lens.tokens[1:]] + ["?"]
+    head = "".join(f"<th scope='col' class='lens-next'>{html.escape(n)}</th>" for n in nexts)
+    rows = [f"<tr><th scope='row' class='lens-side'>next in the text</th>{head}</tr>"]
+    for row in reversed(range(len(lens.layers))):
+        cells = []
+        for t, cell in enumerate(lens.cells[row]):
+            text, token_id, prob = cell.top[0]
+            rgb = blend(prob)
+            right = t + 1 < T and token_id == lens.token_ids[t + 1]
+            classes = "lens-cell" + (" lens-right" if right else "") + (" selected" if selected == (row, t) else "")
+            name = (f"{row_name(lens, row)}, after {shown(lens.tokens[t])}: {shown(text)} {prob:.0%}"
+                    + (", the text's next token" if right else ""))
+            cells.append(f"<td><button type='button' class='{classes}' data-row='{row}' data-col='{t}' "
+                         f"style='background: rgb{rgb}; color: {ink_on(rgb)}' title='{html.escape(name, quote=True)}' "
+                         f"aria-label='{html.escape(name, quote=True)}'>{html.escape(cell_label(text))}</button></td>")
+        side = "lens-side lens-output" if row == len(lens.layers) - 1 else "lens-side"
+        rows.append(f"<tr><th scope='row' class='{side}'>{html.escape(row_name(lens, row))}</th>{''.join(cells)}</tr>")
+    inputs = "".join(f"<th scope='col' class='lens-input'>{html.escape(cell_label(t))}</th>" for t in lens.tokens)
+    rows.append(f"<tr><th scope='row' class='lens-side'>the text</th>{inputs}</tr>")
+    return (f"<div class='lens-scroll' role='region' aria-label='The layers grid' tabindex='0'><table class='lens-grid' "
+            f"aria-label=\"Each layer's top guess for the next token\"><tbody>{''.join(rows)}</tbody></table></div>"
+            f"<p class='lens-help'>Read bottom-up: the text at the foot, GPT-2's own answer on top. Darker blue: a "
+            f"surer guess. <u><b>Underlined</b></u>: the guess is the text's next token.</p>")
+
+
+def cell_html(lens: LogitLens, row: int, col: int) -> str:
+    """A cell's top guesses with their probabilities (and the watched word's rank there)."""
+    cell = lens.cells[row][col]
+    after = html.escape(shown(lens.tokens[col]))
+    lines = "".join(f"<tr><td class='tok'>{html.escape(shown(text))}</td><td>{bar(prob, 'model')}</td></tr>"
+                    for text, _, prob in cell.top)
+    watched = ""
+    if lens.target is not None and cell.target_rank is not None and cell.target_prob is not None:
+        watched = (f"<p class='note'>{html.escape(shown(lens.target))} is number "
+                   f"<b>{cell.target_rank:,}</b> here ({cell.target_prob:.2%}).</p>")
+    return (f"<div class='details' tabindex='0' role='region' aria-label='The chosen cell'>"
+            f"<p><b>{html.escape(row_name(lens, row))}</b>, after <b class='tok'>{after}</b> "
+            f"(token {col + 1} of {len(lens.tokens)}): its {len(cell.top)} likeliest next tokens</p>"
+            f"<table><thead><tr><th>token</th><th>probability at this layer</th></tr></thead>"
+            f"<tbody>{lines}</tbody></table>{watched}</div>")
+
+
+def watched_ranks(lens: LogitLens, col: int) -> tuple[str, list[int], str]:
+    """(the watched word, its rank at each row at position `col`, what it is): the target, else the model's own
+    final top guess there."""
+    if lens.target is not None:
+        return lens.target, [row[col].target_rank or 0 for row in lens.cells], "the word you chose"
+    text = lens.cells[-1][col].top[0][0]
+    return text, [row[col].final_rank for row in lens.cells], "GPT-2's final answer here"
+
+
+def ordinal(n: int) -> str:
+    return f"{n:,}" + ("th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th"))
+
+
+def rank_summary(lens: LogitLens, col: int) -> str:
+    """One sentence: where the watched word starts, and from which layer it is the top guess (if it becomes it)."""
+    word, ranks, what = watched_ranks(lens, col)
+    on_top = next((r for r in range(len(ranks)) if all(x == 1 for x in ranks[r:])), None)
+    after = shown(lens.tokens[col])
+    start = f"{shown(word)} ({what}) after {after}: {ordinal(ranks[0])} at the embeddings"
+    if on_top is None:
+        return f"{start}, {ordinal(ranks[-1])} at the output: never GPT-2's top guess here."
+    if on_top == 0:
+        return f"{start}, and the top guess at every layer."
+    return f"{start}; the top guess from {lens.layers[on_top]} on."
+
+
+def rank_chart_svg(lens: LogitLens, col: int) -> str:
+    """The watched word's rank at each row at position `col`, log scale, the top guess (1st) on top."""
+    word, ranks, _ = watched_ranks(lens, col)
+    rows = len(ranks)
+    decades = max(1, math.ceil(math.log10(max(max(ranks), 2))))  # 1st at the top, 10**decades at the bottom
+    w, h = CHART_WIDTH - CHART_LEFT - CHART_RIGHT, CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
+
+    def x_of(row: int) -> float:
+        return CHART_LEFT + (w * row / (rows - 1) if rows > 1 else w / 2)
+
+    def y_of(rank: int) -> float:
+        return CHART_TOP + h * math.log10(max(rank, 1)) / decades
+
+    title = rank_summary(lens, col)
+    parts = [f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" aria-label="{html.escape(title)}" '
+             f'xmlns="http://www.w3.org/2000/svg" class="lens-chart">', f"<title>{html.escape(title)}</title>"]
+    for d in range(decades + 1):
+        y = y_of(10**d)
+        parts.append(f'<line x1="{CHART_LEFT}" x2="{CHART_LEFT + w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        name = "1st (top)" if d == 0 else ordinal(10**d)
+        parts.append(f'<text x="{CHART_LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">{name}</text>')
+    step = max(1, math.ceil(rows / 13))  # at most 13 row labels: gpt2-xl's 49 rows would overlap
+    for r in range(0, rows, step):
+        name = "emb." if r == 0 else str(r)
+        parts.append(f'<text x="{x_of(r):.1f}" y="{CHART_TOP + h + 30}" text-anchor="middle">{name}</text>')
+    parts.append(f'<text x="{CHART_LEFT + w / 2:.1f}" y="{CHART_HEIGHT - 6}" text-anchor="middle" '
+                 f'class="axis">layer (emb. = the embeddings)</text>')
+    points = " ".join(f"{x_of(r):.1f},{y_of(rank):.1f}" for r, rank in enumerate(ranks))
+    parts.append(f'<polyline points="{points}" fill="none" stroke="{LINE}" stroke-width="3"/>')
+    for r, rank in enumerate(ranks):
+        parts.append(f'<circle cx="{x_of(r):.1f}" cy="{y_of(rank):.1f}" r="5" fill="{LINE}">'
+                     f"<title>{html.escape(lens.layers[r])}: {html.escape(shown(word))} is "
+                     f"{ordinal(rank)}</title></circle>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def band(row: int, n_layer: int) -> str:
+    """The part of the model's depth where row `row` (0: embeddings, n_layer: output) lies."""
+    if row == 0:
+        return "embeddings"
+    if row == n_layer:
+        return "last layer only"
+    third = row / n_layer
+    return "early layers" if third <= 1 / 3 else "middle layers" if third <= 2 / 3 else "late layers"
+
+
+def commitment_segments(lens: LogitLens) -> list[tuple[str, str | None]]:
+    """The text for gr.HighlightedText, each token coloured by the band of the layer from which the model's top
+    guess for it (at the token before) stayed on top. A token that is not that guess, and the first (nothing
+    guessed it), stay uncoloured."""
+    n_layer = len(lens.layers) - 1
+    out: list[tuple[str, str | None]] = [(lens.tokens[0], None)]
+    for t in range(1, len(lens.tokens)):
+        guess = lens.cells[-1][t - 1].top[0][1]
+        out.append((lens.tokens[t], band(lens.committed[t - 1], n_layer) if guess == lens.token_ids[t] else None))
+    return [(text, category) for text, category in out if text]
+
+
+CSS = """
+.lens-scroll { overflow-x: auto; max-width: 100%; }
+.lens-grid { border-collapse: separate; border-spacing: 2px; font-size: 16px; border: none !important; margin: 0; }
+.lens-grid th, .lens-grid td { border: none !important; }
+.lens-help { color: #374151; font-size: 15px; margin: 2px 0 0; }
+.lens-grid th { font-weight: 600; white-space: pre; padding: 0 4px; color: #111827; }
+.lens-grid th.lens-side { position: sticky; left: 0; z-index: 2; background: var(--background-fill-primary);
+  text-align: right; font-size: 14px; white-space: normal; min-width: 5.5em; max-width: 7.5em; line-height: 1.2; }
+.lens-grid th.lens-output { color: #9a3412; }
+.lens-grid th.lens-next { color: #374151; font-weight: 400; font-style: italic; }
+.lens-grid th.lens-input { border-top: 2px solid #111827; }
+.lens-grid td { padding: 0; }
+.lens-cell { display: block; width: 100%; min-width: 3.2em; max-width: 8em; overflow: hidden; text-overflow: ellipsis;
+  white-space: pre; padding: 4px 6px; border: 1px solid #cbd5e1; border-radius: 4px; cursor: pointer;
+  font-family: var(--font-mono); font-size: 15px; }
+.lens-cell.lens-right { text-decoration: underline; text-decoration-thickness: 2px; font-weight: 700; }
+.lens-cell:hover, .lens-cell:focus-visible { outline: 2px solid #1e3a8a; outline-offset: 1px; }
+.lens-cell.selected { outline: 3px solid #c2410c; outline-offset: 1px; }
+#layers-details { position: sticky; top: 4px; }  /* beside the grid: in view while a tall grid (gpt2-xl) scrolls */
+.lens-chart { width: 100%; max-height: 42vh; font-family: var(--font); }
+.lens-chart text { fill: #111827; font-size: 18px; }
+.lens-chart .grid { stroke: #d1d5db; stroke-width: 1; }
+@media (max-width: 480px) { .lens-chart text { font-size: 22px; } }  /* the drawing shrinks to a phone's width */
+"""

@@ -1,0 +1,158 @@
+"""The Layers tab (the logit lens) in Debian's chromium, at a laptop's 1280x720 and a phone's 390x844: the grid drawn
+when the tab opens, a clicked cell's 5 likeliest tokens, the watched word's chart, Let GPT-2 continue and the
+commitment colouring, a share link, and axe.
+
+Uses test_browser.py's `browser` fixture (skipped with its reason where chromium is absent) and the shared tiny app.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from test_browser import ARTIFACTS, browser  # noqa: F401 (fixture)
+from test_browser_a11y import violations
+from ui_helpers import wait_until
+
+from demo.lens_pictures import ordinal
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+VIEWPORTS = {"1280x720": {"width": 1280, "height": 720}, "390x844": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def layers(browser, app, request):  # noqa: F811
+    """A fresh page at each size, on the Layers tab with its first grid drawn (photographed if the test failed)."""
+    page = browser.new_context(viewport=VIEWPORTS[request.param]).new_page()
+    page.set_default_timeout(30_000)
+    page.goto(app.url)
+    page.locator("#prompt textarea").wait_for()
+    page.get_by_role("tab", name="Layers").click()
+    wait_until(lambda: page.locator("#layers-grid .lens-cell").count() > 5, timeout=30, message="the grid")
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is None or report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    page.context.close()
+
+
+def in_view(page, selector: str) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return (box is not None and -1 <= box["y"] and box["y"] + min(box["height"], 60) <= size["height"]
+            and box["x"] >= -1 and box["x"] + min(box["width"], 60) <= size["width"] + 1)
+
+
+def no_sideways_scroll(page) -> bool:
+    """The page itself never scrolls sideways (the grid scrolls inside its own box)."""
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def test_the_grid_has_a_row_per_layer_and_a_column_per_token_with_the_answer_marked(layers, app):
+    lm = app.models.gpt2.current
+    lens = lm.logit_lens("The Eiffel Tower is in the city of")
+    rows, columns = len(lens.layers), len(lens.tokens)
+    assert layers.locator("#layers-grid .lens-cell").count() == rows * columns
+    sides = layers.locator("#layers-grid th.lens-side").all_inner_texts()
+    assert [s.replace("\n", " ") for s in sides] == ["next in the text", f"layer {rows - 1} (output)",
+                                                     *[f"layer {n}" for n in range(rows - 2, 0, -1)],
+                                                     "embeddings", "the text"]
+    marked = layers.locator("#layers-grid .lens-cell.selected")
+    assert marked.count() == 1 and marked.get_attribute("data-row") == str(rows - 1)
+    assert marked.get_attribute("data-col") == str(columns - 1), "GPT-2's answer after the whole text"
+    box, scroller = marked.bounding_box(), layers.locator("#layers-grid .lens-scroll").bounding_box()
+    assert scroller["x"] - 1 <= box["x"] and box["x"] + box["width"] <= scroller["x"] + scroller["width"] + 1, \
+        "the grid's scroller shows the marked cell"
+    details = layers.locator("#layers-details")
+    assert details.locator("tbody tr").count() == 5 and "(output)" in details.inner_text()
+    assert no_sideways_scroll(layers)
+
+
+def test_a_clicked_cell_shows_its_top_5_and_the_chart_follows_its_column(layers, app):
+    cell = layers.locator("#layers-grid .lens-cell[data-row='1'][data-col='2']")
+    cell.click()
+    details = layers.locator("#layers-details")
+    wait_until(lambda: "layer 1," in details.inner_text(), message="the clicked cell's details")
+    assert details.locator("tbody tr").count() == 5
+    lens = app.models.gpt2.current.logit_lens("The Eiffel Tower is in the city of")
+    shown = [p.strip() for p in details.locator("tbody tr td.tok").all_inner_texts()]
+    assert shown[0] == lens.cells[1][2].top[0][0].replace(" ", "\u2423").strip()
+    assert "selected" in (cell.get_attribute("class") or "")
+    assert in_view(layers, "#layers-details"), "the top 5 are in view after the click"
+    summary = layers.locator("#layers-summary")
+    after = lens.tokens[2].replace(" ", "\u2423")
+    wait_until(lambda: f"after {after}:" in summary.inner_text(), message="the chart to follow column 2")
+    chart = layers.locator("#layers-chart svg")
+    assert chart.locator("circle").count() == len(lens.layers)
+    chart.scroll_into_view_if_needed()
+    assert in_view(layers, "#layers-chart svg") and no_sideways_scroll(layers)
+    assert chart.bounding_box()["width"] <= layers.viewport_size["width"]
+
+
+def test_watching_a_word_draws_its_rank_through_the_layers_at_the_clicked_place(layers, app):
+    lens = app.models.gpt2.current.logit_lens("The Eiffel Tower is in the city of", target=" the")
+    layers.locator("#layers-grid .lens-cell[data-row='0'][data-col='4']").click()  # after " Tower"
+    summary = layers.locator("#layers-summary")
+    after = lens.tokens[4].replace(" ", "\u2423")
+    wait_until(lambda: f"after {after}:" in summary.inner_text(), message="the clicked place")
+    target = layers.locator("#layers-target input")
+    target.fill(" the")
+    target.press("Enter")
+    wait_until(lambda: "the word you chose" in summary.inner_text(), message="the watched word")
+    assert f"after {after}:" in summary.inner_text(), "the same text: the clicked place is kept"
+    ranks = [row[4].target_rank for row in lens.cells]
+    titles = layers.locator("#layers-chart svg circle title").all_text_contents()
+    assert len(titles) == len(ranks)
+    assert all(title.endswith(f" is {ordinal(rank)}") for rank, title in zip(ranks, titles)), (titles, ranks)
+    assert "\u2423the" in layers.locator("#layers-details").inner_text(), "the chosen cell names its rank too"
+    assert layers.locator("#layers-grid .lens-cell.selected").get_attribute("data-col") == "4"
+
+
+def test_a_word_of_several_tokens_is_refused_with_its_pieces(layers):
+    target = layers.locator("#layers-target input")
+    target.fill(" Parisian")
+    layers.locator("#layers-watch").click()
+    wait_until(lambda: "try its first token" in layers.locator(".toast-body").first.inner_text(),
+               message="the error toast")
+
+
+def test_let_gpt2_continue_adds_its_words_and_colours_when_it_committed(layers, app):
+    box = layers.locator("#layers-text textarea")
+    start = box.input_value()
+    layers.locator("#layers-continue").click()
+    wait_until(lambda: box.input_value() != start, timeout=30, message="the continuation")
+    text = box.input_value()
+    assert text.startswith(start) and len(app.models.gpt2.current.tokenizer.encode(text)) > 9
+    commitment = layers.locator("#layers-commitment")
+    wait_until(lambda: "".join(commitment.locator(".token .text").all_inner_texts()) == text, timeout=30,
+               message="the continued text coloured")
+    coloured = commitment.locator(".token.highlighted").count()
+    assert coloured >= 5, "every word GPT-2 chose greedily is its top guess, so it has a colour"
+    legend = commitment.locator("[data-testid='highlighted-text:category-legend']").inner_text()
+    assert all(name in legend for name in ("embeddings", "early layers", "last layer only"))
+
+
+def test_a_share_link_fills_the_text_and_the_watched_word(browser, app):  # noqa: F811
+    query = urlencode({"tab": "layers", "text": "Once upon a time there", "target": " was"})
+    page = browser.new_context(viewport=VIEWPORTS["1280x720"]).new_page()
+    try:
+        page.set_default_timeout(30_000)
+        page.goto(f"{app.url}?{query}")
+        wait_until(lambda: page.locator("#layers-text textarea").input_value() == "Once upon a time there",
+                   message="the linked text")
+        assert page.locator("#layers-target input").input_value() == " was"
+    finally:
+        page.context.close()
+
+
+def test_layers_tab_passes_axe(layers):
+    assert violations(layers) == []
+    layers.locator("#layers-grid .lens-cell").nth(2).click()
+    wait_until(lambda: layers.locator("#layers-details tbody tr").count() == 5, message="a cell's details")
+    layers.locator("#layers-continue").click()
+    wait_until(lambda: layers.locator("#layers-commitment .token.highlighted").count() >= 5, timeout=30,
+               message="the coloured continuation")
+    assert violations(layers) == []
