@@ -23,15 +23,18 @@ from demo.links import TabParts, copy_link, link_values, linked_inputs, read_lin
 from demo.models import AppModels
 from demo.unavailable import as_markdown, bert_missing
 
-INTRO = f"""\
-### Lesson: how GPT-2 writes, in {len(STEPS)} steps
-Each step: one idea, one thing to try in one of this page's tabs, one question for the class.
-"""
+INTRO = f"### Lesson: how GPT-2 writes, in {len(STEPS)} steps (each one idea, one thing to try, one question)"
 LOCKED_NOTE = ("\N{LOCK} **Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited on "
                "this page. The settings and the tabs' buttons still work.")
 CSS = """
-#lesson-counter { text-align: center; align-self: center; }
-#lesson-counter p { font-size: 20px; margin: 0; }
+#lesson-counter { text-align: center; align-self: center; flex: 0 0 max-content !important;
+  width: max-content !important; min-width: max-content !important; }  /* the buttons give way, never the count */
+#lesson-counter p { font-size: 20px; margin: 0; white-space: nowrap; }
+#lesson-step p, #lesson-question p, #lesson-question summary { font-size: 18px; }  /* read out to a class */
+@media (max-width: 480px) {  /* a phone: Back, the count and Next on one line */
+  #lesson-counter p { font-size: 16px; }
+  #lesson-nav button { padding-left: 4px; padding-right: 4px; white-space: nowrap; }
+}
 """
 NEXT_JS = f"(n) => Math.min((n || 1) + 1, {len(STEPS)})"
 BACK_JS = "(n) => Math.max((n || 1) - 1, 1)"
