@@ -124,17 +124,21 @@ class StepView:
 
     @classmethod
     def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> StepView:
-        number = n if isinstance(n, int) and 1 <= n <= len(STEPS) else 1  # the radio sends one of its choices
+        number = step_number(n)
         step = STEPS[number - 1]
         label = labels[step.tab]
         why, can_open = unavailable.get(step.tab, ""), step.tab not in unavailable
         if why:
             why = f"**The {label} tab cannot run here.** {why}"
         elif step.tab == "inside" and (missing := bert_missing(models)) is not None:
-            why = f"**BERT cannot be had here**, so Inside shows GPT-2's triangle only. {as_markdown(missing.text)}"
+            why = f"**BERT is missing here**, so Inside shows GPT-2's triangle only. {as_markdown(missing.text)}"
         return cls(number, f"Step {number} of {len(STEPS)}", card_markdown(step, label if can_open else None), why,
-                   can_open,
-                   f"Open in {label}", question_markdown(step))
+                   can_open, f"Open in {label}", question_markdown(step))
+
+
+def step_number(n: object) -> int:
+    """The step the step list sends (one of its choices, 1 to N); anything else is the first."""
+    return n if isinstance(n, int) and 1 <= n <= len(STEPS) else 1
 
 
 def card_markdown(step: Step, tab_label: str | None) -> str:
@@ -151,8 +155,7 @@ def question_markdown(step: Step) -> str:
 def make_open(tabs: dict[str, TabParts]):
     def open_step(n: int, locked: bool) -> list:
         """The step's tab selected and its inputs filled as its share link would fill them (locked: read-only)."""
-        number = n if isinstance(n, int) and 1 <= n <= len(STEPS) else 1
-        s = STEPS[number - 1]
+        s = STEPS[step_number(n) - 1]
         link = read_link(s.query)
         assert not link.problems, link.problems  # the steps' links are checked by the tests
         return [gr.Tabs(selected=s.tab), *link_values(link, tabs, locked=bool(locked))]
