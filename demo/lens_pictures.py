@@ -57,10 +57,10 @@ def ink_on(rgb: tuple[int, int, int]) -> str:
 
 
 def visible(token: str) -> str:
-    """A token with its control characters drawn as Unicode's pictures of them (0x10 as \u2410): a layer's guess is
-    often a byte no text would print, and a font draws such a character as nothing or a box."""
-    return "".join(chr(0x2400 + ord(c)) if ord(c) < 0x20 and c not in "\n\t" else "\u2421" if c == "\x7f"
-                   else f"\\x{ord(c):02x}" if 0x80 <= ord(c) < 0xA0 else c for c in token)
+    """A token with its control characters written as \\x10 (a layer's guess is often a byte no text would print,
+    which a font draws as nothing or a box); line breaks and tabs stay, for `label` and `shown_token` to mark."""
+    return "".join(f"\\x{ord(c):02x}" if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0 else c
+                   for c in token)
 
 
 def cell_label(token: str) -> str:
@@ -141,7 +141,7 @@ def rank_summary(lens: LogitLens, col: int) -> str:
     word, ranks, what = watched_ranks(lens, col)
     on_top = next((r for r in range(len(ranks)) if all(x == 1 for x in ranks[r:])), None)
     after = shown(lens.tokens[col])
-    start = f"{shown(word)} ({what}) after {after}: {ordinal(ranks[0])} at the embeddings"
+    start = f"\u201c{shown(word)}\u201d ({what}) after \u201c{after}\u201d: {ordinal(ranks[0])} at the embeddings"
     if on_top is None:
         return f"{start}, {ordinal(ranks[-1])} at the output: never GPT-2's top guess here."
     if on_top == 0:

@@ -84,7 +84,7 @@ def test_a_clicked_cell_shows_its_top_5_and_the_chart_follows_its_column(layers,
     assert in_view(layers, "#layers-details"), "the top 5 are in view after the click"
     summary = layers.locator("#layers-summary")
     after = lens.tokens[2].replace(" ", "\u2423")
-    wait_until(lambda: f"after {after}:" in summary.inner_text(), message="the chart to follow column 2")
+    wait_until(lambda: f"after \u201c{after}\u201d:" in summary.inner_text(), message="the chart to follow column 2")
     chart = layers.locator("#layers-chart svg")
     assert chart.locator("circle").count() == len(lens.layers)
     chart.scroll_into_view_if_needed()
@@ -97,12 +97,12 @@ def test_watching_a_word_draws_its_rank_through_the_layers_at_the_clicked_place(
     layers.locator("#layers-grid .lens-cell[data-row='0'][data-col='4']").click()  # after " Tower"
     summary = layers.locator("#layers-summary")
     after = lens.tokens[4].replace(" ", "\u2423")
-    wait_until(lambda: f"after {after}:" in summary.inner_text(), message="the clicked place")
+    wait_until(lambda: f"after \u201c{after}\u201d:" in summary.inner_text(), message="the clicked place")
     target = layers.locator("#layers-target input")
     target.fill(" the")
     target.press("Enter")
     wait_until(lambda: "the word you chose" in summary.inner_text(), message="the watched word")
-    assert f"after {after}:" in summary.inner_text(), "the same text: the clicked place is kept"
+    assert f"after \u201c{after}\u201d:" in summary.inner_text(), "the same text: the clicked place is kept"
     ranks = [row[4].target_rank for row in lens.cells]
     titles = layers.locator("#layers-chart svg circle title").all_text_contents()
     assert len(titles) == len(ranks)

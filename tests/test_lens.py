@@ -202,6 +202,13 @@ def test_every_cells_ink_reads_on_its_blue():
         assert (lighter + 0.05) / (darker + 0.05) >= 4.5, p  # WCAG AA for the cells' 15 px text
 
 
+def test_a_guess_made_of_control_characters_is_drawn_in_letters():
+    from demo.lens_pictures import cell_label, shown
+
+    assert cell_label("\x10") == "\\x10" and cell_label(" \x7f") == "\\x7f"  # a font draws them as nothing or a box
+    assert shown(" a\x0b") == "\u2423a\\x0b" and cell_label("\n") == "\u23ce" and shown("\t") == "\u21e5"
+
+
 def test_the_text_is_coloured_by_when_the_model_committed_to_each_word(lm):
     from demo.lens_pictures import band, commitment_segments
 

@@ -1,4 +1,4 @@
-"""The README's screenshots of the Inside, Scale and Build your own tabs, served by the bundled mini model (a trained
+"""The README's screenshots of the Inside, Layers, Scale and Build your own tabs, served by the bundled mini model (a trained
 GPT-2, so the page shows words). Run with UPDATE_SCREENSHOTS=1; each also checks what it photographs."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from gpt2_core.checkpoint import BUNDLED
 pytest_plugins = ["fixtures_ui"]
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not UPDATE_SCREENSHOTS, reason="writes the README's "
                                                       "screenshots (minutes of training): run with UPDATE_SCREENSHOTS=1")]
+LAYERS_TEXT = "KING HENRY.\nNow, good my lord, I pray you"  # the mini model knows its kings and lords
 SENTENCE = "the dog barked at the mailman and then it ran down the street ."  # words the test BERT knows
 
 
@@ -31,6 +32,23 @@ def test_inside_screenshot(browser, mini_app):  # noqa: F811
     page.locator("#inside-gpt2-title").scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ROOT / "assets" / "screenshot-inside.png"), full_page=True)
+    page.context.close()
+
+
+def test_layers_screenshot(browser, mini_app):  # noqa: F811
+    page = open_tab(browser, mini_app.url, "Layers", {"width": 1280, "height": 900})
+    wait_until(lambda: page.locator("#layers-grid .lens-cell").count() > 10, timeout=30, message="the first grid")
+    page.locator("#layers-text textarea").fill(LAYERS_TEXT)
+    page.locator("#layers-continue").click()  # GPT-2's own words, so the commitment colouring has a generated text
+    commitment = page.locator("#layers-commitment")
+    wait_until(lambda: commitment.locator(".token.highlighted").count() >= 8, timeout=30, message="the colouring")
+    assert page.locator("#layers-text textarea").input_value().startswith(LAYERS_TEXT)
+    page.locator("#layers-grid .lens-cell[data-row='2'][data-col='11']").click()  # layer 2, after " pray"
+    wait_until(lambda: "layer 2" in page.locator("#layers-details").inner_text(), message="the cell's top 5")
+    assert page.locator("#layers-details tbody tr").count() == 5
+    page.locator("#layers-note").scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ROOT / "assets" / "screenshot-layers.png"), full_page=True)
     page.context.close()
 
 
