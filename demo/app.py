@@ -1,5 +1,5 @@
 """The whole page: the model panel on top, then the tabs (Generate, Next word, Spot the machine, BERT vs GPT-2, Inside,
-Layers, Scale, Build your own), each built in its module.
+Layers, Scale, Build your own, Lesson), each built in its module; the Lesson's steps open the others.
 
     demo = build_demo(AppConfig.from_env_and_args())        # loads GPT-2 (or notes why it cannot)
     demo.launch(**config.launch_kwargs())
@@ -24,7 +24,9 @@ from demo.inside_tab import inside_tab
 from demo.knobs import REMEMBER_TYPED
 from demo.layers_tab import INTRO as LAYERS_INTRO
 from demo.layers_tab import layers_tab
-from demo.links import TabParts, link_values, linked_inputs, note_markdown, read_link
+from demo.lesson_tab import CSS as LESSON_CSS
+from demo.lesson_tab import lesson_tab
+from demo.links import TabParts, link_values, linked_inputs, note_markdown, opens_a_tab, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
 from demo.scale_tab import CSS as SCALE_CSS
@@ -32,15 +34,15 @@ from demo.scale_tab import INTRO as SCALE_INTRO
 from demo.scale_tab import scale_tab
 from demo.score_tab import score_tab
 from demo.train_tab import INTRO as TRAIN_INTRO
-from demo.train_tab import train_tab
+from demo.train_tab import TRAINING_OFF, train_tab
 from demo.training import TrainingJobs
-from demo.unavailable import unavailable_tab
+from demo.unavailable import not_available, unavailable_tab
 from demo.workspace import Workspace
 from gpt2_core.backend import ATTENTION, LENS, SCALE, TRAINING
 
 TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
-              "inside": "Inside", "layers": "Layers", "scale": "Scale", "train": "Build your own"}
+              "inside": "Inside", "layers": "Layers", "scale": "Scale", "train": "Build your own", "lesson": "Lesson"}
 CSS = """
 #model-unavailable { border-left: 4px solid #2563eb; padding: 0 0.75rem; background: #eff6ff; }  /* a calm line */
 #model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
@@ -52,7 +54,7 @@ CSS = """
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
-""" + tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS
+""" + tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
@@ -96,26 +98,35 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
             "score": score_tab(models, examples),
             "compare": compare_tab(models, examples)}
     here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"
-    if reason := models.unavailable(ATTENTION):  # remote mode: the server reports tokens, not attention
+    cannot = {}  # tab -> the line it shows in place of its controls, for the lesson's steps that open it
+    if reason := models.unavailable(ATTENTION):
+        cannot["inside"] = not_available(reason, here)  # remote mode: the server reports tokens, not attention
         tabs["inside"] = unavailable_tab(INSIDE_INTRO, reason, elem_id="inside-unavailable", api_name="attention",
                                          api_inputs=dict(text=str, layer=int, head=int), here=here)
     else:
         tabs["inside"] = inside_tab(models)
     if reason := models.unavailable(LENS):  # remote mode: the server reports the last layer's tokens only
+        cannot["layers"] = not_available(reason, here)
         tabs["layers"] = unavailable_tab(LAYERS_INTRO, reason, elem_id="layers-unavailable", api_name="layers",
                                          api_inputs=dict(text=str, target=str), here=here)
     else:
         tabs["layers"] = layers_tab(models)
     if reason := models.unavailable(SCALE):  # remote mode and ZeroGPU: no other sizes are loaded here
+        cannot["scale"] = not_available(reason, here)
         tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",
                                         api_inputs=dict(prompt=str, seed=int), here=here)
     else:
         tabs["scale"] = scale_tab(models, examples, sources=config.scale_models,
                                   budget_bytes=config.scale_budget_bytes, device=config.device)
     if reason := models.unavailable(TRAINING):
+        cannot["train"] = not_available(reason, here)
         tabs["train"] = unavailable_tab(TRAIN_INTRO, reason, elem_id="train-unavailable", here=here)
     else:
+        if jobs is None:
+            cannot["train"] = TRAINING_OFF
         tabs["train"] = train_tab(models, jobs, panel)
+    lesson = lesson_tab(models, labels=TAB_LABELS, unavailable=cannot)
+    tabs["lesson"] = lesson.parts
     # delete_cache: Gradio's copies of uploads and downloads older than an hour go hourly, and all at shutdown
     with Playground(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600), workspace=workspace,
                     jobs=jobs) as demo:
@@ -126,12 +137,13 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
                 None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
         panel.blocks.render()
         link_note = gr.Markdown(visible=False, elem_id="link-note")
-        with gr.Tabs(overflow_behavior="wrap") as tab_strip:  # on a phone every tab stays in view, in two rows
+        with gr.Tabs(overflow_behavior="wrap", elem_id="page-tabs") as tab_strip:  # on a phone: all in view, wrapped
             for tab_id, parts in tabs.items():
                 with gr.Tab(TAB_LABELS[tab_id], id=tab_id) as tab_item:
                     parts.blocks.render()
                 if parts.on_open is not None:
                     parts.on_open(tab_item)
+        lesson.wire(tab_strip, tabs)
         demo.load(make_fill_from_link(tabs), outputs=[tab_strip, link_note, *linked_inputs(tabs)],
                   api_visibility="private", queue=False)
         demo.unload(make_forget_page(models, jobs))
@@ -158,7 +170,7 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
         link = read_link(dict(request.query_params))
         note = gr.Markdown(note_markdown(link.problems), visible=bool(link.problems))
         # Without a tab in the link, the tab strip is left alone: a visitor may have clicked a tab meanwhile
-        selected = gr.Tabs(selected=link.tab) if "tab" in request.query_params else gr.skip()
+        selected = gr.Tabs(selected=link.tab) if opens_a_tab(request.query_params) else gr.skip()
         return [selected, note, *link_values(link, tabs)]
 
     return fill_from_link

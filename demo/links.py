@@ -1,11 +1,17 @@
 """Share links: a page URL that carries the tab and its inputs, so a class can open the same example.
 
     http://127.0.0.1:7860/?tab=generate&prompt=In%20a%20shocking%20finding&temperature=0.7&top_k=40&seed=2019
+    http://127.0.0.1:7860/?lesson=3&lock=1       (the Lesson tab at its step 3, the lesson's prompts locked)
 
 Opening a link fills the page; it never generates by itself. Every value is checked as the page checks it (the slider
 ranges of demo/knobs.py, a seed, a text of at most MAX_LINK_CHARS characters). A bad one falls back to its default,
 and a note on the page names it with the reason; a link only ever sets text and numbers in the page's own inputs.
 Each tab puts a "Copy link" button beside its result (`copy_link`), which builds the link in the browser.
+
+`lock=1` is the lesson's link option (demo/lesson_tab.py): the texts a lesson's step fills in a tab are then not
+editable on that page (`link_values(..., locked=True)`), and say so. It is the page's own state, per visitor: another
+visitor, or the same class without `lock=1`, gets an ordinary page. It keeps a class on the same text; it is no
+security control.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ import gradio as gr
 
 from demo.errors import markdown_text
 from demo.knobs import KNOBS
-from gpt2_core.generate.settings import check_seed, check_text, shown
+from demo.lesson_steps import STEPS
+from gpt2_core.generate.settings import check_int, check_seed, check_text, shown
 
 MAX_LINK_CHARS = 4000  # of a text in a link: a long paste makes a link some browsers and chats cut
-TABS = ("generate", "explore", "score", "compare", "inside", "layers", "scale", "train")
-TEXT, SEED = "text", "seed"
+TABS = ("generate", "explore", "score", "compare", "inside", "layers", "scale", "train", "lesson")
+TEXT, SEED, STEP, LOCK = "text", "seed", "step", "lock"
 FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "seed" or a knob's name)
     "generate": {"prompt": TEXT, "max_new_tokens": "max_new_tokens", "temperature": "temperature",
                  "top_k": "top_k", "top_p": "top_p", "repetition_penalty": "repetition_penalty", "seed": SEED,
@@ -35,7 +42,9 @@ FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "se
     "layers": {"text": TEXT, "target": TEXT},
     "scale": {},
     "train": {},
+    "lesson": {"lesson": STEP, "lock": LOCK},  # ?lesson=3 alone opens the Lesson tab too
 }
+LOCKED_INFO = "\N{LOCK} Locked by your teacher for this lesson: the text cannot be edited here."
 
 
 @dataclass
@@ -57,7 +66,7 @@ class Link:
 def read_link(query: Mapping[str, str]) -> Link:
     """The tab and checked values a URL's query asks for; what is bad or unknown is listed in `problems`."""
     problems = []
-    tab = query.get("tab", "generate")
+    tab = query.get("tab", "lesson" if "lesson" in query else "generate")
     if tab not in TABS:
         problems.append(f"`tab` has to be one of {', '.join(TABS)}, but is {shown(tab)}")
         tab = "generate"
@@ -75,13 +84,24 @@ def read_link(query: Mapping[str, str]) -> Link:
     return Link(tab, values, problems)
 
 
+def opens_a_tab(query: Mapping[str, str]) -> bool:
+    """Whether the link chooses the tab (without one, the tab strip is left as the visitor has it)."""
+    return "tab" in query or "lesson" in query
+
+
 def parse(kind: str, name: str, raw: str) -> Any:
     if kind == TEXT:
         return check_text(name, raw, MAX_LINK_CHARS)
+    if kind == LOCK:
+        if raw not in ("0", "1"):
+            raise ValueError(f"`{name}` has to be 1 (the lesson's texts locked) or 0, but is {shown(raw)}")
+        return raw == "1"
     number = number_of(raw)
     if kind == SEED:
         seed = check_seed(number)
         return -1 if seed is None else seed  # the page's box writes random as -1
+    if kind == STEP:
+        return check_int(name, number, 1, len(STEPS))  # counted from 1, as the page shows the steps
     return KNOBS[kind].check(number)
 
 
@@ -104,21 +124,32 @@ def note_markdown(problems: list[str]) -> str:
     return f"**This link had values the page cannot use; their defaults are shown instead:**\n{lines}"
 
 
-def link_values(link: Link, tabs: dict[str, TabParts]) -> list:
-    """The update for each linkable input of every tab, in `linked_inputs` order (skip: leave as it is)."""
-    return [link.values.get(name, gr.skip()) if tab_id == link.tab else gr.skip()
-            for tab_id, parts in tabs.items() for name in parts.inputs]
+def link_values(link: Link, tabs: dict[str, TabParts], *, locked: bool = False) -> list:
+    """The update for each linkable input of every tab, in `linked_inputs` order (skip: leave as it is).
+
+    `locked` (a lesson opened with lock=1): the texts the link fills are made read-only on this page, and say so.
+    """
+    def value(tab_id: str, name: str) -> Any:
+        if tab_id != link.tab or name not in link.values:
+            return gr.skip()
+        if locked and FIELDS[tab_id][name] == TEXT:
+            return gr.update(value=link.values[name], interactive=False, info=LOCKED_INFO)
+        return link.values[name]
+
+    return [value(tab_id, name) for tab_id, parts in tabs.items() for name in parts.inputs]
 
 
 def linked_inputs(tabs: dict[str, TabParts]) -> list:
     return [component for parts in tabs.values() for component in parts.inputs.values()]
 
 
-def copy_link(tab: str, inputs: dict[str, gr.components.Component]) -> None:
-    """A "Copy link" button and the link it made, for the current values of `inputs`, built in the browser."""
+def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: str = "Copy link",
+              what: str = "a link to this tab with these settings") -> None:
+    """A "Copy link" button and the link it made, for the current values of `inputs`, built in the browser
+    (a checkbox's True is written 1, its False left out)."""
     with gr.Row(equal_height=True):
-        button = gr.Button("Copy link", size="sm", scale=0, min_width=120, elem_id=f"{tab}-copy-link")
-        link = gr.Textbox(show_label=False, placeholder="Copy link: a link to this tab with these settings",
+        button = gr.Button(label, size="sm", scale=0, min_width=max(120, 9 * len(label)), elem_id=f"{tab}-copy-link")
+        link = gr.Textbox(show_label=False, placeholder=f"{label}: {what}",
                           interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
     button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",
                  js=LINK_JS % (json.dumps(tab), json.dumps(list(inputs))))
@@ -131,7 +162,8 @@ LINK_JS = """(...values) => {
   url.searchParams.set('tab', tab);
   names.forEach((name, i) => {
     const value = values[i];
-    if (value !== null && value !== undefined && value !== '') url.searchParams.set(name, value);
+    if (value === null || value === undefined || value === '' || value === false) return;
+    url.searchParams.set(name, value === true ? 1 : value);
   });
   const link = url.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(link).catch(() => {});

@@ -31,6 +31,8 @@ FINE_TUNE = "Fine-tune the GPT-2 that serves this page"
 MAX_TEXT_CHARS = 5_000_000  # a few MB: seconds to tokenize, and a run of minutes sees most of it
 MIN_TEXT_CHARS = 20_000  # shorter texts cannot be split into training and validation windows
 POLL_S = 1.0
+TRAINING_OFF = ("**Training is off on this server**: it serves many visitors, and a training run takes its processor "
+                "for minutes. The host can turn it on with `--allow-training`.")
 SAMPLES_CSS = "pre { white-space: pre-wrap; overflow-wrap: anywhere; }"  # a long sample line wraps, never overflows
 
 INTRO = """\
@@ -46,9 +48,7 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         if jobs is None:
-            gr.Markdown("**Training is off on this server**: it serves many visitors, and a training run takes its "
-                        "processor for minutes. The host can turn it on with `--allow-training`.",
-                        elem_id="train-off")
+            gr.Markdown(TRAINING_OFF, elem_id="train-off")
             return TabParts(tab, {})
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):

@@ -33,11 +33,16 @@ def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | No
     """The tab's introduction, then "Not available `here`:" and the reason (`here`: "on ZeroGPU", say)."""
     with gr.Blocks() as tab:
         gr.Markdown(intro)
-        gr.Markdown(f"**Not available {here}:** {markdown_text(reason)}", elem_id=elem_id)
+        gr.Markdown(not_available(reason, here), elem_id=elem_id)
         if api_name is not None:  # the endpoint is there, with the real one's parameters, and says why it fails
             gr.api(refusal(api_name, api_inputs or {}, as_text(f"{api_name} is not available {here}: {reason}")),
                    api_name=api_name)
     return TabParts(tab, {})
+
+
+def not_available(reason: str, here: str) -> str:
+    """The line, in Markdown, that a tab shows in place of its controls (and the lesson in place of its button)."""
+    return f"**Not available {here}:** {markdown_text(reason)}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,232 @@
+"""The Lesson tab in Debian's chromium, at a laptop's 1280x720 and a phone's 390x844: a `?lesson=1` link, Next and
+Back through the steps, the step list, "Open in Next word" filling that tab, a locked link's read-only prompt (and
+another visitor's editable one), "Copy link to this step", a bad step number named, and axe.
+
+Served by the bundled mini model (a trained GPT-2, so the opened tabs show real words) and the tests' tiny BERT, as a
+server for a room (training off, so the training step says why instead of offering its button). Uses
+test_browser.py's `browser` fixture (skipped with its reason where chromium is absent). With UPDATE_SCREENSHOTS=1 it
+also writes assets/screenshot-lesson.png.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import ARTIFACTS, ROOT, UPDATE_SCREENSHOTS, browser  # noqa: F401 (fixture)
+from test_browser_a11y import violations
+from ui_helpers import launched_app, wait_until
+
+from demo.lesson_steps import STEPS
+from demo.links import LOCKED_INFO
+from gpt2_core.checkpoint import BUNDLED
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+VIEWPORTS = {"1280x720": {"width": 1280, "height": 720}, "390x844": {"width": 390, "height": 844},
+             "1920x1080": {"width": 1920, "height": 1080}}
+TESTED = ["1280x720", "390x844"]  # a laptop and a phone; the screenshots add a projector's 1920x1080
+N = len(STEPS)
+
+
+@pytest.fixture(scope="module")
+def mini_app(tiny_bert):
+    """A classroom server that others reach (host 0.0.0.0, served here on 127.0.0.1): training is off there."""
+    with launched_app(BUNDLED["mini-gpt2"], tiny_bert, host="0.0.0.0") as running:
+        yield running
+
+
+@pytest.fixture
+def visit(browser, mini_app, request):  # noqa: F811
+    """Opens pages on the app (`visit(query, viewport)`); photographs each one if the test failed, then closes it."""
+    pages = []
+
+    def open_page(query: str, viewport: str = "1280x720"):
+        page = browser.new_context(viewport=VIEWPORTS[viewport]).new_page()
+        page.set_default_timeout(20_000)
+        pages.append(page)
+        page.goto(f"{mini_app.url}?{query}")
+        page.locator("#lesson-counter").wait_for()
+        return page
+
+    yield open_page
+    report = getattr(request.node, "report_call", None)
+    for i, page in enumerate(pages):
+        if report is None or report.failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{i}.png"), full_page=True)
+        page.context.close()
+
+
+def counter(page) -> str:
+    return page.locator("#lesson-counter").inner_text().strip()
+
+
+def at_step(page, n: int) -> None:
+    wait_until(lambda: counter(page) == f"Step {n} of {N}", message=f"step {n}")
+    wait_until(lambda: STEPS[n - 1].title in page.locator("#lesson-step h2").inner_text(), message="its title")
+
+
+def selected_tab(page) -> str:
+    return page.locator("[role=tab][aria-selected=true]").inner_text().strip()
+
+
+def in_view(page, selector: str) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return (box is not None and -1 <= box["y"] and box["y"] + box["height"] <= size["height"] + 1
+            and box["x"] >= -1 and box["x"] + box["width"] <= size["width"] + 1)
+
+
+@pytest.mark.parametrize("viewport", TESTED)
+def test_next_and_back_walk_the_steps_and_open_fills_the_next_word_tab(visit, viewport):
+    page = visit("lesson=1", viewport)
+    at_step(page, 1)
+    assert selected_tab(page) == "Lesson"
+    assert page.locator("#lesson-back").is_disabled() and in_view(page, "#lesson-next")
+    for n in (2, 3, 4):
+        page.locator("#lesson-next").click()
+        at_step(page, n)
+        assert in_view(page, "#lesson-next"), "Next stays where it was pressed"
+    page.locator("#lesson-back").click()
+    at_step(page, 3)
+    page.locator("#lesson-back").click()
+    at_step(page, 2)
+    assert page.locator("#lesson-steps input[type=radio]").nth(1).is_checked()
+    step = STEPS[1]
+    assert step.question in page.locator("#lesson-question").inner_text()
+    summary = page.locator("#lesson-question summary")
+    summary.click()
+    wait_until(lambda: page.locator("#lesson-question details").get_attribute("open") is not None,
+               message="what to notice, shown")
+    open_button = page.locator("#lesson-open")
+    assert open_button.inner_text().strip() == "Open in Next word"
+    open_button.click()
+    wait_until(lambda: selected_tab(page) == "Next word", message="the Next word tab")
+    prompt = page.locator("#explore-prompt textarea")
+    wait_until(lambda: prompt.input_value() == step.link["prompt"], message="the step's prompt")
+    assert prompt.is_editable(), "an unlocked lesson leaves the prompt to the class"
+    bars = page.locator("#explore-candidates .confidence-set")
+    wait_until(lambda: bars.count() >= 5, timeout=30, message="the next word's bars for that prompt")
+    assert in_view(page, "#explore-prompt textarea"), "the opened tab shows its prompt"
+
+
+@pytest.mark.parametrize("viewport", TESTED)
+def test_the_step_list_jumps_and_the_layers_step_opens_the_logit_lens_on_its_sentence(visit, viewport):
+    page = visit("lesson=1", viewport)
+    page.locator("#lesson-steps label").filter(has_text="7. Layers").click()
+    at_step(page, 7)
+    assert in_view(page, "#lesson-step h2"), "a jump shows the step from its top"
+    page.get_by_role("tab", name="Layers").click()  # a class typed another text there first
+    box = page.locator("#layers-text textarea")
+    box.fill("Once upon a time")
+    wait_until(lambda: box.input_value() == "Once upon a time", message="the typed text")
+    page.get_by_role("tab", name="Lesson").click()
+    page.locator("#lesson-open").click()
+    wait_until(lambda: selected_tab(page) == "Layers", message="the Layers tab")
+    wait_until(lambda: box.input_value() == STEPS[6].link["text"], message="the step's sentence")
+    assert page.locator("#layers-target input").input_value() == " Paris"
+    grid = page.locator("#layers-grid")
+    wait_until(lambda: "Tower" in grid.inner_text() and "upon" not in grid.inner_text(), timeout=30,
+               message="the grid of the step's sentence (drawn as the tab opened)")
+
+
+@pytest.mark.parametrize("viewport", TESTED)
+def test_a_locked_link_opens_a_prompt_the_class_cannot_edit_and_no_one_else_is_locked(visit, viewport):
+    page = visit("lesson=4&lock=1", viewport)
+    at_step(page, 4)
+    note = page.locator("#lesson-lock-note")
+    wait_until(lambda: note.is_visible() and "locked" in note.inner_text(), message="the lock's note")
+    lock = page.locator("#lesson-lock input[type=checkbox]")
+    wait_until(lambda: lock.is_checked() and lock.is_disabled(), message="the lock, ticked for good")
+    page.locator("#lesson-open").click()
+    wait_until(lambda: selected_tab(page) == "Generate", message="the Generate tab")
+    prompt = page.locator("#prompt textarea")
+    wait_until(lambda: prompt.input_value() == STEPS[3].link["prompt"], message="the step's prompt")
+    wait_until(lambda: not prompt.is_editable(), message="the prompt locked")
+    assert LOCKED_INFO in page.locator("#prompt").inner_text()
+    assert page.locator("#seed input").input_value() == "42" and page.locator("#seed input").is_editable()
+    page.locator("#generate-button").click()  # the class can still run the step
+    wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=60, message="the story")
+    assert page.locator("#sample-view-1 .token.highlighted").count() > 3
+    assert prompt.input_value() == STEPS[3].link["prompt"]
+
+    other = visit("lesson=4", viewport)  # another visitor, at the same time: an ordinary page
+    at_step(other, 4)
+    assert not other.locator("#lesson-lock-note").is_visible()
+    other.locator("#lesson-open").click()
+    other_prompt = other.locator("#prompt textarea")
+    wait_until(lambda: other_prompt.input_value() == STEPS[3].link["prompt"], message="the other's prompt")
+    assert other_prompt.is_editable() and LOCKED_INFO not in other.locator("#prompt").inner_text()
+    assert not prompt.is_editable(), "the first page stays locked"
+
+
+def test_copy_link_to_this_step_gives_a_link_to_that_step_locked_when_ticked(visit):
+    page = visit("lesson=1")
+    page.locator("#lesson-steps label").filter(has_text="5. The unicorns").click()
+    at_step(page, 5)
+    page.locator("#lesson-lock input[type=checkbox]").check()
+    page.locator("#lesson-copy-link").click()
+    link = page.locator("#lesson-link textarea, #lesson-link input").first
+    wait_until(lambda: "lesson=5" in link.input_value(), message="the step's link")
+    assert "lock=1" in link.input_value() and "tab=lesson" in link.input_value()
+    shared = visit(link.input_value().split("?", 1)[1])
+    at_step(shared, 5)
+    wait_until(lambda: shared.locator("#lesson-lock-note").is_visible(), message="a locked lesson")
+    shared.locator("#lesson-open").click()
+    prompt = shared.locator("#prompt textarea")
+    wait_until(lambda: prompt.input_value().startswith("In a shocking finding"), message="the unicorns' prompt")
+    assert shared.locator("#seed input").input_value() == "2019" and not prompt.is_editable()
+
+
+def test_a_step_whose_tab_is_off_here_says_why_instead_of_offering_its_button(visit):
+    page = visit("lesson=9")
+    at_step(page, 9)
+    note = page.locator("#lesson-unavailable")
+    wait_until(note.is_visible, message="the note")
+    assert "Training is off on this server" in note.inner_text() and "--allow-training" in note.inner_text()
+    assert not page.locator("#lesson-open").is_visible(), "no button that cannot work"
+    page.locator("#lesson-next").click()
+    at_step(page, 10)
+    wait_until(lambda: page.locator("#lesson-open").is_visible() and not note.is_visible(), message="step 10")
+    assert page.locator("#lesson-next").is_disabled()
+
+
+def test_a_bad_step_number_is_named_with_its_range_and_the_lesson_opens_at_step_1(visit):
+    page = visit(f"lesson={N + 32}")
+    note = page.locator("#link-note")
+    wait_until(lambda: "lesson" in note.inner_text(), message="the link's note")
+    assert f"`lesson` has to be an integer in [1, {N}], but is {N + 32}" in note.inner_text()
+    assert selected_tab(page) == "Lesson"
+    at_step(page, 1)
+
+
+@pytest.mark.parametrize("viewport", TESTED)
+def test_the_lesson_passes_axe(visit, viewport):
+    page = visit("lesson=6&lock=1", viewport)
+    at_step(page, 6)
+    wait_until(lambda: page.locator("#lesson-lock-note").is_visible(), message="the lock's note")
+    page.locator("#lesson-question summary").click()
+    assert violations(page) == []
+    page.locator("#lesson-steps label").filter(has_text="9. Train").click()
+    at_step(page, 9)
+    assert violations(page) == []
+    page.locator("#lesson-steps label").filter(has_text="4. Sampling").click()
+    at_step(page, 4)
+    page.locator("#lesson-open").click()
+    wait_until(lambda: not page.locator("#prompt textarea").is_editable(), message="the locked prompt")
+    assert violations(page) == [], "the Generate tab, its prompt locked"
+
+
+@pytest.mark.skipif(not UPDATE_SCREENSHOTS, reason="writes the README's screenshot: run with UPDATE_SCREENSHOTS=1")
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_screenshot_of_the_lesson(visit, viewport):
+    """The README's screenshot at 1280x720; at every size, the whole page in test-artifacts/ to look at."""
+    page = visit("lesson=2", viewport)
+    at_step(page, 2)
+    page.locator("#lesson-question summary").click()
+    if viewport != "390x844":  # on a phone the step's text comes first, its button after
+        assert in_view(page, "#lesson-open"), "the step and its button fit a laptop's screen"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"lesson-{viewport}.png"), full_page=True)
+    if viewport == "1280x720":
+        page.screenshot(path=str(ROOT / "assets" / "screenshot-lesson.png"))
