@@ -10,8 +10,10 @@
   const MAX_SIDE = 16000;  // browsers refuse larger canvases; a long text is drawn at a smaller scale instead
   const PAD = 20;
   const LONGEST = 240;  // characters of an input quoted in a caption's sentence
-  const SVG_STYLES = ["fill", "fill-opacity", "stroke", "stroke-width", "stroke-opacity", "opacity", "font-family",
-    "font-size", "font-weight", "font-style", "text-anchor", "dominant-baseline", "visibility", "display"];
+  // Colours and faces from the page's CSS; sizes stay the SVG's own, in its own units (a computed size is zoomed)
+  const SVG_STYLES = ["fill", "fill-opacity", "stroke", "stroke-opacity", "opacity", "font-family", "font-weight",
+    "font-style", "text-anchor", "dominant-baseline", "visibility", "display"];
+  let zoom = 1;  // CSS zoom over the view ("Large text"): boxes are measured zoomed, computed sizes are not
 
   const visible = (color) => color && color !== "transparent" && !/rgba\([^)]*,\s*0\)$/.test(color);
 
@@ -52,7 +54,7 @@
   }
 
   function fontOf(st) {
-    return `${st.fontStyle} ${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+    return `${st.fontStyle} ${st.fontWeight} ${parseFloat(st.fontSize) * zoom}px ${st.fontFamily}`;
   }
 
   function backgroundFill(ctx, st, r) {
@@ -77,13 +79,13 @@
       if (fill) {
         ctx.fillStyle = fill;
         ctx.beginPath();
-        const radius = Math.min(parseFloat(st.borderTopLeftRadius) || 0, r.width / 2, r.height / 2);
+        const radius = Math.min((parseFloat(st.borderTopLeftRadius) || 0) * zoom, r.width / 2, r.height / 2);
         if (radius > 0 && ctx.roundRect) ctx.roundRect(r.left, r.top, r.width, r.height, radius);
         else ctx.rect(r.left, r.top, r.width, r.height);
         ctx.fill();
       }
       for (const side of ["Top", "Bottom", "Left", "Right"]) {
-        const w = parseFloat(st[`border${side}Width`]) || 0;
+        const w = (parseFloat(st[`border${side}Width`]) || 0) * zoom;
         const color = st[`border${side}Color`], style = st[`border${side}Style`];
         if (!w || style === "none" || style === "hidden" || !visible(color)) continue;
         const h = w / 2;  // a border's middle line
@@ -239,6 +241,8 @@
     }
     try {
       await document.fonts.ready;
+      zoom = 1;
+      for (let e = view; e; e = e.parentElement) zoom *= parseFloat(getComputedStyle(e).zoom) || 1;
       const title = options.title || (label && label.innerText.trim()) ||
         (view.querySelector("svg > title") || {}).textContent || "";
       const captions = (options.caption || []).flatMap(captionLines);
@@ -247,7 +251,7 @@
         .filter(Boolean).join(" \u00b7 ");
       const st = getComputedStyle(view);
       const font = st.fontFamily;
-      const ink = getComputedStyle(document.body).color;
+      const ink = st.color;  // the view's own text colour: light on a dark theme
       const width = Math.ceil(Math.max(box.width, 360));
       const measure = document.createElement("canvas").getContext("2d");
       const block = (text, size, weight) => {
