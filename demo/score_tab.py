@@ -83,7 +83,8 @@ def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) ->
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
             concurrency_limit=2)
         scored.change(lambda: "", outputs=details, api_visibility="private", queue=False)  # a new text: old details go
-        scored.change(make_save_html(models, exports), inputs=scored, outputs=save_html, api_visibility="private")
+        scored.change(make_save_html(models, exports), inputs=scored, outputs=save_html, api_visibility="private",
+                      show_progress="hidden")  # after the colours: the button is not dimmed while they are read
         output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False).then(
             None, js=keep_token_in_view("score-details"), api_visibility="private")
     return TabParts(tab, {"text": text})
