@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import attention_maps, lens_pictures, tokens
+from demo import attention_maps, lens_pictures, save_view, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
@@ -54,7 +54,8 @@ CSS = """
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
-""" + tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
+""" + (tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
+       + save_view.CSS)
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
@@ -68,6 +69,7 @@ PAGE_JS = """() => {
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
+  (""" + save_view.INSTALL + """)();
 }"""
 
 
@@ -95,7 +97,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
     panel = model_panel(models, allow_switch=config.model_switch_allowed and not config.backend)
     tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s, workspace=workspace),
             "explore": explore_tab(models),
-            "score": score_tab(models, examples),
+            "score": score_tab(models, examples, workspace=workspace),
             "compare": compare_tab(models, examples)}
     here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"
     cannot = {}  # tab -> the line it shows in place of its controls, for the lesson's steps that open it

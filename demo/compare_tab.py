@@ -14,6 +14,7 @@ from demo.errors import markdown_text, user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
+from demo.save_view import save_png_button
 from demo.unavailable import as_markdown, bert_missing
 from gpt2_core.bert.compare import Comparison, compare, gpt2_next_words, split_blank
 
@@ -45,11 +46,14 @@ def compare_tab(models: AppModels, examples: Examples) -> TabParts:
             with gr.Column(min_width=240):
                 bert = chart(BERT_TITLE, "bert-chart")
                 bert_why = gr.Markdown(visible=False, container=True, elem_id="bert-chart-why")
+                save_chart("bert-chart")
             with gr.Column(min_width=240):
                 gpt2_next = chart("GPT-2: next word after the left side (reads left to right)", "gpt2-next-chart")
+                save_chart("gpt2-next-chart")
             with gr.Column(min_width=240):
                 gpt2_ranking = chart(RANKING_TITLE, "gpt2-ranking-chart")
                 ranking_why = gr.Markdown(visible=False, container=True, elem_id="gpt2-ranking-why")
+                save_chart("gpt2-ranking-chart")
         gr.Markdown("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
                     "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
                     "sentence, it just cannot peek ahead while writing.")
@@ -68,6 +72,12 @@ def compare_tab(models: AppModels, examples: Examples) -> TabParts:
 def chart(label: str, elem_id: str) -> gr.Label:
     """A bar chart of words and their probabilities (gr.Label draws one bar per word, with its percentage)."""
     return gr.Label(label=label, num_top_classes=TOP_WORDS, show_heading=False, elem_id=elem_id, elem_classes="chart")
+
+
+def save_chart(elem_id: str) -> gr.Button:
+    """Its Save as PNG: the chart under its title, with what each model read and which models (demo/save_view.py)."""
+    return save_png_button(elem_id, file=f"gpt2-vs-bert-{elem_id}.png", caption=["{#what-each-saw}"],
+                           needs=".confidence-set")
 
 
 def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_why: gr.Markdown,

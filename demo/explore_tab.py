@@ -19,6 +19,7 @@ from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
+from demo.save_view import save_png_button
 from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
 from gpt2_core.explain.distribution import Candidate
 
@@ -31,6 +32,10 @@ SUGGESTIONS = 3
 SUGGESTION_TOKENS = 8  # about a short phrase; written with a few more, then cut after the last whole word
 SUGGESTION_SPARE = 4
 START = "The best thing about learning to code is"
+# What a chart's saved picture says under its title: the model and the cut tokens, then the text and the settings
+CHART_CAPTION = ["{#explore-cut}", "After \u201c{#explore-prompt textarea}\u201d \u00b7 temperature "
+                 "{#explore-temperature input[type=number]} \u00b7 top-k {#explore-top-k input[type=number]} \u00b7 "
+                 "top-p {#explore-top-p input[type=number]}"]
 
 INTRO = """\
 ### Build a text with GPT-2, one token at a time
@@ -97,6 +102,13 @@ def explore_tab(models: AppModels) -> TabParts:
                     raw = gr.Label(label="GPT-2's own probabilities, before the settings (click to add)",
                                    num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
                                    elem_classes="chart")
+                with gr.Row():  # each under its chart
+                    save_png_button("explore-candidates", file="gpt2-next-word-after-settings.png",
+                                    title="After your settings: what Sample draws from", caption=CHART_CAPTION,
+                                    needs=".confidence-set")
+                    save_png_button("explore-model", file="gpt2-next-word-model.png",
+                                    title="GPT-2's own probabilities, before the settings", caption=CHART_CAPTION,
+                                    needs=".confidence-set")
                 link_anchor = gr.Column()
                 built_view = token_view("The text so far, coloured by rank", "explore-built")
                 # under the text, not pinned (pinned, it would cover the charts a class clicks on): a click brings it

@@ -1,4 +1,4 @@
-"""Files a visitor downloads (a generation as .txt or .json): written to the app's workspace, the oldest pruned.
+"""Files a visitor downloads (a generation as .txt, .json or .html): written to the app's workspace, the oldest pruned.
 
 Gradio copies a returned file into its own cache and serves that copy; the folder here only has to outlive the
 event that returned the file, so it keeps the newest `keep` files. It goes with the workspace when the app closes.
@@ -6,8 +6,10 @@ event that returned the file, so it keeps the newest `keep` files. It goes with 
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from demo.workspace import Workspace
@@ -35,3 +37,19 @@ class Exports:
                     file.unlink(missing_ok=True)
                 old.rmdir()
         return str(path)
+
+
+def app_version() -> str:
+    """The app's version, from pyproject.toml (the app runs from its folder, not installed)."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.MULTILINE)
+    except OSError:
+        found = None
+    return found.group(1) if found else "unknown"
+
+
+def app_stamp() -> dict:
+    """What a download says about where it came from: the app, its version, and when (UTC)."""
+    return dict(name="GPT-2 Playground", version=app_version(),
+                exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))

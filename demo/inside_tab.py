@@ -20,6 +20,7 @@ from demo.attention_maps import head_pictures, heatmap_svg, label
 from demo.errors import markdown_text, user_facing_errors
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
+from demo.save_view import save_png_button
 from demo.unavailable import as_html, bert_missing
 from gpt2_core.explain.attention import Attention, check_layer_head, strongest_links
 from gpt2_core.generate.settings import check_text
@@ -27,6 +28,12 @@ from gpt2_core.generate.settings import check_text
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
 LINKS = 3  # strongest links listed for the chosen word
 CACHED = 16  # sentences whose maps are kept
+MAP_NOTES = {  # under a saved map: how to read it
+    "gpt2": "Each row is a word; its cells are the words it looks at, darker where it looks more. Grey: the words "
+            "after it, which GPT-2 cannot see.",
+    "bert": "Each row is a word; its cells are the words it looks at, darker where it looks more. BERT sees the whole "
+            "sentence.",
+}
 SCROLL_TO_MAPS = "() => document.getElementById('inside-links')?.scrollIntoView({block: 'start', behavior: 'smooth'})"
 
 INTRO = """\
@@ -80,6 +87,9 @@ def inside_tab(models: AppModels) -> TabParts:
                 with gr.Column(min_width=320):
                     heading = gr.Markdown(elem_id=f"inside-{key}-title")
                     picture = gr.HTML(elem_id=f"inside-{key}-map")
+                    save_png_button(f"inside-{key}-map", file=f"{key}-attention.png", needs="svg.attention-map",
+                                    caption=[f"{{#inside-{key}-title}}", "Sentence: {#inside-text textarea}"],
+                                    note=MAP_NOTES[key])
                     with gr.Row():
                         layer = gr.Slider(1, 12, 1, step=1, label="Layer", elem_id=f"inside-{key}-layer")
                         head = gr.Slider(1, 12, 1, step=1, label="Head", elem_id=f"inside-{key}-head")

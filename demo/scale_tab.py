@@ -27,6 +27,7 @@ from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.links import TabParts
 from demo.models import AppModels
+from demo.save_view import save_png_button
 from gpt2_core import LanguageModel, SamplingParams, load_model
 from gpt2_core.devices import resolve_device
 from gpt2_core.generate.settings import check_int, check_seed, check_text
@@ -92,11 +93,15 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
         cards = gr.HTML(render_cards(planned), elem_id="scale-columns")
         with gr.Row(equal_height=False):
             table = gr.Dataframe(label="Figures", interactive=False, wrap=True, elem_id="scale-figures", scale=3)
-            chart = gr.LinePlot(x="parameters (millions)", y="bits per token", label="Surprise at human text vs size",
-                                x_title="parameters (millions)", y_title="bits per token (lower is better)",
-                                elem_id="scale-chart", scale=2, visible=False)
+            with gr.Column(scale=2, visible=False) as chart_box:  # shown with the chart's second point
+                chart = gr.LinePlot(x="parameters (millions)", y="bits per token", label="Surprise at human text vs size",
+                                    x_title="parameters (millions)", y_title="bits per token (lower is better)",
+                                    elem_id="scale-chart", visible=False)
+                save_png_button("scale-chart", file="gpt2-scale.png", needs=".vega-embed", caption=[
+                    "The same prompt and seed on every size: \u201c{#scale-prompt textarea}\u201d, seed "
+                    "{#scale-seed input}, {#scale-tokens input[type=number]} new tokens", "{#scale-human}"])
         gr.Markdown(f"The human paragraph: {human.title}.", elem_id="scale-human")
-        event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart],
+        event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box],
                           api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden")
         run.click(None, js=SCROLL_TO_RESULTS, api_visibility="private")  # the columns, in view at once (phones)
         stop.click(None, cancels=[event], api_visibility="private").then(
@@ -210,7 +215,7 @@ def make_run(sizes: SizeRunner):
                 state = "**Done.** Compare the texts, then the surprise of each size at the human paragraph."
             points = chart_data(columns)
             yield (state, render_cards(columns), figures_table(columns),
-                   gr.LinePlot(points, visible=len(points) >= 2))  # one point is no line
+                   gr.LinePlot(points, visible=len(points) >= 2), gr.Column(visible=len(points) >= 2))  # one point: no line
 
     return run
 

@@ -12,10 +12,13 @@ import pandas as pd
 
 from demo.errors import user_facing_errors
 from demo.examples import Examples
+from demo.exports import Exports
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
+from demo.save_view import COLOURS_NOTE, coloured_html, model_line, save_png_button
 from demo.tokens import BUCKETS, DETAILS_CLASS, Coloured, TokenRow, bucket, details_html, keep_token_in_view, token_view
+from demo.workspace import Workspace
 from gpt2_core import DEFAULTS
 from gpt2_core.explain.distribution import Candidate
 
@@ -23,6 +26,9 @@ ALTERNATIVES = 8
 SAMPLE_PROMPT_WORDS = 8  # a machine sample continues the first words of a human paragraph, for a fair comparison
 SAMPLE_TOKENS = 100
 BINS = 10
+TITLE = "Each token coloured by its rank under GPT-2"
+HINT = "A hint, not a verdict: short or famous texts look predictable, and high-temperature samples look human."
+MODEL_LINE = "{#score-counts p:last-of-type}"  # "n tokens in all. Scored by `gpt2`.": the saved pictures' caption
 
 INTRO = """\
 ### Spot the machine: how predictable is each word?
@@ -35,7 +41,8 @@ machine text sampled at a high temperature or without top-k looks human. Never a
 """
 
 
-def score_tab(models: AppModels, examples: Examples) -> TabParts:
+def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) -> TabParts:
+    exports = Exports(workspace)
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
@@ -48,13 +55,20 @@ def score_tab(models: AppModels, examples: Examples) -> TabParts:
                     human_button = gr.Button("Fill with a human paragraph", elem_id="score-fill-human")
                 source = gr.Markdown(elem_id="score-source")
                 copy_link("score", {"text": text})
-                output = token_view("Each token coloured by its rank under GPT-2", "score-output")
+                output = token_view(TITLE, "score-output")
+                with gr.Row():
+                    save_png_button("score-output", file="gpt2-spot-the-machine.png", needs=".token",
+                                    caption=[MODEL_LINE], note=f"{COLOURS_NOTE} {HINT}")
+                    save_html = gr.DownloadButton("Download .html (coloured)", size="sm", interactive=False,
+                                                  elem_id="score-save-html")
                 details = gr.HTML(elem_id="score-details", elem_classes=[DETAILS_CLASS])
             with gr.Column(scale=2):
                 counts = gr.Markdown(elem_id="score-counts")
                 histogram = gr.BarPlot(x="probability", y="tokens", label="How likely GPT-2 found each token",
                                        x_title="GPT-2's probability of the token", y_title="tokens",
                                        sort="x", x_label_angle=-45, elem_id="score-histogram")
+                save_png_button("score-histogram", file="gpt2-spot-the-machine-histogram.png", needs=".vega-embed",
+                                caption=[MODEL_LINE])
         scored = gr.State(None)
         next_human = gr.State(0)  # this visitor's next human paragraph
 
@@ -69,6 +83,8 @@ def score_tab(models: AppModels, examples: Examples) -> TabParts:
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
             concurrency_limit=2)
         scored.change(lambda: "", outputs=details, api_visibility="private", queue=False)  # a new text: old details go
+        scored.change(make_save_html(models, exports), inputs=scored, outputs=save_html, api_visibility="private",
+                      show_progress="hidden")  # after the colours: the button is not dimmed while they are read
         output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False).then(
             None, js=keep_token_in_view("score-details"), api_visibility="private")
     return TabParts(tab, {"text": text})
@@ -87,6 +103,20 @@ def make_score(models: AppModels):
         return coloured.segments(), counts, histogram(scores), coloured
 
     return score
+
+
+def make_save_html(models: AppModels, exports: Exports):
+    def save_html(coloured: Coloured | None, request: gr.Request) -> gr.DownloadButton:
+        """The scored text as a self-contained coloured web page, for the Download .html button."""
+        lm = models.serving(request.session_hash)
+        if not coloured or not coloured.tokens or lm is None:
+            return gr.DownloadButton(value=None, interactive=False)
+        caption = f"Scored by {model_line(lm.describe())} \u00b7 {len(coloured.tokens)} tokens"
+        page = coloured_html(title=f"Spot the machine: {TITLE[0].lower()}{TITLE[1:]}", caption=[caption],
+                             texts=[("", coloured)], note=f"{COLOURS_NOTE} {HINT}")
+        return gr.DownloadButton(value=exports.write("gpt2-spot-the-machine.html", page), interactive=True)
+
+    return save_html
 
 
 def _candidate(alternative: tuple[str, int, float]) -> Candidate:

@@ -21,11 +21,13 @@ GRADIOS_OWN = {("aria-prohibited-attr", "empty"), ("nested-interactive", "toast-
 
 
 def settled(page) -> None:
-    """Wait until no output is dimmed as pending: Gradio fades an output to opacity 0.2 while its event runs, and
-    axe would measure the faded colours (idle, only icons and disabled buttons are translucent, at 0.5 and more)."""
-    faded = """() => [...document.querySelectorAll('body *')].some(e => {
-        const o = parseFloat(getComputedStyle(e).opacity); return o > 0 && o < 0.5; })"""
-    wait_until(lambda: not page.evaluate(faded), message="the outputs to settle")
+    """Wait until no output is dimmed as pending and no colour is changing: Gradio fades an output to opacity 0.2
+    while its event runs, and a button that was just enabled takes a moment to turn from grey to its colour; axe
+    would measure the colours in between (idle, only icons and disabled buttons are translucent, at 0.5 and more)."""
+    changing = """() => document.getAnimations().some(a => a instanceof CSSTransition) ||
+        [...document.querySelectorAll('body *')].some(e => {
+          const o = parseFloat(getComputedStyle(e).opacity); return o > 0 && o < 0.5; })"""
+    wait_until(lambda: not page.evaluate(changing), message="the outputs to settle")
 
 
 def violations(page) -> list[str]:
@@ -69,6 +71,7 @@ def test_spot_the_machine_tab_passes_axe(page):
     assert violations(page) == []
     page.locator("#score-fill-human").click()
     wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 5, message="the coloured text")
+    wait_until(lambda: page.locator("#score-save-html").is_enabled(), message="its .html, the result's last part")
     assert violations(page) == []
 
 

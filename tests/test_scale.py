@@ -10,6 +10,7 @@ import pytest
 import torch
 from gradio_client import Client
 from test_browser import VIEWPORT, browser  # noqa: F401 (fixture)
+from test_browser_save_view import dark, saved_png, share
 from ui_helpers import launched_app, wait_until
 
 from demo.models import AppModels, LazyFillMask, ModelHolder
@@ -170,6 +171,7 @@ def test_inside_draws_a_triangle_and_a_square_and_a_head_click_changes_them(brow
 def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  # noqa: F811
     page = open_tab(browser, scale_app.url, "Scale")
     try:
+        assert not page.locator("#scale-chart-save-png").is_visible(), "no chart yet, nothing to save"
         page.locator("#scale-run").click()
         wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=60, message="every size")
         cards = page.locator("#scale-columns .scale-card")
@@ -181,6 +183,9 @@ def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  #
         table = page.locator("#scale-figures").inner_text()
         assert "small" in table and "medium" in table and "large" not in table, "figures of the sizes that ran"
         assert page.locator("#scale-chart").is_visible()
+        page.locator("#scale-chart .vega-embed svg").wait_for()  # Vega draws it after the chart is shown
+        name, picture = saved_png(page, "#scale-chart-save-png")  # under its title, with the prompt and seed
+        assert name == "gpt2-scale.png" and share(picture, dark) > 0.005
     finally:
         page.context.close()
 

@@ -1,0 +1,148 @@
+"""Saving a view, in Debian's chromium, at 1280x720 and on a phone (390x844), on the bundled mini model (trained, so
+the text is real words): Save as PNG on Generate's coloured text, a chart and an attention map gives a real PNG with
+the view in it, by mouse and by keyboard; the coloured text's .html opens by itself, with nothing fetched.
+
+The picture's content is checked by its colours: the token colours of coloured text, the blue of an attention map, the
+orange of a chart's bars, and the dark ink of its title. Uses test_browser.py's `browser` fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_browser import ARTIFACTS, browser, set_slider  # noqa: F401 (fixture)
+from test_browser_explain import LAPTOP, PHONE
+from ui_helpers import launched_app, wait_until
+
+from demo.tokens import COLORS
+from gpt2_core.checkpoint import BUNDLED
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def mini_app(tiny_bert):
+    with launched_app(BUNDLED["mini-gpt2"], tiny_bert) as running:
+        yield running
+
+
+@pytest.fixture(params=[LAPTOP, PHONE], ids=["1280x720", "390x844"])
+def page(browser, mini_app, request):  # noqa: F811
+    context = browser.new_context(viewport=request.param)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(mini_app.url)
+    page.locator("#prompt textarea").wait_for()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is None or report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def saved_png(page, button: str, *, keyboard: bool = False) -> tuple[str, Image.Image]:
+    """Press a Save as PNG button (by mouse, or focused and Enter) and read the picture the browser downloads."""
+    with page.expect_download() as download:
+        if keyboard:
+            page.locator(button).focus()
+            page.keyboard.press("Enter")
+        else:
+            page.locator(button).click()
+    data = Path(download.value.path()).read_bytes()
+    assert data[:8] == PNG_MAGIC, "a PNG file"
+    assert len(data) > 1024, f"a PNG of {len(data)} bytes is too small to hold a view"
+    image = Image.open(download.value.path())
+    image.load()
+    assert image.format == "PNG" and image.width > 100 and image.height > 100, image.size
+    return download.value.suggested_filename, image.convert("RGB")
+
+
+def share(image: Image.Image, test) -> float:
+    """The share of the picture's pixels for which test((r, g, b)) holds."""
+    colours = image.getcolors(image.width * image.height)
+    return sum(n for n, rgb in colours if test(rgb)) / (image.width * image.height)
+
+
+def near(rgb, target, tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, target))
+
+
+def on_white(hex_colour: str, alpha: float = 0.5) -> tuple[int, ...]:
+    """A token's colour as the page draws it: the bucket's colour at half opacity over white."""
+    rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return tuple(round(alpha * c + (1 - alpha) * 255) for c in rgb)
+
+
+def dark(rgb) -> bool:
+    return max(rgb) < 80  # the title's and the text's ink
+
+
+def test_generates_coloured_text_saves_as_png_and_as_a_web_page_that_opens_by_itself(page, tmp_path):
+    page.locator("#prompt textarea").fill("ROMEO:")
+    set_slider(page, "max-new-tokens", 40)
+    page.locator("#generate-button").click()
+    wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=60, message="the text")
+    save = page.get_by_role("button", name="Save as PNG")
+    assert save.count() == 1 and save.get_attribute("id") == "generate-output-save-png"
+    name, image = saved_png(page, "#generate-output-save-png")
+    assert name == "gpt2-sample.png"
+    assert image.width >= 2 * min(page.locator("#generate-output").bounding_box()["width"], 360) - 2, "drawn at 2x"
+    assert share(image, lambda rgb: near(rgb, on_white(COLORS["top 10"]))) > 0.02, "the green of the top-10 tokens"
+    assert share(image, dark) > 0.005, "the title and the words"
+
+    with page.expect_download() as download:
+        page.locator("#generate-save-html").click()
+    assert download.value.suggested_filename == "gpt2-sample.html"
+    download.value.save_as(tmp_path / "gpt2-sample.html")  # opened as a visitor would: a file named .html
+    shown = "".join(page.locator("#sample-view-1 .token.highlighted .text").all_inner_texts())
+    saved = page.context.new_page()
+    fetched = []
+    saved.on("request", lambda r: fetched.append(r.url) if not r.url.startswith("file:") else None)
+    saved.goto((tmp_path / "gpt2-sample.html").as_uri())
+    tokens = saved.locator("span.t")
+    # every token, as the page showed it (the page draws a line break as an element of its own)
+    assert "".join("".join(tokens.all_text_contents()).split()) == "".join(shown.split())
+    assert all(title.startswith("probability ") and ", rank " in title
+               for title in tokens.evaluate_all("spans => spans.map(s => s.title)"))
+    assert saved.locator(".prompt").inner_text() == "ROMEO:"
+    legend = saved.locator(".legend").inner_text()
+    assert all(bucket in legend for bucket in COLORS)
+    assert "temperature 0.8" in saved.locator(".caption").inner_text()
+    assert fetched == [], f"the saved page fetched {fetched}"
+    saved.close()
+
+
+def test_saves_a_chart_by_keyboard_and_an_attention_map(page):
+    page.get_by_role("tab", name="Next word").click()
+    wait_until(lambda: page.locator("#explore-candidates .confidence-set").count() >= 5, message="the charts")
+    name, chart = saved_png(page, "#explore-candidates-save-png", keyboard=True)
+    assert name == "gpt2-next-word-after-settings.png"
+    assert share(chart, lambda rgb: rgb[0] > 230 and 120 < rgb[1] < 215 and rgb[2] < 170) > 0.002, "orange bars"
+    assert share(chart, dark) > 0.005
+
+    page.get_by_role("tab", name="Inside").click()
+    wait_until(lambda: page.locator("#inside-gpt2-map svg rect").count() > 10, timeout=60, message="the maps")
+    name, attention = saved_png(page, "#inside-gpt2-map-save-png")
+    assert name == "gpt2-attention.png"
+    assert share(attention, lambda rgb: rgb[2] > rgb[0] + 20) > 0.03, "the blues of attention"
+    assert share(attention, lambda rgb: near(rgb, (229, 231, 235), 3)) > 0.02, "the grey of what GPT-2 cannot see"
+
+
+def test_a_view_with_nothing_yet_says_so_instead_of_saving(page):
+    page.get_by_role("tab", name="Spot the machine").click()
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    page.locator("#score-output-save-png").click()
+    note = page.locator(".save-view-note")
+    wait_until(lambda: note.count() and "Nothing to save yet" in note.inner_text(), message="the note")
+    assert note.get_attribute("role") == "status"
+    assert not page.locator("#score-save-html").is_enabled()
+    page.locator("#score-fill-human").click()
+    wait_until(lambda: page.locator("#score-save-html").is_enabled(), timeout=30, message="the scored text's .html")
+    assert downloads == [], "nothing was saved while there was nothing to save"
