@@ -24,6 +24,7 @@ from demo.lens_pictures import (
 )
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
+from demo.save_view import save_png_button
 from gpt2_core.explain.lens import MAX_LENS_TOKENS, LogitLens
 from gpt2_core.generate.settings import check_text
 
@@ -78,17 +79,23 @@ def layers_tab(models: AppModels) -> TabParts:
         with gr.Row(equal_height=True):  # the cell's details beside the grid, following it down a tall grid
             with gr.Column(scale=3, min_width=320):
                 grid = gr.HTML(js_on_load=PICK_CELL, elem_id="layers-grid")
+                # No Save as PNG for the grid yet: on a phone it scrolls sideways under sticky row labels, and the
+                # painter (save_view.js) draws that scrolled state, labels over cells (seen at 390x844)
             with gr.Column(scale=1, min_width=280):
                 details = gr.HTML(elem_id="layers-details")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=300):
                 summary = gr.Markdown(elem_id="layers-summary")
                 chart = gr.HTML(elem_id="layers-chart")
+                save_png_button("layers-chart", file="gpt2-layers-one-word.png", needs="svg",
+                                title="One word through the layers", caption=["{#layers-summary}"])
             with gr.Column(scale=2, min_width=300):
                 gr.Markdown(COMMIT_HELP)
                 commitment = gr.HighlightedText(label="When GPT-2 committed to each word", color_map=COMMIT_COLORS,
                                                 show_legend=True, show_inline_category=False, combine_adjacent=False,
                                                 elem_id="layers-commitment", elem_classes="tokens")
+                save_png_button("layers-commitment", file="gpt2-layers-commitment.png", needs=".token",
+                                caption=["{#layers-note}"])
         copy_link("layers", {"text": text, "target": target})
         lens = gr.State(None)
         chosen = gr.State(None)  # the (row, column) of the cell last clicked, kept while the text stays the same

@@ -146,3 +146,13 @@ def test_a_view_with_nothing_yet_says_so_instead_of_saving(page):
     page.locator("#score-fill-human").click()
     wait_until(lambda: page.locator("#score-save-html").is_enabled(), timeout=30, message="the scored text's .html")
     assert downloads == [], "nothing was saved while there was nothing to save"
+
+
+def test_the_layers_chart_saves_as_a_png_of_its_orange_line(page):
+    page.get_by_role("tab", name="Layers").click()
+    page.locator("#layers-show").click()
+    wait_until(lambda: page.locator("#layers-chart svg circle").count() > 2, timeout=60, message="the rank chart")
+    name, chart = saved_png(page, "#layers-chart-save-png")
+    assert name == "gpt2-layers-one-word.png"
+    assert share(chart, lambda rgb: rgb[0] > 150 and rgb[1] < 120 and rgb[2] < 80) > 0.002, "the chart's orange line"
+    assert share(chart, dark) > 0.005, "the title and the axis labels"
