@@ -55,12 +55,9 @@ class Coloured:
     tokens: list[TokenRow] = field(default_factory=list)
 
     def segments(self) -> list[tuple[str, str | None]]:
-        """gr.HighlightedText's value. Tokens without text of their own (part of a character) have no segment; a
-        token of spaces only shows them as ␣, or it would be a clickable token with nothing to read (nor a name for a
-        screen reader). Line breaks show as breaks."""
+        """gr.HighlightedText's value. Tokens without text of their own (part of a character) have no segment."""
         return ([(p, None) for p in self.prompt if p]
-                + [(t.text if t.text.strip() or "\n" in t.text else shown_token(t.text), bucket(t.rank))
-                   for t in self.tokens if t.text])
+                + [(t.text, bucket(t.rank)) for t in self.tokens if t.text])
 
     def token_at(self, segment: int) -> TokenRow | None:
         """The token behind the segment the page reports as clicked; None for the prompt."""

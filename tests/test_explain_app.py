@@ -92,14 +92,3 @@ def test_a_suggestion_ends_after_a_whole_word():
     one_word = [TokenRow(text, i, 1, 0.5) for i, text in enumerate([" super", "cal", "ifr", "ag"])]
     assert whole_words(one_word) == one_word  # no word boundary: all of it
 
-
-def test_a_token_of_spaces_only_shows_them_so_it_has_something_to_read():
-    """A clickable token needs visible text (axe's aria-command-name): spaces only show as ␣; words and line breaks
-    show as they are, and the mapping from segments back to tokens holds."""
-    from demo.tokens import Coloured, TokenRow
-
-    rows = [TokenRow(" Hello", 1, 1, 0.5, []), TokenRow("  ", 2, 3, 0.2, []), TokenRow("\n", 3, 2, 0.3, []),
-            TokenRow(" there", 4, 50, 0.01, [])]
-    segments = Coloured(["A prompt"], rows).segments()
-    assert [text for text, _ in segments] == ["A prompt", " Hello", "\u2423\u2423", "\n", " there"]
-    assert Coloured(["A prompt"], rows).token_at(2).token_id == 2
