@@ -116,8 +116,17 @@ def test_spaces_says_this_is_not_zerogpu_and_its_decorator_gives_the_function_ba
     assert backend._prompt_logprobs == lm.backend.prompt_logprobs and backend._attention == lm.backend.attention
 
 
-def test_with_the_real_spaces_package_the_zerogpu_path_writes_what_the_engine_writes(lm):
+@pytest.fixture
+def own_lm(tiny_checkpoint):
+    """A model of this test's own: the session's `lm` may have been closed by a test that served it in an app."""
+    lm = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
+    yield lm
+    lm.close()
+
+
+def test_with_the_real_spaces_package_the_zerogpu_path_writes_what_the_engine_writes(own_lm):
     pytest.importorskip("spaces", reason="the `spaces` package is in requirements-dev.txt")
+    lm = own_lm
     lent = TextModel(ZeroGpuBackend(lm.backend, spaces_lend))
     for params in (SamplingParams(max_new_tokens=12, temperature=0, num_samples=2),
                    SamplingParams(max_new_tokens=12, temperature=0.9, top_k=40, seed=7, num_samples=3)):
