@@ -238,8 +238,10 @@ def make_generate(models: AppModels, *, deadline_s: float):
             params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                     repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples)
         session = request.session_hash if request is not None else None
+        source = None  # who computes the probabilities: read once, not at every update
         for lm, samples in stream_samples(models, session, prompt, params, deadline_s=deadline_s):
-            yield render(samples, lm.context_length, source_note(lm.describe()))[:-1]
+            source = source or source_note(lm.describe())
+            yield render(samples, lm.context_length, source)[:-1]
 
     return generate
 
@@ -268,13 +270,13 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
         prompt_pieces: list[str] | None = None
         for lm, samples in stream_samples(models, request.session_hash, prompt, params, deadline_s=deadline_s,
                                           alternatives=DETAIL_ALTERNATIVES):
-            if prompt_pieces is None:  # the prompt as GPT-2 read it (its end, if it was trimmed)
+            if prompt_pieces is None:  # the prompt as GPT-2 read it (its end, if it was trimmed), and the model, once
                 ids = lm.prepare_prompt(prompt, room=params.max_new_tokens).ids if prompt else []
                 prompt_pieces = (["\u2026"] if samples[0].prompt_truncated else []) + lm.token_pieces(ids)
+                described = lm.describe()
             coloured = [Coloured(prompt_pieces, [TokenRow(t, i, r, p, a) for t, i, r, p, a in
                                                  zip(s.token_texts, s.token_ids, s.token_ranks, s.token_probs,
                                                      s.alternatives)]) for s in samples]
-            described = lm.describe()
             *_, stats, context, first_seed = render(samples, lm.context_length, source_note(described))
             done = all(s.finish_reason is not None for s in samples)
             record = dict(model=lm.name, prompt=prompt, settings=asdict(params), samples=samples, coloured=coloured,
