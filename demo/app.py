@@ -69,6 +69,7 @@ PAGE_JS = """() => {
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
+  (""" + tokens.NAME_BLANK_TOKENS + """)();
   (""" + save_view.INSTALL + """)();
 }"""
 

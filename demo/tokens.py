@@ -134,6 +134,33 @@ REMEMBER_CLICKED_TOKEN = """() => document.addEventListener('click', (e) => {
 }, true)"""
 
 
+# Gradio makes each token of a clickable coloured text a role=button whose name is its text, so a sampled token of
+# spaces only is a button with no name (axe: aria-command-name), and a screen reader says just "button". The page
+# script (app.py) names such buttons after what they hold, and renames them when Gradio reuses the element.
+NAME_BLANK_TOKENS = """() => {
+  const describe = (text) => {
+    const parts = [], counts = [[/ /g, 'space'], [/\\n/g, 'line break'], [/\\t/g, 'tab']];
+    for (const [pattern, word] of counts) {
+      const n = (text.match(pattern) || []).length;
+      if (n) parts.push(n === 1 ? word : n + ' ' + word + 's');
+    }
+    return 'token: ' + (parts.join(', ') || 'blank');
+  };
+  const name = () => document.querySelectorAll('.token[role=button]').forEach((token) => {
+    const text = token.querySelector('.text')?.textContent ?? token.textContent;
+    if (text.trim() === '') token.setAttribute('aria-label', describe(text));
+    else if (token.getAttribute('aria-label')?.startsWith('token: ')) token.removeAttribute('aria-label');
+  });
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => { queued = false; name(); });
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+  name();
+}"""
+
+
 def keep_token_in_view(panel_id: str) -> str:
     """JS run after a token's details are drawn in `panel_id`: scroll just enough that the clicked token is not
     hidden under them (or above the window's top)."""

@@ -75,6 +75,28 @@ def test_spot_the_machine_tab_passes_axe(page):
     assert violations(page) == []
 
 
+def test_a_token_of_spaces_only_is_a_named_button(page):
+    """GPT-2 has tokens of spaces only (a run of spaces is one token, then the word with its own space). Gradio
+    makes each clickable token a button named by its text, so the page names these after what they hold."""
+    page.get_by_role("tab", name="Spot the machine").click()
+    page.locator("#score-text textarea").fill("Four spaces    here, and a tab\tthere.")
+    page.locator("#score-button").click()
+    wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 5, message="the coloured text")
+    blank = page.locator("#score-output .token[role=button][aria-label]")
+    wait_until(lambda: blank.count() >= 2, message="the blank tokens named")
+    buttons = page.locator("#score-output .token[role=button]")
+    read = "t => [t.querySelector('.text').textContent, t.getAttribute('aria-label')]"
+    held = [buttons.nth(i).evaluate(read) for i in range(buttons.count())]
+    named = {text: label for text, label in held if text.strip() == ""}
+    assert {"\t", " "} <= set(named) or {"\t", "   "} <= set(named), held  # each model's vocabulary splits its own way
+    for text, label in named.items():
+        n = text.count(" ")
+        spaces = [] if n == 0 else ["space" if n == 1 else f"{n} spaces"]
+        assert label == "token: " + ", ".join(spaces + ["tab"] * ("\t" in text)), (text, label)
+    assert all(label is None for text, label in held if text.strip()), "only blank tokens are renamed"
+    assert violations(page) == []
+
+
 def test_compare_tab_passes_axe(page):
     page.get_by_role("tab", name="BERT vs GPT-2").click()
     page.locator("#compare-button").wait_for()
