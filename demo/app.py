@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import attention_maps, lens_pictures, save_view, tokens
+from demo import attention_maps, i18n, lens_pictures, save_view, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
@@ -19,6 +19,7 @@ from demo.explore_tab import CSS as EXPLORE_CSS
 from demo.explore_tab import explore_tab
 from demo.generate_tab import CSS as GENERATE_CSS
 from demo.generate_tab import generate_tab
+from demo.i18n import LANGUAGES, T
 from demo.inside_tab import INTRO as INSIDE_INTRO
 from demo.inside_tab import inside_tab
 from demo.knobs import REMEMBER_TYPED
@@ -41,8 +42,11 @@ from demo.workspace import Workspace
 from gpt2_core.backend import ATTENTION, LENS, SCALE, TRAINING
 
 TITLE = "GPT-2 Playground"
-TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine", "compare": "BERT vs GPT-2",
-              "inside": "Inside", "layers": "Layers", "scale": "Scale", "train": "Build your own", "lesson": "Lesson"}
+TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine",  # i18n: key
+              "compare": "BERT vs GPT-2", "inside": "Inside", "layers": "Layers", "scale": "Scale",  # i18n: key
+              "train": "Build your own", "lesson": "Lesson"}  # i18n: key
+ENGLISH_ONLY = ("GPT-2 reads and writes English only (it learned from English web pages), so its text stays "  # i18n: key
+                "English on this page.")
 CSS = """
 #model-unavailable { border-left: 4px solid #2563eb; padding: 0 0.75rem; background: #eff6ff; }  /* a calm line */
 #model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
@@ -51,17 +55,34 @@ CSS = """
 #title h1 { margin: 0; font-size: 1.6rem; overflow-wrap: normal; word-break: keep-all; hyphens: none; }
 #title { min-width: min(100%, 19rem) !important; }  /* on a phone "Large text" goes below, never into a word */
 #title p { margin: 0; }
+#languages { text-align: right; font-size: 15px; }
+#languages a { margin-left: 0.6em; }
+#languages a[aria-current] { font-weight: 700; text-decoration: none; color: inherit; }
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
 """ + (tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
-       + save_view.CSS)
+       + save_view.CSS + i18n.CSS)
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
 TOGGLE_LARGE_TEXT = """() => {
   const on = document.documentElement.classList.toggle('large-text');
   try { localStorage.setItem('gpt2-playground-large-text', on ? '1' : '0'); } catch (e) {}
+}"""
+# The language links keep the page's other link parameters (a lesson step, a share link's prompt) and mark the current
+# language (Gradio has set <html lang> by the time the page script runs)
+LANGUAGE_LINKS = """() => {
+  const links = document.querySelectorAll('#languages a[data-lang]');
+  const current = () => (document.documentElement.lang || 'en').split('-')[0];
+  const mark = () => links.forEach((a) => {
+    const params = new URLSearchParams(location.search);
+    params.set('lang', a.dataset.lang);
+    a.href = '?' + params.toString();
+    if (a.dataset.lang === current()) a.setAttribute('aria-current', 'true'); else a.removeAttribute('aria-current');
+  });
+  mark();
+  new MutationObserver(mark).observe(document.documentElement, {attributes: true, attributeFilter: ['lang']});
 }"""
 PAGE_JS = """() => {
   try {
@@ -71,6 +92,8 @@ PAGE_JS = """() => {
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.NAME_BLANK_TOKENS + """)();
   (""" + save_view.INSTALL + """)();
+  (""" + i18n.APPLY_LINK_LANGUAGE + """)();
+  (""" + LANGUAGE_LINKS + """)();
 }"""
 
 
@@ -100,7 +123,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
             "explore": explore_tab(models),
             "score": score_tab(models, examples, workspace=workspace),
             "compare": compare_tab(models, examples)}
-    here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"
+    here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"  # i18n: key
     cannot = {}  # tab -> the line it shows in place of its controls, for the lesson's steps that open it
     if reason := models.unavailable(ATTENTION):
         cannot["inside"] = not_available(reason, here)  # remote mode: the server reports tokens, not attention
@@ -134,15 +157,19 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
     with Playground(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600), workspace=workspace,
                     jobs=jobs) as demo:
         with gr.Row(equal_height=False):
-            gr.Markdown(f"# {TITLE}\nOpenAI's GPT-2 (2019) writes one token at a time, each drawn from its predicted "
-                        "probabilities: see which, and why.", elem_id="title")
-            gr.Button("Large text", size="sm", scale=0, min_width=120, elem_id="large-text").click(
-                None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
+            gr.Markdown(f"# {TITLE}\n" + T("OpenAI's GPT-2 (2019) writes one token at a time, each drawn from its "
+                                             "predicted probabilities: see which, and why."), elem_id="title")
+            with gr.Column(scale=0, min_width=200):
+                gr.HTML(" ".join(f'<a data-lang="{code}" lang="{code}" href="?lang={code}">{name}</a>'
+                                 for code, name in LANGUAGES.items()), elem_id="languages")
+                gr.Button(T("Large text"), size="sm", min_width=120, elem_id="large-text").click(
+                    None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
+        gr.Markdown(T(ENGLISH_ONLY), elem_id="english-only", elem_classes=["translated-only"])
         panel.blocks.render()
         link_note = gr.Markdown(visible=False, elem_id="link-note")
         with gr.Tabs(overflow_behavior="wrap", elem_id="page-tabs") as tab_strip:  # on a phone: all in view, wrapped
             for tab_id, parts in tabs.items():
-                with gr.Tab(TAB_LABELS[tab_id], id=tab_id) as tab_item:
+                with gr.Tab(T(TAB_LABELS[tab_id]), id=tab_id) as tab_item:
                     parts.blocks.render()
                 if parts.on_open is not None:
                     parts.on_open(tab_item)
@@ -179,7 +206,7 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
     return fill_from_link
 
 
-def startup_message(demo: gr.Blocks, config: AppConfig) -> str:
+def startup_message(demo: gr.Blocks, config: AppConfig) -> str:  # i18n: not shown (the host's console)
     """What the console says once the page is served: where, how to share it, and who may switch the model."""
     lines = [f"* Running on local URL:  {demo.local_url}"]
     if demo.share_url:
@@ -198,7 +225,7 @@ def startup_message(demo: gr.Blocks, config: AppConfig) -> str:
     return "\n".join(lines)
 
 
-def launch_options() -> dict:
+def launch_options() -> dict:  # i18n: not shown (font names)
     """Look of the page, passed to launch() (Gradio 6 takes theme and CSS there); fonts are served locally."""
     fonts = dict(  # the weights the page uses, bold included, all served from Gradio's own static files
         font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif", "sans-serif"],
@@ -217,4 +244,4 @@ def launch_options() -> dict:
         button_cancel_background_fill_hover="#991b1b",
         button_cancel_text_color="white",
     )
-    return dict(theme=theme, css=CSS, js=PAGE_JS)
+    return dict(theme=theme, css=CSS, js=PAGE_JS, i18n=i18n.i18n())

@@ -16,13 +16,15 @@ from contextlib import contextmanager
 
 import gradio as gr
 
+from demo.i18n import tr
 from demo.models import ModelBusyError
 from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.lm import DeviceOutOfMemoryError
 
 log = logging.getLogger(__name__)
 
-GENERIC_MESSAGE = "Something went wrong on the server, sorry. Please try again; if it keeps happening, tell the host."
+GENERIC_MESSAGE = ("Something went wrong on the server, sorry. Please try again; if it keeps happening, "  # i18n: key
+                   "tell the host.")
 USER_ERRORS = (ValueError, ModelUnavailableError, UnsafeCheckpointError, ModelBusyError)
 
 
@@ -45,9 +47,10 @@ def user_facing_errors() -> Iterator[None]:
         raise
     except DeviceOutOfMemoryError as e:
         log.warning("request ended: %s", e)
-        raise gr.Error(f"The server is short of memory right now: {as_text(str(e))}.", print_exception=False) from None
+        raise gr.Error(tr("The server is short of memory right now: {why}.", why=as_text(str(e))),
+                       print_exception=False) from None
     except USER_ERRORS as e:
         raise gr.Error(as_text(str(e)), print_exception=False) from None
     except Exception as e:
         log.exception("request failed")
-        raise gr.Error(GENERIC_MESSAGE, print_exception=False) from e
+        raise gr.Error(tr(GENERIC_MESSAGE), print_exception=False) from e

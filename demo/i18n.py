@@ -1,0 +1,124 @@
+"""The page in the class's language: English, Spanish and French. GPT-2's own text stays English (it read English).
+
+Every user-facing string in demo/ is English source text wrapped in one of two functions, and the English text is the
+key of the translation tables in demo/locales/<module>.json ({"es": {english: spanish}, "fr": {...}}):
+
+    gr.Button(T("Generate"))                      # built once for every visitor: the browser translates it
+    raise gr.Error(tr("Write a prompt first."))   # written during a request: translated here, for that request
+
+- `T(text)` marks a string for Gradio's `gr.I18n`: the page (Gradio's frontend) shows the entry for its language,
+  or the English text where it has none. Use it for what the layout holds: labels, help texts, Markdown, choices.
+  Such a text may not hold braces (Gradio's marker is JSON inside a string, and its reader stops at a brace).
+- `tr(text, **values)` translates at once, for the language of the request being served (its page's `?lang=`
+  parameter, else its browser's Accept-Language), then fills `{name}` fields: `tr("{n} tokens", n=3)`. Outside a
+  request (start-up, API-less tests) it is English; `speaking("es")` sets a language for a block of code.
+
+Which language a page shows: the link's `lang` parameter (`?lang=es`) if it names one of LANGUAGES, else the
+browser's language if it is one of them, else English. Gradio picks the browser's; PAGE_JS below applies the link's.
+tests/test_i18n.py fails when a string a user can see is not in every table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
+from pathlib import Path
+
+import gradio as gr
+from gradio.context import LocalContext
+from gradio.i18n import I18nData
+
+LANGUAGES = {"en": "English", "es": "Español", "fr": "Français"}
+SOURCE = "en"  # the language of the code's own strings: the tables translate from it
+LOCALES = Path(__file__).parent / "locales"
+_forced: ContextVar[str | None] = ContextVar("gpt2_playground_language", default=None)
+
+
+@cache
+def tables() -> dict[str, dict[str, str]]:
+    """language -> {English text: translation}, merged from every module's file in demo/locales/."""
+    merged: dict[str, dict[str, str]] = {language: {} for language in LANGUAGES if language != SOURCE}
+    for path in sorted(LOCALES.glob("*.json")):
+        for language, entries in json.loads(path.read_text(encoding="utf-8")).items():
+            if language not in merged:
+                raise ValueError(f"{path.name}: {language!r} is not one of the page's languages {sorted(merged)}")
+            for english, translated in entries.items():
+                if merged[language].get(english, translated) != translated:
+                    raise ValueError(f"{path.name}: {english!r} has two {language} translations")
+                merged[language][english] = translated
+    return merged
+
+
+@cache
+def i18n() -> gr.I18n:
+    """The tables for Gradio (`launch(i18n=...)`)."""
+    return gr.I18n(**tables())
+
+
+def T(text: str) -> I18nData:  # noqa: N802 (short, like gettext's _, since it wraps every label)
+    """`text` as a key the browser translates: for what the layout holds, built once for every language."""
+    if "{" in text or "}" in text:
+        raise ValueError(f"a text translated by the browser cannot hold braces: {text!r}")
+    return I18nData(text)
+
+
+def tr(text: str, **values: object) -> str:
+    """`text` in the language of the request being served, with `{name}` fields filled from `values`."""
+    translated = tables().get(language(), {}).get(text, text)
+    return translated.format(**values) if values else translated
+
+
+def language() -> str:
+    """The language of the request being served (or the one `speaking` set), "en" outside a request."""
+    if (forced := _forced.get()) is not None:
+        return forced
+    request = LocalContext.request.get(None)
+    if request is None:
+        return SOURCE
+    return choose_language(dict(request.query_params), request.headers.get("accept-language", ""))
+
+
+def choose_language(query: Mapping[str, str], accept_language: str) -> str:
+    """The link's `lang` if the page has it, else the browser's first language the page has, else English."""
+    if (asked := query.get("lang", "").strip().lower()) in LANGUAGES:
+        return asked
+    ranked = []
+    for i, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        weight = re.search(r"q=([0-9.]+)", params)
+        ranked.append((-float(weight.group(1)) if weight else -1.0, i, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        if (base := tag.split("-")[0]) in LANGUAGES:
+            return base
+    return SOURCE
+
+
+@contextmanager
+def speaking(lang: str) -> Iterator[None]:
+    """Translate with `lang` inside the block, whatever the request (tests; work done for a page off its thread)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"`lang` has to be one of {sorted(LANGUAGES)}, but is {lang!r}")
+    token = _forced.set(lang)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+# The link's ?lang=xx, applied as the page opens (app.py's page script runs this). Gradio chooses the browser's
+# language itself and has no parameter for it; its own module exports `changeLocale`, which its settings panel
+# uses, and importing that module by the URL the page loaded gives the same instance the page runs.
+APPLY_LINK_LANGUAGE = """async () => {
+  const asked = (new URLSearchParams(location.search).get('lang') || '').toLowerCase();
+  if (!LANGUAGES.includes(asked)) return;
+  const core = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /\\/core-[\\w-]+\\.js$/.test(n));
+  if (!core) return;
+  try { (await import(core)).changeLocale(asked); } catch (e) { console.warn('lang: ' + e); }
+}""".replace("LANGUAGES", json.dumps(list(LANGUAGES)))
+
+# The note that GPT-2 writes English: shown on a translated page only (Gradio sets <html lang> to its language)
+CSS = """html[lang|=en] .translated-only { display: none; }"""

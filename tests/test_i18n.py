@@ -1,0 +1,231 @@
+"""The page in the class's language (demo/i18n.py): the tables, the choice of language, and the guard that fails when
+a string a user can see is added outside the tables.
+
+Two checks find such strings:
+- in the built page: every label, help text, placeholder, Markdown, HTML, button and choice of every component is
+  a key of the tables (or has no words: numbers, symbols, names from NAMES);
+- in the source: every string literal in demo/ with two words or more is inside `T(...)` / `tr(...)` (whose text
+  must then be in every table), or sits in code that is never shown (docstrings, logging, element ids, JS and CSS),
+  or its line says `# i18n: key` (a text translated where it is used; it must be in the tables too) or
+  `# i18n: not shown` (an API field, a host's log line, a file name).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from demo import i18n
+from demo.i18n import LANGUAGES, T, choose_language, speaking, tables, tr
+
+pytest_plugins = ["fixtures_ui"]
+
+DEMO = Path(__file__).resolve().parent.parent / "demo"
+# demo/config.py is the host's command line and environment: its help and errors are for the host's console
+NOT_ON_THE_PAGE = {"config.py", "i18n.py"}
+MODULES = sorted(p.name for p in DEMO.glob("*.py") if p.name not in NOT_ON_THE_PAGE)
+WORDS = re.compile(r"[A-Za-z]{2,}[,.;:!?'’)]*\s+\(?[A-Za-z]{2,}")
+NEVER_SHOWN_KEYWORDS = {"elem_id", "elem_classes", "js", "css", "api_name", "api_visibility", "key", "variant",
+                        "show_progress", "head", "trigger_mode", "concurrency_id", "format", "file_types",
+                        "type", "sort", "color", "x", "y"}
+NEVER_SHOWN_NAMES = re.compile(r"(JS|CSS|SCRIPT|PATTERN|RE)$|^_?[A-Z_]*(JS|CSS)_")
+LOGGING = {"log", "logging", "logger", "warnings"}
+# Names and symbols the page shows as they are, in every language
+NAMES = {"GPT", "BERT", "Playground", "OpenAI", "Google", "English", "Español", "Français", "Hugging", "Face", "vLLM",
+         "KV", "PNG", "HTML", "JSON", "API", "CPU", "GPU", "Shakespeare", "Macbeth", "int8", "fp32", "bf16", "top",
+         "distilgpt2", "gpt2", "medium", "large", "xl", "mini", "tok", "ms", "MiB", "GiB", "MB", "GB"}
+
+
+# ---- the tables and the choice of language ------------------------------------------------------------------------
+
+
+def test_every_table_file_holds_only_the_pages_languages_and_translates_each_text_once():
+    assert LANGUAGES.keys() == {"en", "es", "fr"}
+    merged = tables()
+    assert set(merged) == {"es", "fr"}
+    for path in sorted(i18n.LOCALES.glob("*.json")):
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        assert set(entries) == {"es", "fr"}, path.name
+        assert set(entries["es"]) == set(entries["fr"]), f"{path.name}: es and fr translate different texts"
+        for language, table in entries.items():
+            for english, translated in table.items():
+                assert translated.strip(), f"{path.name}: an empty {language} translation of {english!r}"
+                assert fields(english) == fields(translated), f"{path.name} {language}: {english!r} -> {translated!r}"
+
+
+def fields(text: str) -> list[str]:
+    return sorted(re.findall(r"\{(\w*)[^{}]*\}", text))
+
+
+@pytest.mark.parametrize(("query", "header", "expected"), [
+    ({}, "", "en"),
+    ({}, "es-ES,es;q=0.9,en;q=0.8", "es"),
+    ({}, "de-DE,de;q=0.9,fr;q=0.8,en;q=0.7", "fr"),  # the first the page has
+    ({}, "en;q=0.5,fr", "fr"),  # by weight, not order
+    ({"lang": "es"}, "fr-FR", "es"),  # the link wins
+    ({"lang": "ES"}, "", "es"),
+    ({"lang": "de"}, "fr", "fr"),  # a language the page lacks: the browser's
+    ({"lang": "xx"}, "", "en"),
+])
+def test_the_language_is_the_links_then_the_browsers_then_english(query, header, expected):
+    assert choose_language(query, header) == expected
+
+
+def test_tr_translates_for_the_language_being_spoken_and_fills_fields():
+    english = next(iter(tables()["es"]))
+    assert tr(english) == english  # outside a request: English
+    with speaking("es"):
+        assert tr(english) == tables()["es"][english]
+        assert tr("A text no table has") == "A text no table has"  # an entry missing shows the English
+    with speaking("fr"):
+        assert tr(english) == tables()["fr"][english]
+    with pytest.raises(ValueError, match="`lang` has to be one of"):
+        with speaking("de"):
+            pass
+
+
+def test_a_text_the_browser_translates_cannot_hold_braces():
+    """Gradio's marker is JSON inside a string, read up to the first closing brace."""
+    assert "__i18n__" in str(T("Generate"))
+    with pytest.raises(ValueError, match="braces"):
+        T("{n} tokens")
+
+
+# ---- the guard: no user-facing English outside the tables ---------------------------------------------------------
+
+
+def literal_texts(module: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(the texts given to T/tr or marked `# i18n: key`, the texts that look shown but are not translated)."""
+    source = (DEMO / module).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    keys, untranslated = [], []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        comments = " ".join(lines[node.lineno - 1:node.end_lineno])
+        if "# i18n: not shown" in comments or "# i18n: not shown" in enclosing_def_line(node, parents, lines):
+            continue
+        context = why_never_shown_or_translated(node, parents)
+        if context in ("never shown", "docstring"):
+            continue
+        if context == "translated" or "# i18n: key" in comments:
+            keys.append((node.lineno, node.value))
+        elif WORDS.search(node.value):
+            untranslated.append((node.lineno, node.value))
+    return keys, untranslated
+
+
+def enclosing_def_line(node: ast.AST, parents: dict, lines: list[str]) -> str:
+    """The `def` lines around `node`: a function for the host's console says so once, on its def line."""
+    found = []
+    while (node := parents.get(node)) is not None:
+        if isinstance(node, ast.FunctionDef):
+            found.append(lines[node.lineno - 1])
+    return " ".join(found)
+
+
+def why_never_shown_or_translated(node: ast.Constant, parents: dict) -> str | None:
+    if isinstance(parents.get(node), ast.Expr):
+        return "docstring"
+    if isinstance(parents.get(node), ast.Dict) and node in parents[node].keys:
+        return "never shown"  # a key of a table in the code
+    if re.match(r"\s*(async )?(\(\w*(, \w+)*\)|\w+) =>|\s*function\b", node.value):
+        return "never shown"  # JavaScript for the page
+    child, parent = node, parents.get(node)
+    while parent is not None:
+        if isinstance(parent, ast.keyword) and parent.arg in NEVER_SHOWN_KEYWORDS:
+            return "never shown"
+        if isinstance(parent, ast.Call):
+            func = parent.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
+            if name in ("T", "tr") and child is parent.args[0]:
+                return "translated" if isinstance(node, ast.Constant) and child is node else "never shown"
+            if owner in LOGGING or name in ("getLogger", "compile", "match", "search", "sub", "fullmatch"):
+                return "never shown"
+        if isinstance(parent, ast.Assign | ast.AnnAssign):
+            targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+            if any(isinstance(t, ast.Name) and NEVER_SHOWN_NAMES.search(t.id) for t in targets):
+                return "never shown"
+        child, parent = parent, parents.get(parent)
+    return None
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_shown_string_in_the_module_is_translated(module):
+    keys, untranslated = literal_texts(module)
+    assert not untranslated, (f"{module}: wrap these in T() (layout) or tr() (a request), or mark the line "
+                              f"'# i18n: not shown': " + "; ".join(f"line {n}: {text[:60]!r}" for n, text in untranslated))
+    for language, table in tables().items():
+        missing = [(n, text) for n, text in keys if text not in table]
+        assert not missing, f"{module}: no {language} for " + "; ".join(f"line {n}: {t[:60]!r}" for n, t in missing)
+
+
+def test_the_guard_finds_an_untranslated_label(tmp_path, monkeypatch):
+    """The check above can fail: a new English label, an English error, and a T() text the tables lack."""
+    module = tmp_path / "new_tab.py"
+    module.write_text('import gradio as gr\nfrom demo.i18n import T, tr\n\n'
+                      'def new_tab():\n    gr.Button("Do the thing", elem_id="do-it")\n'
+                      '    gr.Markdown(T("A text no table has"))\n\n'
+                      'def handler():\n    raise gr.Error(f"That went wrong: {3}")\n', encoding="utf-8")
+    monkeypatch.setattr(__import__(__name__), "DEMO", tmp_path)
+    keys, untranslated = literal_texts("new_tab.py")
+    assert [text for _, text in untranslated] == ["Do the thing", "That went wrong: "]
+    assert keys == [(6, "A text no table has")] and "A text no table has" not in tables()["es"]
+
+
+# ---- the built page ------------------------------------------------------------------------------------------------
+
+SHOWN_PROPS = ("label", "info", "placeholder", "value", "choices", "description", "title", "show_label_text")
+MARKER = re.compile(r'__i18n__(\{"__type__": "translation_metadata", "key": "(?:[^"\\]|\\.)*"\})')
+
+
+def shown_strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict) and value.get("__type__") == "translation_metadata":
+        return ["__i18n__" + json.dumps(value)]
+    if isinstance(value, list | tuple):  # choices are [label, value] pairs: the label is shown
+        return [s for item in value for s in shown_strings(item[0] if isinstance(item, list | tuple) else item)]
+    return []
+
+
+def untranslated_words(text: str) -> list[str]:
+    keys = [json.loads(m.group(1))["key"] for m in MARKER.finditer(text)]
+    missing = [key for key in keys if any(key not in table for table in tables().values())]
+    rest = MARKER.sub(" ", text)
+    rest = re.sub(r"<[^>]+>|&\w+;|https?://\S+", " ", rest)  # markup and addresses
+    words = [w for w in re.findall(r"[^\W\d_][\w'’-]+", rest) if w not in NAMES and not re.search(r"\d", w)]
+    return missing + words
+
+
+def test_every_label_and_text_of_the_built_page_is_in_the_tables(tiny_checkpoint, tiny_bert):
+    from demo import AppConfig, build_demo, start_models
+
+    config = AppConfig(model=str(tiny_checkpoint), bert_model=str(tiny_bert), device="cpu")
+    models = start_models(config)
+    try:
+        demo = build_demo(config, models=models)
+        found = []
+        for component in demo.get_config_file()["components"]:
+            props = component.get("props", {})
+            if component.get("type") in ("api", "state"):
+                continue  # not on the page: an API endpoint's parameters, a session's value
+            for prop in SHOWN_PROPS:
+                if component.get("type") in ("textbox", "number", "slider", "dropdown", "radio", "checkbox",
+                                             "state", "json", "file", "highlightedtext", "image", "plot",
+                                             "barplot", "lineplot", "dataframe", "label") and prop == "value":
+                    continue  # a value typed or computed, not a text of the page
+                for text in shown_strings(props.get(prop)):
+                    if words := untranslated_words(text):
+                        found.append(f"{component.get('type')}#{props.get('elem_id')}.{prop}: {words[:4]}")
+        assert not found, "untranslated texts on the page:\n" + "\n".join(found)
+    finally:
+        demo.close()
+        models.close()
