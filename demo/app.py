@@ -10,6 +10,7 @@ Tests pass `models=start_models(config, load_gpt2=..., load_bert=...)` to build 
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from demo import attention_maps, i18n, lens_pictures, save_view, tokens
 from demo.compare_tab import compare_tab
@@ -92,7 +93,6 @@ PAGE_JS = """() => {
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.NAME_BLANK_TOKENS + """)();
   (""" + save_view.INSTALL + """)();
-  (""" + i18n.APPLY_LINK_LANGUAGE + """)();
   (""" + LANGUAGE_LINKS + """)();
 }"""
 
@@ -244,4 +244,5 @@ def launch_options() -> dict:  # i18n: not shown (font names)
         button_cancel_background_fill_hover="#991b1b",
         button_cancel_text_color="white",
     )
-    return dict(theme=theme, css=CSS, js=PAGE_JS, i18n=i18n.i18n())
+    # A link's ?lang= chooses the page's language: i18n.LinkLanguage sets it before Gradio starts
+    return dict(theme=theme, css=CSS, js=PAGE_JS, i18n=i18n.i18n(), app_kwargs={"middleware": [Middleware(i18n.LinkLanguage)]})

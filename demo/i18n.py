@@ -14,7 +14,7 @@ key of the translation tables in demo/locales/<module>.json ({"es": {english: sp
   request (start-up, API-less tests) it is English; `speaking("es")` sets a language for a block of code.
 
 Which language a page shows: the link's `lang` parameter (`?lang=es`) if it names one of LANGUAGES, else the
-browser's language if it is one of them, else English. Gradio picks the browser's; PAGE_JS below applies the link's.
+browser's language if it is one of them, else English. Gradio picks the browser's; LinkLanguage makes it the link's.
 tests/test_i18n.py fails when a string a user can see is not in every table.
 """
 
@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import gradio as gr
 from gradio.context import LocalContext
@@ -109,16 +110,44 @@ def speaking(lang: str) -> Iterator[None]:
         _forced.reset(token)
 
 
-# The link's ?lang=xx, applied as the page opens (app.py's page script runs this). Gradio chooses the browser's
-# language itself and has no parameter for it; its own module exports `changeLocale`, which its settings panel
-# uses, and importing that module by the URL the page loaded gives the same instance the page runs.
-APPLY_LINK_LANGUAGE = """async () => {
-  const asked = (new URLSearchParams(location.search).get('lang') || '').toLowerCase();
-  if (!LANGUAGES.includes(asked)) return;
-  const core = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /\\/core-[\\w-]+\\.js$/.test(n));
-  if (!core) return;
-  try { (await import(core)).changeLocale(asked); } catch (e) { console.warn('lang: ' + e); }
-}""".replace("LANGUAGES", json.dumps(list(LANGUAGES)))
+class LinkLanguage:
+    """ASGI middleware for the page's link parameter `?lang=xx`: Gradio chooses the page's language from the
+    browser's (`navigator.language`) as it starts, and has no parameter for it, so the page's HTML gets a first
+    script that makes the browser's language the link's. (Gradio's own `changeLocale`, used later, leaves some labels,
+    the tabs', in the old language.) Only the page itself is touched, and only for a language in LANGUAGES."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("", "/"):
+            return await self.app(scope, receive, send)
+        asked = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang", [""])[0].strip().lower()
+        if asked not in LANGUAGES:
+            return await self.app(scope, receive, send)
+        script = LINK_LANGUAGE_SCRIPT.replace("LANG", asked).encode()
+        start: dict = {}
+        body: list[bytes] = []
+
+        async def add_script(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = b"".join(body)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                page = page.replace(b"<head>", b"<head>" + script, 1)
+            await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, add_script)
+
+
+LINK_LANGUAGE_SCRIPT = """<script>(() => { for (const [name, value] of [['language', 'LANG'], ['languages', ['LANG']]])
+  Object.defineProperty(Navigator.prototype, name, {get: () => value, configurable: true}); })();</script>"""
 
 # The note that GPT-2 writes English: shown on a translated page only (Gradio sets <html lang> to its language)
 CSS = """html[lang|=en] .translated-only { display: none; }"""

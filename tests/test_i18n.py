@@ -229,3 +229,25 @@ def test_every_label_and_text_of_the_built_page_is_in_the_tables(tiny_checkpoint
     finally:
         demo.close()
         models.close()
+
+
+def test_a_links_lang_reaches_the_page_before_gradio_starts_and_nothing_else_is_touched():
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    page = "<html><head><title>t</title></head><body></body></html>"
+    app = Starlette(routes=[Route("/", lambda request: HTMLResponse(page)),
+                            Route("/config", lambda request: JSONResponse({"head": "<head>"}))],
+                    middleware=[Middleware(i18n.LinkLanguage)])
+    with TestClient(app) as client:
+        french = client.get("/?lang=fr&lesson=3")
+        assert french.text.startswith("<html><head><script>") and "'fr'" in french.text
+        assert french.text.endswith(page[len("<html><head>"):])
+        assert int(french.headers["content-length"]) == len(french.content)
+        assert client.get("/?lang=ES").text.count("'es'") == 2
+        for unchanged in ("/", "/?lang=de", "/?lang=%27%3Balert(1)%3B%27"):
+            assert client.get(unchanged).text == page, unchanged
+        assert client.get("/config?lang=fr").json() == {"head": "<head>"}

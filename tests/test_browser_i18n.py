@@ -1,0 +1,80 @@
+"""The page in Spanish and French, in Debian's chromium: chosen by the browser's language or by the link's `?lang=`,
+with GPT-2's own text left English and said so, messages written during a request in the page's language, and
+axe clean."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from test_browser import browser  # noqa: F401 (fixture)
+from test_browser_a11y import violations
+from ui_helpers import wait_until
+
+from demo.i18n import tables
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+ES, FR = tables()["es"], tables()["fr"]
+TABS = ["Generate", "Next word", "Spot the machine", "BERT vs GPT-2", "Inside", "Layers", "Scale", "Build your own",
+        "Lesson"]
+
+
+@contextmanager
+def opened(browser, url: str, locale: str, size=(1280, 720)):  # noqa: F811
+    context = browser.new_context(locale=locale, viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(url)
+        page.locator("#prompt textarea").wait_for()
+        yield page
+    finally:
+        context.close()
+
+
+def tab_names(page) -> list[str]:
+    return [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+
+
+def test_a_spanish_browser_gets_the_page_in_spanish_and_is_told_gpt2_writes_english(browser, app):  # noqa: F811
+    with opened(browser, app.url, "es-ES") as page:
+        wait_until(lambda: tab_names(page)[:len(TABS)] == [ES[t] for t in TABS], message="the tabs in Spanish")
+        assert page.evaluate("document.documentElement.lang") == "es"
+        note = page.locator("#english-only")
+        assert note.is_visible() and "inglés" in note.inner_text()
+        assert page.locator("#languages a[aria-current]").inner_text() == "Español"
+        assert page.locator("#large-text").inner_text() == ES["Large text"]
+        assert violations(page) == []
+
+
+def test_an_english_browser_gets_english_without_the_note(browser, app):  # noqa: F811
+    with opened(browser, app.url, "en-US") as page:
+        wait_until(lambda: tab_names(page)[:len(TABS)] == TABS, message="the tabs in English")
+        assert not page.locator("#english-only").is_visible()
+        assert page.locator("#languages a[aria-current]").inner_text() == "English"
+
+
+def test_the_links_lang_wins_over_the_browsers_and_the_switcher_keeps_the_other_parameters(browser, app):  # noqa: F811
+    with opened(browser, app.url + "?lang=fr&lesson=3", "en-US") as page:
+        wait_until(lambda: tab_names(page)[:len(TABS)] == [FR[t] for t in TABS], message="the tabs in French")
+        assert page.evaluate("document.documentElement.lang") == "fr"
+        spanish = page.locator("#languages a[data-lang=es]").get_attribute("href")
+        assert "lang=es" in spanish and "lesson=3" in spanish
+        page.locator("#languages a[data-lang=es]").click()
+        wait_until(lambda: tab_names(page)[:len(TABS)] == [ES[t] for t in TABS], message="the tabs in Spanish")
+        assert "lesson=3" in page.url
+
+
+def test_a_message_written_during_a_request_comes_in_the_pages_language(browser, app):  # noqa: F811
+    """A bad temperature on a Spanish page: the error in place of the output, written by the server, is Spanish."""
+    with opened(browser, app.url + "?lang=es", "en-US") as page:
+        box = page.locator("#temperature input[type=number]")
+        box.fill("5")
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        wait_until(lambda: page.locator(".toast-body").count() > 0 or "5" in page.locator("#run-state").inner_text(),
+                   message="the error")
+        shown = " ".join(page.locator(".toast-body").all_inner_texts()) + page.locator("#run-state").inner_text()
+        assert "has to be" not in shown and "tiene que" in shown, shown
