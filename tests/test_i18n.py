@@ -199,6 +199,8 @@ def shown_strings(value) -> list[str]:
 def untranslated_words(text: str) -> list[str]:
     keys = [json.loads(m.group(1))["key"] for m in MARKER.finditer(text)]
     missing = [key for key in keys if any(key not in table for table in tables().values())]
+    if len(keys) > 1:  # Gradio's page translates the first marker of a text only (6.31)
+        missing.append(f"{len(keys)} markers in one text")
     rest = MARKER.sub(" ", text)
     rest = re.sub(r"<[^>]+>|&\w+;|https?://\S+", " ", rest)  # markup and addresses
     words = [w for w in re.findall(r"[^\W\d_][\w'’-]+", rest) if w not in NAMES and not re.search(r"\d", w)]
