@@ -46,8 +46,6 @@ TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine",  # i18n: key
               "compare": "BERT vs GPT-2", "inside": "Inside", "layers": "Layers", "scale": "Scale",  # i18n: key
               "train": "Build your own", "lesson": "Lesson"}  # i18n: key
-ENGLISH_ONLY = ("GPT-2 reads and writes English only (it learned from English web pages), so its text stays "  # i18n: key
-                "English on this page.")
 CSS = """
 #model-unavailable { border-left: 4px solid #2563eb; padding: 0 0.75rem; background: #eff6ff; }  /* a calm line */
 #model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
@@ -56,14 +54,14 @@ CSS = """
 #title h1 { margin: 0; font-size: 1.6rem; overflow-wrap: normal; word-break: keep-all; hyphens: none; }
 #title { min-width: min(100%, 19rem) !important; }  /* on a phone "Large text" goes below, never into a word */
 #title p { margin: 0; }
-#languages { text-align: right; font-size: 15px; }
-#languages a { margin-left: 0.6em; }
+#languages { align-self: center; font-size: 15px; white-space: nowrap; }
+#languages a { margin-right: 0.8em; }
 #languages a[aria-current] { font-weight: 700; text-decoration: none; color: inherit; }
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
 """ + (tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
-       + save_view.CSS + i18n.CSS)
+       + save_view.CSS)
 
 
 # "Large text" for a projector: the choice is kept in this browser (localStorage) and applied as the page opens.
@@ -157,14 +155,16 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
     with Playground(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600), workspace=workspace,
                     jobs=jobs) as demo:
         with gr.Row(equal_height=False):
+            # A translated subtitle also says that GPT-2's own text stays English (it learned from English pages):
+            # one line more on those pages, none on the English one
             gr.Markdown(f"# {TITLE}\n" + T("OpenAI's GPT-2 (2019) writes one token at a time, each drawn from its "
                                              "predicted probabilities: see which, and why."), elem_id="title")
-            with gr.Column(scale=0, min_width=200):
-                gr.HTML(" ".join(f'<a data-lang="{code}" lang="{code}" href="?lang={code}">{name}</a>'
-                                 for code, name in LANGUAGES.items()), elem_id="languages")
+            with gr.Column(scale=0, min_width=280), gr.Row(elem_id="page-tools"):
+                gr.HTML(" ".join(f'<a data-lang="{code}" lang="{code}" href="?lang={code}" title="{name}" '
+                                 f'aria-label="{name}">{code.upper()}</a>' for code, name in LANGUAGES.items()),
+                        min_width=130, elem_id="languages")
                 gr.Button(T("Large text"), size="sm", min_width=120, elem_id="large-text").click(
                     None, js=TOGGLE_LARGE_TEXT, api_visibility="private")
-        gr.Markdown(T(ENGLISH_ONLY), elem_id="english-only", elem_classes=["translated-only"])
         panel.blocks.render()
         link_note = gr.Markdown(visible=False, elem_id="link-note")
         with gr.Tabs(overflow_behavior="wrap", elem_id="page-tabs") as tab_strip:  # on a phone: all in view, wrapped

@@ -148,6 +148,3 @@ class LinkLanguage:
 
 LINK_LANGUAGE_SCRIPT = """<script>(() => { for (const [name, value] of [['language', 'LANG'], ['languages', ['LANG']]])
   Object.defineProperty(Navigator.prototype, name, {get: () => value, configurable: true}); })();</script>"""
-
-# The note that GPT-2 writes English: shown on a translated page only (Gradio sets <html lang> to its language)
-CSS = """html[lang|=en] .translated-only { display: none; }"""

@@ -42,18 +42,17 @@ def test_a_spanish_browser_gets_the_page_in_spanish_and_is_told_gpt2_writes_engl
     with opened(browser, app.url, "es-ES") as page:
         wait_until(lambda: tab_names(page)[:len(TABS)] == [ES[t] for t in TABS], message="the tabs in Spanish")
         assert page.evaluate("document.documentElement.lang") == "es"
-        note = page.locator("#english-only")
-        assert note.is_visible() and "inglés" in note.inner_text()
-        assert page.locator("#languages a[aria-current]").inner_text() == "Español"
+        assert "inglés" in page.locator("#title").inner_text()  # GPT-2's own text stays English: said under the title
+        assert page.locator("#languages a[aria-current]").get_attribute("aria-label") == "Español"
         assert page.locator("#large-text").inner_text() == ES["Large text"]
         assert violations(page) == []
 
 
-def test_an_english_browser_gets_english_without_the_note(browser, app):  # noqa: F811
+def test_an_english_browser_gets_english_and_a_plain_subtitle(browser, app):  # noqa: F811
     with opened(browser, app.url, "en-US") as page:
         wait_until(lambda: tab_names(page)[:len(TABS)] == TABS, message="the tabs in English")
-        assert not page.locator("#english-only").is_visible()
-        assert page.locator("#languages a[aria-current]").inner_text() == "English"
+        assert "English" not in page.locator("#title").inner_text()
+        assert page.locator("#languages a[aria-current]").get_attribute("aria-label") == "English"
 
 
 def test_the_links_lang_wins_over_the_browsers_and_the_switcher_keeps_the_other_parameters(browser, app):  # noqa: F811
