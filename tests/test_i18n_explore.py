@@ -9,6 +9,8 @@ from demo import compare_tab, explore_tab, inside_tab, score_tab
 from demo.i18n import speaking, tables
 from demo.tokens import Coloured
 
+pytest_plugins = ["fixtures_ui"]
+
 
 def test_a_next_word_message_is_in_the_requests_language():
     start = explore_tab.Built("The cat")
@@ -35,3 +37,16 @@ def test_messages_with_values_keep_their_values_in_every_language():
 def test_the_tabs_labels_are_keys_of_both_tables(text):
     for language in ("es", "fr"):
         assert text in tables()[language], language
+
+
+def test_a_request_in_spanish_gets_spanish_and_an_api_client_english(app):
+    """Over HTTP: the browser's Accept-Language (or the link's ?lang=) picks the language; gradio_client sends none."""
+    from gradio_client import Client
+
+    sentence = "The ___ barked at the mailman all morning."
+    english = Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
+    spanish = Client(app.url, verbose=False, analytics_enabled=False, download_files=False,
+                     headers={"Accept-Language": "es-ES,es;q=0.9"})
+    assert "**GPT-2 read:**" in english.predict(sentence, api_name="/compare")[3]
+    assert "**GPT-2 leyó:**" in spanish.predict(sentence, api_name="/compare")[3]
+    assert spanish.predict("Hello", 1.0, 0, 1.0, api_name="/explore")[2].startswith("Candidatos de ")
