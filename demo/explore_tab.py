@@ -34,7 +34,7 @@ SUGGESTION_TOKENS = 8  # about a short phrase; written with a few more, then cut
 SUGGESTION_SPARE = 4
 START = "The best thing about learning to code is"  # i18n: not shown (GPT-2's own input: English, see ENGLISH_ONLY)
 # What a chart's saved picture says under its title: the model and the cut tokens, then the text and the settings
-# (a template the page fills; demo/save_view.py shows it in the page's language)
+# (a template the page fills; demo/save_view.py's page script is to show it, and the titles, in the page's language)
 SETTINGS_CAPTION = ("After \u201c{#explore-prompt textarea}\u201d \u00b7 temperature "  # i18n: key
                     "{#explore-temperature input[type=number]} \u00b7 top-k {#explore-top-k input[type=number]} \u00b7 "
                     "top-p {#explore-top-p input[type=number]}")

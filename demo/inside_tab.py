@@ -29,7 +29,7 @@ from gpt2_core.generate.settings import check_text
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."  # i18n: not shown (the models' input: English)
 LINKS = 3  # strongest links listed for the chosen word
 CACHED = 16  # sentences whose maps are kept
-MAP_NOTES = {  # under a saved map: how to read it (demo/save_view.py shows it in the page's language)
+MAP_NOTES = {  # under a saved map: how to read it (for demo/save_view.py to show in the page's language)
     "gpt2": "Each row is a word; its cells are the words it looks at, darker where it looks more. Grey: the words "  # i18n: key
             "after it, which GPT-2 cannot see.",
     "bert": "Each row is a word; its cells are the words it looks at, darker where it looks more. BERT sees the whole "
