@@ -36,7 +36,7 @@ def heatmap_svg(tokens: list[str], weights: ArrayLike, *, causal: bool, selected
     left = 12 + CHAR * max(len(n) for n in names)
     top = 12 + CHAR * 0.75 * max(len(n) for n in names)  # column labels are turned 45 degrees
     width, height = left + CELL * T + 6, top + CELL * T + 6
-    parts = [f'<svg viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{html.escape(title)}" '
+    parts = [f'<svg viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{html.escape(title)}" '  # i18n: not shown (SVG)
              f'xmlns="http://www.w3.org/2000/svg" class="attention-map" font-size="{FONT}">',
              f"<title>{html.escape(title)}</title>"]
     for j, name in enumerate(names):

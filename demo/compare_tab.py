@@ -12,6 +12,7 @@ import gradio as gr
 
 from demo.errors import markdown_text, user_facing_errors
 from demo.examples import Examples
+from demo.i18n import T, tr
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
 from demo.save_view import save_png_button
@@ -19,8 +20,8 @@ from demo.unavailable import as_markdown, bert_missing
 from gpt2_core.bert.compare import Comparison, compare, gpt2_next_words, split_blank
 
 TOP_WORDS = 8
-BERT_TITLE = "BERT: words for the blank (reads both sides)"
-RANKING_TITLE = "GPT-2: BERT's words ranked by how likely the whole sentence is"
+BERT_TITLE = "BERT: words for the blank (reads both sides)"  # i18n: key
+RANKING_TITLE = "GPT-2: BERT's words ranked by how likely the whole sentence is"  # i18n: key
 
 INTRO = """\
 ### BERT fills in blanks; GPT-2 writes essays
@@ -28,35 +29,35 @@ INTRO = """\
 and guesses the missing word. **GPT-2** reads **left to right**: to guess the next word it only has the words \
 before it, which is exactly what it needs to write text one word after another.
 Write a sentence with one blank (`___` or `[MASK]`) where the words *after* the blank decide the answer, and compare.
-"""
+"""  # i18n: key
 
 
 def compare_tab(models: AppModels, examples: Examples) -> TabParts:
     with gr.Blocks() as tab:
         bert_note = gr.Markdown(visible=False, elem_id="compare-bert-missing")  # filled as the page opens
-        gr.Markdown(INTRO)
+        gr.Markdown(T(INTRO))
         with gr.Row(equal_height=True):
-            sentence = gr.Textbox(label="Sentence with one blank", value=examples.compare[0], scale=4,
-                                  elem_id="sentence", placeholder="The ___ barked at the mailman all morning.")
-            button = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-button")
-        gr.Examples(examples=[[s] for s in examples.compare], inputs=[sentence], label="Sentences to try")
+            sentence = gr.Textbox(label=T("Sentence with one blank"), value=examples.compare[0], scale=4,
+                                  elem_id="sentence", placeholder=T("The ___ barked at the mailman all morning."))
+            button = gr.Button(T("Compare"), variant="primary", scale=1, elem_id="compare-button")
+        gr.Examples(examples=[[s] for s in examples.compare], inputs=[sentence], label=T("Sentences to try"))
         copy_link("compare", {"sentence": sentence})
-        seen = gr.Markdown(label="what each model read", elem_id="what-each-saw")
+        seen = gr.Markdown(label=T("what each model read"), elem_id="what-each-saw")
         with gr.Row(equal_height=True):
             with gr.Column(min_width=240):
-                bert = chart(BERT_TITLE, "bert-chart")
+                bert = chart(T(BERT_TITLE), "bert-chart")
                 bert_why = gr.Markdown(visible=False, container=True, elem_id="bert-chart-why")
                 save_chart("bert-chart")
             with gr.Column(min_width=240):
-                gpt2_next = chart("GPT-2: next word after the left side (reads left to right)", "gpt2-next-chart")
+                gpt2_next = chart(T("GPT-2: next word after the left side (reads left to right)"), "gpt2-next-chart")
                 save_chart("gpt2-next-chart")
             with gr.Column(min_width=240):
-                gpt2_ranking = chart(RANKING_TITLE, "gpt2-ranking-chart")
+                gpt2_ranking = chart(T(RANKING_TITLE), "gpt2-ranking-chart")
                 ranking_why = gr.Markdown(visible=False, container=True, elem_id="gpt2-ranking-why")
                 save_chart("gpt2-ranking-chart")
-        gr.Markdown("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
-                    "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
-                    "sentence, it just cannot peek ahead while writing.")
+        gr.Markdown(T("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
+                      "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
+                      "sentence, it just cannot peek ahead while writing."))
         results = [bert, gpt2_next, gpt2_ranking, seen]
         show_bert = dict(fn=make_show_bert(models, bert_note, bert, bert_why, gpt2_ranking, ranking_why),
                          outputs=[bert_note, bert, bert_why, gpt2_ranking, ranking_why], api_visibility="private",
@@ -89,15 +90,16 @@ def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_wh
             return {note: gr.Markdown(visible=False), bert: gr.Label(visible=True),
                     bert_why: gr.Markdown(visible=False), ranking: gr.Label(visible=True),
                     ranking_why: gr.Markdown(visible=False)}
-        where_fix = " The fix is at the top of this tab." if missing.fix else ""
-        return {note: gr.Markdown(f"**BERT is missing here, so this tab shows GPT-2's side only.** "
-                                  f"{as_markdown(missing.text)}", visible=True),
+        where_fix = " " + tr("The fix is at the top of this tab.") if missing.fix else ""
+        return {note: gr.Markdown(tr("**BERT is missing here, so this tab shows GPT-2's side only.**") + " "
+                                  + as_markdown(missing.text), visible=True),
                 bert: gr.Label(visible=False),
-                bert_why: gr.Markdown(f"**{BERT_TITLE}**\n\nNot available: {as_markdown(missing.problem)}{where_fix}",
+                bert_why: gr.Markdown(f"**{tr(BERT_TITLE)}**\n\n"
+                                      + tr("Not available: {why}", why=as_markdown(missing.problem)) + where_fix,
                                       visible=True),
                 ranking: gr.Label(visible=False),
-                ranking_why: gr.Markdown(f"**{RANKING_TITLE}**\n\nThis chart ranks BERT's words, so it needs BERT "
-                                         "too.", visible=True)}
+                ranking_why: gr.Markdown(f"**{tr(RANKING_TITLE)}**\n\n"
+                                         + tr("This chart ranks BERT's words, so it needs BERT too."), visible=True)}
 
     return show_bert
 
@@ -112,10 +114,10 @@ def make_compare(models: AppModels):
                 fill_mask = models.bert.get()
             except (*LOAD_ERRORS, OSError):  # why: the tab says it at its top (make_show_bert)
                 next_words = gpt2_next_words(lm, left, k=TOP_WORDS)
-                return (None, dict(next_words), None, f"**BERT read:** nothing: BERT is missing here.  \n"
-                        f"{gpt2_read(left)}  \n**Model:** GPT-2 `{lm.name}`")
+                return (None, dict(next_words), None, tr("**BERT read:** nothing: BERT is missing here.") + "  \n"
+                        + gpt2_read(left) + "  \n" + tr("**Model:** GPT-2 `{name}`", name=lm.name))
             result = compare(sentence, fill_mask=fill_mask, lm=lm, k=TOP_WORDS)
-            models_used = f"  \n**Models:** GPT-2 `{lm.name}`, BERT `{fill_mask.name}`"
+            models_used = "  \n" + tr("**Models:** GPT-2 `{gpt2}`, BERT `{bert}`", gpt2=lm.name, bert=fill_mask.name)
             return (dict(result.bert), dict(result.gpt2_next), dict(result.gpt2_ranking),
                     what_each_saw(result) + models_used)
 
@@ -123,10 +125,11 @@ def make_compare(models: AppModels):
 
 
 def what_each_saw(result: Comparison) -> str:
-    return (f"**BERT read:** {markdown_text(result.left)}**[MASK]**{markdown_text(result.right)}  \n"
-            + gpt2_read(result.left))
+    return (tr("**BERT read:** {left}**[MASK]**{right}", left=markdown_text(result.left), right=markdown_text(result.right))
+            + "  \n" + gpt2_read(result.left))
 
 
 def gpt2_read(left: str) -> str:
-    return f"**GPT-2 read:** {markdown_text(left.rstrip() or '(the start of a text)')} **\u2026** (nothing after the blank)"
+    return tr("**GPT-2 read:** {left} **\u2026** (nothing after the blank)",
+              left=markdown_text(left.rstrip() or tr("(the start of a text)")))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import gradio as gr
 
 from demo.errors import user_facing_errors
+from demo.i18n import T, tr
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
@@ -24,18 +25,22 @@ from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_vie
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
-UNKNOWN_AFTER_NOTE = ("**After your settings: not known with this model server**, which reports only its {n} likeliest "
-                      "tokens; with these settings the chance of drawing each depends on the rest of the vocabulary "
-                      "too. A top-k of {n} or less, or temperature 1 with top-k off, shows it.")
+UNKNOWN_AFTER_NOTE = ("**After your settings: not known with this model server**, which reports only its {n} "  # i18n: key
+                      "likeliest tokens; with these settings the chance of drawing each depends on the rest of the "
+                      "vocabulary too. A top-k of {n} or less, or temperature 1 with top-k off, shows it.")
 CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough to read from the back row
 SUGGESTIONS = 3
 SUGGESTION_TOKENS = 8  # about a short phrase; written with a few more, then cut after the last whole word
 SUGGESTION_SPARE = 4
-START = "The best thing about learning to code is"
+START = "The best thing about learning to code is"  # i18n: not shown (GPT-2's own input: English, see ENGLISH_ONLY)
 # What a chart's saved picture says under its title: the model and the cut tokens, then the text and the settings
-CHART_CAPTION = ["{#explore-cut}", "After \u201c{#explore-prompt textarea}\u201d \u00b7 temperature "
-                 "{#explore-temperature input[type=number]} \u00b7 top-k {#explore-top-k input[type=number]} \u00b7 "
-                 "top-p {#explore-top-p input[type=number]}"]
+# (a template the page fills; demo/save_view.py's page script is to show it, and the titles, in the page's language)
+SETTINGS_CAPTION = ("After \u201c{#explore-prompt textarea}\u201d \u00b7 temperature "  # i18n: key
+                    "{#explore-temperature input[type=number]} \u00b7 top-k {#explore-top-k input[type=number]} \u00b7 "
+                    "top-p {#explore-top-p input[type=number]}")
+CHART_CAPTION = ["{#explore-cut}", SETTINGS_CAPTION]
+AFTER_TITLE = "After your settings: what Sample draws from"  # i18n: key
+MODEL_TITLE = "GPT-2's own probabilities, before the settings"  # i18n: key
 
 INTRO = """\
 ### Build a text with GPT-2, one token at a time
@@ -43,7 +48,7 @@ GPT-2 writes by predicting the **next token** (a word or a piece of one) from ev
 is what sampling with your settings draws from; the right one is GPT-2's own probabilities. Move the sliders: \
 temperature reshapes the bars, top-k and top-p **cut** the tail. Click a bar to add that token, or let **Sample** \
 draw one.
-"""
+"""  # i18n: key
 
 
 @dataclass
@@ -85,32 +90,32 @@ CSS = """
 
 def explore_tab(models: AppModels) -> TabParts:
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(T(INTRO))
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                prompt = gr.Textbox(START, label="Text so far (edit it freely)", lines=2, max_lines=8,
+                prompt = gr.Textbox(START, label=T("Text so far (edit it freely)"), lines=2, max_lines=8,
                                     elem_id="explore-prompt")
                 with gr.Row():
-                    sample_button = gr.Button("Sample", variant="primary", elem_id="explore-sample")
-                    back_button = gr.Button("Back", elem_id="explore-back")
-                    suggest_button = gr.Button("Suggest", elem_id="explore-suggest")
+                    sample_button = gr.Button(T("Sample"), variant="primary", elem_id="explore-sample")
+                    back_button = gr.Button(T("Back"), elem_id="explore-back")
+                    suggest_button = gr.Button(T("Suggest"), elem_id="explore-suggest")
                 cut = gr.Markdown(elem_id="explore-cut")  # above the charts, in view: what the settings cut
                 with gr.Row():
-                    after = gr.Label(label="After your settings: what Sample draws from (click to add)",
+                    after = gr.Label(label=T("After your settings: what Sample draws from (click to add)"),
                                      num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-candidates",
                                      elem_classes="chart")
-                    raw = gr.Label(label="GPT-2's own probabilities, before the settings (click to add)",
+                    raw = gr.Label(label=T("GPT-2's own probabilities, before the settings (click to add)"),
                                    num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
                                    elem_classes="chart")
                 with gr.Row():  # each under its chart
                     save_png_button("explore-candidates", file="gpt2-next-word-after-settings.png",
-                                    title="After your settings: what Sample draws from", caption=CHART_CAPTION,
+                                    title=AFTER_TITLE, caption=CHART_CAPTION,
                                     needs=".confidence-set")
                     save_png_button("explore-model", file="gpt2-next-word-model.png",
-                                    title="GPT-2's own probabilities, before the settings", caption=CHART_CAPTION,
+                                    title=MODEL_TITLE, caption=CHART_CAPTION,
                                     needs=".confidence-set")
                 link_anchor = gr.Column()
-                built_view = token_view("The text so far, coloured by rank", "explore-built")
+                built_view = token_view(T("The text so far, coloured by rank"), "explore-built")
                 # under the text, not pinned (pinned, it would cover the charts a class clicks on): a click brings it
                 details = gr.HTML(elem_id="explore-details")
                 drawn = gr.Markdown(elem_id="explore-drawn")
@@ -118,10 +123,10 @@ def explore_tab(models: AppModels) -> TabParts:
                     suggestion_buttons = [gr.Button("", size="sm", elem_id=f"explore-suggestion-{i + 1}")
                                           for i in range(SUGGESTIONS)]
             with gr.Column(scale=2):
-                temperature = KNOBS["temperature"].slider("Temperature (0 = greedy)", elem_id="explore-temperature")
-                top_k = KNOBS["top_k"].slider("Top-k (0 = off)", elem_id="explore-top-k")
-                top_p = KNOBS["top_p"].slider("Top-p (1 = off)", elem_id="explore-top-p")
-                seed = gr.Number(-1, precision=0, label="Seed for Sample (-1 = random)", elem_id="explore-seed")
+                temperature = KNOBS["temperature"].slider(T("Temperature (0 = greedy)"), elem_id="explore-temperature")
+                top_k = KNOBS["top_k"].slider(T("Top-k (0 = off)"), elem_id="explore-top-k")
+                top_p = KNOBS["top_p"].slider(T("Top-p (1 = off)"), elem_id="explore-top-p")
+                seed = gr.Number(-1, precision=0, label=T("Seed for Sample (-1 = random)"), elem_id="explore-seed")
         candidates = gr.State([])  # the candidates on the charts
         built = gr.State(Built(START))
         suggestions = gr.State([])  # each suggestion's tokens
@@ -171,13 +176,13 @@ def make_explore(models: AppModels):
         after = {chart_label(c.token_text): c.sampling_prob for c in found} if known else {}  # empty: see the note
         raw = {chart_label(c.token_text): c.prob for c in found}
         cut = [c for c in found if c.sampling_prob == 0]
-        note = f"Candidates from {source}."
+        note = tr("Candidates from {source}.", source=source)
         if not known:
-            note += "  \n" + UNKNOWN_AFTER_NOTE.format(n=reported)
+            note += "  \n" + tr(UNKNOWN_AFTER_NOTE, n=reported)
         if cut:
             names = ", ".join(f"`{shown_token(c.token_text)}`" for c in cut)
-            note += (f"  \n\u2702 **Cut by your settings** ({len(cut)} of these {len(found)}): {names}. "
-                     "Sample can never draw them.")
+            note += "  \n" + tr("\u2702 **Cut by your settings** ({cut} of these {shown}): {names}. Sample can never draw "
+                                "them.", cut=len(cut), shown=len(found), names=names)
         return after, raw, note, found
 
     return explore
@@ -209,8 +214,9 @@ def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
     rank = 1 + found.index(chosen)  # the candidates are GPT-2's likeliest first
     row = TokenRow(chosen.token_text, chosen.token_id, rank, chosen.prob, found)
     built = built.following(prompt).plus(row)
-    return (built.text, built, f"Added `{shown_token(chosen.token_text)}` (rank {rank}, "
-            f"{chosen.prob:.1%} for GPT-2).", details_html(row, with_settings=True))
+    added = tr("Added `{token}` (rank {rank}, {probability} for GPT-2).", token=shown_token(chosen.token_text), rank=rank,
+               probability=f"{chosen.prob:.1%}")
+    return built.text, built, added, details_html(row, with_settings=True)
 
 
 def make_sample(models: AppModels):
@@ -221,13 +227,15 @@ def make_sample(models: AppModels):
             (drawn,) = lm.generate(prompt, max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p,
                                    seed=seed, alternatives=CANDIDATES)
         if not drawn.token_ids:
-            return prompt, built, f"GPT-2 ended the text here (it drew `<|endoftext|>`, seed {drawn.seed}).", gr.skip()
+            return prompt, built, tr("GPT-2 ended the text here (it drew `<|endoftext|>`, seed {seed}).",
+                                     seed=drawn.seed), gr.skip()
         row = TokenRow(drawn.text, drawn.token_ids[0], drawn.token_ranks[0], drawn.token_probs[0],
                        drawn.alternatives[0])
         built = built.following(prompt).plus(row)
-        rank = row.rank or "not known"
-        return (built.text, built, f"Sample drew `{shown_token(row.text)}` (rank {rank}) with seed **{drawn.seed}**.",
-                details_html(row, with_settings=True))
+        rank = row.rank or tr("not known")
+        drew = tr("Sample drew `{token}` (rank {rank}) with seed **{seed}**.", token=shown_token(row.text), rank=rank,
+                  seed=drawn.seed)
+        return built.text, built, drew, details_html(row, with_settings=True)
 
     return sample
 
@@ -235,7 +243,7 @@ def make_sample(models: AppModels):
 def back(built: Built):
     """Undo the last token; the details of a token shown before are of a text that is gone."""
     if not built.added:
-        return built.text, built, "Nothing to undo: only your own text is left.", ""
+        return built.text, built, tr("Nothing to undo: only your own text is left."), ""
     built = replace(built, added=built.added[:-1])
     return built.text, built, "", ""
 
@@ -272,7 +280,7 @@ def make_take_suggestion(index: int):
         if index >= len(suggestions):
             return prompt, built, "", gr.Row(visible=False), gr.skip()
         built = built.following(prompt).plus(*suggestions[index])
-        return built.text, built, "Added a suggestion.", gr.Row(visible=False), ""  # new text: old details go
+        return built.text, built, tr("Added a suggestion."), gr.Row(visible=False), ""  # new text: old details go
 
     return take
 
@@ -284,5 +292,5 @@ def colour_built(built: Built) -> list[tuple[str, str | None]]:
 def show_token_details(built: Built, evt: gr.SelectData) -> str:
     row = Coloured(words(built.base), built.added).token_at(evt.index)
     if row is None:
-        return "<p class='details'>That is text you typed; the coloured tokens were added here.</p>"
+        return f"<p class='details'>{tr('That is text you typed; the coloured tokens were added here.')}</p>"
     return details_html(row, with_settings=bool(row.alternatives))

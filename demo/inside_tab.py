@@ -18,6 +18,7 @@ import gradio as gr
 from demo.api import endpoint
 from demo.attention_maps import head_pictures, heatmap_svg, label
 from demo.errors import markdown_text, user_facing_errors
+from demo.i18n import T, tr
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
 from demo.save_view import save_png_button
@@ -25,15 +26,18 @@ from demo.unavailable import as_html, bert_missing
 from gpt2_core.explain.attention import Attention, check_layer_head, strongest_links
 from gpt2_core.generate.settings import check_text
 
-DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
+DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."  # i18n: not shown (the models' input: English)
 LINKS = 3  # strongest links listed for the chosen word
 CACHED = 16  # sentences whose maps are kept
-MAP_NOTES = {  # under a saved map: how to read it
-    "gpt2": "Each row is a word; its cells are the words it looks at, darker where it looks more. Grey: the words "
+MAP_NOTES = {  # under a saved map: how to read it (for demo/save_view.py to show in the page's language)
+    "gpt2": "Each row is a word; its cells are the words it looks at, darker where it looks more. Grey: the words "  # i18n: key
             "after it, which GPT-2 cannot see.",
     "bert": "Each row is a word; its cells are the words it looks at, darker where it looks more. BERT sees the whole "
-            "sentence.",
+            "sentence.",  # i18n: key
 }
+MAP_CAPTION = "Sentence: {#inside-text textarea}"  # i18n: key (a template the page fills, as MAP_NOTES)
+GPT2_KIND = "GPT-2: left only (a triangle)"  # i18n: key
+BERT_KIND = "BERT: both sides (a square)"  # i18n: key
 SCROLL_TO_MAPS = "() => document.getElementById('inside-links')?.scrollIntoView({block: 'start', behavior: 'smooth'})"
 
 INTRO = """\
@@ -41,7 +45,7 @@ INTRO = """\
 **GPT-2 reads left to right, so a word sees only the words before it: its attention map is a triangle. BERT reads the \
 whole sentence at once: its map is a full square.** Each row is a word; its cells are the words it looks at, darker \
 where it looks more (grey: what GPT-2 cannot see). Each *head* learns its own way of looking: pick one below the map.
-"""
+"""  # i18n: key
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,12 @@ class MapCache:
 def inside_tab(models: AppModels) -> TabParts:
     cache = MapCache()
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(T(INTRO))
         with gr.Row(equal_height=True):
-            text = gr.Textbox(DEFAULT_SENTENCE, label="Sentence", scale=4, max_lines=3, elem_id="inside-text")
-            show = gr.Button("Show attention", variant="primary", scale=1, elem_id="inside-show")
-        follow = gr.Radio([], label="Follow a word: where does it look? (its row is outlined)", elem_id="inside-follow")
+            text = gr.Textbox(DEFAULT_SENTENCE, label=T("Sentence"), scale=4, max_lines=3, elem_id="inside-text")
+            show = gr.Button(T("Show attention"), variant="primary", scale=1, elem_id="inside-show")
+        follow = gr.Radio([], label=T("Follow a word: where does it look? (its row is outlined)"),
+                          elem_id="inside-follow")
         links = gr.Markdown(elem_id="inside-links")
         with gr.Row(equal_height=False):
             columns = {}
@@ -88,12 +93,12 @@ def inside_tab(models: AppModels) -> TabParts:
                     heading = gr.Markdown(elem_id=f"inside-{key}-title")
                     picture = gr.HTML(elem_id=f"inside-{key}-map")
                     save_png_button(f"inside-{key}-map", file=f"{key}-attention.png", needs="svg.attention-map",
-                                    caption=[f"{{#inside-{key}-title}}", "Sentence: {#inside-text textarea}"],
+                                    caption=[f"{{#inside-{key}-title}}", MAP_CAPTION],
                                     note=MAP_NOTES[key])
                     with gr.Row():
-                        layer = gr.Slider(1, 12, 1, step=1, label="Layer", elem_id=f"inside-{key}-layer")
-                        head = gr.Slider(1, 12, 1, step=1, label="Head", elem_id=f"inside-{key}-head")
-                    heads = gr.Gallery(label="Every head of this layer: click one", columns=6, height=240,
+                        layer = gr.Slider(1, 12, 1, step=1, label=T("Layer"), elem_id=f"inside-{key}-layer")
+                        head = gr.Slider(1, 12, 1, step=1, label=T("Head"), elem_id=f"inside-{key}-head")
+                    heads = gr.Gallery(label=T("Every head of this layer: click one"), columns=6, height=240,
                                        allow_preview=False, object_fit="contain", elem_id=f"inside-{key}-heads")
                     columns[key] = (heading, layer, head, picture, heads)
         copy_link("inside", {"text": text})
@@ -201,8 +206,9 @@ def bert_why(models: AppModels, error: Exception) -> str:
 
 def no_bert_column(why: str) -> list:
     """(heading, layer slider, head slider, map, head pictures) without BERT: the reason, and no controls."""
-    return ["#### BERT: both sides (a square)", gr.Slider(visible=False), gr.Slider(visible=False),
-            f"<p class='unavailable'>BERT is not available: {as_html(why)}</p>", gr.Gallery(None, visible=False)]
+    return ["#### " + tr(BERT_KIND), gr.Slider(visible=False), gr.Slider(visible=False),
+            f"<p class='unavailable'>{tr('BERT is not available: {why}', why=as_html(why))}</p>",
+            gr.Gallery(None, visible=False)]
 
 
 def default_follow(tokens: list[str]) -> int:
@@ -220,18 +226,20 @@ def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: boo
     layer, head = min(max(layer, 1), n_layer), min(max(head, 1), n_head)
     check_layer_head(layer, head, weights, model=maps.model)
     tokens = maps.attention.tokens
-    kind = "GPT-2: left only (a triangle)" if causal else "BERT: both sides (a square)"
-    title = f"{kind}, layer {layer}, head {head}"
+    kind = tr(GPT2_KIND if causal else BERT_KIND)
+    title = tr("{kind}, layer {layer}, head {head}", kind=kind, layer=layer, head=head)
     svg = heatmap_svg(tokens, weights[layer - 1, head - 1], causal=causal, selected=follow, title=title)
-    pictures = [(picture, f"head {h + 1}" + (" (shown)" if h + 1 == head else ""))
+    pictures = [(picture, tr("head {n} (shown)", n=h + 1) if h + 1 == head else tr("head {n}", n=h + 1))
                 for h, picture in enumerate(head_pictures(weights[layer - 1], causal=causal))]
     link = ""
     if follow is not None:
         top = strongest_links(weights[layer - 1, head - 1], follow, k=LINKS)
         looks = ", ".join(f"**{markdown_text(label(tokens[j]))}** ({w:.0%})" for j, w in top)
-        link = (f"**{'GPT-2' if causal else 'BERT'}** (`{maps.model}`, layer {layer}, head {head}): "
-                f"**{markdown_text(label(tokens[follow]))}** looks most at {looks}.")
-    return [f"#### {kind} \u00b7 `{maps.model}`, {n_layer} layers \u00d7 {n_head} heads",
+        link = tr("**{name}** (`{model}`, layer {layer}, head {head}): **{word}** looks most at {looks}.",
+                  name="GPT-2" if causal else "BERT", model=maps.model, layer=layer, head=head,
+                  word=markdown_text(label(tokens[follow])), looks=looks)
+    return ["#### " + tr("{kind} \u00b7 `{model}`, {layers} layers \u00d7 {heads} heads", kind=kind, model=maps.model,
+                         layers=n_layer, heads=n_head),
             gr.Slider(maximum=n_layer, value=layer, visible=True), gr.Slider(maximum=n_head, value=head, visible=True),
             svg, gr.Gallery(pictures, visible=True)], link
 

@@ -13,6 +13,7 @@ import pandas as pd
 from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.exports import Exports
+from demo.i18n import T, tr
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
@@ -26,8 +27,8 @@ ALTERNATIVES = 8
 SAMPLE_PROMPT_WORDS = 8  # a machine sample continues the first words of a human paragraph, for a fair comparison
 SAMPLE_TOKENS = 100
 BINS = 10
-TITLE = "Each token coloured by its rank under GPT-2"
-HINT = "A hint, not a verdict: short or famous texts look predictable, and high-temperature samples look human."
+TITLE = "Each token coloured by its rank under GPT-2"  # i18n: key
+HINT = "A hint, not a verdict: short or famous texts look predictable, and high-temperature samples look human."  # i18n: key
 MODEL_LINE = "{#score-counts p:last-of-type}"  # "n tokens in all. Scored by `gpt2`.": the saved pictures' caption
 
 INTRO = """\
@@ -38,34 +39,34 @@ that place: green = among its 10 likeliest, yellow = 100, red = 1000, purple = r
 
 **A hint, not a verdict:** short texts, lists and famous quotations look "machine" (they are predictable), and \
 machine text sampled at a high temperature or without top-k looks human. Never accuse anyone from this picture.
-"""
+"""  # i18n: key
 
 
 def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) -> TabParts:
     exports = Exports(workspace)
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(T(INTRO))
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                text = gr.Textbox(label="Text to check", lines=5, max_lines=12, elem_id="score-text",
-                                  placeholder="Paste a paragraph, or use a button below.")
+                text = gr.Textbox(label=T("Text to check"), lines=5, max_lines=12, elem_id="score-text",
+                                  placeholder=T("Paste a paragraph, or use a button below."))
                 with gr.Row():
-                    score_button = gr.Button("Colour the tokens", variant="primary", elem_id="score-button")
-                    machine_button = gr.Button("Fill with a GPT-2 sample", elem_id="score-fill-machine")
-                    human_button = gr.Button("Fill with a human paragraph", elem_id="score-fill-human")
+                    score_button = gr.Button(T("Colour the tokens"), variant="primary", elem_id="score-button")
+                    machine_button = gr.Button(T("Fill with a GPT-2 sample"), elem_id="score-fill-machine")
+                    human_button = gr.Button(T("Fill with a human paragraph"), elem_id="score-fill-human")
                 source = gr.Markdown(elem_id="score-source")
                 copy_link("score", {"text": text})
-                output = token_view(TITLE, "score-output")
+                output = token_view(T(TITLE), "score-output")
                 with gr.Row():
                     save_png_button("score-output", file="gpt2-spot-the-machine.png", needs=".token",
                                     caption=[MODEL_LINE], note=f"{COLOURS_NOTE} {HINT}")
-                    save_html = gr.DownloadButton("Download .html (coloured)", size="sm", interactive=False,
+                    save_html = gr.DownloadButton(T("Download .html (coloured)"), size="sm", interactive=False,
                                                   elem_id="score-save-html")
                 details = gr.HTML(elem_id="score-details", elem_classes=[DETAILS_CLASS])
             with gr.Column(scale=2):
                 counts = gr.Markdown(elem_id="score-counts")
-                histogram = gr.BarPlot(x="probability", y="tokens", label="How likely GPT-2 found each token",
-                                       x_title="GPT-2's probability of the token", y_title="tokens",
+                histogram = gr.BarPlot(x="probability", y="tokens", label=T("How likely GPT-2 found each token"),
+                                       x_title=T("GPT-2's probability of the token"), y_title=T("tokens"),
                                        sort="x", x_label_angle=-45, elem_id="score-histogram")
                 save_png_button("score-histogram", file="gpt2-spot-the-machine-histogram.png", needs=".vega-embed",
                                 caption=[MODEL_LINE])
@@ -99,7 +100,7 @@ def make_score(models: AppModels):
             alternatives = [[_candidate(a) for a in s.alternatives] for s in scores]
         coloured = Coloured([], [TokenRow(s.text, s.token_id, s.rank, s.prob, alts)
                                  for s, alts in zip(scores, alternatives)])
-        counts = counts_markdown(coloured) + f"  \nScored by {source}."
+        counts = counts_markdown(coloured) + "  \n" + tr("Scored by {source}.", source=source)
         return coloured.segments(), counts, histogram(scores), coloured
 
     return score
@@ -111,9 +112,9 @@ def make_save_html(models: AppModels, exports: Exports):
         lm = models.serving(request.session_hash)
         if not coloured or not coloured.tokens or lm is None:
             return gr.DownloadButton(value=None, interactive=False)
-        caption = f"Scored by {model_line(lm.describe())} \u00b7 {len(coloured.tokens)} tokens"
-        page = coloured_html(title=f"Spot the machine: {TITLE[0].lower()}{TITLE[1:]}", caption=[caption],
-                             texts=[("", coloured)], note=f"{COLOURS_NOTE} {HINT}")
+        caption = tr("Scored by {model} \u00b7 {n} tokens", model=model_line(lm.describe()), n=len(coloured.tokens))
+        page = coloured_html(title=tr("Spot the machine: each token coloured by its rank under GPT-2"), caption=[caption],
+                             texts=[("", coloured)], note=f"{tr(COLOURS_NOTE)} {tr(HINT)}")
         return gr.DownloadButton(value=exports.write("gpt2-spot-the-machine.html", page), interactive=True)
 
     return save_html
@@ -128,8 +129,9 @@ def counts_markdown(coloured: Coloured) -> str:
     counts = coloured.counts()
     total = max(1, len(coloured.tokens))
     lines = [f"| {name} | {counts[name]} | {counts[name] / total:.0%} |" for _, name in BUCKETS]
-    return ("**Tokens per colour**\n\n| rank | tokens | share |\n|---|---:|---:|\n" + "\n".join(lines)
-            + f"\n\n{len(coloured.tokens)} tokens in all.")
+    # the colours' names stay as the coloured text's legend shows them (demo/tokens.py's BUCKETS)
+    return (tr("**Tokens per colour**") + "\n\n| " + tr("rank") + " | " + tr("tokens") + " | " + tr("share")
+            + " |\n|---|---:|---:|\n" + "\n".join(lines) + "\n\n" + tr("{n} tokens in all.", n=len(coloured.tokens)))
 
 
 def histogram(scores) -> pd.DataFrame:
@@ -152,8 +154,9 @@ def make_machine_sample(models: AppModels, examples: Examples):
                                     top_k=DEFAULTS.top_k)
             name = lm.name
         return (sample.text.strip(),
-                f"**Machine-generated** by `{name}` (temperature {DEFAULTS.temperature}, top-k {DEFAULTS.top_k}, "
-                f"seed {sample.seed}), continuing \u201c{opening}\u201d.")
+                tr("**Machine-generated** by `{name}` (temperature {temperature}, top-k {top_k}, seed {seed}), "
+                   "continuing \u201c{opening}\u201d.", name=name, temperature=DEFAULTS.temperature, top_k=DEFAULTS.top_k,
+                   seed=sample.seed, opening=opening))
 
     return machine_sample
 
@@ -162,7 +165,7 @@ def make_human(examples: Examples):
     def human(index: int) -> tuple[str, str, int]:
         """The next of the examples' human-written paragraphs, with its source."""
         chosen = examples.human[index % len(examples.human)]
-        return chosen.text, f"**Human-written**: {chosen.title} (public domain).", index + 1
+        return chosen.text, tr("**Human-written**: {title} (public domain).", title=chosen.title), index + 1
 
     return human
 
@@ -171,4 +174,4 @@ def show_details(coloured: Coloured | None, evt: gr.SelectData) -> str:
     row = coloured.token_at(evt.index) if coloured else None
     if row is None:
         return ""
-    return details_html(row, with_settings=False) + f"<p class='note'>Colour: {bucket(row.rank)}.</p>"
+    return details_html(row, with_settings=False) + f"<p class='note'>{tr('Colour: {name}.', name=bucket(row.rank))}</p>"
