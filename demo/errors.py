@@ -34,6 +34,7 @@ USER_ERRORS = (ValueError, ModelUnavailableError, UnsafeCheckpointError, ModelBu
 # gpt2_core's ValueErrors that a page's user can cause (a setting out of range, a text too long or empty), as English
 # templates: the keys of demo/locales/errors.json. A {field} stands for what gpt2_core wrote there (a parameter's name,
 # a range, the value given), which the translation keeps as it is. The first template a message reads as is used.
+# A field may not be named `text` (tr's own parameter).
 ENGINE_MESSAGES = (
     "`{name}` has to be an integer in [{low}, {high}], but is {value}",  # i18n: key
     "`seed` has to be -1 (random) or an integer in [0, {high}], but is {value}",  # i18n: key
