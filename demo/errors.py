@@ -5,18 +5,22 @@ is -5"), and a missing model names the fix; both are meant for the user. Running
 request it hit: its user is told to ask for less or try again, and the host's log says so. Any other exception is a
 bug or an accident: it is logged here with its traceback, and the browser gets a short generic message.
 Messages are HTML-escaped (& < >), since the page's error toast renders HTML and a message may quote the user's text.
+gpt2_core writes English; a ValueError that reads as one of ENGINE_MESSAGES is shown in the page's language, its
+parameter name and values as gpt2_core wrote them (API clients, and messages not in the list, get the English).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import gradio as gr
 
-from demo.i18n import tr
+from demo.i18n import SOURCE, language, tr
 from demo.models import ModelBusyError
 from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.lm import DeviceOutOfMemoryError
@@ -26,6 +30,40 @@ log = logging.getLogger(__name__)
 GENERIC_MESSAGE = ("Something went wrong on the server, sorry. Please try again; if it keeps happening, "  # i18n: key
                    "tell the host.")
 USER_ERRORS = (ValueError, ModelUnavailableError, UnsafeCheckpointError, ModelBusyError)
+
+# gpt2_core's ValueErrors that a page's user can cause (a setting out of range, a text too long or empty), as English
+# templates: the keys of demo/locales/errors.json. A {field} stands for what gpt2_core wrote there (a parameter's name,
+# a range, the value given), which the translation keeps as it is. The first template a message reads as is used.
+# A field may not be named `text` (tr's own parameter).
+ENGINE_MESSAGES = (
+    "`{name}` has to be an integer in [{low}, {high}], but is {value}",  # i18n: key
+    "`seed` has to be -1 (random) or an integer in [0, {high}], but is {value}",  # i18n: key
+    "`{name}` has to be a finite number in [{low}, {high}], but is {value}",  # i18n: key
+    "`{name}` has to be a finite number in ({low}, {high}], but is {value}",  # i18n: key
+    "`{name}` has to be an integer from 1 to {high} for {model}, but is {value}",  # i18n: key
+    "`stop` has to be at most {count} non-empty strings of at most {chars} characters, but is {value}",  # i18n: key
+    "`{name}` has to be a string, but is {kind}",  # i18n: key
+    "`{name}` has to be at most {limit} characters long, but has {length}",  # i18n: key
+    "`{name}` has to be at most {limit} characters, but has {length}",  # i18n: key
+    "`{name}` has to be at most {limit} tokens long, but has {length}",  # i18n: key
+    "`{name}` has to be at most {limit} tokens long for BERT to show its attention, but has {length}",  # i18n: key
+    "`{name}` has to be 1 to {limit} tokens long to show its attention, but has {length}",  # i18n: key
+    "`{name}` has to be 1 to {limit} tokens long to read it through the layers, but has {length}",  # i18n: key
+    "`{name}` has to be a non-empty string",  # i18n: key
+    "`{name}` has to have at least one token to measure surprise",  # i18n: key
+    "`{name}` has to be exactly one token of the vocabulary, but is empty",  # i18n: key
+    "`{name}` has to be exactly one token of the vocabulary, but {value} is {count} tokens ({pieces}): "  # i18n: key
+    "try its first token, {first}",  # i18n: key
+    "`{name}` has to be exactly one token of the vocabulary, but {value} is {count} tokens ({pieces})",  # i18n: key
+    "`{name}` has to contain exactly one blank, written ___ or [MASK], but has {count}: {sentence}",  # i18n: key
+    "`{name}` has to contain exactly one blank, but BERT sees {count}",  # i18n: key
+    "`{name}` is too short to train on: it has {length} tokens, and needs at least {need} for a context of "  # i18n: key
+    "{context} (about {chars} characters)",  # i18n: key
+    "`{name}` is too short to train on: it has {length} tokens, and needs at least {need} for a context of "  # i18n: key
+    "{context}",  # i18n: key
+    "a request may have at most {limit} samples, but has {count}",  # i18n: key
+)
+FIELD_PATTERN = {"name": r"\w+"}  # what a field of ENGINE_MESSAGES may hold, where narrower than any text
 
 
 def as_text(message: str) -> str:
@@ -39,6 +77,30 @@ def markdown_text(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)
 
 
+def in_page_language(message: str, templates: Iterable[str] = ENGINE_MESSAGES) -> str:
+    """`message` (English) in the language of the request being served, if it reads as one of `templates` (whose
+    fields keep what the message has there); else as it is."""
+    if language() == SOURCE:
+        return message
+    for template, pattern in template_patterns(tuple(templates)):
+        if found := pattern.fullmatch(message):
+            return tr(template, **found.groupdict())
+    return message
+
+
+@cache
+def template_patterns(templates: tuple[str, ...]) -> tuple[tuple[str, re.Pattern], ...]:
+    """Each template with the pattern of the messages it writes: its text as written, a {field} for any text (but
+    {name}, a parameter's name, for a word only)."""
+    patterns = []
+    for template in templates:
+        parts = re.split(r"\{(\w+)\}", template)  # text, field, text, field, ..., text
+        pattern = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{FIELD_PATTERN.get(part, '.+?')})"
+                          for i, part in enumerate(parts))
+        patterns.append((template, re.compile(pattern, re.DOTALL)))
+    return tuple(patterns)
+
+
 @contextmanager
 def user_facing_errors() -> Iterator[None]:
     try:
@@ -49,6 +111,8 @@ def user_facing_errors() -> Iterator[None]:
         log.warning("request ended: %s", e)
         raise gr.Error(tr("The server is short of memory right now: {why}.", why=as_text(str(e))),
                        print_exception=False) from None
+    except ValueError as e:  # a value the user gave: gpt2_core's message, in the page's language where it has one
+        raise gr.Error(as_text(in_page_language(str(e))), print_exception=False) from None
     except USER_ERRORS as e:
         raise gr.Error(as_text(str(e)), print_exception=False) from None
     except Exception as e:

@@ -16,23 +16,26 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from demo.errors import markdown_text, user_facing_errors
+from demo.errors import in_page_language, markdown_text, user_facing_errors
+from demo.i18n import SOURCE, T, language, tr
 from demo.links import TabParts
 from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
-from demo.training import TrainingBusyError, TrainingJobs, seconds_left
+from demo.training import BUSY, EXIT_CODE, TrainingBusyError, TrainingJobs, seconds_left
 from gpt2_core.train.loop import SIZES
 
 TEXTS = Path(__file__).resolve().parent.parent / "assets" / "texts"
-BUNDLED_TEXT = "Shakespeare's plays (bundled, 5 MB)"
-OWN_TEXT = "My own text (paste or upload below)"
-SCRATCH = "From scratch: a tiny GPT-2 (4M parameters) and its own vocabulary"
-FINE_TUNE = "Fine-tune the GPT-2 that serves this page"
+# The choices' English labels are also their values, which the handlers read (the page shows them translated)
+BUNDLED_TEXT = "Shakespeare's plays (bundled, 5 MB)"  # i18n: key
+OWN_TEXT = "My own text (paste or upload below)"  # i18n: key
+SCRATCH = "From scratch: a tiny GPT-2 (4M parameters) and its own vocabulary"  # i18n: key
+FINE_TUNE = "Fine-tune the GPT-2 that serves this page"  # i18n: key
 MAX_TEXT_CHARS = 5_000_000  # a few MB: seconds to tokenize, and a run of minutes sees most of it
 MIN_TEXT_CHARS = 20_000  # shorter texts cannot be split into training and validation windows
 POLL_S = 1.0
 TRAINING_OFF = ("**Training is off on this server**: it serves many visitors, and a training run takes its processor "
-                "for minutes. The host can turn it on with `--allow-training`.")
+                "for minutes. The host can turn it on with `--allow-training`.")  # i18n: key
+X_TITLE, Y_TITLE, LEGEND_TITLE = "training step", "cross-entropy (nats per token)", "split"  # i18n: key
 SAMPLES_CSS = "pre { white-space: pre-wrap; overflow-wrap: anywhere; }"  # a long sample line wraps, never overflows
 
 INTRO = """\
@@ -41,39 +44,44 @@ INTRO = """\
 a vocabulary learned from the text: watch its samples go from noise to words (getting subject and verb to agree is a \
 feat). **Fine-tune** starts from the pre-trained GPT-2 instead: the same minutes on the same text, and what \
 pre-training buys shows in the curve. The text's last tenth is held out to measure it (validation loss).
-"""
+"""  # i18n: key
 
 
 def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -> TabParts:
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(T(INTRO))
         if jobs is None:
-            gr.Markdown(TRAINING_OFF, elem_id="train-off")
+            gr.Markdown(T(TRAINING_OFF), elem_id="train-off")
             return TabParts(tab, {})
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
-                source = gr.Radio([BUNDLED_TEXT, OWN_TEXT], value=BUNDLED_TEXT, label="Text", elem_id="train-source")
-                own = gr.Textbox(label="Your text", lines=4, max_lines=8, elem_id="train-text",
-                                 placeholder=f"At least {MIN_TEXT_CHARS:,} characters; a .txt file can be uploaded.")
-                upload = gr.UploadButton("Upload a .txt", file_types=[".txt"], size="sm", elem_id="train-upload")
-                start_from = gr.Radio([SCRATCH, FINE_TUNE], value=SCRATCH, label="Start", elem_id="train-init")
-                minutes = gr.Slider(1, 10, 2, step=1, label="Minutes to train", elem_id="train-minutes")
+                source = gr.Radio([(T(BUNDLED_TEXT), BUNDLED_TEXT), (T(OWN_TEXT), OWN_TEXT)], value=BUNDLED_TEXT,
+                                  label=T("Text"), elem_id="train-source")
+                # The placeholder's key has the number in it (a T() text has no fields): the page test checks the key
+                own = gr.Textbox(label=T("Your text"), lines=4, max_lines=8, elem_id="train-text",
+                                 placeholder=T(f"At least {MIN_TEXT_CHARS:,} characters; a .txt file can be uploaded."))
+                upload = gr.UploadButton(T("Upload a .txt"), file_types=[".txt"], size="sm", elem_id="train-upload")
+                start_from = gr.Radio([(T(SCRATCH), SCRATCH), (T(FINE_TUNE), FINE_TUNE)], value=SCRATCH,
+                                      label=T("Start"), elem_id="train-init")
+                minutes = gr.Slider(1, 10, 2, step=1, label=T("Minutes to train"), elem_id="train-minutes")
                 with gr.Row():
-                    start = gr.Button("Start training", variant="primary", elem_id="train-start")
-                    stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
-                status = gr.Markdown("**Ready.**", elem_id="train-status")
+                    start = gr.Button(T("Start training"), variant="primary", elem_id="train-start")
+                    stop = gr.Button(T("Stop"), variant="stop", elem_id="train-stop")
+                status = gr.Markdown(T("**Ready.**"), elem_id="train-status")
                 with gr.Row():
-                    use = gr.Button("Use this model in my tabs", interactive=False, size="sm", elem_id="train-use")
-                    download = gr.DownloadButton("Download the model (.zip)", interactive=False, size="sm",
+                    use = gr.Button(T("Use this model in my tabs"), interactive=False, size="sm", elem_id="train-use")
+                    download = gr.DownloadButton(T("Download the model (.zip)"), interactive=False, size="sm",
                                                  elem_id="train-download")
                 use_status = gr.Markdown(elem_id="train-use-status")
-                shared = gr.Button("Back to the shared GPT-2", visible=False, size="sm", elem_id="train-unuse")
+                shared = gr.Button(T("Back to the shared GPT-2"), visible=False, size="sm", elem_id="train-unuse")
             with gr.Column(scale=3):
-                # Formats: a lone first point's axes would otherwise read "0.000000" and "8.300000"
-                curve = gr.LinePlot(x="step", y="loss", color="split", label="Loss (lower is better)",
-                                    x_title="training step", y_title="cross-entropy (nats per token)",
-                                    x_axis_format="d", y_axis_format=".1f", elem_id="train-curve")
+                # Formats: a lone first point's axes would otherwise read "0.000000" and "8.300000". The page does not
+                # translate a plot's titles: a translated page gets them from the load event below
+                curve = gr.LinePlot(x="step", y="loss", color="split", label=T("Loss (lower is better)"),
+                                    x_title=tr(X_TITLE), y_title=tr(Y_TITLE), x_axis_format="d", y_axis_format=".1f",
+                                    elem_id="train-curve")
                 samples = gr.HTML(css_template=SAMPLES_CSS, js_on_load=None, elem_id="train-samples")
+        tab.load(plot_titles, outputs=curve, api_visibility="private", queue=False, show_progress="hidden")
         upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")
         start.click(make_run(models, jobs), inputs=[source, own, start_from, minutes],
                     outputs=[status, curve, samples, download, use], api_visibility="private", concurrency_limit=2,
@@ -87,20 +95,27 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
     return TabParts(tab, {})
 
 
+def plot_titles():
+    """The loss curve's titles in the page's language (the page translates labels, not a plot's titles)."""
+    if language() == SOURCE:
+        return gr.skip()
+    return gr.LinePlot(x_title=tr(X_TITLE), y_title=tr(Y_TITLE), color_title=tr(LEGEND_TITLE))
+
+
 def read_upload(file) -> tuple[str, str]:
     with user_facing_errors():
         try:
             text = Path(file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"`file` has to be a UTF-8 text file, but could not be read: {e}") from e
+            raise ValueError(tr("`file` has to be a UTF-8 text file, but could not be read: {why}", why=e)) from e
         check_text_size(text)
     return text, OWN_TEXT
 
 
 def check_text_size(text: str) -> None:
     if not MIN_TEXT_CHARS <= len(text) <= MAX_TEXT_CHARS:
-        raise ValueError(f"`text` has to be {MIN_TEXT_CHARS:,} to {MAX_TEXT_CHARS:,} characters long, "
-                         f"but has {len(text):,}")
+        raise ValueError(tr("`text` has to be {low:,} to {high:,} characters long, but has {length:,}",
+                            low=MIN_TEXT_CHARS, high=MAX_TEXT_CHARS, length=len(text)))
 
 
 def make_run(models: AppModels, jobs: TrainingJobs):
@@ -113,7 +128,7 @@ def make_run(models: AppModels, jobs: TrainingJobs):
             try:
                 job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
             except TrainingBusyError as e:
-                raise gr.Error(str(e), print_exception=False) from None
+                raise gr.Error(tr(BUSY, seconds=e.seconds), print_exception=False) from None
         seen, seen_at = None, time.monotonic()  # evaluations drawn so far, and when the last of them arrived
         while True:
             finished = job.finished
@@ -146,13 +161,14 @@ def make_use(models: AppModels, jobs: TrainingJobs):
             run = jobs.current(request.session_hash)
             out_dir = jobs.model_dir(request.session_hash)
             if run is None or out_dir is None:
-                raise ValueError("there is no finished model of yours to use: train one first")
-            start = "from scratch" if run.init in SIZES else f"fine-tuned {Path(run.init).name}"
+                raise ValueError(tr("there is no finished model of yours to use: train one first"))
+            start = tr("from scratch") if run.init in SIZES else tr("fine-tuned {model}", model=Path(run.init).name)
             steps = run.evaluations[-1]["step"] if run.evaluations else 0
-            name = f"your model ({start}, {steps} steps)"
+            name = tr("your model ({start}, {steps} steps)", start=start, steps=steps)  # in the language of its page
             models.own.adopt(request.session_hash, str(out_dir), name)
-        return (f"**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
-                "page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it.",
+        return (tr("**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
+                   "page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it.",
+                   name=name),
                 gr.Button(visible=True), *refresh(models, request.session_hash))
 
     return use
@@ -161,7 +177,7 @@ def make_use(models: AppModels, jobs: TrainingJobs):
 def make_use_shared(models: AppModels):
     def use_shared(request: gr.Request) -> tuple:
         models.own.drop(request.session_hash)
-        return ("This page uses the shared GPT-2 again.", gr.Button(visible=False),
+        return (tr("This page uses the shared GPT-2 again."), gr.Button(visible=False),
                 *refresh(models, request.session_hash))
 
     return use_shared
@@ -170,7 +186,7 @@ def make_use_shared(models: AppModels):
 def make_stop(jobs: TrainingJobs):
     def stop(request: gr.Request) -> str:
         jobs.stop(request.session_hash)
-        return "**Stopping:** the model is saved as it is now."
+        return tr("**Stopping:** the model is saved as it is now.")
 
     return stop
 
@@ -180,24 +196,40 @@ def progress(job, evaluations: list[dict], finished: bool, *, elapsed_s: float, 
     since the last evaluation arrived."""
     last = evaluations[-1] if evaluations else None
     if job.errors:
-        return f"**Training failed:** {markdown_text(job.errors[-1])}"
+        return tr("**Training failed:** {why}", why=markdown_text(failure(job.errors[-1])))
     if finished and last:
-        return (f"**Done** after {last['step']} steps and {elapsed_s:.0f} s, preparation included: validation loss "
-                f"{last['val_loss']:.2f}. Download the model below.")
+        return tr("**Done** after {steps} steps and {seconds:.0f} s, preparation included: validation loss {loss:.2f}. "
+                  "Download the model below.", steps=last["step"], seconds=elapsed_s, loss=last["val_loss"])
     if last is None:
-        what = "building the vocabulary" if job.init in SIZES else "loading GPT-2's weights"
-        return f"**Preparing:** reading the text and {what}\u2026 {elapsed_s:.0f} s so far."
+        if job.init in SIZES:
+            return tr("**Preparing:** reading the text and building the vocabulary\u2026 {seconds:.0f} s so far.",
+                      seconds=elapsed_s)
+        return tr("**Preparing:** reading the text and loading GPT-2's weights\u2026 {seconds:.0f} s so far.",
+                  seconds=elapsed_s)
     left = seconds_left(evaluations, job.minutes, elapsed_s=elapsed_s, since_eval_s=since_eval_s)
-    of = f" of {last['total_steps']}" if last.get("total_steps") else ""
-    return (f"**Training\u2026** step {last['step']}{of}, validation loss {last['val_loss']:.2f}, "
-            f"{last['tokens_per_s']:,} tokens/s; {elapsed_s:.0f} s so far with the preparation, about {left:.0f} s "
-            "left. **Stop** saves it as it is.")
+    values = {"step": last["step"], "total": last.get("total_steps"), "loss": last["val_loss"],
+              "speed": last["tokens_per_s"], "seconds": elapsed_s, "left": left}
+    if values["total"]:
+        return tr("**Training\u2026** step {step} of {total}, validation loss {loss:.2f}, {speed:,} tokens/s; "
+                  "{seconds:.0f} s so far with the preparation, about {left:.0f} s left. **Stop** saves it as it is.",
+                  **values)
+    return tr("**Training\u2026** step {step}, validation loss {loss:.2f}, {speed:,} tokens/s; {seconds:.0f} s so far "
+              "with the preparation, about {left:.0f} s left. **Stop** saves it as it is.", **values)
+
+
+def failure(line: str) -> str:
+    """The last line the training process wrote on failing, in the page's language where it is one of gpt2_core's
+    messages ("python -m gpt2_core train: error: `text` is too short to train on: ...") or the exit code."""
+    command, said, message = line.rpartition(": error: ")
+    if said:
+        return command + said + in_page_language(message)
+    return in_page_language(line, (EXIT_CODE,))
 
 
 def curve_of(evaluations: list[dict]) -> pd.DataFrame:
     """The loss curve's points, typed from the first (an empty frame's object columns would make the axes labels)."""
     rows = [(e["step"], e[key], name) for e in evaluations
-            for key, name in (("train_loss", "training"), ("val_loss", "validation (held out)"))]
+            for key, name in (("train_loss", tr("training")), ("val_loss", tr("validation (held out)")))]
     return pd.DataFrame(rows, columns=["step", "loss", "split"]).astype(
         {"step": "int64", "loss": "float64", "split": "string"})
 
@@ -211,7 +243,7 @@ def shown_sample(sample: str) -> str:
 def samples_of(evaluations: list[dict]) -> str:
     if not evaluations:
         return ""
-    blocks = [f"<p><strong>Step {e['step']}</strong> (validation loss {e['val_loss']:.2f})</p>"
-              f"<pre>{html.escape(shown_sample(e['sample']), quote=False)}</pre>"
+    blocks = [tr("<p><strong>Step {step}</strong> (validation loss {loss:.2f})</p>", step=e["step"], loss=e["val_loss"])
+              + f"<pre>{html.escape(shown_sample(e['sample']), quote=False)}</pre>"
               for e in reversed(evaluations)]  # the newest first: the class watches the text improve
-    return "<h4>Samples from the same prompt, newest first</h4>" + "".join(blocks)
+    return tr("<h4>Samples from the same prompt, newest first</h4>") + "".join(blocks)

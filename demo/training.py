@@ -29,8 +29,17 @@ log = logging.getLogger(__name__)
 TRAIN_THREADS = 1  # of a 2-core host's two, so that generation for others keeps going
 
 
+BUSY = ("another visitor is training a model right now; it ends in about {seconds:.0f} s. "  # i18n: key
+        "Please try again then.")  # i18n: key
+EXIT_CODE = "the training process ended with exit code {code}"  # i18n: key
+
+
 class TrainingBusyError(RuntimeError):
-    """Another visitor's training run is using the machine."""
+    """Another visitor's training run is using the machine; `seconds` is about what is left of it."""
+
+    def __init__(self, seconds: float):
+        super().__init__(BUSY.format(seconds=seconds))
+        self.seconds = seconds
 
 
 @dataclass
@@ -75,8 +84,7 @@ class TrainingJobs:
             if self._run is not None and not self._run.finished:
                 if self._run.owner == owner:
                     return self._run
-                raise TrainingBusyError(f"another visitor is training a model right now; it ends in about "
-                                        f"{self._run.seconds_left:.0f} s. Please try again then.")
+                raise TrainingBusyError(self._run.seconds_left)
             if self._run is not None:  # the last run's files go: one model on disk at a time
                 shutil.rmtree(self._run.out_dir.parent, ignore_errors=True)
             work = self.root / f"run-{time.time_ns()}"
@@ -132,7 +140,7 @@ class TrainingJobs:
         (run.out_dir.parent / "text.txt").unlink(missing_ok=True)  # read at the start; the model is what stays
         error = run.process.stderr.read().strip()
         if run.process.returncode not in (0, -15):
-            run.errors.append(error.splitlines()[-1] if error else f"exit code {run.process.returncode}")
+            run.errors.append(error.splitlines()[-1] if error else EXIT_CODE.format(code=run.process.returncode))
             log.error("training failed: %s", error)
 
     def model_dir(self, owner: str) -> Path | None:

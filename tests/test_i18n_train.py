@@ -1,0 +1,153 @@
+"""Build your own in Spanish and French, and gpt2_core's messages to page users in the page's language (demo/errors.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from demo.errors import ENGINE_MESSAGES, in_page_language, user_facing_errors
+from demo.i18n import speaking, tables
+from gpt2_core.generate.settings import SamplingParams
+
+ENGINE_CASES = [  # a setting out of range, and the words its message has in each language
+    ({"temperature": 2.5}, "`temperature`", "2.5", "un número finito en [0, 2]", "un nombre fini dans [0, 2]"),
+    ({"top_k": -5}, "`top_k`", "-5", "un número entero en [0, 50257]", "un nombre entier dans [0, 50257]"),
+    ({"top_p": 0}, "`top_p`", "0", "un número finito en (0, 1]", "un nombre fini dans (0, 1]"),
+    ({"max_new_tokens": 5000}, "`max_new_tokens`", "5000", "un número entero en [1, ", "un nombre entier dans [1, "),
+    ({"seed": -7}, "`seed`", "-7", "-1 (aleatoria) o un número entero", "-1 (aléatoire) ou être un nombre entier"),
+]
+
+
+def engine_message(settings: dict) -> str:
+    with pytest.raises(ValueError) as error:
+        SamplingParams(**settings)
+    return str(error.value)
+
+
+@pytest.mark.parametrize(("settings", "name", "value", "es", "fr"), ENGINE_CASES)
+def test_gpt2_cores_messages_come_out_in_the_pages_language_with_their_names_and_numbers(settings, name, value, es, fr):
+    english = engine_message(settings)
+    assert in_page_language(english) == english  # English, outside a request and for API clients
+    with speaking("en"):
+        assert in_page_language(english) == english
+    for language, words, but in (("es", es, ", pero es "), ("fr", fr, ", mais vaut ")):
+        with speaking(language):
+            translated = in_page_language(english)
+        assert translated.startswith(name + " ") and words in translated, translated
+        assert translated.endswith(but + value), translated
+        assert "has to be" not in translated
+
+
+def test_user_facing_errors_shows_a_bad_setting_in_the_pages_language_and_an_unknown_message_in_english():
+    import gradio as gr
+
+    english = engine_message({"top_k": -5})
+    for language, expected in (("en", english), ("es", "`top_k` tiene que ser un número entero en [0, 50257], pero es -5"),
+                               ("fr", "`top_k` doit être un nombre entier dans [0, 50257], mais vaut -5")):
+        with speaking(language), pytest.raises(gr.Error) as error, user_facing_errors():
+            SamplingParams(top_k=-5)
+        assert error.value.message == expected
+    with speaking("es"), pytest.raises(gr.Error) as error, user_facing_errors():
+        raise ValueError("a message <b>no template</b> has")
+    assert error.value.message == "a message &lt;b&gt;no template&lt;/b&gt; has"  # English, escaped as before
+
+
+@pytest.mark.parametrize("message", [
+    "`target` has to be exactly one token of the vocabulary, but ' Paris is' is 2 tokens (' Paris' + ' is'): "
+    "try its first token, ' Paris'",
+    "`text` has to be 1 to 64 tokens long to show its attention, but has 65",
+    "`sentence` has to contain exactly one blank, written ___ or [MASK], but has 2: 'a ___ b ___'",
+    "`text` is too short to train on: it has 900 tokens, and needs at least 5140 for a context of 256 (about 20560 "
+    "characters)",
+])
+def test_each_family_reads_back_its_fields_unchanged(message):
+    for language in ("es", "fr"):
+        with speaking(language):
+            translated = in_page_language(message)
+        assert translated != message
+        for quoted in ("' Paris is'", "' Paris' + ' is'", "64", "65", "'a ___ b ___'", "5140", "20560"):
+            assert (quoted in message) == (quoted in translated), (quoted, translated)
+
+
+def test_every_engine_template_is_in_both_tables():
+    for template in ENGINE_MESSAGES:
+        assert template in tables()["es"] and template in tables()["fr"], template
+
+
+# ---- Build your own ------------------------------------------------------------------------------------------------
+
+
+class FakeRun:
+    def __init__(self, init: str = "tiny", errors: list[str] | None = None):
+        self.init, self.minutes, self.errors = init, 2.0, errors or []
+
+
+EVALUATIONS = [{"step": 25 * i, "train_loss": 5.0 - i, "val_loss": 5.5 - i, "elapsed_s": 10.0 * i,
+                "tokens_per_s": 3000, "total_steps": 100, "sample": "The king"} for i in range(3)]
+
+
+def test_build_your_owns_labels_are_keys_of_both_tables():
+    from demo import train_tab
+
+    for text in (train_tab.SCRATCH, train_tab.FINE_TUNE, train_tab.INTRO, train_tab.TRAINING_OFF, "Start training",
+                 "Loss (lower is better)", f"At least {train_tab.MIN_TEXT_CHARS:,} characters; a .txt file can be uploaded."):
+        assert text in tables()["es"] and text in tables()["fr"], text
+    assert tables()["es"]["Start training"] == "Empezar a entrenar"
+
+
+def test_build_your_owns_status_comes_out_in_spanish_and_french_with_its_numbers():
+    from demo.train_tab import progress, samples_of
+
+    english = progress(FakeRun(), EVALUATIONS, False, elapsed_s=31, since_eval_s=1)
+    assert english.startswith("**Training\u2026** step 50 of 100, validation loss 3.50, 3,000 tokens/s; 31 s so far")
+    with speaking("es"):
+        spanish = progress(FakeRun(), EVALUATIONS, False, elapsed_s=31, since_eval_s=1)
+        done = progress(FakeRun(), EVALUATIONS, True, elapsed_s=40, since_eval_s=1)
+        preparing = progress(FakeRun("gpt2"), [], False, elapsed_s=3, since_eval_s=3)
+        samples = samples_of(EVALUATIONS)
+    assert spanish.startswith("**Entrenando\u2026** paso 50 de 100, pérdida de validación 3.50, 3,000 tokens/s; 31 s")
+    assert done.startswith("**Listo** tras 50 pasos y 40 s") and "pérdida de validación 3.50" in done
+    assert preparing == "**Preparando:** leyendo el texto y cargando los pesos de GPT-2\u2026 3 s hasta ahora."
+    assert samples.startswith("<h4>Muestras del mismo texto inicial") and "<strong>Paso 50</strong>" in samples
+    with speaking("fr"):
+        french = progress(FakeRun(), EVALUATIONS, False, elapsed_s=31, since_eval_s=1)
+    assert french.startswith("**Entraînement\u2026** étape 50 sur 100, perte de validation 3.50")
+
+
+def test_a_failed_runs_last_line_is_translated_where_it_is_gpt2_cores_message():
+    from demo.train_tab import progress
+    from demo.training import EXIT_CODE
+
+    line = ("python -m gpt2_core train: error: `text` is too short to train on: it has 900 tokens, and needs at least "
+            "5140 for a context of 256 (about 20560 characters)")
+    assert progress(FakeRun(errors=[line]), [], True, elapsed_s=3, since_eval_s=3).startswith("**Training failed:** python")
+    with speaking("es"):
+        spanish = progress(FakeRun(errors=[line]), [], True, elapsed_s=3, since_eval_s=3)
+        code = progress(FakeRun(errors=[EXIT_CODE.format(code=-9)]), [], True, elapsed_s=3, since_eval_s=3)
+    assert spanish.startswith("**El entrenamiento ha fallado:** python \\-m gpt2\\_core train: error: \\`text\\` es "
+                              "demasiado corto para entrenar: tiene 900 tokens"), spanish
+    assert code == "**El entrenamiento ha fallado:** el proceso de entrenamiento terminó con el código de salida \\-9"
+
+
+def test_the_loss_curves_titles_come_from_a_load_event_on_a_translated_page_only():
+    import gradio as gr
+
+    from demo.train_tab import curve_of, plot_titles
+
+    assert isinstance(plot_titles(), type(gr.skip()))  # English: the titles built with the plot
+    with speaking("fr"):
+        update = plot_titles()
+        curve = curve_of(EVALUATIONS)
+    assert (update.x_title, update.y_title) == ("étape d'entraînement", "entropie croisée (nats par token)")
+    assert set(curve["split"]) == {"entraînement", "validation (mise de côté)"}
+
+
+def test_a_busy_machine_is_told_in_the_pages_language(tmp_path):
+    from demo.training import BUSY, TrainingBusyError
+
+    error = TrainingBusyError(42.4)
+    assert str(error) == "another visitor is training a model right now; it ends in about 42 s. Please try again then."
+    with speaking("es"):
+        from demo.i18n import tr
+
+        assert tr(BUSY, seconds=error.seconds) == ("otra persona está entrenando un modelo ahora mismo; termina en unos "
+                                                   "42 s. Vuelve a intentarlo entonces.")
