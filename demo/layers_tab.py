@@ -14,9 +14,11 @@ import gradio as gr
 
 from demo.api import endpoint
 from demo.errors import markdown_text, user_facing_errors
+from demo.i18n import T, tr
 from demo.lens_pictures import (
     COMMIT_COLORS,
     cell_html,
+    commit_colors,
     commitment_segments,
     grid_html,
     rank_chart_svg,
@@ -28,7 +30,7 @@ from demo.save_view import save_png_button
 from gpt2_core.explain.lens import MAX_LENS_TOKENS, LogitLens
 from gpt2_core.generate.settings import check_text
 
-DEFAULT_TEXT = "The Eiffel Tower is in the city of"
+DEFAULT_TEXT = "The Eiffel Tower is in the city of"  # i18n: not shown (GPT-2's input: it reads English)
 TOP = 5  # guesses listed for a clicked cell
 CONTINUE_TOKENS = 10  # "Let GPT-2 continue" adds at most this many greedy tokens
 SHOW_DETAILS = "() => document.getElementById('layers-details')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"
@@ -47,34 +49,34 @@ element.addEventListener('click', (e) => {
   element.querySelectorAll('.lens-cell.selected').forEach((c) => c.classList.remove('selected'));
   cell.classList.add('selected');
   trigger('select', {row: Number(cell.dataset.row), col: Number(cell.dataset.col)});
-});"""
+});"""  # i18n: not shown (JavaScript)
 
-INTRO = f"""\
+INTRO = T("""\
 ### Layers: how GPT-2's guess takes shape
 GPT-2 passes every word up through its layers, one after another, and only the last one says what comes next. The \
 **logit lens** asks every layer: *if you had to guess now, what would come next?* Read the grid **bottom-up**: the \
 text at the foot, then the embeddings (what the words are before any layer), then each layer, GPT-2's own answer on \
-top. Darker blue is a surer guess. **Click a cell** for its {TOP} likeliest words; **watch one word** to follow its \
-rank up the layers.
-"""
-COMMIT_HELP = ("**When did GPT-2 decide?** Each word is coloured by the layer from which GPT-2's top guess for it "
-               "stayed on top: already at the embeddings (darkest blue), in the early, middle or late layers, or only "
-               "at the last layer (yellow). Uncoloured words were not GPT-2's top guess: someone else chose them. "
-               "Press **Let GPT-2 continue** to add words GPT-2 chose itself.")
+top. Darker blue is a surer guess. **Click a cell** for its likeliest words; **watch one word** to follow its rank \
+up the layers.
+""")
+COMMIT_HELP = T("**When did GPT-2 decide?** Each word is coloured by the layer from which GPT-2's top guess for it "
+                "stayed on top: already at the embeddings (darkest blue), in the early, middle or late layers, or "
+                "only at the last layer (yellow). Uncoloured words were not GPT-2's top guess: someone else chose "
+                "them. Press **Let GPT-2 continue** to add words GPT-2 chose itself.")
 
 
 def layers_tab(models: AppModels) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
-            text = gr.Textbox(DEFAULT_TEXT, label=f"Text (up to {MAX_LENS_TOKENS} tokens)", scale=4, max_lines=3,
-                              elem_id="layers-text")
-            show = gr.Button("Read the layers", variant="primary", scale=1, elem_id="layers-show")
+            text = gr.Textbox(DEFAULT_TEXT, label=T("Text") + f" (\u2264 {MAX_LENS_TOKENS} " + T("tokens") + ")", scale=4,
+                              max_lines=3, elem_id="layers-text")
+            show = gr.Button(T("Read the layers"), variant="primary", scale=1, elem_id="layers-show")
         with gr.Row(equal_height=True):
-            target = gr.Textbox(label="Watch one word (one token, with its space: \" Paris\"; blank: GPT-2's answer)",
+            target = gr.Textbox(label=T("Watch one word (one token, with its space: \" Paris\"; blank: GPT-2's answer)"),
                                 scale=3, max_lines=1, elem_id="layers-target")
-            watch = gr.Button("Watch", scale=1, elem_id="layers-watch")
-            more = gr.Button("Let GPT-2 continue", scale=1, elem_id="layers-continue")
+            watch = gr.Button(T("Watch"), scale=1, elem_id="layers-watch")
+            more = gr.Button(T("Let GPT-2 continue"), scale=1, elem_id="layers-continue")
         note = gr.Markdown(elem_id="layers-note")
         with gr.Row(equal_height=True):  # the cell's details beside the grid, following it down a tall grid
             with gr.Column(scale=3, min_width=320):
@@ -88,10 +90,11 @@ def layers_tab(models: AppModels) -> TabParts:
                 summary = gr.Markdown(elem_id="layers-summary")
                 chart = gr.HTML(elem_id="layers-chart")
                 save_png_button("layers-chart", file="gpt2-layers-one-word.png", needs="svg",
-                                title="One word through the layers", caption=["{#layers-summary}"])
+                                title="One word through the layers",  # i18n: key (demo/save_view.py draws it)
+                                caption=["{#layers-summary}"])
             with gr.Column(scale=2, min_width=300):
                 gr.Markdown(COMMIT_HELP)
-                commitment = gr.HighlightedText(label="When GPT-2 committed to each word", color_map=COMMIT_COLORS,
+                commitment = gr.HighlightedText(label=T("When GPT-2 committed to each word"), color_map=COMMIT_COLORS,
                                                 show_legend=True, show_inline_category=False, combine_adjacent=False,
                                                 elem_id="layers-commitment", elem_classes="tokens")
                 save_png_button("layers-commitment", file="gpt2-layers-commitment.png", needs=".token",
@@ -127,16 +130,18 @@ def make_read(models: AppModels):
             name = lm.name
         same = before is not None and before.token_ids == lens.token_ids and len(before.layers) == len(lens.layers)
         row, col = tuple(chosen) if same and chosen is not None else (len(lens.layers) - 1, len(lens.tokens) - 1)
-        note = (f"`{name}`: {len(lens.layers) - 1} layers \u00d7 {len(lens.tokens)} tokens. Click any cell: the top "
-                f"right one is GPT-2's answer, its guess for what follows the whole text.")
+        note = tr("`{name}`: {layers} layers \u00d7 {tokens} tokens. Click any cell: the top right one is GPT-2's "
+                  "answer, its guess for what follows the whole text.", name=name, layers=len(lens.layers) - 1,
+                  tokens=len(lens.tokens))
+        commitment = gr.HighlightedText(commitment_segments(lens), color_map=commit_colors())  # its legend translated
         return [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
-                rank_chart_svg(lens, col), commitment_segments(lens), lens, (row, col)]
+                rank_chart_svg(lens, col), commitment, lens, (row, col)]
 
     return read
 
 
 def summary_text(lens: LogitLens, col: int) -> str:
-    return f"**Watch one word:** {markdown_text(rank_summary(lens, col))}"
+    return tr("**Watch one word:** {summary}", summary=markdown_text(rank_summary(lens, col)))
 
 
 def pick_cell(lens: LogitLens | None, evt: gr.EventData) -> list:
@@ -166,7 +171,7 @@ def make_continue(models: AppModels):
             text = check_text("text", text)
             room = MAX_LENS_TOKENS - len(lm.tokenizer.encode(text))
             if room < 1:
-                raise ValueError(f"`text` already has {MAX_LENS_TOKENS} tokens or more, as many as the grid shows")
+                raise ValueError(tr("`text` already has {n} tokens or more, as many as the grid shows", n=MAX_LENS_TOKENS))
             (sample,) = lm.generate(text, max_new_tokens=min(CONTINUE_TOKENS, room), temperature=0)
             pieces = list(sample.token_texts)
             while pieces and len(lm.tokenizer.encode(text + "".join(pieces))) > MAX_LENS_TOKENS:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 from demo.attention_maps import INK, label
+from demo.i18n import language, tr
 from demo.tokens import bar, shown_token
 from gpt2_core.explain.lens import LogitLens
 
@@ -29,8 +31,14 @@ LINE = "#c2410c"  # orange 700, the app's outline colour: apart from the grid's 
 
 # When the model committed to each word of a text: bands of its depth, early (darker) to late (commitment_segments);
 # each at least 4.5:1 behind the page's dark text. A word that is not the model's top guess stays uncoloured.
+# The names are the legend's, in English; a request's page gets them translated (commit_colors).
 COMMIT_COLORS = {"embeddings": "#3b82f6", "early layers": "#60a5fa", "middle layers": "#93c5fd",
                  "late layers": "#bfdbfe", "last layer only": "#facc15"}
+
+
+def commit_colors() -> dict[str, str]:
+    """COMMIT_COLORS named in the language of the request (the legend of the coloured text)."""
+    return {tr(name): color for name, color in COMMIT_COLORS.items()}
 
 
 def blend(p: float) -> tuple[int, int, int]:
@@ -73,17 +81,26 @@ def shown(token: str) -> str:
     return shown_token(visible(token))
 
 
+def layer_name(name: str) -> str:
+    """A row's name from gpt2_core ("embeddings", "layer 3") in the language of the request."""
+    if numbered := re.fullmatch(r"layer (\d+)", name):
+        return tr("layer {n}", n=numbered.group(1))
+    return tr(name)
+
+
 def row_name(lens: LogitLens, row: int) -> str:
     last = len(lens.layers) - 1
-    return f"{lens.layers[row]} (output)" if row == last else lens.layers[row]
+    name = layer_name(lens.layers[row])
+    return tr("{layer} (output)", layer=name) if row == last else name
 
 
 def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> str:
     """The layers x tokens grid as an HTML table (rows top-down: output ... embeddings, then the input tokens)."""
     T = len(lens.tokens)
     nexts = [cell_label(t) for t in lens.tokens[1:]] + ["?"]
-    head = "".join(f"<th scope='col' class='lens-next'>{html.escape(n)}</th>" for n in nexts)
-    rows = [f"<tr><th scope='row' class='lens-side'>next in the text</th>{head}</tr>"]
+    head = "".join(f"<th scope='col' class='lens-next'>{html.escape(n)}</th>" for n in nexts)  # i18n: not shown (markup)
+    next_in_text = html.escape(tr("next in the text"))
+    rows = [f"<tr><th scope='row' class='lens-side'>{next_in_text}</th>{head}</tr>"]  # i18n: not shown (markup)
     for row in reversed(range(len(lens.layers))):
         cells = []
         for t, cell in enumerate(lens.cells[row]):
@@ -91,35 +108,47 @@ def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> st
             rgb = blend(prob)
             right = t + 1 < T and token_id == lens.token_ids[t + 1]
             classes = "lens-cell" + (" lens-right" if right else "") + (" selected" if selected == (row, t) else "")
-            name = (f"{row_name(lens, row)}, after {shown(lens.tokens[t])}: {shown(text)} {prob:.0%}"
-                    + (", the text's next token" if right else ""))
-            cells.append(f"<td><button type='button' class='{classes}' data-row='{row}' data-col='{t}' "
-                         f"style='background: rgb{rgb}; color: {ink_on(rgb)}' title='{html.escape(name, quote=True)}' "
-                         f"aria-label='{html.escape(name, quote=True)}'>{html.escape(cell_label(text))}</button></td>")
-        side = "lens-side lens-output" if row == len(lens.layers) - 1 else "lens-side"
-        rows.append(f"<tr><th scope='row' class='{side}'>{html.escape(row_name(lens, row))}</th>{''.join(cells)}</tr>")
-    inputs = "".join(f"<th scope='col' class='lens-input'>{html.escape(cell_label(t))}</th>" for t in lens.tokens)
-    rows.append(f"<tr><th scope='row' class='lens-side'>the text</th>{inputs}</tr>")
-    return (f"<div class='lens-scroll' role='region' aria-label='The layers grid' tabindex='0'><table class='lens-grid' "
-            f"aria-label=\"Each layer's top guess for the next token\"><tbody>{''.join(rows)}</tbody></table></div>"
-            f"<p class='lens-help'>Read bottom-up: the text at the foot, GPT-2's own answer on top. Darker blue: a "
-            f"surer guess. <u><b>Underlined</b></u>: the guess is the text's next token.</p>")
+            fields = dict(row=row_name(lens, row), token=shown(lens.tokens[t]), guess=shown(text), prob=f"{prob:.0%}")
+            name = (tr("{row}, after {token}: {guess} {prob}, the text's next token", **fields) if right
+                    else tr("{row}, after {token}: {guess} {prob}", **fields))
+            name = html.escape(name, quote=True)
+            cells.append(f"<td><button type='button' class='{classes}' data-row='{row}' data-col='{t}' "  # i18n: not shown
+                         f"style='background: rgb{rgb}; color: {ink_on(rgb)}' title='{name}' "  # i18n: not shown
+                         f"aria-label='{name}'>{html.escape(cell_label(text))}</button></td>")
+        side = "lens-side lens-output" if row == len(lens.layers) - 1 else "lens-side"  # i18n: not shown (classes)
+        side_name = html.escape(row_name(lens, row))
+        rows.append(f"<tr><th scope='row' class='{side}'>{side_name}</th>{''.join(cells)}</tr>")  # i18n: not shown
+    inputs = "".join(f"<th scope='col' class='lens-input'>{html.escape(cell_label(t))}</th>"  # i18n: not shown
+                     for t in lens.tokens)
+    the_text = html.escape(tr("the text"))
+    rows.append(f"<tr><th scope='row' class='lens-side'>{the_text}</th>{inputs}</tr>")  # i18n: not shown (markup)
+    region = html.escape(tr("The layers grid"), quote=True)
+    table = html.escape(tr("Each layer's top guess for the next token"), quote=True)
+    help_line = tr("Read bottom-up: the text at the foot, GPT-2's own answer on top. Darker blue: a surer guess. "
+                   "<u><b>Underlined</b></u>: the guess is the text's next token.")
+    return (f"<div class='lens-scroll' role='region' aria-label='{region}' tabindex='0'>"  # i18n: not shown (markup)
+            f"<table class='lens-grid' aria-label='{table}'><tbody>{''.join(rows)}</tbody></table></div>"
+            f"<p class='lens-help'>{help_line}</p>")
 
 
 def cell_html(lens: LogitLens, row: int, col: int) -> str:
     """A cell's top guesses with their probabilities (and the watched word's rank there)."""
     cell = lens.cells[row][col]
     after = html.escape(shown(lens.tokens[col]))
-    lines = "".join(f"<tr><td class='tok'>{html.escape(shown(text))}</td><td>{bar(prob, 'model')}</td></tr>"
+    lines = "".join(f"<tr><td class='tok'>{html.escape(shown(text))}</td><td>{bar(prob, 'model')}</td></tr>"  # i18n: not shown
                     for text, _, prob in cell.top)
     watched = ""
     if lens.target is not None and cell.target_rank is not None and cell.target_prob is not None:
-        watched = (f"<p class='note'>{html.escape(shown(lens.target))} is number "
-                   f"<b>{cell.target_rank:,}</b> here ({cell.target_prob:.2%}).</p>")
-    return (f"<div class='details' tabindex='0' role='region' aria-label='The chosen cell'>"
-            f"<p><b>{html.escape(row_name(lens, row))}</b>, after <b class='tok'>{after}</b> "
-            f"(token {col + 1} of {len(lens.tokens)}): its {len(cell.top)} likeliest next tokens</p>"
-            f"<table><thead><tr><th>token</th><th>probability at this layer</th></tr></thead>"
+        watched = "<p class='note'>" + tr("{word} is number {rank} here ({prob}).", word=html.escape(shown(lens.target)),
+                                          rank=f"<b>{number(cell.target_rank)}</b>",
+                                          prob=f"{cell.target_prob:.2%}") + "</p>"
+    heading = tr("{row}, after {token} (token {i} of {n}): its {k} likeliest next tokens",
+                 row=f"<b>{html.escape(row_name(lens, row))}</b>", token=f"<b class='tok'>{after}</b>", i=col + 1,
+                 n=len(lens.tokens), k=len(cell.top))
+    region = html.escape(tr("The chosen cell"), quote=True)
+    token, probability = html.escape(tr("token")), html.escape(tr("probability at this layer"))
+    return (f"<div class='details' tabindex='0' role='region' aria-label='{region}'><p>{heading}</p>"  # i18n: not shown
+            f"<table><thead><tr><th>{token}</th><th>{probability}</th></tr></thead>"
             f"<tbody>{lines}</tbody></table>{watched}</div>")
 
 
@@ -127,26 +156,38 @@ def watched_ranks(lens: LogitLens, col: int) -> tuple[str, list[int], str]:
     """(the watched word, its rank at each row at position `col`, what it is): the target, else the model's own
     final top guess there."""
     if lens.target is not None:
-        return lens.target, [row[col].target_rank or 0 for row in lens.cells], "the word you chose"
+        return lens.target, [row[col].target_rank or 0 for row in lens.cells], tr("the word you chose")
     text = lens.cells[-1][col].top[0][0]
-    return text, [row[col].final_rank for row in lens.cells], "GPT-2's final answer here"
+    return text, [row[col].final_rank for row in lens.cells], tr("GPT-2's final answer here")
+
+
+def number(n: int) -> str:
+    """A whole number with the thousands marked as the request's language writes them: 50,257; 50.257; 50 257."""
+    return f"{n:,}".replace(",", {"es": ".", "fr": "\u202f"}.get(language(), ","))
 
 
 def ordinal(n: int) -> str:
-    return f"{n:,}" + ("th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th"))
+    """1st, 2nd... in the request's language (es: 1.º; fr: 1er, 2e)."""
+    if language() == "es":
+        return number(n) + ".\u00ba"
+    if language() == "fr":
+        return number(n) + ("er" if n == 1 else "e")
+    return number(n) + ("th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th"))
 
 
 def rank_summary(lens: LogitLens, col: int) -> str:
     """One sentence: where the watched word starts, and from which layer it is the top guess (if it becomes it)."""
     word, ranks, what = watched_ranks(lens, col)
     on_top = next((r for r in range(len(ranks)) if all(x == 1 for x in ranks[r:])), None)
-    after = shown(lens.tokens[col])
-    start = f"\u201c{shown(word)}\u201d ({what}) after \u201c{after}\u201d: {ordinal(ranks[0])} at the embeddings"
+    fields = dict(word=shown(word), what=what, after=shown(lens.tokens[col]), first=ordinal(ranks[0]))
     if on_top is None:
-        return f"{start}, {ordinal(ranks[-1])} at the output: never GPT-2's top guess here."
+        return tr("\u201c{word}\u201d ({what}) after \u201c{after}\u201d: {first} at the embeddings, {last} at the "
+                  "output: never GPT-2's top guess here.", last=ordinal(ranks[-1]), **fields)
     if on_top == 0:
-        return f"{start}, and the top guess at every layer."
-    return f"{start}; the top guess from {lens.layers[on_top]} on."
+        return tr("\u201c{word}\u201d ({what}) after \u201c{after}\u201d: {first} at the embeddings, and the top "
+                  "guess at every layer.", **fields)
+    return tr("\u201c{word}\u201d ({what}) after \u201c{after}\u201d: {first} at the embeddings; the top guess from "
+              "{layer} on.", layer=layer_name(lens.layers[on_top]), **fields)
 
 
 def rank_chart_svg(lens: LogitLens, col: int) -> str:
@@ -163,25 +204,26 @@ def rank_chart_svg(lens: LogitLens, col: int) -> str:
         return CHART_TOP + h * math.log10(max(rank, 1)) / decades
 
     title = rank_summary(lens, col)
-    parts = [f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" aria-label="{html.escape(title)}" '
+    parts = [f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" aria-label="{html.escape(title)}" '  # i18n: not shown
              f'xmlns="http://www.w3.org/2000/svg" class="lens-chart">', f"<title>{html.escape(title)}</title>"]
     for d in range(decades + 1):
         y = y_of(10**d)
         parts.append(f'<line x1="{CHART_LEFT}" x2="{CHART_LEFT + w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        name = "1st (top)" if d == 0 else ordinal(10**d)
-        parts.append(f'<text x="{CHART_LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">{name}</text>')
+        name = html.escape(tr("1st (top)") if d == 0 else ordinal(10**d))
+        parts.append(f'<text x="{CHART_LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">{name}</text>')  # i18n: not shown
     step = max(1, math.ceil(rows / 13))  # at most 13 row labels: gpt2-xl's 49 rows would overlap
     for r in range(0, rows, step):
-        name = "emb." if r == 0 else str(r)
-        parts.append(f'<text x="{x_of(r):.1f}" y="{CHART_TOP + h + 30}" text-anchor="middle">{name}</text>')
-    parts.append(f'<text x="{CHART_LEFT + w / 2:.1f}" y="{CHART_HEIGHT - 6}" text-anchor="middle" '
-                 f'class="axis">layer (emb. = the embeddings)</text>')
+        name = html.escape(tr("emb.")) if r == 0 else str(r)
+        parts.append(f'<text x="{x_of(r):.1f}" y="{CHART_TOP + h + 30}" text-anchor="middle">{name}</text>')  # i18n: not shown
+    axis = html.escape(tr("layer (emb. = the embeddings)"))
+    parts.append(f'<text x="{CHART_LEFT + w / 2:.1f}" y="{CHART_HEIGHT - 6}" text-anchor="middle" '  # i18n: not shown
+                 f'class="axis">{axis}</text>')
     points = " ".join(f"{x_of(r):.1f},{y_of(rank):.1f}" for r, rank in enumerate(ranks))
-    parts.append(f'<polyline points="{points}" fill="none" stroke="{LINE}" stroke-width="3"/>')
+    parts.append(f'<polyline points="{points}" fill="none" stroke="{LINE}" stroke-width="3"/>')  # i18n: not shown
     for r, rank in enumerate(ranks):
-        parts.append(f'<circle cx="{x_of(r):.1f}" cy="{y_of(rank):.1f}" r="5" fill="{LINE}">'
-                     f"<title>{html.escape(lens.layers[r])}: {html.escape(shown(word))} is "
-                     f"{ordinal(rank)}</title></circle>")
+        point = tr("{layer}: {word} is {rank}", layer=layer_name(lens.layers[r]), word=shown(word), rank=ordinal(rank))
+        parts.append(f'<circle cx="{x_of(r):.1f}" cy="{y_of(rank):.1f}" r="5" fill="{LINE}">'  # i18n: not shown (markup)
+                     f"<title>{html.escape(point)}</title></circle>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -189,22 +231,22 @@ def rank_chart_svg(lens: LogitLens, col: int) -> str:
 def band(row: int, n_layer: int) -> str:
     """The part of the model's depth where row `row` (0: embeddings, n_layer: output) lies."""
     if row == 0:
-        return "embeddings"
+        return "embeddings"  # i18n: key (a name of COMMIT_COLORS)
     if row == n_layer:
-        return "last layer only"
+        return "last layer only"  # i18n: key
     third = row / n_layer
-    return "early layers" if third <= 1 / 3 else "middle layers" if third <= 2 / 3 else "late layers"
+    return "early layers" if third <= 1 / 3 else "middle layers" if third <= 2 / 3 else "late layers"  # i18n: key
 
 
 def commitment_segments(lens: LogitLens) -> list[tuple[str, str | None]]:
     """The text for gr.HighlightedText, each token coloured by the band of the layer from which the model's top
-    guess for it (at the token before) stayed on top. A token that is not that guess, and the first (nothing
-    guessed it), stay uncoloured."""
+    guess for it (at the token before) stayed on top, the band named in the request's language (commit_colors). A
+    token that is not that guess, and the first (nothing guessed it), stay uncoloured."""
     n_layer = len(lens.layers) - 1
     out: list[tuple[str, str | None]] = [(lens.tokens[0], None)]
     for t in range(1, len(lens.tokens)):
         guess = lens.cells[-1][t - 1].top[0][1]
-        out.append((lens.tokens[t], band(lens.committed[t - 1], n_layer) if guess == lens.token_ids[t] else None))
+        out.append((lens.tokens[t], tr(band(lens.committed[t - 1], n_layer)) if guess == lens.token_ids[t] else None))
     return [(text, category) for text, category in out if text]
 
 

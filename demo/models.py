@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from demo.config import AppConfig
+from demo.i18n import tr
 from demo.zerogpu import spaces_lend
 from gpt2_core import PRESETS, LanguageModel, ModelUnavailableError, TextModel, UnsafeCheckpointError, load_model
 from gpt2_core.bert.fill_mask import FillMask, load_fill_mask
@@ -48,15 +49,14 @@ class ModelHolder:
         self._retired: set[LanguageModel] = set()  # replaced models still finishing requests
         self.source = source  # what the current model (or the failed attempt) was loaded from
         self.error: str | None = None  # why there is no model, with the fix; None when one is loaded
-        self.notice: str | None = None  # why a fallback serves instead of the model asked for
+        self._fell_back: tuple[str, str, str] | None = None  # (asked for, serving instead, why) for `notice`
         try:
             self.switch(source)
         except LOAD_ERRORS as e:  # the app still starts and its page says why (self.error, or self.notice)
             if fallback is not None and fallback != source:
                 try:
                     self.switch(fallback)
-                    self.notice = (f"`{source}` could not be loaded, so the bundled `{fallback}` serves instead. "
-                                   f"Why: {e}")
+                    self._fell_back = (source, fallback, str(e))
                 except LOAD_ERRORS:
                     self.source, self.error = source, str(e)
 
@@ -64,13 +64,23 @@ class ModelHolder:
     def current(self) -> LanguageModel | None:
         return self._current
 
+    @property
+    def notice(self) -> str | None:
+        """Why a fallback serves instead of the model asked for (None when it does not), in the language of the
+        request that reads it: it is known at start-up, and read by every page."""
+        if self._fell_back is None:
+            return None
+        source, fallback, why = self._fell_back
+        return tr("`{source}` could not be loaded, so the bundled `{fallback}` serves instead. Why: {why}",
+                  source=source, fallback=fallback, why=why)
+
     @contextmanager
     def use(self) -> Iterator[LanguageModel]:
         """The current model, kept open until the `with` block ends (a model switch waits for it)."""
         with self._lock:
             lm = self._current
             if lm is None:
-                raise ModelUnavailableError(self.error or "no model is loaded")
+                raise ModelUnavailableError(self.error or tr("no model is loaded"))
             self._users[lm] += 1
         try:
             yield lm
@@ -92,7 +102,7 @@ class ModelHolder:
     def switch(self, source: str) -> LanguageModel:
         """Load `source` and make it current; on failure keep the old model and re-raise (see `error`)."""
         if not self._loading.acquire(blocking=False):
-            raise ModelBusyError("another model is loading right now; try again when it is ready")
+            raise ModelBusyError(tr("another model is loading right now; try again when it is ready"))
         try:
             log.info("loading %s", source)
             try:
@@ -106,7 +116,7 @@ class ModelHolder:
             with self._lock:
                 old, self._current = self._current, new
                 self._users[new] = 0
-                self.source, self.error, self.notice = source, None, None
+                self.source, self.error, self._fell_back = source, None, None
                 close_old = old is not None and self._users[old] == 0
                 if close_old:
                     del self._users[old]
@@ -161,7 +171,7 @@ class OwnModels:
 
         holder = ModelHolder(load, directory)
         if holder.current is None:
-            raise ModelUnavailableError(holder.error or f"{directory} could not be loaded")
+            raise ModelUnavailableError(holder.error or tr("{directory} could not be loaded", directory=directory))
         with self._lock:
             retired = [h for h in (self._holders.pop(session, None),) if h is not None]
             self._holders[session] = holder

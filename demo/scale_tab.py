@@ -25,6 +25,7 @@ import pandas as pd
 from demo.api import endpoint
 from demo.errors import user_facing_errors
 from demo.examples import Examples
+from demo.i18n import T, tr
 from demo.links import TabParts
 from demo.models import AppModels
 from demo.save_view import save_png_button
@@ -43,12 +44,20 @@ SCROLL_TO_RESULTS = """() => {
   if (state && state.getBoundingClientRect().top + 200 > window.innerHeight) state.scrollIntoView({block: 'start'});
 }"""
 
-INTRO = """\
+INTRO = T("""\
 ### What scale buys
 "What makes GPT-2 worthy of the 2 is massive scale": the same architecture at 82 million to 1.5 billion parameters. \
 Here **the same prompt and seed** go to every size this machine has, smallest first, and each size is measured on a \
 **human-written paragraph**: its surprise in bits per token (lower: it predicts real text better).
-"""
+""")
+# A size's state as its card names it (the card's class keeps the English one)
+STATES = {"waiting": "waiting", "loading": "loading", "writing": "writing", "done": "done",  # i18n: key
+          "skipped": "skipped", "failed": "failed"}  # i18n: key
+# The run's state line while a size is on its way, by that size's state
+DOING = {"waiting": "**Starting {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
+         "loading": "**Loading {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
+         "writing": "**Writing {model}** ({i} of {n})\u2026 Each size is released before the next one loads."}  # i18n: key
+X_TITLE, Y_TITLE = "parameters (millions)", "bits per token (lower is better)"  # i18n: key
 
 
 @dataclass
@@ -81,31 +90,37 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
-            prompt = gr.Textbox(unicorn.prompt, label="Prompt", lines=2, max_lines=6, scale=4, elem_id="scale-prompt")
+            prompt = gr.Textbox(unicorn.prompt, label=T("Prompt"), lines=2, max_lines=6, scale=4, elem_id="scale-prompt")
             with gr.Column(scale=1, min_width=220):
-                seed = gr.Number(DEFAULT_SEED, precision=0, label="Seed (the same for every size)", elem_id="scale-seed")
-                tokens = gr.Slider(*NEW_TOKENS[:2], NEW_TOKENS[2], step=1, label="New tokens", elem_id="scale-tokens")
+                seed = gr.Number(DEFAULT_SEED, precision=0, label=T("Seed (the same for every size)"),
+                                 elem_id="scale-seed")
+                tokens = gr.Slider(*NEW_TOKENS[:2], NEW_TOKENS[2], step=1, label=T("New tokens"), elem_id="scale-tokens")
         with gr.Row():
-            run = gr.Button("Run every size", variant="primary", elem_id="scale-run")
-            stop = gr.Button("Stop", variant="stop", elem_id="scale-stop")
+            run = gr.Button(T("Run every size"), variant="primary", elem_id="scale-run")
+            stop = gr.Button(T("Stop"), variant="stop", elem_id="scale-stop")
         planned = sizes.columns()  # once at start-up: each looks in the Hugging Face cache
-        state = gr.Markdown(f"**Ready.** Sizes here: {summary(planned)}", elem_id="scale-state")
-        cards = gr.HTML(render_cards(planned), elem_id="scale-columns")
+        # The plan and the human paragraph's source, in the page's language: written as the page opens (load below)
+        state = gr.Markdown("**" + T("Ready.") + "**", elem_id="scale-state")
+        cards = gr.HTML("", elem_id="scale-columns")
         with gr.Row(equal_height=False):
-            table = gr.Dataframe(label="Figures", interactive=False, wrap=True, elem_id="scale-figures", scale=3)
+            table = gr.Dataframe(label=T("Figures"), interactive=False, wrap=True, elem_id="scale-figures", scale=3)
             with gr.Column(scale=2, visible=False) as chart_box:  # shown with the chart's second point
-                chart = gr.LinePlot(x="parameters (millions)", y="bits per token", label="Surprise at human text vs size",
-                                    x_title="parameters (millions)", y_title="bits per token (lower is better)",
+                chart = gr.LinePlot(x="parameters (millions)", y="bits per token",
+                                    label=T("Surprise at human text vs size"), x_title=X_TITLE, y_title=Y_TITLE,
                                     elem_id="scale-chart", visible=False)
                 save_png_button("scale-chart", file="gpt2-scale.png", needs=".vega-embed", caption=[
-                    "The same prompt and seed on every size: \u201c{#scale-prompt textarea}\u201d, seed "
-                    "{#scale-seed input}, {#scale-tokens input[type=number]} new tokens", "{#scale-human}"])
-        gr.Markdown(f"The human paragraph: {human.title}.", elem_id="scale-human")
+                    "The same prompt and seed on every size: \u201c{#scale-prompt textarea}\u201d, seed "  # i18n: key
+                    "{#scale-seed input}, {#scale-tokens input[type=number]} new tokens",  # i18n: key (save_view.py)
+                    "{#scale-human}"])
+        source = gr.Markdown("", elem_id="scale-human")
+        tab.load(lambda: (ready_line(planned), render_cards(planned), tr("The human paragraph: {title}.",
+                                                                          title=human.title)),
+                 outputs=[state, cards, source], api_visibility="private", queue=False)
         event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box],
                           api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden")
         run.click(None, js=SCROLL_TO_RESULTS, api_visibility="private")  # the columns, in view at once (phones)
         stop.click(None, cancels=[event], api_visibility="private").then(
-            lambda: "**Stopped.** The sizes that finished keep their text and figures.", outputs=state,
+            lambda: tr("**Stopped.** The sizes that finished keep their text and figures."), outputs=state,
             api_visibility="private", queue=False)
         endpoint(make_api(sizes, unicorn.prompt), returns=list, api_name="scale", concurrency_limit=1, concurrency_id="scale")
     return TabParts(tab, {})
@@ -147,7 +162,7 @@ class SizeRunner:
     def run(self, prompt: str, params: SamplingParams) -> Iterator[list[Column]]:
         """Every runnable size in turn: yields the columns whenever one of them changes. One run at a time."""
         if not self._running.acquire(blocking=False):  # a stopped run may still be releasing its model
-            raise ValueError("another Scale run is still finishing; please try again in a few seconds")
+            raise ValueError(tr("another Scale run is still finishing; please try again in a few seconds"))
         try:
             columns = self.columns()
             yield columns
@@ -183,18 +198,25 @@ class SizeRunner:
 
 def summary(columns: list[Column]) -> str:
     ready = [c.planned.source for c in columns if c.planned.skip is None]
-    others = "; the others are listed below with why" if len(ready) < len(columns) else ""
-    return f"{len(ready)} of {len(columns)} ({', '.join(ready) or 'none'}){others}."
+    fields = dict(ready=len(ready), total=len(columns), names=", ".join(ready) or tr("none"))
+    if len(ready) < len(columns):
+        return tr("{ready} of {total} ({names}); the others are listed below with why.", **fields)
+    return tr("{ready} of {total} ({names}).", **fields)
+
+
+def ready_line(columns: list[Column]) -> str:
+    """The state line before any run: the sizes this machine has."""
+    return tr("**Ready.** Sizes here: {sizes}", sizes=summary(columns))
 
 
 def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, SamplingParams]:
     """The prompt, and the settings every size samples with: the same seed, DEFAULTS' temperature and top-k."""
     prompt = check_text("prompt", prompt)
     if not prompt.strip():
-        raise ValueError("`prompt` has to contain some text: every size continues the same prompt")
+        raise ValueError(tr("`prompt` has to contain some text: every size continues the same prompt"))
     seed = check_seed(seed)
     if seed is None:
-        raise ValueError("`seed` has to be an integer (not -1): every size draws with the same seed")
+        raise ValueError(tr("`seed` has to be an integer (not -1): every size draws with the same seed"))
     check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])  # the slider's range
     return prompt, SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
 
@@ -208,14 +230,13 @@ def make_run(sizes: SizeRunner):
             active = next((c for c in columns if c.state in ("waiting", "loading", "writing")), None)
             ready = [c for c in columns if c.state != "skipped"]
             if active is not None:
-                doing = {"waiting": "Starting", "loading": "Loading", "writing": "Writing"}[active.state]
-                state = (f"**{doing} {active.planned.source}** ({ready.index(active) + 1} of "
-                         f"{len(ready)})\u2026 Each size is released before the next one loads.")
+                state = tr(DOING[active.state], model=active.planned.source, i=ready.index(active) + 1, n=len(ready))
             else:
-                state = "**Done.** Compare the texts, then the surprise of each size at the human paragraph."
+                state = tr("**Done.** Compare the texts, then the surprise of each size at the human paragraph.")
             points = chart_data(columns)
-            yield (state, render_cards(columns), figures_table(columns),
-                   gr.LinePlot(points, visible=len(points) >= 2), gr.Column(visible=len(points) >= 2))  # one point: no line
+            chart = gr.LinePlot(points, visible=len(points) >= 2, x_title=tr(X_TITLE), y_title=tr(Y_TITLE))
+            yield (state, render_cards(columns), figures_table(columns), chart,
+                   gr.Column(visible=len(points) >= 2))  # one point: no line
 
     return run
 
@@ -237,26 +258,27 @@ def render_cards(columns: list[Column]) -> str:
     cards, skipped = [], []
     for c in columns:
         p = c.planned
-        size = f"{p.parameters / 1e6:,.0f}M parameters" if p.parameters else "size unknown"
+        size = tr("{n}M parameters", n=f"{p.parameters / 1e6:,.0f}") if p.parameters else tr("size unknown")
         if c.state == "skipped":
             skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(c.note)}</li>")
             continue
         figures = []
         if c.memory_bytes is not None:
-            figures.append(f"memory {readable_bytes(c.memory_bytes)}")
+            figures.append(tr("memory {size}", size=readable_bytes(c.memory_bytes)))
         if c.tokens_per_s:
-            figures.append(f"{c.tokens_per_s:.1f} tokens/s")
+            figures.append(tr("{n} tokens/s", n=f"{c.tokens_per_s:.1f}"))
         if c.bits_per_token is not None:
-            figures.append(f"<b>{c.bits_per_token:.2f} bits per token</b> on the human paragraph")
-        body = f"<p class='scale-text'><span class='scale-prompt'>\u2026</span>{html.escape(c.text)}</p>" if c.text else ""
+            figures.append(tr("<b>{bits} bits per token</b> on the human paragraph", bits=f"{c.bits_per_token:.2f}"))
+        text = html.escape(c.text)
+        body = f"<p class='scale-text'><span class='scale-prompt'>\u2026</span>{text}</p>" if c.text else ""  # i18n: not shown
         note = f"<p class='scale-note'>{html.escape(c.note)}</p>" if c.note else ""
-        cards.append(f"<div class='scale-card scale-{c.state}' data-model='{html.escape(p.source)}'>"
+        cards.append(f"<div class='scale-card scale-{c.state}' data-model='{html.escape(p.source)}'>"  # i18n: not shown
                      f"<h4>{html.escape(p.source)}</h4><p class='scale-size'>{size} \u00b7 "
-                     f"<span class='scale-state'>{c.state}</span></p>{body}"
+                     f"<span class='scale-state'>{html.escape(tr(STATES[c.state]))}</span></p>{body}"
                      f"<p class='scale-figures'>{DOT.join(figures)}</p>{note}</div>")
-    listed = (f"<div class='scale-skipped'><p><b>Not run here</b></p><ul>{''.join(skipped)}</ul></div>"
-              if skipped else "")
-    return f"<div class='scale-grid'>{''.join(cards)}</div>{listed}"
+    not_run = html.escape(tr("Not run here"))
+    listed = f"<div class='scale-skipped'><p><b>{not_run}</b></p><ul>{''.join(skipped)}</ul></div>"  # i18n: not shown
+    return f"<div class='scale-grid'>{''.join(cards)}</div>{listed if skipped else ''}"  # i18n: not shown (markup)
 
 
 def code_spans(text: str) -> str:
@@ -266,12 +288,13 @@ def code_spans(text: str) -> str:
 
 
 def figures_table(columns: list[Column]) -> pd.DataFrame:
-    rows = [{"model": c.planned.source,
-             "parameters (M)": round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
-             "memory": readable_bytes(c.memory_bytes) if c.memory_bytes else "",
-             "tokens/s": round(c.tokens_per_s, 1) if c.tokens_per_s else None,
-             "bits per token": round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
-             "state": c.state} for c in columns if c.state != "skipped"]
+    """The figures of the sizes that ran, its column names in the request's language."""
+    rows = [{tr("model"): c.planned.source,
+             tr("parameters (M)"): round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
+             tr("memory"): readable_bytes(c.memory_bytes) if c.memory_bytes else "",
+             tr("tokens/s"): round(c.tokens_per_s, 1) if c.tokens_per_s else None,
+             tr("bits per token"): round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
+             tr("state"): tr(STATES[c.state])} for c in columns if c.state != "skipped"]
     return pd.DataFrame(rows)
 
 

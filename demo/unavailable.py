@@ -21,28 +21,44 @@ import gradio as gr
 from demo.api import refusal
 from demo.config import AppConfig
 from demo.errors import as_text, markdown_text
+from demo.i18n import T, tables, tr
 from demo.links import TabParts
 from demo.models import AppModels
 
 BERT_DEFAULT = AppConfig.bert_model  # the Hub's BERT, as the app loads it unless told otherwise
-BERT_FILES = "config.json, model.safetensors, vocab.txt"
+BERT_FILES = "config.json, model.safetensors, vocab.txt"  # i18n: not shown (file names)
+# The line in place of a tab's controls, by where the app runs (`here`, as app.py names it)
+NOT_AVAILABLE = {"on ZeroGPU": "Not available on ZeroGPU:",  # i18n: key
+                 "with this model server": "Not available with this model server:"}  # i18n: key
 
 
 def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | None = None,
-                    api_inputs: dict[str, type] | None = None, here: str = "with this model server") -> TabParts:
-    """The tab's introduction, then "Not available `here`:" and the reason (`here`: "on ZeroGPU", say)."""
+                    api_inputs: dict[str, type] | None = None,
+                    here: str = "with this model server") -> TabParts:  # i18n: key
+    """The tab's introduction, then "Not available `here`:" and the reason (`here`: "on ZeroGPU", say).
+    The API's refusal stays English: scripts send no language."""
     with gr.Blocks() as tab:
-        gr.Markdown(intro)
+        gr.Markdown(translated(intro))
         gr.Markdown(not_available(reason, here), elem_id=elem_id)
         if api_name is not None:  # the endpoint is there, with the real one's parameters, and says why it fails
-            gr.api(refusal(api_name, api_inputs or {}, as_text(f"{api_name} is not available {here}: {reason}")),
-                   api_name=api_name)
+            message = f"{api_name} is not available {here}: {reason}"  # i18n: not shown (the API's refusal, for scripts)
+            gr.api(refusal(api_name, api_inputs or {}, as_text(message)), api_name=api_name)
     return TabParts(tab, {})
 
 
 def not_available(reason: str, here: str) -> str:
-    """The line, in Markdown, that a tab shows in place of its controls (and the lesson in place of its button)."""
-    return f"**Not available {here}:** {markdown_text(reason)}"
+    """The line, in Markdown, that a tab shows in place of its controls (and the lesson in place of its button), for
+    the browser to translate: `here` is one of NOT_AVAILABLE's, and a reason the tables hold (gpt2_core's fixed
+    reasons for remote mode and ZeroGPU) is translated too; any other shows as written."""
+    return "**" + T(NOT_AVAILABLE[here]) + "** " + translated(reason, markdown_text)
+
+
+def translated(text, otherwise=lambda text: text):
+    """`text` as a key the browser translates if every table has it (a text already marked, or one the tables
+    lack, as `otherwise` gives it)."""
+    if isinstance(text, str) and all(text in table for table in tables().values()):
+        return T(text)
+    return otherwise(text)
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ def bert_missing(models: AppModels) -> Missing | None:
         return None
     missing = _local_folder_missing(str(bert.source)) or _recorded(bert.error) or _hub_offline(str(bert.source))
     if missing is not None and models.public:
-        return Missing("BERT could not be loaded on this server.")
+        return Missing(tr("BERT could not be loaded on this server."))
     return missing
 
 
@@ -78,10 +94,10 @@ def _local_folder_missing(source: str) -> Missing | None:
     path = Path(source).expanduser()
     if path.is_dir() or not (path.exists() or source.startswith((".", "/", "~"))):
         return None  # a folder (the loader checks its files), or a Hub id
-    what = "is not a folder" if path.exists() else "does not exist"
-    return Missing(f"BERT's folder `{source}` {what}.",
-                   f"Fix: put BERT's files there ({BERT_FILES}), or fetch BERT with "
-                   f"`python -m gpt2_core download {BERT_DEFAULT}` and start the app without `--bert-model`.")
+    problem = (tr("BERT's folder `{source}` is not a folder.", source=source) if path.exists()
+               else tr("BERT's folder `{source}` does not exist.", source=source))
+    return Missing(problem, tr("Fix: put BERT's files there ({files}), or fetch BERT with `python -m gpt2_core download "
+                               "{bert}` and start the app without `--bert-model`.", files=BERT_FILES, bert=BERT_DEFAULT))
 
 
 def _recorded(error: str | None) -> Missing | None:
@@ -96,10 +112,10 @@ def _hub_offline(repo_id: str) -> Missing | None:
     for weights in ("model.safetensors", "model.safetensors.index.json"):
         if isinstance(try_to_load_from_cache(repo_id, weights), str):
             return None
-    return Missing(f"BERT (`{repo_id}`) is not in this machine's Hugging Face cache, and the app may not download "
-                   "it (`HF_HUB_OFFLINE` is set).",
-                   f"Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download "
-                   f"{repo_id}`, then copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.")
+    return Missing(tr("BERT (`{repo}`) is not in this machine's Hugging Face cache, and the app may not download it "
+                      "(`HF_HUB_OFFLINE` is set).", repo=repo_id),
+                   tr("Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download {repo}`, "
+                      "then copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.", repo=repo_id))
 
 
 def _pieces(text: str) -> list[str]:
