@@ -32,7 +32,7 @@ CANDIDATES = 12  # bars per chart: enough to see the tail being cut, few enough 
 SUGGESTIONS = 3
 SUGGESTION_TOKENS = 8  # about a short phrase; written with a few more, then cut after the last whole word
 SUGGESTION_SPARE = 4
-START = "The best thing about learning to code is"  # i18n: not shown (GPT-2's own input: English, see ENGLISH_ONLY)
+START = "The best thing about learning to code is"  # i18n: model text
 # What a chart's saved picture says under its title: the model and the cut tokens, then the text and the settings
 # (a template the page fills; demo/save_view.py's page script is to show it, and the titles, in the page's language)
 SETTINGS_CAPTION = ("After \u201c{#explore-prompt textarea}\u201d \u00b7 temperature "  # i18n: key

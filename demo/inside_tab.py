@@ -26,7 +26,7 @@ from demo.unavailable import as_html, bert_missing
 from gpt2_core.explain.attention import Attention, check_layer_head, strongest_links
 from gpt2_core.generate.settings import check_text
 
-DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."  # i18n: not shown (the models' input: English)
+DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."  # i18n: model text
 LINKS = 3  # strongest links listed for the chosen word
 CACHED = 16  # sentences whose maps are kept
 MAP_NOTES = {  # under a saved map: how to read it (for demo/save_view.py to show in the page's language)

@@ -30,7 +30,7 @@ from demo.save_view import save_png_button
 from gpt2_core.explain.lens import MAX_LENS_TOKENS, LogitLens
 from gpt2_core.generate.settings import check_text
 
-DEFAULT_TEXT = "The Eiffel Tower is in the city of"  # i18n: not shown (GPT-2's input: it reads English)
+DEFAULT_TEXT = "The Eiffel Tower is in the city of"  # i18n: model text
 TOP = 5  # guesses listed for a clicked cell
 CONTINUE_TOKENS = 10  # "Let GPT-2 continue" adds at most this many greedy tokens
 SHOW_DETAILS = "() => document.getElementById('layers-details')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"

@@ -6,8 +6,9 @@ Two checks find such strings:
   a key of the tables (or has no words: numbers, symbols, names from NAMES);
 - in the source: every string literal in demo/ with two words or more is inside `T(...)` / `tr(...)` (whose text
   must then be in every table), or sits in code that is never shown (docstrings, logging, element ids, JS and CSS),
-  or its line says `# i18n: key` (a text translated where it is used; it must be in the tables too) or
-  `# i18n: not shown` (an API field, a host's log line, a file name).
+  or its line says `# i18n: key` (a text translated where it is used; it must be in the tables too),
+  `# i18n: not shown` (an API field, a host's log line, a file name) or `# i18n: model text` (an input for GPT-2 or
+  BERT, which read English: an example sentence, a starting text).
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def literal_texts(module: str) -> tuple[list[tuple[int, str]], list[tuple[int, s
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
         comments = " ".join(lines[node.lineno - 1:node.end_lineno])
-        if "# i18n: not shown" in comments or "# i18n: not shown" in enclosing_def_line(node, parents, lines):
+        around = comments + enclosing_def_line(node, parents, lines)
+        if "# i18n: not shown" in around or "# i18n: model text" in around:
             continue
         context = why_never_shown_or_translated(node, parents)
         if context in ("never shown", "docstring"):
@@ -145,8 +147,10 @@ def why_never_shown_or_translated(node: ast.Constant, parents: dict) -> str | No
             func = parent.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             owner = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
-            if name in ("T", "tr") and child is parent.args[0]:
-                return "translated" if isinstance(node, ast.Constant) and child is node else "never shown"
+            if name in ("T", "tr") and parent.args and child is parent.args[0]:
+                if child is node or (isinstance(child, ast.IfExp) and node in (child.body, child.orelse)):
+                    return "translated"
+                return None  # a text built inside T()/tr() is no key of the tables
             if owner in LOGGING or name in ("getLogger", "compile", "match", "search", "sub", "fullmatch"):
                 return "never shown"
         if isinstance(parent, ast.Assign | ast.AnnAssign):
