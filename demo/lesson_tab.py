@@ -13,19 +13,30 @@ could not jump ahead, and those greyed labels are too faint to read; the step li
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import gradio as gr
 
+from demo.i18n import T, tr
 from demo.lesson_steps import STEPS, Step
 from demo.links import TabParts, copy_link, link_values, linked_inputs, read_link
 from demo.models import AppModels
 from demo.unavailable import as_markdown, bert_missing
 
-INTRO = f"### Lesson: how GPT-2 writes, in {len(STEPS)} steps (each one idea, one thing to try, one question)"
-LOCKED_NOTE = ("\N{LOCK} **Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited on "
-               "this page. The settings and the tabs' buttons still work.")
+INTRO = "### " + T("Lesson: how GPT-2 writes, step by step (each step one idea, one thing to try, one question)")
+LOCKED_NOTE = "\N{LOCK} " + T("**Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited "
+                              "on this page. The settings and the tabs' buttons still work.")
+COPY_STEP_LINK = "Copy link to this step"  # i18n: key
+COPY_STEP_WHAT = "a link that opens this lesson at this step"  # i18n: key
+# The texts of a step's view, translated by `t`: T at start-up (the browser translates), tr in a handler (the server)
+Translate = Callable[[str], str]
+STEP, OF = "Step", "of"  # i18n: key ("Step 3 of 10")
+OPEN_IN = "Open in"  # i18n: key (the tab's name follows)
+TRY_IT_IN, TRY_IT = "Try it in", "Try it."  # i18n: key (the tab's name follows the first)
+CANNOT_RUN = "this tab cannot run here."  # i18n: key (after the tab's name)
+NO_BERT = "**BERT is missing here**, so the Inside tab shows GPT-2's triangle only."  # i18n: key
+ASK, NOTICE = "Ask the class.", "What to notice"  # i18n: key
 CSS = """
 #lesson-counter { text-align: center; align-self: center; flex: 0 0 max-content !important;
   width: max-content !important; min-width: max-content !important; }  /* the buttons give way, never the count */
@@ -65,34 +76,34 @@ class Lesson:
 
 
 def lesson_tab(models: AppModels, *, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> Lesson:
-    """`labels`: each tab's name on the page; `unavailable`: for a tab that cannot run here, the line it shows why."""
-    first = StepView.of(1, models, labels, unavailable)
+    """`labels`: each tab's English name (the tables translate it); `unavailable`: for a tab that cannot run here, the
+    line it shows why (Markdown, shown as given)."""
+    first = StepView.of(1, models, labels, unavailable, t=T)  # built once for every visitor: the browser translates
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         lock_note = gr.Markdown(LOCKED_NOTE, visible=False, elem_id="lesson-lock-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 with gr.Row(equal_height=True, elem_id="lesson-nav"):  # at the top: in view whatever the step's length
-                    back = gr.Button("\N{LEFTWARDS ARROW} Back", interactive=False, scale=1, min_width=80,
+                    back = gr.Button("\N{LEFTWARDS ARROW} " + T("Back"), interactive=False, scale=1, min_width=80,
                                      elem_id="lesson-back")
                     counter = gr.Markdown(first.counter, elem_id="lesson-counter")
-                    forward = gr.Button("Next \N{RIGHTWARDS ARROW}", scale=1, min_width=80, elem_id="lesson-next")
+                    forward = gr.Button(T("Next") + " \N{RIGHTWARDS ARROW}", scale=1, min_width=80, elem_id="lesson-next")
                 card = gr.Markdown(first.card, elem_id="lesson-step")
                 note = gr.Markdown(first.why, visible=bool(first.why), elem_id="lesson-unavailable")
                 open_button = gr.Button(first.open_label, visible=first.can_open, variant="primary",
                                         elem_id="lesson-open")
                 question = gr.Markdown(first.question, elem_id="lesson-question")
             with gr.Column(scale=2, min_width=280):
-                step = gr.Radio([(f"{n}. {s.title}", n) for n, s in enumerate(STEPS, 1)], value=1,
-                                label="All steps (pick one to jump to it)", elem_id="lesson-steps")
-                lock = gr.Checkbox(label="Lock the texts for the class", elem_id="lesson-lock",
-                                   info="The link then opens tabs whose prompts the class cannot edit.")
-                copy_link("lesson", {"lesson": step, "lock": lock}, label="Copy link to this step",
-                          what="a link that opens this lesson at this step")
+                step = gr.Radio([(f"{n}. " + T(s.title), n) for n, s in enumerate(STEPS, 1)], value=1,
+                                label=T("All steps (pick one to jump to it)"), elem_id="lesson-steps")
+                lock = gr.Checkbox(label=T("Lock the texts for the class"), elem_id="lesson-lock",
+                                   info=T("The link then opens tabs whose prompts the class cannot edit."))
+                copy_link("lesson", {"lesson": step, "lock": lock}, label=COPY_STEP_LINK, what=COPY_STEP_WHAT)
         locked = gr.State(False)  # this page was opened with lock=1
 
         def show(n: int) -> tuple:
-            view = StepView.of(n, models, labels, unavailable)
+            view = StepView.of(n, models, labels, unavailable)  # in the page's language (tr)
             return (view.counter, view.card, gr.Markdown(view.why, visible=bool(view.why)),
                     gr.Button(view.open_label, visible=view.can_open), view.question,
                     gr.Button(interactive=view.number > 1), gr.Button(interactive=view.number < len(STEPS)))
@@ -123,17 +134,20 @@ class StepView:
     question: str
 
     @classmethod
-    def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> StepView:
+    def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str], *,
+           t: Translate = tr) -> StepView:
+        """`t`: tr in a handler (the request's language), T for the view built at start-up (the browser's)."""
         number = step_number(n)
         step = STEPS[number - 1]
-        label = labels[step.tab]
+        label = t(labels[step.tab])
         why, can_open = unavailable.get(step.tab, ""), step.tab not in unavailable
         if why:
-            why = f"**The {label} tab cannot run here.** {why}"
+            why = f"**{label}: " + t(CANNOT_RUN) + f"** {why}"
         elif step.tab == "inside" and (missing := bert_missing(models)) is not None:
-            why = f"**BERT is missing here**, so Inside shows GPT-2's triangle only. {as_markdown(missing.text)}"
-        return cls(number, f"Step {number} of {len(STEPS)}", card_markdown(step, label if can_open else None), why,
-                   can_open, f"Open in {label}", question_markdown(step))
+            why = t(NO_BERT) + " " + as_markdown(missing.text)
+        counter = t(STEP) + f" {number} " + t(OF) + f" {len(STEPS)}"
+        return cls(number, counter, card_markdown(step, label if can_open else None, t), why, can_open,
+                   t(OPEN_IN) + f" {label}", question_markdown(step, t))
 
 
 def step_number(n: object) -> int:
@@ -141,15 +155,15 @@ def step_number(n: object) -> int:
     return n if isinstance(n, int) and 1 <= n <= len(STEPS) else 1
 
 
-def card_markdown(step: Step, tab_label: str | None) -> str:
-    """The title, the idea, and what to do (in the opened tab, when it opens here)."""
-    where = f" in {tab_label}" if tab_label else ""
-    return f"## {step.title}\n\n{step.idea}\n\n**Try it{where}.** {step.action}"
+def card_markdown(step: Step, tab_label: str | None, t: Translate = tr) -> str:
+    """The title, the idea, and what to do (in the opened tab, when it opens here); `tab_label` already translated."""
+    try_it = t(TRY_IT_IN) + f" {tab_label}." if tab_label else t(TRY_IT)
+    return "## " + t(step.title) + "\n\n" + t(step.idea) + f"\n\n**{try_it}** " + t(step.action)
 
 
-def question_markdown(step: Step) -> str:
-    return (f"**Ask the class.** {step.question}\n\n"
-            f"<details><summary>What to notice</summary>\n\n{step.notice}\n\n</details>")
+def question_markdown(step: Step, t: Translate = tr) -> str:
+    return ("**" + t(ASK) + "** " + t(step.question) + "\n\n<details><summary>" + t(NOTICE)
+            + "</summary>\n\n" + t(step.notice) + "\n\n</details>")
 
 
 def make_open(tabs: dict[str, TabParts]):
