@@ -51,7 +51,7 @@ FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "se
 LOCKED_INFO = "\N{LOCK} Locked by your teacher for this lesson: the text cannot be edited here."  # i18n: key
 LANG = "lang"  # the page's language (demo/i18n.py), in any link
 COPY_LINK = "Copy link"  # i18n: key
-COPY_WHAT = "a link to this tab with these settings"  # i18n: key
+COPY_PLACEHOLDER = "Copy link: a link to this tab with these settings"  # i18n: key
 
 
 @dataclass
@@ -158,15 +158,16 @@ def linked_inputs(tabs: dict[str, TabParts]) -> list:
 
 
 def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: str = COPY_LINK,
-              what: str = COPY_WHAT) -> None:
+              placeholder: str = COPY_PLACEHOLDER) -> None:
     """A "Copy link" button and the link it made, for the current values of `inputs`, built in the browser
     (a checkbox's True is written 1, its False left out; the page's `lang`, if its link has one, kept).
 
-    `label` and `what` are English texts of the tables (mark them `# i18n: key`): the browser shows them translated."""
+    `label` and `placeholder` (what the link's box says while empty) are English texts of the tables (mark them
+    `# i18n: key`): the browser shows them translated. Each is one T() (Gradio's page translates one per text)."""
     longest = max(len(label), *(len(table.get(label, label)) for table in tables().values()))  # in any language
     with gr.Row(equal_height=True):
         button = gr.Button(T(label), size="sm", scale=0, min_width=max(120, 9 * longest), elem_id=f"{tab}-copy-link")
-        link = gr.Textbox(show_label=False, placeholder=T(label) + ": " + T(what),
+        link = gr.Textbox(show_label=False, placeholder=T(placeholder),
                           interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
     button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",
                  js=LINK_JS % (json.dumps(tab), json.dumps(list(inputs))))

@@ -13,7 +13,7 @@ import pytest
 from demo.app import TAB_LABELS
 from demo.i18n import T, speaking, tables
 from demo.lesson_steps import STEPS
-from demo.lesson_tab import INTRO, StepView
+from demo.lesson_tab import INTRO, StepView, make_first_view, make_show
 from demo.links import LINK_JS, LOCKED_INFO, note_markdown, read_link
 from demo.save_view import (
     BROWSER_MESSAGES,
@@ -42,12 +42,16 @@ def test_every_step_and_the_lessons_labels_are_in_both_tables():
         assert keys(str(label)) and all(key in tables()[lang] for key in keys(str(label)) for lang in ("es", "fr"))
 
 
-def test_the_first_step_built_at_start_up_is_markers_the_browser_translates():
-    view = StepView.of(2, MODELS, TAB_LABELS, {}, t=T)
-    for text in (view.counter, view.card, view.question, view.open_label):
-        assert keys(text), text
-        assert all(key in tables()["es"] and key in tables()["fr"] for key in keys(text)), keys(text)
-    assert "{" not in "".join(keys(view.card))
+def test_the_page_opens_on_the_step_its_link_asks_for_in_its_language():
+    """The lesson's first view comes from its load event (Gradio's page translates one T() marker per text only)."""
+    first_view = make_first_view(make_show(MODELS, TAB_LABELS, {}))
+    with speaking("fr"):
+        counter, card, _, open_button, question, back, forward = first_view(SimpleNamespace(query_params={"lesson": "7"}))
+        assert first_view(SimpleNamespace(query_params={"lang": "fr"}))[0] == f"Étape 1 sur {len(STEPS)}"
+        assert first_view(SimpleNamespace(query_params={"tab": "score", "lesson": "7"}))[0].startswith("Étape 1 ")
+    assert counter == f"Étape 7 sur {len(STEPS)}" and card.startswith("## Couches\n\n")
+    assert open_button.value == "Ouvrir dans Couches" and back.interactive and forward.interactive
+    assert "__i18n__" not in card + question
 
 
 @pytest.mark.parametrize(("lang", "counter", "open_label", "try_it", "ask"), [
