@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from demo.exports import app_stamp
 from demo.i18n import LANGUAGES, SOURCE, T, language, tables, tr
@@ -41,8 +42,11 @@ BROWSER_MESSAGES = ("Nothing to save yet: this view is still empty.",  # i18n: k
 MARKER = re.compile(r'__i18n__(\{"__type__": "translation_metadata", "key": "(?:[^"\\]|\\.)*"\})')
 
 
-def in_every_language(text: str) -> dict[str, str]:
-    """`text` for each language of the page: its T() markers translated, or the whole text if it is a key."""
+def in_every_language(text: str | I18nData) -> dict[str, str]:
+    """`text` for each language of the page: its T() markers translated (all of them), or the whole text if it is a
+    key of the tables; else as it is."""
+    text = str(text)  # T("...") alone is a marker too
+
     def translated(lang: str) -> str:
         table = tables().get(lang, {})
         if MARKER.search(text):
@@ -67,8 +71,9 @@ CSS = """
 """
 
 
-def save_png_button(view: str, *, file: str | None = None, title: str = "", caption: Sequence[str] = (),
-                    note: str = "", needs: str = "", **button) -> gr.Button:
+def save_png_button(view: str, *, file: str | None = None, title: str | I18nData = "",
+                    caption: Sequence[str | I18nData] = (), note: str | I18nData = "", needs: str = "",
+                    **button) -> gr.Button:
     """A "Save as PNG" button for the element `view` (an elem_id), placed where it is called.
 
     `title` replaces the view's own label; `caption` lines are templates over the page ("{#selector}"); `note` goes

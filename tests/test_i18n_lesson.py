@@ -100,6 +100,9 @@ def test_a_saved_pngs_words_come_in_every_language_for_the_browser_to_pick():
     caption = in_every_language(T("Save as PNG") + " {#some-view}")
     assert caption == {"en": "Save as PNG {#some-view}", "es": "Guardar como PNG {#some-view}",
                        "fr": "Enregistrer en PNG {#some-view}"}
+    assert in_every_language(T(COLOURS_NOTE)) == in_every_language(COLOURS_NOTE)
+    assert in_every_language(T(SAVE_PNG) + " \u00b7 " + T(COLOURS_NOTE))["fr"] == (
+        "Enregistrer en PNG \u00b7 " + tables()["fr"][COLOURS_NOTE])  # every marker of a text
     assert in_every_language("A text no table has") == dict.fromkeys(("en", "es", "fr"), "A text no table has")
     with gr.Blocks() as blocks:
         save_png_button("some-view", title=COLOURS_NOTE, caption=["{#a}"])
