@@ -7,6 +7,10 @@ step" writes that link, with `lock=1` when the teacher ticks the lock. On a page
 fills cannot be edited there (links.link_values' `locked`): the page's own state, never another visitor's.
 A step whose tab cannot run here (remote mode, training off, ZeroGPU) says why instead of offering its button.
 
+A step is shown in the page's language: its view is written by the server for each page (`tr`), the first one by the
+tab's load event (the step a `?lesson=N` link asks for, else 1). Gradio's page translates only the first T() marker
+of a text, and a step's card holds several, so the view is not built at start-up; the step list's names are T().
+
 Gradio's gr.Walkthrough (5.45+) was tried first: its stepper disables every step after the current one, so a class
 could not jump ahead, and those greyed labels are too faint to read; the step list here is a gr.Radio.
 """
@@ -18,14 +22,17 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from demo.i18n import T, tr
 from demo.lesson_steps import STEPS, Step
 from demo.links import TabParts, copy_link, link_values, linked_inputs, read_link
 from demo.models import AppModels
 from demo.unavailable import as_markdown, bert_missing
 
-INTRO = f"### Lesson: how GPT-2 writes, in {len(STEPS)} steps (each one idea, one thing to try, one question)"
-LOCKED_NOTE = ("\N{LOCK} **Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited on "
-               "this page. The settings and the tabs' buttons still work.")
+INTRO = "### " + T("Lesson: how GPT-2 writes, step by step (each step one idea, one thing to try, one question)")
+LOCKED_NOTE = "\N{LOCK} " + T("**Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited "
+                              "on this page. The settings and the tabs' buttons still work.")
+COPY_STEP_LINK = "Copy link to this step"  # i18n: key
+COPY_STEP_PLACEHOLDER = "Copy link to this step: a link that opens this lesson at this step"  # i18n: key
 CSS = """
 #lesson-counter { text-align: center; align-self: center; flex: 0 0 max-content !important;
   width: max-content !important; min-width: max-content !important; }  /* the buttons give way, never the count */
@@ -65,48 +72,63 @@ class Lesson:
 
 
 def lesson_tab(models: AppModels, *, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> Lesson:
-    """`labels`: each tab's name on the page; `unavailable`: for a tab that cannot run here, the line it shows why."""
-    first = StepView.of(1, models, labels, unavailable)
+    """`labels`: each tab's English name (the tables translate it); `unavailable`: for a tab that cannot run here, the
+    line it shows why (Markdown, shown as given)."""
+    show = make_show(models, labels, unavailable)
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         lock_note = gr.Markdown(LOCKED_NOTE, visible=False, elem_id="lesson-lock-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 with gr.Row(equal_height=True, elem_id="lesson-nav"):  # at the top: in view whatever the step's length
-                    back = gr.Button("\N{LEFTWARDS ARROW} Back", interactive=False, scale=1, min_width=80,
+                    back = gr.Button("\N{LEFTWARDS ARROW} " + T("Back"), interactive=False, scale=1, min_width=80,
                                      elem_id="lesson-back")
-                    counter = gr.Markdown(first.counter, elem_id="lesson-counter")
-                    forward = gr.Button("Next \N{RIGHTWARDS ARROW}", scale=1, min_width=80, elem_id="lesson-next")
-                card = gr.Markdown(first.card, elem_id="lesson-step")
-                note = gr.Markdown(first.why, visible=bool(first.why), elem_id="lesson-unavailable")
-                open_button = gr.Button(first.open_label, visible=first.can_open, variant="primary",
-                                        elem_id="lesson-open")
-                question = gr.Markdown(first.question, elem_id="lesson-question")
+                    counter = gr.Markdown("", elem_id="lesson-counter")  # a step's texts: from the load event
+                    forward = gr.Button(T("Next") + " \N{RIGHTWARDS ARROW}", scale=1, min_width=80, elem_id="lesson-next")
+                card = gr.Markdown("", elem_id="lesson-step")
+                note = gr.Markdown(visible=False, elem_id="lesson-unavailable")
+                open_button = gr.Button("", visible=False, variant="primary", elem_id="lesson-open")
+                question = gr.Markdown("", elem_id="lesson-question")
             with gr.Column(scale=2, min_width=280):
-                step = gr.Radio([(f"{n}. {s.title}", n) for n, s in enumerate(STEPS, 1)], value=1,
-                                label="All steps (pick one to jump to it)", elem_id="lesson-steps")
-                lock = gr.Checkbox(label="Lock the texts for the class", elem_id="lesson-lock",
-                                   info="The link then opens tabs whose prompts the class cannot edit.")
-                copy_link("lesson", {"lesson": step, "lock": lock}, label="Copy link to this step",
-                          what="a link that opens this lesson at this step")
+                step = gr.Radio([(f"{n}. " + T(s.title), n) for n, s in enumerate(STEPS, 1)], value=1,
+                                label=T("All steps (pick one to jump to it)"), elem_id="lesson-steps")
+                lock = gr.Checkbox(label=T("Lock the texts for the class"), elem_id="lesson-lock",
+                                   info=T("The link then opens tabs whose prompts the class cannot edit."))
+                copy_link("lesson", {"lesson": step, "lock": lock}, label=COPY_STEP_LINK,
+                          placeholder=COPY_STEP_PLACEHOLDER)
         locked = gr.State(False)  # this page was opened with lock=1
 
-        def show(n: int) -> tuple:
-            view = StepView.of(n, models, labels, unavailable)
-            return (view.counter, view.card, gr.Markdown(view.why, visible=bool(view.why)),
-                    gr.Button(view.open_label, visible=view.can_open), view.question,
-                    gr.Button(interactive=view.number > 1), gr.Button(interactive=view.number < len(STEPS)))
-
+        shown = [counter, card, note, open_button, question, back, forward]
+        tab.load(make_first_view(show), outputs=shown, api_visibility="private", queue=False, show_progress="hidden")
         back.click(None, inputs=step, outputs=step, js=BACK_JS, api_visibility="private")
         forward.click(None, inputs=step, outputs=step, js=NEXT_JS, api_visibility="private")
-        step.change(show, inputs=step, outputs=[counter, card, note, open_button, question, back, forward],
-                    api_visibility="private", queue=False, show_progress="hidden").then(
+        step.change(show, inputs=step, outputs=shown, api_visibility="private", queue=False, show_progress="hidden").then(
             None, js=SHOW_STEP, api_visibility="private")
         # A locked page says so, and its own copied links stay locked
         locked.change(lambda on: (gr.Markdown(visible=on), gr.Checkbox(value=True, interactive=False) if on
                                   else gr.skip()),
                       inputs=locked, outputs=[lock_note, lock], api_visibility="private", queue=False)
     return Lesson(TabParts(tab, {"lesson": step, "lock": locked}), step, locked, open_button)
+
+
+def make_show(models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str]):
+    def show(n: int) -> tuple:
+        """Step `n`'s view, in the language of the request being served."""
+        view = StepView.of(n, models, labels, unavailable)
+        return (view.counter, view.card, gr.Markdown(view.why, visible=bool(view.why)),
+                gr.Button(view.open_label, visible=view.can_open), view.question,
+                gr.Button(interactive=view.number > 1), gr.Button(interactive=view.number < len(STEPS)))
+
+    return show
+
+
+def make_first_view(show):
+    def first_view(request: gr.Request) -> tuple:
+        """As the page opens: the step its link asks for (the link also sets the step list, which shows the same)."""
+        link = read_link(dict(request.query_params))
+        return show(link.values.get("lesson", 1) if link.tab == "lesson" else 1)
+
+    return first_view
 
 
 @dataclass(frozen=True)
@@ -124,16 +146,19 @@ class StepView:
 
     @classmethod
     def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> StepView:
+        """In the language of the request being served (English outside one)."""
         number = step_number(n)
         step = STEPS[number - 1]
-        label = labels[step.tab]
+        label = tr(labels[step.tab])
         why, can_open = unavailable.get(step.tab, ""), step.tab not in unavailable
         if why:
-            why = f"**The {label} tab cannot run here.** {why}"
+            why = tr("**The {tab} tab cannot run here.**", tab=label) + f" {why}"
         elif step.tab == "inside" and (missing := bert_missing(models)) is not None:
-            why = f"**BERT is missing here**, so Inside shows GPT-2's triangle only. {as_markdown(missing.text)}"
-        return cls(number, f"Step {number} of {len(STEPS)}", card_markdown(step, label if can_open else None), why,
-                   can_open, f"Open in {label}", question_markdown(step))
+            why = tr("**BERT is missing here**, so the Inside tab shows GPT-2's triangle only.") + " " + as_markdown(
+                missing.text)
+        return cls(number, tr("Step {n} of {total}", n=number, total=len(STEPS)),
+                   card_markdown(step, label if can_open else None), why, can_open, tr("Open in {tab}", tab=label),
+                   question_markdown(step))
 
 
 def step_number(n: object) -> int:
@@ -142,14 +167,14 @@ def step_number(n: object) -> int:
 
 
 def card_markdown(step: Step, tab_label: str | None) -> str:
-    """The title, the idea, and what to do (in the opened tab, when it opens here)."""
-    where = f" in {tab_label}" if tab_label else ""
-    return f"## {step.title}\n\n{step.idea}\n\n**Try it{where}.** {step.action}"
+    """The title, the idea, and what to do (in the opened tab, when it opens here); `tab_label` already translated."""
+    try_it = tr("Try it in {tab}.", tab=tab_label) if tab_label else tr("Try it.")
+    return f"## {tr(step.title)}\n\n{tr(step.idea)}\n\n**{try_it}** {tr(step.action)}"
 
 
 def question_markdown(step: Step) -> str:
-    return (f"**Ask the class.** {step.question}\n\n"
-            f"<details><summary>What to notice</summary>\n\n{step.notice}\n\n</details>")
+    return (f"**{tr('Ask the class.')}** {tr(step.question)}\n\n"
+            f"<details><summary>{tr('What to notice')}</summary>\n\n{tr(step.notice)}\n\n</details>")
 
 
 def make_open(tabs: dict[str, TabParts]):

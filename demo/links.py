@@ -12,6 +12,9 @@ Each tab puts a "Copy link" button beside its result (`copy_link`), which builds
 editable on that page (`link_values(..., locked=True)`), and say so. It is the page's own state, per visitor: another
 visitor, or the same class without `lock=1`, gets an ordinary page. It keeps a class on the same text; it is no
 security control.
+
+`lang` (`?lang=es`) is the page's language, read by demo/i18n.py: it belongs to every tab, and the links the page
+builds keep it, so a class opens a shared link in the language of the page it came from.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import gradio as gr
 
 from demo.errors import markdown_text
+from demo.i18n import LANGUAGES, T, tables, tr
 from demo.knobs import KNOBS
 from demo.lesson_steps import STEPS
 from gpt2_core.generate.settings import check_int, check_seed, check_text, shown
@@ -44,7 +48,10 @@ FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "se
     "train": {},
     "lesson": {"lesson": STEP, "lock": LOCK},  # ?lesson=3 alone opens the Lesson tab too
 }
-LOCKED_INFO = "\N{LOCK} Locked by your teacher for this lesson: the text cannot be edited here."
+LOCKED_INFO = "\N{LOCK} Locked by your teacher for this lesson: the text cannot be edited here."  # i18n: key
+LANG = "lang"  # the page's language (demo/i18n.py), in any link
+COPY_LINK = "Copy link"  # i18n: key
+COPY_PLACEHOLDER = "Copy link: a link to this tab with these settings"  # i18n: key
 
 
 @dataclass
@@ -64,18 +71,24 @@ class Link:
 
 
 def read_link(query: Mapping[str, str]) -> Link:
-    """The tab and checked values a URL's query asks for; what is bad or unknown is listed in `problems`."""
+    """The tab and checked values a URL's query asks for; what is bad or unknown is listed in `problems` (in the
+    language of the request being served)."""
     problems = []
     tab = query.get("tab", "lesson" if "lesson" in query else "generate")
     if tab not in TABS:
-        problems.append(f"`tab` has to be one of {', '.join(TABS)}, but is {shown(tab)}")
+        problems.append(tr("`tab` has to be one of {tabs}, but is {value}", tabs=", ".join(TABS), value=shown(tab)))
         tab = "generate"
     values = {}
     for name, raw in query.items():
         if name == "tab":
             continue
+        if name == LANG:  # the page's language: demo/i18n.py reads it, and one it lacks is named here
+            if raw.strip().lower() not in LANGUAGES:
+                problems.append(tr("`lang` has to be one of {languages}, but is {value}, so the page is in your "
+                                   "browser's language", languages=", ".join(LANGUAGES), value=shown(raw)))
+            continue
         if name not in FIELDS[tab]:
-            problems.append(f"`{name}` is not a setting of this tab, so it was ignored")
+            problems.append(tr("`{name}` is not a setting of this tab, so it was ignored", name=name))
             continue
         try:
             values[name] = parse(FIELDS[tab][name], name, raw)
@@ -94,7 +107,8 @@ def parse(kind: str, name: str, raw: str) -> Any:
         return check_text(name, raw, MAX_LINK_CHARS)
     if kind == LOCK:
         if raw not in ("0", "1"):
-            raise ValueError(f"`{name}` has to be 1 (the lesson's texts locked) or 0, but is {shown(raw)}")
+            raise ValueError(tr("`{name}` has to be 1 (the lesson's texts locked) or 0, but is {value}", name=name,
+                                value=shown(raw)))
         return raw == "1"
     number = number_of(raw)
     if kind == SEED:
@@ -121,7 +135,7 @@ def note_markdown(problems: list[str]) -> str:
     if not problems:
         return ""
     lines = "\n".join(f"- {markdown_text(p)}" for p in problems)  # a link's text is shown as written
-    return f"**This link had values the page cannot use; their defaults are shown instead:**\n{lines}"
+    return "**" + tr("This link had values the page cannot use; their defaults are shown instead:") + f"**\n{lines}"
 
 
 def link_values(link: Link, tabs: dict[str, TabParts], *, locked: bool = False) -> list:
@@ -133,7 +147,7 @@ def link_values(link: Link, tabs: dict[str, TabParts], *, locked: bool = False) 
         if tab_id != link.tab or name not in link.values:
             return gr.skip()
         if locked and FIELDS[tab_id][name] == TEXT:
-            return gr.update(value=link.values[name], interactive=False, info=LOCKED_INFO)
+            return gr.update(value=link.values[name], interactive=False, info=tr(LOCKED_INFO))
         return link.values[name]
 
     return [value(tab_id, name) for tab_id, parts in tabs.items() for name in parts.inputs]
@@ -143,13 +157,17 @@ def linked_inputs(tabs: dict[str, TabParts]) -> list:
     return [component for parts in tabs.values() for component in parts.inputs.values()]
 
 
-def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: str = "Copy link",
-              what: str = "a link to this tab with these settings") -> None:
+def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: str = COPY_LINK,
+              placeholder: str = COPY_PLACEHOLDER) -> None:
     """A "Copy link" button and the link it made, for the current values of `inputs`, built in the browser
-    (a checkbox's True is written 1, its False left out)."""
+    (a checkbox's True is written 1, its False left out; the page's `lang`, if its link has one, kept).
+
+    `label` and `placeholder` (what the link's box says while empty) are English texts of the tables (mark them
+    `# i18n: key`): the browser shows them translated. Each is one T() (Gradio's page translates one per text)."""
+    longest = max(len(label), *(len(table.get(label, label)) for table in tables().values()))  # in any language
     with gr.Row(equal_height=True):
-        button = gr.Button(label, size="sm", scale=0, min_width=max(120, 9 * len(label)), elem_id=f"{tab}-copy-link")
-        link = gr.Textbox(show_label=False, placeholder=f"{label}: {what}",
+        button = gr.Button(T(label), size="sm", scale=0, min_width=max(120, 9 * longest), elem_id=f"{tab}-copy-link")
+        link = gr.Textbox(show_label=False, placeholder=T(placeholder),
                           interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
     button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",
                  js=LINK_JS % (json.dumps(tab), json.dumps(list(inputs))))
@@ -158,6 +176,7 @@ def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: st
 LINK_JS = """(...values) => {
   const tab = %s, names = %s;
   const url = new URL(window.location.href);
+  const lang = url.searchParams.get('lang');  // the page's language, as its own link chose it
   url.search = ''; url.hash = '';
   url.searchParams.set('tab', tab);
   names.forEach((name, i) => {
@@ -165,6 +184,7 @@ LINK_JS = """(...values) => {
     if (value === null || value === undefined || value === '' || value === false) return;
     url.searchParams.set(name, value === true ? 1 : value);
   });
+  if (lang) url.searchParams.set('lang', lang);
   const link = url.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(link).catch(() => {});
   return link;

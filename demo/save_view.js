@@ -14,6 +14,12 @@
   const SVG_STYLES = ["fill", "fill-opacity", "stroke", "stroke-opacity", "opacity", "font-family", "font-weight",
     "font-style", "text-anchor", "dominant-baseline", "visibility", "display"];
   let zoom = 1;  // CSS zoom over the view ("Large text"): boxes are measured zoomed, computed sizes are not
+  // The page's language (Gradio sets <html lang>), and this script's messages in it: save_view.py writes the table
+  // from demo/locales/save_view.json; the options' texts come in every language, {en: ..., es: ..., fr: ...}
+  const MESSAGES = BROWSER_MESSAGES;
+  const lang = () => (document.documentElement.lang || "en").split("-")[0].toLowerCase();
+  const t = (text) => (MESSAGES[lang()] || {})[text] || text;
+  const pick = (text) => (text && typeof text === "object" ? text[lang()] ?? text.en : text) || "";
 
   const visible = (color) => color && color !== "transparent" && !/rgba\([^)]*,\s*0\)$/.test(color);
 
@@ -216,7 +222,7 @@
 
   function download(canvas, file) {
     return new Promise((done, fail) => canvas.toBlob((blob) => {
-      if (!blob) return fail(new Error("the browser made no picture"));
+      if (!blob) return fail(new Error(t("the browser made no picture")));
       const link = document.createElement("a");
       link.href = URL.createObjectURL(blob);
       link.download = file;
@@ -236,16 +242,16 @@
     const skip = (el) => el === label || el.matches(".icon-button-wrapper, [data-testid=status-tracker], .save-view");
     const box = view && contentOf(view, skip);
     if (!view || !box.width || (options.needs && !view.querySelector(options.needs))) {
-      say("Nothing to save yet: this view is still empty.");
+      say(t("Nothing to save yet: this view is still empty."));
       return;
     }
     try {
       await document.fonts.ready;
       zoom = 1;
       for (let e = view; e; e = e.parentElement) zoom *= parseFloat(getComputedStyle(e).zoom) || 1;
-      const title = options.title || (label && label.innerText.trim()) ||
+      const title = pick(options.title) || (label && label.innerText.trim()) ||
         (view.querySelector("svg > title") || {}).textContent || "";
-      const captions = (options.caption || []).flatMap(captionLines);
+      const captions = (options.caption || []).map(pick).flatMap(captionLines);
       const local = /^(localhost|127\.|0\.0\.0\.0|\[::1\])/.test(location.hostname);  // a reader could not open it
       const stamp = ["GPT-2 Playground", local ? "" : location.host, new Date().toISOString().slice(0, 10)]
         .filter(Boolean).join(" \u00b7 ");
@@ -259,7 +265,7 @@
         return {lines: text ? wrap(measure, text, width) : [], size, weight, height: Math.round(size * 1.35)};
       };
       const head = [block(title, 22, 700), ...captions.map((c) => block(c, 16, 400))];
-      const foot = [block(options.note || "", 15, 400), block(stamp, 13, 400)];
+      const foot = [block(pick(options.note), 15, 400), block(stamp, 13, 400)];
       const height = (parts) => parts.reduce((h, p) => h + p.lines.length * p.height, 0);
       const headH = height(head) + 12, footH = height(foot) + 12;
       const W = width + 2 * PAD, H = Math.ceil(PAD + headH + box.height + footH + PAD);
@@ -294,7 +300,7 @@
       await download(canvas, options.file);
     } catch (error) {
       console.error(error);
-      say(`The picture could not be saved here (${error.message || error}).`);
+      say(t("The picture could not be saved here ({why}).").replace("{why}", () => error.message || error));
     }
   };
 }

@@ -15,6 +15,7 @@ from test_browser import ARTIFACTS, ROOT, UPDATE_SCREENSHOTS, browser  # noqa: F
 from test_browser_a11y import violations
 from ui_helpers import launched_app, wait_until
 
+from demo.i18n import tables
 from demo.lesson_steps import STEPS
 from demo.links import LOCKED_INFO
 from gpt2_core.checkpoint import BUNDLED
@@ -198,6 +199,39 @@ def test_a_bad_step_number_is_named_with_its_range_and_the_lesson_opens_at_step_
     assert f"`lesson` has to be an integer in [1, {N}], but is {N + 32}" in note.inner_text()
     assert selected_tab(page) == "Lesson"
     at_step(page, 1)
+
+
+def test_the_lesson_in_spanish_and_french_and_its_copied_link_keeps_the_language(visit):
+    """The step the page opens on (its load event) and the next (the step list's change): written by the server for
+    the link's `lang`; the step list's names and the buttons: by the browser."""
+    es, fr = tables()["es"], tables()["fr"]
+    page = visit("lesson=1&lang=fr")
+    wait_until(lambda: counter(page) == f"Étape 1 sur {N}", message="step 1 in French")
+    wait_until(lambda: fr[STEPS[0].idea].replace("**", "") in page.locator("#lesson-step").inner_text(),
+               message="its idea in French")
+    assert page.locator("#lesson-open").inner_text().strip() == "Ouvrir dans " + fr["Spot the machine"]
+    assert "Demandez à la classe." in page.locator("#lesson-question").inner_text()
+    page.locator("#lesson-next").click()
+    wait_until(lambda: counter(page) == f"Étape 2 sur {N}", message="step 2 in French, from the server")
+    wait_until(lambda: fr[STEPS[1].question] in page.locator("#lesson-question").inner_text(), message="its question")
+    assert page.locator("#lesson-step h2").inner_text().strip() == fr["Next word"]
+
+    page = visit("lesson=7&lang=es")
+    wait_until(lambda: counter(page) == f"Paso 7 de {N}", message="step 7 in Spanish")
+    wait_until(lambda: page.locator("#lesson-step h2").inner_text().strip() == es["Layers"], message="its title")
+    assert es[STEPS[6].action].replace("**", "") in page.locator("#lesson-step").inner_text()
+    assert page.locator("#lesson-open").inner_text().strip() == "Abrir en " + es["Layers"]
+    assert page.locator("#lesson-steps label").filter(has_text="5. Los unicornios").count() == 1
+    page.locator("#lesson-copy-link").click()
+    link = page.locator("#lesson-link textarea, #lesson-link input").first
+    wait_until(lambda: "lesson=7" in link.input_value(), message="the step's link")
+    assert "lang=es" in link.input_value()
+
+    page = visit(f"lesson={N + 1}&lang=es&colour=red")
+    note = page.locator("#link-note")
+    wait_until(lambda: "colour" in note.inner_text(), message="the link's note")
+    assert "Este enlace tenía valores que la página no puede usar" in note.inner_text()
+    assert "`colour` no es un ajuste de esta pestaña" in note.inner_text() and "lang" not in note.inner_text()
 
 
 @pytest.mark.parametrize("viewport", TESTED)
