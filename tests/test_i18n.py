@@ -36,7 +36,7 @@ NEVER_SHOWN_KEYWORDS = {"elem_id", "elem_classes", "js", "css", "api_name", "api
 NEVER_SHOWN_NAMES = re.compile(r"(JS|CSS|SCRIPT|PATTERN|RE)$|^_?[A-Z_]*(JS|CSS)_")
 LOGGING = {"log", "logging", "logger", "warnings"}
 # Names and symbols the page shows as they are, in every language
-NAMES = {"GPT", "BERT", "Playground", "OpenAI", "Google", "English", "Español", "Français", "Hugging", "Face", "vLLM",
+NAMES = {"EN", "ES", "FR", "GPT", "BERT", "Playground", "OpenAI", "Google", "English", "Español", "Français", "Hugging", "Face", "vLLM",
          "KV", "PNG", "HTML", "JSON", "API", "CPU", "GPU", "Shakespeare", "Macbeth", "int8", "fp32", "bf16", "top",
          "distilgpt2", "gpt2", "medium", "large", "xl", "mini", "tok", "ms", "MiB", "GiB", "MB", "GB"}
 
@@ -150,7 +150,9 @@ def why_never_shown_or_translated(node: ast.Constant, parents: dict) -> str | No
             if name in ("T", "tr") and parent.args and child is parent.args[0]:
                 if child is node or (isinstance(child, ast.IfExp) and node in (child.body, child.orelse)):
                     return "translated"
-                return None  # a text built inside T()/tr() is no key of the tables
+                if name == "T" and isinstance(child, ast.JoinedStr):
+                    return "never shown"  # T(f"...") is a key fixed at start-up: the built page's test checks it
+                return None  # any other text built inside T()/tr() is no key of the tables: use tr()'s fields
             if owner in LOGGING or name in ("getLogger", "compile", "match", "search", "sub", "fullmatch"):
                 return "never shown"
         if isinstance(parent, ast.Assign | ast.AnnAssign):
@@ -206,7 +208,7 @@ def untranslated_words(text: str) -> list[str]:
     if len(keys) > 1:  # Gradio's page translates the first marker of a text only (6.31)
         missing.append(f"{len(keys)} markers in one text")
     rest = MARKER.sub(" ", text)
-    rest = re.sub(r"<[^>]+>|&\w+;|https?://\S+", " ", rest)  # markup and addresses
+    rest = re.sub(r"<[^>]+>|&\w+;|https?://\S+|`[^`]*`", " ", rest)  # markup, addresses, code (a name, a path)
     words = [w for w in re.findall(r"[^\W\d_][\w'’-]+", rest) if w not in NAMES and not re.search(r"\d", w)]
     return missing + words
 
