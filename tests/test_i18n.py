@@ -36,7 +36,8 @@ NEVER_SHOWN_KEYWORDS = {"elem_id", "elem_classes", "js", "css", "api_name", "api
 NEVER_SHOWN_NAMES = re.compile(r"(JS|CSS|SCRIPT|PATTERN|RE)$|^_?[A-Z_]*(JS|CSS)_")
 LOGGING = {"log", "logging", "logger", "warnings"}
 # Names and symbols the page shows as they are, in every language
-NAMES = {"EN", "ES", "FR", "GPT", "BERT", "Playground", "OpenAI", "Google", "English", "Español", "Français", "Hugging", "Face", "vLLM",
+NAMES = {"EN", "ES", "FR", "GPT", "BERT", "Playground", "OpenAI", "Google", "English", "Español", "Français",
+         "Hugging", "Face", "vLLM",
          "KV", "PNG", "HTML", "JSON", "API", "CPU", "GPU", "Shakespeare", "Macbeth", "int8", "fp32", "bf16", "top",
          "distilgpt2", "gpt2", "medium", "large", "xl", "mini", "tok", "ms", "MiB", "GiB", "MB", "GB"}
 
