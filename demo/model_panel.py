@@ -35,9 +35,10 @@ class ModelPanel:
 
 def model_panel(models: AppModels, *, allow_switch: bool) -> ModelPanel:
     """The banner, the info line and the memory table are written in the page's language by the page's load event
-    (`refresh`, and `memory_table`): built here, they show only what needs no words translated on the server."""
+    (`refresh`, and `memory_table`); as built here, they hold at most one text for the browser to translate each."""
     with gr.Blocks() as panel:
-        banner = gr.Markdown(visible=False, elem_id="model-unavailable")  # the load event shows it, if there is a problem
+        first = unavailable_markdown(models, layout=True)
+        banner = gr.Markdown(first, visible=bool(first), elem_id="model-unavailable")
         info = gr.Markdown(startup_info(models), elem_id="model-info")
         if allow_switch:
             with gr.Accordion(T("Switch model (for everyone using this app)"), open=False, elem_id="model-picker"):
@@ -128,36 +129,46 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
 
 
 FALLBACK_LINE = "A small model trained on Shakespeare serves here, not GPT-2"  # i18n: key
+# The banner's texts, each whole (the page as built translates one marker per text, so each is one key)
+FALLBACK_PUBLIC = ("A small model trained on Shakespeare serves here, not GPT-2: GPT-2 could not be loaded on "  # i18n: key
+                   "this server.")
+FALLBACK_WHY = "A small model trained on Shakespeare serves here, not GPT-2: why"  # i18n: key
+FALLBACK_ABOUT = ("It is a 4M-parameter GPT-2 this project trained on Shakespeare's plays (context 128 tokens): "  # i18n: key
+                  "it writes verse-like text, not GPT-2's. Fix the above and restart the app for GPT-2.")
+SERVER_PROBLEM = "GPT-2's model server cannot be used right now"  # i18n: key
+SERVER_PROBLEM_AFTER = ("The page stays up: Generate and the other tabs work again as soon as this is fixed "  # i18n: key
+                        "(this note goes away by itself).")
+NOT_AVAILABLE_PUBLIC = ("### GPT-2 is not available\nGPT-2 could not be loaded on this server. The page works, but "  # i18n: key
+                        "Generate and Compare need a model.")
+NOT_AVAILABLE = "The page works, but Generate and Compare need a model: fix the above and restart the app."  # i18n: key
 SWITCH_OFF_LINE = ("Switching the model is off on this shared page: one switch would change it for everyone here "  # i18n: key
                    "(the host can allow it with `--allow-model-switch`).")
 
 
-def unavailable_markdown(models: AppModels) -> str:
+def unavailable_markdown(models: AppModels, *, layout: bool = False) -> str:
     """What the banner above the tabs says: nothing while GPT-2 serves. A page served to others gets no host details
-    (paths, errors, commands): only this machine's own page shows why and the fix."""
+    (paths, errors, commands): only this machine's own page shows why and the fix. `layout`: the banner as the page is
+    built, with one text for the browser to translate (the load event then writes all of it in the page's language)."""
+    say = T if layout else tr
     lm = models.gpt2.current
     if lm is not None and lm.describe().remote:
         problem = lm.probe()  # asks the server again only while it is failing, at most every few seconds
         if problem:
-            return tr("### GPT-2's model server cannot be used right now\n{problem}\n\nThe page stays up: Generate and "
-                      "the other tabs work again as soon as this is fixed (this note goes away by itself).", problem=problem)
+            after = "" if layout else f"\n\n{tr(SERVER_PROBLEM_AFTER)}"
+            return "### " + say(SERVER_PROBLEM) + f"\n{problem}{after}"
         return ""
     if models.gpt2.error is None:
         if models.gpt2.notice and models.gpt2.current is not None and models.gpt2.current.name in BUNDLED:
             if models.public:
-                return tr("{line}: GPT-2 could not be loaded on this server.", line=tr(FALLBACK_LINE))
-            summary = tr("{line}: why", line=tr(FALLBACK_LINE))
-            return (f"<details><summary>{summary}</summary>\n\n{models.gpt2.notice}\n\n"
-                    + tr("It is a 4M-parameter GPT-2 this project trained on Shakespeare's plays (context 128 tokens): "
-                         "it writes verse-like text, not GPT-2's. Fix the above and restart the app for GPT-2.")
-                    + "</details>")
+                return str(say(FALLBACK_PUBLIC))
+            about = "" if layout else f"\n\n{tr(FALLBACK_ABOUT)}"
+            return "<details><summary>" + say(FALLBACK_WHY) + f"</summary>\n\n{models.gpt2.notice}{about}</details>"
         return ""
     if models.public:
-        return tr("### GPT-2 is not available\nGPT-2 could not be loaded on this server. The page works, but Generate "
-                  "and Compare need a model.")
-    return tr("### The GPT-2 model `{name}` is not available\n{error}\n\n"
-              "The page works, but Generate and Compare need a model: fix the above and restart the app.",
-              name=models.gpt2.source, error=models.gpt2.error)
+        return str(say(NOT_AVAILABLE_PUBLIC))
+    heading = ("### " + T("GPT-2 is not available") + f": `{models.gpt2.source}`" if layout else
+               tr("### The GPT-2 model `{name}` is not available", name=models.gpt2.source))
+    return f"{heading}\n{models.gpt2.error}" + ("" if layout else f"\n\n{tr(NOT_AVAILABLE)}")
 
 
 def memory_table() -> str:
