@@ -163,7 +163,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
             with gr.Column(scale=2):
                 gr.Markdown(T("**Examples.** One click fills the prompt and the settings, seed included."))
                 with gr.Row():
-                    example_buttons = [gr.Button(example.label, size="sm", elem_id=f"example-{example.id}")
+                    example_buttons = [gr.Button(T(example.label), size="sm", elem_id=f"example-{example.id}")
                                        for example in examples.generate]
                 about = gr.Markdown(elem_id="example-about")
                 with gr.Accordion(T("Settings"), open=True, elem_id="settings"):
