@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from demo.generate_tab import (EXPLAIN, MACHINE_NOTE, READY, SAMPLE_LABELS, STOPPED, WRITING, context_markdown,
-                               finished_state, stats_markdown, stopped)
+from demo.generate_tab import (
+    EXPLAIN,
+    MACHINE_NOTE,
+    READY,
+    SAMPLE_LABELS,
+    STOPPED,
+    WRITING,
+    context_markdown,
+    finished_state,
+    stats_markdown,
+    stopped,
+)
 from demo.i18n import speaking, tables
 from demo.model_panel import FALLBACK_LINE, SWITCH_OFF_LINE, info_markdown, memory_table
 from demo.models import AppModels, LazyFillMask, ModelHolder
