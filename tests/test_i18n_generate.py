@@ -14,6 +14,8 @@ from demo.generate_tab import (
     READY,
     SAMPLE_LABELS,
     STOPPED,
+    TEXT_NOTE,
+    TEXT_TITLE,
     WRITING,
     context_markdown,
     finished_state,
@@ -77,6 +79,7 @@ def test_token_details_and_the_model_panel_come_out_in_the_requests_language(lm)
 
 def test_the_layouts_texts_are_keys_of_both_tables():
     for text in ["Prompt", "Temperature (0 = greedy)", "Use last seed", READY, MACHINE_NOTE, *SAMPLE_LABELS,
+                 TEXT_TITLE, TEXT_NOTE,  # the saved picture's, translated by save_view where they are keys
                  *EXPLAIN.values(), SWITCH_OFF_LINE, FALLBACK_LINE, "Switch model (for everyone using this app)"]:
         for language in ("es", "fr"):
             assert text in tables()[language], (language, text)
