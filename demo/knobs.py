@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from gpt2_core import DEFAULTS, SamplingParams
 from gpt2_core.generate.settings import RANGES, Range
@@ -42,7 +43,8 @@ class Knob:
         """`value` if it is in the page's range; else ValueError naming the parameter and the range."""
         return self.range.check(self.name, value)
 
-    def slider(self, label: str, *, elem_id: str, info: str | None = None) -> gr.Slider:
+    def slider(self, label: str | I18nData, *, elem_id: str, info: str | I18nData | None = None) -> gr.Slider:
+        """The knob's slider; `label` and `info` as the page shows them (T(...), translated by the browser)."""
         allowed = self.range
         low = allowed.low + self.step if allowed.low_open else allowed.low  # (low, high]: one step above low
         return gr.Slider(low, allowed.high, self.default, step=self.step, label=label, info=info, elem_id=elem_id)
@@ -67,7 +69,7 @@ def page_params(**values: Any) -> SamplingParams:
     return SamplingParams(**values)
 
 
-def typed_values(*elem_ids: str | None, then: str = "") -> str:
+def typed_values(*elem_ids: str | None, then: str = "") -> str:  # i18n: not shown (JavaScript for an event)
     """JavaScript for an event's `js`: its inputs as sent, except that each slider named by elem_id (None for an
     input that is no slider) sends the number its box shows, unclamped. `then` runs first (e.g. scrolling)."""
     ids = ", ".join("null" if i is None else repr(i) for i in elem_ids)

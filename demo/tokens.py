@@ -13,13 +13,15 @@ import re
 from dataclasses import dataclass, field
 
 import gradio as gr
+from gradio.i18n import I18nData
 
+from demo.i18n import tr
 from gpt2_core.explain.distribution import Candidate
 
 BUCKETS = [(10, "top 10"), (100, "top 100"), (1000, "top 1000"), (None, "rarer")]  # GLTR's (Gehrmann et al. 2019)
 COLORS = {"top 10": "#4ade80", "top 100": "#facc15", "top 1000": "#f87171", "rarer": "#c084fc"}
 LEGEND = ("Each generated token is coloured by its **rank**: was it among GPT-2's 10 likeliest next tokens there "
-          "(green), its 100 (yellow), 1000 (red), or rarer (purple)? Grey is the prompt. Click a token to see why.")
+          "(green), its 100 (yellow), 1000 (red), or rarer (purple)? Grey is the prompt. Click a token to see why.")  # i18n: key
 
 
 def bucket(rank: int | None) -> str | None:
@@ -30,7 +32,7 @@ def bucket(rank: int | None) -> str | None:
     return next(name for limit, name in BUCKETS if limit is None or rank <= limit)
 
 
-def token_view(label: str, elem_id: str, *, visible: bool = True, show_legend: bool = True) -> gr.HighlightedText:
+def token_view(label: str | I18nData, elem_id: str, *, visible: bool = True, show_legend: bool = True) -> gr.HighlightedText:
     """A text shown token by token, coloured by rank bucket; `.select` gives the clicked segment's index."""
     return gr.HighlightedText(label=label, color_map=COLORS, show_legend=show_legend, show_inline_category=False,
                               combine_adjacent=False, elem_id=elem_id, elem_classes="tokens", visible=visible)
@@ -81,45 +83,47 @@ def words(text: str) -> list[str]:
 
 def shown_token(text: str) -> str:
     """A token as a chart or table shows it: a space as ␣ and a line break as ⏎, so that " the" and "the" differ."""
-    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "(part of a character)"
+    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or tr("(part of a character)")
 
 
 def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "") -> str:
     """The details of one token: its probability and rank, and a table of the likeliest tokens at its place."""
-    rank = (f"rank <b>{row.rank:,}</b> ({bucket(row.rank)})" if row.rank is not None else
-            "rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports; its exact "
-            "rank is filled in when the text ends by itself (not after Stop)")
-    head = (f"<p><b class='tok'>{html.escape(shown_token(row.text))}</b>: probability "
-            f"<b>{row.prob:.1%}</b>, {rank}.</p>")
+    rank = (tr("rank <b>{rank}</b> ({bucket})", rank=f"{row.rank:,}", bucket=bucket(row.rank)) if row.rank is not None
+            else tr("rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports; its exact "
+                    "rank is filled in when the text ends by itself (not after Stop)"))
+    head = ("<p>" + tr("<b class='tok'>{token}</b>: probability <b>{prob}</b>, {rank}.", token=html.escape(shown_token(row.text)),
+                       prob=f"{row.prob:.1%}", rank=rank) + "</p>")
+    label = html.escape(tr("Token details"), quote=True)
+    region = f"<div class='details' tabindex='0' role='region' aria-label='{label}'>"  # i18n: not shown (markup)
     if not row.alternatives:
-        return f"<div class='details' tabindex='0' role='region' aria-label='Token details'>{head}</div>"
-    cols = "<th>GPT-2's probability</th>" + ("<th>after your settings</th>" if with_settings else "")
+        return f"{region}{head}</div>"
+    cols = "<th>" + tr("GPT-2's probability") + "</th>" + (f"<th>{tr('after your settings')}</th>" if with_settings else "")
     rows = []
     for c in row.alternatives:
         cut = with_settings and c.sampling_prob == 0
         chosen = " class='chosen'" if c.token_id == row.token_id else ""
         after = ""
         if with_settings:
-            after = ("<td class='cut'>cut by the settings</td>" if cut
-                     else "<td class='unknown'>not known here</td>" if c.sampling_prob is None
+            after = ("<td class='cut'>" + tr("cut by the settings") + "</td>" if cut  # i18n: not shown (markup)
+                     else "<td class='unknown'>" + tr("not known here") + "</td>"  # i18n: not shown (markup)
+                     if c.sampling_prob is None
                      else f"<td>{bar(c.sampling_prob, 'after')}</td>")
-        rows.append(f"<tr{chosen}><td class='tok'>{html.escape(shown_token(c.token_text))}</td>"
+        rows.append(f"<tr{chosen}><td class='tok'>{html.escape(shown_token(c.token_text))}</td>"  # i18n: not shown (markup)
                     f"<td>{bar(c.prob, 'model')}</td>{after}</tr>")
     if with_settings and any(c.sampling_prob is None for c in row.alternatives):
-        settings_note = (settings_note + " " if settings_note else "") + UNKNOWN_AFTER_SETTINGS
+        settings_note = (settings_note + " " if settings_note else "") + tr(UNKNOWN_AFTER_SETTINGS)
     note = f"<p class='note'>{html.escape(settings_note)}</p>" if settings_note else ""
-    return (f"<div class='details' tabindex='0' role='region' aria-label='Token details'>{head}<table><thead><tr>"
-            f"<th>the likeliest tokens here</th>{cols}</tr></thead>"
+    return (f"{region}{head}<table><thead><tr><th>{tr('the likeliest tokens here')}</th>{cols}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>{note}</div>")
 
 
 UNKNOWN_AFTER_SETTINGS = ("\"Not known here\": the model server reports only its likeliest tokens, and with these "
                           "settings the chance of drawing each depends on the rest of the vocabulary too. Greedy, a "
                           "top-k no larger than the tokens the server reports (20, unless it was started with a "
-                          "higher --max-logprobs), or temperature 1 with top-k off shows it.")
+                          "higher --max-logprobs), or temperature 1 with top-k off shows it.")  # i18n: key
 
 
-def bar(p: float, kind: str) -> str:
+def bar(p: float, kind: str) -> str:  # i18n: not shown (markup: a bar and its percentage)
     return (f"<span class='bar {kind}' style='width:{max(p * 100, 0.5):.1f}%'></span>"
             f"<span class='pct'>{p:.1%}</span>")
 
