@@ -69,7 +69,7 @@ def layers_tab(models: AppModels) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
-            text = gr.Textbox(DEFAULT_TEXT, label=T("Text") + f" (\u2264 {MAX_LENS_TOKENS} " + T("tokens") + ")", scale=4,
+            text = gr.Textbox(DEFAULT_TEXT, label=T("Text") + f" (\u2264 {MAX_LENS_TOKENS} tokens)", scale=4,
                               max_lines=3, elem_id="layers-text")
             show = gr.Button(T("Read the layers"), variant="primary", scale=1, elem_id="layers-show")
         with gr.Row(equal_height=True):

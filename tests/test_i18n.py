@@ -37,7 +37,7 @@ NEVER_SHOWN_NAMES = re.compile(r"(JS|CSS|SCRIPT|PATTERN|RE)$|^_?[A-Z_]*(JS|CSS)_
 LOGGING = {"log", "logging", "logger", "warnings"}
 # Names and symbols the page shows as they are, in every language
 NAMES = {"EN", "ES", "FR", "GPT", "BERT", "Playground", "OpenAI", "Google", "English", "Español", "Français",
-         "Hugging", "Face", "vLLM",
+         "Hugging", "Face", "vLLM", "token", "tokens",
          "KV", "PNG", "HTML", "JSON", "API", "CPU", "GPU", "Shakespeare", "Macbeth", "int8", "fp32", "bf16", "top",
          "distilgpt2", "gpt2", "medium", "large", "xl", "mini", "tok", "ms", "MiB", "GiB", "MB", "GB"}
 
@@ -209,7 +209,7 @@ def untranslated_words(text: str) -> list[str]:
     if len(keys) > 1:  # Gradio's page translates the first marker of a text only (6.31)
         missing.append(f"{len(keys)} markers in one text")
     rest = MARKER.sub(" ", text)
-    rest = re.sub(r"<[^>]+>|&\w+;|https?://\S+|`[^`]*`", " ", rest)  # markup, addresses, code (a name, a path)
+    rest = re.sub(r"<[^>]+>|&\w+;|https?://\S+|`[^`]*`|\S*/\S*", " ", rest)  # markup, addresses, code, paths
     words = [w for w in re.findall(r"[^\W\d_][\w'’-]+", rest) if w not in NAMES and not re.search(r"\d", w)]
     return missing + words
 
