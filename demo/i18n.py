@@ -8,7 +8,9 @@ key of the translation tables in demo/locales/<module>.json ({"es": {english: sp
 
 - `T(text)` marks a string for Gradio's `gr.I18n`: the page (Gradio's frontend) shows the entry for its language,
   or the English text where it has none. Use it for what the layout holds: labels, help texts, Markdown, choices.
-  Such a text may not hold braces (Gradio's marker is JSON inside a string, and its reader stops at a brace).
+  Such a text may not hold braces (Gradio's marker is JSON inside a string, and its reader stops at a brace), and
+  a label or Markdown may hold one marker only, with plain text around it: Gradio 6.31's page translates the first
+  marker of a text and shows any later one raw (tests/test_i18n.py checks the built page for this).
 - `tr(text, **values)` translates at once, for the language of the request being served (its page's `?lang=`
   parameter, else its browser's Accept-Language), then fills `{name}` fields: `tr("{n} tokens", n=3)`. Outside a
   request (start-up, API-less tests) it is English; `speaking("es")` sets a language for a block of code.
