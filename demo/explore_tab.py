@@ -81,7 +81,7 @@ SHOW_SUGGESTIONS = """() => new Promise((done) => setTimeout(() => {
   done([]);
 }, 150))"""
 CSS = """
-#explore-suggestions { flex-direction: column; }  /* three whole continuations, one under another, never cut */
+#explore-suggestions { flex-direction: column; scroll-margin: 12px; }  /* three whole continuations, never cut */
 #explore-suggestions button { white-space: normal !important; text-align: left !important; justify-content: flex-start;
   width: 100% !important; max-width: 100% !important; height: auto !important; min-height: 2.5em; font-size: 18px;
   overflow: visible !important; text-overflow: clip !important; }

@@ -69,3 +69,21 @@ def test_build_your_own_screenshot(browser, mini_app):  # noqa: F811
     wait_until(lambda: "on this page only" in page.locator("#train-use-status").inner_text(), message="adopted")
     page.screenshot(path=str(ROOT / "assets" / "screenshot-build-your-own.png"))  # the curve and the newest samples
     page.context.close()
+
+
+def test_spanish_screenshot(browser, mini_app):  # noqa: F811
+    """The page in Spanish (a link's ?lang=es), the Unicorns written: GPT-2's own text stays English."""
+    from demo.i18n import tables
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(30_000)
+    page.goto(mini_app.url + "?lang=es")
+    page.locator("#prompt textarea").wait_for()
+    assert page.get_by_role("tab", name=tables()["es"]["Generate"]).is_visible()
+    page.locator("#example-unicorn").click()
+    page.locator("#generate-button").click()
+    wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 100, timeout=60, message="the story")
+    wait_until(lambda: page.locator("#stop-button").is_disabled(), timeout=60, message="the end of the run")
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ROOT / "assets" / "screenshot-spanish.png"))
+    page.context.close()
