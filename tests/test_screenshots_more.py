@@ -83,7 +83,9 @@ def test_spanish_screenshot(browser, mini_app):  # noqa: F811
     page.locator("#example-unicorn").click()
     page.locator("#generate-button").click()
     wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 100, timeout=60, message="the story")
-    wait_until(lambda: page.locator("#stop-button").is_disabled(), timeout=60, message="the end of the run")
+    done = tables()["es"]["**Done** ({reasons}). Click any coloured token to see why GPT-2 chose it."].split("**")[1]
+    wait_until(lambda: done in page.locator("#run-state").inner_text(), timeout=60,
+               message="the end of the run")
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ROOT / "assets" / "screenshot-spanish.png"))
     page.context.close()
