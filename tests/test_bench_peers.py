@@ -96,9 +96,12 @@ def test_a_rerun_keeps_the_notes_written_by_hand(tmp_path):
 
 
 # ---- with the peers installed ---------------------------------------------------------------------------------------
+def not_installed(package: str) -> str:
+    return f"{package} is not installed (benchmarks/requirements-peers.txt)"
+
+
 def needs(package: str):
-    return pytest.mark.skipif(find_spec(package) is None,
-                              reason=f"{package} is not installed (benchmarks/requirements-peers.txt)")
+    return pytest.mark.skipif(find_spec(package) is None, reason=not_installed(package))
 
 
 @pytest.fixture(scope="module")
@@ -132,19 +135,13 @@ def test_the_onnx_export_computes_gpt2_cores_logits_through_its_kv_cache(tiny_ch
         past = dict(zip(past, present))
 
 
-@needs("onnxruntime")
-def test_the_onnx_runtime_loop_generates_the_tokens_asked_for(spec):
-    peer_engines.OnnxRuntime({**spec, "preparing": True}).prepare()
-    engine = peer_engines.OnnxRuntime(spec)
-    tokens, ttft, seconds = engine.one(6, seed=1)
-    assert tokens == 6 and 0 < ttft <= seconds
-    assert engine.many(3, 4, seed=1)[0] == 12
-
-
-@needs("ctranslate2")
-def test_ctranslate2_generates_the_tokens_asked_for(spec):
-    peer_engines.CTranslate2({**spec, "preparing": True}).prepare()
-    engine = peer_engines.CTranslate2(spec)
+@pytest.mark.parametrize(("package", "engine_class"), [("onnxruntime", "OnnxRuntime"), ("ctranslate2", "CTranslate2")])
+def test_a_peers_loop_generates_the_tokens_asked_for(spec, package, engine_class):
+    if find_spec(package) is None:
+        pytest.skip(not_installed(package))
+    engine_type = getattr(peer_engines, engine_class)
+    engine_type({**spec, "preparing": True}).prepare()
+    engine = engine_type(spec)
     tokens, ttft, seconds = engine.one(6, seed=1)
     assert tokens == 6 and 0 < ttft <= seconds
     assert engine.many(3, 4, seed=1)[0] == 12

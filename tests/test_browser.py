@@ -52,11 +52,16 @@ def page(browser, app, request):
     page.goto(app.url)
     page.locator("#prompt textarea").wait_for()
     yield page
+    photograph_if_failed(page, request)
+    context.close()
+
+
+def photograph_if_failed(page, request) -> None:
+    """Keep a full-page screenshot of a failed test's page (or one whose setup failed) in ARTIFACTS."""
     report = getattr(request.node, "report_call", None)
     if report is None or report.failed:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
 
 
 def text_of(page, sample: int = 1) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_browser import ARTIFACTS, ROOT, UPDATE_SCREENSHOTS, browser, set_slider  # noqa: F401 (fixture)
+from test_browser import ROOT, UPDATE_SCREENSHOTS, browser, photograph_if_failed, set_slider  # noqa: F401 (fixture)
 from ui_helpers import wait_until
 
 pytestmark = pytest.mark.browser
@@ -39,10 +39,7 @@ def in_view(page, selector: str) -> bool:
 def laptop(browser, app, request):  # noqa: F811
     page = open_page(browser, app.url, LAPTOP)
     yield page
-    report = getattr(request.node, "report_call", None)
-    if report is None or report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    photograph_if_failed(page, request)
     page.context.close()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from test_browser import ARTIFACTS, browser  # noqa: F401 (fixture)
+from test_browser import browser, photograph_if_failed  # noqa: F401 (fixture)
 from test_browser_a11y import violations
 from ui_helpers import wait_until
 
@@ -32,10 +32,7 @@ def layers(browser, app, request):  # noqa: F811
     page.get_by_role("tab", name="Layers").click()
     wait_until(lambda: page.locator("#layers-grid .lens-cell").count() > 5, timeout=30, message="the grid")
     yield page
-    report = getattr(request.node, "report_call", None)
-    if report is None or report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    photograph_if_failed(page, request)
     page.context.close()
 
 

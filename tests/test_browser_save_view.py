@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_browser import ARTIFACTS, browser, set_slider  # noqa: F401 (fixture)
+from test_browser import browser, photograph_if_failed, set_slider  # noqa: F401 (fixture)
 from test_browser_explain import LAPTOP, PHONE
 from ui_helpers import launched_app, wait_until
 
@@ -39,10 +39,7 @@ def page(browser, mini_app, request):  # noqa: F811
     page.goto(mini_app.url)
     page.locator("#prompt textarea").wait_for()
     yield page
-    report = getattr(request.node, "report_call", None)
-    if report is None or report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    photograph_if_failed(page, request)
     context.close()
 
 
