@@ -28,7 +28,7 @@ def opened(browser, url: str, locale: str, size=(1280, 720)):  # noqa: F811
     page.set_default_timeout(15_000)
     try:
         page.goto(url)
-        page.locator("#prompt textarea").wait_for()
+        page.locator("#prompt textarea").wait_for(state="attached")  # a link may open another tab (lesson=3)
         yield page
     finally:
         context.close()
