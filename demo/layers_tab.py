@@ -81,8 +81,9 @@ def layers_tab(models: AppModels) -> TabParts:
         with gr.Row(equal_height=True):  # the cell's details beside the grid, following it down a tall grid
             with gr.Column(scale=3, min_width=320):
                 grid = gr.HTML(js_on_load=PICK_CELL, elem_id="layers-grid")
-                # No Save as PNG for the grid yet: on a phone it scrolls sideways under sticky row labels, and the
-                # painter (save_view.js) draws that scrolled state, labels over cells (seen at 390x844)
+                save_png_button("layers-grid", file="gpt2-layers-grid.png", needs=".lens-cell", whole=True,
+                                title="What each layer would say next",  # i18n: key (demo/save_view.py draws it)
+                                caption=["{#layers-note p:first-of-type}"])  # every column, even where a phone scrolls sideways
             with gr.Column(scale=1, min_width=280):
                 details = gr.HTML(elem_id="layers-details")
         with gr.Row(equal_height=False):
@@ -98,7 +99,7 @@ def layers_tab(models: AppModels) -> TabParts:
                                                 show_legend=True, show_inline_category=False, combine_adjacent=False,
                                                 elem_id="layers-commitment", elem_classes="tokens")
                 save_png_button("layers-commitment", file="gpt2-layers-commitment.png", needs=".token",
-                                caption=["{#layers-note}"])
+                                caption=["{#layers-note p:first-of-type}"])
         copy_link("layers", {"text": text, "target": target})
         lens = gr.State(None)
         chosen = gr.State(None)  # the (row, column) of the cell last clicked, kept while the text stays the same
@@ -130,9 +131,9 @@ def make_read(models: AppModels):
             name = lm.name
         same = before is not None and before.token_ids == lens.token_ids and len(before.layers) == len(lens.layers)
         row, col = tuple(chosen) if same and chosen is not None else (len(lens.layers) - 1, len(lens.tokens) - 1)
-        note = tr("`{name}`: {layers} layers \u00d7 {tokens} tokens. Click any cell: the top right one is GPT-2's "
-                  "answer, its guess for what follows the whole text.", name=name, layers=len(lens.layers) - 1,
-                  tokens=len(lens.tokens))
+        note = (tr("`{name}`: {layers} layers \u00d7 {tokens} tokens.", name=name, layers=len(lens.layers) - 1,
+                   tokens=len(lens.tokens)) + "\n\n"  # two paragraphs: a saved picture's caption is the first
+                + tr("Click any cell: the top right one is GPT-2's answer, its guess for what follows the whole text."))
         commitment = gr.HighlightedText(commitment_segments(lens), color_map=commit_colors())  # its legend translated
         return [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
                 rank_chart_svg(lens, col), commitment, lens, (row, col)]

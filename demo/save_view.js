@@ -77,6 +77,14 @@
     return fill;
   }
 
+  // CSS draws no borders on a table's rows, row groups and columns where its borders are separate (the layers grid):
+  // their computed borders (Gradio's prose gives rows one) are not on the page, so not in the picture either
+  function bordersIgnored(el, st) {
+    if (!/^table-(row|row-group|header-group|footer-group|column|column-group)$/.test(st.display)) return false;
+    const table = el.closest("table");
+    return !table || getComputedStyle(table).borderCollapse === "separate";
+  }
+
   function paintBox(ctx, el, st, o) {
     for (const b of el.getClientRects()) {
       const r = {left: b.left - o.x, top: b.top - o.y, right: b.right - o.x, bottom: b.bottom - o.y,
@@ -90,6 +98,7 @@
         else ctx.rect(r.left, r.top, r.width, r.height);
         ctx.fill();
       }
+      if (bordersIgnored(el, st)) continue;
       for (const side of ["Top", "Bottom", "Left", "Right"]) {
         const w = (parseFloat(st[`border${side}Width`]) || 0) * zoom;
         const color = st[`border${side}Color`], style = st[`border${side}Style`];
@@ -234,19 +243,50 @@
     }, "image/png"));
   }
 
+  // Lay out whole, while the picture is painted, a view that scrolls sideways (the layers grid on a phone): each
+  // sideways scroller and the boxes around it inside the view grow to their content, and sticky labels stay in their
+  // own column instead of riding over the cells. Returns what puts the page back as it was.
+  function unroll(view) {
+    const undo = [];
+    const set = (el, style) => {
+      undo.push([el, el.getAttribute("style"), el.scrollLeft]);
+      Object.assign(el.style, style);
+    };
+    for (const el of view.querySelectorAll("*")) {
+      const st = getComputedStyle(el);
+      if (st.position === "sticky") set(el, {position: "static"});
+      if (/auto|scroll/.test(st.overflowX) && el.scrollWidth > el.clientWidth + 1) {
+        for (let e = el; e && e !== view; e = e.parentElement) {
+          set(e, {overflow: "visible", width: "max-content", maxWidth: "none"});
+        }
+      }
+    }
+    return () => {
+      for (const [el, style, left] of undo.splice(0).reverse()) {  // once: then nothing left to undo
+        if (style === null) el.removeAttribute("style");
+        else el.setAttribute("style", style);
+        el.scrollLeft = left;
+      }
+    };
+  }
+
+  const frame = () => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+
   // options: view (elem_id), file, title (else the view's own label), caption (templates), note, needs (a selector
-  // that the view must contain to have something to save)
+  // that the view must contain to have something to save), whole (lay out a sideways-scrolling view whole: unroll)
   window.gpt2SaveView = async (options) => {
     const view = document.getElementById(options.view);
     const label = view && view.querySelector(":scope > [data-testid=block-label], :scope > [data-testid=block-info]");
     const skip = (el) => el === label || el.matches(".icon-button-wrapper, [data-testid=status-tracker], .save-view");
-    const box = view && contentOf(view, skip);
-    if (!view || !box.width || (options.needs && !view.querySelector(options.needs))) {
+    if (!view || !contentOf(view, skip).width || (options.needs && !view.querySelector(options.needs))) {
       say(t("Nothing to save yet: this view is still empty."));
       return;
     }
+    const putBack = options.whole ? unroll(view) : () => {};
     try {
       await document.fonts.ready;
+      if (options.whole) await frame();  // laid out whole before anything is measured
+      const box = contentOf(view, skip);
       zoom = 1;
       for (let e = view; e; e = e.parentElement) zoom *= parseFloat(getComputedStyle(e).zoom) || 1;
       const title = pick(options.title) || (label && label.innerText.trim()) ||
@@ -297,10 +337,13 @@
       for (const child of view.children) await paint(ctx, child, origin, skip);
       ctx.restore();
       write(foot, PAD + headH + box.height + 12, true);
+      putBack();  // painted: the page as it was while the file is written
       await download(canvas, options.file);
     } catch (error) {
       console.error(error);
       say(t("The picture could not be saved here ({why}).").replace("{why}", () => error.message || error));
+    } finally {
+      putBack();
     }
   };
 }

@@ -73,15 +73,17 @@ CSS = """
 
 def save_png_button(view: str, *, file: str | None = None, title: str | I18nData = "",
                     caption: Sequence[str | I18nData] = (), note: str | I18nData = "", needs: str = "",
-                    **button) -> gr.Button:
+                    whole: bool = False, **button) -> gr.Button:
     """A "Save as PNG" button for the element `view` (an elem_id), placed where it is called.
 
     `title` replaces the view's own label; `caption` lines are templates over the page ("{#selector}"); `note` goes
     under the picture; `needs` is a selector the view must contain to have something to save (else the page says
-    "Nothing to save yet"). Title, captions and note are English texts of the tables, or T() pieces with other text
-    (`T("Sentence:") + " {#inside-text textarea}"`): the picture has them in the page's language."""
+    "Nothing to save yet"); `whole` paints a view that scrolls sideways (the layers grid on a phone) laid out in
+    full, every column, while it is painted. Title, captions and note are English texts of the tables, or T() pieces
+    with other text (`T("Sentence:") + " {#inside-text textarea}"`): the picture has them in the page's language."""
     options = dict(view=view, file=file or f"gpt2-playground-{view}.png", title=in_every_language(title),
-                   caption=[in_every_language(line) for line in caption], note=in_every_language(note), needs=needs)
+                   caption=[in_every_language(line) for line in caption], note=in_every_language(note), needs=needs,
+                   whole=whole)
     save = gr.Button(T(SAVE_PNG), size="sm", elem_id=f"{view}-save-png", elem_classes="save-view", **button)
     save.click(None, js=f"() => window.gpt2SaveView({json.dumps(options)})", api_visibility="private")
     return save

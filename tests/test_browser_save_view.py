@@ -153,3 +153,30 @@ def test_the_layers_chart_saves_as_a_png_of_its_orange_line(page):
     assert name == "gpt2-layers-one-word.png"
     assert share(chart, lambda rgb: rgb[0] > 150 and rgb[1] < 120 and rgb[2] < 80) > 0.002, "the chart's orange line"
     assert share(chart, dark) > 0.005, "the title and the axis labels"
+
+
+def test_the_layers_grid_saves_whole_with_every_column_even_where_it_scrolls_sideways(page):
+    """The grid scrolls sideways in its box (on a phone, and for a long text on a laptop); the picture holds every
+    column at full size and the row labels in their own column, and the page is put back as it was."""
+    page.get_by_role("tab", name="Layers").click()
+    text = "The unicorns lived in a remote valley of the Andes, and the scientists who found them were surprised"
+    page.locator("#layers-text textarea").fill(text)
+    page.locator("#layers-show").click()
+    scroller = page.locator("#layers-grid .lens-scroll")
+    wait_until(lambda: page.locator("#layers-grid .lens-input").count() >= 18, timeout=60,
+               message="the grid of the long text")
+    page.wait_for_timeout(500)  # the grid scrolled to its chosen cell, as the page script does
+    shape = "s => ({full: s.scrollWidth, shown: s.clientWidth, left: s.scrollLeft, style: s.style.cssText})"
+    before = scroller.evaluate(shape)
+    assert before["full"] > before["shown"] + 50, f"the long text's grid scrolls sideways here: {before}"
+    name, grid = saved_png(page, "#layers-grid-save-png")
+    assert name == "gpt2-layers-grid.png"
+    # Painted at 2 device pixels per CSS pixel (save_view.js's SCALE) with 20 px margins: every column is in it
+    assert grid.width >= 2 * before["full"], f"a picture {grid.width} px wide for a grid of {before['full']} CSS px"
+    assert share(grid, lambda rgb: rgb[2] > 150 and rgb[0] < 120) > 0.02, "the grid's blue cells"
+    assert share(grid, dark) > 0.005, "the title, the labels and the tokens"
+    pixels = grid.load()
+    ruled = [y for y in range(grid.height) if sum(dark(pixels[x, y]) for x in range(0, grid.width, 4)) > grid.width / 8]
+    assert not ruled, f"no dark line across the picture (rows' borders that the page does not draw): rows {ruled[:5]}"
+    assert scroller.evaluate(shape) == before, "the page's grid is put back as it was, scrolled where it was"
+    assert page.locator("#layers-grid .lens-side").first.evaluate("e => getComputedStyle(e).position") == "sticky"
