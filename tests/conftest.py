@@ -71,11 +71,13 @@ def temp_directory_left_as_found():
 OPT_IN = {
     "vllm": "the live vLLM suite is opt-in: `bash tests/vllm/run` sets vLLM up and runs it (pytest -m vllm)",
     "heavy": "heavy (compiles, training runs, a 30-client load): `python -m pytest -m heavy` runs them (CI does)",
+    "other_browsers": "Firefox and WebKit are opt-in: `xvfb-run -a python -m pytest -m other_browsers` (CI runs it)",
 }
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `vllm` (a real vLLM server, minutes on a CPU) or `heavy` run only when asked for with -m."""
+    """Tests marked `vllm` (a real vLLM server, minutes on a CPU), `heavy` or `other_browsers` run only when asked for
+    with -m."""
     asked = config.option.markexpr or ""
     for marker, reason in OPT_IN.items():
         if marker in asked:
