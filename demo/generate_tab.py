@@ -196,19 +196,22 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
             copy_link("generate", linkable)
         page = Page(views, run_state, stats, context, last_seed, shown, plain, download_txt, download_json,
                     generate_button, caption, save_png, download_html)
-        run = generate_button.click(make_generate_view(models, exports, page, deadline_s=deadline_s),
-                                    inputs=[prompt, *settings], outputs=page.components(),
-                                    api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
-                                    concurrency_id="generate", show_progress="hidden", preprocess=False,
-                                    js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
-        run.then(lambda: gr.Button(tr(GENERATE), interactive=True), outputs=generate_button, api_visibility="private",
-                 queue=False)  # also after an error in mid-stream
+        # "Writing…" and the busy button are set once, at the click, and the final update or `after_run` sets what
+        # follows; the streamed updates between never touch them. So an update still on its way when Stop is pressed
+        # (Gradio fires the run's .then at the cancel, and applies the updates it had already received after it)
+        # cannot put "Writing…" back over "Stopped", nor leave Generate disabled.
+        run = generate_button.click(writing, outputs=[run_state, generate_button], api_visibility="private",
+                                    queue=False).then(
+            make_generate_view(models, exports, page, deadline_s=deadline_s), inputs=[prompt, *settings],
+            outputs=page.components(), api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
+            concurrency_id="generate", show_progress="hidden", preprocess=False,
+            js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
+        run.then(after_run, inputs=[shown, run_state], outputs=[run_state, generate_button], api_visibility="private",
+                 queue=False)  # finished or stopped (an error in mid-stream frees the button in its own update)
         # The `/generate` API endpoint: plain-text samples for API clients (the page shows the coloured view)
         endpoint(make_generate(models, deadline_s=deadline_s), returns=tuple[(str,) * (MAX_SAMPLES_SHOWN + 2)],
                  api_name="generate", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
-        stop_button.click(None, cancels=[run], api_visibility="private").then(  # after the last update, not before
-            stopped, inputs=[shown, run_state], outputs=[run_state, stats, generate_button], api_visibility="private",
-            queue=False)
+        stop_button.click(None, cancels=[run], api_visibility="private")  # the run's .then says "Stopped"
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
         tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False,
@@ -305,13 +308,14 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
             views = {view: gr.HighlightedText(c.segments(), visible=True) if c is not None else
                      gr.HighlightedText(None, visible=False)
                      for view, c in zip(page.views, coloured + [None] * (MAX_SAMPLES_SHOWN - len(coloured)))}
-            # A second Generate while one streams would be silently ignored: the button says why, until the end.
-            button = gr.Button(tr(GENERATE), interactive=True) if done else gr.Button(tr(BUSY), interactive=False)
-            yield {**views, page.run_state: finished_state(samples) if done else tr(WRITING), page.stats: stats,
+            # The run state and the button only at the end: `writing` set them at the click (see layout)
+            ended = ({page.run_state: finished_state(samples), page.button: gr.Button(tr(GENERATE), interactive=True)}
+                     if done else {})
+            yield {**views, **ended, page.stats: stats,
                    page.context: context, page.last_seed: first_seed, page.shown: record, page.plain: text,
                    page.download_txt: gr.DownloadButton(value=files[0], interactive=files[0] is not None),
                    page.download_json: gr.DownloadButton(value=files[1], interactive=files[1] is not None),
-                   page.button: button, page.caption: caption, page.save_png: gr.Button(interactive=True),
+                   page.caption: caption, page.save_png: gr.Button(interactive=True),
                    page.download_html: gr.DownloadButton(value=files[2], interactive=files[2] is not None)}
 
     return generate_view
@@ -392,28 +396,29 @@ def render(samples: list[Sample], context_length: int, model: str) -> tuple:
     return (*texts[:MAX_SAMPLES_SHOWN], stats_markdown(samples, model), context, first.seed)
 
 
-def stopped(record: dict | None, state: str) -> tuple:
-    """Stop pressed: the run state says so, and so do the stats of the text so far; Generate is free again. After a
-    finished run (or before any) there is nothing to stop: the page stays as it is."""
+def writing() -> tuple:
+    """Generate pressed: the run state says GPT-2 is writing, and the button why a second press would wait."""
+    return tr(WRITING), gr.Button(tr(BUSY), interactive=False)
+
+
+def after_run(record: dict | None, state: str) -> tuple:
+    """A run ended: Generate is free again. If it ended while writing, unfinished, Stop ended it: the run state says
+    so. A finished run, or one that ended in an error, keeps its state."""
     button = gr.Button(tr(GENERATE), interactive=True)
     finished = record is not None and all(s.finish_reason is not None for s in record["samples"])
     if state != tr(WRITING) or finished:  # the run state as this page's language wrote it
-        return gr.skip(), gr.skip(), button
-    if not record:
-        return tr(STOPPED), gr.skip(), button
-    return tr(STOPPED), stats_markdown(record["samples"], f"`{record['model']}`", stopped=True), button
+        return gr.skip(), button
+    return tr(STOPPED), button
 
 
-def stats_markdown(samples: list[Sample], model: str, *, stopped: bool = False) -> str:
+def stats_markdown(samples: list[Sample], model: str) -> str:
     """The run's line under the text; `model` is Markdown (precision_notes.source_note)."""
     tokens = sum(len(s.token_ids) for s in samples)
     rates = [s.tokens_per_second for s in samples if s.tokens_per_second]
     speed = tr("{rate} tokens/s", rate=f"{sum(rates):.1f}" if rates else "\u2013")
     reasons = {s.finish_reason for s in samples}
-    # The run state (Writing / Done / Stopped) is its own line above the text: Stop sets it, since no update follows.
+    # The run state (Writing / Done / Stopped) is its own line above the text (after_run says Stopped)
     status = "" if None in reasons else " \u00b7 " + tr("done: {reasons}", reasons=finish_words(samples))
-    if stopped and None in reasons:
-        status = " \u00b7 " + tr("**stopped**")
     seeds = ", ".join(str(s.seed) for s in samples)
     if len(samples) == 1:
         again = tr("**Seed** `{seeds}`: enter a seed with the same prompt and settings to get that text again.", seeds=seeds)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import gradio as gr
+
 from demo.generate_tab import (
     EXPLAIN,
     MACHINE_NOTE,
@@ -17,10 +19,10 @@ from demo.generate_tab import (
     TEXT_NOTE,
     TEXT_TITLE,
     WRITING,
+    after_run,
     context_markdown,
     finished_state,
     stats_markdown,
-    stopped,
 )
 from demo.i18n import speaking, tables
 from demo.model_panel import FALLBACK_LINE, SWITCH_OFF_LINE, info_markdown, memory_table
@@ -58,8 +60,11 @@ def test_stop_reads_the_run_state_in_the_pages_language():
     """Stop compares the run state the page sends back with "Writing…" in the same language."""
     record = {"samples": [sample(finish_reason=None)], "model": "gpt2"}
     with speaking("fr"):
-        state, stats, _ = stopped(record, tables()["fr"][WRITING])
-        assert state == tables()["fr"][STOPPED] and "**arrêté**" in stats
+        state, button = after_run(record, tables()["fr"][WRITING])
+        assert state == tables()["fr"][STOPPED] and button.interactive
+        finished = {"samples": [sample(finish_reason="length")], "model": "gpt2"}
+        state, button = after_run(finished, tables()["fr"][WRITING])
+        assert state == gr.skip() and button.interactive  # a finished run keeps its "Done"
 
 
 def test_token_details_and_the_model_panel_come_out_in_the_requests_language(lm):
