@@ -21,6 +21,7 @@ from demo.i18n import SOURCE, T, language, tr
 from demo.links import TabParts
 from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
+from demo.save_view import save_png_button
 from demo.training import BUSY, EXIT_CODE, TrainingBusyError, TrainingJobs, seconds_left
 from gpt2_core.train.loop import SIZES
 
@@ -80,6 +81,8 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
                 curve = gr.LinePlot(x="step", y="loss", color="split", label=T("Loss (lower is better)"),
                                     x_title=tr(X_TITLE), y_title=tr(Y_TITLE), x_axis_format="d", y_axis_format=".1f",
                                     elem_id="train-curve")
+                save_png_button("train-curve", file="gpt2-training-loss.png", needs=".vega-embed",
+                                caption=["{#train-status}"])  # the run: its steps, time and loss
                 samples = gr.HTML(css_template=SAMPLES_CSS, js_on_load=None, elem_id="train-samples")
         tab.load(plot_titles, outputs=curve, api_visibility="private", queue=False, show_progress="hidden")
         upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")

@@ -4,8 +4,8 @@ engines differ most: Safari refuses to export a canvas that drew a foreignObject
 
 Opt-in, like the heavy tests: `xvfb-run -a python -m pytest -m other_browsers` (CI runs it). The browsers are
 Debian's firefox-esr and WebKitGTK's MiniBrowser (tests/other_browsers.py says how they are driven); each is skipped
-with the reason where it is not installed (a failure in CI, which installs them). On the bundled mini model, so the text is real words. The phone is 390 px
-wide in Firefox and 447 px in MiniBrowser, whose window is no narrower.
+with the reason where it is not installed (a failure in CI, which installs them). On the bundled mini model, so the
+text is real words. The phone is 390 px wide in Firefox and 447 px in MiniBrowser, whose window is no narrower.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from gradio_client import Client
+from PIL import Image
 from test_browser import VIEWPORT, browser  # noqa: F401 (fixture)
 from test_train import toy_play
 from ui_helpers import wait_until
@@ -70,6 +71,13 @@ def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app)
         with page.expect_download() as download:
             page.locator("#train-download").click()
         assert download.value.suggested_filename.endswith(".zip")
+        with page.expect_download() as saved:  # the loss curve as a picture for lesson notes
+            page.locator("#train-curve-save-png").click()
+        assert saved.value.suggested_filename == "gpt2-training-loss.png"
+        curve = Image.open(saved.value.path()).convert("RGB")
+        assert curve.width > 300 and curve.height > 200, curve.size
+        coloured = sum(n for n, rgb in curve.getcolors(curve.width * curve.height) if max(rgb) - min(rgb) > 80)
+        assert coloured / (curve.width * curve.height) > 0.002, "the curve's coloured lines"
 
         # "Use this model": this page's Generate writes with it, another visitor's page keeps the shared model
         page.locator("#train-use").click()
