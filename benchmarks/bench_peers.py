@@ -68,6 +68,7 @@ LABELS = {
     "transformers": "transformers generate() fp32",
     "gpt2_core-default": "gpt2_core default `load_model(path)`",
     "gpt2_core-fastest": "gpt2_core fastest `quantize=\"int8\", compile=True`",
+    "gpt2_core-eager": "gpt2_core default before its compile `quantize=\"int8\", compile=False`",
     "gpt2_core-exact": "gpt2_core exact `dtype=\"fp32\", quantize=None`",
     "ctranslate2": "CTranslate2 int8",
     "onnxruntime": "ONNX Runtime int8",

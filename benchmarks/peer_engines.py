@@ -210,6 +210,12 @@ class Gpt2CoreFastest(Gpt2Core):
     options = {"quantize": "int8", "compile": True}
 
 
+class Gpt2CoreEager(Gpt2Core):
+    """What the default serves from its load until its background compile is ready (a cold compile takes minutes)."""
+
+    options = {"quantize": "int8", "compile": False}
+
+
 class Gpt2CoreExact(Gpt2Core):
     options = {"dtype": "fp32", "quantize": None}
 
@@ -367,6 +373,7 @@ ENGINES: dict[str, type[Engine]] = {
     "transformers": Transformers,
     "gpt2_core-default": Gpt2CoreDefault,
     "gpt2_core-fastest": Gpt2CoreFastest,
+    "gpt2_core-eager": Gpt2CoreEager,
     "gpt2_core-exact": Gpt2CoreExact,
     "ctranslate2": CTranslate2,
     "onnxruntime": OnnxRuntime,
