@@ -201,12 +201,12 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         # (Gradio fires the run's .then at the cancel, and applies the updates it had already received after it)
         # cannot put "Writing…" back over "Stopped", nor leave Generate disabled.
         run = generate_button.click(writing, outputs=[run_state, generate_button], api_visibility="private",
-                                    queue=False).then(
+                                    queue=False, show_progress="hidden").then(
             make_generate_view(models, exports, page, deadline_s=deadline_s), inputs=[prompt, *settings],
             outputs=page.components(), api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
             concurrency_id="generate", show_progress="hidden", preprocess=False,
             js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
-        run.then(after_run, inputs=[shown, run_state], outputs=[run_state, generate_button], api_visibility="private",
+        run.then(after_run, inputs=run_state, outputs=[run_state, generate_button], api_visibility="private",
                  queue=False)  # finished or stopped (an error in mid-stream frees the button in its own update)
         # The `/generate` API endpoint: plain-text samples for API clients (the page shows the coloured view)
         endpoint(make_generate(models, deadline_s=deadline_s), returns=tuple[(str,) * (MAX_SAMPLES_SHOWN + 2)],
@@ -401,12 +401,12 @@ def writing() -> tuple:
     return tr(WRITING), gr.Button(tr(BUSY), interactive=False)
 
 
-def after_run(record: dict | None, state: str) -> tuple:
-    """A run ended: Generate is free again. If it ended while writing, unfinished, Stop ended it: the run state says
-    so. A finished run, or one that ended in an error, keeps its state."""
+def after_run(state: str) -> tuple:
+    """A run ended: Generate is free again. If the run state still says "Writing…", Stop ended it (only the final
+    update, Done, or an error's "Not written" replace it, and they come before this): it says Stopped. A finished
+    run, or one that ended in an error, keeps its state; so does one whose late Done arrives after Stopped."""
     button = gr.Button(tr(GENERATE), interactive=True)
-    finished = record is not None and all(s.finish_reason is not None for s in record["samples"])
-    if state != tr(WRITING) or finished:  # the run state as this page's language wrote it
+    if state != tr(WRITING):  # the run state as this page's language wrote it
         return gr.skip(), button
     return tr(STOPPED), button
 

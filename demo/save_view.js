@@ -81,8 +81,11 @@
   // their computed borders (Gradio's prose gives rows one) are not on the page, so not in the picture either
   function bordersIgnored(el, st) {
     if (!/^table-(row|row-group|header-group|footer-group|column|column-group)$/.test(st.display)) return false;
-    const table = el.closest("table");
-    return !table || getComputedStyle(table).borderCollapse === "separate";
+    for (let e = el.parentElement; e; e = e.parentElement) {  // the box that makes the table
+      const table = getComputedStyle(e);
+      if (/^(inline-)?table$/.test(table.display)) return table.borderCollapse === "separate";
+    }
+    return true;  // an anonymous table around the rows: separate borders, CSS's default
   }
 
   function paintBox(ctx, el, st, o) {
@@ -245,11 +248,11 @@
 
   // Lay out whole, while the picture is painted, a view that scrolls sideways (the layers grid on a phone): each
   // sideways scroller and the boxes around it inside the view grow to their content, and sticky labels stay in their
-  // own column instead of riding over the cells. Returns what puts the page back as it was.
-  function unroll(view) {
-    const undo = [];
+  // own column instead of riding over the cells. Each change is recorded in `undo` before it is made, so that
+  // `putBack(undo)` restores the page even after an error half-way.
+  function unroll(view, undo) {
     const set = (el, style) => {
-      undo.push([el, el.getAttribute("style"), el.scrollLeft]);
+      undo.push([el, el.getAttribute("style"), el.scrollLeft, el.scrollTop]);
       Object.assign(el.style, style);
     };
     for (const el of view.querySelectorAll("*")) {
@@ -261,16 +264,22 @@
         }
       }
     }
-    return () => {
-      for (const [el, style, left] of undo.splice(0).reverse()) {  // once: then nothing left to undo
-        if (style === null) el.removeAttribute("style");
-        else el.setAttribute("style", style);
-        el.scrollLeft = left;
-      }
-    };
   }
 
-  const frame = () => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  function putBack(undo) {
+    for (const [el, style, left, top] of undo.splice(0).reverse()) {  // once: then nothing left to undo
+      if (style === null) el.removeAttribute("style");
+      else el.setAttribute("style", style);
+      el.scrollLeft = left;
+      el.scrollTop = top;
+    }
+  }
+
+  // Two frames, so the new layout is drawn; at most 100 ms (a tab in the background gets no frames)
+  const frame = () => new Promise((done) => {
+    requestAnimationFrame(() => requestAnimationFrame(done));
+    setTimeout(done, 100);
+  });
 
   // options: view (elem_id), file, title (else the view's own label), caption (templates), note, needs (a selector
   // that the view must contain to have something to save), whole (lay out a sideways-scrolling view whole: unroll)
@@ -282,8 +291,9 @@
       say(t("Nothing to save yet: this view is still empty."));
       return;
     }
-    const putBack = options.whole ? unroll(view) : () => {};
+    const undo = [];
     try {
+      if (options.whole) unroll(view, undo);
       await document.fonts.ready;
       if (options.whole) await frame();  // laid out whole before anything is measured
       const box = contentOf(view, skip);
@@ -337,13 +347,13 @@
       for (const child of view.children) await paint(ctx, child, origin, skip);
       ctx.restore();
       write(foot, PAD + headH + box.height + 12, true);
-      putBack();  // painted: the page as it was while the file is written
+      putBack(undo);  // painted: the page as it was while the file is written
       await download(canvas, options.file);
     } catch (error) {
       console.error(error);
       say(t("The picture could not be saved here ({why}).").replace("{why}", () => error.message || error));
     } finally {
-      putBack();
+      putBack(undo);
     }
   };
 }

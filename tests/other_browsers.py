@@ -100,19 +100,24 @@ class FirefoxPage(BrowserPage):
         (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n"
                                                  for k, v in FIREFOX_PREFS.items()))
         port = free_port()
-        self.process = subprocess.Popen([FIREFOX, "--headless", f"--remote-debugging-port={port}", "--profile",
-                                         str(profile), "--no-remote"], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # Firefox says where it listens once it does
-            if "WebDriver BiDi listening" in line:
-                break
-        else:
-            raise BrowserError(f"firefox-esr exited ({self.process.wait()}) before serving WebDriver BiDi")
-        self.socket = connect(f"ws://127.0.0.1:{port}/session", max_size=None, open_timeout=30)
-        self.ids = itertools.count(1)
-        self.send("session.new", capabilities={})
-        self.context = self.send("browsingContext.getTree")["contexts"][0]["context"]
+        log = profile / "firefox.log"  # its output, to a file: a pipe nobody reads would fill and block it
+        with log.open("w") as out:
+            self.process = subprocess.Popen([FIREFOX, "--headless", f"--remote-debugging-port={port}", "--profile",
+                                             str(profile), "--no-remote"], stdout=out, stderr=subprocess.STDOUT)
+        self.socket = None
+        try:
+            deadline = time.monotonic() + 60
+            while "WebDriver BiDi listening" not in log.read_text(errors="replace"):  # said once it listens
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise BrowserError(f"firefox-esr did not serve WebDriver BiDi: {log.read_text()[-500:]}")
+                time.sleep(0.1)
+            self.socket = connect(f"ws://127.0.0.1:{port}/session", max_size=None, open_timeout=30)
+            self.ids = itertools.count(1)
+            self.send("session.new", capabilities={})
+            self.context = self.send("browsingContext.getTree")["contexts"][0]["context"]
+        except BaseException:
+            self.close()
+            raise
 
     def send(self, method: str, timeout: float = 120.0, **params) -> dict:
         """A BiDi command and its result (the events that arrive meanwhile are not asked for)."""
@@ -144,10 +149,10 @@ class FirefoxPage(BrowserPage):
 
     def close(self) -> None:
         try:
-            self.socket.close()
+            if self.socket is not None:
+                self.socket.close()
         finally:
-            self.process.terminate()
-            self.process.wait(30)
+            stop(self.process)
 
 
 class WebKitPage(BrowserPage):
@@ -160,20 +165,25 @@ class WebKitPage(BrowserPage):
         self.driver = subprocess.Popen([WEBKIT_DRIVER, f"--port={port}"], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BrowserError("WebKitWebDriver did not start") from None
-                time.sleep(0.1)
-        options = {"binary": str(MINIBROWSER), "args": ["--automation"]}
-        session = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
-            "webkitgtk:browserOptions": options}}})
-        self.session = f"/session/{session['sessionId']}"
-        self.call("POST", f"{self.session}/timeouts", {"script": 120_000})
+        self.session = None
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    if self.driver.poll() is not None or time.monotonic() > deadline:
+                        raise BrowserError("WebKitWebDriver did not start") from None
+                    time.sleep(0.1)
+            options = {"binary": str(MINIBROWSER), "args": ["--automation"]}
+            session = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
+                "webkitgtk:browserOptions": options}}})
+            self.session = f"/session/{session['sessionId']}"
+            self.call("POST", f"{self.session}/timeouts", {"script": 120_000})
+        except BaseException:
+            self.close()  # the driver ends the browser it started with it
+            raise
 
     def call(self, method: str, path: str, body: dict | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -208,10 +218,20 @@ class WebKitPage(BrowserPage):
 
     def close(self) -> None:
         try:
-            self.call("DELETE", self.session)
+            if self.session is not None:
+                self.call("DELETE", self.session)
         finally:
-            self.driver.terminate()
-            self.driver.wait(30)
+            stop(self.driver)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End a browser or driver process: asked first, killed if it has not gone within 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(30)
 
 
 @contextmanager

@@ -58,12 +58,11 @@ def test_the_run_state_stats_and_meter_come_out_in_the_requests_language():
 
 def test_stop_reads_the_run_state_in_the_pages_language():
     """Stop compares the run state the page sends back with "Writing…" in the same language."""
-    record = {"samples": [sample(finish_reason=None)], "model": "gpt2"}
     with speaking("fr"):
-        state, button = after_run(record, tables()["fr"][WRITING])
+        # Still writing when the run ended (also before its first token, the last run's text still shown): Stop
+        state, button = after_run(tables()["fr"][WRITING])
         assert state == tables()["fr"][STOPPED] and button.interactive
-        finished = {"samples": [sample(finish_reason="length")], "model": "gpt2"}
-        state, button = after_run(finished, tables()["fr"][WRITING])
+        state, button = after_run(finished_state([sample(finish_reason="length")]))
         assert state == gr.skip() and button.interactive  # a finished run keeps its "Done"
 
 

@@ -137,11 +137,16 @@ def test_the_layers_grid_and_an_attention_map_save_as_pngs(page, mini_app):
     open_tab(page, "Layers")
     page.wait("return document.querySelectorAll('#layers-grid .lens-cell').length > 5", timeout=60,
               message="the grid")
-    full = page.run("return document.querySelector('#layers-grid .lens-scroll').scrollWidth")
+    page.run("await new Promise((done) => setTimeout(done, 500)); return true")  # scrolled to its chosen cell
+    shape = ("const s = document.querySelector('#layers-grid .lens-scroll');"
+             "return {full: s.scrollWidth, shown: s.clientWidth, left: s.scrollLeft, style: s.style.cssText}")
+    before = page.run(shape)
+    assert before["full"] > before["shown"] + 50, f"{page.name}: the grid scrolls sideways on a phone: {before}"
     name, grid = saved_png(page, "#layers-grid-save-png")
     assert name == "gpt2-layers-grid.png"
-    assert grid.width >= 2 * full, f"{page.name}: a picture {grid.width} px wide for a grid of {full} CSS px"
+    assert grid.width >= 2 * before["full"], f"{page.name}: a {grid.width} px picture of a {before['full']} px grid"
     assert share(grid, lambda rgb: rgb[2] > 150 and rgb[0] < 120) > 0.01, "the grid's blue cells"
+    assert page.run(shape) == before, f"{page.name}: the page's grid is put back as it was"
 
     load(page, mini_app.url)
     open_tab(page, "Inside")
