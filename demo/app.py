@@ -118,7 +118,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
     # Built apart, placed with .render(); a model server serves the model it was started with: no switching
     panel = model_panel(models, allow_switch=config.model_switch_allowed and not config.backend)
     tabs = {"generate": generate_tab(models, examples, deadline_s=config.deadline_s, workspace=workspace),
-            "explore": explore_tab(models),
+            "explore": explore_tab(models, workspace=workspace),
             "score": score_tab(models, examples, workspace=workspace),
             "compare": compare_tab(models, examples)}
     here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"  # i18n: key

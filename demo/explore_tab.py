@@ -15,13 +15,15 @@ from dataclasses import dataclass, field, replace
 import gradio as gr
 
 from demo.errors import user_facing_errors
+from demo.exports import Exports
 from demo.i18n import T, tr
 from demo.knobs import KNOBS, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
-from demo.save_view import save_png_button
+from demo.save_view import COLOURS_NOTE, coloured_html, model_line, save_png_button
 from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
+from demo.workspace import Workspace
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
@@ -40,6 +42,7 @@ SETTINGS_CAPTION = ("After \u201c{#explore-prompt textarea}\u201d \u00b7 tempera
                     "top-p {#explore-top-p input[type=number]}")
 CHART_CAPTION = ["{#explore-cut}", SETTINGS_CAPTION]
 AFTER_TITLE = "After your settings: what Sample draws from"  # i18n: key
+BUILT_TITLE = "The text so far, coloured by rank"  # i18n: key
 MODEL_TITLE = "GPT-2's own probabilities, before the settings"  # i18n: key
 
 INTRO = """\
@@ -88,7 +91,7 @@ CSS = """
 """
 
 
-def explore_tab(models: AppModels) -> TabParts:
+def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(T(INTRO))
         with gr.Row(equal_height=False):
@@ -115,7 +118,12 @@ def explore_tab(models: AppModels) -> TabParts:
                                     title=MODEL_TITLE, caption=CHART_CAPTION,
                                     needs=".confidence-set")
                 link_anchor = gr.Column()
-                built_view = token_view(T("The text so far, coloured by rank"), "explore-built")
+                built_view = token_view(T(BUILT_TITLE), "explore-built")
+                with gr.Row():  # the text so far for lesson notes: a picture, and a page with each token's numbers
+                    save_png_button("explore-built", file="gpt2-next-word-text.png", needs=".token",
+                                    caption=["{#model-info}"], note=COLOURS_NOTE)  # i18n: not shown (a selector)
+                    save_html = gr.DownloadButton(T("Download .html (coloured)"), size="sm", interactive=False,
+                                                  elem_id="explore-save-html")
                 # under the text, not pinned (pinned, it would cover the charts a class clicks on): a click brings it
                 details = gr.HTML(elem_id="explore-details")
                 drawn = gr.Markdown(elem_id="explore-drawn")
@@ -157,6 +165,8 @@ def explore_tab(models: AppModels) -> TabParts:
             button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
                          outputs=[prompt, built, drawn, suggestions_row, details], api_visibility="private",
                          queue=False).then(**show_built)
+        built.change(make_save_html(models, Exports(workspace)), inputs=built, outputs=save_html,
+                     api_visibility="private", show_progress="hidden")
         built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private",
                           queue=False).then(None, js=SHOW_DETAILS, api_visibility="private")
         prompt.input(lambda p, b: b.following(p), inputs=[prompt, built], outputs=built, api_visibility="private",
@@ -283,6 +293,20 @@ def make_take_suggestion(index: int):
         return built.text, built, tr("Added a suggestion."), gr.Row(visible=False), ""  # new text: old details go
 
     return take
+
+
+def make_save_html(models: AppModels, exports: Exports):
+    def save_html(built: Built, request: gr.Request) -> gr.DownloadButton:
+        """The text so far as a self-contained coloured web page, for the Download .html button: the typed part
+        dimmed, each added token with its probability and rank."""
+        lm = models.serving(request.session_hash)
+        if not built.added or lm is None:
+            return gr.DownloadButton(value=None, interactive=False)
+        page = coloured_html(title=tr(BUILT_TITLE), caption=[model_line(lm.describe())],
+                             texts=[("", Coloured(words(built.base), built.added))], note=tr(COLOURS_NOTE))
+        return gr.DownloadButton(value=exports.write("gpt2-next-word-text.html", page), interactive=True)
+
+    return save_html
 
 
 def colour_built(built: Built) -> list[tuple[str, str | None]]:

@@ -62,6 +62,7 @@ def test_next_word_tab_passes_axe(page):
     wait_until(lambda: page.locator("#explore-candidates .confidence-set").count() >= 5, message="the charts")
     page.locator("#explore-candidates .confidence-set").nth(0).click()
     wait_until(lambda: page.locator("#explore-built .token.highlighted").count() == 1, message="a token added")
+    wait_until(lambda: page.locator("#explore-save-html").is_enabled(), message="its .html, the addition's last part")
     assert violations(page) == []
 
 

@@ -180,3 +180,29 @@ def test_the_layers_grid_saves_whole_with_every_column_even_where_it_scrolls_sid
     assert not ruled, f"no dark line across the picture (rows' borders that the page does not draw): rows {ruled[:5]}"
     assert scroller.evaluate(shape) == before, "the page's grid is put back as it was, scrolled where it was"
     assert page.locator("#layers-grid .lens-side").first.evaluate("e => getComputedStyle(e).position") == "sticky"
+
+
+def test_next_words_text_so_far_saves_as_png_and_as_a_web_page(page, tmp_path):
+    page.get_by_role("tab", name="Next word").click()
+    assert not page.locator("#explore-save-html").is_enabled(), "nothing added yet: nothing to download"
+    drawn = page.locator("#explore-drawn")
+    for _ in range(2):  # each draw says so, with its own random seed (a line break shows as no coloured word)
+        before = drawn.inner_text()
+        page.locator("#explore-sample").click()
+        wait_until(lambda before=before: drawn.inner_text() not in ("", before), timeout=30, message="a sampled token")
+    name, image = saved_png(page, "#explore-built-save-png")
+    assert name == "gpt2-next-word-text.png"
+    assert share(image, dark) > 0.005, "the title and the words"
+    wait_until(lambda: page.locator("#explore-save-html").is_enabled(), timeout=30, message="the .html")
+    with page.expect_download() as download:
+        page.locator("#explore-save-html").click()
+    assert download.value.suggested_filename == "gpt2-next-word-text.html"
+    download.value.save_as(tmp_path / "text.html")
+    saved = page.context.new_page()
+    saved.goto((tmp_path / "text.html").as_uri())
+    titles = saved.locator("span.t").evaluate_all("spans => spans.map(s => s.title)")
+    assert 1 <= len(titles) <= 2 and all(t.startswith("probability ") and ", rank " in t for t in titles), titles
+    assert saved.locator(".prompt").inner_text() == page.locator("#explore-prompt textarea").input_value()[
+        :len(saved.locator(".prompt").inner_text())], "the typed text, dimmed, before the sampled tokens"
+    assert "mini-gpt2" in saved.locator(".caption").inner_text()
+    saved.close()
