@@ -155,6 +155,15 @@ def test_the_layers_chart_saves_as_a_png_of_its_orange_line(page):
     assert share(chart, dark) > 0.005, "the title and the axis labels"
 
 
+def assert_whole_grid(name: str, grid: Image.Image, full: int, *, blue: float, browser: str = "chromium") -> None:
+    """The layers grid's picture holds every column of a grid `full` CSS px wide, with its blue cells (`blue`: their
+    least share of the picture)."""
+    assert name == "gpt2-layers-grid.png"
+    # Painted at 2 device pixels per CSS pixel (save_view.js's SCALE) with 20 px margins: every column is in it
+    assert grid.width >= 2 * full, f"{browser}: a picture {grid.width} px wide for a grid of {full} CSS px"
+    assert share(grid, lambda rgb: rgb[2] > 150 and rgb[0] < 120) > blue, f"{browser}: the grid's blue cells"
+
+
 def test_the_layers_grid_saves_whole_with_every_column_even_where_it_scrolls_sideways(page):
     """The grid scrolls sideways in its box (on a phone, and for a long text on a laptop); the picture holds every
     column at full size and the row labels in their own column, and the page is put back as it was."""
@@ -170,10 +179,7 @@ def test_the_layers_grid_saves_whole_with_every_column_even_where_it_scrolls_sid
     before = scroller.evaluate(shape)
     assert before["full"] > before["shown"] + 50, f"the long text's grid scrolls sideways here: {before}"
     name, grid = saved_png(page, "#layers-grid-save-png")
-    assert name == "gpt2-layers-grid.png"
-    # Painted at 2 device pixels per CSS pixel (save_view.js's SCALE) with 20 px margins: every column is in it
-    assert grid.width >= 2 * before["full"], f"a picture {grid.width} px wide for a grid of {before['full']} CSS px"
-    assert share(grid, lambda rgb: rgb[2] > 150 and rgb[0] < 120) > 0.02, "the grid's blue cells"
+    assert_whole_grid(name, grid, before["full"], blue=0.02)
     assert share(grid, dark) > 0.005, "the title, the labels and the tokens"
     pixels = grid.load()
     ruled = [y for y in range(grid.height) if sum(dark(pixels[x, y]) for x in range(0, grid.width, 4)) > grid.width / 8]

@@ -18,7 +18,7 @@ import os
 import pytest
 from other_browsers import opened, unavailable
 from PIL import Image
-from test_browser_save_view import PNG_MAGIC, dark, near, on_white, share
+from test_browser_save_view import PNG_MAGIC, assert_whole_grid, dark, near, on_white, share
 from ui_helpers import launched_app
 
 from demo.tokens import COLORS
@@ -143,9 +143,7 @@ def test_the_layers_grid_and_an_attention_map_save_as_pngs(page, mini_app):
     before = page.run(shape)
     assert before["full"] > before["shown"] + 50, f"{page.name}: the grid scrolls sideways on a phone: {before}"
     name, grid = saved_png(page, "#layers-grid-save-png")
-    assert name == "gpt2-layers-grid.png"
-    assert grid.width >= 2 * before["full"], f"{page.name}: a {grid.width} px picture of a {before['full']} px grid"
-    assert share(grid, lambda rgb: rgb[2] > 150 and rgb[0] < 120) > 0.01, "the grid's blue cells"
+    assert_whole_grid(name, grid, before["full"], blue=0.01, browser=page.name)
     assert page.run(shape) == before, f"{page.name}: the page's grid is put back as it was"
 
     load(page, mini_app.url)
