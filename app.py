@@ -25,6 +25,14 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gpt2-playground-gradio-")
     atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
+if __name__ == "__main__":
+    # From here on a stop runs the clean-up (atexit above, demo.close below), however early it comes: a container's
+    # stop (SIGTERM) ends the app as Ctrl+C does, where its default would kill it on the spot, and SIGINT always
+    # does: a shell starts background jobs (`python app.py &` in a script) with it ignored, and the app would not hear
+    # `kill -INT` (nor would a test runner's child of such a job)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from demo import AppConfig, build_demo, launch_options, startup_message  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,12 +41,12 @@ config = AppConfig.from_env_and_args(sys.argv[1:] if __name__ == "__main__" else
 demo = build_demo(config)
 
 if __name__ == "__main__":
-    demo.launch(**config.launch_kwargs(), **launch_options(), quiet=True, prevent_thread_lock=True)
-    if demo.local_url:  # not when reload mode re-runs this file (it serves nothing then)
-        print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a container's stop ends the app as Ctrl+C does
-    # and SIGINT always does: a shell starts background jobs (`python app.py &` in a script) with it ignored, and the
-    # app would not hear `kill -INT` (nor would a test runner's child of such a job)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    demo.block_thread()
-    demo.close()  # a training run ends and the app's temporary files go
+    try:
+        demo.launch(**config.launch_kwargs(), **launch_options(), quiet=True, prevent_thread_lock=True)
+        if demo.local_url:  # not when reload mode re-runs this file (it serves nothing then)
+            print(startup_message(demo, config), flush=True)  # Gradio's own would suggest editing launch() for a link
+        demo.block_thread()  # until Ctrl+C or SIGTERM
+    except KeyboardInterrupt:  # a stop before block_thread listened for it
+        pass
+    finally:
+        demo.close()  # a training run ends and the app's temporary files go
