@@ -191,6 +191,11 @@ def machine(versions: dict[str, str]) -> dict[str, Any]:
             versions.setdefault(package, version(package))
         except PackageNotFoundError:
             pass
+    import torch
+
+    # the instruction set ATen's kernels use here ("AVX2", "AVX512"): two "AMD EPYC"s with and without AVX-512 bf16
+    # decode int8 at very different speeds, and the model name does not tell them apart
+    cpu += f" (ATen kernels: {torch.backends.cpu.get_cpu_capability()})"
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()), "versions": versions}
 
