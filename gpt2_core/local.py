@@ -20,7 +20,7 @@ from gpt2_core.config import GPTConfig
 from gpt2_core.explain.attention import attention_weights
 from gpt2_core.explain.lens import LensIds, lens_ids
 from gpt2_core.explain.scoring import ScoredIds, score_ids
-from gpt2_core.generate.compiled import compile_decode, warm_up
+from gpt2_core.generate.compiled import compile_decode
 from gpt2_core.generate.engine import Engine, Request
 from gpt2_core.model import GPT
 
@@ -115,17 +115,26 @@ class LocalBackend:
     def compile(self, *, background: bool = False) -> threading.Thread | None:
         """Compile the decode step (see compiled.py). In the background, generation runs eagerly meanwhile.
 
-        A failure (no C++ compiler, no Triton) is logged and decoding stays eager.
+        The lone step compiles first and serves as soon as it is ready (`compiling` is True until then); CPU int8 then
+        compiles a graph for batches too (its eager batches are slow without native bf16), which batches use once it
+        is ready (`engine.decode.batches_ready`). A failure (no C++ compiler, no Triton) is logged, and what it
+        failed to compile stays eager.
         """
         def work() -> None:
             try:
-                decode = compile_decode(self.model, self.device)
-                warm_up(self.model, decode, device=self.device, dtype=self.dtype)
-                if not self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
-                    self.engine.use(decode, "compiled")
+                decode = compile_decode(self.model, self.device, batches=self.quantize == "int8"
+                                        and self.device.type == "cpu")
+                decode.warm_up(dtype=self.dtype)
+                if self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive
+                    return
+                self.engine.use(decode, "compiled")
+                self.compiling = False  # a lone request runs compiled now; batches join when their graph is ready
                 log.info("compiled the decode step of %s", self.name)
+                decode.warm_up_batches(dtype=self.dtype)
+                if decode.batches_ready:
+                    log.info("compiled the batch decode step of %s", self.name)
             except Exception as e:  # torch.compile fails in many platform-specific ways; eager always works
-                log.warning("torch.compile failed, decoding stays eager: %s", first_line(e))
+                log.warning("torch.compile failed, decoding stays eager where it failed: %s", first_line(e))
             finally:
                 self.compiling = False
 

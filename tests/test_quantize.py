@@ -162,3 +162,38 @@ def test_missing_bitsandbytes_gives_a_clear_error(tiny_checkpoint, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_bnb)
     with pytest.raises(RuntimeError, match="pip install bitsandbytes"):
         load_model(tiny_checkpoint, device="cpu", quantize="nf4")
+
+
+@pytest.mark.heavy
+def test_compiled_cpu_int8_batches_run_through_one_graph_with_each_rows_own_numbers():
+    """CPU int8 compiles a second graph, for batches (an eager batch emulates its bf16 arithmetic on a CPU without
+    AVX-512). Rows of different lengths decoded in one step get the logits each gets alone through the lone graph,
+    within the rounding of another summation order; batches of 2, 3 and 5 rows in a bigger cache reuse the graph."""
+    from torch._dynamo.utils import counters
+
+    fast = load_model(BUNDLED["mini-gpt2"], device="cpu", quantize="int8", compile=True)
+    try:
+        decode = fast.engine.decode
+        assert fast.engine.decoding == "compiled" and decode.batches_ready, "compilation failed (see the log)"
+        graphs = counters["stats"]["unique_graphs"]
+        ids = fast.tokenizer.encode((ROOT / "assets" / "texts" / "macbeth.txt").read_text(encoding="utf-8")[:4000])
+        lengths = [37, 52, 29, 64, 45]
+
+        def cache(rows: int) -> KVCache:
+            return KVCache(fast.config, rows, fast.config.block_size, device=torch.device("cpu"), dtype=torch.float32)
+
+        with torch.inference_mode():
+            for rows in (2, 3, 5):
+                together = cache(8)
+                for r in range(rows):
+                    fast.model.prefill(torch.tensor([ids[: lengths[r]]]), together, r)
+                next_ids = torch.tensor([[ids[n]] for n in lengths[:rows]])
+                batch = decode(next_ids, together, lengths[:rows])  # (rows, vocab)
+                for r in range(rows):
+                    alone = cache(1)
+                    fast.model.prefill(torch.tensor([ids[: lengths[r]]]), alone, 0)
+                    lone = decode(next_ids[r : r + 1], alone, [lengths[r]])[0]
+                    torch.testing.assert_close(batch[r], lone, rtol=1e-4, atol=1e-3)
+        assert counters["stats"]["unique_graphs"] == graphs, "a batch recompiled (a stall for everyone)"
+    finally:
+        fast.close()

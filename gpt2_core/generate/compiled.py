@@ -29,30 +29,76 @@ log = logging.getLogger(__name__)
 Decode = Callable[[torch.Tensor, KVCache, list[int]], torch.Tensor]  # GPT.decode's signature
 
 
-def compile_decode(model: GPT, device: torch.device) -> Decode:
-    """A compiled `GPT.decode`: (idx (B, 1), cache, positions) -> logits (B, vocab), the same numbers as eager.
+def compile_decode(model: GPT, device: torch.device, *, batches: bool = False) -> CompiledDecode:
+    """A compiled `GPT.decode` (see CompiledDecode); batches=True compiles a graph for batches too, at its own
+    warm-up (`warm_up_batches`), after the lone step's."""
+    return CompiledDecode(model, device, batches=batches)
 
-    One sequence runs the compiled graph; a batch runs eager. Compiled batches (padded to static sizes) were measured
-    too: no faster end to end, for another copy of the weights each.
+
+class CompiledDecode:
+    """`GPT.decode` compiled: (idx (B, 1), cache, positions) -> logits (B, vocab), the same numbers as eager.
 
     One graph serves every lone step, so it is compiled once (the cold compile is most of the app's time to its fast
     path): the attended length is symbolic from the first call (dynamic=True), and the graph sees only the cache's
     first row, where a lone sequence runs, whatever the rows the cache has (a 1-row cache and a bigger one after a
     busy spell would be two graphs: PyTorch specializes sizes of 1).
+
+    Batches run eagerly unless `batches`: then a second graph, compiled after the first (`warm_up_batches`), serves
+    every batch of 2 rows or more (the batch size symbolic, rows of any lengths, masked). On a CPU without native
+    bf16 (AVX2) an eager 8-row int8 step emulates its bf16 arithmetic, and the graph halved it; it costs a second
+    compile and another frozen copy of the weights (README, Performance).
+
+    The Inductor options (CPU_OPTIONS) are set only while a warm-up compiles: they are global, and the engine thread
+    runs the lone graph while the batch graph compiles in another thread.
     """
-    # Set around each call because compilation happens lazily, at a call (torch.compile's options= ignores them).
-    freezing = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
-    step = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
 
-    def decode(idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
-        if len(positions) > 1:
-            return model.decode(idx, cache, positions)
-        with freezing:
-            logits: torch.Tensor = step(idx, torch.tensor(positions, device=device), [k[:1] for k in cache.k],
-                                        [v[:1] for v in cache.v], positions[0] + 1, False)
-            return logits
+    def __init__(self, model: GPT, device: torch.device, *, batches: bool = False):
+        self.model, self.device = model, device
+        self.options = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
+        self.lone = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
+        self.batch = (torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
+                      if batches else None)
+        self.batches_ready = False
 
-    return decode
+    def __call__(self, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
+        B = len(positions)
+        if B > 1 and not (self.batch is not None and self.batches_ready):
+            return self.model.decode(idx, cache, positions)
+        return self._run(self.lone if B == 1 else self.batch, idx, cache, positions)
+
+    def _run(self, step: Any, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
+        """One step through a graph, given the cache's first B rows (the batch's; B > 1: masked, as rows may differ)."""
+        B = len(positions)
+        pos = torch.tensor(positions, device=self.device)
+        logits: torch.Tensor = step(idx, pos, [k[:B] for k in cache.k], [v[:B] for v in cache.v], max(positions) + 1,
+                                    B > 1)
+        return logits
+
+    def warm_up(self, *, dtype: torch.dtype) -> None:
+        """Compile the lone step now (at load time or in the background, not on a user's request).
+
+        The first call compiles; the others, at other lengths and in a bigger cache (as after a busy spell), check that
+        the graph serves them without a recompile, which would stall everyone while it ran.
+        """
+        with self.options, torch.inference_mode():  # inference tensors, as the engine thread's cache is
+            small, big = (self._cache(n, dtype) for n in (1, 2))
+            for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
+                self(torch.zeros(1, 1, dtype=torch.long, device=self.device), cache, [position])
+
+    def warm_up_batches(self, *, dtype: torch.dtype) -> None:
+        """Compile the batch graph (batches=True), then serve batches with it: 2 rows of different lengths, then 3 and
+        4 (of equal lengths) in a bigger cache, which reuse the graph."""
+        if self.batch is None:
+            return
+        with self.options, torch.inference_mode():
+            small, big = (self._cache(n, dtype) for n in (2, 4))
+            for cache, positions in ((small, [40, 30]), (big, [50, 60, 70]), (big, [45] * 4)):
+                self._run(self.batch, torch.zeros(len(positions), 1, dtype=torch.long, device=self.device), cache,
+                          positions)
+        self.batches_ready = True
+
+    def _cache(self, rows: int, dtype: torch.dtype) -> KVCache:
+        return KVCache(self.model.config, rows, self.model.config.block_size, device=self.device, dtype=dtype)
 
 
 # Inductor's settings for the CPU decode step. Freezing makes the weights constants, prepacked for oneDNN/MKL, and
@@ -78,15 +124,3 @@ def _private_copy(function: Callable[..., Any]) -> types.FunctionType:
     assert isinstance(function, types.FunctionType)  # a plain function (a method as read from its class)
     return types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
                               function.__defaults__, function.__closure__)
-
-
-def warm_up(model: GPT, decode: Decode, *, device: torch.device, dtype: torch.dtype) -> None:
-    """Compile now (at load time or in the background, not on a user's request).
-
-    The first call compiles; the others, at other lengths and in a bigger cache (as after a busy spell), check that
-    the graph serves them without a recompile, which would stall everyone while it ran.
-    """
-    with torch.inference_mode():  # as in the engine thread: its cache tensors are inference tensors too
-        small, big = (KVCache(model.config, n, model.config.block_size, device=device, dtype=dtype) for n in (1, 2))
-        for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
-            decode(torch.zeros(1, 1, dtype=torch.long, device=device), cache, [position])
