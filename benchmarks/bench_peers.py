@@ -141,7 +141,8 @@ def decode_rate(run: dict[str, Any]) -> float:
 def summarize(name: str, ready: dict[str, Any], ones: list[dict[str, Any]], manys: list[dict[str, Any]],
               peak_mib: float) -> dict[str, Any]:
     row = {"contender": name, "label": LABELS[name], "kind": ready["kind"], "serves": ready["serves"],
-           "load_s": ready["load_s"], "ready_s": ready["ready_s"], "versions": ready["versions"], "peak_mib": peak_mib,
+           "load_s": ready["load_s"], "ready_s": ready["ready_s"], "batches_ready_s": ready.get("batches_ready_s"),
+           "versions": ready["versions"], "peak_mib": peak_mib,
            "decode_tok_s": statistics.median(decode_rate(r) for r in ones),
            "end_to_end_tok_s": statistics.median(r["tokens"] / r["seconds"] for r in ones),
            "ttft_ms": 1000 * statistics.median(r["ttft_s"] for r in ones),
@@ -164,6 +165,8 @@ def markdown(results: dict[str, Any]) -> str:
         ratio = f"{r['decode_tok_s'] / base:.2f}x" if base else "-"
         aggregate = f"{r['aggregate_tok_s']:.1f}" if r["aggregate_tok_s"] is not None else "not measured"
         ready = f"{r['ready_s']:.0f}" if r["ready_s"] is not None else "-"
+        if r.get("batches_ready_s") is not None:
+            ready += f" (batches {r['batches_ready_s']:.0f})"
         lines.append(f"| {r['label']} | {r['kind']} | {r['decode_tok_s']:.1f} | {ratio} | {r['ttft_ms']:.0f} | "
                      f"{aggregate} | {r['peak_mib']:.0f} | {ready} |")
     lines += ["", "How each serves concurrent callers:", ""]

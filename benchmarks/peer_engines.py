@@ -86,6 +86,7 @@ class Engine:
         self.ids: list[int] = spec["prompt_ids"]
         self.kind = ""
         self.ready_s: float | None = None  # seconds from load to the fastest decoding (gpt2_core's compile)
+        self.batches_ready_s: float | None = None  # and to its compiled batches (gpt2_core's CPU int8 default)
 
     def path(self) -> Path:
         assert self.artifact is not None
@@ -166,7 +167,15 @@ class Gpt2Core(Engine):
         start = time.perf_counter()
         self.lm = load_model(spec["checkpoint"], **self.options)
         if self.wait_for_compile:
-            self.ready_s = self._wait_compiled(start, spec["compile_timeout_s"])
+            timeout = spec["compile_timeout_s"]
+            self.ready_s = self._wait_compiled(start, timeout)
+            # then the graph for batches (CPU int8), still compiling in the background: the rounds measure it, and
+            # its compile must not overlap the next contender's load
+            batches_ready = lambda: getattr(self.lm.engine.decode, "batches_ready", True)  # noqa: E731
+            while self.ready_s is not None and not batches_ready() and time.perf_counter() - start < 2 * timeout:
+                time.sleep(0.2)
+            if getattr(self.lm.engine.decode, "batches_ready", False):
+                self.batches_ready_s = time.perf_counter() - start
         elif self.lm.engine.decoding == "compiled":
             self.ready_s = time.perf_counter() - start
         self.kind = f"{self.lm.precision}, {self.lm.engine.decoding}"
@@ -469,6 +478,7 @@ def serve(name: str, spec: dict[str, Any]) -> None:
     if spec["callers"] > 1 and engine.concurrent:
         engine.many(spec["callers"], 8, seed=0)
     say({"ready": True, "kind": engine.kind, "load_s": load_s, "ready_s": engine.ready_s,
+         "batches_ready_s": engine.batches_ready_s,
          "concurrent": engine.concurrent, "serves": engine.serves, "versions": engine.versions()})
     for line in sys.stdin:
         request = json.loads(line)
