@@ -42,8 +42,8 @@ INT8_TOP1_AGREEMENT = 0.98  # int8's top-1 equals fp32's at this share of places
 MIN_COMPILE_PARAMETERS = 50_000_000  # distilgpt2 (82M) and up; the bundled mini model (3M) decodes fast eagerly
 HEADROOM_BYTES = 1 << 30  # memory left over for requests, BERT and the page after a compile
 # Compiling int8 gpt2 grew the process by 1.1 GB on the reference machine (README, Performance): Inductor's
-# machinery, about 0.8 GB whatever the size, plus its frozen copy of the weights (and buffers). Taken as that plus twice
-# the weights, rounded up.
+# machinery, about 0.8 GB whatever the size, plus its frozen copy of the weights (and buffers). The graph for batches
+# (generate/compiled.py) freezes another copy. Taken as that plus three times the weights, rounded up.
 COMPILE_FIXED_BYTES = 900 << 20
 
 
@@ -96,7 +96,7 @@ def compilable(quantize: str | None, device: torch.device) -> bool:
 
 def compile_growth_bytes(config: GPTConfig) -> int:
     """What compiling the int8 decode step adds to the process (an estimate from the measurement above)."""
-    return COMPILE_FIXED_BYTES + 2 * estimate_weight_bytes(config, "int8-cpu")
+    return COMPILE_FIXED_BYTES + 3 * estimate_weight_bytes(config, "int8-cpu")
 
 
 def available_memory_bytes() -> int:
