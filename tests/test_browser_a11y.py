@@ -22,9 +22,11 @@ GRADIOS_OWN = {("aria-prohibited-attr", "empty"), ("nested-interactive", "toast-
 
 def settled(page) -> None:
     """Wait until no output is dimmed as pending and no colour is changing: Gradio fades an output to opacity 0.2
-    while its event runs, and a button that was just enabled takes a moment to turn from grey to its colour; axe
-    would measure the colours in between (idle, only icons and disabled buttons are translucent, at 0.5 and more)."""
-    changing = """() => document.getAnimations().some(a => a instanceof CSSTransition) ||
+    while its event runs, a button that was just enabled takes a moment to turn from grey to its colour, and an error
+    toast flies in; axe would measure the colours in between (idle, only icons and disabled buttons are translucent,
+    at 0.5 and more). Only short animations are waited for: not a spinner, nor a toast's countdown bar."""
+    changing = """() => document.getAnimations().some(a => a instanceof CSSTransition || (a.playState === 'running'
+          && a.effect && a.effect.getComputedTiming().activeDuration <= 1500)) ||
         [...document.querySelectorAll('body *')].some(e => {
           const o = parseFloat(getComputedStyle(e).opacity); return o > 0 && o < 0.5; })"""
     wait_until(lambda: not page.evaluate(changing), message="the outputs to settle")
