@@ -171,10 +171,11 @@ class Gpt2Core(Engine):
             self.ready_s = self._wait_compiled(start, timeout)
             # then the graph for batches (CPU int8), still compiling in the background: the rounds measure it, and
             # its compile must not overlap the next contender's load
-            batches_ready = lambda: getattr(self.lm.engine.decode, "batches_ready", True)  # noqa: E731
-            while self.ready_s is not None and not batches_ready() and time.perf_counter() - start < 2 * timeout:
+            decode = self.lm.engine.decode  # the compiled step, once ready_s is set
+            batches = self.ready_s is not None and hasattr(decode, "batches_ready") and decode.batch is not None
+            while batches and not decode.batches_ready and time.perf_counter() - start < 2 * timeout:
                 time.sleep(0.2)
-            if getattr(self.lm.engine.decode, "batches_ready", False):
+            if batches and decode.batches_ready:
                 self.batches_ready_s = time.perf_counter() - start
         elif self.lm.engine.decoding == "compiled":
             self.ready_s = time.perf_counter() - start

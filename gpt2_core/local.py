@@ -20,7 +20,7 @@ from gpt2_core.config import GPTConfig
 from gpt2_core.explain.attention import attention_weights
 from gpt2_core.explain.lens import LensIds, lens_ids
 from gpt2_core.explain.scoring import ScoredIds, score_ids
-from gpt2_core.generate.compiled import compile_decode
+from gpt2_core.generate.compiled import CompiledDecode
 from gpt2_core.generate.engine import Engine, Request
 from gpt2_core.model import GPT
 
@@ -122,7 +122,7 @@ class LocalBackend:
         """
         def work() -> None:
             try:
-                decode = compile_decode(self.model, self.device, batches=self.quantize == "int8"
+                decode = CompiledDecode(self.model, self.device, batches=self.quantize == "int8"
                                         and self.device.type == "cpu")
                 decode.warm_up(dtype=self.dtype)
                 if self.engine.closed:  # a model closed meanwhile (a switch) must not keep the graphs alive

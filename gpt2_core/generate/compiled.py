@@ -29,12 +29,6 @@ log = logging.getLogger(__name__)
 Decode = Callable[[torch.Tensor, KVCache, list[int]], torch.Tensor]  # GPT.decode's signature
 
 
-def compile_decode(model: GPT, device: torch.device, *, batches: bool = False) -> CompiledDecode:
-    """A compiled `GPT.decode` (see CompiledDecode); batches=True compiles a graph for batches too, at its own
-    warm-up (`warm_up_batches`), after the lone step's."""
-    return CompiledDecode(model, device, batches=batches)
-
-
 class CompiledDecode:
     """`GPT.decode` compiled: (idx (B, 1), cache, positions) -> logits (B, vocab), the same numbers as eager.
 
@@ -55,14 +49,17 @@ class CompiledDecode:
     def __init__(self, model: GPT, device: torch.device, *, batches: bool = False):
         self.model, self.device = model, device
         self.options = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
-        self.lone = torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
-        self.batch = (torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
-                      if batches else None)
+
+        def compiled() -> Any:  # a graph of its own (see _private_copy), compiled at its first call
+            return torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
+
+        self.lone = compiled()
+        self.batch = compiled() if batches else None
         self.batches_ready = False
 
     def __call__(self, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:
         B = len(positions)
-        if B > 1 and not (self.batch is not None and self.batches_ready):
+        if B > 1 and not self.batches_ready:  # (only ever True with a batch graph)
             return self.model.decode(idx, cache, positions)
         return self._run(self.lone if B == 1 else self.batch, idx, cache, positions)
 
