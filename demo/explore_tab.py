@@ -22,7 +22,7 @@ from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
 from demo.save_view import COLOURS_NOTE, coloured_html, model_line, save_png_button
-from demo.tokens import Coloured, TokenRow, details_html, shown_token, token_view, words
+from demo.tokens import Coloured, TokenRow, details_html, name_colours, shown_token, token_view, words
 from demo.workspace import Workspace
 from gpt2_core.explain.distribution import Candidate
 
@@ -148,6 +148,7 @@ def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
         gr.on([prompt.change, *(k.change for k in knobs)], trigger_mode="always_last", api_name="explore",
               concurrency_limit=4, js=typed_values(None, *KNOB_IDS), **redraw)
         tab.load(**{**redraw, "fn": make_first_draw(models)}, api_visibility="private")
+        name_colours(tab, [built_view])
         show_built = dict(fn=colour_built, inputs=built, outputs=built_view, api_visibility="private", queue=False)
         for chart in (after, raw):
             chart.select(add, inputs=[prompt, built, candidates],

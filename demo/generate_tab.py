@@ -29,7 +29,7 @@ from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
 from demo.save_view import COLOURS_NOTE, coloured_html, model_line, save_png_button
-from demo.tokens import DETAILS_CLASS, Coloured, TokenRow, details_html, keep_token_in_view, token_view
+from demo.tokens import DETAILS_CLASS, Coloured, TokenRow, details_html, keep_token_in_view, name_colours, token_view
 from demo.workspace import Workspace
 from gpt2_core import DEFAULTS, ModelUnavailableError, Sample, SamplingParams, TextModel
 from gpt2_core.backend import ModelDescription
@@ -216,6 +216,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
         tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False,
                  show_progress="hidden")  # the model may have been switched since the page was built
+        name_colours(tab, views)
         num_samples.change(show_samples, inputs=num_samples, outputs=views, api_visibility="private", queue=False,
                            preprocess=False)  # a number typed out of range is answered by Generate, not here
         for i, view in enumerate(views):

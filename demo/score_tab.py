@@ -18,7 +18,17 @@ from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
 from demo.save_view import COLOURS_NOTE, coloured_html, model_line, save_png_button
-from demo.tokens import BUCKETS, DETAILS_CLASS, Coloured, TokenRow, bucket, details_html, keep_token_in_view, token_view
+from demo.tokens import (
+    BUCKETS,
+    DETAILS_CLASS,
+    Coloured,
+    TokenRow,
+    bucket,
+    details_html,
+    keep_token_in_view,
+    name_colours,
+    token_view,
+)
 from demo.workspace import Workspace
 from gpt2_core import DEFAULTS
 from gpt2_core.explain.distribution import Candidate
@@ -83,6 +93,7 @@ def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) ->
                            api_visibility="private", queue=False).then(
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
             concurrency_limit=2)
+        name_colours(tab, [output])
         scored.change(lambda: "", outputs=details, api_visibility="private", queue=False)  # a new text: old details go
         scored.change(make_save_html(models, exports), inputs=scored, outputs=save_html, api_visibility="private",
                       show_progress="hidden")  # after the colours: the button is not dimmed while they are read
@@ -128,8 +139,8 @@ def _candidate(alternative: tuple[str, int, float]) -> Candidate:
 def counts_markdown(coloured: Coloured) -> str:
     counts = coloured.counts()
     total = max(1, len(coloured.tokens))
-    lines = [f"| {name} | {counts[name]} | {counts[name] / total:.0%} |" for _, name in BUCKETS]
-    # the colours' names stay as the coloured text's legend shows them (demo/tokens.py's BUCKETS)
+    lines = [f"| {tr(name)} | {counts[name]} | {counts[name] / total:.0%} |" for _, name in BUCKETS]
+    # the colours' names as the coloured text's legend shows them (demo/tokens.py's colors)
     return (tr("**Tokens per colour**") + "\n\n| " + tr("rank") + " | " + tr("tokens") + " | " + tr("share")
             + " |\n|---|---:|---:|\n" + "\n".join(lines) + "\n\n" + tr("{n} tokens in all.", n=len(coloured.tokens)))
 
@@ -174,4 +185,4 @@ def show_details(coloured: Coloured | None, evt: gr.SelectData) -> str:
     row = coloured.token_at(evt.index) if coloured else None
     if row is None:
         return ""
-    return details_html(row, with_settings=False) + f"<p class='note'>{tr('Colour: {name}.', name=bucket(row.rank))}</p>"
+    return details_html(row, with_settings=False) + f"<p class='note'>{tr('Colour: {name}.', name=tr(bucket(row.rank)))}</p>"

@@ -19,6 +19,7 @@ from demo.i18n import tr
 from gpt2_core.explain.distribution import Candidate
 
 BUCKETS = [(10, "top 10"), (100, "top 100"), (1000, "top 1000"), (None, "rarer")]  # GLTR's (Gehrmann et al. 2019)
+# The names are the legend's, in English (the API's categories); a page gets them in its language (`colors`)
 COLORS = {"top 10": "#4ade80", "top 100": "#facc15", "top 1000": "#f87171", "rarer": "#c084fc"}
 LEGEND = ("Each generated token is coloured by its **rank**: was it among GPT-2's 10 likeliest next tokens there "
           "(green), its 100 (yellow), 1000 (red), or rarer (purple)? Grey is the prompt. Click a token to see why.")  # i18n: key
@@ -30,6 +31,21 @@ def bucket(rank: int | None) -> str | None:
     if rank is None:
         return None
     return next(name for limit, name in BUCKETS if limit is None or rank <= limit)
+
+
+def colors() -> dict[str, str]:
+    """COLORS named in the language of the request: a view's `color_map`, whose names its legend shows."""
+    return {tr(name): color for name, color in COLORS.items()}
+
+
+def name_colours(tab: gr.Blocks, views: list[gr.HighlightedText]) -> None:
+    """As the page opens, give its coloured texts `colors()` in the page's language, the names their values'
+    categories will have (`Coloured.segments`); the API's values keep the English names."""
+    def named() -> gr.HighlightedText | list[gr.HighlightedText]:
+        updates = [gr.HighlightedText(color_map=colors()) for _ in views]
+        return updates if len(views) > 1 else updates[0]  # (a lone output's list would be its value)
+
+    tab.load(named, outputs=views, api_visibility="private", queue=False, show_progress="hidden")
 
 
 def token_view(label: str | I18nData, elem_id: str, *, visible: bool = True, show_legend: bool = True) -> gr.HighlightedText:
@@ -57,9 +73,10 @@ class Coloured:
     tokens: list[TokenRow] = field(default_factory=list)
 
     def segments(self) -> list[tuple[str, str | None]]:
-        """gr.HighlightedText's value. Tokens without text of their own (part of a character) have no segment."""
+        """gr.HighlightedText's value, each token's bucket named in the request's language (`colors`). Tokens
+        without text of their own (part of a character) have no segment."""
         return ([(p, None) for p in self.prompt if p]
-                + [(t.text, bucket(t.rank)) for t in self.tokens if t.text])
+                + [(t.text, tr(name) if (name := bucket(t.rank)) else None) for t in self.tokens if t.text])
 
     def token_at(self, segment: int) -> TokenRow | None:
         """The token behind the segment the page reports as clicked; None for the prompt."""
@@ -88,7 +105,7 @@ def shown_token(text: str) -> str:
 
 def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "") -> str:
     """The details of one token: its probability and rank, and a table of the likeliest tokens at its place."""
-    rank = (tr("rank <b>{rank}</b> ({bucket})", rank=f"{row.rank:,}", bucket=bucket(row.rank)) if row.rank is not None
+    rank = (tr("rank <b>{rank}</b> ({bucket})", rank=f"{row.rank:,}", bucket=tr(bucket(row.rank))) if row.rank is not None
             else tr("rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports; its exact "
                     "rank is filled in when the text ends by itself (not after Stop)"))
     head = ("<p>" + tr("<b class='tok'>{token}</b>: probability <b>{prob}</b>, {rank}.", token=html.escape(shown_token(row.text)),

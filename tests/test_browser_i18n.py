@@ -77,3 +77,35 @@ def test_a_message_written_during_a_request_comes_in_the_pages_language(browser,
                    message="the error")
         shown = " ".join(page.locator(".toast-body").all_inner_texts()) + page.locator("#run-state").inner_text()
         assert "has to be" not in shown and "tiene que" in shown, shown
+
+
+def test_the_colours_of_a_generated_text_are_named_in_the_pages_language(browser, app):  # noqa: F811
+    """The legend of coloured text names its colours in Spanish ("10 primeros" ... "más raro"), and a clicked token's
+    details say its colour's Spanish name; GPT-2's text itself stays English."""
+    with opened(browser, app.url + "?lang=es", "en-US") as page:
+        page.locator("#prompt textarea").fill("The teacher said")
+        page.locator("#max-new-tokens input[type=number]").fill("12")
+        page.locator("#generate-button").click()
+        view = page.locator("#sample-view-1")
+        legend = view.locator("[data-testid='highlighted-text:category-legend']")
+        wait_until(lambda: legend.count() > 0 and "10 primeros" in legend.inner_text(), message="a Spanish legend")
+        shown = legend.inner_text()
+        assert all(ES[name] in shown for name in ("top 10", "top 100", "top 1000", "rarer")), shown
+        assert not any(name in shown.split("\n") for name in ("top 10", "rarer")), shown
+        view.locator(".token.highlighted").first.click()
+        wait_until(lambda: "rango" in page.locator("#token-details").inner_text(), message="the token's details")
+        details = page.locator("#token-details").inner_text()
+        assert any(f"({ES[name]})" in details for name in ("top 10", "top 100", "top 1000", "rarer")), details
+
+
+def test_spot_the_machine_names_its_colours_and_counts_in_the_pages_language(browser, app):  # noqa: F811
+    with opened(browser, app.url + "?lang=fr", "en-US") as page:
+        page.get_by_role("tab", name=FR["Spot the machine"]).click()
+        output = page.locator("#score-output")
+        legend = output.locator("[data-testid='highlighted-text:category-legend']")
+        page.locator("#score-text textarea").fill("It was a bright cold day in April, and the clocks were striking.")
+        page.locator("#score-button").click()
+        wait_until(lambda: output.locator(".token.highlighted").count() > 5, message="the coloured tokens")
+        shown = [item.strip() for item in legend.locator("button").all_inner_texts()]
+        assert shown == [FR[name] for name in ("top 10", "top 100", "top 1000", "rarer")], shown  # no English twins
+        assert FR["top 10"] in page.locator("#score-counts").inner_text()

@@ -234,6 +234,11 @@ def test_every_label_and_text_of_the_built_page_is_in_the_tables(tiny_checkpoint
                 for text in shown_strings(props.get(prop)):
                     if words := untranslated_words(text):
                         found.append(f"{component.get('type')}#{props.get('elem_id')}.{prop}: {words[:4]}")
+            # a coloured text's legend shows its colour map's names: the page names them in its language (a
+            # request's update gives the translated map), so each must be a key of every table
+            for name in props.get("color_map") or {}:
+                if lacking := [lang for lang, table in tables().items() if name not in table]:
+                    found.append(f"{component.get('type')}#{props.get('elem_id')}.color_map: {name!r} ({lacking})")
         assert not found, "untranslated texts on the page:\n" + "\n".join(found)
     finally:
         demo.close()

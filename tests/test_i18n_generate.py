@@ -27,7 +27,8 @@ from demo.generate_tab import (
 from demo.i18n import speaking, tables
 from demo.model_panel import FALLBACK_LINE, SWITCH_OFF_LINE, info_markdown, memory_table
 from demo.models import AppModels, LazyFillMask, ModelHolder
-from demo.tokens import LEGEND, TokenRow, details_html
+from demo.save_view import coloured_html
+from demo.tokens import COLORS, LEGEND, Coloured, TokenRow, colors, details_html
 from gpt2_core import Sample
 
 pytest_plugins = ["fixtures_ui"]
@@ -79,6 +80,22 @@ def test_token_details_and_the_model_panel_come_out_in_the_requests_language(lm)
         assert memory_table().startswith("Memoria estimada de los pesos") and "| Modelo | Parámetros |" in memory_table()
     with speaking("fr"):
         assert "**précision** fp32 (exact : les nombres de transformers)" in info_markdown(models)
+
+
+def test_coloured_text_names_its_colours_in_the_requests_language_and_in_english_for_the_api():
+    coloured = Coloured(prompt=["Once"], tokens=[TokenRow(" upon", 1, 1, 0.5), TokenRow(" a", 2, 50, 0.1),
+                                                 TokenRow(" time", 3, 500, 0.01), TokenRow(" zebra", 4, 9000, 1e-5)])
+    english = [name for _, name in coloured.segments()]
+    assert english == [None, "top 10", "top 100", "top 1000", "rarer"]  # the API's categories (README)
+    assert colors() == COLORS
+    for language in ("es", "fr"):
+        with speaking(language):
+            names = [name for _, name in coloured.segments()]
+            legend = colors()
+            page = coloured_html(title="t", caption=[], texts=[("", coloured)])
+        assert names[1:] == list(legend) and not set(legend) & set(COLORS), f"{language}: {names}"
+        assert list(legend.values()) == list(COLORS.values())  # the same colours, named in the language
+        assert all(f"</i>{name}</span>" in page for name in legend), f"{language}: the saved page's legend"
 
 
 def test_the_layouts_texts_are_keys_of_both_tables():
