@@ -134,7 +134,7 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
         tabs["layers"] = unavailable_tab(LAYERS_INTRO, reason, elem_id="layers-unavailable", api_name="layers",
                                          api_inputs=dict(text=str, target=str), here=here)
     else:
-        tabs["layers"] = layers_tab(models)
+        tabs["layers"] = layers_tab(models, workspace=workspace)
     if reason := models.unavailable(SCALE):  # remote mode and ZeroGPU: no other sizes are loaded here
         cannot["scale"] = not_available(reason, here)
         tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",

@@ -14,11 +14,13 @@ import gradio as gr
 
 from demo.api import endpoint
 from demo.errors import markdown_text, user_facing_errors
+from demo.exports import Exports
 from demo.i18n import T, tr
 from demo.lens_pictures import (
     COMMIT_COLORS,
     cell_html,
     commit_colors,
+    commitment_html,
     commitment_segments,
     grid_html,
     rank_chart_svg,
@@ -26,7 +28,8 @@ from demo.lens_pictures import (
 )
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
-from demo.save_view import save_png_button
+from demo.save_view import model_line, save_png_button
+from demo.workspace import Workspace
 from gpt2_core.explain.lens import MAX_LENS_TOKENS, LogitLens
 from gpt2_core.generate.settings import check_text
 
@@ -65,7 +68,8 @@ COMMIT_HELP = T("**When did GPT-2 decide?** Each word is coloured by the layer f
                 "them. Press **Let GPT-2 continue** to add words GPT-2 chose itself.")
 
 
-def layers_tab(models: AppModels) -> TabParts:
+def layers_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
+    exports = Exports(workspace)
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
@@ -98,14 +102,17 @@ def layers_tab(models: AppModels) -> TabParts:
                 commitment = gr.HighlightedText(label=T("When GPT-2 committed to each word"), color_map=COMMIT_COLORS,
                                                 show_legend=True, show_inline_category=False, combine_adjacent=False,
                                                 elem_id="layers-commitment", elem_classes="tokens")
-                save_png_button("layers-commitment", file="gpt2-layers-commitment.png", needs=".token",
-                                caption=["{#layers-note p:first-of-type}"])
+                with gr.Row():  # the coloured text for lesson notes: a picture, and a page with each word's layer
+                    save_png_button("layers-commitment", file="gpt2-layers-commitment.png", needs=".token",
+                                    caption=["{#layers-note p:first-of-type}"])
+                    save_html = gr.DownloadButton(T("Download .html (coloured)"), size="sm", interactive=False,
+                                                  elem_id="layers-save-html")
         copy_link("layers", {"text": text, "target": target})
         lens = gr.State(None)
         chosen = gr.State(None)  # the (row, column) of the cell last clicked, kept while the text stays the same
 
-        drawn = [note, grid, details, summary, chart, commitment, lens, chosen]
-        read = dict(fn=make_read(models), inputs=[text, target, lens, chosen], outputs=drawn, api_visibility="private",
+        drawn = [note, grid, details, summary, chart, commitment, save_html, lens, chosen]
+        read = dict(fn=make_read(models, exports), inputs=[text, target, lens, chosen], outputs=drawn, api_visibility="private",
                     trigger_mode="always_last", concurrency_limit=2, concurrency_id="layers")
         gr.on([show.click, text.submit, watch.click, target.submit], **read)
         gr.on([show.click, text.submit], None, js=SCROLL_TO_GRID, api_visibility="private")
@@ -120,7 +127,7 @@ def layers_tab(models: AppModels) -> TabParts:
     return TabParts(tab, {"text": text, "target": target}, on_open=lambda tab_item: tab_item.select(**read))
 
 
-def make_read(models: AppModels):
+def make_read(models: AppModels, exports: Exports):
     def read(text: str, target: str, before: LogitLens | None, chosen: tuple[int, int] | None,
              request: gr.Request) -> list:
         """The lens of `text` drawn: the grid, the chosen cell's top guesses, the watched word's ranks at its column.
@@ -128,15 +135,18 @@ def make_read(models: AppModels):
         output after the whole text."""
         with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
             lens = lm.logit_lens(check_text("text", text), top=TOP, target=target or None)
-            name = lm.name
+            name, model = lm.name, model_line(lm.describe())
         same = before is not None and before.token_ids == lens.token_ids and len(before.layers) == len(lens.layers)
         row, col = tuple(chosen) if same and chosen is not None else (len(lens.layers) - 1, len(lens.tokens) - 1)
         note = (tr("`{name}`: {layers} layers \u00d7 {tokens} tokens.", name=name, layers=len(lens.layers) - 1,
                    tokens=len(lens.tokens)) + "\n\n"  # two paragraphs: a saved picture's caption is the first
                 + tr("Click any cell: the top right one is GPT-2's answer, its guess for what follows the whole text."))
         commitment = gr.HighlightedText(commitment_segments(lens), color_map=commit_colors())  # its legend translated
+        # the coloured text as a page of its own, for the Download .html button
+        save_html = gr.DownloadButton(value=exports.write("gpt2-layers-commitment.html",
+                                                          commitment_html(lens, model=model)), interactive=True)
         return [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
-                rank_chart_svg(lens, col), commitment, lens, (row, col)]
+                rank_chart_svg(lens, col), commitment, save_html, lens, (row, col)]
 
     return read
 

@@ -19,6 +19,7 @@ import re
 
 from demo.attention_maps import INK, label
 from demo.i18n import language, tr
+from demo.save_view import Piece, html_page
 from demo.tokens import bar, shown_token
 from gpt2_core.explain.lens import LogitLens
 
@@ -248,6 +249,35 @@ def commitment_segments(lens: LogitLens) -> list[tuple[str, str | None]]:
         guess = lens.cells[-1][t - 1].top[0][1]
         out.append((lens.tokens[t], tr(band(lens.committed[t - 1], n_layer)) if guess == lens.token_ids[t] else None))
     return [(text, category) for text, category in out if text]
+
+
+COMMIT_NOTE = ("Each word is coloured by the layer from which GPT-2's top guess for it stayed on top: already at the "
+               "embeddings (darkest blue), in the early, middle or late layers, or only at the last layer (yellow). "
+               "Uncoloured words were not GPT-2's top guess: someone else chose them. Hover over a word for its "
+               "layer.")  # i18n: key
+
+
+def commitment_pieces(lens: LogitLens) -> list[Piece]:
+    """The commitment colouring (commitment_segments) for a saved page: each word with its band's English name and,
+    as its tooltip, the layer from which it stayed GPT-2's top guess."""
+    n_layer = len(lens.layers) - 1
+    pieces = [Piece(lens.tokens[0], None, tr("the first token: nothing before it guessed it"))]
+    for t in range(1, len(lens.tokens)):
+        row = lens.committed[t - 1]
+        if lens.cells[-1][t - 1].top[0][1] == lens.token_ids[t]:
+            pieces.append(Piece(lens.tokens[t], band(row, n_layer),
+                                tr("GPT-2's top guess from {row} on", row=row_name(lens, row))))
+        else:
+            pieces.append(Piece(lens.tokens[t], None, tr("not GPT-2's top guess here")))
+    return [piece for piece in pieces if piece.text]
+
+
+def commitment_html(lens: LogitLens, *, model: str) -> str:
+    """The commitment colouring as a self-contained page (Download .html), in the request's language."""
+    caption = [tr("`{name}`: {layers} layers \u00d7 {tokens} tokens.", name=model, layers=len(lens.layers) - 1,
+                  tokens=len(lens.tokens)).replace("`", "")]
+    return html_page(title=tr("When GPT-2 committed to each word"), caption=caption, legend=COMMIT_COLORS,
+                     sections=[("", commitment_pieces(lens))], note=tr(COMMIT_NOTE))
 
 
 CSS = """

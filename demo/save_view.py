@@ -21,6 +21,7 @@ import html
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -28,7 +29,7 @@ from gradio.i18n import I18nData
 
 from demo.exports import app_stamp
 from demo.i18n import LANGUAGES, SOURCE, T, language, tables, tr
-from demo.tokens import BUCKETS, COLORS, Coloured, bucket
+from demo.tokens import COLORS, Coloured, bucket
 from gpt2_core.backend import ModelDescription
 
 SAVE_PNG = "Save as PNG"  # i18n: key
@@ -121,31 +122,54 @@ def coloured_html(*, title: str, caption: Sequence[str], texts: Sequence[tuple[s
     rank's bucket with "probability 12.3%, rank 4" as its tooltip; the prompt, if any, dimmed. The footer ends with
     the app's name and version and the date. Written in the request's language (the caller translates its own texts);
     GPT-2's text stays as it is."""
+    sections = []
+    for heading, coloured in texts:
+        prompt = "".join(coloured.prompt)
+        pieces: list[Piece] = [Piece(prompt, None, tr("the prompt"), dimmed=True)] if prompt else []
+        for t in coloured.tokens:
+            rank = tr("rank {rank}", rank=f"{t.rank:,}") if t.rank is not None else tr("rank not known")
+            pieces.append(Piece(t.text, bucket(t.rank), tr("probability {probability}, {rank}",
+                                                            probability=f"{t.prob:.1%}", rank=rank)))
+        sections.append((heading, pieces))
+    note = f"{note or tr(COLOURS_NOTE)} " + tr("Hover over a token for its probability and rank.")
+    return html_page(title=title, caption=caption, legend=COLORS, sections=sections, note=note, footer=footer)
+
+
+@dataclass
+class Piece:
+    """A piece of a saved coloured text: its text, its colour's English name (a key of the legend; None: uncoloured),
+    its tooltip."""
+
+    text: str
+    colour: str | None
+    tip: str
+    dimmed: bool = False
+
+
+def html_page(*, title: str, caption: Sequence[str], legend: dict[str, str],
+              sections: Sequence[tuple[str, Sequence[Piece]]], note: str, footer: str = "") -> str:
+    """A coloured text as one self-contained page: the title, the caption's lines, the legend (English name ->
+    colour; shown translated), each section's pieces coloured as the page shows them, the note, the footer and the
+    stamp (the app, its version, the date)."""
     stamp = app_stamp()
     saved = tr("Saved from {app} {version} on {date}.", app=stamp["name"], version=stamp["version"],
                date=stamp["exported_at"][:10])
     footer = f"{footer} {saved}".strip()
-    colours = "".join(f".{css_class(name)} {{ background: {COLORS[name]}80; }}\n" for _, name in BUCKETS)  # as the page
+    colours = "".join(f".{css_class(name)} {{ background: {colour}80; }}\n" for name, colour in legend.items())
     swatches = "".join(f"<span><i class='swatch {css_class(name)}'></i>{html.escape(tr(name))}</span>"
-                       for _, name in BUCKETS)
-    the_prompt = html.escape(tr("the prompt"), quote=True)
-    sections = []
-    for heading, coloured in texts:
-        prompt = "".join(coloured.prompt)
-        shown_prompt = f"<span class='prompt' title='{the_prompt}'>{html.escape(prompt)}</span>"  # i18n: not shown (markup)
-        spans = [shown_prompt] if prompt else []
-        for t in coloured.tokens:
-            name = bucket(t.rank)
-            cls = f"t {css_class(name)}" if name else "t"
-            rank = tr("rank {rank}", rank=f"{t.rank:,}") if t.rank is not None else tr("rank not known")
-            tip = html.escape(tr("probability {probability}, {rank}", probability=f"{t.prob:.1%}", rank=rank), quote=True)
-            spans.append(f"<span class='{cls}' title='{tip}'>{html.escape(t.text)}</span>")  # i18n: not shown (markup)
+                       for name in legend)
+    shown = []
+    for heading, pieces in sections:
+        spans = []
+        for piece in pieces:
+            cls = "prompt" if piece.dimmed else f"t {css_class(piece.colour)}" if piece.colour else "t"
+            spans.append(f"<span class='{cls}' title='{html.escape(piece.tip, quote=True)}'>"  # i18n: not shown (markup)
+                         f"{html.escape(piece.text)}</span>")
         head = f"<h2>{html.escape(heading)}</h2>" if heading else ""
-        sections.append(f"<section>{head}<div class='text'>{''.join(spans)}</div></section>")  # i18n: not shown (markup)
+        shown.append(f"<section>{head}<div class='text'>{''.join(spans)}</div></section>")  # i18n: not shown (markup)
     lines = "".join(f"<p class='caption'>{html.escape(line)}</p>" for line in caption)
-    note = f"{note or tr(COLOURS_NOTE)} " + tr("Hover over a token for its probability and rank.")
     return (f"<!DOCTYPE html>\n<html lang='{language()}'>\n<head>\n<meta charset='utf-8'>\n"  # i18n: not shown (markup)
             f"<title>{html.escape(title)}</title>\n"
             f"<style>\n{PAGE_CSS}{colours}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n{lines}\n"
-            f"<p class='legend'>{swatches}</p>\n{''.join(sections)}\n"
+            f"<p class='legend'>{swatches}</p>\n{''.join(shown)}\n"
             f"<p class='note'>{html.escape(note)}</p>\n<footer>{html.escape(footer)}</footer>\n</body>\n</html>\n")

@@ -188,6 +188,31 @@ def test_the_layers_grid_saves_whole_with_every_column_even_where_it_scrolls_sid
     assert page.locator("#layers-grid .lens-side").first.evaluate("e => getComputedStyle(e).position") == "sticky"
 
 
+def test_the_layers_coloured_text_saves_as_a_web_page_with_each_words_layer(page, tmp_path):
+    page.get_by_role("tab", name="Layers").click()
+    assert not page.locator("#layers-save-html").is_enabled(), "nothing read yet: nothing to download"
+    page.locator("#layers-show").click()
+    page.locator("#layers-continue").click()  # words GPT-2 chose itself: coloured by when it committed
+    wait_until(lambda: page.locator("#layers-commitment .token.highlighted").count() > 3, timeout=60,
+               message="the committed words")
+    wait_until(lambda: page.locator("#layers-save-html").is_enabled(), timeout=30, message="the .html")
+    with page.expect_download() as download:
+        page.locator("#layers-save-html").click()
+    assert download.value.suggested_filename == "gpt2-layers-commitment.html"
+    download.value.save_as(tmp_path / "layers.html")
+    saved = page.context.new_page()
+    saved.goto((tmp_path / "layers.html").as_uri())
+    def letters(texts: list[str]) -> str:  # (the page shows a line break as an element of its own, without text)
+        return "".join("".join(texts).split())
+
+    assert letters(saved.locator("span.t").all_inner_texts()) == letters(
+        page.locator("#layers-commitment .token .text").all_inner_texts()), "the same text as the page"
+    tips = saved.locator("span.t[class*='layer'], span.t.embeddings").evaluate_all("s => s.map(e => e.title)")
+    assert tips and all(t.startswith("GPT-2's top guess from ") for t in tips), tips
+    assert "mini-gpt2" in saved.locator(".caption").inner_text()
+    saved.close()
+
+
 def test_next_words_text_so_far_saves_as_png_and_as_a_web_page(page, tmp_path):
     page.get_by_role("tab", name="Next word").click()
     assert not page.locator("#explore-save-html").is_enabled(), "nothing added yet: nothing to download"

@@ -233,6 +233,34 @@ def test_the_text_is_coloured_by_when_the_model_committed_to_each_word(lm):
         "last layer only"]
 
 
+def test_the_commitment_saves_as_a_page_with_each_words_layer_in_the_pages_language(lm):
+    import html
+    import re
+
+    from demo.i18n import speaking, tables
+    from demo.lens_pictures import COMMIT_COLORS, band, commitment_html, commitment_segments, row_name
+
+    (sample,) = lm.generate("The history of", max_new_tokens=8, temperature=0)
+    lens = lm.logit_lens("The history of" + sample.text)
+    page = commitment_html(lens, model="GPT-2 tiny (fp32)")
+    spans = [(cls, html.unescape(tip), html.unescape(text))
+             for cls, tip, text in re.findall(r"<span class='(t[^']*)' title='([^']*)'>([^<]*)</span>", page)]
+    assert "".join(text for _, _, text in spans) == "The history of" + sample.text  # (no markup in these tokens)
+    coloured = [(cls, tip) for cls, tip, _ in spans if cls != "t"]
+    assert coloured and len(coloured) == sum(1 for _, category in commitment_segments(lens) if category)
+    n_layer = len(lens.layers) - 1
+    expected = {f"t {band(r, n_layer).replace(' ', '-')}": f"GPT-2's top guess from {row_name(lens, r)} on"
+                for r in range(n_layer + 1)}
+    assert all(expected.get(cls) == tip for cls, tip in coloured), coloured
+    assert all(f"</i>{name}</span>" in page for name in COMMIT_COLORS), "the legend names every band"
+    assert "GPT-2 tiny (fp32)" in page and "<script" not in page and "http" not in page.split("<footer>")[0]
+    with speaking("es"):
+        spanish = commitment_html(lens, model="GPT-2 tiny (fp32)")
+    assert "<html lang='es'>" in spanish and tables()["es"]["When GPT-2 committed to each word"] in spanish
+    assert all(f"</i>{tables()['es'][name]}</span>" in spanish for name in COMMIT_COLORS)
+    assert "la predicción principal de GPT-2 desde" in spanish
+
+
 @pytest.fixture(scope="module")
 def client(app) -> Client:
     return Client(app.url, verbose=False, analytics_enabled=False, download_files=False)
