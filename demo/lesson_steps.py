@@ -43,6 +43,17 @@ def _unicorn_link() -> dict[str, str]:
     return {"prompt": unicorn.prompt, **{name: str(getattr(settings, name)) for name in names}}
 
 
+def _scale_link() -> dict[str, str]:
+    """The Unicorns prompt with the Scale tab's own seed (its DEFAULT_SEED: the tab's module needs the links, which
+    need these steps, so the number is written here too; a test checks both): every size continues the same story."""
+    return {"prompt": load_examples().unicorn.prompt, "seed": "2019"}
+
+
+def _human_link() -> dict[str, str]:
+    """Spot the machine's first human paragraph (Jerome K. Jerome, 1889): the class colours a person's text first."""
+    return {"text": load_examples().human[0].text}
+
+
 NEXT_WORD_OFF = {"temperature": "1", "top_k": "0", "top_p": "1"}  # the settings changing nothing: GPT-2's own chances
 
 STEPS: tuple[Step, ...] = (
@@ -156,6 +167,7 @@ STEPS: tuple[Step, ...] = (
         notice="Bigger models are less surprised by human text (fewer bits per token) and keep a story together for "
                "longer. They need more memory and time: 1.5 billion parameters take 6 GB as 32-bit numbers.",  # i18n: key
         tab="scale",
+        link=_scale_link(),
     ),
     Step(
         title="Train a mini GPT-2",  # i18n: key
@@ -168,17 +180,20 @@ STEPS: tuple[Step, ...] = (
                "a line, in a play). Grammar comes slowly and meaning hardly at all: the real GPT-2 read thousands of "
                "times more text, with at least 30 times more parameters.",  # i18n: key
         tab="train",
+        link={"minutes": "2"},
     ),
     Step(
         title="Spot the machine",  # i18n: key
         idea="A model's text is made of tokens that the model itself finds likely. Spot the machine colours each "
              "token by its rank among GPT-2's guesses: green for its 10 likeliest, yellow 100, red 1000, purple "
              "rarer.",  # i18n: key
-        action="Press **Fill with a GPT-2 sample**, then **Fill with a human paragraph**, and compare the colours.",  # i18n: key
+        action="A person wrote this paragraph: press **Colour the tokens**. Then press **Fill with a GPT-2 sample**, "
+               "which colours its text at once, and compare the colours.",  # i18n: key
         question="Which text has more green? Could these colours prove that a machine wrote a text?",  # i18n: key
         notice="The sample is mostly green because it was drawn from GPT-2's own likely tokens; people choose more "
                "surprising words. It is a hint, never proof: short or famous texts look predictable, and a sample "  # i18n: key
                "drawn at a high temperature looks human. The idea comes from GLTR (2019), a tool made to spot GPT-2.",
         tab="score",
+        link=_human_link(),
     ),
 )

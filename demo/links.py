@@ -32,9 +32,10 @@ from demo.knobs import KNOBS
 from demo.lesson_steps import STEPS
 from gpt2_core.generate.settings import check_int, check_seed, check_text, shown
 
+TRAIN_MINUTES = (1, 10)  # Build your own's slider
 MAX_LINK_CHARS = 4000  # of a text in a link: a long paste makes a link some browsers and chats cut
 TABS = ("generate", "explore", "score", "compare", "inside", "layers", "scale", "train", "lesson")
-TEXT, SEED, STEP, LOCK = "text", "seed", "step", "lock"
+TEXT, SEED, STEP, LOCK, MINUTES = "text", "seed", "step", "lock", "minutes"
 FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "seed" or a knob's name)
     "generate": {"prompt": TEXT, "max_new_tokens": "max_new_tokens", "temperature": "temperature",
                  "top_k": "top_k", "top_p": "top_p", "repetition_penalty": "repetition_penalty", "seed": SEED,
@@ -44,8 +45,8 @@ FIELDS: dict[str, dict[str, str]] = {  # per tab: parameter -> kind ("text", "se
     "compare": {"sentence": TEXT},
     "inside": {"text": TEXT},
     "layers": {"text": TEXT, "target": TEXT},
-    "scale": {},
-    "train": {},
+    "scale": {"prompt": TEXT, "seed": SEED},
+    "train": {"minutes": MINUTES},
     "lesson": {"lesson": STEP, "lock": LOCK},  # ?lesson=3 alone opens the Lesson tab too
 }
 LOCKED_INFO = "\N{LOCK} Locked by your teacher for this lesson: the text cannot be edited here."  # i18n: key
@@ -116,6 +117,8 @@ def parse(kind: str, name: str, raw: str) -> Any:
         return -1 if seed is None else seed  # the page's box writes random as -1
     if kind == STEP:
         return check_int(name, number, 1, len(STEPS))  # counted from 1, as the page shows the steps
+    if kind == MINUTES:
+        return check_int(name, number, *TRAIN_MINUTES)
     return KNOBS[kind].check(number)
 
 

@@ -26,7 +26,7 @@ from demo.api import endpoint
 from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.i18n import T, tr
-from demo.links import TabParts
+from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.save_view import save_png_button
 from gpt2_core import LanguageModel, SamplingParams, load_model
@@ -113,6 +113,7 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
                     "{#scale-seed input}, {#scale-tokens input[type=number]} new tokens",  # i18n: key (save_view.py)
                     "{#scale-human}"])
         source = gr.Markdown("", elem_id="scale-human")
+        copy_link("scale", {"prompt": prompt, "seed": seed})
         tab.load(lambda: (ready_line(planned), render_cards(planned), tr("The human paragraph: {title}.",
                                                                           title=human.title)),
                  outputs=[state, cards, source], api_visibility="private", queue=False)
@@ -123,7 +124,7 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
             lambda: tr("**Stopped.** The sizes that finished keep their text and figures."), outputs=state,
             api_visibility="private", queue=False)
         endpoint(make_api(sizes, unicorn.prompt), returns=list, api_name="scale", concurrency_limit=1, concurrency_id="scale")
-    return TabParts(tab, {})
+    return TabParts(tab, {"prompt": prompt, "seed": seed})
 
 
 class SizeRunner:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from demo.errors import in_page_language, markdown_text, user_facing_errors
 from demo.i18n import SOURCE, T, language, tr
-from demo.links import TabParts
+from demo.links import TRAIN_MINUTES, TabParts
 from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
 from demo.save_view import save_png_button
@@ -64,7 +64,7 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
                 upload = gr.UploadButton(T("Upload a .txt"), file_types=[".txt"], size="sm", elem_id="train-upload")
                 start_from = gr.Radio([(T(SCRATCH), SCRATCH), (T(FINE_TUNE), FINE_TUNE)], value=SCRATCH,
                                       label=T("Start"), elem_id="train-init")
-                minutes = gr.Slider(1, 10, 2, step=1, label=T("Minutes to train"), elem_id="train-minutes")
+                minutes = gr.Slider(*TRAIN_MINUTES, 2, step=1, label=T("Minutes to train"), elem_id="train-minutes")
                 with gr.Row():
                     start = gr.Button(T("Start training"), variant="primary", elem_id="train-start")
                     stop = gr.Button(T("Stop"), variant="stop", elem_id="train-stop")
@@ -95,7 +95,7 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
                   concurrency_limit=1, show_progress="minimal")
         shared.click(make_use_shared(models), outputs=[use_status, shared, *panel.shows], api_visibility="private",
                      queue=False)
-    return TabParts(tab, {})
+    return TabParts(tab, {"minutes": minutes})
 
 
 def plot_titles():

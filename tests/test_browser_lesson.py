@@ -131,6 +131,35 @@ def test_the_step_list_jumps_and_the_layers_step_opens_the_logit_lens_on_its_sen
                message="the grid of the step's sentence (drawn as the tab opened)")
 
 
+def test_the_last_steps_open_scale_build_your_own_and_spot_the_machine_prefilled(visit):
+    """Steps 8-10 fill their tabs too: Scale's prompt and seed, Build your own's minutes, and Spot the machine's text
+    (a person's paragraph, which the class colours first), locked where the link says so."""
+    page = visit("lesson=8&lock=1", "1280x720")
+    at_step(page, 8)
+    page.get_by_role("tab", name="Scale").click()  # a class changed the prompt and seed first
+    page.locator("#scale-prompt textarea").fill("Once upon a time")
+    page.locator("#scale-seed input").fill("7")
+    page.get_by_role("tab", name="Lesson").click()
+    page.locator("#lesson-open").click()
+    wait_until(lambda: selected_tab(page) == "Scale", message="the Scale tab")
+    prompt = page.locator("#scale-prompt textarea")
+    wait_until(lambda: prompt.input_value() == STEPS[7].link["prompt"], message="the step's prompt")
+    assert page.locator("#scale-seed input").input_value() == "2019" and not prompt.is_editable()
+    page.get_by_role("tab", name="Lesson").click()
+    page.locator("#lesson-next").click()
+    at_step(page, 9)
+    page.locator("#lesson-next").click()
+    at_step(page, 10)
+    page.locator("#lesson-open").click()
+    wait_until(lambda: selected_tab(page) == "Spot the machine", message="the Spot the machine tab")
+    text = page.locator("#score-text textarea")
+    wait_until(lambda: text.input_value() == STEPS[9].link["text"], message="the person's paragraph")
+    assert text.input_value().startswith("There were four of us") and not text.is_editable()
+    page.locator("#score-button").click()
+    wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 20, timeout=30,
+               message="the paragraph coloured")
+
+
 @pytest.mark.parametrize("viewport", TESTED)
 def test_a_locked_link_opens_a_prompt_the_class_cannot_edit_and_no_one_else_is_locked(visit, viewport):
     page = visit("lesson=4&lock=1", viewport)

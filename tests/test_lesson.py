@@ -45,6 +45,19 @@ def test_each_step_fills_its_tab_through_a_share_link_that_the_page_accepts(numb
     link = read_link(step.query)
     assert link.problems == [] and link.tab == step.tab
     assert set(link.values) == set(step.link) <= set(FIELDS[step.tab])
+    assert link.values, f"step {number} opens {step.tab} prefilled"
+
+
+def test_the_scale_step_runs_the_unicorns_and_spot_the_machine_starts_from_a_persons_text():
+    from demo.scale_tab import DEFAULT_SEED
+
+    examples = load_examples()
+    by_tab = {step.tab: read_link(step.query).values for step in STEPS[7:]}
+    assert by_tab["scale"] == {"prompt": examples.unicorn.prompt, "seed": DEFAULT_SEED}
+    assert by_tab["train"] == {"minutes": 2}
+    assert by_tab["score"] == {"text": examples.human[0].text}
+    assert read_link({"tab": "train", "minutes": "11"}).problems == [
+        "`minutes` has to be an integer in [1, 10], but is 11"]
 
 
 def test_the_unicorns_step_is_the_preset_with_its_fixed_seed():
