@@ -9,6 +9,8 @@ Tests pass `models=start_models(config, load_gpt2=..., load_bert=...)` to build 
 
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 from starlette.middleware import Middleware
 
@@ -20,14 +22,14 @@ from demo.explore_tab import CSS as EXPLORE_CSS
 from demo.explore_tab import explore_tab
 from demo.generate_tab import CSS as GENERATE_CSS
 from demo.generate_tab import generate_tab
-from demo.i18n import LANGUAGES, T
+from demo.i18n import LANGUAGES, T, tr
 from demo.inside_tab import INTRO as INSIDE_INTRO
 from demo.inside_tab import inside_tab
 from demo.knobs import REMEMBER_TYPED
 from demo.layers_tab import INTRO as LAYERS_INTRO
 from demo.layers_tab import layers_tab
 from demo.lesson_tab import CSS as LESSON_CSS
-from demo.lesson_tab import lesson_tab
+from demo.lesson_tab import Why, lesson_tab
 from demo.links import TabParts, link_values, linked_inputs, note_markdown, opens_a_tab, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
@@ -122,32 +124,32 @@ def build_demo(config: AppConfig, *, models: AppModels | None = None) -> Playgro
             "score": score_tab(models, examples, workspace=workspace),
             "compare": compare_tab(models, examples)}
     here = "on ZeroGPU" if config.zero_gpu and not config.backend else "with this model server"  # i18n: key
-    cannot = {}  # tab -> the line it shows in place of its controls, for the lesson's steps that open it
+    cannot: dict[str, Why] = {}  # tab -> the line it shows in place of its controls, for the lesson's steps that open it
     if reason := models.unavailable(ATTENTION):
-        cannot["inside"] = not_available(reason, here)  # remote mode: the server reports tokens, not attention
+        cannot["inside"] = partial(not_available, reason, here)  # remote mode: the server reports tokens, not attention
         tabs["inside"] = unavailable_tab(INSIDE_INTRO, reason, elem_id="inside-unavailable", api_name="attention",
                                          api_inputs=dict(text=str, layer=int, head=int), here=here)
     else:
         tabs["inside"] = inside_tab(models)
     if reason := models.unavailable(LENS):  # remote mode: the server reports the last layer's tokens only
-        cannot["layers"] = not_available(reason, here)
+        cannot["layers"] = partial(not_available, reason, here)
         tabs["layers"] = unavailable_tab(LAYERS_INTRO, reason, elem_id="layers-unavailable", api_name="layers",
                                          api_inputs=dict(text=str, target=str), here=here)
     else:
         tabs["layers"] = layers_tab(models, workspace=workspace)
     if reason := models.unavailable(SCALE):  # remote mode and ZeroGPU: no other sizes are loaded here
-        cannot["scale"] = not_available(reason, here)
+        cannot["scale"] = partial(not_available, reason, here)
         tabs["scale"] = unavailable_tab(SCALE_INTRO, reason, elem_id="scale-unavailable", api_name="scale",
                                         api_inputs=dict(prompt=str, seed=int), here=here)
     else:
         tabs["scale"] = scale_tab(models, examples, sources=config.scale_models,
                                   budget_bytes=config.scale_budget_bytes, device=config.device)
     if reason := models.unavailable(TRAINING):
-        cannot["train"] = not_available(reason, here)
+        cannot["train"] = partial(not_available, reason, here)
         tabs["train"] = unavailable_tab(TRAIN_INTRO, reason, elem_id="train-unavailable", here=here)
     else:
         if jobs is None:
-            cannot["train"] = TRAINING_OFF
+            cannot["train"] = partial(tr, TRAINING_OFF)
         tabs["train"] = train_tab(models, jobs, panel)
     lesson = lesson_tab(models, labels=TAB_LABELS, unavailable=cannot)
     tabs["lesson"] = lesson.parts

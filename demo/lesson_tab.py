@@ -17,7 +17,7 @@ could not jump ahead, and those greyed labels are too faint to read; the step li
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import gradio as gr
@@ -29,6 +29,7 @@ from demo.models import AppModels
 from demo.unavailable import as_markdown, bert_missing
 
 INTRO = "### " + T("Lesson: how GPT-2 writes, step by step (each step one idea, one thing to try, one question)")
+Why = Callable[[], str]  # the line saying why a tab cannot run here, written when called (in a request's language)
 LOCKED_NOTE = "\N{LOCK} " + T("**Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited "
                               "on this page. The settings and the tabs' buttons still work.")
 COPY_STEP_LINK = "Copy link to this step"  # i18n: key
@@ -71,9 +72,9 @@ class Lesson:
                                show_progress="hidden").then(None, js=SHOW_TAB, api_visibility="private")
 
 
-def lesson_tab(models: AppModels, *, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> Lesson:
+def lesson_tab(models: AppModels, *, labels: Mapping[str, str], unavailable: Mapping[str, Why]) -> Lesson:
     """`labels`: each tab's English name (the tables translate it); `unavailable`: for a tab that cannot run here, the
-    line it shows why (Markdown, shown as given)."""
+    line it shows why (Markdown, written in the language of the request being served)."""
     show = make_show(models, labels, unavailable)
     with gr.Blocks() as tab:
         gr.Markdown(INTRO)
@@ -111,7 +112,7 @@ def lesson_tab(models: AppModels, *, labels: Mapping[str, str], unavailable: Map
     return Lesson(TabParts(tab, {"lesson": step, "lock": locked}), step, locked, open_button)
 
 
-def make_show(models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str]):
+def make_show(models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, Why]):
     def show(n: int) -> tuple:
         """Step `n`'s view, in the language of the request being served."""
         view = StepView.of(n, models, labels, unavailable)
@@ -145,14 +146,14 @@ class StepView:
     question: str
 
     @classmethod
-    def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, str]) -> StepView:
+    def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, Why]) -> StepView:
         """In the language of the request being served (English outside one)."""
         number = step_number(n)
         step = STEPS[number - 1]
         label = tr(labels[step.tab])
-        why, can_open = unavailable.get(step.tab, ""), step.tab not in unavailable
-        if why:
-            why = tr("**The {tab} tab cannot run here.**", tab=label) + f" {why}"
+        why, can_open = "", step.tab not in unavailable
+        if not can_open:
+            why = tr("**The {tab} tab cannot run here.**", tab=label) + f" {unavailable[step.tab]()}"
         elif step.tab == "inside" and (missing := bert_missing(models)) is not None:
             why = tr("**BERT is missing here**, so the Inside tab shows GPT-2's triangle only.") + " " + as_markdown(
                 missing.text)

@@ -39,7 +39,9 @@ def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | No
     The API's refusal stays English: scripts send no language."""
     with gr.Blocks() as tab:
         gr.Markdown(translated(intro))
-        gr.Markdown(not_available(reason, here), elem_id=elem_id)
+        line = gr.Markdown(not_available(reason, here), elem_id=elem_id)  # as built: English
+        tab.load(lambda: not_available(reason, here), outputs=line, api_visibility="private", queue=False,
+                 show_progress="hidden")  # in the page's language as it opens
         if api_name is not None:  # the endpoint is there, with the real one's parameters, and says why it fails
             message = f"{api_name} is not available {here}: {reason}"  # i18n: not shown (the API's refusal, for scripts)
             gr.api(refusal(api_name, api_inputs or {}, as_text(message)), api_name=api_name)
@@ -47,10 +49,13 @@ def unavailable_tab(intro: str, reason: str, *, elem_id: str, api_name: str | No
 
 
 def not_available(reason: str, here: str) -> str:
-    """The line, in Markdown, that a tab shows in place of its controls (and the lesson in place of its button), for
-    the browser to translate: `here` is one of NOT_AVAILABLE's, and a reason the tables hold (gpt2_core's fixed
-    reasons for remote mode and ZeroGPU) is translated too; any other shows as written."""
-    return "**" + T(NOT_AVAILABLE[here]) + "** " + translated(reason, markdown_text)
+    """The line, in Markdown, that a tab shows in place of its controls (and the lesson in place of its button), in
+    the language of the request being served: `here` is one of NOT_AVAILABLE's, and a reason the tables hold
+    (gpt2_core's fixed reasons for remote mode and ZeroGPU) is translated too; any other shows as written. Written
+    per request, not marked for the browser: the line is two texts, and Gradio's page translates one marker of a
+    text (the second showed raw)."""
+    in_tables = all(reason in table for table in tables().values())
+    return "**" + tr(NOT_AVAILABLE[here]) + "** " + (tr(reason) if in_tables else markdown_text(reason))
 
 
 def translated(text, otherwise=lambda text: text):

@@ -62,8 +62,8 @@ def test_the_page_opens_on_the_step_its_link_asks_for_in_its_language():
 ])
 def test_a_step_shown_during_a_request_is_in_the_pages_language(lang, counter, open_label, try_it, ask):
     with speaking(lang):
-        view = StepView.of(3, MODELS, TAB_LABELS, {"train": "Training is off here."})
-        off = StepView.of(9, MODELS, TAB_LABELS, {"train": "Training is off here."})
+        view = StepView.of(3, MODELS, TAB_LABELS, {"train": lambda: "Training is off here."})
+        off = StepView.of(9, MODELS, TAB_LABELS, {"train": lambda: "Training is off here."})
     step = STEPS[2]
     assert view.counter == counter and view.open_label == open_label
     assert view.card.startswith("## " + tables()[lang][step.title]) and try_it in view.card

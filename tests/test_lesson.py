@@ -132,10 +132,21 @@ def models_with_bert(source: str, *, loaded: bool = False):
 
 
 def test_a_step_whose_tab_cannot_run_here_says_why_instead_of_offering_its_button():
-    why = "**Not available with this model server:** attention maps need the model's insides"
+    from functools import partial
+
+    from demo.i18n import speaking, tables
+    from demo.unavailable import not_available
+    from gpt2_core.backend import ATTENTION
+    from gpt2_core.remote.model import REMOTE_UNAVAILABLE
+
+    reason = REMOTE_UNAVAILABLE[ATTENTION]
+    why = partial(not_available, reason, "with this model server")  # as app.py gives it: written when asked
     view = StepView.of(6, models_with_bert("bert", loaded=True), LABELS, {"inside": why})
-    assert not view.can_open and why in view.why and "Inside" in view.why
+    assert not view.can_open and why() in view.why and "Inside" in view.why
     assert "Try it." in view.card  # no "in Inside": nothing opens
+    with speaking("fr"):  # the line in the request's language, whole (it was half a browser's marker)
+        french = StepView.of(6, models_with_bert("bert", loaded=True), LABELS, {"inside": why})
+    assert tables()["fr"][reason] in french.why and "__i18n__" not in french.why
     fine = StepView.of(2, models_with_bert("bert", loaded=True), LABELS, {"inside": why})
     assert fine.can_open and fine.why == "" and fine.open_label == "Open in Explore"
 

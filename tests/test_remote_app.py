@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from gradio_client import Client
+from test_browser import browser  # noqa: F401 (fixture)
 from test_remote import RECORDED, URL
 from ui_helpers import launched_app
 
@@ -115,3 +116,30 @@ def test_a_public_page_does_not_tell_visitors_where_the_server_is():
         assert "10.0.0.7" not in models.gpt2.current.describe().where
     finally:
         models.close()
+
+
+@pytest.mark.browser
+def test_the_layers_and_inside_tabs_say_on_the_page_why_they_are_unavailable(remote_app, browser):  # noqa: F811
+    """In remote mode the Layers tab shows, in place of its grid, that the lens needs every layer's hidden state and
+    a model server reports only the last layer's tokens; Inside says the same of attention; in Spanish on a Spanish
+    page."""
+    from demo.i18n import tables
+    from gpt2_core.backend import ATTENTION, LENS
+    from gpt2_core.remote.model import REMOTE_UNAVAILABLE as UNAVAILABLE
+
+    for query, table in (("", {}), ("?lang=es", tables()["es"])):
+        page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        try:
+            page.goto(remote_app.url + query)
+            page.get_by_role("tab", name=table.get("Layers", "Layers")).click()
+            shown = page.locator("#layers-unavailable")
+            shown.wait_for(timeout=15_000)
+            said = " ".join(shown.inner_text().split())
+            assert table.get(UNAVAILABLE[LENS], UNAVAILABLE[LENS]).rstrip(".") in said, said
+            assert table.get("Not available with this model server:", "Not available") in said, said
+            assert page.locator("#layers-grid").count() == 0 and page.locator("#layers-show").count() == 0
+            page.get_by_role("tab", name=table.get("Inside", "Inside")).click()
+            inside = " ".join(page.locator("#inside-unavailable").inner_text().split())
+            assert table.get(UNAVAILABLE[ATTENTION], UNAVAILABLE[ATTENTION]).rstrip(".") in inside, inside
+        finally:
+            page.context.close()
