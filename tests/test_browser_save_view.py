@@ -131,6 +131,31 @@ def test_saves_a_chart_by_keyboard_and_an_attention_map(page):
     assert share(attention, lambda rgb: near(rgb, (229, 231, 235), 3)) > 0.02, "the grey of what GPT-2 cannot see"
 
 
+def test_spot_the_machines_text_and_histogram_and_bert_vs_gpt2s_charts_save_as_pngs(page):
+    page.get_by_role("tab", name="Spot the machine").click()
+    page.locator("#score-fill-human").click()
+    wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 20, timeout=30,
+               message="the human paragraph coloured")
+    wait_until(lambda: page.locator("#score-histogram .vega-embed").count() == 1, timeout=30, message="the histogram")
+    name, text = saved_png(page, "#score-output-save-png")
+    assert name == "gpt2-spot-the-machine.png"
+    assert share(text, lambda rgb: near(rgb, on_white(COLORS["top 10"]), 12)) > 0.01, "the green of top-10 tokens"
+    name, histogram = saved_png(page, "#score-histogram-save-png")
+    assert name == "gpt2-spot-the-machine-histogram.png"
+    assert share(histogram, lambda rgb: rgb[0] > 150 and rgb[1] < 120 and rgb[2] < 80) > 0.01, "the orange bars"
+
+    page.get_by_role("tab", name="BERT vs GPT-2").click()
+    page.locator("#compare-button").click()
+    for chart in ("bert-chart", "gpt2-next-chart"):
+        wait_until(lambda chart=chart: page.locator(f"#{chart} .confidence-set").count() >= 3, timeout=60,
+                   message=f"the {chart}'s bars")
+        name, image = saved_png(page, f"#{chart}-save-png")
+        assert name == f"gpt2-vs-bert-{chart}.png"
+        # bars as long as their probabilities, which are small here (a random BERT, a mini GPT-2 on a blank)
+        assert share(image, lambda rgb: rgb[0] > 230 and 120 < rgb[1] < 215 and rgb[2] < 170) > 0.0005, "its bars"
+        assert share(image, dark) > 0.005, "its title and words"
+
+
 def test_a_view_with_nothing_yet_says_so_instead_of_saving(page):
     page.get_by_role("tab", name="Spot the machine").click()
     downloads = []
