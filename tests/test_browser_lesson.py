@@ -18,7 +18,6 @@ from ui_helpers import launched_app, wait_until
 from demo.i18n import tables
 from demo.lesson_steps import STEPS
 from demo.links import LOCKED_INFO
-from gpt2_core.checkpoint import BUNDLED
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
@@ -32,7 +31,7 @@ N = len(STEPS)
 @pytest.fixture(scope="module")
 def mini_app(tiny_bert):
     """A classroom server that others reach (host 0.0.0.0, served here on 127.0.0.1): training is off there."""
-    with launched_app(BUNDLED["mini-gpt2"], tiny_bert, host="0.0.0.0") as running:
+    with launched_app("mini-gpt2", tiny_bert, host="0.0.0.0") as running:
         yield running
 
 

@@ -8,8 +8,6 @@ from test_browser import ROOT, UPDATE_SCREENSHOTS, browser  # noqa: F401 (fixtur
 from test_scale import open_tab
 from ui_helpers import launched_app, wait_until
 
-from gpt2_core.checkpoint import BUNDLED
-
 pytest_plugins = ["fixtures_ui"]
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not UPDATE_SCREENSHOTS, reason="writes the README's "
                                                       "screenshots (minutes of training): run with UPDATE_SCREENSHOTS=1")]
@@ -19,7 +17,7 @@ SENTENCE = "the dog barked at the mailman and then it ran down the street ."  # 
 
 @pytest.fixture(scope="module")
 def mini_app(tiny_bert):
-    with launched_app(BUNDLED["mini-gpt2"], tiny_bert) as running:
+    with launched_app("mini-gpt2", tiny_bert) as running:
         yield running
 
 
