@@ -1,16 +1,18 @@
 """ZeroGPU hosting (gpt2_core/zerogpu.py, demo/zerogpu.py), on this CPU.
 
 Two stand-ins for a ZeroGPU Space, since none is here. The real `spaces` package, installed but not on ZeroGPU, where
-its decorator is a no-op: the ZeroGPU path through it generates as the engine does. And a recording decorator in
-its place, as if on ZeroGPU: every use of the model (its token embedding's forward) must happen inside a lent call,
-in that call's own thread, while the real app streams, scores, lists the next word, draws attention maps and reads
-the layers; each call asks for a duration worked out from its request, longer the more tokens it reads; GPT-2 is
-loaded at start-up, on cuda; training and the Scale tab say why they are off. What needs a real ZeroGPU Space (the
-forked worker, pickling, the scheduler, the quota) is not tested here.
+its decorator is a no-op: the ZeroGPU path through it generates, scores, lists the next word, draws attention maps and
+reads the layers as the local backend does. And a recording decorator in its place, as if on ZeroGPU: every use of
+the model (each module's forward, its prefill and decode steps, the allocation of its KV cache) must happen inside a
+lent call, in that call's own thread, while the real app streams, scores, lists the next word, draws attention maps
+and reads the layers; each call asks for a duration worked out from its request, longer the more tokens it reads;
+GPT-2 is loaded at start-up, on cuda; training and the Scale tab say why they are off. What needs a real ZeroGPU Space
+(the forked worker, pickling, the scheduler, the quota) is not tested here.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
@@ -27,6 +29,7 @@ from demo import AppConfig, start_models
 from demo.zerogpu import reported, spaces_lend
 from gpt2_core import SamplingParams, TextModel, load_model
 from gpt2_core.backend import SCALE, TRAINING, TokenEvent, TokenRequest
+from gpt2_core.model import GPT, KVCache
 from gpt2_core.zerogpu import (
     DEFAULT_FORWARD_RATE,
     DEFAULT_RATE,
@@ -104,25 +107,49 @@ class RecordingGpu:
 
 
 class ModelUses:
-    """Every use of a loaded model, seen at its token embedding (every path through GPT-2 starts there): the thread,
-    and whether that thread was running a lent call."""
+    """Every use of a loaded model, with its thread and whether that thread was running a lent call: each of its
+    modules' forward (the lens and the attention maps call the blocks' parts and the head themselves), its passes
+    (prefill, decode and the decode's tensor step, watched on the class, so that an engine built at load sees them
+    too) and the allocation of its KV cache, which no module sees."""
 
-    def __init__(self, gpu: RecordingGpu):
+    def __init__(self, gpu: RecordingGpu, patch: pytest.MonkeyPatch):
         self.gpu = gpu
-        self.uses: list[tuple[str, bool]] = []
+        self.uses: list[tuple[str, str, bool]] = []  # (what, thread, lent)
         self.loads: list[dict] = []
+        self._models: list[GPT] = []  # the ones loaded here: other tests' models run on while this one watches
+        for name in ("prefill", "decode", "decode_step"):
+            patch.setattr(GPT, name, self._watching(name, getattr(GPT, name),
+                                                    lambda model, *_, **__: any(model is m for m in self._models)))
+        patch.setattr(KVCache, "__init__", self._watching(
+            "KVCache", KVCache.__init__, lambda cache, config, *_, **__: any(config is m.config for m in self._models)))
+
+    def _use(self, what: str) -> None:
+        self.uses.append((what, threading.current_thread().name, self.gpu.lent()))
+
+    def _watching(self, what: str, method: Callable, ours: Callable[..., bool]) -> Callable:
+        @functools.wraps(method)
+        def watched(*args, **kwargs):
+            if ours(*args, **kwargs):
+                self._use(what)
+            return method(*args, **kwargs)
+        return watched
 
     def load(self, source, **kwargs):
         """The app's GPT-2 loader: records what it was asked for, loads on this CPU, and watches the model."""
         self.loads.append(dict(kwargs, thread=threading.current_thread().name, lent=self.gpu.lent(),
                                calls_before=len(self.gpu.calls)))
         lm = load_model(source, **{**kwargs, "device": "cpu"})  # the app asks for cuda; this machine has none
-        lm.model.wte.register_forward_pre_hook(
-            lambda *_: self.uses.append((threading.current_thread().name, self.gpu.lent())))
+        self._models.append(lm.model)
+        for name, module in lm.model.named_modules():
+            module.register_forward_pre_hook(lambda *_, what=name or "GPT": self._use(what))
         return lm
 
+    def count(self, what: str) -> int:
+        return sum(1 for use, _, _ in self.uses if use == what)
+
     def outside(self) -> list[str]:
-        return [thread for thread, lent in self.uses if not lent]
+        """What was used outside a lent call, and in which thread: "decode in gpt2-engine"."""
+        return [f"{what} in {thread}" for what, thread, lent in self.uses if not lent]
 
 
 # ---- the real `spaces` package, where it is a no-op -----------------------------------------------------------------
@@ -165,10 +192,11 @@ def test_with_the_real_spaces_package_the_zerogpu_path_writes_what_the_engine_wr
 @pytest.fixture(scope="module")
 def zero_gpu_app(tiny_checkpoint, tiny_bert):
     gpu = RecordingGpu()
-    uses = ModelUses(gpu)
-    with launched_app(tiny_checkpoint, tiny_bert, load_gpt2=uses.load, lend=gpu, zero_gpu=True, device="auto",
-                      host="127.0.0.1", allow_training=True, allow_model_switch=True) as running:
-        yield running, gpu, uses
+    with pytest.MonkeyPatch.context() as patch:
+        uses = ModelUses(gpu, patch)
+        with launched_app(tiny_checkpoint, tiny_bert, load_gpt2=uses.load, lend=gpu, zero_gpu=True, device="auto",
+                          host="127.0.0.1", allow_training=True, allow_model_switch=True) as running:
+            yield running, gpu, uses
 
 
 @pytest.fixture(scope="module")
@@ -196,10 +224,16 @@ def test_every_model_call_runs_inside_a_lent_call_on_its_thread(zero_gpu_app, cl
     client.predict("It was a bright cold day in April.", api_name="/score")
     client.predict("The capital of France is", 0.7, 5, 1.0, api_name="/explore")
     client.predict("The dog barked at the mailman.", 1, 1, api_name="/attention")
+    heads_before = uses.count("lm_head")
     client.predict("The Eiffel Tower is in the city of", " Paris", api_name="/layers")
 
-    assert len(uses.uses) > 40, "the model ran (every step of the generation, and the other calls)"
-    assert uses.outside() == [], f"model calls outside a lent call, in threads {sorted(set(uses.outside()))}"
+    # the model ran: a cache and a prefill for the generation, then every step; the other calls' passes; the lens
+    # read every layer through the head (the embeddings' row and each block's)
+    assert uses.count("KVCache") >= 1 and uses.count("prefill") >= 1 and uses.count("decode_step") >= 39
+    assert uses.count("GPT") >= 2 and uses.count("h.0.attn.c_attn") >= 4
+    n_layer = app.models.gpt2.current.backend.local.config.n_layer
+    assert uses.count("lm_head") - heads_before == n_layer + 1
+    assert uses.outside() == [], f"model work outside a lent call: {sorted(set(uses.outside()))}"
     assert {call.name for call in gpu.calls} == {"run", "prompt_logprobs", "next_tokens", "attention", "logit_lens"}
     assert app.models.gpt2.current.backend.local.engine._thread is None, "no engine thread was started"
 
@@ -243,15 +277,33 @@ def test_training_scale_and_switching_are_off_and_say_why(zero_gpu_app, client):
 
 
 # ---- the pieces ---------------------------------------------------------------------------------------------------
-def test_stop_closes_the_lent_call_and_the_model_stops(tiny_checkpoint):
+def test_the_watcher_sees_model_work_outside_a_lent_call(tiny_checkpoint, monkeypatch):
+    """The check above can fail: a model used as outside ZeroGPU, on the engine's own thread and in the caller's, is
+    seen outside a lent call, down to its KV cache and its decode step."""
     gpu = RecordingGpu()
-    uses = ModelUses(gpu)
+    uses = ModelUses(gpu, monkeypatch)
+    lm = uses.load(tiny_checkpoint, device="cpu")
+    try:
+        lm.generate("Hello", SamplingParams(max_new_tokens=3, temperature=0))
+        lm.logit_lens("Hello there")
+    finally:
+        lm.close()
+    outside = set(uses.outside())
+    engine = {f"{what} in gpt2-engine" for what in ("KVCache", "prefill", "decode", "decode_step", "wte")}
+    assert engine <= outside, engine - outside
+    assert {"h.1.mlp.c_fc in MainThread", "ln_f in MainThread", "lm_head in MainThread"} <= outside
+    assert all(not lent for _, _, lent in uses.uses)
+
+
+def test_stop_closes_the_lent_call_and_the_model_stops(tiny_checkpoint, monkeypatch):
+    gpu = RecordingGpu()
+    uses = ModelUses(gpu, monkeypatch)
     lent = TextModel(ZeroGpuBackend(uses.load(tiny_checkpoint, device="cpu").backend, gpu))
     stream = lent.stream("Hello", max_new_tokens=200, temperature=0.8, seed=1)
     for _ in range(3):
         next(stream)
     stream.close()  # what Stop does; no thread is left that could go on (the engine runs in the lent call only)
-    assert len(uses.uses) == 3 and uses.outside() == []  # the prompt, then two steps
+    assert (uses.count("prefill"), uses.count("decode")) == (1, 2) and uses.outside() == []  # the prompt, two steps
     assert lent.backend.local.engine._thread is None
 
 
@@ -366,9 +418,9 @@ def test_a_call_long_enough_measures_the_forward_rate_by_the_time_it_ran_in_its_
     assert backend.time.forward_rate >= backend.passes.prompt_logprobs(ids, top=5) / outside
 
 
-def test_start_up_loads_on_cuda_and_bert_on_the_cpu(tiny_checkpoint, tiny_bert):
+def test_start_up_loads_on_cuda_and_bert_on_the_cpu(tiny_checkpoint, tiny_bert, monkeypatch):
     gpu = RecordingGpu()
-    uses = ModelUses(gpu)
+    uses = ModelUses(gpu, monkeypatch)
     bert_devices = []
     config = AppConfig(model=str(tiny_checkpoint), bert_model=str(tiny_bert), zero_gpu=True, compile=True)
     models = start_models(config, load_gpt2=uses.load, lend=gpu,
