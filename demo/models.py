@@ -303,7 +303,7 @@ def start_zero_gpu(config: AppConfig, *, load_gpt2: Callable[..., LanguageModel]
     if config.compile:
         log.info("--compile is ignored on ZeroGPU, which does not support torch.compile")
     device = "cuda" if config.device == "auto" else config.device
-    gpu_time = GpuTime()  # the decode rate measured on one model's generations
+    gpu_time = GpuTime()  # the decode and forward rates measured on one model's calls
 
     def load_for_zero_gpu(source: str) -> TextModel:
         lm = load_gpt2(source, device=device, quantize=config.quantize, compile=False)

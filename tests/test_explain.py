@@ -10,6 +10,7 @@ from conftest import random_hf_model, save_layout
 from numerics import PROB_ATOL, assert_rank, assert_top_ids
 
 from gpt2_core import load_model
+from gpt2_core.explain.scoring import scoring_tokens, scoring_windows
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -97,14 +98,18 @@ def test_score_text_longer_than_the_context_scores_in_windows(short_context):
     # The windows the docstring promises: the first scores positions 1..31, then 16 new positions per window, each
     # window ending at the last position it scores and 32 long.
     seq = [lm.config.eos_token_id, *ids]
-    first, expected = 1, []
+    first, expected, windows = 1, [], []
     while first <= len(ids):
         last = min(len(ids), 31 if first == 1 else first + 15)
         start = max(0, last + 1 - 32)
         logits = hf_logits(hf, seq[start : last + 1])
         expected += [float(logits[t - 1 - start].softmax(-1)[seq[t]]) for t in range(first, last + 1)]
+        windows.append((start, first, last))
         first = last + 1
     assert [s.prob for s in scores] == pytest.approx(expected, abs=1e-4)
+    # the same windows are what a ZeroGPU call's duration counts (gpt2_core/zerogpu.py)
+    assert list(scoring_windows(len(ids), 32)) == windows
+    assert scoring_tokens(len(ids), 32) == sum(last - start for start, _, last in windows) > 2 * len(ids) - 32
 
 
 def test_score_text_refuses_bad_input_naming_the_parameter(lm):

@@ -13,7 +13,7 @@ the sliding-window perplexity of Hugging Face's "Perplexity of fixed-length mode
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,18 +44,29 @@ class ScoredIds:
     top_logprobs: torch.Tensor  # (n, top)
 
 
+def scoring_windows(n: int, context: int) -> Iterator[tuple[int, int, int]]:
+    """The windows that score `n` tokens in a context of `context` (module docstring), in order: (start, first, last)
+    each, for seq = <|endoftext|> + the tokens; the model reads seq[start:last] and scores seq[first..last]."""
+    stride = max(1, context // 2)
+    first = 1  # the next position of seq to score
+    while first <= n:
+        last = min(n, context - 1 if first == 1 else first + stride - 1)
+        yield max(0, last + 1 - context), first, last
+        first = last + 1
+
+
+def scoring_tokens(n: int, context: int) -> int:
+    """How many tokens the model reads to score `n` tokens: its windows' lengths (about twice `n` once `n` passes the context)."""
+    return sum(last - start for start, _, last in scoring_windows(n, context))
+
+
 @torch.inference_mode()
 def score_ids(model: GPT, ids: list[int], *, bos: int, top: int) -> ScoredIds:
     """Probability, rank and top alternatives of every token of `ids`, in windows of the context (module docstring)."""
     device = model.wte.weight.device
     seq = torch.tensor([bos, *ids], device=device)  # position 0 conditions the first token
-    n, context = len(ids), model.config.block_size
-    stride = max(1, context // 2)
     chosen, ranks, top_ids, top_logprobs = [], [], [], []
-    first = 1  # the next position of seq to score
-    while first <= n:
-        last = min(n, context - 1 if first == 1 else first + stride - 1)  # score seq[first..last]
-        start = max(0, last + 1 - context)
+    for start, first, last in scoring_windows(len(ids), model.config.block_size):
         window = seq[None, start:last]  # the tokens that predict seq[first..last]
         logits = model(window, first=first - 1 - start)[0].float()  # (new, vocab)
         targets = seq[first : last + 1]
@@ -65,7 +76,6 @@ def score_ids(model: GPT, ids: list[int], *, bos: int, top: int) -> ScoredIds:
         best = torch.topk(logprobs, top, dim=-1)
         top_ids.append(best.indices)
         top_logprobs.append(best.values)
-        first = last + 1
     if not chosen:
         empty = torch.empty(0)
         return ScoredIds(empty, empty.long(), empty.long().reshape(0, top), empty.reshape(0, top))
