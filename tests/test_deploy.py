@@ -51,6 +51,12 @@ def test_the_spaces_card_suggests_real_hardware_and_names_settings_the_app_reads
     card = (DEPLOY / "spaces-README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert front["sdk"] == "gradio" and (ROOT / front["app_file"]).is_file()
+    import gradio
+
+    # the Space builds the Gradio and Python this project is tested with (the app's README card says the same)
+    assert front["sdk_version"] == gradio.__version__ == yaml.safe_load((ROOT / "README.md").read_text().split("---")[1])[
+        "sdk_version"]
+    assert front["python_version"] == "3.11"
     assert front["suggested_hardware"] == SpaceHardware.ZERO_A10G  # ZeroGPU, what a free account may host
     assert f"`suggested_hardware: {SpaceHardware.CPU_BASIC.value}`" in card  # the other recipe
     help_text = build_parser({}).format_help()

@@ -23,6 +23,7 @@ pytest_plugins = ["fixtures_ui"]
 SHAPES = {  # a few GPT-2 shapes: the lens walks whatever blocks the model has
     "3 layers": dict(n_layer=3, n_head=4, n_embd=64),
     "5 layers, scaled attention": dict(n_layer=5, n_head=2, n_embd=32, scale_attn_by_inverse_layer_idx=True),
+    "48 layers, gpt2-xl's depth": dict(n_layer=48, n_head=4, n_embd=64),  # (its width does not change the walk)
 }
 
 
