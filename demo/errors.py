@@ -51,6 +51,7 @@ ENGINE_MESSAGES = (
     "`{name}` has to be 1 to {limit} tokens long to read it through the layers, but has {length}",  # i18n: key
     "`{name}` has to be a non-empty string",  # i18n: key
     "`{name}` has to have at least one token to measure surprise",  # i18n: key
+    "`{name}` has to be a string of one token, or None, but is {value}",  # i18n: key
     "`{name}` has to be exactly one token of the vocabulary, but is empty",  # i18n: key
     "`{name}` has to be exactly one token of the vocabulary, but {value} is {count} tokens ({pieces}): "  # i18n: key
     "try its first token, {first}",  # i18n: key

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import itertools
+from pathlib import Path
+
 import pytest
 
-from demo.errors import ENGINE_MESSAGES, in_page_language, user_facing_errors
+from demo.errors import ENGINE_MESSAGES, in_page_language, template_patterns, user_facing_errors
 from demo.i18n import speaking, tables
 from gpt2_core.generate.settings import SamplingParams
 
@@ -71,6 +75,67 @@ def test_each_family_reads_back_its_fields_unchanged(message):
 def test_every_engine_template_is_in_both_tables():
     for template in ENGINE_MESSAGES:
         assert template in tables()["es"] and template in tables()["fr"], template
+
+
+# Where gpt2_core's ValueErrors cannot reach a page's user: the host's command lines and start-up settings, and checks
+# behind the ones a page meets first (the text's length is checked by lm.py before the lens or attention sees it)
+HOST_ONLY_MODULES = {"cli.py", "config.py", "devices.py", "precision.py", "quantize.py", "memory.py", "model.py",
+                     "train/loop.py", "train/resume.py", "remote/logprobs.py"}
+HOST_ONLY_MESSAGES = ("attention needs ", "the logit lens needs ", "top has to be in ", "this tokenizer does not split",
+                      "`params` has to be a SamplingParams", "`k` has to be a positive integer")
+FILLS = ("x1", "[", "(", "")  # what a {value} of a message may write, tried in every combination
+
+
+def engine_value_errors() -> list[tuple[str, int, list[str | None]]]:
+    """gpt2_core's `raise ValueError(message)` sites outside HOST_ONLY_MODULES: (file, line, the message's pieces:
+    text, or None where a value goes)."""
+    root = Path(__file__).resolve().parent.parent / "gpt2_core"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name in HOST_ONLY_MODULES or name.startswith("testing/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and getattr(node.exc.func, "id", "") == "ValueError" and node.exc.args):
+                found.append((name, node.lineno, pieces_of(node.exc.args[0])))
+    return found
+
+
+def pieces_of(node: ast.expr) -> list[str | None]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return [v.value if isinstance(v, ast.Constant) else None for v in node.values]
+    return [None]  # a message built elsewhere: only a template of one {field} could match it
+
+
+def reads_as_a_template(pieces: list[str | None]) -> bool:
+    holes = [i for i, piece in enumerate(pieces) if piece is None]
+    patterns = [pattern for _, pattern in template_patterns(ENGINE_MESSAGES)]
+    for fills in itertools.product(FILLS, repeat=len(holes)):
+        shown = list(pieces)
+        for i, fill in zip(holes, fills, strict=True):
+            shown[i] = fill
+        if any(pattern.fullmatch("".join(shown)) for pattern in patterns):  # type: ignore[arg-type]
+            return True
+    return False
+
+
+def test_every_message_gpt2_core_gives_a_page_is_one_the_tables_translate():
+    """A new ValueError in gpt2_core that a page's user can cause has to be one of ENGINE_MESSAGES (translated), or
+    the page shows it in English."""
+    untranslated = [f"gpt2_core/{name}:{line}: {''.join(p if p is not None else '{...}' for p in pieces)[:80]!r}"
+                    for name, line, pieces in engine_value_errors()
+                    if not (pieces[0] or "").startswith(HOST_ONLY_MESSAGES) and not reads_as_a_template(pieces)]
+    assert not untranslated, "add these to demo/errors.py's ENGINE_MESSAGES and its tables:\n" + "\n".join(untranslated)
+    assert len(engine_value_errors()) > 20  # the walk found gpt2_core's checks
+
+
+def test_the_engine_message_guard_finds_a_new_message():
+    assert reads_as_a_template(["`", None, "` has to be an integer in [", None, ", ", None, "], but is ", None])
+    assert reads_as_a_template(["`x` has to be a finite number in ", None, "0, 2], but is ", None])  # a bracket
+    assert not reads_as_a_template(["`", None, "` has to be a colour, but is ", None])
 
 
 # ---- Build your own ------------------------------------------------------------------------------------------------
