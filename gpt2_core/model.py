@@ -69,7 +69,7 @@ class _CacheStep:
 
     k: list[torch.Tensor]  # per layer (Bmax, nh, S, hs): KVCache.k
     v: list[torch.Tensor]
-    row: int  # prefill: the cache row the prompt goes to
+    row: torch.Tensor | int  # prefill: (N,) the cache row each prompt goes to (decode: unused)
     positions: torch.Tensor | None  # decode: (B,) position of each row's new token, on the model's device
     kv_len: int  # decode: attend over cache positions [0, kv_len)
     mask: torch.Tensor | None  # decode: (B, 1, 1, kv_len) True where a row may attend; None if all rows are equally long
@@ -97,9 +97,9 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
 
         if step is None or step.positions is None:  # a whole sequence from position 0: plain causal attention
-            if step is not None:  # prefill: remember this row's keys and values
-                step.k[self.layer_idx][step.row, :, :T] = k[0]
-                step.v[self.layer_idx][step.row, :, :T] = v[0]
+            if step is not None:  # prefill: remember each prompt's keys and values in its row
+                step.k[self.layer_idx][step.row, :, :T] = k
+                step.v[self.layer_idx][step.row, :, :T] = v
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         else:  # decode: one new token per row, attending over everything cached for that row
@@ -172,14 +172,26 @@ class GPT(nn.Module):
         logits: torch.Tensor = self.lm_head(self._trunk(idx, pos, None)[:, first:])
         return logits.float()
 
-    def prefill(self, idx: torch.Tensor, cache: KVCache, row: int) -> torch.Tensor:
-        """Run a prompt (1, T) from position 0, store its keys/values in cache row `row`; return the last logits (1, vocab)."""
-        T = idx.size(1)
-        assert idx.size(0) == 1 and 0 < T <= cache.max_len <= self.config.block_size, (idx.shape, cache.max_len)
+    def prefill(self, idx: torch.Tensor, cache: KVCache, row: int | list[int],
+                lengths: list[int] | None = None) -> torch.Tensor:
+        """Run prompts (N, T) from position 0 in one pass, store prompt i's keys/values in cache row `row[i]` (an int
+        for one prompt); return each prompt's last logits (N, vocab).
+
+        Prompts of different lengths come right-padded to T, `lengths` their own lengths (default: all T). Causal
+        attention never lets a token see the padding after it; the padding's keys and values land past the row's
+        length, where decode masks them until the row's own tokens overwrite them.
+        """
+        N, T = idx.shape
+        rows = [row] if isinstance(row, int) else list(row)
+        lengths = lengths or [T] * N
+        assert len(rows) == len(lengths) == N and 0 < min(lengths) and max(lengths) == T <= cache.max_len <= \
+            self.config.block_size, (idx.shape, rows, lengths, cache.max_len)
         pos = torch.arange(T, device=idx.device)  # (T,)
-        step = _CacheStep(cache.k, cache.v, row=row, positions=None, kv_len=T, mask=None)
+        step = _CacheStep(cache.k, cache.v, row=torch.tensor(rows, device=idx.device), positions=None, kv_len=T,
+                          mask=None)
         x = self._trunk(idx, pos, step)
-        logits: torch.Tensor = self.lm_head(x[:, -1])  # only the last position is needed to continue
+        last = x[torch.arange(N, device=idx.device), torch.tensor(lengths, device=idx.device) - 1]  # (N, n_embd)
+        logits: torch.Tensor = self.lm_head(last)  # only each prompt's last position is needed to continue
         return logits.float()
 
     def decode(self, idx: torch.Tensor, cache: KVCache, positions: list[int]) -> torch.Tensor:

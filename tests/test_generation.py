@@ -94,6 +94,101 @@ def test_greedy_results_are_identical_in_a_busy_batch(lm):
     assert [together[p] for p in prompts] == alone
 
 
+def test_prompts_of_different_lengths_prefilled_together_give_each_ones_own_numbers(lm):
+    from gpt2_core.model import KVCache
+
+    prompts = [lm.tokenizer.encode(p) for p in ("The cat", "A long time ago in a galaxy far away", "1, 2, 3,")]
+    lengths = [len(p) for p in prompts]
+    T = max(lengths)
+    together, alone = (KVCache(lm.config, 4, 64, device=torch.device("cpu"), dtype=torch.float32) for _ in range(2))
+    padded = torch.tensor([p + [0] * (T - len(p)) for p in prompts])
+    with torch.no_grad():
+        logits = lm.model.prefill(padded, together, [3, 0, 1], lengths)  # into rows 3, 0 and 1
+        for i, (prompt, row) in enumerate(zip(prompts, [3, 0, 1])):
+            own = lm.model.prefill(torch.tensor([prompt]), alone, row)[0]
+            torch.testing.assert_close(logits[i], own, atol=1e-4, rtol=0)  # fp32, the same sums in another order
+            for layer in range(lm.config.n_layer):  # its keys and values, in its own row, up to its own length
+                torch.testing.assert_close(together.k[layer][row, :, :lengths[i]], alone.k[layer][row, :, :lengths[i]],
+                                           atol=1e-5, rtol=0)
+                torch.testing.assert_close(together.v[layer][row, :, :lengths[i]], alone.v[layer][row, :, :lengths[i]],
+                                           atol=1e-5, rtol=0)
+
+
+def held_prefills(lm, monkeypatch, *, fail_start: str | None = None):
+    """Makes the engine's first prefill wait until `release` is set, and records how many prompts each prefill pass
+    had. With `fail_start`, the request whose prompt ends with it fails as its samples start (after the pass)."""
+    engine, model = lm.backend.engine, lm.backend.model
+    sizes, release, first = [], threading.Event(), threading.Event()
+    prefill, start = model.prefill, engine._start
+
+    def counted(idx, cache, row, lengths=None):
+        sizes.append(idx.size(0))
+        if not first.is_set():
+            first.set()
+            release.wait(timeout=30)
+        return prefill(idx, cache, row, lengths)
+
+    def failing(request, at, logits):
+        if fail_start and lm.tokenizer.decode(request.prompt_ids).endswith(fail_start):
+            raise ValueError("this request cannot start")
+        return start(request, at, logits)
+
+    monkeypatch.setattr(model, "prefill", counted)
+    monkeypatch.setattr(engine, "_start", failing)
+    return sizes, release, first
+
+
+def test_requests_that_wait_together_are_prefilled_in_one_pass_with_the_results_they_get_alone(lm, monkeypatch):
+    prompts = ["The cat", "A long time ago in a galaxy far away", "1, 2, 3,", "Dear diary, today"]
+    alone = {p: lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids for p in prompts}
+    sizes, release, first = held_prefills(lm, monkeypatch)
+    together: dict[str, list[int]] = {}
+
+    def run(p: str) -> None:
+        together[p] = lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids
+
+    threads = [threading.Thread(target=run, args=(prompts[0],))]
+    threads[0].start()
+    assert first.wait(timeout=30)  # the first request is being prefilled: the others wait together
+    threads += [threading.Thread(target=run, args=(p,)) for p in prompts[1:]]
+    for t in threads[1:]:
+        t.start()
+    wait_until(lambda: lm.backend.engine.waiting == 3, message="three requests waiting")
+    release.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert sizes == [1, 3], sizes
+    assert together == alone
+
+
+def test_a_request_that_fails_in_a_shared_prefill_fails_alone(lm, monkeypatch):
+    prompts = ["The cat", "A long time ago in a galaxy far away", "1, 2, 3,", "Dear diary, today"]
+    alone = {p: lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids for p in prompts}
+    sizes, release, first = held_prefills(lm, monkeypatch, fail_start="galaxy far away")
+    results: dict[str, object] = {}
+
+    def run(p: str) -> None:
+        try:
+            results[p] = lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids
+        except Exception as e:  # (the text layer passes the engine's error on)
+            results[p] = e
+
+    threads = [threading.Thread(target=run, args=(prompts[0],))]
+    threads[0].start()
+    assert first.wait(timeout=30)
+    threads += [threading.Thread(target=run, args=(p,)) for p in prompts[1:]]
+    for t in threads[1:]:
+        t.start()
+    wait_until(lambda: lm.backend.engine.waiting == 3, message="three requests waiting")
+    release.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert sizes == [1, 3], sizes
+    assert "this request cannot start" in str(results.pop(prompts[1]))
+    # the two after it moved up into its rows and decode from their own prompts
+    assert results == {p: alone[p] for p in prompts if p != prompts[1]}
+
+
 def test_empty_prompt_samples_unconditionally_from_endoftext(lm):
     (s,) = lm.generate("", max_new_tokens=5, temperature=0)
     assert s.prompt_tokens == 1

@@ -1,6 +1,8 @@
 """The decoding engine: one background thread that runs every sample of every request as one batch (continuous batching).
 
-A request (a prompt and its settings, with 1..8 samples) is prefilled alone, then its samples join the running batch.
+A request (a prompt and its settings, with 1..8 samples) is prefilled, then its samples join the running batch.
+Requests that wait together are prefilled together, in one forward pass of their prompts (right-padded to the
+longest, at most PREFILL_TOKENS in all): a class pressing Generate at once waits for one prefill, not one each.
 Each step runs one forward pass for all running samples, each of which may be at a different length, and samples each
 with its own settings and its own torch.Generator, so a seeded sample is the same whoever else is generating.
 Finished, cancelled or timed-out samples leave the batch at once, freeing their row for waiting requests.
@@ -18,8 +20,10 @@ The engine speaks token ids only; text, stop strings and timing are the caller's
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -58,6 +62,10 @@ class Request:
 
     def stop_sample(self, index: int) -> None:
         self._stopped.add(index)
+
+
+PREFILL_TOKENS = 4096  # at most this many prompt positions (padding included) in one prefill pass: the activations
+# of a pass grow with it; a longer prompt still goes, alone
 
 
 @dataclass(eq=False)
@@ -191,18 +199,44 @@ class Engine:
         for request in ended:
             reason = "cancelled" if request._cancelled.is_set() else "timeout"
             request.events.put([TokenEvent(i, None, 0.0, reason) for i in range(len(request.seeds))])
-        while True:
-            with self._wake:
-                if not self._pending or len(self._rows) + len(self._pending[0].seeds) > self.max_batch:
-                    return
-                request = self._pending.popleft()
+        while group := self._next_group():
             try:
-                self._prefill(request)
-            except Exception as e:  # this request alone fails; the batch goes on
-                log.exception("prefill failed")
-                self._rows = [r for r in self._rows if r.request is not request]
+                self._prefill(group)
+            except Exception:  # the pass failed (a bad prompt, memory): each request alone, so only its own fails
+                if len(group) == 1:
+                    self._prefill_failed(group[0])
+                    continue
+                log.warning("a prefill of %d prompts failed; prefilling them one at a time", len(group),
+                            exc_info=True)
                 _free_device_memory(self.device)
-                request.events.put(e)
+                for request in group:
+                    try:
+                        self._prefill([request])
+                    except Exception:
+                        self._prefill_failed(request)
+
+    def _next_group(self) -> list[Request]:
+        """The waiting requests to prefill together: the first ones whose samples fit in the batch and whose prompts,
+        padded to the longest, fit in PREFILL_TOKENS (the first one always goes)."""
+        group: list[Request] = []
+        rows, longest = len(self._rows), 0
+        with self._wake:
+            while self._pending:
+                request = self._pending[0]
+                length = max(longest, len(request.prompt_ids))
+                if rows + len(request.seeds) > self.max_batch or (group and length * (len(group) + 1) > PREFILL_TOKENS):
+                    break
+                group.append(self._pending.popleft())
+                rows, longest = rows + len(request.seeds), length
+        return group
+
+    def _prefill_failed(self, request: Request) -> None:
+        """This request alone fails (called while its exception is handled); the batch goes on."""
+        log.exception("prefill failed")
+        self._rows = [r for r in self._rows if r.request is not request]
+        _free_device_memory(self.device)
+        error = sys.exc_info()[1]
+        request.events.put(error if isinstance(error, Exception) else RuntimeError("prefill failed"))
 
     def _ensure_rows(self, n: int, max_len: int) -> KVCache:
         cache = self._cache
@@ -219,12 +253,30 @@ class Engine:
             self._cache = cache = new
         return cache
 
-    def _prefill(self, request: Request) -> None:
+    def _prefill(self, requests: list[Request]) -> None:
+        """Prefill `requests` in one pass, each prompt into the first of its rows, then give each its samples. The
+        pass fails as a whole (the caller then prefills each alone); after it, a request that fails fails alone."""
+        counts = [len(r.seeds) for r in requests]
+        starts = list(itertools.accumulate([len(self._rows)] + counts[:-1]))  # each request's first row
+        cache = self._ensure_rows(starts[-1] + counts[-1], self.model.config.block_size)
+        lengths = [len(r.prompt_ids) for r in requests]
+        padded = [r.prompt_ids + [0] * (max(lengths) - len(r.prompt_ids)) for r in requests]
+        logits = self.model.prefill(torch.tensor(padded, device=self.device), cache, starts, lengths).cpu()  # (N, vocab)
+        for request, first, length, row_logits in zip(requests, starts, lengths, logits):
+            at = len(self._rows)  # batch row i lives in cache row i: a request that failed before leaves a gap
+            try:
+                if at != first:
+                    cache.copy_row(first, at, length)
+                self._start(request, at, row_logits)
+            except Exception:
+                self._prefill_failed(request)
+        self._drop_finished()
+
+    def _start(self, request: Request, first: int, logits: torch.Tensor) -> None:
+        """`request`'s prompt is in cache row `first` and `logits` (vocab,) follow it: copy the row for each further
+        sample, draw each sample's first token and add its rows to the batch."""
         n = len(request.seeds)
-        first = len(self._rows)
-        cache = self._ensure_rows(first + n, self.model.config.block_size)
-        idx = torch.tensor([request.prompt_ids], device=self.device)  # (1, T)
-        logits = self.model.prefill(idx, cache, first)[0].cpu()  # (vocab,)
+        cache = self._batch_cache
         T = len(request.prompt_ids)
         history = torch.tensor(request.prompt_ids) if request.params.repetition_penalty != 1.0 else None
         for i in range(1, n):
@@ -242,7 +294,6 @@ class Engine:
             events.append(TokenEvent(i, token, prob, self._finish_reason(row), rank,
                                      alternatives if request.alternatives else ()))
         request.events.put(events)
-        self._drop_finished()
 
     def _slide(self) -> None:
         """Rows whose cache is full keep their last half-context of tokens: prefilled again from position 0."""
