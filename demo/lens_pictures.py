@@ -20,7 +20,7 @@ import re
 from demo.attention_maps import INK, label
 from demo.i18n import language, tr
 from demo.save_view import Piece, html_page
-from demo.tokens import bar, shown_token
+from demo.tokens import bar, colors, shown_token
 from gpt2_core.explain.lens import LogitLens
 
 WHITE = (255, 255, 255)
@@ -39,7 +39,7 @@ COMMIT_COLORS = {"embeddings": "#3b82f6", "early layers": "#60a5fa", "middle lay
 
 def commit_colors() -> dict[str, str]:
     """COMMIT_COLORS named in the language of the request (the legend of the coloured text)."""
-    return {tr(name): color for name, color in COMMIT_COLORS.items()}
+    return colors(COMMIT_COLORS)
 
 
 def blend(p: float) -> tuple[int, int, int]:

@@ -44,9 +44,10 @@ def _unicorn_link() -> dict[str, str]:
 
 
 def _scale_link() -> dict[str, str]:
-    """The Unicorns prompt with the Scale tab's own seed (its DEFAULT_SEED: the tab's module needs the links, which
-    need these steps, so the number is written here too; a test checks both): every size continues the same story."""
-    return {"prompt": load_examples().unicorn.prompt, "seed": "2019"}
+    """The Unicorns prompt with its fixed seed (the Unicorns step's; the Scale tab's default too): every size
+    continues the same story."""
+    unicorn = load_examples().unicorn
+    return {"prompt": unicorn.prompt, "seed": str(unicorn.settings.seed)}
 
 
 def _human_link() -> dict[str, str]:

@@ -33,9 +33,10 @@ def bucket(rank: int | None) -> str | None:
     return next(name for limit, name in BUCKETS if limit is None or rank <= limit)
 
 
-def colors() -> dict[str, str]:
-    """COLORS named in the language of the request: a view's `color_map`, whose names its legend shows."""
-    return {tr(name): color for name, color in COLORS.items()}
+def colors(legend: dict[str, str] = COLORS) -> dict[str, str]:
+    """`legend` (English name -> colour; the rank buckets' by default) named in the language of the request: a view's
+    `color_map`, whose names its legend shows."""
+    return {tr(name): color for name, color in legend.items()}
 
 
 def name_colours(tab: gr.Blocks, views: list[gr.HighlightedText]) -> None:

@@ -60,6 +60,19 @@ def saved_png(page, button: str, *, keyboard: bool = False) -> tuple[str, Image.
     return download.value.suggested_filename, image.convert("RGB")
 
 
+def saved_html(page, button: str, folder: Path):
+    """Press a Download .html button once it is on, and open the page the browser downloads as a visitor would (a
+    file named .html, in a tab of its own): (its suggested name, that tab)."""
+    wait_until(lambda: page.locator(button).is_enabled(), timeout=30, message="the .html")
+    with page.expect_download() as download:
+        page.locator(button).click()
+    path = folder / download.value.suggested_filename
+    download.value.save_as(path)
+    saved = page.context.new_page()
+    saved.goto(path.as_uri())
+    return download.value.suggested_filename, saved
+
+
 def share(image: Image.Image, test) -> float:
     """The share of the picture's pixels for which test((r, g, b)) holds."""
     colours = image.getcolors(image.width * image.height)
@@ -220,13 +233,9 @@ def test_the_layers_coloured_text_saves_as_a_web_page_with_each_words_layer(page
     page.locator("#layers-continue").click()  # words GPT-2 chose itself: coloured by when it committed
     wait_until(lambda: page.locator("#layers-commitment .token.highlighted").count() > 3, timeout=60,
                message="the committed words")
-    wait_until(lambda: page.locator("#layers-save-html").is_enabled(), timeout=30, message="the .html")
-    with page.expect_download() as download:
-        page.locator("#layers-save-html").click()
-    assert download.value.suggested_filename == "gpt2-layers-commitment.html"
-    download.value.save_as(tmp_path / "layers.html")
-    saved = page.context.new_page()
-    saved.goto((tmp_path / "layers.html").as_uri())
+    name, saved = saved_html(page, "#layers-save-html", tmp_path)
+    assert name == "gpt2-layers-commitment.html"
+
     def letters(texts: list[str]) -> str:  # (the page shows a line break as an element of its own, without text)
         return "".join("".join(texts).split())
 
@@ -249,13 +258,8 @@ def test_next_words_text_so_far_saves_as_png_and_as_a_web_page(page, tmp_path):
     name, image = saved_png(page, "#explore-built-save-png")
     assert name == "gpt2-next-word-text.png"
     assert share(image, dark) > 0.005, "the title and the words"
-    wait_until(lambda: page.locator("#explore-save-html").is_enabled(), timeout=30, message="the .html")
-    with page.expect_download() as download:
-        page.locator("#explore-save-html").click()
-    assert download.value.suggested_filename == "gpt2-next-word-text.html"
-    download.value.save_as(tmp_path / "text.html")
-    saved = page.context.new_page()
-    saved.goto((tmp_path / "text.html").as_uri())
+    name, saved = saved_html(page, "#explore-save-html", tmp_path)
+    assert name == "gpt2-next-word-text.html"
     titles = saved.locator("span.t").evaluate_all("spans => spans.map(s => s.title)")
     assert 1 <= len(titles) <= 2 and all(t.startswith("probability ") and ", rank " in t for t in titles), titles
     assert saved.locator(".prompt").inner_text() == page.locator("#explore-prompt textarea").input_value()[

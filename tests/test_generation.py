@@ -114,9 +114,13 @@ def test_prompts_of_different_lengths_prefilled_together_give_each_ones_own_numb
                                            atol=1e-5, rtol=0)
 
 
-def held_prefills(lm, monkeypatch, *, fail_start: str | None = None):
-    """Makes the engine's first prefill wait until `release` is set, and records how many prompts each prefill pass
-    had. With `fail_start`, the request whose prompt ends with it fails as its samples start (after the pass)."""
+PROMPTS = ["The cat", "A long time ago in a galaxy far away", "1, 2, 3,", "Dear diary, today"]
+
+
+def generated_while_waiting_together(lm, monkeypatch, prompts: list[str], *, fail_start: str | None = None):
+    """Greedy generations of `prompts`, the first prefilled alone and held there until the others wait together.
+    Returns ({prompt: token ids, or the error it ended with}, how many prompts each prefill pass had). With
+    `fail_start`, the request whose prompt ends with it fails as its samples start (after the pass)."""
     engine, model = lm.backend.engine, lm.backend.model
     sizes, release, first = [], threading.Event(), threading.Event()
     prefill, start = model.prefill, engine._start
@@ -135,36 +139,6 @@ def held_prefills(lm, monkeypatch, *, fail_start: str | None = None):
 
     monkeypatch.setattr(model, "prefill", counted)
     monkeypatch.setattr(engine, "_start", failing)
-    return sizes, release, first
-
-
-def test_requests_that_wait_together_are_prefilled_in_one_pass_with_the_results_they_get_alone(lm, monkeypatch):
-    prompts = ["The cat", "A long time ago in a galaxy far away", "1, 2, 3,", "Dear diary, today"]
-    alone = {p: lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids for p in prompts}
-    sizes, release, first = held_prefills(lm, monkeypatch)
-    together: dict[str, list[int]] = {}
-
-    def run(p: str) -> None:
-        together[p] = lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids
-
-    threads = [threading.Thread(target=run, args=(prompts[0],))]
-    threads[0].start()
-    assert first.wait(timeout=30)  # the first request is being prefilled: the others wait together
-    threads += [threading.Thread(target=run, args=(p,)) for p in prompts[1:]]
-    for t in threads[1:]:
-        t.start()
-    wait_until(lambda: lm.backend.engine.waiting == 3, message="three requests waiting")
-    release.set()
-    for t in threads:
-        t.join(timeout=60)
-    assert sizes == [1, 3], sizes
-    assert together == alone
-
-
-def test_a_request_that_fails_in_a_shared_prefill_fails_alone(lm, monkeypatch):
-    prompts = ["The cat", "A long time ago in a galaxy far away", "1, 2, 3,", "Dear diary, today"]
-    alone = {p: lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids for p in prompts}
-    sizes, release, first = held_prefills(lm, monkeypatch, fail_start="galaxy far away")
     results: dict[str, object] = {}
 
     def run(p: str) -> None:
@@ -173,20 +147,32 @@ def test_a_request_that_fails_in_a_shared_prefill_fails_alone(lm, monkeypatch):
         except Exception as e:  # (the text layer passes the engine's error on)
             results[p] = e
 
-    threads = [threading.Thread(target=run, args=(prompts[0],))]
+    threads = [threading.Thread(target=run, args=(p,)) for p in prompts]
     threads[0].start()
-    assert first.wait(timeout=30)
-    threads += [threading.Thread(target=run, args=(p,)) for p in prompts[1:]]
+    assert first.wait(timeout=30)  # the first request is being prefilled: the others wait together
     for t in threads[1:]:
         t.start()
-    wait_until(lambda: lm.backend.engine.waiting == 3, message="three requests waiting")
+    wait_until(lambda: engine.waiting == len(prompts) - 1, message="the other requests waiting")
     release.set()
     for t in threads:
         t.join(timeout=60)
+    return results, sizes
+
+
+def test_requests_that_wait_together_are_prefilled_in_one_pass_with_the_results_they_get_alone(lm, monkeypatch):
+    alone = {p: lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids for p in PROMPTS}
+    together, sizes = generated_while_waiting_together(lm, monkeypatch, PROMPTS)
     assert sizes == [1, 3], sizes
-    assert "this request cannot start" in str(results.pop(prompts[1]))
+    assert together == alone
+
+
+def test_a_request_that_fails_in_a_shared_prefill_fails_alone(lm, monkeypatch):
+    alone = {p: lm.generate(p, max_new_tokens=12, temperature=0)[0].token_ids for p in PROMPTS}
+    results, sizes = generated_while_waiting_together(lm, monkeypatch, PROMPTS, fail_start="galaxy far away")
+    assert sizes == [1, 3], sizes
+    assert "this request cannot start" in str(results.pop(PROMPTS[1]))
     # the two after it moved up into its rows and decode from their own prompts
-    assert results == {p: alone[p] for p in prompts if p != prompts[1]}
+    assert results == {p: alone[p] for p in PROMPTS if p != PROMPTS[1]}
 
 
 def test_empty_prompt_samples_unconditionally_from_endoftext(lm):

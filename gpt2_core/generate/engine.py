@@ -260,7 +260,8 @@ class Engine:
         starts = list(itertools.accumulate([len(self._rows)] + counts[:-1]))  # each request's first row
         cache = self._ensure_rows(starts[-1] + counts[-1], self.model.config.block_size)
         lengths = [len(r.prompt_ids) for r in requests]
-        padded = [r.prompt_ids + [0] * (max(lengths) - len(r.prompt_ids)) for r in requests]
+        T = max(lengths)
+        padded = [r.prompt_ids + [0] * (T - length) for r, length in zip(requests, lengths)]
         logits = self.model.prefill(torch.tensor(padded, device=self.device), cache, starts, lengths).cpu()  # (N, vocab)
         for request, first, length, row_logits in zip(requests, starts, lengths, logits):
             at = len(self._rows)  # batch row i lives in cache row i: a request that failed before leaves a gap
