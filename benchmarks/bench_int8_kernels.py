@@ -11,8 +11,9 @@ the kernels alternated over rounds in one process:
 - gpt2_core eager int8: `Int8Linear` (`_weight_int8pack_mm`: activations rounded to bf16, int8 weights widened).
 - gpt2_core compiled int8: the same modules through torch.compile with the decode step's Inductor options
   (`CPU_OPTIONS`: the weights frozen, Inductor's C++ template widening them in registers).
-- PyTorch dynamic int8 (fbgemm, `quantized::linear_dynamic`): activations quantized to 8 bits per call (one scale per
-  tensor), products int8 by int8. Deprecated by PyTorch in favour of torchao; here as the int8-by-int8 kernel at hand.
+- PyTorch dynamic int8 (fbgemm, `quantized::linear_dynamic`): activations quantized per call (one scale per tensor;
+  7 bits, `reduce_range`, as PyTorch's dynamic quantization does on x86), products int8 by int8. Deprecated by
+  PyTorch in favour of torchao; here as the int8-by-int8 kernel at hand.
 - ONNX Runtime int8: the products as `bench_peers.py`'s ONNX model has them (`quantize_dynamic`, QInt8 weights, 8-bit
   activations per call), in one session run per step.
 - fp32 `F.linear`: the weights in fp32 (4x the bytes), the memory-bound reference.
@@ -26,7 +27,7 @@ its whole decode step (the graph: products, attention, LayerNorms, GELU, Dynamo'
 `lm.generate` delivers it (the step, then sampling top-k 40 at temperature 0.8, the token's probability and rank,
 streaming), on a gpt2-shaped random checkpoint, measured in the same rounds.
 
-What the faster kernels' 8-bit activations would cost: a third table: a second table, on the bundled model (trained) and held-out
+What the faster kernels' 8-bit activations would cost: a third table, on the bundled model (trained) and held-out
 Macbeth as tests/test_quantize.py measures int8, gives top-1 agreement with fp32 for gpt2_core's int8 and for int8
 weights with activations rounded to 8 bits as ONNX Runtime rounds them (per call, zero point and scale from the
 input's range; at one row per step, one scale per row), emulated in fp32. Prints markdown; --out also writes it.
@@ -240,7 +241,7 @@ def main() -> None:
     kernels: dict[str, tuple[Products, int]] = {
         "gpt2_core eager int8 (`_weight_int8pack_mm`, bf16 activations)": (Chain(int8, C), int8_bytes),
         "gpt2_core compiled int8 (Inductor's C++ template)": (compiled_int8(Chain(int8, C)), int8_bytes),
-        "PyTorch dynamic int8 (fbgemm, 8-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
+        "PyTorch dynamic int8 (fbgemm, 7-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
         "fp32 `F.linear`": (Chain(linears, C), 4 * int8_bytes),
     }
     skipped = []
