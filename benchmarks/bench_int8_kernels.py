@@ -67,6 +67,8 @@ ROWS = (1, 8, 32)
 PROMPT = "In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously unexplored valley"
 NEW_TOKENS = 128
 Products = Callable[[torch.Tensor, torch.Tensor], Any]  # (x of n_embd, x of 4 n_embd) -> the 49 outputs
+COMPILED = "gpt2_core compiled int8 (Inductor's C++ template)"  # the default path's kernel
+ONNX_RUNTIME = "ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"
 
 
 def step_linears(config: GPTConfig) -> list[nn.Linear]:
@@ -240,21 +242,20 @@ def main() -> None:
     int8_bytes = sum(m.weight.numel() for m in int8)  # one byte per weight (scales and biases are 0.1%)
     kernels: dict[str, tuple[Products, int]] = {
         "gpt2_core eager int8 (`_weight_int8pack_mm`, bf16 activations)": (Chain(int8, C), int8_bytes),
-        "gpt2_core compiled int8 (Inductor's C++ template)": (compiled_int8(Chain(int8, C)), int8_bytes),
+        COMPILED: (compiled_int8(Chain(int8, C)), int8_bytes),
         "PyTorch dynamic int8 (fbgemm, 7-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
         "fp32 `F.linear`": (Chain(linears, C), 4 * int8_bytes),
     }
     skipped = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            kernels["ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"] = (
-                onnxruntime_int8(linears, C, Path(tmp), args.threads), int8_bytes)
+            kernels[ONNX_RUNTIME] = (onnxruntime_int8(linears, C, Path(tmp), args.threads), int8_bytes)
         except ImportError as e:
             skipped.append(f"ONNX Runtime: {e.name} is not installed (pip install -r benchmarks/requirements-peers.txt)")
         times: dict[tuple[str, int], list[float]] = {(name, rows): [] for name in kernels for rows in ROWS}
         lm = load_model(random_checkpoint(Path(tmp) / args.shape, config), device="cpu", quantize="int8", compile=True)
         assert lm.engine.decoding == "compiled", "the decode step did not compile (see the log)"
-        whole: dict[str, list[float]] = {"step": [], "token": []}
+        steps, tokens = [], []  # gpt2_core's whole step and token, ms
         inputs = {rows: (torch.randn(rows, C), torch.randn(rows, 4 * C)) for rows in ROWS}
         with torch.inference_mode():
             for run, _ in kernels.values():  # warm-up: compiles, ONNX Runtime's first runs
@@ -265,8 +266,8 @@ def main() -> None:
                 for name in names[r % len(names):] + names[: r % len(names)]:  # a rotated order each round
                     for rows in ROWS:
                         times[name, rows].append(fastest_pass(kernels[name][0], *inputs[rows], args.passes))
-                whole["step"].append(step_ms(lm, range(32, 32 + NEW_TOKENS)))
-                whole["token"].append(token_ms(lm, seed=r))
+                steps.append(step_ms(lm, range(32, 32 + NEW_TOKENS)))
+                tokens.append(token_ms(lm, seed=r))
         lm.close()
     ms = {key: 1000 * statistics.median(values) for key, values in times.items()}
     lines = [
@@ -283,17 +284,15 @@ def main() -> None:
         cells = " | ".join(f"{ms[name, rows]:.2f}" for rows in ROWS)
         lines.append(f"| {name} | {cells} | {nbytes / ms[name, 1] / 1e6:.1f} |")
     lines += [f"\nSkipped: {reason}" for reason in skipped]
-    step, token = (statistics.median(whole[key]) for key in ("step", "token"))
-    ort = "ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"
+    parts = [("the 49 products (Inductor's C++ template)", ms[COMPILED, 1]),
+             ("the decode step: the graph (products, attention, LayerNorms, GELU, guards)", statistics.median(steps)),
+             ("a token from `lm.generate` (the step, sampling, the token's probability and rank, streaming)",
+              statistics.median(tokens))]
+    if ONNX_RUNTIME in kernels:
+        parts.append(("ONNX Runtime's 49 products, for comparison", ms[ONNX_RUNTIME, 1]))
     lines += ["", f"gpt2_core's default path (int8, compiled), one row, from products to tokens (positions 32-"
               f"{32 + NEW_TOKENS}; medians over the same rounds)", "", "| what | ms per token | tok/s |", "|---|---:|---:|"]
-    for name, value in (("the 49 products (Inductor's C++ template)", ms["gpt2_core compiled int8 (Inductor's C++ "
-                                                                        "template)", 1]),
-                        ("the decode step: the graph (products, attention, LayerNorms, GELU, guards)", step),
-                        ("a token from `lm.generate` (the step, sampling, the token's probability and rank, "
-                         "streaming)", token)) + ((("ONNX Runtime's 49 products, for comparison", ms[ort, 1]),)
-                                                  if ort in kernels else ()):
-        lines.append(f"| {name} | {value:.2f} | {1000 / value:.0f} |")
+    lines += [f"| {name} | {value:.2f} | {1000 / value:.0f} |" for name, value in parts]
     lines += ["", "What 8-bit activations cost: the bundled model (mini-gpt2, trained) on held-out Macbeth, 32 windows of "
               "its context, against fp32", "", "| int8 path | top-1 equal to fp32 | mean KL(fp32 \\|\\| int8), nats |",
               "|---|---:|---:|", *activation_fidelity()]
