@@ -295,16 +295,19 @@ def test_sequence_logprob_matches_transformers_loss(lm, hf_model):
 @pytest.mark.heavy
 def test_compiled_decode_step_gives_the_eager_results(tiny_checkpoint, lm):
     """torch.compile'd decoding (compiled.py) changes no greedy token or seeded sample, alone or beside a batch."""
-    from torch._dynamo.utils import counters
+    from torch._dynamo.utils import compilation_time_metrics, counters
 
     from gpt2_core import load_model
 
     before = counters["stats"]["unique_graphs"]
+    retraces = len(compilation_time_metrics.get("compile_attempt_1", []))
     fast = load_model(tiny_checkpoint, device="cpu", dtype="fp32", compile=True)
     assert fast.engine.decoding == "compiled", "compilation failed on this machine (see the log)"
     compiled_graphs = counters["stats"]["unique_graphs"]
     # one compile for every lone step: other lengths and a bigger cache (the warm-up tries both) reuse its graph
     assert compiled_graphs - before == 1, f"the warm-up compiled {compiled_graphs - before} graphs"
+    # traced once: a model float left symbolic (nn.Embedding's norm_type) made Dynamo trace the step a second time
+    assert len(compilation_time_metrics.get("compile_attempt_1", [])) == retraces, "Dynamo traced the step twice"
     prompt_ids = lm.tokenizer.encode("Compiled or not,")
     greedy = fast.generate("Compiled or not,", max_new_tokens=40, temperature=0)[0].token_ids
     expected = lm.generate("Compiled or not,", max_new_tokens=40, temperature=0)[0].token_ids

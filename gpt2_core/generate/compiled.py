@@ -14,12 +14,14 @@ Compiling needs a C++ compiler (CPU) or Triton (CUDA). If it fails, the engine l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch._dynamo.config as dynamo_config
 import torch._inductor.config as inductor_config
 
 from gpt2_core.model import GPT, KVCache
@@ -42,13 +44,13 @@ class CompiledDecode:
     bf16 (AVX2) an eager 8-row int8 step emulates its bf16 arithmetic, and the graph halved it; it costs a second
     compile and another frozen copy of the weights (README, Performance).
 
-    The Inductor options (CPU_OPTIONS) are set only while a warm-up compiles: they are global, and the engine thread
-    runs the lone graph while the batch graph compiles in another thread.
+    The compiler's settings (`_compiling`) are set only while a warm-up compiles: they are global, and the engine
+    thread runs the lone graph while the batch graph compiles in another thread.
     """
 
     def __init__(self, model: GPT, device: torch.device, *, batches: bool = False):
         self.model, self.device = model, device
-        self.options = inductor_config.patch(CPU_OPTIONS if device.type == "cpu" else {})
+        self.inductor_options = CPU_OPTIONS if device.type == "cpu" else {}
 
         def compiled() -> Any:  # a graph of its own (see _private_copy), compiled at its first call
             return torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
@@ -77,7 +79,7 @@ class CompiledDecode:
         The first call compiles; the others, at other lengths and in a bigger cache (as after a busy spell), check that
         the graph serves them without a recompile, which would stall everyone while it ran.
         """
-        with self.options, torch.inference_mode():  # inference tensors, as the engine thread's cache is
+        with self._compiling():
             small, big = (self._cache(n, dtype) for n in (1, 2))
             for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
                 self(torch.zeros(1, 1, dtype=torch.long, device=self.device), cache, [position])
@@ -87,12 +89,24 @@ class CompiledDecode:
         4 (of equal lengths) in a bigger cache, which reuse the graph."""
         if self.batch is None:
             return
-        with self.options, torch.inference_mode():
+        with self._compiling():
             small, big = (self._cache(n, dtype) for n in (2, 4))
             for cache, positions in ((small, [40, 30]), (big, [50, 60, 70]), (big, [45] * 4)):
                 self._run(self.batch, torch.zeros(len(positions), 1, dtype=torch.long, device=self.device), cache,
                           positions)
         self.batches_ready = True
+
+    @contextlib.contextmanager
+    def _compiling(self) -> Iterator[None]:
+        """The settings a warm-up compiles under, and inference tensors, as the engine thread's cache holds.
+
+        The model's float attributes (LayerNorm's eps, nn.Embedding's norm_type) are constants of the graph
+        (specialize_float). Left symbolic, as `dynamic=True` would, they became tensors inside the graph, and the one
+        that cannot (norm_type) made Dynamo trace the whole step twice: about 11 s of a 70 s cold compile on 2 cores.
+        """
+        with inductor_config.patch(self.inductor_options), dynamo_config.patch(specialize_float=True), \
+                torch.inference_mode():
+            yield
 
     def _cache(self, rows: int, dtype: torch.dtype) -> KVCache:
         return KVCache(self.model.config, rows, self.model.config.block_size, device=self.device, dtype=dtype)
