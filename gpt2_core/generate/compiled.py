@@ -50,7 +50,6 @@ class CompiledDecode:
 
     def __init__(self, model: GPT, device: torch.device, *, batches: bool = False):
         self.model, self.device = model, device
-        self.inductor_options = CPU_OPTIONS if device.type == "cpu" else {}
 
         def compiled() -> Any:  # a graph of its own (see _private_copy), compiled at its first call
             return torch.compile(_private_copy(GPT.decode_step).__get__(model), dynamic=True, fullgraph=True)
@@ -98,14 +97,15 @@ class CompiledDecode:
 
     @contextlib.contextmanager
     def _compiling(self) -> Iterator[None]:
-        """The settings a warm-up compiles under, and inference tensors, as the engine thread's cache holds.
+        """The settings a warm-up compiles under (on a CPU, CPU_OPTIONS), in inference mode: the engine thread's cache
+        holds inference tensors.
 
         The model's float attributes (LayerNorm's eps, nn.Embedding's norm_type) are constants of the graph
         (specialize_float). Left symbolic, as `dynamic=True` would, they became tensors inside the graph, and the one
         that cannot (norm_type) made Dynamo trace the whole step twice: about 11 s of a 70 s cold compile on 2 cores.
         """
-        with inductor_config.patch(self.inductor_options), dynamo_config.patch(specialize_float=True), \
-                torch.inference_mode():
+        options = CPU_OPTIONS if self.device.type == "cpu" else {}
+        with inductor_config.patch(options), dynamo_config.patch(specialize_float=True), torch.inference_mode():
             yield
 
     def _cache(self, rows: int, dtype: torch.dtype) -> KVCache:
