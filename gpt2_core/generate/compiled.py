@@ -15,14 +15,19 @@ Compiling needs a C++ compiler (CPU) or Triton (CUDA). If it fails, the engine l
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
+import platform
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch._dynamo.config as dynamo_config
 import torch._inductor.config as inductor_config
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from gpt2_core.model import GPT, KVCache
 
@@ -135,3 +140,40 @@ def _private_copy(function: Callable[..., Any]) -> types.FunctionType:
     assert isinstance(function, types.FunctionType)  # a plain function (a method as read from its class)
     return types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
                               function.__defaults__, function.__closure__)
+
+
+def keep_compiled_graphs() -> Path | None:
+    """Have Inductor keep its compiled graphs in the user's cache folder, unless the host chose another folder with
+    TORCHINDUCTOR_CACHE_DIR: the folder in use, or None where it cannot be written (Inductor's default then). Call it
+    before the first compile.
+
+    With its graphs cached, a restart has its fast path in about a quarter of a cold compile's time (README,
+    Performance). Inductor's default folder is in the temp directory, which many systems empty at each boot (a tmpfs
+    /tmp: Debian 13, Fedora, Arch), so a class's laptop would compile cold every morning. The folder is one per kind
+    of CPU (`_cpu_kind`): Inductor's key for a cached graph does not include the instruction set its kernels were
+    written for (torch 2.13), so a cache on shared storage could otherwise hand one CPU's code to another.
+    """
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen and Path(chosen) != Path(default_cache_dir()):  # (importing torch._dynamo sets it to the default)
+        return Path(chosen)
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = home / "gpt2-playground" / "torchinductor" / _cpu_kind()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only home (some containers): compiling still works, cold each start
+        log.warning("cannot keep compiled graphs in %s (%s): Inductor's temporary folder it is", folder, e)
+        return None
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
+
+
+def _cpu_kind() -> str:
+    """A name for this kind of CPU: ATen's vector level and a digest of the CPU's model and feature flags."""
+    try:  # Linux: the first processor's model name and flags (x86) or features (Arm)
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        described = [next((line for line in lines if line.startswith(key)), "") for key in ("model name", "flags",
+                                                                                            "Features")]
+    except OSError:
+        described = [platform.processor()]
+    digest = hashlib.sha256("\n".join([platform.machine(), *described]).encode()).hexdigest()[:12]
+    return f"{torch.backends.cpu.get_cpu_capability().lower()}-{digest}"
