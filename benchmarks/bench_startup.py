@@ -5,17 +5,22 @@ already on disk (a cached gpt2).
     python benchmarks/bench_startup.py --page-only --runs 5
 
 Random weights in the real gpt2 shape stand in for the cached Hub model (the same files and sizes). On a CPU the app
-compiles its decode step in the background once the page serves (the default fast path) and keeps the graphs in the
-user's cache folder (gpt2_core.generate.compiled.keep_compiled_graphs): here a new, empty one for this benchmark
-(XDG_CACHE_HOME, TORCHINDUCTOR_CACHE_DIR unset), so the first run compiles cold, as after a reboot that emptied
-Inductor's default folder in /tmp, and the others find the graphs, as every start after the first now does. A run
-waits for the app's log line "compiled the decode step" (--page-only: not). Prints a table.
+compiles its decode step in the background once the page serves (the default fast path), and a run waits for the
+app's log line "compiled the decode step" (--page-only: it does not). Where Inductor keeps the compiled graphs decides
+that time, so two ways alternate, --runs starts each, every start after a "reboot" (a new, empty temp directory,
+TMPDIR, as a tmpfs /tmp after a boot), with the same home folder throughout (a new one for this benchmark):
+- "user cache": the app's default since it keeps them in the user's cache folder ($XDG_CACHE_HOME/gpt2-playground,
+  gpt2_core.generate.compiled.keep_compiled_graphs): the first start compiles cold, the others find the graphs;
+- "temp folder": Inductor's own default folder, in the temp directory (TORCHINDUCTOR_CACHE_DIR set there, as the app
+  did before): every start after a reboot compiles cold. (A restart without a reboot finds them in either.)
+Prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,13 +44,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_to_page(checkpoint: Path, cache_home: Path, *, compiled: bool, timeout: float = 300.0) -> tuple[float, float | None]:
+def time_to_page(checkpoint: Path, home: Path, temp: Path, *, in_temp: bool, compiled: bool,
+                 timeout: float = 300.0) -> tuple[float, float | None]:
     """Seconds from `python app.py` to a served page, and to its log line saying the decode step is compiled (None
-    with compiled=False, or if the app does not compile this model)."""
+    with compiled=False, or if the app does not compile this model). home: the user's cache folder (XDG_CACHE_HOME);
+    temp: the temp directory; in_temp: Inductor's cache in the temp directory instead of the user's cache."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(cache_home)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(home), "TMPDIR": str(temp)}
     env.pop("TORCHINDUCTOR_CACHE_DIR", None)  # the app's own choice of folder, as on a user's machine
-    log = cache_home / "app.log"
+    if in_temp:
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(temp / "torchinductor_bench")
+    log = home / "app.log"
     start = time.perf_counter()
     with open(log, "w") as log_file:
         proc = subprocess.Popen([sys.executable, "app.py", "--model", str(checkpoint), "--device", "cpu", "--port",
@@ -77,20 +86,31 @@ def main() -> None:
     parser.add_argument("--shape", default="gpt2", choices=list(PRESETS))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--page-only", action="store_true", help="do not wait for the compiled decode step")
+    parser.add_argument("--out", type=Path, help="also write the table to this file (e.g. benchmarks/results/startup-cpu.md)")
     args = parser.parse_args()
     checkpoint = random_checkpoint(Path(tempfile.gettempdir()) / "gpt2-playground-bench" / args.shape,
                                    PRESETS[args.shape])
-    lines = ["| run | compiled graphs in the cache folder | python app.py -> page served | -> compiled decode step |",
-             "|---:|---|---:|---:|"]
-    with tempfile.TemporaryDirectory(prefix="gpt2-playground-bench-cache-") as cache_home:
+    lines = ["| start | Inductor's cache | compiled graphs found | python app.py -> page served | -> compiled decode step |",
+             "|---:|---|---|---:|---:|"]
+    ways = {"user cache": False, "temp folder": True}
+    with tempfile.TemporaryDirectory(prefix="gpt2-playground-bench-startup-") as scratch:
         for run in range(1, args.runs + 1):
-            page, compiled = time_to_page(checkpoint, Path(cache_home), compiled=not args.page_only)
-            cache = "none (cold: a first start, or after a reboot)" if run == 1 else "found (a restart)"
-            ready = f"{compiled:.1f} s" if compiled is not None else "-"
-            lines.append(f"| {run} | {cache} | {page:.1f} s | {ready} |")
-            print(lines[-1], file=sys.stderr)
-    print(f"{args.shape} shape, {os.cpu_count()} CPU cores, torch {torch.__version__}\n")
-    print("\n".join(lines))
+            for way, in_temp in ways.items():
+                name = way.replace(" ", "-")  # (Inductor cannot compile in a path with a space)
+                home, temp = Path(scratch) / name, Path(scratch) / f"tmp-{name}-{run}"  # each start after a "reboot"
+                home.mkdir(exist_ok=True)
+                temp.mkdir()
+                page, compiled = time_to_page(checkpoint, home, temp, in_temp=in_temp, compiled=not args.page_only)
+                shutil.rmtree(temp)
+                found = "no (cold)" if run == 1 or in_temp else "yes"
+                ready = f"{compiled:.1f} s" if compiled is not None else "-"
+                lines.append(f"| {run} | {way} | {found} | {page:.1f} s | {ready} |")
+                print(lines[-1], file=sys.stderr)
+    table = "\n".join([f"{args.shape} shape, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                        f"`python benchmarks/bench_startup.py --runs {args.runs}`", "", *lines])
+    print(table)
+    if args.out:
+        args.out.write_text(table + "\n")
 
 
 if __name__ == "__main__":

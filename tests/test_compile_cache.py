@@ -52,6 +52,16 @@ def test_a_folder_the_host_chose_is_kept(no_cache_chosen, monkeypatch, tmp_path)
     assert not no_cache_chosen.exists()
 
 
+def test_a_folder_inductor_cannot_compile_in_leaves_its_default(no_cache_chosen, monkeypatch, caplog):
+    """A home with a space in its path ("John Smith"): Inductor splits its g++ command at spaces, and every compile
+    in such a folder fails ("input file '/home/John' is the same as output file")."""
+    caplog.set_level("INFO")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(no_cache_chosen.parent / "John Smith" / ".cache"))
+    assert keep_compiled_graphs() is None
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    assert "its compiler cannot use" in caplog.text
+
+
 def test_an_unwritable_cache_folder_leaves_inductors_default(no_cache_chosen, caplog):
     no_cache_chosen.write_text("a file where the folder would be")  # as a read-only home: mkdir fails
     assert keep_compiled_graphs() is None

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -158,6 +159,9 @@ def keep_compiled_graphs() -> Path | None:
         return Path(chosen)
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     folder = home / "gpt2-playground" / "torchinductor" / _cpu_kind()
+    if shlex.quote(str(folder)) != str(folder):  # Inductor runs g++ on a command line it splits at spaces (torch 2.13)
+        log.info("compiled graphs stay in Inductor's temporary folder: its compiler cannot use %s", folder)
+        return None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a read-only home (some containers): compiling still works, cold each start
