@@ -28,6 +28,7 @@ def test_compiled_graphs_go_to_the_users_cache_folder_one_per_kind_of_cpu(no_cac
     assert folder is not None and folder.is_dir()
     assert folder.parent == no_cache_chosen / "gpt2-playground" / "torchinductor"
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder)  # where Inductor reads it
+    assert folder.stat().st_mode & 0o077 == 0, "others could write code the app runs"
     assert folder.name.startswith(torch.backends.cpu.get_cpu_capability().lower() + "-")
     # another instruction set (AVX-512 here, or ATEN_CPU_CAPABILITY=default) gets a folder of its own
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
