@@ -36,12 +36,12 @@ if __name__ == "__main__":
 from demo import AppConfig, build_demo, launch_options, startup_message  # noqa: E402
 from gpt2_core.generate.compiled import keep_compiled_graphs  # noqa: E402
 
-# The CPU's fast path compiles the decode step in the background at each start: its graphs kept in the user's cache
-# folder, not the temp directory a reboot may empty, make the next start's compile a few seconds instead of a minute
-keep_compiled_graphs()
-
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
+
+# The CPU's fast path compiles the decode step in the background at each start: its graphs kept in the user's cache
+# folder, not the temp directory a reboot may empty, halve the next start's wait for it (README, Performance)
+keep_compiled_graphs()
 config = AppConfig.from_env_and_args(sys.argv[1:] if __name__ == "__main__" else [])
 demo = build_demo(config)
 

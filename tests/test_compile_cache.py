@@ -30,11 +30,26 @@ def test_compiled_graphs_go_to_the_users_cache_folder_one_per_kind_of_cpu(no_cac
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder)  # where Inductor reads it
     assert folder.stat().st_mode & 0o077 == 0, "others could write code the app runs"
     assert folder.name.startswith(torch.backends.cpu.get_cpu_capability().lower() + "-")
-    # another instruction set (AVX-512 here, or ATEN_CPU_CAPABILITY=default) gets a folder of its own
+    # another instruction set (AVX-512 here, a CPU without AVX, or ATEN_CPU_CAPABILITY=default) gets a folder of its own
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "SOMETHING_ELSE")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "NO AVX")
     other = keep_compiled_graphs()
-    assert other is not None and other.parent == folder.parent and other != folder
+    assert other is not None and other.parent == folder.parent and other.name.startswith("no-avx-")
+
+
+def test_a_folder_made_before_with_loose_permissions_is_made_the_users_alone(no_cache_chosen, monkeypatch):
+    folder = keep_compiled_graphs()
+    assert folder is not None
+    folder.chmod(0o777)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert keep_compiled_graphs() == folder and folder.stat().st_mode & 0o077 == 0
+
+
+def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(no_cache_chosen, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    folder = keep_compiled_graphs()
+    assert folder is not None and folder.parent == tmp_path / "home" / ".cache" / "gpt2-playground" / "torchinductor"
 
 
 def test_inductors_own_default_is_not_taken_for_a_hosts_choice(no_cache_chosen, monkeypatch):
@@ -70,15 +85,17 @@ def test_an_unwritable_cache_folder_leaves_inductors_default(no_cache_chosen, ca
     assert "cannot keep compiled graphs" in caplog.text
 
 
-# One start: the tiny model's int8 decode step compiled (the CPU's default path) with the given cache folder, then the
-# Inductor cache's hits and misses, and its logits for a token beside the eager step's
+# One start as the app makes it: the graphs' folder chosen (keep_compiled_graphs, after importing gpt2_core, as the app
+# does), the tiny model's int8 decode step compiled (the CPU's default path), then the Inductor cache's hits and
+# misses, and its logits for a token beside the eager step's
 START = """
 import json, sys, torch
 from torch._dynamo.utils import counters
 from gpt2_core import load_model
-from gpt2_core.generate.compiled import CompiledDecode
+from gpt2_core.generate.compiled import CompiledDecode, keep_compiled_graphs
 from gpt2_core.model import KVCache
 
+folder = keep_compiled_graphs()
 lm = load_model(sys.argv[1], device="cpu", quantize="int8", compile=False)
 decode = CompiledDecode(lm.model, lm.device)
 decode.warm_up(dtype=lm.dtype)
@@ -87,20 +104,21 @@ with torch.inference_mode():
     for name, step in (("eager", lm.model.decode), ("compiled", decode)):
         cache = KVCache(lm.model.config, 1, 64, device=lm.device, dtype=lm.dtype)
         logits[name] = step(torch.tensor([[464]]), cache, [0])[0].float().tolist()
-print(json.dumps({"hits": counters["inductor"]["fxgraph_cache_hit"], "misses": counters["inductor"]["fxgraph_cache_miss"],
-                  **logits}))
+print(json.dumps({"folder": str(folder), "hits": counters["inductor"]["fxgraph_cache_hit"],
+                  "misses": counters["inductor"]["fxgraph_cache_miss"], **logits}))
 """
 
 
 @pytest.mark.heavy
 def test_a_start_that_finds_the_graphs_reuses_them_with_its_own_weights(tiny_checkpoint, tmp_path):
-    """The second start's compile is a cache hit, and that graph multiplies the second model's weights, not the first
-    one's: Inductor keys a graph's frozen weights by their shapes only (two models of one shape, as gpt2 and a
-    fine-tuned gpt2, share it)."""
+    """The second start's compile is a cache hit in the user's cache folder, and that graph multiplies the second
+    model's weights, not the first one's: Inductor keys a graph's frozen weights by their shapes only (two models of
+    one shape, as gpt2 and a fine-tuned gpt2, share it)."""
     from conftest import random_hf_model, save_layout
 
     other = save_layout(random_hf_model(seed=1), tmp_path / "other", "hub")
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    env.pop("TORCHINDUCTOR_CACHE_DIR")  # as on a user's machine
 
     def start(checkpoint: Path) -> dict:
         done = subprocess.run([sys.executable, "-c", START, str(checkpoint)], env=env, capture_output=True, text=True,
@@ -109,6 +127,8 @@ def test_a_start_that_finds_the_graphs_reuses_them_with_its_own_weights(tiny_che
         return json.loads(done.stdout.splitlines()[-1])
 
     first, second = start(tiny_checkpoint), start(other)
+    assert Path(first["folder"]).parent == tmp_path / "cache" / "gpt2-playground" / "torchinductor"
+    assert (Path(first["folder"]) / "fxgraph").is_dir(), "Inductor wrote its graphs elsewhere"
     assert first["misses"] >= 1 and first["hits"] == 0, first
     assert second["hits"] >= 1 and second["misses"] == 0, f"the second start compiled again: {second}"
     for run in (first, second):

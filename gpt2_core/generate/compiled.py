@@ -157,13 +157,15 @@ def keep_compiled_graphs() -> Path | None:
     chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if chosen and Path(chosen) != Path(default_cache_dir()):  # (importing torch._dynamo sets it to the default)
         return Path(chosen)
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    home = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # (the XDG spec ignores a relative one)
     folder = home / "gpt2-playground" / "torchinductor" / _cpu_kind()
-    if shlex.quote(str(folder)) != str(folder):  # Inductor runs g++ on a command line it splits at spaces (torch 2.13)
+    if shlex.split(str(folder)) != [str(folder)]:  # Inductor splits its g++ command line as a shell would (torch 2.13)
         log.info("compiled graphs stay in Inductor's temporary folder: its compiler cannot use %s", folder)
         return None
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # code the app will run: the user's alone
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)  # code the app will run: the user's alone, a folder made before included
     except OSError as e:  # a read-only home (some containers): compiling still works, cold each start
         log.warning("cannot keep compiled graphs in %s (%s): Inductor's temporary folder it is", folder, e)
         return None
@@ -180,4 +182,4 @@ def _cpu_kind() -> str:
     except OSError:
         described = [platform.processor()]
     digest = hashlib.sha256("\n".join([platform.machine(), *described]).encode()).hexdigest()[:12]
-    return f"{torch.backends.cpu.get_cpu_capability().lower()}-{digest}"
+    return f"{torch.backends.cpu.get_cpu_capability().lower().replace(' ', '-')}-{digest}"  # ("NO AVX", "Z VECTOR")
