@@ -78,7 +78,12 @@ def time_to_page(checkpoint: Path, home: Path, temp: Path, *, in_temp: bool, com
         raise TimeoutError(f"no page and compiled step after {timeout} s: {log.read_text()[-2000:]}")
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # killed, so that it cannot slow the next start down
+            proc.kill()
+            print(f"app.py did not stop within 30 s of SIGTERM: killed. Its log: {log.read_text()[-1000:]}",
+                  file=sys.stderr)
 
 
 def main() -> None:
@@ -100,12 +105,12 @@ def main() -> None:
                 home, temp = Path(scratch) / name, Path(scratch) / f"tmp-{name}-{run}"  # each start after a "reboot"
                 home.mkdir(exist_ok=True)
                 temp.mkdir()
-                cache, pattern = (temp, "torchinductor_bench/fxgraph/*") if in_temp else (
-                    home, "gpt2-playground/torchinductor/*/fxgraph/*")
+                cache, pattern = (temp, "torchinductor_bench/fxgraph/*/*") if in_temp else (
+                    home, "gpt2-playground/torchinductor/*/fxgraph/*/*")  # (fxgraph/<2 letters>/<graph's key>)
                 graphs = list(cache.glob(pattern))
                 page, compiled = time_to_page(checkpoint, home, temp, in_temp=in_temp, compiled=not args.page_only)
                 shutil.rmtree(temp)
-                found = f"yes ({len(graphs)} graphs)" if graphs else "no (cold)"
+                found = f"yes ({len(graphs)} graph{'s' * (len(graphs) > 1)})" if graphs else "no (cold)"
                 ready = f"{compiled:.1f} s" if compiled is not None else "-"
                 lines.append(f"| {run} | {way} | {found} | {page:.1f} s | {ready} |")
                 print(lines[-1], file=sys.stderr)
