@@ -44,16 +44,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_to_page(checkpoint: Path, home: Path, temp: Path, *, in_temp: bool, compiled: bool,
+def time_to_page(checkpoint: Path, home: Path, temp: Path, inductor: Path | None, *, compiled: bool,
                  timeout: float = 300.0) -> tuple[float, float | None]:
     """Seconds from `python app.py` to a served page, and to its log line saying the decode step is compiled (None
     with compiled=False, or if the app does not compile this model). home: the user's cache folder (XDG_CACHE_HOME);
-    temp: the temp directory; in_temp: Inductor's cache in the temp directory instead of the user's cache."""
+    temp: the temp directory; inductor: TORCHINDUCTOR_CACHE_DIR (None: the app's own choice)."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(home), "TMPDIR": str(temp)}
     env.pop("TORCHINDUCTOR_CACHE_DIR", None)  # the app's own choice of folder, as on a user's machine
-    if in_temp:
-        env["TORCHINDUCTOR_CACHE_DIR"] = str(temp / "torchinductor_bench")
+    if inductor is not None:
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(inductor)
     log = home / "app.log"
     start = time.perf_counter()
     with open(log, "w") as log_file:
@@ -105,10 +105,9 @@ def main() -> None:
                 home, temp = Path(scratch) / name, Path(scratch) / f"tmp-{name}-{run}"  # each start after a "reboot"
                 home.mkdir(exist_ok=True)
                 temp.mkdir()
-                cache, pattern = (temp, "torchinductor_bench/fxgraph/*/*") if in_temp else (
-                    home, "gpt2-playground/torchinductor/*/fxgraph/*/*")  # (fxgraph/<2 letters>/<graph's key>)
-                graphs = list(cache.glob(pattern))
-                page, compiled = time_to_page(checkpoint, home, temp, in_temp=in_temp, compiled=not args.page_only)
+                inductor = temp / "torchinductor_bench" if in_temp else None
+                graphs = list((inductor or home).glob("**/fxgraph/*/*"))  # (fxgraph/<2 letters>/<graph's key>)
+                page, compiled = time_to_page(checkpoint, home, temp, inductor, compiled=not args.page_only)
                 shutil.rmtree(temp)
                 found = f"yes ({len(graphs)} graph{'s' * (len(graphs) > 1)})" if graphs else "no (cold)"
                 ready = f"{compiled:.1f} s" if compiled is not None else "-"
