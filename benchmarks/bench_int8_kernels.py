@@ -14,6 +14,11 @@ the kernels alternated over rounds in one process:
 - PyTorch dynamic int8 (fbgemm, `quantized::linear_dynamic`): activations quantized per call (one scale per tensor;
   7 bits, `reduce_range`, as PyTorch's dynamic quantization does on x86), products int8 by int8. Deprecated by
   PyTorch in favour of torchao; here as the int8-by-int8 kernel at hand.
+- PyTorch `_int_mm` (oneDNN), 8-bit activations per row: what an int8-by-int8 path in gpt2_core would use. Each row of
+  activations gets its own scale (symmetric, its largest value to 127), so that rows stay independent and a row's
+  int32 sums would not depend on its batch; eager, and compiled as the decode step is (ATen's kernel: Inductor's C++
+  template has no int8-by-int8 choice). Whether this CPU's kernel sums exactly is checked too (`int_mm_exact`):
+  oneDNN's kernels for CPUs without VNNI add int8 pairs in 16 bits, which saturate.
 - ONNX Runtime int8: the products as `bench_peers.py`'s ONNX model has them (`quantize_dynamic`, QInt8 weights, 8-bit
   activations per call), in one session run per step.
 - fp32 `F.linear`: the weights in fp32 (4x the bytes), the memory-bound reference.
@@ -68,6 +73,7 @@ PROMPT = "In a shocking finding, scientist discovered a herd of unicorns living 
 NEW_TOKENS = 128
 Products = Callable[[torch.Tensor, torch.Tensor], Any]  # (x of n_embd, x of 4 n_embd) -> the 49 outputs
 COMPILED = "gpt2_core compiled int8 (Inductor's C++ template)"  # the default path's kernel
+INT_MM = "PyTorch `_int_mm` (oneDNN), 8-bit activations per row"
 ONNX_RUNTIME = "ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"
 
 
@@ -96,15 +102,44 @@ class Chain(nn.Module):
         return [layer(x if layer.in_features == self.n_embd else x_wide) for layer in self.layers]
 
 
-def compiled_int8(chain: Chain) -> Products:
-    """The int8 chain compiled as gpt2_core compiles its decode step on a CPU (a graph per row count)."""
+def compiled_int8(chain: Chain, **options: Any) -> Products:
+    """The int8 chain compiled as gpt2_core compiles its decode step on a CPU (a graph per row count; `options` over
+    CPU_OPTIONS)."""
     compiled = torch.compile(chain, fullgraph=True)
 
     def run(x: torch.Tensor, x_wide: torch.Tensor) -> Any:
-        with torch._inductor.config.patch(CPU_OPTIONS):
+        with torch._inductor.config.patch({**CPU_OPTIONS, **options}):
             return compiled(x, x_wide)
 
     return run
+
+
+class RowInt8Linear(nn.Module):
+    """Int8Linear's weights multiplied by its input rounded to 8 bits per row (symmetric), int8 by int8 with int32 sums
+    (`torch._int_mm`), then scaled: the row's scale times each output channel's."""
+
+    def __init__(self, q: Int8Linear):
+        super().__init__()
+        self.register_buffer("weight", q.weight)  # (out, in); `.t()` is the layout oneDNN reads fastest (measured)
+        self.register_buffer("scales", q.scales.float())
+        self.register_buffer("bias", q.bias)
+        self.in_features, self.out_features = q.in_features, q.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        scale = rows.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
+        quantized = torch.round(rows / scale).clamp(-127, 127).to(torch.int8)
+        y = (torch._int_mm(quantized, self.weight.t()).float() * (scale * self.scales)).view(*x.shape[:-1], -1)
+        return y if self.bias is None else y + self.bias
+
+
+def int_mm_exact(rows: int = 8, width: int = 768) -> int:
+    """The largest error of `torch._int_mm`'s int32 sums on this CPU against exact ones, on random int8 in [-127, 127]
+    (0: exact)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(-127, 128, (rows, width), dtype=torch.int8, generator=generator)
+    w = torch.randint(-127, 128, (512, width), dtype=torch.int8, generator=generator)
+    return int((torch._int_mm(x, w.t()).long() - x.long() @ w.long().t()).abs().max())
 
 
 def fbgemm_dynamic(linears: list[nn.Linear], n_embd: int) -> Products:
@@ -200,6 +235,14 @@ def eight_bit_activations(self: Int8Linear, x: torch.Tensor) -> torch.Tensor:
     return y if self.bias is None else y + self.bias
 
 
+def symmetric_row_activations(self: Int8Linear, x: torch.Tensor) -> torch.Tensor:
+    """Int8Linear.forward with its input rounded to 8 bits per row as RowInt8Linear rounds it (symmetric, no zero
+    point), then multiplied in fp32 (emulation; exact where `_int_mm` sums exactly)."""
+    scale = x.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
+    y = F.linear(torch.round(x / scale).clamp(-127, 127) * scale, self.weight.float() * self.scales.float()[:, None])
+    return y if self.bias is None else y + self.bias
+
+
 def activation_fidelity() -> list[str]:
     """Top-1 agreement with fp32 and mean KL(fp32 || int8) on the bundled model and held-out Macbeth, for gpt2_core's
     int8 and for 8-bit activations (markdown rows)."""
@@ -214,7 +257,9 @@ def activation_fidelity() -> list[str]:
             reference = fp32.model(windows).log_softmax(-1)
             for name, forward in (("int8 weights, bf16 activations (gpt2_core's int8)", Int8Linear.forward),
                                   ("int8 weights, 8-bit activations (as ONNX Runtime's, emulated)",
-                                   eight_bit_activations)):
+                                   eight_bit_activations),
+                                  ("int8 weights, 8-bit activations per row, symmetric (as the `_int_mm` row's)",
+                                   symmetric_row_activations)):
                 with mock.patch.object(Int8Linear, "forward", forward):
                     logits = int8.model(windows).log_softmax(-1)
                 agree = (reference.argmax(-1) == logits.argmax(-1)).float().mean().item()
@@ -239,11 +284,14 @@ def main() -> None:
     C = config.n_embd
     linears = step_linears(config)
     int8 = [Int8Linear(linear) for linear in linears]
+    row_int8 = [RowInt8Linear(m) for m in int8]
     int8_bytes = sum(m.weight.numel() for m in int8)  # one byte per weight (scales and biases are 0.1%)
     kernels: dict[str, tuple[Products, int]] = {
         "gpt2_core eager int8 (`_weight_int8pack_mm`, bf16 activations)": (Chain(int8, C), int8_bytes),
         COMPILED: (compiled_int8(Chain(int8, C)), int8_bytes),
         "PyTorch dynamic int8 (fbgemm, 7-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
+        INT_MM + ", eager": (Chain(row_int8, C), int8_bytes),
+        INT_MM + ", compiled": (compiled_int8(Chain(row_int8, C), max_autotune_gemm_backends="ATEN"), int8_bytes),
         "fp32 `F.linear`": (Chain(linears, C), 4 * int8_bytes),
     }
     skipped = []
@@ -283,6 +331,10 @@ def main() -> None:
     for name, (_, nbytes) in kernels.items():
         cells = " | ".join(f"{ms[name, rows]:.2f}" for rows in ROWS)
         lines.append(f"| {name} | {cells} | {nbytes / ms[name, 1] / 1e6:.1f} |")
+    error = int_mm_exact()
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "all this CPU has")
+    lines += ["", f"`_int_mm`'s int32 sums on this CPU (oneDNN's instruction sets: {isa}): " + ("exact" if error == 0 else
+              f"off by up to {error} on random int8 in [-127, 127] (16-bit pair sums saturating)")]
     lines += [f"\nSkipped: {reason}" for reason in skipped]
     parts = [("the 49 products (Inductor's C++ template)", ms[COMPILED, 1]),
              ("the decode step: the graph (products, attention, LayerNorms, GELU, guards)", statistics.median(steps)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from importlib.util import find_spec
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -102,3 +103,55 @@ def test_eight_bit_activations_round_each_row_to_its_own_256_steps():
     torch.testing.assert_close(bench.eight_bit_activations(layer, x[1:]), got[1:], rtol=0, atol=0)
     # zero is exactly representable, so a zero input gives the bias alone
     torch.testing.assert_close(bench.eight_bit_activations(layer, torch.zeros(1, 4))[0], layer.bias, rtol=0, atol=0)
+
+
+def row_step(x):
+    """The step of 8-bit symmetric activations, one scale per row: the row's largest magnitude over 127."""
+    return (x.abs().amax(-1, keepdim=True) / 127).expand_as(x)
+
+
+@pytest.mark.skipif(bench.int_mm_exact() != 0, reason="this CPU's `_int_mm` does not sum int8 exactly (oneDNN without "
+                    "VNNI saturates 16-bit pair sums): the benchmark reports that instead of these products")
+def test_int_mm_rows_compute_the_products_each_row_on_its_own(linears):
+    x, x_wide = torch.randn(5, SMALL.n_embd), torch.randn(5, 4 * SMALL.n_embd)
+    x[2] *= 100  # a row with large values must not coarsen the others' steps
+    layers = [bench.RowInt8Linear(Int8Linear(m)) for m in linears]
+    chain = bench.Chain(layers, SMALL.n_embd)
+    with torch.inference_mode():
+        got = chain(x, x_wide)
+        products_within_rounding(got, linears, x, x_wide, dx=lambda x: row_step(x) / 2,
+                                 dw=lambda W: per_channel_step(W) / 2 + BF16 * W.abs())
+        # int32 sums are exact, so a row's result is the same alone as in its batch, to the bit
+        for row in (0, 2, 4):
+            alone = chain(x[row : row + 1], x_wide[row : row + 1])
+            for a, b in zip(alone, got, strict=True):
+                torch.testing.assert_close(a[0], b[row], rtol=0, atol=0)
+
+
+def test_int_mm_exact_finds_saturating_sums():
+    """int_mm_exact reports 0 for exact int32 sums, and the largest error for oneDNN's way without VNNI: the signed
+    activations shifted by 128 to unsigned, products of pairs added in 16 bits (saturating), the shift taken off."""
+    def exact(a, b):
+        return (a.long() @ b.long()).int()
+
+    def pairs_saturating(a, b):
+        products = (a.long() + 128)[:, :, None] * b.long()[None]  # (rows, width, out), up to 255 * 127
+        pairs = products.view(a.shape[0], -1, 2, b.shape[1]).sum(2).clamp(-32768, 32767)
+        return (pairs.sum(1) - 128 * b.long().sum(0)).int()
+
+    with mock.patch.object(torch, "_int_mm", exact):
+        assert bench.int_mm_exact() == 0
+    with mock.patch.object(torch, "_int_mm", pairs_saturating):
+        assert bench.int_mm_exact() > 1000  # two products of up to 255 * 127 overflow 32767 often
+
+
+def test_symmetric_row_activations_round_each_row_to_its_own_grid():
+    layer = Int8Linear(torch.nn.Linear(4, 3))
+    x = torch.tensor([[-1.0, 0.0, 0.7, 2.54], [0.5, -300.0, 3.0, 0.25]])
+    weights = layer.weight.float() * layer.scales.float()[:, None]
+    got = bench.symmetric_row_activations(layer, x)
+    for row in range(2):
+        step = x[row].abs().max() / 127
+        on_grid = torch.round(x[row] / step) * step  # no zero point: the grid is symmetric about 0
+        torch.testing.assert_close(got[row], F.linear(on_grid, weights) + layer.bias, rtol=0, atol=1e-4)
+    torch.testing.assert_close(bench.symmetric_row_activations(layer, x[:1]), got[:1], rtol=0, atol=0)
