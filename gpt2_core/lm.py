@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 
@@ -73,6 +73,8 @@ from gpt2_core.precision import choose_precision
 from gpt2_core.quantize import quantize_blocks, validate_quantize
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 DEFAULT_DEADLINE_S = 300.0  # every request ends by then, whatever it asked for
 
@@ -500,7 +502,15 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     proven equal to transformers; quantize "int8" / "nf4" asks for those. compile=True compiles the decode step before
     returning (bitsandbytes models stay eager), "background" while decoding eagerly, False never. cuda_graphs=True
     replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default).
+
+    The loading runs on a thread of its own, which ends with it (`_on_a_thread_that_ends`).
     """
+    return _on_a_thread_that_ends(_load_model, source, device=device, dtype=dtype, quantize=quantize,
+                                  max_batch=max_batch, compile=compile, cuda_graphs=cuda_graphs)
+
+
+def _load_model(source: str | Path, *, device: str | torch.device, dtype: str | torch.dtype, quantize: str | None,
+                max_batch: int, compile: bool | str, cuda_graphs: bool) -> LanguageModel:
     dev = resolve_device(device)
     if dtype != "auto":
         resolve_dtype(dtype, dev)  # the caller's mistakes before a download
@@ -530,4 +540,32 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     if cuda_graphs and dev.type == "cuda" and not plan.quantize:
         lm.use_cuda_graphs()
     return lm
+
+
+def _on_a_thread_that_ends(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """function(*args, **kwargs) run on a new thread, which ends when it returns: its result, or its exception raised.
+
+    Why: PyTorch's CPU kernels split their work with OpenMP, and GNU OpenMP (PyTorch's Linux wheels) keeps a pool of
+    worker threads for every thread that ran such a kernel, for as long as that thread lives. Once the pools hold
+    more threads than the CPU has cores, OpenMP stops spinning its idle workers and puts them to sleep, so every
+    kernel of the engine's decode step (on the engine's thread) waits for its workers to wake up. Loading a model runs
+    many kernels (reading and quantizing the weights, a compile's warm-up), so loading it on the caller's thread, the
+    main one in the app, left a pool that slowed every later token: gpt2 int8 compiled on 2 cores took 9.3 ms a token
+    with the model loaded on the main thread, 6.3 ms loaded on a thread that ended (README, Performance).
+    """
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(function(*args, **kwargs))
+        except BaseException as e:  # (handed to the caller, whatever it is)
+            errors.append(e)
+
+    thread = threading.Thread(target=run, name="gpt2-load", daemon=True)  # (Ctrl+C during a download exits)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
 

@@ -1,6 +1,9 @@
 """load_model: devices and precisions, safetensors only, and clear errors when a model cannot be had."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -96,3 +99,41 @@ def test_cached_hub_snapshot_loads_offline(tmp_path, monkeypatch, hf_model):
     from gpt2_core.checkpoint import download
 
     assert download("someone/tiny-gpt2") == snapshot
+
+
+POOL_PROBE = """
+import os, sys, time, torch
+import gpt2_core.lm as lm_module
+load = lm_module.load_model if sys.argv[2] == "load_model" else lm_module._load_model  # (the body, on this thread)
+threads = lambda: len(os.listdir("/proc/self/task"))
+kwargs = dict(device="cpu", quantize="int8", compile=False, max_batch=16, cuda_graphs=False, dtype="auto")
+lm = load(sys.argv[1], **kwargs)
+counts = [threads()]
+while len(counts) < 5 or len(set(counts[-5:])) > 1:  # exited threads (the loader's, its pool's) leave the list late
+    time.sleep(0.05)
+    counts.append(threads())
+before = counts[-1]
+torch.logsumexp(torch.randn(4, 1 << 18), -1)  # a kernel OpenMP splits: this thread's pool starts now if it has none
+print(threads() - before, torch.get_num_threads())
+lm.close()
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or torch.get_num_threads() < 2
+                    or "OpenMP" not in torch.__config__.parallel_info(),
+                    reason="needs Linux's /proc, 2 or more PyTorch threads and its OpenMP build to count pool threads")
+def test_loading_leaves_no_openmp_pool_on_the_callers_thread(tiny_checkpoint):
+    """load_model runs its kernels on a thread that ends, so the caller's thread (the app's main one) has no OpenMP
+    worker pool afterwards: a pool that outlives its use makes OpenMP put every pool's idle workers to sleep, and the
+    engine's decode step then waits for its own to wake at every kernel (lm.py, _on_a_thread_that_ends). Probed in a
+    fresh interpreter: the caller's first kernel after loading starts its pool (new threads); loading on the caller's
+    own thread, as before, had started it already."""
+    def new_threads(how: str) -> tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", POOL_PROBE, str(tiny_checkpoint), how], capture_output=True,
+                             text=True, timeout=300, check=True).stdout.split()
+        return int(out[-2]), int(out[-1])
+
+    started, n = new_threads("load_model")
+    assert started == n - 1, "load_model left an OpenMP pool on the caller's thread"
+    started, n = new_threads("on the caller's thread")
+    assert started == 0, "the probe cannot tell: loading on the caller's thread should have left its pool"
