@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import torch
 
@@ -71,10 +71,9 @@ from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT
 from gpt2_core.precision import choose_precision
 from gpt2_core.quantize import quantize_blocks, validate_quantize
+from gpt2_core.threads import ends_its_thread, on_a_thread_that_ends
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-T = TypeVar("T")
 
 DEFAULT_DEADLINE_S = 300.0  # every request ends by then, whatever it asked for
 
@@ -300,6 +299,9 @@ class TextModel:
         assert self._next is not None, "the model is closed"
         return ids, self._next.get(ids)
 
+    # The explanations run on a thread that ends with them, not on the caller's (a web server's long-lived worker):
+    # an OpenMP pool left on that thread slowed every later token of the engine's (gpt2_core/threads.py).
+    @ends_its_thread
     def next_token_distribution(self, prompt: str, params: SamplingParams | None = None, *, k: int = 20,
                                 **settings: Any) -> list[Candidate]:
         """The k likeliest next tokens after `prompt`, likeliest first, each with the model's probability (`prob`) and
@@ -321,6 +323,7 @@ class TextModel:
             after = reported_sampling_probs(next_tokens.top, s)[:k]
         return [Candidate(self.token_text(i), i, math.exp(lp), q) for (i, lp), q in zip(top, after, strict=True)]
 
+    @ends_its_thread
     def next_token_probs(self, prompt: str, k: int = 10) -> list[tuple[str, int, float]]:
         """The k most likely next tokens after `prompt`: (token text, token id, probability), most likely first."""
         k = check_int("k", k, 1, self.backend.max_candidates)
@@ -334,6 +337,7 @@ class TextModel:
             raise ValueError(f"`text` has to be at most {limit} tokens long, but has {len(ids)}")
         return ids
 
+    @ends_its_thread
     def score_text(self, text: str, *, top: int = 5) -> list[TokenScore]:
         """Every token of `text` with its probability given the tokens before it, its rank and the `top` likeliest
         tokens at its place (explain/scoring.py; locally, a text longer than the context is scored in windows).
@@ -348,6 +352,7 @@ class TextModel:
         scored = self.backend.prompt_logprobs([self.eos_token_id, *ids], top=top)
         return token_scores(text, ids, scored, table=self._token_bytes, token_text=self.token_text)
 
+    @ends_its_thread
     def sequence_logprob(self, text: str) -> float:
         """log P(text) under the model, every token conditioned on those before it (the first on <|endoftext|>)."""
         ids = self._scored_ids(check_text("text", text))
@@ -355,6 +360,7 @@ class TextModel:
             return 0.0
         return float(self.backend.prompt_logprobs([self.eos_token_id, *ids], top=0).logprobs.double().sum())
 
+    @ends_its_thread
     def attention(self, text: str) -> Attention:
         """`(tokens, weights)`: the text's tokens and the softmax attention of every layer and head, weights of shape
         (n_layer, n_head, T, T) where weights[l, h, i, j] is how much token i looks at token j (0 for j > i: GPT-2
@@ -369,6 +375,7 @@ class TextModel:
             raise ValueError(f"`text` has to be 1 to {limit} tokens long to show its attention, but has {len(ids)}")
         return Attention(self.token_pieces(ids), self.backend.attention(ids))
 
+    @ends_its_thread
     def logit_lens(self, text: str, *, top: int = 5, target: str | None = None) -> LogitLens:
         """The logit lens (explain/lens.py): for the embeddings and each layer (`layers`, the rows) and every token of
         `text` (the columns), the `top` likeliest next tokens with their probabilities when that layer's residual
@@ -503,10 +510,11 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     returning (bitsandbytes models stay eager), "background" while decoding eagerly, False never. cuda_graphs=True
     replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default).
 
-    The loading runs on a thread of its own, which ends with it (`_on_a_thread_that_ends`).
+    The loading runs on a thread of its own, which ends with it (gpt2_core/threads.py: no OpenMP pool left behind
+    on the caller's thread to slow the engine's).
     """
-    return _on_a_thread_that_ends(_load_model, source, device=device, dtype=dtype, quantize=quantize,
-                                  max_batch=max_batch, compile=compile, cuda_graphs=cuda_graphs)
+    return on_a_thread_that_ends(_load_model, source, device=device, dtype=dtype, quantize=quantize,
+                                 max_batch=max_batch, compile=compile, cuda_graphs=cuda_graphs)
 
 
 def _load_model(source: str | Path, *, device: str | torch.device, dtype: str | torch.dtype, quantize: str | None,
@@ -540,32 +548,3 @@ def _load_model(source: str | Path, *, device: str | torch.device, dtype: str | 
     if cuda_graphs and dev.type == "cuda" and not plan.quantize:
         lm.use_cuda_graphs()
     return lm
-
-
-def _on_a_thread_that_ends(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """function(*args, **kwargs) run on a new thread, which ends when it returns: its result, or its exception raised.
-
-    Why: PyTorch's CPU kernels split their work with OpenMP, and GNU OpenMP (PyTorch's Linux wheels) keeps a pool of
-    worker threads for every thread that ran such a kernel, for as long as that thread lives. Once the pools hold
-    more threads than the CPU has cores, OpenMP stops spinning its idle workers and puts them to sleep, so every
-    kernel of the engine's decode step (on the engine's thread) waits for its workers to wake up. Loading a model runs
-    many kernels (reading and quantizing the weights, a compile's warm-up), so loading it on the caller's thread, the
-    main one in the app, left a pool that slowed every later token: gpt2 int8 compiled on 2 cores took 9.3 ms a token
-    with the model loaded on the main thread, 6.3 ms loaded on a thread that ended (README, Performance).
-    """
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(function(*args, **kwargs))
-        except BaseException as e:  # (handed to the caller, whatever it is)
-            errors.append(e)
-
-    thread = threading.Thread(target=run, name="gpt2-load", daemon=True)  # (Ctrl+C during a download exits)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return results[0]
-

@@ -21,6 +21,7 @@ import torch
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError, resolve_checkpoint_dir
 from gpt2_core.devices import resolve_device
 from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention
+from gpt2_core.threads import ends_its_thread
 
 if TYPE_CHECKING:
     from transformers import BertForMaskedLM, PreTrainedTokenizerBase
@@ -41,6 +42,7 @@ class FillMask:
         self.device = device
         self._tokenizer_lock = threading.Lock()
 
+    @ends_its_thread  # (gpt2_core/threads.py: no OpenMP pool left on the caller's thread)
     @torch.inference_mode()
     def fill_blank(self, left: str, right: str, k: int = 8) -> list[tuple[str, float]]:
         """BERT's k most likely whole words for the blank between `left` and `right`: (word, probability)."""
@@ -66,6 +68,7 @@ class FillMask:
                 break
         return words
 
+    @ends_its_thread  # (gpt2_core/threads.py: no OpenMP pool left on the caller's thread)
     @torch.inference_mode()
     def attention(self, text: str) -> Attention:
         """`(tokens, weights)`: BERT's word pieces ([CLS] and [SEP] included) and the softmax attention of every layer
@@ -88,6 +91,7 @@ class FillMask:
         return sum(p.numel() for p in self.model.parameters())
 
 
+@ends_its_thread
 def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | torch.device = "auto") -> FillMask:
     """Load a BERT fill-mask model from a local directory or the Hub (safetensors only, no remote code)."""
     from transformers import AutoTokenizer, BertForMaskedLM
