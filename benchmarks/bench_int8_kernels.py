@@ -30,7 +30,10 @@ streams them at.
 From products to tokens: a second table follows gpt2_core's default path (int8, compiled) from its products alone to
 its whole decode step (the graph: products, attention, LayerNorms, GELU, Dynamo's guards) and to a token as
 `lm.generate` delivers it (the step, then sampling top-k 40 at temperature 0.8, the token's probability and rank,
-streaming), on a gpt2-shaped random checkpoint, measured in the same rounds.
+streaming), on a gpt2-shaped random checkpoint, the step timed on the engine's thread as it decodes. The kernels'
+rounds come first, on threads that end, and the model is loaded after them: a thread that ran kernels keeps an OpenMP
+pool while it lives, and two pools on the cores slow each other's kernels (gpt2_core/threads.py), so kernels timed
+beside a live engine read slow.
 
 What the faster kernels' 8-bit activations would cost: a third table, on the bundled model (trained) and held-out
 Macbeth as tests/test_quantize.py measures int8, gives top-1 agreement with fp32 for gpt2_core's int8 and for int8
@@ -63,9 +66,9 @@ from gpt2_core import load_model  # noqa: E402
 from gpt2_core.checkpoint import BUNDLED  # noqa: E402
 from gpt2_core.config import PRESETS, GPTConfig  # noqa: E402
 from gpt2_core.generate.compiled import CPU_OPTIONS  # noqa: E402
-from gpt2_core.model import KVCache  # noqa: E402
 from gpt2_core.quantize import Int8Linear  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
+from gpt2_core.threads import on_a_thread_that_ends  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (1, 8, 32)
@@ -202,26 +205,26 @@ def fastest_pass(run: Products, x: torch.Tensor, x_wide: torch.Tensor, passes: i
     return best
 
 
-def step_ms(lm: Any, positions: range) -> float:
-    """Median ms of the model's decode step (what the engine calls) for one row at each of `positions`."""
-    times = []
-    with torch.inference_mode():
-        cache = KVCache(lm.config, 1, lm.config.block_size, device=lm.device, dtype=lm.dtype)
-        lm.model.prefill(torch.arange(positions[0])[None], cache, 0)
-        idx = torch.tensor([[11]])
-        for position in positions:
-            start = time.perf_counter()
-            lm.engine.decode(idx, cache, [position])
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def token_and_step_ms(lm: Any, seed: int) -> tuple[float, float]:
+    """ms per token of `lm.generate` after the first (the decode rate bench_peers.py reports, inverted), and the
+    median ms of its decode steps, timed where they run: on the engine's thread."""
+    steps: list[float] = []
+    decode = lm.engine.decode
 
+    def timed(*args: Any) -> Any:
+        start = time.perf_counter()
+        logits = decode(*args)
+        steps.append(time.perf_counter() - start)
+        return logits
 
-def token_ms(lm: Any, seed: int) -> float:
-    """ms per token of `lm.generate` after the first (the decode rate bench_peers.py reports, inverted)."""
-    start = time.perf_counter()
-    (sample,) = lm.generate(PROMPT, max_new_tokens=NEW_TOKENS, temperature=0.8, top_k=40, seed=seed, stop=None)
-    total = time.perf_counter() - start
-    return 1000 * (total - sample.time_to_first_token) / (len(sample.token_ids) - 1)
+    lm.engine.decode = timed
+    try:
+        start = time.perf_counter()
+        (sample,) = lm.generate(PROMPT, max_new_tokens=NEW_TOKENS, temperature=0.8, top_k=40, seed=seed, stop=None)
+        total = time.perf_counter() - start
+    finally:
+        lm.engine.decode = decode
+    return 1000 * (total - sample.time_to_first_token) / (len(sample.token_ids) - 1), 1000 * statistics.median(steps)
 
 
 def eight_bit_activations(self: Int8Linear, x: torch.Tensor) -> torch.Tensor:
@@ -282,40 +285,51 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = PRESETS[args.shape]
     C = config.n_embd
-    linears = step_linears(config)
-    int8 = [Int8Linear(linear) for linear in linears]
-    row_int8 = [RowInt8Linear(m) for m in int8]
-    int8_bytes = sum(m.weight.numel() for m in int8)  # one byte per weight (scales and biases are 0.1%)
-    kernels: dict[str, tuple[Products, int]] = {
-        "gpt2_core eager int8 (`_weight_int8pack_mm`, bf16 activations)": (Chain(int8, C), int8_bytes),
-        COMPILED: (compiled_int8(Chain(int8, C)), int8_bytes),
-        "PyTorch dynamic int8 (fbgemm, 7-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
-        INT_MM + ", eager": (Chain(row_int8, C), int8_bytes),
-        INT_MM + ", compiled": (compiled_int8(Chain(row_int8, C), max_autotune_gemm_backends="ATEN"), int8_bytes),
-        "fp32 `F.linear`": (Chain(linears, C), 4 * int8_bytes),
-    }
-    skipped = []
-    with tempfile.TemporaryDirectory() as tmp:
+    skipped: list[str] = []
+
+    def build(tmp: Path) -> tuple[list[nn.Linear], int, dict[str, tuple[Products, int]], dict[int, Any]]:
+        linears = step_linears(config)
+        int8 = [Int8Linear(linear) for linear in linears]
+        row_int8 = [RowInt8Linear(m) for m in int8]
+        int8_bytes = sum(m.weight.numel() for m in int8)  # one byte per weight (scales and biases are 0.1%)
+        kernels: dict[str, tuple[Products, int]] = {
+            "gpt2_core eager int8 (`_weight_int8pack_mm`, bf16 activations)": (Chain(int8, C), int8_bytes),
+            COMPILED: (compiled_int8(Chain(int8, C)), int8_bytes),
+            "PyTorch dynamic int8 (fbgemm, 7-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
+            INT_MM + ", eager": (Chain(row_int8, C), int8_bytes),
+            INT_MM + ", compiled": (compiled_int8(Chain(row_int8, C), max_autotune_gemm_backends="ATEN"), int8_bytes),
+            "fp32 `F.linear`": (Chain(linears, C), 4 * int8_bytes),
+        }
         try:
-            kernels[ONNX_RUNTIME] = (onnxruntime_int8(linears, C, Path(tmp), args.threads), int8_bytes)
+            kernels[ONNX_RUNTIME] = (onnxruntime_int8(linears, C, tmp, args.threads), int8_bytes)
         except ImportError as e:
             skipped.append(f"ONNX Runtime: {e.name} is not installed (pip install -r benchmarks/requirements-peers.txt)")
-        times: dict[tuple[str, int], list[float]] = {(name, rows): [] for name in kernels for rows in ROWS}
-        lm = load_model(random_checkpoint(Path(tmp) / args.shape, config), device="cpu", quantize="int8", compile=True)
-        assert lm.engine.decoding == "compiled", "the decode step did not compile (see the log)"
-        steps, tokens = [], []  # gpt2_core's whole step and token, ms
         inputs = {rows: (torch.randn(rows, C), torch.randn(rows, 4 * C)) for rows in ROWS}
         with torch.inference_mode():
             for run, _ in kernels.values():  # warm-up: compiles, ONNX Runtime's first runs
                 for rows in ROWS:
                     run(*inputs[rows])
-            names = list(kernels)
-            for r in range(args.rounds):
+        return linears, int8_bytes, kernels, inputs
+
+    # The kernels are timed on threads that end, before the model is loaded, and the model's steps on the engine's
+    # thread: a thread that ran kernels keeps an OpenMP pool while it lives, and two pools on the cores slow both
+    # threads' kernels (gpt2_core/threads.py). This thread runs none.
+    with tempfile.TemporaryDirectory() as tmp:
+        linears, int8_bytes, kernels, inputs = on_a_thread_that_ends(build, Path(tmp))
+        times: dict[tuple[str, int], list[float]] = {(name, rows): [] for name in kernels for rows in ROWS}
+        names = list(kernels)
+
+        def time_round(r: int) -> None:
+            with torch.inference_mode():
                 for name in names[r % len(names):] + names[: r % len(names)]:  # a rotated order each round
                     for rows in ROWS:
                         times[name, rows].append(fastest_pass(kernels[name][0], *inputs[rows], args.passes))
-                steps.append(step_ms(lm, range(32, 32 + NEW_TOKENS)))
-                tokens.append(token_ms(lm, seed=r))
+
+        for r in range(args.rounds):
+            on_a_thread_that_ends(time_round, r)
+        lm = load_model(random_checkpoint(Path(tmp) / args.shape, config), device="cpu", quantize="int8", compile=True)
+        assert lm.engine.decoding == "compiled", "the decode step did not compile (see the log)"
+        tokens, steps = zip(*(token_and_step_ms(lm, seed=r) for r in range(args.rounds)), strict=True)
         lm.close()
     ms = {key: 1000 * statistics.median(values) for key, values in times.items()}
     lines = [
@@ -342,8 +356,9 @@ def main() -> None:
               statistics.median(tokens))]
     if ONNX_RUNTIME in kernels:
         parts.append(("ONNX Runtime's 49 products, for comparison", ms[ONNX_RUNTIME, 1]))
-    lines += ["", f"gpt2_core's default path (int8, compiled), one row, from products to tokens (positions 32-"
-              f"{32 + NEW_TOKENS}; medians over the same rounds)", "", "| what | ms per token | tok/s |", "|---|---:|---:|"]
+    lines += ["", f"gpt2_core's default path (int8, compiled), one row, from products to tokens (the products above; then "
+              f"the step and the token in {args.rounds} generations of {NEW_TOKENS} tokens, medians)", "",
+              "| what | ms per token | tok/s |", "|---|---:|---:|"]
     lines += [f"| {name} | {value:.2f} | {1000 / value:.0f} |" for name, value in parts]
     lines += ["", "What 8-bit activations cost: the bundled model (mini-gpt2, trained) on held-out Macbeth, 32 windows of "
               "its context, against fp32", "", "| int8 path | top-1 equal to fp32 | mean KL(fp32 \\|\\| int8), nats |",
