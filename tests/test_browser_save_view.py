@@ -227,8 +227,12 @@ def test_the_layers_grid_saves_whole_with_every_column_even_where_it_scrolls_sid
 
 
 def test_the_layers_coloured_text_saves_as_a_web_page_with_each_words_layer(page, tmp_path):
+    # Nothing read yet, nothing to download: the button starts disabled. Asked of the page's configuration, not of
+    # the button once the tab is open: opening the tab reads its text at once, and a fast machine enabled the button
+    # before a check after the click could run (the button is drawn only when its tab opens).
+    start = page.evaluate("() => window.gradio_config.components.find(c => c.props.elem_id === 'layers-save-html')")
+    assert start["type"] == "downloadbutton" and start["props"]["interactive"] is False, start
     page.get_by_role("tab", name="Layers").click()
-    assert not page.locator("#layers-save-html").is_enabled(), "nothing read yet: nothing to download"
     page.locator("#layers-show").click()
     page.locator("#layers-continue").click()  # words GPT-2 chose itself: coloured by when it committed
     wait_until(lambda: page.locator("#layers-commitment .token.highlighted").count() > 3, timeout=60,
