@@ -49,7 +49,7 @@ from gpt2_core import load_model
 case, checkpoint = sys.argv[1], sys.argv[2]
 settings = dict(device="cpu", quantize="int8", compile=True)
 if case == "caller":
-    lm = lm_module._load_model(checkpoint, dtype="auto", max_batch=16, cuda_graphs=False, **settings)
+    lm = lm_module.load_model.__wrapped__(checkpoint, **settings)  # the body, on this thread
 else:
     lm = load_model(checkpoint, **settings)
 prompt = "In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously unexplored valley"

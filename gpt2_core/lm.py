@@ -71,7 +71,7 @@ from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT
 from gpt2_core.precision import choose_precision
 from gpt2_core.quantize import quantize_blocks, validate_quantize
-from gpt2_core.threads import ends_its_thread, on_a_thread_that_ends
+from gpt2_core.threads import ends_its_thread
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +499,7 @@ class _Steps:
         return self.joined + (self.tail or "" if final else "")
 
 
+@ends_its_thread  # (the loading on a thread of its own: gpt2_core/threads.py, no OpenMP pool left on the caller's)
 def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                quantize: str | None = "auto", max_batch: int = 16, compile: bool | str = "auto",
                cuda_graphs: bool = False) -> LanguageModel:
@@ -509,16 +510,7 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     proven equal to transformers; quantize "int8" / "nf4" asks for those. compile=True compiles the decode step before
     returning (bitsandbytes models stay eager), "background" while decoding eagerly, False never. cuda_graphs=True
     replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default).
-
-    The loading runs on a thread of its own, which ends with it (gpt2_core/threads.py: no OpenMP pool left behind
-    on the caller's thread to slow the engine's).
     """
-    return on_a_thread_that_ends(_load_model, source, device=device, dtype=dtype, quantize=quantize,
-                                 max_batch=max_batch, compile=compile, cuda_graphs=cuda_graphs)
-
-
-def _load_model(source: str | Path, *, device: str | torch.device, dtype: str | torch.dtype, quantize: str | None,
-                max_batch: int, compile: bool | str, cuda_graphs: bool) -> LanguageModel:
     dev = resolve_device(device)
     if dtype != "auto":
         resolve_dtype(dtype, dev)  # the caller's mistakes before a download

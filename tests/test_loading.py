@@ -104,9 +104,9 @@ def test_cached_hub_snapshot_loads_offline(tmp_path, monkeypatch, hf_model):
 POOL_PROBE = """
 import os, sys, time, torch
 import gpt2_core.lm as lm_module
-load = lm_module.load_model if sys.argv[2] == "load_model" else lm_module._load_model  # (the body, on this thread)
+load = lm_module.load_model if sys.argv[2] == "load_model" else lm_module.load_model.__wrapped__  # (the body, on this thread)
 threads = lambda: len(os.listdir("/proc/self/task"))
-kwargs = dict(device="cpu", quantize="int8", compile=False, max_batch=16, cuda_graphs=False, dtype="auto")
+kwargs = dict(device="cpu", quantize="int8", compile=False)
 lm = load(sys.argv[1], **kwargs)
 counts = [threads()]
 while len(counts) < 5 or len(set(counts[-5:])) > 1:  # exited threads (the loader's, its pool's) leave the list late
