@@ -10,7 +10,9 @@ the kernels alternated over rounds in one process:
 
 - gpt2_core eager int8: `Int8Linear` (`_weight_int8pack_mm`: activations rounded to bf16, int8 weights widened).
 - gpt2_core compiled int8: the same modules through torch.compile with the decode step's Inductor options
-  (`CPU_OPTIONS`: the weights frozen, Inductor's C++ template widening them in registers).
+  (`CPU_OPTIONS`: the weights frozen, Inductor's C++ template widening them in registers), as the engine compiles
+  them: a graph for one row, and a batch graph (rows symbolic) for more. On AVX-512 the batch graph multiplies in
+  4-row blocks (`int8_batch_blocking`); the row after it has Inductor's own blocking, as the engine had before.
 - PyTorch dynamic int8 (fbgemm, `quantized::linear_dynamic`): activations quantized per call (one scale per tensor;
   7 bits, `reduce_range`, as PyTorch's dynamic quantization does on x86), products int8 by int8. Deprecated by
   PyTorch in favour of torchao; here as the int8-by-int8 kernel at hand.
@@ -44,6 +46,7 @@ input's range; at one row per step, one scale per row), emulated in fp32. Prints
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -65,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpt2_core import load_model  # noqa: E402
 from gpt2_core.checkpoint import BUNDLED  # noqa: E402
 from gpt2_core.config import PRESETS, GPTConfig  # noqa: E402
-from gpt2_core.generate.compiled import CPU_OPTIONS  # noqa: E402
+from gpt2_core.generate.compiled import CPU_OPTIONS, _private_copy, int8_batch_blocking  # noqa: E402
 from gpt2_core.quantize import Int8Linear  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
 from gpt2_core.threads import on_a_thread_that_ends  # noqa: E402
@@ -76,6 +79,7 @@ PROMPT = "In a shocking finding, scientist discovered a herd of unicorns living 
 NEW_TOKENS = 128
 Products = Callable[[torch.Tensor, torch.Tensor], Any]  # (x of n_embd, x of 4 n_embd) -> the 49 outputs
 COMPILED = "gpt2_core compiled int8 (Inductor's C++ template)"  # the default path's kernel
+OWN_BLOCKING = "gpt2_core compiled int8, batches in Inductor's own blocking (before)"
 INT_MM = "PyTorch `_int_mm` (oneDNN), 8-bit activations per row"
 ONNX_RUNTIME = "ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"
 
@@ -105,14 +109,18 @@ class Chain(nn.Module):
         return [layer(x if layer.in_features == self.n_embd else x_wide) for layer in self.layers]
 
 
-def compiled_int8(chain: Chain, **options: Any) -> Products:
-    """The int8 chain compiled as gpt2_core compiles its decode step on a CPU (a graph per row count; `options` over
-    CPU_OPTIONS)."""
-    compiled = torch.compile(chain, fullgraph=True)
+def compiled_int8(chain: Chain, *, blocking: bool = True, **options: Any) -> Products:
+    """The int8 chain compiled as gpt2_core compiles its decode step on a CPU (`options` over CPU_OPTIONS): one graph
+    for one row, and one with the row count symbolic for more, the batch graph, whose int8 products get the engine's
+    4-row blocks on AVX-512 (`blocking`; else Inductor's own)."""
+    lone, batch = (torch.compile(_private_copy(Chain.forward).__get__(chain), fullgraph=True, dynamic=dynamic)
+                   for dynamic in (False, True))
 
     def run(x: torch.Tensor, x_wide: torch.Tensor) -> Any:
-        with torch._inductor.config.patch({**CPU_OPTIONS, **options}):
-            return compiled(x, x_wide)
+        rows = x.size(0)
+        swap = int8_batch_blocking(x.device) if blocking and rows > 1 else contextlib.nullcontext()
+        with torch._inductor.config.patch({**CPU_OPTIONS, **options}), swap:
+            return (lone if rows == 1 else batch)(x, x_wide)
 
     return run
 
@@ -295,6 +303,7 @@ def main() -> None:
         kernels: dict[str, tuple[Products, int]] = {
             "gpt2_core eager int8 (`_weight_int8pack_mm`, bf16 activations)": (Chain(int8, C), int8_bytes),
             COMPILED: (compiled_int8(Chain(int8, C)), int8_bytes),
+            OWN_BLOCKING: (compiled_int8(Chain(int8, C), blocking=False), int8_bytes),
             "PyTorch dynamic int8 (fbgemm, 7-bit activations)": (fbgemm_dynamic(linears, C), int8_bytes),
             INT_MM + ", eager": (Chain(row_int8, C), int8_bytes),
             INT_MM + ", compiled": (compiled_int8(Chain(row_int8, C), max_autotune_gemm_backends="ATEN"), int8_bytes),
@@ -306,9 +315,9 @@ def main() -> None:
             skipped.append(f"ONNX Runtime: {e.name} is not installed (pip install -r benchmarks/requirements-peers.txt)")
         inputs = {rows: (torch.randn(rows, C), torch.randn(rows, 4 * C)) for rows in ROWS}
         with torch.inference_mode():
-            for run, _ in kernels.values():  # warm-up: compiles, ONNX Runtime's first runs
-                for rows in ROWS:
-                    run(*inputs[rows])
+            for run, _ in kernels.values():  # warm-up: compiles (a batch graph at 2 rows first, as the engine's),
+                for x, x_wide in (inputs[1], (torch.randn(2, C), torch.randn(2, 4 * C)), *map(inputs.get, ROWS[1:])):
+                    run(x, x_wide)  # ONNX Runtime's first runs
         return linears, int8_bytes, kernels, inputs
 
     # The kernels are timed on threads that end, before the model is loaded, and the model's steps on the engine's
