@@ -15,7 +15,10 @@ token; the best of 3 generations):
 - "after an explanation on a live worker": load_model, then Next word and attention on a worker thread that stays
   alive (as a web server's do), run as gpt2_core runs them now;
 - "... explained on the worker's own thread": the same explanations with their work on the worker thread itself, as
-  before (the explanation methods' bodies, unwrapped).
+  before (the explanation methods' bodies, unwrapped);
+- "beside another open model that generated": load_model, then a second model (the bundled mini-gpt2 in fp32, as the
+  Build your own tab opens a visitor's model) generates a few tokens and stays open, idle. Its engine thread either
+  stays, as before, or ends after the engine's idle time (`IDLE_S`), as now.
 
 Prints a markdown table; --out also writes it.
 """
@@ -39,6 +42,8 @@ CASES = {
     "load_model (now)": "load_model",
     "after an explanation on a live worker thread, explained on the worker's own thread (before)": "explained-here",
     "after an explanation on a live worker thread (now)": "explained",
+    "beside another open model that generated, its engine thread kept (before)": "other-kept",
+    "beside another open model that generated, its engine thread ended idle (now)": "other-idle",
 }
 
 CASE = r'''
@@ -68,6 +73,15 @@ if case.startswith("explained"):
     jobs.put(lambda: (explain(), done.set()))
     done.wait()
     time.sleep(0.3)
+if case.startswith("other"):
+    import gpt2_core.generate.engine as engine_module
+    from gpt2_core.checkpoint import BUNDLED
+    idle_s = engine_module.IDLE_S
+    engine_module.IDLE_S = 1e9 if case == "other-kept" else idle_s  # (read as an engine thread starts)
+    other = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
+    other.generate("To be, or not to be", max_new_tokens=8, seed=0)
+    engine_module.IDLE_S = idle_s
+    time.sleep(idle_s + 0.5)
 times = []
 for seed in range(3):
     start = time.perf_counter()

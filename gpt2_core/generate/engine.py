@@ -66,6 +66,11 @@ class Request:
 
 PREFILL_TOKENS = 4096  # at most this many prompt positions (padding included) in one prefill pass: the activations
 # of a pass grow with it; a longer prompt still goes, alone
+IDLE_S = 2.0  # a CPU engine's thread ends after this long with nothing to do; the next request starts another.
+# GNU OpenMP keeps a worker pool for every thread that ran a parallel kernel while that thread lives, and with more
+# pools than cores it lets idle workers sleep, so every kernel of a busy engine waits for its workers to wake
+# (gpt2_core/threads.py). An open model that is not generating (a visitor's own model, kept for their page) must not
+# hold one: measured on 2 cores, it made gpt2's tokens 1.5x slower (README, Performance).
 
 
 @dataclass(eq=False)
@@ -114,7 +119,7 @@ class Engine:
             if self._closed:
                 raise RuntimeError("the engine is closed")
             self._pending.append(request)
-            if self._thread is None:
+            if self._thread is None:  # the first request, or the first since the thread ended idle
                 self._thread = threading.Thread(target=self._loop, name="gpt2-engine", daemon=True)
                 self._thread.start()
             self._wake.notify()
@@ -139,8 +144,9 @@ class Engine:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
 
     @property
     def closed(self) -> bool:
@@ -165,10 +171,14 @@ class Engine:
 
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
+        idle_s = IDLE_S if self.device.type == "cpu" else None  # (no OpenMP pools to free on a GPU: it stays)
         while True:
             with self._wake:
                 while not self._pending and not self._rows and not self._closed:
-                    self._wake.wait()
+                    timed_out = not self._wake.wait(timeout=idle_s)
+                    if timed_out and not self._pending and not self._closed:  # (one may have come as it timed out)
+                        self._thread = None  # idle: end, freeing this thread's pool; under the lock, so a request
+                        return  # from now on starts another thread
                 if self._closed:
                     break
             self._run_once()
