@@ -1,4 +1,5 @@
 """The decoding engine: one background thread that runs every sample of every request as one batch (continuous batching).
+On a CPU the thread ends after IDLE_S with nothing to do, and the next request starts another.
 
 A request (a prompt and its settings, with 1..8 samples) is prefilled, then its samples join the running batch.
 Requests that wait together are prefilled together, in one forward pass of their prompts (right-padded to the
