@@ -12,6 +12,10 @@ p95 latency of 64-token requests with 1, 4, 8 and 16 concurrent callers (the bat
 in fp32. On a CPU it also prints the memory roofline: the bandwidth of a large fp32 matrix-vector product here, and the
 tokens/s it allows a model that reads all its weights once per token.
 Random weights in the real shape: speed does not depend on the values. Prints a table and writes JSON.
+
+No OpenMP pool outlives a contender's turn (gpt2_core/threads.py): transformers' generate(), the roofline and the
+loading run on threads that end, and gpt2_core's engines, open side by side, end their threads between their runs
+(a short IDLE_S). A pool left on the main thread by generate() used to slow gpt2_core's engine in this process.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import gpt2_core.generate.engine as engine_module  # noqa: E402
 from gpt2_core import load_model  # noqa: E402
 from gpt2_core.config import PRESETS  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
+from gpt2_core.threads import ends_its_thread  # noqa: E402
 
 PROMPT_IDS = list(range(1000, 1032))  # 32 tokens
 NEW_TOKENS = 128
@@ -44,6 +50,14 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@ends_its_thread
+def load_hf(checkpoint, dtype: torch.dtype, device: torch.device):
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
+
+
+@ends_its_thread
 def time_hf(hf, ids: torch.Tensor, new_tokens: int) -> float:
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -62,6 +76,7 @@ def time_ours(lm, prompt: str, new_tokens: int) -> float:
     return time.perf_counter() - start
 
 
+@ends_its_thread
 def dynamic_int8(checkpoint):
     """gpt2_core with PyTorch's dynamic int8 layers (fbgemm; activations quantized per call, per tensor)."""
     import warnings
@@ -79,6 +94,7 @@ def dynamic_int8(checkpoint):
     return lm
 
 
+@ends_its_thread
 def roofline_gb_s(rounds: int = 20) -> float:
     """Bytes per second a large fp32 matrix-vector product streams here (the bound of batch-1 decoding)."""
     w, x = torch.randn(8192, 8192), torch.randn(8192)
@@ -125,10 +141,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/decode-<device>.json)")
     args = parser.parse_args()
-
-    from transformers import GPT2LMHeadModel
-
     device = torch.device(args.device)
+    engine_module.IDLE_S = 0.2  # each engine's thread, and its pool, ends between its runs (module docstring)
     dtypes = args.dtypes or (["fp32", "bf16", "int8"] if device.type == "cpu" else ["fp16"])
     torch_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
     results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -143,9 +157,10 @@ def main() -> None:
     for shape in args.shapes:
         checkpoint = random_checkpoint(root / shape, PRESETS[shape])
         for dt in dtypes:
-            hf = GPT2LMHeadModel.from_pretrained(checkpoint, dtype=torch_dtypes[dt]).to(device).eval()
+            hf = load_hf(checkpoint, torch_dtypes[dt], device)
             quantize = "int8" if dt == "int8" else None
-            eager = load_model(checkpoint, device=args.device, dtype="fp32" if quantize else dt, quantize=quantize)
+            eager = load_model(checkpoint, device=args.device, dtype="fp32" if quantize else dt, quantize=quantize,
+                               compile=False)  # (int8 compiles in the background by default)
             ids = torch.tensor([PROMPT_IDS], device=device)
             contenders = {"transformers generate()": lambda n, p, hf=hf, ids=ids: time_hf(hf, ids, n),
                           "gpt2_core eager": lambda n, p, lm=eager: time_ours(lm, p, n)}

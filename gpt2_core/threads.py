@@ -11,7 +11,7 @@ thread that ended; and 5.9 ms a token before an explanation (Next word, attentio
 a web server's are, 9.8 ms after it while that thread lived, 5.8 ms once it had ended.
 
 So loading a model and the explanations run on a thread of their own, which costs a thread's start (tens of
-microseconds) per call.
+microseconds) per call, and an idle engine ends its thread (generate/engine.py, IDLE_S).
 """
 
 from __future__ import annotations
