@@ -11,8 +11,9 @@ the kernels alternated over rounds in one process:
 - gpt2_core eager int8: `Int8Linear` (`_weight_int8pack_mm`: activations rounded to bf16, int8 weights widened).
 - gpt2_core compiled int8: the same modules through torch.compile with the decode step's Inductor options
   (`CPU_OPTIONS`: the weights frozen, Inductor's C++ template widening them in registers), as the engine compiles
-  them: a graph for one row, and a batch graph (rows symbolic) for more. On AVX-512 the batch graph multiplies in
-  4-row blocks (`int8_batch_blocking`); the row after it has Inductor's own blocking, as the engine had before.
+  them: a graph for one row, and a batch graph (rows symbolic) for more, with the engine's register blocks
+  (`int8_blocking`: on AVX2 the lone graph's in 48 columns, on AVX-512 the batch graph's in 4 rows); the row after it
+  has Inductor's own blocking, as the engine had before.
 - PyTorch dynamic int8 (fbgemm, `quantized::linear_dynamic`): activations quantized per call (one scale per tensor;
   7 bits, `reduce_range`, as PyTorch's dynamic quantization does on x86), products int8 by int8. Deprecated by
   PyTorch in favour of torchao; here as the int8-by-int8 kernel at hand.
@@ -68,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpt2_core import load_model  # noqa: E402
 from gpt2_core.checkpoint import BUNDLED  # noqa: E402
 from gpt2_core.config import PRESETS, GPTConfig  # noqa: E402
-from gpt2_core.generate.compiled import CPU_OPTIONS, _private_copy, int8_batch_blocking  # noqa: E402
+from gpt2_core.generate.compiled import CPU_OPTIONS, _private_copy, int8_blocking  # noqa: E402
 from gpt2_core.quantize import Int8Linear  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
 from gpt2_core.threads import on_a_thread_that_ends  # noqa: E402
@@ -79,7 +80,7 @@ PROMPT = "In a shocking finding, scientist discovered a herd of unicorns living 
 NEW_TOKENS = 128
 Products = Callable[[torch.Tensor, torch.Tensor], Any]  # (x of n_embd, x of 4 n_embd) -> the 49 outputs
 COMPILED = "gpt2_core compiled int8 (Inductor's C++ template)"  # the default path's kernel
-OWN_BLOCKING = "gpt2_core compiled int8, batches in Inductor's own blocking (before)"
+OWN_BLOCKING = "gpt2_core compiled int8 in Inductor's own register blocks (before)"
 INT_MM = "PyTorch `_int_mm` (oneDNN), 8-bit activations per row"
 ONNX_RUNTIME = "ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"
 
@@ -111,14 +112,14 @@ class Chain(nn.Module):
 
 def compiled_int8(chain: Chain, *, blocking: bool = True, **options: Any) -> Products:
     """The int8 chain compiled as gpt2_core compiles its decode step on a CPU (`options` over CPU_OPTIONS): one graph
-    for one row, and one with the row count symbolic for more, the batch graph, whose int8 products get the engine's
-    4-row blocks on AVX-512 (`blocking`; else Inductor's own)."""
+    for one row, and one with the row count symbolic for more, the batch graph, each with the engine's register blocks
+    (`blocking`; else Inductor's own)."""
     lone, batch = (torch.compile(_private_copy(Chain.forward).__get__(chain), fullgraph=True, dynamic=dynamic)
                    for dynamic in (False, True))
 
     def run(x: torch.Tensor, x_wide: torch.Tensor) -> Any:
         rows = x.size(0)
-        swap = int8_batch_blocking(x.device) if blocking and rows > 1 else contextlib.nullcontext()
+        swap = int8_blocking(x.device, "lone" if rows == 1 else "batch") if blocking else contextlib.nullcontext()
         with torch._inductor.config.patch({**CPU_OPTIONS, **options}), swap:
             return (lone if rows == 1 else batch)(x, x_wide)
 

@@ -24,7 +24,7 @@ import shlex
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch._dynamo.config as dynamo_config
@@ -51,7 +51,8 @@ class CompiledDecode:
     every batch of 2 rows or more (the batch size symbolic, rows of any lengths, masked). On a CPU without native
     bf16 (AVX2) an eager 8-row int8 step emulates its bf16 arithmetic, and the graph halved it; it costs a second
     compile and another frozen copy of the weights (README, Performance). On AVX-512 its int8 products are multiplied
-    in 4-row blocks (`int8_batch_blocking`), twice as fast for 8 rows as Inductor's own choice.
+    in 4-row blocks, twice as fast for 8 rows as Inductor's own choice; on AVX2 the lone graph's in 48-column ones
+    (`int8_blocking`).
 
     The compiler's settings (`_compiling`) are set only while a warm-up compiles: they are global, and the engine
     thread runs the lone graph while the batch graph compiles in another thread.
@@ -87,7 +88,7 @@ class CompiledDecode:
         The first call compiles; the others, at other lengths and in a bigger cache (as after a busy spell), check that
         the graph serves them without a recompile, which would stall everyone while it ran.
         """
-        with self._compiling():
+        with self._compiling(), int8_blocking(self.device, "lone"):
             small, big = (self._cache(n, dtype) for n in (1, 2))
             for cache, position in ((small, 8), (small, 40), (big, 41), (big, 90)):
                 self(torch.zeros(1, 1, dtype=torch.long, device=self.device), cache, [position])
@@ -97,7 +98,7 @@ class CompiledDecode:
         4 (of equal lengths) in a bigger cache, which reuse the graph."""
         if self.batch is None:
             return
-        with self._compiling(), int8_batch_blocking(self.device):
+        with self._compiling(), int8_blocking(self.device, "batch"):
             small, big = (self._cache(n, dtype) for n in (2, 4))
             for cache, positions in ((small, [40, 30]), (big, [50, 60, 70]), (big, [45] * 4)):
                 self._run(self.batch, torch.zeros(len(positions), 1, dtype=torch.long, device=self.device), cache,
@@ -133,13 +134,28 @@ CPU_OPTIONS: dict[str, Any] = dict(freezing=True, max_autotune=True, max_autotun
                                    autotune_fallback_to_aten=True)
 
 
-# Inductor's register blocking (rows, columns, depth) for int8 weights by bf16 activations where the row count is
-# symbolic, as in the batch graph, on an AVX-512 CPU. torch 2.13 offers (8, 48), (8, 32) and (16, 16) there and picks
-# an 8-row block for 8 rows or more, whose inner loop the compiler cannot keep in registers: 8 rows of the step's
-# products took 24 ms against 6.3 ms for 4 rows (gpt2 on 2 AVX-512 cores). 4-row blocks take 12 ms for 8 rows, the
-# same 6 ms for 4 and 1.9 ms for 2 (benchmarks/bench_int8_kernels.py). (The lone graph, one row and fixed, gets
-# Inductor's small-row blocking, which this leaves alone. AVX2's blocks have 4 rows already.)
-INT8_BATCH_BLOCKING = (4, 48, 1)
+class Int8Blocking(NamedTuple):
+    """A register blocking (rows, columns, depth) for Inductor's C++ template on int8 weights by bf16 activations, put
+    in place of one group of torch 2.13's configurations: those for `isa` (Inductor's vector instruction set class)
+    that `replaces` (the group's extra_check function) admits."""
+    isa: str
+    replaces: str
+    blocking: tuple[int, int, int]
+
+
+# Measured in benchmarks/bench_int8_kernels.py (gpt2's 49 products; README, Performance, "Int8 register blocks"):
+# - "lone", the lone graph on an AVX2 CPU: one row, fixed, gets Inductor's small-row blockings, (2, 16, 64) or
+#   (4, 16, 64): two 8-wide vectors of columns, so each k step has two FMAs in flight on two accumulators. Six vectors
+#   (48 columns) multiply the 48 block products of one row in 5.1 ms instead of 6.4 (2 AVX2 cores).
+# - "batch", the batch graph on an AVX-512 CPU: rows symbolic, Inductor offers (8, 48), (8, 32) and (16, 16) and
+#   picks an 8-row block for 8 rows or more, whose inner loop the compiler cannot keep in registers: 8 rows of the
+#   step's products took 24 ms, in 4-row blocks 12 ms (6 ms for 4 rows and 1.9 ms for 2 either way).
+# The others are left as Inductor has them: AVX2's batch blocks have 4 rows already, and AVX-512's lone graph was not
+# measured faster otherwise.
+INT8_BLOCKINGS: dict[str, Int8Blocking] = {
+    "lone": Int8Blocking("VecAVX2", "check_int8_woq_small_m_dim", (2, 48, 64)),
+    "batch": Int8Blocking("VecAVX512", "do_not_use_with_small_m_for_int8_woq", (4, 48, 1)),
+}
 
 
 class _Keyed(CustomGraphPass):
@@ -147,41 +163,44 @@ class _Keyed(CustomGraphPass):
     the micro-kernel's configurations, so a graph compiled with Inductor's own blocking (an older app, or a torch where
     the swap is not made) must not serve one compiled with ours, nor the other way round."""
 
-    def __init__(self, blocking: tuple[int, int, int]):
-        self.blocking = blocking
+    def __init__(self, graph: str, blocking: tuple[int, int, int]):
+        self.graph, self.blocking = graph, blocking
 
     def __call__(self, graph: torch.fx.Graph) -> None:
         pass
 
     def uuid(self) -> str:
-        return f"gpt2-playground int8 batch blocking {self.blocking}"
+        return f"gpt2-playground int8 {self.graph} blocking {self.blocking}"
 
 
 @contextlib.contextmanager
-def int8_batch_blocking(device: torch.device) -> Iterator[None]:
-    """While the batch graph compiles on a CPU with AVX-512: INT8_BATCH_BLOCKING instead of Inductor's blockings for
-    int8 weights and a symbolic row count. Inductor has no setting for it, so its list of configurations is swapped for
-    the compile, and restored after. Where the list is not as torch 2.13 has it, nothing is changed."""
-    generic: list[Any] = []
+def int8_blocking(device: torch.device, graph: str) -> Iterator[None]:
+    """While a graph ("lone" or "batch") compiles on a CPU whose instruction set INT8_BLOCKINGS[graph] is for: its
+    blocking instead of Inductor's group it replaces. Inductor has no setting for it, so its list of configurations is
+    swapped for the compile, and restored after. Where the list is not as torch 2.13 has it, nothing is changed."""
+    chosen, group = INT8_BLOCKINGS[graph], []
     if device.type == "cpu":
         try:
             import torch._inductor.compile_fx  # noqa: F401  (first: the codegen modules import each other through it)
             from torch._inductor.codegen import cpp_micro_gemm as micro
-            from torch._inductor.cpu_vec_isa import VecAVX512
+            from torch._inductor.cpu_vec_isa import pick_vec_isa
 
             configs = micro.micro_gemm_configs[micro.CppMicroGemmFP32Vec]
-            generic = [c for c in configs if c.vec_isa_cls is VecAVX512 and c.input_dtype == torch.bfloat16
-                       and c.input2_dtype == torch.int8 and c.extra_check is micro.do_not_use_with_small_m_for_int8_woq]
+            check = getattr(micro, chosen.replaces)
+            group = [c for c in configs if c.vec_isa_cls.__name__ == chosen.isa and c.extra_check is check
+                     and c.input_dtype == torch.bfloat16 and c.input2_dtype == torch.int8]
+            if group and not isinstance(pick_vec_isa(), group[0].vec_isa_cls):
+                group = []  # another CPU's configurations: Inductor would not use them, and the cache key stays
         except (ImportError, AttributeError, KeyError) as e:
-            log.info("the batch graph keeps Inductor's own int8 blocking: %s", e)
-    if not generic:
+            log.info("the %s graph keeps Inductor's own int8 blocking: %s", graph, e)
+    if not group:
         yield
         return
     saved = list(configs)
-    ours = dataclasses.replace(generic[0], register_blocking=type(generic[0].register_blocking)(*INT8_BATCH_BLOCKING))
-    configs[:] = [c for c in configs if c not in generic] + [ours]
+    ours = dataclasses.replace(group[0], register_blocking=type(group[0].register_blocking)(*chosen.blocking))
+    configs[:] = [c for c in configs if c not in group] + [ours]
     try:
-        with inductor_config.patch(post_grad_custom_post_pass=_Keyed(INT8_BATCH_BLOCKING)):
+        with inductor_config.patch(post_grad_custom_post_pass=_Keyed(graph, chosen.blocking)):
             yield
     finally:
         configs[:] = saved
