@@ -143,7 +143,8 @@ class Int8Blocking(NamedTuple):
     blocking: tuple[int, int, int]
 
 
-# Measured in benchmarks/bench_int8_kernels.py (gpt2's 49 products; README, Performance, "Int8 register blocks"):
+# Measured on gpt2's 49 products (benchmarks/bench_int8_kernels.py; README, Performance, "4-row blocks for batches"
+# and "48-column blocks for a lone row on AVX2"):
 # - "lone", the lone graph on an AVX2 CPU: one row, fixed, gets Inductor's small-row blockings, (2, 16, 64) or
 #   (4, 16, 64): two 8-wide vectors of columns, so each k step has two FMAs in flight on two accumulators. Six vectors
 #   (48 columns) multiply the 48 block products of one row in 5.1 ms instead of 6.4 (2 AVX2 cores).
