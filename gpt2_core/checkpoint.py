@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,35 +133,91 @@ def safetensors_files(checkpoint_dir: Path) -> list[Path]:
     )
 
 
-def load_state_dict(checkpoint_dir: Path, config: GPTConfig, *, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Read the weights into our module names and layouts (nn.Linear), cast to `dtype`, on the CPU."""
-    state: dict[str, torch.Tensor] = {}
-    lm_head = None
-    for file in safetensors_files(checkpoint_dir):
-        with safe_open(file, framework="pt", device="cpu") as f:
-            for key in f.keys():
-                name = key.removeprefix("transformer.")
-                if MASK_BUFFER.fullmatch(name):
-                    continue
-                tensor = f.get_tensor(key)
-                if name == "lm_head.weight":
-                    lm_head = tensor
-                    continue
-                if name.endswith(CONV1D_SUFFIXES):
-                    tensor = tensor.t()  # Conv1D stores (in, out); nn.Linear wants (out, in)
-                # A copy of its own: a tensor left as a view of the file keeps the whole file mapped and resident
-                # (after int8 quantization, 99 small fp32 tensors kept gpt2's 475 MiB file in memory)
-                state[name] = tensor.to(dtype, copy=True).contiguous()
-    if "wte.weight" not in state:
-        raise ModelUnavailableError(f"{checkpoint_dir} holds no GPT-2 weights (no wte.weight in its safetensors)")
-    if lm_head is not None and not torch.equal(lm_head.to(dtype), state["wte.weight"]):
-        log.warning("%s has an lm_head.weight that differs from wte.weight; GPT-2 ties them, so wte.weight is used",
-                    checkpoint_dir)
-    state["lm_head.weight"] = state["wte.weight"]
+class CheckpointTensors:
+    """A checkpoint's tensors by our module names, read when asked for: in nn.Linear's layouts, cast to a dtype, on
+    the CPU, each a copy of its own (a tensor left as a view of the file keeps the whole file mapped and resident:
+    after int8 quantization, 99 small fp32 tensors kept gpt2's 475 MiB file in memory). Each read opens the files it
+    needs and closes them after, so the pages it touched leave the process."""
+
+    def __init__(self, checkpoint_dir: Path):
+        self.checkpoint_dir = checkpoint_dir
+        self.where: dict[str, tuple[Path, str]] = {}  # our name -> (file, key in it)
+        for file in safetensors_files(checkpoint_dir):
+            with safe_open(file, framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    name = key.removeprefix("transformer.")
+                    if not MASK_BUFFER.fullmatch(name):
+                        self.where[name] = (file, key)
+        if "wte.weight" not in self.where:
+            raise ModelUnavailableError(f"{checkpoint_dir} holds no GPT-2 weights (no wte.weight in its safetensors)")
+
+    def names(self, prefix: str = "") -> list[str]:
+        return [name for name in self.where if name.startswith(prefix)]
+
+    def read(self, names: list[str], *, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for file in dict.fromkeys(self.where[name][0] for name in names):  # each file once, in order
+            with safe_open(file, framework="pt", device="cpu") as f:
+                for name in names:
+                    where, key = self.where[name]
+                    if where != file:
+                        continue
+                    tensor = f.get_tensor(key)
+                    if name.endswith(CONV1D_SUFFIXES):
+                        tensor = tensor.t()  # Conv1D stores (in, out); nn.Linear wants (out, in)
+                    out[name] = tensor.to(dtype, copy=True).contiguous()
+        return out
+
+
+def read_outside_blocks(tensors: CheckpointTensors, config: GPTConfig, *, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The tensors outside the transformer blocks (embeddings, final norm), `lm_head.weight` tied to `wte.weight`."""
+    names = [name for name in tensors.where if not name.startswith("h.")]
+    state = tensors.read([name for name in names if name != "lm_head.weight"], dtype=dtype)
     expected = config.vocab_size, config.n_embd
     if tuple(state["wte.weight"].shape) != expected:
         raise ModelUnavailableError(f"wte.weight has shape {tuple(state['wte.weight'].shape)}, config.json says {expected}")
+    if "lm_head.weight" in names:
+        lm_head = tensors.read(["lm_head.weight"], dtype=dtype)["lm_head.weight"]
+        if not torch.equal(lm_head, state["wte.weight"]):
+            log.warning("%s has an lm_head.weight that differs from wte.weight; GPT-2 ties them, so wte.weight is "
+                        "used", tensors.checkpoint_dir)
+    state["lm_head.weight"] = state["wte.weight"]
     return state
+
+
+def load_state_dict(checkpoint_dir: Path, config: GPTConfig, *, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Read all the weights at once into our module names and layouts (nn.Linear), cast to `dtype`, on the CPU (for
+    training, which needs them all; inference loads block by block: `load_weights`)."""
+    tensors = CheckpointTensors(checkpoint_dir)
+    state = read_outside_blocks(tensors, config, dtype=dtype)
+    state.update(tensors.read(tensors.names("h."), dtype=dtype))
+    return state
+
+
+def load_weights(model: GPT, checkpoint_dir: Path, *, dtype: torch.dtype,
+                 prepare_block: Callable[[torch.nn.Module], None] | None = None) -> None:
+    """Fill `model`, built on the meta device, from `checkpoint_dir`, one transformer block at a time, tying its LM
+    head to the embedding. `prepare_block` runs on each block as soon as its weights are in (quantizing it), so a
+    quantized model never holds all its full-precision weights at once: loading gpt2-xl in int8 needs about its
+    int8 size plus one block, not its 6 GB of fp32 (README, Model sizes and memory)."""
+    tensors = CheckpointTensors(checkpoint_dir)
+    outside = read_outside_blocks(tensors, model.config, dtype=dtype)
+    missing, unexpected = model.load_state_dict(outside, assign=True, strict=False)
+    model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
+    if unexpected:
+        raise ModelUnavailableError(f"{checkpoint_dir} has weights GPT-2 does not: {', '.join(sorted(unexpected))}")
+    for i, block in enumerate(model.h):
+        prefix = f"h.{i}."
+        state = tensors.read(tensors.names(prefix), dtype=dtype)
+        block.load_state_dict({name.removeprefix(prefix): t for name, t in state.items()}, assign=True)
+        del state
+        if prepare_block is not None:
+            prepare_block(block)
+    left = [name for name in missing if not name.startswith("h.") and name != "lm_head.weight"]
+    extra = [name for name in tensors.names("h.") if int(name.split(".")[1]) >= len(model.h)]
+    if left or extra:
+        raise ModelUnavailableError(f"{checkpoint_dir} does not match its config.json: "
+                                    f"missing {left or 'nothing'}, extra {extra or 'nothing'}")
 
 
 def load_tokenizer(checkpoint_dir: Path) -> Tokenizer:

@@ -39,7 +39,7 @@ from gpt2_core.backend import (
     Tokenizer,
     TokenRequest,
 )
-from gpt2_core.checkpoint import load_state_dict, load_tokenizer, read_config, resolve_checkpoint_dir
+from gpt2_core.checkpoint import load_tokenizer, load_weights, read_config, resolve_checkpoint_dir
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_device, resolve_dtype
 from gpt2_core.explain.attention import MAX_ATTENTION_TOKENS, Attention
@@ -70,7 +70,7 @@ from gpt2_core.local import MAX_ALTERNATIVES, DeviceOutOfMemoryError, LocalBacke
 from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT
 from gpt2_core.precision import choose_precision
-from gpt2_core.quantize import quantize_blocks, validate_quantize
+from gpt2_core.quantize import quantize_block, quantize_head, validate_quantize
 from gpt2_core.threads import ends_its_thread
 
 log = logging.getLogger(__name__)
@@ -509,7 +509,8 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     where it pays and the memory allows (precision.py). dtype="fp32" (or quantize=None) gives the exact fp32 engine,
     proven equal to transformers; quantize "int8" / "nf4" asks for those. compile=True compiles the decode step before
     returning (bitsandbytes models stay eager), "background" while decoding eagerly, False never. cuda_graphs=True
-    replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default).
+    replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default). The weights are read one
+    block at a time, each quantized as soon as it is read.
     """
     dev = resolve_device(device)
     if dtype != "auto":
@@ -519,17 +520,21 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     checkpoint_dir = resolve_checkpoint_dir(source)
     config = read_config(checkpoint_dir)
     plan = choose_precision(config, dev, dtype=dtype, quantize=quantize, compile=compile)
-    state = load_state_dict(checkpoint_dir, config, dtype=plan.dtype)
     with torch.device("meta"):
         model = GPT(config)
-    model.load_state_dict(state, assign=True)
-    model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
     model.eval().requires_grad_(False)
+
+    def prepare_block(block: torch.nn.Module) -> None:  # as soon as its weights are read: quantized, on the device
+        if plan.quantize:
+            quantize_block(block, plan.quantize, device=dev, dtype=plan.dtype)
+        block.to(dev)
+        return_freed_memory()  # its full-precision weights: else the C library keeps them, and the process grows
+
+    load_weights(model, checkpoint_dir, dtype=plan.dtype, prepare_block=prepare_block)
     if plan.quantize:
-        quantize_blocks(model, plan.quantize, device=dev, dtype=plan.dtype)
-    del state
-    model.to(dev)
-    return_freed_memory()  # the fp32 weights read for quantizing (or moved to a GPU)
+        quantize_head(model, plan.quantize, device=dev)
+    model.to(dev).requires_grad_(False)
+    return_freed_memory()  # the full-precision LM head read for quantizing
     tokenizer = load_tokenizer(checkpoint_dir)
     lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=plan.dtype, quantize=plan.quantize,
                        max_batch=max_batch)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Quantize = Literal["int8", "nf4"]
 QUANTIZE_CHOICES: tuple[Quantize, ...] = ("int8", "nf4")
+# Rows of a weight quantized at a time: the LM head's 50,257 rows at once took three fp32 temporaries of its size
+# (460 MB for gpt2, the load's peak); 4096 rows take 12.6 MB each
+QUANTIZE_ROWS = 4096
 
 
 def validate_quantize(quantize: str | None) -> Quantize | None:
@@ -49,34 +52,46 @@ def _import_bitsandbytes() -> types.ModuleType:
     return bnb
 
 
-def quantize_blocks(model: GPT, quantize: Quantize, *, device: torch.device, dtype: torch.dtype) -> None:
-    """Quantize the model's linear layers for `device`: PyTorch's int8 kernels for int8 on a CPU (blocks and LM head),
-    else every nn.Linear inside model.h (the transformer blocks) by its bitsandbytes counterpart, on `device`."""
+def quantize_block(block: nn.Module, quantize: Quantize, *, device: torch.device, dtype: torch.dtype) -> None:
+    """Quantize one transformer block's linear layers for `device`, in place (the loader calls this on each block as
+    soon as its weights are read, checkpoint.load_weights): Int8Linear for int8 on a CPU, else each nn.Linear by its
+    bitsandbytes counterpart, on `device`."""
     validate_quantize(quantize)
+    cpu_int8 = quantize == "int8" and device.type == "cpu"
+    bnb = None if cpu_int8 else _import_bitsandbytes()
+    for parent in list(block.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not nn.Linear:
+                continue
+            if bnb is None:
+                setattr(parent, name, Int8Linear(child))
+                continue
+            w, b = child.weight.data, child.bias.data
+            if quantize == "int8":
+                q = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=True,
+                                        has_fp16_weights=False, threshold=6.0)
+                q.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+            else:
+                q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=True,
+                                      compute_dtype=dtype, quant_type="nf4")
+                q.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
+            q.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+            try:
+                setattr(parent, name, q.to(device))  # bitsandbytes quantizes as the weight moves to the device
+            except (RuntimeError, NotImplementedError) as e:
+                raise RuntimeError(f"bitsandbytes cannot run {quantize} on {device}: {e}") from e
+
+
+def quantize_head(model: GPT, quantize: Quantize, *, device: torch.device) -> None:
+    """After the blocks: int8 on a CPU quantizes the tied LM head and the embedding too (one int8 table for both);
+    bitsandbytes keeps them in the model's dtype."""
     if quantize == "int8" and device.type == "cpu":
-        quantize_cpu_int8(model)
-        return
-    bnb = _import_bitsandbytes()
-    for block in model.h:
-        for parent in block.modules():
-            for name, child in list(parent.named_children()):
-                if type(child) is not nn.Linear:
-                    continue
-                w, b = child.weight.data, child.bias.data
-                if quantize == "int8":
-                    q = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=True,
-                                            has_fp16_weights=False, threshold=6.0)
-                    q.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
-                else:
-                    q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=True,
-                                          compute_dtype=dtype, quant_type="nf4")
-                    q.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
-                q.bias = nn.Parameter(b.to(dtype), requires_grad=False)
-                try:
-                    setattr(parent, name, q.to(device))  # bitsandbytes quantizes as the weight moves to the device
-                except (RuntimeError, NotImplementedError) as e:
-                    raise RuntimeError(f"bitsandbytes cannot run {quantize} on {device}: {e}") from e
-    log.info("quantized the transformer blocks' linear layers to %s", quantize)
+        assert isinstance(model.lm_head, nn.Linear)  # not quantized yet
+        model.lm_head = Int8Linear(model.lm_head)
+        model.wte = Int8Embedding(model.lm_head)
+        log.info("quantized the linear layers and the embedding to int8 weights for the CPU")
+    else:
+        log.info("quantized the transformer blocks' linear layers to %s", quantize)
 
 
 class Int8Linear(nn.Module):
@@ -88,9 +103,15 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        w = linear.weight.detach().float()
-        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,): the largest weight of each row maps to 127
-        self.register_buffer("weight", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        w = linear.weight.detach()
+        weight = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+        scales = torch.empty(w.shape[0], device=w.device)
+        for start in range(0, w.shape[0], QUANTIZE_ROWS):  # a few rows at a time: the temporaries stay small
+            rows = w[start:start + QUANTIZE_ROWS].float()
+            s = rows.abs().amax(dim=1).clamp(min=1e-12) / 127  # the largest weight of each row maps to 127
+            weight[start:start + QUANTIZE_ROWS] = torch.round(rows / s[:, None]).clamp(-127, 127)
+            scales[start:start + QUANTIZE_ROWS] = s
+        self.register_buffer("weight", weight)
         self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -119,17 +140,3 @@ class Int8Embedding(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         head = self._head[0]
         return head.weight[idx].float() * head.scales[idx].float().unsqueeze(-1)
-
-
-def quantize_cpu_int8(model: GPT) -> None:
-    """Int8Linear for every linear layer of the blocks and for the tied LM head and embedding, in place (the model is
-    loaded in fp32 for this, and the rest of it stays fp32)."""
-    for block in model.h:
-        for parent in list(block.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
-                    setattr(parent, name, Int8Linear(child))
-    assert isinstance(model.lm_head, nn.Linear)  # not quantized yet
-    model.lm_head = Int8Linear(model.lm_head)
-    model.wte = Int8Embedding(model.lm_head)
-    log.info("quantized the linear layers and the embedding to int8 weights for the CPU")
