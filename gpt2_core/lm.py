@@ -67,9 +67,9 @@ from gpt2_core.generate.settings import (
     shown,
 )
 from gpt2_core.local import MAX_ALTERNATIVES, DeviceOutOfMemoryError, LocalBackend  # noqa: F401 (re-exported)
-from gpt2_core.memory import return_freed_memory
+from gpt2_core.memory import kv_cache_row_bytes, readable_bytes, return_freed_memory
 from gpt2_core.model import GPT
-from gpt2_core.precision import choose_precision
+from gpt2_core.precision import cache_rows, choose_precision, compile_growth_bytes
 from gpt2_core.quantize import quantize_block, quantize_head, validate_quantize
 from gpt2_core.threads import ends_its_thread
 
@@ -509,8 +509,9 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     where it pays and the memory allows (precision.py). dtype="fp32" (or quantize=None) gives the exact fp32 engine,
     proven equal to transformers; quantize "int8" / "nf4" asks for those. compile=True compiles the decode step before
     returning (bitsandbytes models stay eager), "background" while decoding eagerly, False never. cuda_graphs=True
-    replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default). The weights are read one
-    block at a time, each quantized as soon as it is read.
+    replays the decode step from CUDA graphs on a GPU (not yet measured on one: off by default). max_batch is the most
+    samples decoded at once (fewer where the memory free holds fewer KV cache rows: precision.cache_rows); more
+    wait their turn. The weights are read one block at a time, each quantized as soon as it is read.
     """
     dev = resolve_device(device)
     if dtype != "auto":
@@ -536,8 +537,15 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     model.to(dev).requires_grad_(False)
     return_freed_memory()  # the full-precision LM head read for quantizing
     tokenizer = load_tokenizer(checkpoint_dir)
+    compiling_cpu = plan.compile != "no" and dev.type == "cpu"
+    rows = cache_rows(config, dev, plan.dtype, wanted=max_batch,
+                      reserved=compile_growth_bytes(config) if compiling_cpu else 0)
+    if rows < max_batch:
+        row = kv_cache_row_bytes(config, plan.dtype.itemsize)
+        log.warning("%s decodes at most %d sample(s) at once (of %d): each takes %s of KV cache, and that is what the "
+                    "memory free holds; more wait their turn", source, rows, max_batch, readable_bytes(row))
     lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=plan.dtype, quantize=plan.quantize,
-                       max_batch=max_batch)
+                       max_batch=rows)
     log.info("loaded %s: %.0fM parameters, %s, %s, %.0f MB (%s)", source, lm.num_parameters() / 1e6, dev,
              lm.precision, lm.memory_bytes() / 1e6, plan.why)
     if plan.compile != "no":

@@ -45,6 +45,12 @@ def estimate_weight_bytes(config: GPTConfig, precision: str) -> int:
     return rest + linear // 2 + linear // 64
 
 
+def kv_cache_row_bytes(config: GPTConfig, element_bytes: int) -> int:
+    """One sample's KV cache: keys and values of every layer for the whole context, as the engine allocates a row
+    (gpt2 in fp32: 75 MB; gpt2-xl: 629 MB)."""
+    return 2 * config.n_layer * config.block_size * config.n_embd * element_bytes
+
+
 def _int8_scales(config: GPTConfig) -> int:
     """LLM.int8 keeps one fp32 scale per output row of each quantized matrix."""
     d = config.n_embd

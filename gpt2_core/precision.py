@@ -31,7 +31,7 @@ import torch
 
 from gpt2_core.config import GPTConfig
 from gpt2_core.devices import resolve_dtype
-from gpt2_core.memory import estimate_weight_bytes, readable_bytes
+from gpt2_core.memory import estimate_weight_bytes, kv_cache_row_bytes, readable_bytes
 from gpt2_core.quantize import Quantize, validate_quantize
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,22 @@ def choose_precision(config: GPTConfig, device: torch.device, *, dtype: str | to
         return Precision(dt, chosen, "no", why + f"; not compiled: {readable_bytes(free)} of memory free, "
                                                   f"compiling needs {readable_bytes(need)}")
     return Precision(dt, chosen, "background", why + "; compiling in the background")
+
+
+def cache_rows(config: GPTConfig, device: torch.device, dtype: torch.dtype, *, wanted: int, reserved: int = 0,
+               available_bytes: int | None = None) -> int:
+    """How many samples the engine may decode at once: `wanted`, or as many whole-context KV cache rows as the memory
+    free now holds, less `reserved` (a compile to come) and HEADROOM_BYTES; at least one. Requests beyond wait their
+    turn. Without this, a class pressing Generate on gpt2-xl (629 MB of cache a sample in fp32) could take 10 GB.
+    A GPU's free memory is its own; Apple MPS reports none, so it gets `wanted`."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0] if available_bytes is None else available_bytes
+    elif device.type == "cpu":
+        free = available_memory_bytes() if available_bytes is None else available_bytes
+    else:
+        return wanted
+    row = kv_cache_row_bytes(config, dtype.itemsize)
+    return max(1, min(wanted, (free - reserved - HEADROOM_BYTES) // row))
 
 
 def compilable(quantize: str | None, device: torch.device) -> bool:

@@ -37,6 +37,7 @@ from gpt2_core.backend import StreamItem, TokenEvent
 from gpt2_core.generate.compiled import Decode
 from gpt2_core.generate.sampling import Distribution, Draw, draw, ranks_of
 from gpt2_core.generate.settings import SamplingParams
+from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT, KVCache
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,7 @@ class Engine:
         self.decode, self.decoding = decode, kind
 
     def submit(self, request: Request) -> Request:
-        if len(request.seeds) > self.max_batch:
-            raise ValueError(f"a request may have at most {self.max_batch} samples, but has {len(request.seeds)}")
+        self._check_samples(request)
         with self._wake:
             if self._closed:
                 raise RuntimeError("the engine is closed")
@@ -133,13 +133,17 @@ class Engine:
         fresh and is used up by this; closing the iterator abandons the request."""
         if self._thread is not None or self._pending or self._rows:
             raise RuntimeError("Engine.run needs an engine of its own, with no thread and no other request")
-        if len(request.seeds) > self.max_batch:
-            raise ValueError(f"a request may have at most {self.max_batch} samples, but has {len(request.seeds)}")
+        self._check_samples(request)
         self._pending.append(request)
         while self._pending or self._rows:
             self._run_once()
             while not request.events.empty():
                 yield request.events.get_nowait()
+
+    def _check_samples(self, request: Request) -> None:
+        if len(request.seeds) > self.max_batch:
+            raise ValueError(f"`num_samples` has to be at most {self.max_batch} with this model here (the samples it "
+                             f"decodes at once, as its memory allows), but is {len(request.seeds)}")
 
     def close(self) -> None:
         with self._wake:
@@ -178,6 +182,7 @@ class Engine:
                 while not self._pending and not self._rows and not self._closed:
                     timed_out = not self._wake.wait(timeout=idle_s)
                     if timed_out and not self._pending and not self._closed:  # (one may have come as it timed out)
+                        self._release_busy_rows()
                         self._thread = None  # idle: end, freeing this thread's pool; under the lock, so a request
                         return  # from now on starts another thread
                 if self._closed:
@@ -186,6 +191,14 @@ class Engine:
         unloaded = RuntimeError("the model was unloaded; try again")
         for request in [r.request for r in self._rows] + list(self._pending):
             request.events.put(unloaded)
+
+    def _release_busy_rows(self) -> None:
+        """Idle: a cache grown for a busy spell goes back to the system (gpt2: 75 MB a row, gpt2-xl 629 MB), and the
+        next request allocates the rows it needs. A one-row cache stays, so a lone visitor's next request allocates
+        nothing. Called under the lock as the thread ends, so no other engine thread runs yet."""
+        if self._cache is not None and self._cache.batch_size > 1 and not self._rows:
+            self._cache = None
+            return_freed_memory()
 
     def _run_once(self) -> None:
         """Admit waiting requests, then run one decode step of the batch (in the engine thread, or in `run`'s caller)."""
