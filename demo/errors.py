@@ -62,7 +62,8 @@ ENGINE_MESSAGES = (
     "{context} (about {chars} characters)",  # i18n: key
     "`{name}` is too short to train on: it has {length} tokens, and needs at least {need} for a context of "  # i18n: key
     "{context}",  # i18n: key
-    "a request may have at most {limit} samples, but has {count}",  # i18n: key
+    "`{name}` has to be at most {limit} with this model here (the samples it decodes at once, as its memory "  # i18n: key
+    "allows), but is {value}",  # i18n: key
 )
 FIELD_PATTERN = {"name": r"\w+"}  # what a field of ENGINE_MESSAGES may hold, where narrower than any text
 

@@ -71,7 +71,7 @@ OUTPUT_FIRST_LINE_PX = 120
 SCROLL_TO_OUTPUT = f"""const output = document.getElementById('generate-output');  // on a phone it is below the fold
   const state = document.getElementById('run-state'), actions = document.getElementById('generate-actions');
   if (output && state && actions && output.getBoundingClientRect().top + {OUTPUT_FIRST_LINE_PX} > window.innerHeight)
-    window.scrollBy({{top: state.getBoundingClientRect().top - actions.getBoundingClientRect().height - 8}});"""
+    window.scrollBy({{top: state.getBoundingClientRect().top - actions.offsetHeight - 8}});"""  # i18n: not shown
 CSS = """
 /* Generate and Stop stay at the window's top while the text streams past them (a phone scrolls to the text) */
 #generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary); }

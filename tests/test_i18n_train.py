@@ -62,13 +62,15 @@ def test_user_facing_errors_shows_a_bad_setting_in_the_pages_language_and_an_unk
     "`sentence` has to contain exactly one blank, written ___ or [MASK], but has 2: 'a ___ b ___'",
     "`text` is too short to train on: it has 900 tokens, and needs at least 5140 for a context of 256 (about 20560 "
     "characters)",
+    "`num_samples` has to be at most 2 with this model here (the samples it decodes at once, as its memory allows), "
+    "but is 3",
 ])
 def test_each_family_reads_back_its_fields_unchanged(message):
     for language in ("es", "fr"):
         with speaking(language):
             translated = in_page_language(message)
         assert translated != message
-        for quoted in ("' Paris is'", "' Paris' + ' is'", "64", "65", "'a ___ b ___'", "5140", "20560"):
+        for quoted in ("' Paris is'", "' Paris' + ' is'", "64", "65", "'a ___ b ___'", "5140", "20560", "`num_samples`"):
             assert (quoted in message) == (quoted in translated), (quoted, translated)
 
 
