@@ -63,15 +63,22 @@ WRITING = "**Writing\u2026** GPT-2 chooses one token at a time; **Stop** ends it
 STOPPED = "**Stopped.** The text so far stays: click any coloured token to see why GPT-2 chose it."  # i18n: key
 DETAILS_HINT = ("Click a coloured token to see its probability, its rank and the other tokens GPT-2 "  # i18n: key
                 "considered there.")
-# Scroll to the output only where its first line of text would be out of view (a phone): the sample's label, the
-# colours' legend and one line of text take about 120 px. A laptop whose model line wraps (a long local path) still
-# sees the text's start where it is, and the page must not jump away from Generate. The run state comes to rest just
-# under the sticky Generate and Stop, however tall they are (one above the other on a phone).
-OUTPUT_FIRST_LINE_PX = 120
-SCROLL_TO_OUTPUT = f"""const output = document.getElementById('generate-output');  // on a phone it is below the fold
-  const state = document.getElementById('run-state'), actions = document.getElementById('generate-actions');
-  if (output && state && actions && output.getBoundingClientRect().top + {OUTPUT_FIRST_LINE_PX} > window.innerHeight)
-    window.scrollBy({{top: state.getBoundingClientRect().top - actions.offsetHeight - 8}});"""  # i18n: not shown
+# Once this run draws its first generated token: where that token is below the fold (a phone; a long prompt, echoed
+# in grey first, on a laptop), the run state comes to rest just under the sticky Generate and Stop, the text below
+# it. Where it is in view (a short prompt on a laptop, even with a model line that wraps) the page holds still.
+SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');  // (sample 1 is drawn in it later)
+  if (output) {
+    const observer = new MutationObserver(() => {
+      const token = output.querySelector('#sample-view-1 .token.highlighted');
+      if (!token) return;
+      observer.disconnect();
+      if (token.getBoundingClientRect().bottom <= window.innerHeight) return;
+      const state = document.getElementById('run-state'), actions = document.getElementById('generate-actions');
+      if (state && actions) window.scrollBy({top: state.getBoundingClientRect().top - actions.offsetHeight - 8});
+    });
+    observer.observe(output, {childList: true, subtree: true, characterData: true});
+    setTimeout(() => observer.disconnect(), 30000);
+  }"""  # i18n: not shown
 CSS = """
 /* Generate and Stop stay at the window's top while the text streams past them (a phone scrolls to the text) */
 #generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary); }

@@ -79,6 +79,24 @@ def test_output_is_in_view_after_generate_at_1280x720_without_scrolling(laptop, 
         laptop.screenshot(path=str(ROOT / "assets" / "screenshot-generate.png"))
 
 
+@pytest.mark.parametrize("model_line", ["as served", "wrapped"])
+def test_unicorns_first_generated_words_come_into_view_at_1280x720(laptop, model_line):
+    """OpenAI's prompt takes three lines, echoed in grey before the text: where that puts the text below the fold
+    (as a wrapped model line or the offline banner does), the page brings it up under the sticky Generate and Stop,
+    which stay in view."""
+    if model_line == "wrapped":
+        laptop.add_style_tag(content=DEEP_FOLDER)
+        wait_until(lambda: laptop.evaluate(MODEL_LINES) >= 1.9, message="the model line to take two lines or more")
+    laptop.get_by_role("button", name="Unicorns (OpenAI's 2019 prompt)").click()
+    wait_until(lambda: "unicorns" in laptop.locator("#prompt textarea").input_value(), message="the example's prompt")
+    laptop.evaluate("window.scrollTo(0, 0)")
+    laptop.locator("#generate-button").click()
+    wait_until(lambda: laptop.locator("#sample-view-1 .token.highlighted").count() > 3, message="coloured tokens")
+    wait_until(lambda: in_view(laptop, "#sample-view-1 .token.highlighted"), timeout=5,
+               message="the first generated token to come into view")
+    assert in_view(laptop, "#generate-button") and in_view(laptop, "#run-state")
+
+
 def test_output_is_in_view_on_a_phone(browser, app):  # noqa: F811
     page = open_page(browser, app.url, PHONE)
     try:
