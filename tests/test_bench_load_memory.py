@@ -19,10 +19,11 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 def test_the_worker_reports_every_stage_in_order(tiny_checkpoint, contender):
     memory = bench.run_worker(bench.ROOT, contender, tiny_checkpoint, new_tokens=4)
     assert set(memory) == {key for key, _ in bench.COLUMNS}
-    assert 50 < memory["before"] <= memory["load_peak"]  # MiB: the interpreter and its libraries, then the load's peak
-    assert memory["loaded"] <= memory["load_peak"]
+    # MiB. The kernel updates a process's peak (VmHWM) lazily, so it can trail its RSS by a few pages: 1 MiB slack
+    assert 50 < memory["before"] <= memory["load_peak"] + 1  # the interpreter and its libraries, then the load's peak
+    assert memory["loaded"] <= memory["load_peak"] + 1
     assert memory["many_peak"] >= memory["one"] - 1  # the peak is reset just before the callers, never below then
-    assert memory["idle"] <= memory["many_peak"]
+    assert memory["idle"] <= memory["many_peak"] + 1
 
 
 @pytest.mark.skipif(not (bench.ROOT / ".git").exists(), reason="--before reads commits: needs a git checkout")
