@@ -196,7 +196,7 @@ class Engine:
         """Idle: a cache grown for a busy spell goes back to the system (gpt2: 75 MB a row, gpt2-xl 629 MB), and the
         next request allocates the rows it needs. A one-row cache stays, so a lone visitor's next request allocates
         nothing. Called under the lock as the thread ends, so no other engine thread runs yet."""
-        if self._cache is not None and self._cache.batch_size > 1 and not self._rows:
+        if self._cache is not None and self._cache.batch_size > 1:
             self._cache = None
             return_freed_memory()
 
