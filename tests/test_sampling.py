@@ -41,8 +41,33 @@ def test_top_p_works_on_unsorted_batched_logits():
     assert torch.equal(kept, torch.tensor([[False, True, True], [True, False, False]]))
 
 
-def test_temperature_divides_logits():
-    assert torch.equal(apply_temperature(LOGITS, 0.5), LOGITS * 2)
+def test_temperature_divides_logits_shifted_so_the_largest_is_zero():
+    assert torch.equal(apply_temperature(LOGITS, 0.5), (LOGITS - 3.0) * 2)  # exact: small integers
+    torch.testing.assert_close(apply_temperature(LOGITS, 0.7).softmax(-1), (LOGITS / 0.7).softmax(-1))
+
+
+# Settings at the edge of their ranges, as a script can send them: float32 would make inf, then NaN probabilities
+@pytest.mark.parametrize("temperature", [1e-38, 1e-45, 5e-324])
+def test_temperature_near_zero_samples_as_greedy_does(temperature):
+    assert torch.equal(apply_temperature(LOGITS, temperature).softmax(-1), torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
+
+
+def test_repetition_penalty_near_zero_makes_seen_tokens_likeliest_not_nan():
+    out = apply_repetition_penalty(LOGITS, torch.tensor([0, 2]), 1e-39)  # seen: 1.0 and 2.0, over 1e-39: inf
+    assert torch.isfinite(out).all()
+    probs = apply_temperature(out, 0.8).softmax(-1)
+    assert torch.equal(probs, torch.tensor([0.5, 0.0, 0.5, 0.0, 0.0]))  # the two seen ones tie at float32's largest
+
+
+def test_top_p_below_float32s_smallest_keeps_the_likeliest_token():
+    assert torch.equal(torch.isfinite(apply_top_p(LOGITS, 5e-324)), torch.tensor([False, True, False, False, False]))
+
+
+@pytest.mark.parametrize("edge", [dict(temperature=1e-38), dict(repetition_penalty=1e-38), dict(top_p=5e-324),
+                                  dict(temperature=1e-38, repetition_penalty=1e-38, top_p=5e-324, top_k=0)])
+def test_sample_token_at_the_edges_of_the_ranges_draws_a_token(edge):
+    token, prob = sample_token(LOGITS, SamplingParams(**edge), torch.Generator().manual_seed(0), torch.tensor([0, 2]))
+    assert token in (1, 0, 2) and 0 < prob < 1
 
 
 def test_repetition_penalty_pushes_seen_tokens_down_whatever_their_sign():

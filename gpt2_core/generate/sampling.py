@@ -24,13 +24,18 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
         return logits
     seen = logits.gather(-1, previous_ids)
     seen = torch.where(seen > 0, seen / penalty, seen * penalty)
-    return logits.scatter(-1, previous_ids, seen)
+    largest = torch.finfo(seen.dtype).max  # a penalty near 0 would make a seen token's logit inf (and softmax nan)
+    return logits.scatter(-1, previous_ids, seen.clamp(-largest, largest))
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide by the temperature: < 1 sharpens the distribution, > 1 flattens it. (0 means greedy: see sample_token.)"""
+    """Divide by the temperature: < 1 sharpens the distribution, > 1 flattens it. (0 means greedy: see sample_token.)
+
+    The largest logit is subtracted first (softmax does not change), so that a temperature near 0 sends the others to
+    -inf, not the largest to inf: 1e-38 samples as greedy does instead of giving NaN probabilities. (A temperature
+    below the dtype's smallest normal number counts as that number; in float32 it would be 0, and 0 / 0 NaN.)"""
     assert temperature > 0, "temperature 0 is greedy decoding and never reaches apply_temperature"
-    return logits / temperature
+    return (logits - logits.amax(-1, keepdim=True)) / max(temperature, torch.finfo(logits.dtype).tiny)
 
 
 def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -48,6 +53,7 @@ def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     remove_sorted = cumulative - sorted_logits.softmax(dim=-1) >= p  # mass before this token already reaches p
+    remove_sorted[..., 0] = False  # the likeliest token always stays (a p below float32's smallest would cut it)
     remove = remove_sorted.scatter(-1, order, remove_sorted)
     return logits.masked_fill(remove, float("-inf"))
 
