@@ -214,3 +214,50 @@ def test_a_message_quoting_the_users_html_carries_it_as_text(client):
     with pytest.raises(AppError) as error:  # the page's error toast renders HTML, so the quote is escaped
         client.predict("<b id=x>no blank</b>", api_name="/compare")
     assert "&lt;b id=x&gt;no blank&lt;/b&gt;" in str(error.value) and "<b" not in str(error.value)
+
+
+# ---- what a script can send that the page cannot: lone surrogates, settings at the very edge of their ranges -------
+def raw_call(app, endpoint: str, data: list) -> str:
+    """The events of one raw /gradio_api/call (JSON may carry a lone surrogate as "\\ud800"; gradio_client cannot)."""
+    api = app.url.rstrip("/") + f"/gradio_api/call/{endpoint}"
+    body = json.dumps({"data": data})  # ensure_ascii: "\ud800" goes as its escape
+    event_id = httpx.post(api, content=body, headers={"content-type": "application/json"}).json()["event_id"]
+    return httpx.get(f"{api}/{event_id}", timeout=60).text
+
+
+LONE = "The \ud800 ___ barked"
+TEXT_DOORS = {"generate": (["prompt"], [LONE, 2, 0.8, 40, 1.0, 1.0, 1, 1]),
+              "explore": (["prompt"], [LONE, 0.8, 40, 1.0]),
+              "score": (["text"], [LONE]),
+              "compare": (["sentence"], [LONE]),
+              "attention": (["text"], [LONE, 0, 0]),
+              "layers": (["text", "target"], [LONE, "\udfff"]),
+              "scale": (["prompt"], [LONE, 1])}
+
+
+@pytest.mark.parametrize("endpoint", TEXT_DOORS)
+def test_a_lone_surrogate_is_refused_naming_the_parameter(app, client, endpoint):
+    names, data = TEXT_DOORS[endpoint]
+    answer = raw_call(app, endpoint, data)
+    assert "event: error" in answer and "has to be valid Unicode text" in answer, answer
+    assert any(f"`{name}` has to be valid Unicode text" in answer for name in names), answer
+    assert "Something went wrong" not in answer
+    assert generate(client)[0]
+
+
+@pytest.mark.parametrize("name,value", [("temperature", 1e-38), ("temperature", 5e-324), ("top_p", 5e-324),
+                                        ("repetition_penalty", 1e-39)])
+def test_settings_at_the_edge_of_their_ranges_generate(app, name, value):
+    data = ["Hello", 4, 0.8, 40, 1.0, 1.0, 1, 1]
+    data[["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty"].index(name)] = value
+    answer = raw_call(app, "generate", data)
+    assert "event: complete" in answer and "done" in answer, answer
+
+
+def test_explore_at_the_edge_of_the_ranges_gives_probabilities(app):
+    for data in (["Hello", 1e-40, 40, 1.0], ["Hello", 0.8, 0, 5e-324]):
+        answer = raw_call(app, "explore", data)
+        assert "event: complete" in answer, answer
+        after_settings = json.loads(answer.split("data: ", 1)[1].splitlines()[0])[0]
+        confidences = [c["confidence"] for c in after_settings["confidences"]]
+        assert confidences and None not in confidences and max(confidences) == pytest.approx(1.0), confidences

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from gpt2_core.generate.settings import check_unicode
+
 BLANK = re.compile(r"_{3,}|\[MASK\]", re.IGNORECASE)  # `___` (three or more underscores) or [MASK]
 MAX_SENTENCE_CHARS = 1000
 SENTENCE_END = ".!?"
@@ -47,6 +49,7 @@ def split_blank(sentence: str) -> tuple[str, str]:
         raise ValueError(f"`sentence` has to be a string, but is {type(sentence).__name__}")
     if len(sentence) > MAX_SENTENCE_CHARS:
         raise ValueError(f"`sentence` has to be at most {MAX_SENTENCE_CHARS} characters, but has {len(sentence)}")
+    check_unicode("sentence", sentence)
     blanks = BLANK.findall(sentence)
     if len(blanks) != 1:
         raise ValueError(

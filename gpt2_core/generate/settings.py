@@ -135,7 +135,7 @@ def shown(value: Any) -> str:
 def check_prompt(prompt: Any) -> str:
     if not isinstance(prompt, str):
         raise ValueError(f"`prompt` has to be a string, but is {type(prompt).__name__}")
-    return prompt
+    return check_unicode("prompt", prompt)
 
 
 def check_text(name: str, text: Any, max_chars: int = MAX_PROMPT_CHARS) -> str:
@@ -144,6 +144,16 @@ def check_text(name: str, text: Any, max_chars: int = MAX_PROMPT_CHARS) -> str:
         raise ValueError(f"`{name}` has to be a string, but is {type(text).__name__}")
     if len(text) > max_chars:
         raise ValueError(f"`{name}` has to be at most {max_chars} characters long, but has {len(text)}")
+    return check_unicode(name, text)
+
+
+def check_unicode(name: str, text: str) -> str:
+    """Text the tokenizer can encode: no lone surrogate, half of a UTF-16 pair (JSON can carry one as "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"`{name}` has to be valid Unicode text, but has a lone surrogate "
+                         f"({text[error.start]!r}) at character {error.start}") from None
     return text
 
 
