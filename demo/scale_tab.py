@@ -31,7 +31,7 @@ from demo.models import AppModels
 from demo.save_view import save_png_button
 from gpt2_core import LanguageModel, SamplingParams, load_model
 from gpt2_core.devices import resolve_device
-from gpt2_core.generate.settings import check_int, check_seed, check_text
+from gpt2_core.generate.settings import MAX_SEED, check_int, check_text, shown
 from gpt2_core.memory import readable_bytes
 from gpt2_core.scale import Planned, bits_per_token, plan
 
@@ -215,9 +215,11 @@ def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, SamplingParams]:
     prompt = check_text("prompt", prompt)
     if not prompt.strip():
         raise ValueError(tr("`prompt` has to contain some text: every size continues the same prompt"))
-    seed = check_seed(seed)
-    if seed is None:
-        raise ValueError(tr("`seed` has to be an integer (not -1): every size draws with the same seed"))
+    try:
+        seed = check_int("seed", seed, 0, MAX_SEED)
+    except ValueError:  # -1 (random) is a seed elsewhere, not here: one message for every seed refused
+        raise ValueError(tr("`seed` has to be an integer in [0, {high}]: every size draws with the same seed, but is "
+                            "{value}", high=MAX_SEED, value=shown(seed))) from None
     check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])  # the slider's range
     return prompt, SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
 

@@ -204,3 +204,15 @@ def test_inside_says_why_bert_is_missing_and_still_draws_gpt2(lm):
     assert "<svg" in gpt2_map and "it" in shown[1]
     assert bert_map == ("<p class='unavailable'>BERT is not available: model 'bert-base-uncased' is not in the cache "
                         "(~/.cache) &lt;offline&gt;</p>"), "the HTML shows the message as written, escaped once"
+
+
+@pytest.mark.parametrize("seed", [-1, -5, None, 1.5, 2**63])
+def test_scale_refuses_every_bad_seed_with_one_message(seed):
+    from demo.scale_tab import check_inputs
+    from gpt2_core.generate.settings import MAX_SEED
+
+    with pytest.raises(ValueError) as error:
+        check_inputs("Hello", seed, 20)
+    assert str(error.value).startswith(f"`seed` has to be an integer in [0, {MAX_SEED}]: every size draws with the "
+                                       "same seed, but is "), str(error.value)
+    assert check_inputs("Hello", 7, 20)[1].seed == 7
