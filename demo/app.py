@@ -33,6 +33,7 @@ from demo.lesson_tab import Why, lesson_tab
 from demo.links import TabParts, link_values, linked_inputs, note_markdown, opens_a_tab, read_link
 from demo.model_panel import model_panel
 from demo.models import AppModels, start_models
+from demo.request_limits import SESSIONS, BodyLimit, body_limit
 from demo.scale_tab import CSS as SCALE_CSS
 from demo.scale_tab import INTRO as SCALE_INTRO
 from demo.scale_tab import scale_tab
@@ -104,6 +105,16 @@ class Playground(gr.Blocks):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         self.jobs = jobs
+
+    def launch(self, *args, **kwargs):  # type: ignore[override]  # (Blocks.launch's many parameters, passed on)
+        """Blocks.launch, with the limits of demo/request_limits.py however it is launched (app.py, tests, a host's
+        own script): request bodies no larger than the page sends, and a bounded number of remembered sessions."""
+        limit = body_limit(training=self.jobs is not None)
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(BodyLimit, max_bytes=limit)]
+        kwargs.setdefault("max_file_size", limit)
+        kwargs.setdefault("state_session_capacity", SESSIONS)
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
     def close(self, verbose: bool = True) -> None:
         super().close(verbose)

@@ -82,6 +82,7 @@ def free_port() -> int:
 class RunningApp:
     url: str
     models: object  # demo.AppModels
+    demo: object = None  # demo.app.Playground, as launched
 
 
 @contextmanager
@@ -107,7 +108,7 @@ def launched_app(gpt2_dir: Path | str, bert_dir: Path, *, delay: float = 0.0, lo
     demo = build_demo(config, models=models)
     demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True, **launch_options())
     try:
-        yield RunningApp(demo.local_url, models)
+        yield RunningApp(demo.local_url, models, demo)
     finally:
         demo.close()
         models.close()
