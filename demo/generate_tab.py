@@ -61,6 +61,7 @@ BUSY = "Writing\u2026 (Stop to start again)"  # i18n: key
 READY = "**Ready.** Press **Generate**."  # i18n: key
 WRITING = "**Writing\u2026** GPT-2 chooses one token at a time; **Stop** ends it."  # i18n: key
 STOPPED = "**Stopped.** The text so far stays: click any coloured token to see why GPT-2 chose it."  # i18n: key
+NOT_TAKEN = "**Not written:** the server did not take this request; its message says why."  # i18n: key
 DETAILS_HINT = ("Click a coloured token to see its probability, its rank and the other tokens GPT-2 "  # i18n: key
                 "considered there.")
 # Once this run draws its first generated token: where that token is below the fold (a phone; a long prompt, echoed
@@ -220,6 +221,10 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
             js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
         run.then(after_run, inputs=run_state, outputs=[run_state, generate_button], api_visibility="private",
                  queue=False)  # finished or stopped (an error in mid-stream frees the button in its own update)
+        # A request the server never took (a full queue, a body over the size limit) ends in an error toast and no
+        # .then: without this the page would say "Writing…" with Generate disabled until Stop was pressed
+        run.failure(not_taken, inputs=run_state, outputs=[run_state, generate_button], api_visibility="private",
+                    queue=False)
         # The `/generate` API endpoint: plain-text samples for API clients (the page shows the coloured view)
         endpoint(make_generate(models, deadline_s=deadline_s), returns=tuple[(str,) * (MAX_SAMPLES_SHOWN + 2)],
                  api_name="generate", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
@@ -422,6 +427,12 @@ def after_run(state: str) -> tuple:
     if state != tr(WRITING):  # the run state as this page's language wrote it
         return gr.skip(), button
     return tr(STOPPED), button
+
+
+def not_taken(state: str) -> tuple:
+    """The run failed as a whole: Generate is free again, and a run state still saying "Writing…" says so."""
+    button = gr.Button(tr(GENERATE), interactive=True)
+    return (gr.skip() if state != tr(WRITING) else tr(NOT_TAKEN)), button
 
 
 def stats_markdown(samples: list[Sample], model: str) -> str:

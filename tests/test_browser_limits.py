@@ -98,6 +98,10 @@ def test_a_full_queue_tells_the_visitor_the_demo_is_busy(browser, limits_app, ga
         wait_until(lambda: all(job.status().code.name == "IN_QUEUE" for job in jobs[-2:]), message="a full queue")
         page.locator("#generate-button").click()
         page.get_by_text("This application is currently busy. Please try again.").first.wait_for()
+        # and the page is free again: Generate enabled, the run state saying nothing was written
+        page.get_by_text("Not written: the server did not take this request").wait_for()
+        assert page.locator("#generate-button").is_enabled()
+        assert page.locator("#generate-button").inner_text() == "Generate"
     finally:
         gate.open()
         page.context.close()
