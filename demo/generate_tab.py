@@ -73,9 +73,13 @@ SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');
       const token = output.querySelector('#sample-view-1 .token.highlighted');
       if (!token) return;
       observer.disconnect();
-      if (token.getBoundingClientRect().bottom <= window.innerHeight) return;
       const state = document.getElementById('run-state'), actions = document.getElementById('generate-actions');
-      if (state && actions) window.scrollBy({top: state.getBoundingClientRect().top - actions.offsetHeight - 8});
+      if (!state || !actions) return;
+      // In view: below the sticky Generate and Stop and above the fold. Else (below the fold, or above the window
+      // when the visitor had scrolled down to the examples or the settings) the run state goes just under them.
+      const box = token.getBoundingClientRect();
+      if (box.top >= Math.max(0, actions.getBoundingClientRect().bottom) && box.bottom <= window.innerHeight) return;
+      window.scrollBy({top: state.getBoundingClientRect().top - actions.offsetHeight - 8});
     });
     observer.observe(output, {childList: true, subtree: true, characterData: true});
     setTimeout(() => observer.disconnect(), 30000);

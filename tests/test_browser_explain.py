@@ -97,6 +97,34 @@ def test_unicorns_first_generated_words_come_into_view_at_1280x720(laptop, model
     assert in_view(laptop, "#generate-button") and in_view(laptop, "#run-state")
 
 
+def under_the_buttons(page, selector: str) -> bool:
+    """`selector`'s first element is in view and not hidden under the sticky Generate and Stop."""
+    actions, box = page.locator("#generate-actions").bounding_box(), page.locator(selector).first.bounding_box()
+    return in_view(page, selector) and box["y"] >= actions["y"] + actions["height"] - 1
+
+
+@pytest.mark.parametrize("where", ["phone, from the examples", "laptop, from the page's end"])
+def test_the_text_comes_into_view_when_generate_is_pressed_from_further_down(browser, app, where):  # noqa: F811
+    """The sticky Generate can be pressed with the output above the window (a phone's examples come after it, a
+    laptop's settings go on below): the page brings the text back instead of writing it out of sight."""
+    page = open_page(browser, app.url, PHONE if where.startswith("phone") else LAPTOP)
+    try:
+        if where.startswith("phone"):
+            page.get_by_role("button", name="Unicorns (OpenAI's 2019 prompt)").click()  # scrolls down to it
+            wait_until(lambda: "unicorns" in page.locator("#prompt textarea").input_value(), message="the prompt")
+        else:
+            page.locator("#prompt textarea").fill("Hello world")
+        page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        assert not in_view(page, "#generate-output"), "the test needs the output out of view at the click"
+        page.locator("#generate-button").click()
+        wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 3, message="coloured tokens")
+        wait_until(lambda: under_the_buttons(page, "#sample-view-1 .token.highlighted"), timeout=5,
+                   message="the first generated token to come into view under the buttons")
+        assert under_the_buttons(page, "#run-state")
+    finally:
+        page.context.close()
+
+
 def test_output_is_in_view_on_a_phone(browser, app):  # noqa: F811
     page = open_page(browser, app.url, PHONE)
     try:
