@@ -93,6 +93,7 @@ PAGE_JS = """() => {
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.NAME_BLANK_TOKENS + """)();
+  (""" + tokens.JOIN_TOKENS + """)();
   (""" + save_view.INSTALL + """)();
   (""" + LANGUAGE_LINKS + """)();
 }"""

@@ -183,6 +183,29 @@ NAME_BLANK_TOKENS = """() => {
 }"""
 
 
+# Gradio's coloured text puts a space of its own between the tokens' elements (its template's line breaks). The
+# browser may break a line at such a space, so words split into tokens broke across lines ("pre|viously", a review
+# found on a projector). CSS did not stop it (nowrap and a 0 font size on the elements around such a space: Chromium
+# still broke there), so the page script empties those spaces; each token's own spaces are inside its .text and stay.
+JOIN_TOKENS = """() => {
+  const join = () => document.querySelectorAll('.tokens .textfield').forEach((field) => {
+    const walker = document.createTreeWalker(field, NodeFilter.SHOW_TEXT), loose = [];
+    while (walker.nextNode()) {
+      const node = walker.currentNode;
+      if (node.data !== '' && node.data.trim() === '' && !node.parentElement.closest('.text')) loose.push(node);
+    }
+    loose.forEach((node) => { node.data = ''; });  // emptied, not removed: Gradio's Svelte inserts tokens beside them
+  });
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => { queued = false; join(); });
+  }).observe(document.body, {childList: true, subtree: true});
+  join();
+}"""
+
+
 def keep_token_in_view(panel_id: str) -> str:
     """JS run after a token's details are drawn in `panel_id`: scroll just enough that the clicked token is not
     hidden under them (or above the window's top)."""
@@ -198,10 +221,12 @@ def keep_token_in_view(panel_id: str) -> str:
 
 
 CSS = """
-/* Coloured tokens read as running text: no pills, no gaps (gr.HighlightedText draws each token as a pill). */
-.tokens .textfield { display: flex !important; flex-wrap: wrap; align-items: baseline; row-gap: 4px; }
-.tokens .token-container, .tokens .token { display: inline-flex !important; margin: 0 !important;
-  padding: 0 !important; border-radius: 0 !important; }
+/* Coloured tokens read as running text: no pills, no gaps (gr.HighlightedText draws each token as a pill), and lines
+   break where words do, at a token's own space, never inside a word split into tokens ("pre|viously"): the page
+   script empties Gradio's spaces between the tokens' elements (JOIN_TOKENS). */
+.tokens .textfield { display: block !important; word-break: normal !important; }
+.tokens .token-container, .tokens .token { display: inline !important; margin: 0 !important;
+  padding: 0 !important; border-radius: 0 !important; font-size: var(--tokens-size, 20px); }
 /* A clicked token's details stay in view while the text runs past the window: pinned to its bottom. (Gradio's
    container hides its overflow, which would make it the sticky panel's scroller; clip keeps the page the scroller.) */
 .gradio-container { overflow: clip !important; }
@@ -210,11 +235,11 @@ CSS = """
   padding: 4px 8px !important; }
 .token-details .details { max-height: 38vh; overflow-y: auto; }  /* it scrolls, so it takes the keyboard's focus */
 .tokens .token .text { font-size: var(--tokens-size, 20px) !important; line-height: 1.5; white-space: pre-wrap !important;
-  padding: 0 !important; }
+  padding: 0 !important; word-break: normal !important; overflow-wrap: break-word; }
 .tokens .token.highlighted { cursor: pointer; }
 .tokens .token.highlighted:hover, .tokens .token.highlighted:focus { outline: 2px solid #1e3a8a; }
 .tokens .text.unlabeled { color: #4b5563 !important; }
-.tokens .line-break { flex-basis: 100%; height: 0; }
+.tokens .line-break { display: block; height: 0; }
 .tokens .legend-item { font-size: 15px !important; color: #111827 !important; }
 .details { font-size: 20px; }
 .details table { width: 100%; border-collapse: collapse; table-layout: fixed; }

@@ -204,6 +204,45 @@ def test_next_word_slider_redraws_the_chart(laptop):
                message="the cut tokens to be named")
 
 
+# Pairs of tokens where the second starts a new line inside a word: it has no space of its own, and no line break
+# comes before it. (Gradio's spaces between the tokens' elements let the browser break there.)
+BROKEN_WORDS = """(selector) => {
+  const out = [];
+  let previous = null, newLine = false;
+  for (const element of document.querySelectorAll(selector + ' .text, ' + selector + ' .line-break')) {
+    if (element.classList.contains('line-break')) { newLine = true; continue; }
+    const rects = element.getClientRects();
+    if (!rects.length) continue;
+    if (previous && !newLine && rects[0].top > previous.bottom - 2 && !/^\\s/.test(element.textContent)
+        && !/\\s$/.test(previous.text)) out.push(previous.text + '|' + element.textContent);
+    const last = rects[rects.length - 1];
+    previous = {bottom: last.bottom, text: element.textContent};
+    newLine = false;
+  }
+  return out;
+}"""
+WORDS_IN_PIECES = ("Montmorency's extraordinarily incomprehensible paraphernalia bewildered the antidisestablishmentarian "
+                   "ophthalmologists, who photosynthesized unrecognizably. ") * 3
+
+
+def test_coloured_text_breaks_lines_between_words_not_inside_them(browser, app):  # noqa: F811
+    page = open_page(browser, app.url, PHONE)
+    try:
+        page.get_by_role("tab", name="Spot the machine").click()
+        page.locator("#score-text textarea").fill(WORDS_IN_PIECES)
+        page.locator("#score-button").click()
+        wait_until(lambda: page.locator("#score-output .token").count() > 60, message="the coloured tokens")
+        tokens = page.locator("#score-output .token .text").all_inner_texts()
+        assert sum(not t.startswith(" ") for t in tokens) > 30, "the text needs words in several tokens"
+        lines = page.evaluate("(s) => new Set([...document.querySelectorAll(s)].map(e => e.getClientRects()[0]?.top)).size",
+                              "#score-output .token .text")
+        assert lines > 8, "the text needs to wrap at 390 px"
+        wait_until(lambda: page.evaluate(BROKEN_WORDS, "#score-output") == [], timeout=3,
+                   message=f"no word broken across lines: {page.evaluate(BROKEN_WORDS, '#score-output')}")
+    finally:
+        page.context.close()
+
+
 def test_spot_the_machine_colours_a_pasted_text_with_a_legend(laptop):
     laptop.get_by_role("tab", name="Spot the machine").click()
     text = "It was a bright cold day in April, and the clocks were striking thirteen."
