@@ -39,6 +39,7 @@ SAMPLE_TOKENS = 100
 BINS = 10
 TITLE = "Each token coloured by its rank under GPT-2"  # i18n: key
 HINT = "A hint, not a verdict: short or famous texts look predictable, and high-temperature samples look human."  # i18n: key
+NOTHING = "**Nothing to colour yet:** paste or type a text in the box, or use a button under it."  # i18n: key
 MODEL_LINE = "{#score-counts p:last-of-type}"  # "n tokens in all. Scored by `gpt2`.": the saved pictures' caption
 
 INTRO = """\
@@ -105,6 +106,8 @@ def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) ->
 def make_score(models: AppModels):
     def score(text: str, request: gr.Request):
         """Every token of `text` coloured by its rank under GPT-2, the counts per colour, a histogram of probabilities."""
+        if isinstance(text, str) and not text.strip():  # the page says so where the counts go (API: no tokens)
+            return [], tr(NOTHING), None, None
         with user_facing_errors(), models.use(request.session_hash) as lm:
             scores = lm.score_text(text, top=ALTERNATIVES)
             source = source_note(lm.describe())

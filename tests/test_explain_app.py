@@ -27,6 +27,14 @@ def test_score_returns_coloured_tokens_that_join_to_the_text(client, app, text):
     assert f"{len(app.models.gpt2.current.tokenizer.encode(text))} tokens in all" in counts
 
 
+@pytest.mark.parametrize("text", ["", "  \n "])
+def test_score_of_no_text_says_what_to_do_instead_of_empty_charts(client, text):
+    coloured, counts, histogram = client.predict(text, api_name="/score")
+    tokens = coloured if isinstance(coloured, list) else coloured["value"]
+    assert tokens == [] and "Nothing to colour yet" in counts and "0 tokens" not in counts
+    assert histogram is None or not histogram.get("value")
+
+
 def test_score_refuses_a_text_past_its_limit_and_serves_on(client):
     with pytest.raises(AppError, match=r"`text` has to be at most 20000 characters long, but has 20001"):
         client.predict("a" * 20_001, api_name="/score")
