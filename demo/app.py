@@ -63,6 +63,9 @@ CSS = """
 #run-state, #run-state p { font-size: 20px; min-height: 1.6em; }
 .chart .label { font-size: 20px; }  /* a chart's words, from the back row */
 .large-text .gradio-container { zoom: 1.25; }  /* "Large text": the page's 16 px become 20 px */
+/* An event's error: its toast says what and why. Gradio also stamps "Error" over each of the event's outputs, which
+   covered a tab's headings and text in red (a review, for a word of two tokens in Layers); those badges are hidden. */
+.block > .wrap:has(> .error) { display: none !important; }
 """ + (tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
        + save_view.CSS)
 

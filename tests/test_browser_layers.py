@@ -114,6 +114,11 @@ def test_a_word_of_several_tokens_is_refused_with_its_pieces(layers):
     layers.locator("#layers-watch").click()
     wait_until(lambda: "try its first token" in layers.locator(".toast-body").first.inner_text(),
                message="the error toast")
+    # the toast alone says it: no red "Error" stamped over the tab's outputs, and the grid still drawn
+    badges = layers.locator(".block .wrap .error:not(.toast-body)")
+    assert badges.count() > 0, "Gradio marks the event's outputs (the test needs its badges to exist)"
+    assert not any(badges.nth(i).is_visible() for i in range(badges.count()))
+    assert layers.locator("#layers-grid .lens-cell").first.is_visible()
 
 
 def test_let_gpt2_continue_adds_its_words_and_colours_when_it_committed(layers, app):
