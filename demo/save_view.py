@@ -66,7 +66,8 @@ def browser_messages() -> dict[str, dict[str, str]]:
 INSTALL = Path(__file__).with_name("save_view.js").read_text(encoding="utf-8").replace(
     "BROWSER_MESSAGES", json.dumps(browser_messages(), ensure_ascii=False))
 CSS = """
-.column > .save-view { align-self: flex-start; width: auto !important; }  /* under its view, as wide as its words */
+.column > .save-view { align-self: flex-start; width: auto !important; flex-grow: 0 !important; }  /* under its
+   view, as wide and as high as its words (not stretched where a row's columns are equal in height) */
 .save-view-note { position: fixed; bottom: 16px; left: 50%; transform: translateX(-50%); z-index: 50;
   background: #1f2937; color: #ffffff; padding: 8px 14px; border-radius: 8px; font-size: 16px; }
 """

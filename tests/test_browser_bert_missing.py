@@ -76,6 +76,9 @@ def test_compare_draws_gpt2s_chart_and_says_why_in_berts(page):
     assert "needs BERT" in page.locator("#gpt2-ranking-why").inner_text()
     assert "BERT is missing here" in page.locator("#what-each-saw").inner_text()
     assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+    saves = [page.locator(f"#{chart}-save-png").bounding_box()["height"]
+             for chart in ("bert-chart", "gpt2-next-chart", "gpt2-ranking-chart")]
+    assert max(saves) < 1.5 * min(saves), f"a Save as PNG button stretched to its column's height: {saves}"
     assert violations(page) == []
 
 
