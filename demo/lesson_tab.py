@@ -23,11 +23,16 @@ from dataclasses import dataclass
 import gradio as gr
 
 from demo.i18n import T, tr
+from demo.lens_pictures import number as thousands
 from demo.lesson_steps import STEPS, Step
 from demo.links import TabParts, copy_link, link_values, linked_inputs, read_link
 from demo.models import AppModels
 from demo.unavailable import as_markdown, bert_missing
+from gpt2_core.checkpoint import BUNDLED
 
+BUNDLED_NOTE = ("**Here** `{name}` serves, a small model this project trained on Shakespeare's plays, not "  # i18n: key
+                "GPT-2: its list has {vocab} tokens, not 50,257, so it cuts more words into pieces, and it writes "  # i18n: key
+                "like a play. The steps describe GPT-2.")  # i18n: key
 INTRO = "### " + T("Lesson: how GPT-2 writes, step by step (each step one idea, one thing to try, one question)")
 Why = Callable[[], str]  # the line saying why a tab cannot run here, written when called (in a request's language)
 LOCKED_NOTE = "\N{LOCK} " + T("**Your teacher locked this lesson's texts:** the prompts a step opens cannot be edited "
@@ -157,6 +162,10 @@ class StepView:
         elif step.tab == "inside" and (missing := bert_missing(models)) is not None:
             why = tr("**BERT is missing here**, so the Inside tab shows GPT-2's triangle only.") + " " + as_markdown(
                 missing.text)
+        lm = models.gpt2.current
+        if lm is not None and lm.name in BUNDLED:  # the offline classroom: what the tabs show is not GPT-2's
+            here = tr(BUNDLED_NOTE, name=lm.name, vocab=thousands(len(lm.tokenizer)))
+            why = f"{why}\n\n{here}" if why else here
         return cls(number, tr("Step {n} of {total}", n=number, total=len(STEPS)),
                    card_markdown(step, label if can_open else None), why, can_open, tr("Open in {tab}", tab=label),
                    question_markdown(step))

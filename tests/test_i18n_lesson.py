@@ -27,7 +27,8 @@ from demo.save_view import (
 )
 from demo.tokens import Coloured, TokenRow
 
-MODELS = SimpleNamespace(bert=SimpleNamespace(loaded=True, source="bert", error=None), public=False)
+MODELS = SimpleNamespace(bert=SimpleNamespace(loaded=True, source="bert", error=None), public=False,
+                         gpt2=SimpleNamespace(current=SimpleNamespace(name="gpt2", tokenizer=[0] * 50257)))
 
 
 def keys(text: str) -> list[str]:
@@ -124,3 +125,18 @@ def test_the_html_download_is_written_in_the_pages_language():
     assert "title='probabilité 25.0%, rang 3'" in page and "rang inconnu" in page
     assert "title='le texte de départ'" in page and tables()["fr"][COLOURS_NOTE] in page
     assert "Survolez un token" in page and " hi" in page  # GPT-2's text stays as it is
+
+
+@pytest.mark.parametrize("lang,vocab", [("en", "4,096"), ("es", "4.096"), ("fr", "4\u202f096")])
+def test_the_offline_classrooms_model_is_named_on_every_step_with_its_own_vocabulary(lang, vocab):
+    """The bundled model splits words into more tokens than GPT-2 and writes like a play: the steps say so."""
+    from demo.lesson_tab import BUNDLED_NOTE
+
+    mini = SimpleNamespace(**{**vars(MODELS), "gpt2": SimpleNamespace(
+        current=SimpleNamespace(name="mini-gpt2", tokenizer=[0] * 4096))})
+    with speaking(lang):
+        views = [StepView.of(n, mini, TAB_LABELS, {}) for n in range(1, len(STEPS) + 1)]
+        gpt2 = StepView.of(1, MODELS, TAB_LABELS, {})
+    note = tables().get(lang, {}).get(BUNDLED_NOTE, BUNDLED_NOTE).format(name="mini-gpt2", vocab=vocab)
+    assert all(note in view.why for view in views), views[0].why
+    assert gpt2.why == "", "GPT-2 itself needs no note"

@@ -128,7 +128,8 @@ def test_a_locked_lesson_makes_the_texts_it_fills_read_only_and_says_so_but_not_
 
 # ---- a step whose tab cannot run here -------------------------------------------------------------------------------
 def models_with_bert(source: str, *, loaded: bool = False):
-    return SimpleNamespace(bert=SimpleNamespace(loaded=loaded, source=source, error=None), public=False)
+    return SimpleNamespace(bert=SimpleNamespace(loaded=loaded, source=source, error=None), public=False,
+                           gpt2=SimpleNamespace(current=None))
 
 
 def test_a_step_whose_tab_cannot_run_here_says_why_instead_of_offering_its_button():
