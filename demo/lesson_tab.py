@@ -163,12 +163,12 @@ class StepView:
             why = tr("**BERT is missing here**, so the Inside tab shows GPT-2's triangle only.") + " " + as_markdown(
                 missing.text)
         lm = models.gpt2.current
-        if lm is not None and lm.name in BUNDLED:  # the offline classroom: what the tabs show is not GPT-2's
+        here = ""  # the offline classroom: what the tabs show is not GPT-2's
+        if lm is not None and lm.name in BUNDLED:
             here = tr(BUNDLED_NOTE, name=lm.name, vocab=thousands(len(lm.tokenizer)))
-            why = f"{why}\n\n{here}" if why else here
         return cls(number, tr("Step {n} of {total}", n=number, total=len(STEPS)),
-                   card_markdown(step, label if can_open else None), why, can_open, tr("Open in {tab}", tab=label),
-                   question_markdown(step))
+                   card_markdown(step, label if can_open else None, here), why, can_open,
+                   tr("Open in {tab}", tab=label), question_markdown(step))
 
 
 def step_number(n: object) -> int:
@@ -176,10 +176,12 @@ def step_number(n: object) -> int:
     return n if isinstance(n, int) and 1 <= n <= len(STEPS) else 1
 
 
-def card_markdown(step: Step, tab_label: str | None) -> str:
-    """The title, the idea, and what to do (in the opened tab, when it opens here); `tab_label` already translated."""
+def card_markdown(step: Step, tab_label: str | None, here: str = "") -> str:
+    """The title, the idea (and `here`, what differs where another model serves), and what to do (in the opened tab,
+    when it opens here); `tab_label` and `here` already translated."""
     try_it = tr("Try it in {tab}.", tab=tab_label) if tab_label else tr("Try it.")
-    return f"## {tr(step.title)}\n\n{tr(step.idea)}\n\n**{try_it}** {tr(step.action)}"
+    idea = f"{tr(step.idea)}\n\n{here}" if here else tr(step.idea)
+    return f"## {tr(step.title)}\n\n{idea}\n\n**{try_it}** {tr(step.action)}"
 
 
 def question_markdown(step: Step) -> str:

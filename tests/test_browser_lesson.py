@@ -218,6 +218,8 @@ def test_a_step_whose_tab_is_off_here_says_why_instead_of_offering_its_button(vi
     at_step(page, 10)
     wait_until(lambda: page.locator("#lesson-open").is_visible() and not note.is_visible(), message="step 10")
     assert page.locator("#lesson-next").is_disabled()
+    card = page.locator("#lesson-step").inner_text()  # the bundled model serves this page: the step says so
+    assert "mini-gpt2 serves" in card and "4,096 tokens, not 50,257" in card, card
 
 
 def test_a_bad_step_number_is_named_with_its_range_and_the_lesson_opens_at_step_1(visit):

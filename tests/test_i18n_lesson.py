@@ -138,5 +138,6 @@ def test_the_offline_classrooms_model_is_named_on_every_step_with_its_own_vocabu
         views = [StepView.of(n, mini, TAB_LABELS, {}) for n in range(1, len(STEPS) + 1)]
         gpt2 = StepView.of(1, MODELS, TAB_LABELS, {})
     note = tables().get(lang, {}).get(BUNDLED_NOTE, BUNDLED_NOTE).format(name="mini-gpt2", vocab=vocab)
-    assert all(note in view.why for view in views), views[0].why
-    assert gpt2.why == "", "GPT-2 itself needs no note"
+    assert all(note in view.card for view in views), views[0].card
+    assert all(view.why == "" for view in views), "a note on the model, not on a tab that cannot run"
+    assert "Shakespeare" not in gpt2.card, "GPT-2 itself needs no note"
