@@ -203,6 +203,7 @@ def load_weights(model: GPT, checkpoint_dir: Path, *, dtype: torch.dtype,
     tensors = CheckpointTensors(checkpoint_dir)
     outside = read_outside_blocks(tensors, model.config, dtype=dtype)
     missing, unexpected = model.load_state_dict(outside, assign=True, strict=False)
+    assert isinstance(model.lm_head, torch.nn.Linear)  # (quantized later, if at all)
     model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
     if unexpected:
         raise ModelUnavailableError(f"{checkpoint_dir} has weights GPT-2 does not: {', '.join(sorted(unexpected))}")

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from gpt2_core.config import ACTIVATIONS, GPTConfig
 
 if TYPE_CHECKING:
-    from gpt2_core.quantize import Int8Embedding, Int8Linear
+    from gpt2_core.quantize import Int8Embedding, Int8Linear, Int8RowsLinear
 
 LOSS_CHUNK_LOGITS = 2**22  # logits per chunk of the training loss (16 MB in fp32): 83 positions of GPT-2's vocabulary
 
@@ -152,7 +152,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
-        self.lm_head: nn.Linear | Int8Linear = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head: nn.Linear | Int8Linear | Int8RowsLinear = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: the output layer reads the input embedding table
 
     def _trunk(self, idx: torch.Tensor, pos: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:

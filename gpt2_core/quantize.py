@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn as nn
 
+from gpt2_core import int8_kernel
+
 if TYPE_CHECKING:
     from gpt2_core.model import GPT
 
@@ -64,7 +66,7 @@ def quantize_block(block: nn.Module, quantize: Quantize, *, device: torch.device
             if type(child) is not nn.Linear:
                 continue
             if bnb is None:
-                setattr(parent, name, Int8Linear(child))
+                setattr(parent, name, int8_linear(child))
                 continue
             w, b = child.weight.data, child.bias.data
             if quantize == "int8":
@@ -87,11 +89,32 @@ def quantize_head(model: GPT, quantize: Quantize, *, device: torch.device) -> No
     bitsandbytes keeps them in the model's dtype."""
     if quantize == "int8" and device.type == "cpu":
         assert isinstance(model.lm_head, nn.Linear)  # not quantized yet
-        model.lm_head = Int8Linear(model.lm_head)
+        model.lm_head = int8_linear(model.lm_head)
         model.wte = Int8Embedding(model.lm_head)
         log.info("quantized the linear layers and the embedding to int8 weights for the CPU")
     else:
         log.info("quantized the transformer blocks' linear layers to %s", quantize)
+
+
+def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A weight (out, in) as int8 with one fp32 scale per output channel (symmetric: each row's largest magnitude maps
+    to 127), a few rows at a time so that the temporaries stay small."""
+    weight = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+    scales = torch.empty(w.shape[0], device=w.device)
+    for start in range(0, w.shape[0], QUANTIZE_ROWS):
+        rows = w[start:start + QUANTIZE_ROWS].float()
+        s = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
+        weight[start:start + QUANTIZE_ROWS] = torch.round(rows / s[:, None]).clamp(-127, 127)
+        scales[start:start + QUANTIZE_ROWS] = s
+    return weight, scales
+
+
+def int8_linear(linear: nn.Linear) -> Int8Linear | Int8RowsLinear:
+    """`linear` with int8 weights for a CPU: multiplied int8 by int8 where the project's kernel serves
+    (int8_kernel.usable), else by PyTorch's kernel with bf16 activations."""
+    if linear.in_features % 2 == 0 and int8_kernel.usable():
+        return Int8RowsLinear(linear)
+    return Int8Linear(linear)
 
 
 class Int8Linear(nn.Module):
@@ -103,14 +126,7 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        w = linear.weight.detach()
-        weight = torch.empty(w.shape, dtype=torch.int8, device=w.device)
-        scales = torch.empty(w.shape[0], device=w.device)
-        for start in range(0, w.shape[0], QUANTIZE_ROWS):  # a few rows at a time: the temporaries stay small
-            rows = w[start:start + QUANTIZE_ROWS].float()
-            s = rows.abs().amax(dim=1).clamp(min=1e-12) / 127  # the largest weight of each row maps to 127
-            weight[start:start + QUANTIZE_ROWS] = torch.round(rows / s[:, None]).clamp(-127, 127)
-            scales[start:start + QUANTIZE_ROWS] = s
+        weight, scales = quantize_rows(linear.weight.detach())
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
@@ -122,14 +138,55 @@ class Int8Linear(nn.Module):
         y = y.view(*x.shape[:-1], self.out_features).float()
         return y if self.bias is None else y + self.bias
 
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Rows `idx` of the weight, dequantized (fp32): the tied embedding's lookup."""
+        return self.weight[idx].float() * self.scales[idx].float().unsqueeze(-1)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
+
+
+class Int8RowsLinear(nn.Module):
+    """A linear layer with int8 weights (one fp32 scale per output channel) that rounds its input to int8 too, one
+    scale per row, and multiplies int8 by int8 with exact sums (the project's kernel, int8_kernel.py). The weights are
+    kept in the kernel's packed layout only; `weight` unpacks a copy."""
+
+    packed: torch.Tensor  # (ceil(out / 8), in / 2, 8, 2) int8 (int8_rows.cpp)
+    scales: torch.Tensor  # (out,) fp32
+    bias: torch.Tensor | None  # (out,) fp32
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight, scales = quantize_rows(linear.weight.detach())
+        self.register_buffer("packed", torch.ops.gpt2_core.int8_rows_pack(weight))
+        self.register_buffer("scales", scales)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The int8 weight (out, in), unpacked (a copy)."""
+        return self.packed.permute(0, 2, 1, 3).reshape(-1, self.in_features)[:self.out_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = torch.ops.gpt2_core.int8_rows_linear(x.reshape(-1, self.in_features).float(), self.packed,
+                                                               self.scales, self.bias)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Rows `idx` of the weight, dequantized (fp32), read from the packed layout: the tied embedding's lookup."""
+        picked = self.packed[idx // 8, :, idx % 8, :]  # (*idx.shape, in / 2, 2)
+        return picked.reshape(*idx.shape, self.in_features).float() * self.scales[idx].unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 weights by int8 activations "
+                "(one scale per row)")
 
 
 class Int8Embedding(nn.Module):
     """The token embedding read from the tied LM head's int8 rows (GPT-2 ties them), so one int8 table serves both."""
 
-    def __init__(self, head: Int8Linear):
+    def __init__(self, head: Int8Linear | Int8RowsLinear):
         super().__init__()
         self._head = [head]  # a reference, not a submodule: the head's tensors are counted and moved once
 
@@ -138,5 +195,4 @@ class Int8Embedding(nn.Module):
         return self._head[0].weight
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        head = self._head[0]
-        return head.weight[idx].float() * head.scales[idx].float().unsqueeze(-1)
+        return self._head[0].rows(idx)

@@ -38,14 +38,19 @@ def quantized(request, checkpoint):
 def test_cpu_int8_uses_int8_weights_per_channel_and_nf4_bitsandbytes(quantized):
     import bitsandbytes as bnb
 
-    from gpt2_core.quantize import Int8Linear
+    from gpt2_core import int8_kernel
+    from gpt2_core.quantize import Int8Linear, Int8RowsLinear
 
     assert quantized.precision == quantized.quantize
     if quantized.quantize == "int8":  # blocks and the tied LM head and embedding, one scale per output channel
-        assert quantized.model.wte.weight is quantized.model.lm_head.weight
+        # the int8-by-int8 kernel where it builds and checks out here, else PyTorch's (int8_kernel.py)
+        kind = Int8RowsLinear if int8_kernel.usable() else Int8Linear
         for layer in (quantized.model.h[0].attn.c_attn, quantized.model.h[1].mlp.c_proj, quantized.model.lm_head):
-            assert isinstance(layer, Int8Linear) and layer.weight.dtype == torch.int8
+            assert type(layer) is kind and layer.weight.dtype == torch.int8
             assert layer.scales.shape == (layer.out_features,)
+        head, ids = quantized.model.lm_head, torch.tensor([[0, 7, 50256]])
+        expected = head.weight[ids].float() * head.scales.float()[ids].unsqueeze(-1)
+        assert torch.equal(quantized.model.wte(ids), expected)  # the embedding reads the head's int8 rows
     else:
         assert quantized.model.wte.weight.dtype == torch.float32
         assert isinstance(quantized.model.h[0].attn.c_attn, bnb.nn.Linear4bit)

@@ -32,7 +32,7 @@ def attention_weights(model: GPT, ids: list[int]) -> torch.Tensor:
     T = len(ids)
     if not 0 < T <= model.config.block_size:
         raise ValueError(f"attention needs 1 to {model.config.block_size} tokens, but got {T}")
-    device = model.wte.weight.device
+    device = model.wpe.weight.device
     idx = torch.tensor([ids], device=device)  # (1, T)
     x = model.wte(idx) + model.wpe(torch.arange(T, device=device))  # (1, T, C)
     causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()

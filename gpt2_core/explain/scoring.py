@@ -63,7 +63,7 @@ def scoring_tokens(n: int, context: int) -> int:
 @torch.inference_mode()
 def score_ids(model: GPT, ids: list[int], *, bos: int, top: int) -> ScoredIds:
     """Probability, rank and top alternatives of every token of `ids`, in windows of the context (module docstring)."""
-    device = model.wte.weight.device
+    device = model.wpe.weight.device
     seq = torch.tensor([bos, *ids], device=device)  # position 0 conditions the first token
     chosen, ranks, top_ids, top_logprobs = [], [], [], []
     for start, first, last in scoring_windows(len(ids), model.config.block_size):

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
-import platform
 import shlex
 import types
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ import torch._inductor.config as inductor_config
 from torch._inductor.custom_graph_pass import CustomGraphPass
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
+from gpt2_core.cache import cache_home, cpu_kind
 from gpt2_core.model import GPT, KVCache
 
 log = logging.getLogger(__name__)
@@ -228,15 +227,13 @@ def keep_compiled_graphs() -> Path | None:
     A start that finds its graphs there has its fast path in half the time of a cold compile or less (README,
     Performance). Inductor's default folder is in the temp directory, which many systems empty at each boot (a tmpfs
     /tmp: Debian 13, Fedora, Arch), so a class's laptop would compile cold every morning. The folder is one per kind
-    of CPU (`_cpu_kind`): Inductor's key for a cached graph does not include the instruction set its kernels were
+    of CPU (`cache.cpu_kind`): Inductor's key for a cached graph does not include the instruction set its kernels were
     written for (torch 2.13), so a cache on shared storage could otherwise hand one CPU's code to another.
     """
     chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if chosen and Path(chosen) != Path(default_cache_dir()):  # (importing torch._dynamo sets it to the default)
         return Path(chosen)
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    home = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # (the XDG spec ignores a relative one)
-    folder = home / "gpt2-playground" / "torchinductor" / _cpu_kind()
+    folder = cache_home() / "torchinductor" / cpu_kind()
     if shlex.split(str(folder)) != [str(folder)]:  # Inductor splits its g++ command line as a shell would (torch 2.13)
         log.info("compiled graphs stay in Inductor's temporary folder: its compiler cannot use %s", folder)
         return None
@@ -248,15 +245,3 @@ def keep_compiled_graphs() -> Path | None:
         return None
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     return folder
-
-
-def _cpu_kind() -> str:
-    """A name for this kind of CPU: ATen's vector level and a digest of the CPU's model and feature flags."""
-    try:  # Linux: the first processor's model name and flags (x86) or features (Arm)
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        described = [next((line for line in lines if line.startswith(key)), "") for key in ("model name", "flags",
-                                                                                            "Features")]
-    except OSError:
-        described = [platform.processor()]
-    digest = hashlib.sha256("\n".join([platform.machine(), *described]).encode()).hexdigest()[:12]
-    return f"{torch.backends.cpu.get_cpu_capability().lower().replace(' ', '-')}-{digest}"  # ("NO AVX", "Z VECTOR")

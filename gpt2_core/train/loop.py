@@ -282,6 +282,7 @@ def _start(text: str, out_dir: Path, config: TrainConfig, resume_dir: Path | Non
     with torch.device("meta"):
         model = GPT(shape)
     model.load_state_dict(weights, assign=True)
+    assert isinstance(model.lm_head, torch.nn.Linear)  # (quantized later, if at all)
     model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
     return model.train().requires_grad_(True), load_tokenizer(checkpoint_dir), checkpoint_dir
 
