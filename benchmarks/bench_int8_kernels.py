@@ -8,7 +8,11 @@ one row it has to read them all from memory. `bench_peers.py` times whole engine
 for 1 row (a lone caller's step), 8 (eight callers' step) and 32 (a 32-token prompt's prefill), through each kernel,
 the kernels alternated over rounds in one process:
 
-- gpt2_core eager int8: `Int8Linear` (`_weight_int8pack_mm`: activations rounded to bf16, int8 weights widened).
+- gpt2_core int8 by int8: `Int8RowsLinear`, the project's kernel for AVX2 (gpt2_core/int8_kernel.py; where it serves,
+  the default path's since it exists): each activation row rounded to int8 with its own scale, int8 by int8 products
+  with exact int32 sums. torch.compile calls it as it is, so one row stands for eager and compiled.
+- gpt2_core eager int8 on PyTorch's kernel: `Int8Linear` (`_weight_int8pack_mm`: activations rounded to bf16, int8
+  weights widened); the default path's where the project's kernel does not serve (GPT2_INT8_KERNEL=off elsewhere).
 - gpt2_core compiled int8: the same modules through torch.compile with the decode step's Inductor options
   (`CPU_OPTIONS`: the weights frozen, Inductor's C++ template widening them in registers), as the engine compiles
   them: a graph for one row, and a batch graph (rows symbolic) for more, with the engine's register blocks
@@ -66,11 +70,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpt2_core import load_model  # noqa: E402
+from gpt2_core import int8_kernel, load_model  # noqa: E402
 from gpt2_core.checkpoint import BUNDLED  # noqa: E402
 from gpt2_core.config import PRESETS, GPTConfig  # noqa: E402
 from gpt2_core.generate.compiled import CPU_OPTIONS, _private_copy, int8_blocking  # noqa: E402
-from gpt2_core.quantize import Int8Linear  # noqa: E402
+from gpt2_core.quantize import Int8Linear, Int8RowsLinear  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
 from gpt2_core.threads import on_a_thread_that_ends  # noqa: E402
 
@@ -79,7 +83,8 @@ ROWS = (1, 8, 32)
 PROMPT = "In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously unexplored valley"
 NEW_TOKENS = 128
 Products = Callable[[torch.Tensor, torch.Tensor], Any]  # (x of n_embd, x of 4 n_embd) -> the 49 outputs
-COMPILED = "gpt2_core compiled int8 (Inductor's C++ template)"  # the default path's kernel
+ROWS_KERNEL = "gpt2_core int8 by int8 (the project's AVX2 kernel, 8-bit activations per row)"  # the default's, where
+COMPILED = "gpt2_core compiled int8 (Inductor's C++ template)"  # it serves; this one elsewhere
 OWN_BLOCKING = "gpt2_core compiled int8 in Inductor's own register blocks (before)"
 INT_MM = "PyTorch `_int_mm` (oneDNN), 8-bit activations per row"
 ONNX_RUNTIME = "ONNX Runtime int8 (quantize_dynamic, 8-bit activations)"
@@ -257,30 +262,45 @@ def symmetric_row_activations(self: Int8Linear, x: torch.Tensor) -> torch.Tensor
 
 def activation_fidelity() -> list[str]:
     """Top-1 agreement with fp32 and mean KL(fp32 || int8) on the bundled model and held-out Macbeth, for gpt2_core's
-    int8 and for 8-bit activations (markdown rows)."""
+    int8 on PyTorch's kernel, on the project's int8-by-int8 kernel, and for 8-bit activations emulated (markdown
+    rows)."""
     fp32 = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
-    int8 = load_model(BUNDLED["mini-gpt2"], device="cpu", quantize="int8", compile=False)
+    os.environ[int8_kernel.OFF] = "off"  # Int8Linear layers, whose forward the emulations replace
+    try:
+        int8 = load_model(BUNDLED["mini-gpt2"], device="cpu", quantize="int8", compile=False)
+    finally:
+        del os.environ[int8_kernel.OFF]
+    rows_kernel = (load_model(BUNDLED["mini-gpt2"], device="cpu", quantize="int8", compile=False)
+                   if int8_kernel.usable() else None)
     try:
         ids = fp32.tokenizer.encode((ROOT / "assets" / "texts" / "macbeth.txt").read_text(encoding="utf-8")[:40_000])
         T = fp32.config.block_size
         windows = torch.tensor([ids[i : i + T] for i in range(0, len(ids) - T, T)][:32])
         rows = []
+
+        def row(name: str, logits: torch.Tensor) -> str:
+            agree = (reference.argmax(-1) == logits.argmax(-1)).float().mean().item()
+            kl = (reference.exp() * (reference - logits)).sum(-1).mean().item()
+            return f"| {name} | {100 * agree:.1f}% | {kl:.4f} |"
+
         with torch.no_grad():
             reference = fp32.model(windows).log_softmax(-1)
-            for name, forward in (("int8 weights, bf16 activations (gpt2_core's int8)", Int8Linear.forward),
+            for name, forward in (("int8 weights, bf16 activations (gpt2_core's int8 on PyTorch's kernel)",
+                                   Int8Linear.forward),
                                   ("int8 weights, 8-bit activations (as ONNX Runtime's, emulated)",
                                    eight_bit_activations),
                                   ("int8 weights, 8-bit activations per row, symmetric (as the `_int_mm` row's)",
                                    symmetric_row_activations)):
                 with mock.patch.object(Int8Linear, "forward", forward):
-                    logits = int8.model(windows).log_softmax(-1)
-                agree = (reference.argmax(-1) == logits.argmax(-1)).float().mean().item()
-                kl = (reference.exp() * (reference - logits)).sum(-1).mean().item()
-                rows.append(f"| {name} | {100 * agree:.1f}% | {kl:.4f} |")
+                    rows.append(row(name, int8.model(windows).log_softmax(-1)))
+            if rows_kernel is not None:
+                rows.append(row("int8 weights, 8-bit activations per row (the project's kernel, measured)",
+                                rows_kernel.model(windows).log_softmax(-1)))
         return rows
     finally:
-        fp32.close()
-        int8.close()
+        for lm in (fp32, int8, rows_kernel):
+            if lm is not None:
+                lm.close()
 
 
 def main() -> None:
@@ -310,6 +330,10 @@ def main() -> None:
             INT_MM + ", compiled": (compiled_int8(Chain(row_int8, C), max_autotune_gemm_backends="ATEN"), int8_bytes),
             "fp32 `F.linear`": (Chain(linears, C), 4 * int8_bytes),
         }
+        if int8_kernel.usable():
+            kernels = {ROWS_KERNEL: (Chain([Int8RowsLinear(linear) for linear in linears], C), int8_bytes), **kernels}
+        else:
+            skipped.append("the project's int8-by-int8 kernel: it does not serve on this machine (the log says why)")
         try:
             kernels[ONNX_RUNTIME] = (onnxruntime_int8(linears, C, tmp, args.threads), int8_bytes)
         except ImportError as e:
@@ -360,7 +384,8 @@ def main() -> None:
     lines += ["", f"`_int_mm`'s int32 sums on this CPU (oneDNN's instruction sets: {isa}): " + ("exact" if error == 0 else
               f"off by up to {error} on random int8 in [-127, 127] (16-bit pair sums saturating)")]
     lines += [f"\nSkipped: {reason}" for reason in skipped]
-    parts = [("the 49 products (Inductor's C++ template)", ms[COMPILED, 1]),
+    default = ROWS_KERNEL if ROWS_KERNEL in kernels else COMPILED
+    parts = [(f"the 49 products ({default.removeprefix('gpt2_core ')})", ms[default, 1]),
              ("the decode step: the graph (products, attention, LayerNorms, GELU, guards)", statistics.median(steps)),
              ("a token from `lm.generate` (the step, sampling, the token's probability and rank, streaming)",
               statistics.median(tokens))]

@@ -3,6 +3,7 @@
     python benchmarks/profile_callers.py                       # the CPU default: int8, both graphs compiled first
     python benchmarks/profile_callers.py --callers 8 --rounds 3
     python benchmarks/profile_callers.py --one-prefill-each    # also the callers' prompts prefilled one at a time
+    python benchmarks/profile_callers.py --kernels both        # int8 by int8 (the project's kernel) against PyTorch's
 
 Loads a gpt2-shaped checkpoint (random weights) the way `load_model(path)` does on a CPU, but compiles before it
 measures (compile=True: the lone graph and, for int8, the batch graph), so every step runs compiled. Then, alternated
@@ -11,12 +12,16 @@ for --rounds rounds, 1 caller and --callers callers at once each generate 128 to
 them. "other" is the rest of the wall time: sampling, ranks, events and the callers' threads. "steps alone" is the
 aggregate if only the decode steps took time: the ceiling that a cheaper loop could reach. --one-prefill-each adds,
 alternated in the same rounds, the callers with their prompts prefilled one at a time (the engine before it prefilled
-waiting prompts together). Prints a markdown table.
+waiting prompts together). --kernels both loads the checkpoint twice, once multiplied int8 by int8 (the project's
+kernel, gpt2_core/int8_kernel.py) and once by PyTorch's kernels (GPT2_INT8_KERNEL=off), and alternates them in the
+same rounds; each engine ends its thread between runs (a short IDLE_S), so that one's OpenMP pool does not slow the
+other's kernels. Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpt2_core.generate.engine as engine_module  # noqa: E402
-from gpt2_core import load_model  # noqa: E402
+from gpt2_core import int8_kernel, load_model  # noqa: E402
 from gpt2_core.config import PRESETS  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
 
@@ -84,47 +89,80 @@ def run(lm, timed: Timed, callers: int, prompt: str) -> dict:
                 ms_step=1000 * timed.decode_s / max(1, timed.steps), ceiling=sum(made) / max(timed.decode_s, 1e-9))
 
 
+KERNELS = {"rows": "int8 by int8 (the project's kernel)", "pytorch": "PyTorch's kernels"}
+
+
+def load(checkpoint: Path, quantize: str, kernel: str):
+    """The checkpoint as `load_model(path)` loads it on a CPU, compiled first, its int8 layers on `kernel`."""
+    os.environ[int8_kernel.OFF] = "off" if kernel == "pytorch" else ""
+    try:
+        if kernel == "rows" and not int8_kernel.usable():
+            raise SystemExit("the int8-by-int8 kernel does not serve on this machine (the log says why)")
+        return load_model(checkpoint, device="cpu", quantize=None if quantize == "none" else "int8", compile=True)
+    finally:
+        os.environ.pop(int8_kernel.OFF)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quantize", default="int8", choices=["int8", "none"])
     parser.add_argument("--one-prefill-each", action="store_true")
+    parser.add_argument("--kernels", default="default", choices=["default", "both"],
+                        help="default: whichever int8 kernel load_model picks here; both: the two, alternated")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    engine_module.IDLE_S = 0.2  # each engine's thread, and its OpenMP pool, ends between its runs
+    kernels = list(KERNELS) if args.kernels == "both" else ["default"]
+    together = engine_module.PREFILL_TOKENS
+    kinds = [(1, together), (args.callers, together)] + ([(args.callers, 0)] if args.one_prefill_each else [])
+    results: dict[tuple[str, int, int], list[dict]] = {(k, c, t): [] for k in kernels for c, t in kinds}
     with tempfile.TemporaryDirectory() as work:
         checkpoint = random_checkpoint(Path(work) / "gpt2", PRESETS["gpt2"])
-        start = time.perf_counter()
-        lm = load_model(checkpoint, device="cpu", quantize=None if args.quantize == "none" else "int8", compile=True)
-        ready = time.perf_counter() - start
+        lms, ready = {}, {}
         try:
-            timed = Timed(lm.backend.engine, lm.backend.model)
-            prompt = lm.tokenizer.decode(list(range(1000, 1000 + PROMPT_TOKENS)))
-            together = engine_module.PREFILL_TOKENS
-            kinds = [(1, together), (args.callers, together)] + ([(args.callers, 0)] if args.one_prefill_each else [])
-            results: dict[tuple[int, int], list[dict]] = {kind: [] for kind in kinds}
+            for kernel in kernels:
+                start = time.perf_counter()
+                lms[kernel] = (load(checkpoint, args.quantize, kernel) if kernel != "default" else
+                               load_model(checkpoint, device="cpu", quantize=None if args.quantize == "none" else "int8",
+                                          compile=True))
+                ready[kernel] = time.perf_counter() - start
+            timed = {kernel: Timed(lm.backend.engine, lm.backend.model) for kernel, lm in lms.items()}
+            prompt = lms[kernels[0]].tokenizer.decode(list(range(1000, 1000 + PROMPT_TOKENS)))
             for _ in range(args.rounds):
-                for callers, prefill_tokens in kinds:
-                    engine_module.PREFILL_TOKENS = prefill_tokens  # 0: each prompt alone (the first always goes)
-                    results[callers, prefill_tokens].append(run(lm, timed, callers, prompt))
-                engine_module.PREFILL_TOKENS = together
+                for kernel in kernels:
+                    for callers, prefill_tokens in kinds:
+                        engine_module.PREFILL_TOKENS = prefill_tokens  # 0: each prompt alone (the first always goes)
+                        time.sleep(engine_module.IDLE_S + 0.3)  # the other engine's thread has ended
+                        results[kernel, callers, prefill_tokens].append(run(lms[kernel], timed[kernel], callers, prompt))
+                    engine_module.PREFILL_TOKENS = together
         finally:
-            lm.close()
-    print(f"gpt2 shape, CPU {args.quantize}, compiled (ready after {ready:.0f} s), {torch.get_num_threads()} threads; "
+            for lm in lms.values():
+                lm.close()
+    readiness = ", ".join(f"{KERNELS.get(k, k)} ready after {s:.0f} s" for k, s in ready.items())
+    print(f"gpt2 shape, CPU {args.quantize}, compiled ({readiness}), {torch.get_num_threads()} threads; "
           f"{PROMPT_TOKENS}-token prompt, {NEW_TOKENS} new tokens; medians of {args.rounds} alternated rounds\n")
-    print("| callers | prompts prefilled | aggregate tok/s | wall s | decode steps s | rows/step | ms/step | prefills s "
-          "| other s | steps alone tok/s |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| int8 kernel | callers | prompts prefilled | aggregate tok/s | wall s | decode steps s | rows/step | ms/step "
+          "| prefills s | other s | steps alone tok/s |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     tok_s = {}
-    for (callers, prefill_tokens), runs in results.items():
+    for (kernel, callers, prefill_tokens), runs in results.items():
         m = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        tok_s[callers, prefill_tokens] = m["tok_s"]
+        tok_s[kernel, callers, prefill_tokens] = m["tok_s"]
         how = "together" if prefill_tokens else "one at a time"
-        print(f"| {callers} | {how} | {m['tok_s']:.1f} | {m['wall']:.2f} | {m['decode']:.2f} | {m['rows']:.1f} | "
-              f"{m['ms_step']:.1f} | {m['prefill']:.2f} | {m['other']:.2f} | {m['ceiling']:.1f} |")
-    one = tok_s[kinds[0]]
-    print("\n" + "; ".join(f"{c} callers, prompts prefilled {'together' if t else 'one at a time'}: "
-                           f"{tok_s[c, t] / one:.2f}x one caller" for c, t in kinds[1:]))
+        print(f"| {KERNELS.get(kernel, 'as loaded')} | {callers} | {how} | {m['tok_s']:.1f} | {m['wall']:.2f} | "
+              f"{m['decode']:.2f} | {m['rows']:.1f} | {m['ms_step']:.1f} | {m['prefill']:.2f} | {m['other']:.2f} | "
+              f"{m['ceiling']:.1f} |")
+    print()
+    for kernel in kernels:
+        one = tok_s[(kernel, *kinds[0])]
+        print(f"{KERNELS.get(kernel, 'as loaded')}: " + "; ".join(
+            f"{c} callers, prompts prefilled {'together' if t else 'one at a time'}: {tok_s[kernel, c, t] / one:.2f}x "
+            "one caller" for c, t in kinds[1:]))
+    if len(kernels) == 2:
+        for c, t in kinds:
+            print(f"{c} caller(s): int8 by int8 {tok_s['rows', c, t] / tok_s['pytorch', c, t]:.2f}x PyTorch's kernels")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--exact", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_EXACT", default=""),  # text until checked in from_env_and_args
                         help="serve the exact fp32 engine, proven equal to transformers, instead of a CPU's default "
-                             "int8 weights (the same next word as fp32 at 98%% of places, about 4x faster; env "
+                             "int8 weights (the same next word as fp32 at 97%% of places, about 4x faster; env "
                              "GPT2_EXACT=1; default off)")
     parser.add_argument("--allow-model-switch", action=argparse.BooleanOptionalAction,
                         default=first("GPT2_ALLOW_MODEL_SWITCH", default=""),  # text until checked

@@ -20,7 +20,7 @@ COMPILING = "getting faster (compiling in the background)"  # i18n: key
 
 
 def int8_line() -> str:
-    """How often int8 picks fp32's next word, in the language of the request (a share, e.g. "98%")."""
+    """How often int8 picks fp32's next word, in the language of the request (a share, e.g. "97%")."""
     return tr("the same next word as fp32 at {share} of places", share=f"{INT8_TOP1_AGREEMENT:.0%}")
 
 

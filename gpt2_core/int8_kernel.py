@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,12 +67,12 @@ def _loaded() -> bool:
         if not _registered():
             torch.ops.load_library(str(_built()))  # type: ignore[no-untyped-call]  # torch leaves it untyped
         _register_fake()
-        error = _check()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        wrong = _check()
+    except Exception as e:  # whatever a build, a load or a broken kernel raises: the app serves on PyTorch's kernel
         log.warning("int8 stays on PyTorch's kernel: the int8-by-int8 kernel did not build or load (%s)", e)
         return False
-    if error:
-        log.warning("int8 stays on PyTorch's kernel: the int8-by-int8 kernel's sums are off by %s here", error)
+    if wrong:
+        log.warning("int8 stays on PyTorch's kernel: the int8-by-int8 kernel's outputs are wrong here (%s)", wrong)
         return False
     log.info("int8 multiplies int8 by int8 (the project's AVX2 kernel, 8-bit activations per row)")
     return True
@@ -86,7 +87,19 @@ def _unsupported() -> str:
         return f"the kernel is for CPUs whose best vector level is AVX2, this one's is {level}"
     if not _compiler():
         return "no C++ compiler (g++) to build the kernel"
+    if not _torch_uses_libgomp():
+        return "this torch splits its work with another OpenMP runtime than GNU's, which the kernel is built with"
     return ""
+
+
+def _torch_uses_libgomp() -> bool:
+    """Whether this process's torch runs GNU OpenMP (libgomp, as PyTorch's Linux wheels): the kernel, built with
+    g++ -fopenmp, then shares torch's threads; with another runtime (conda's llvm-openmp, Intel's) it would start a
+    second pool that ignores torch.set_num_threads."""
+    try:
+        return "/libgomp" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
 
 
 def _registered() -> bool:
@@ -99,27 +112,44 @@ def _compiler() -> str | None:
 
 
 def _built() -> Path:
-    """The kernel's shared library for this torch and CPU kind: from the cache folder, else compiled into it."""
+    """The kernel's shared library for this torch and CPU kind: from the cache folder, else compiled into it. A build
+    that failed is not tried again at each start: its compiler's message is kept beside (delete it to try again)."""
     torch_root = Path(torch.__file__).parent
-    command = [_compiler() or "g++", "-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", "-std=c++20",
-               f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+    command = [_compiler() or "g++", "-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared",
+               "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
                f"-I{torch_root / 'include'}", f"-I{torch_root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
                str(SOURCE), f"-L{torch_root / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_root / 'lib'}"]
     key = hashlib.sha256("\n".join([SOURCE.read_text(), torch.__version__, *command]).encode()).hexdigest()[:16]
     folder = cache_home() / "kernels" / cpu_kind()
-    library = folder / f"int8_rows-{key}.so"
-    if library.exists():
-        return library
+    library, failed = folder / f"int8_rows-{key}.so", folder / f"int8_rows-{key}.failed"
     folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)  # code the app will run: the user's alone
+    folder.chmod(0o700)  # code the app will run: the user's alone, a folder made before included
+    if failed.exists():
+        raise RuntimeError(f"it failed to build before ({failed}): {failed.read_text(errors='replace')[-500:]}")
+    if library.exists() and _trusted(library):
+        return library
     with tempfile.TemporaryDirectory(dir=folder) as scratch:  # built aside, then renamed: a second process never
         built = Path(scratch) / library.name                  # loads a half-written library
         log.info("building the int8-by-int8 kernel (once for this torch and CPU)")
-        done = subprocess.run([*command, "-o", str(built)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        if done.returncode != 0:
-            raise RuntimeError(f"{command[0]} failed: {done.stderr.strip()[-2000:]}")
+        compiler = subprocess.Popen([*command, "-o", str(built)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # a group of its own: a timeout ends cc1plus too
+        try:
+            output = compiler.communicate(timeout=BUILD_TIMEOUT_S)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            os.killpg(compiler.pid, signal.SIGKILL)
+            compiler.wait()
+            raise RuntimeError(f"{command[0]} took more than {BUILD_TIMEOUT_S} s") from None
+        if compiler.returncode != 0:
+            failed.write_text(output[-4000:])
+            raise RuntimeError(f"{command[0]} failed: {output.strip()[-2000:]}")
         os.replace(built, library)
     return library
+
+
+def _trusted(library: Path) -> bool:
+    """Whether a cached library is this user's own and writable by no one else (else it is built again)."""
+    facts = library.stat()
+    return facts.st_uid == os.getuid() and not facts.st_mode & 0o022
 
 
 @functools.cache  # (once: a second registration is an error, and a test may load the library again)
@@ -146,12 +176,20 @@ def reference(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias:
     return y if bias is None else y + bias.double()
 
 
-def _check() -> int:
-    """The largest difference between the kernel's int32 sums and exact ones, on rows and channels that fill every
-    kind of tile (0: exact). The scales are 1, so the outputs are the sums."""
+def _check() -> str:
+    """What is wrong with the kernel's outputs on this machine, or '': exact integers in, through every kind of tile
+    (1 to 4 rows, a lone row's wider tile; 1 to 4 blocks, one cut short), a depth with a tail past its 16-column
+    steps, and a bias. Each row's largest magnitude is 127, so its scale is 1; the scales are 1 and the bias whole, so
+    every output is an integer below 2**24, exact in float32: any difference is an error."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randint(-127, 128, (9, 96), generator=generator).float()
-    x[:, 0] = 127  # each row's largest magnitude is 127, so its scale is 1
-    weight = torch.randint(-127, 128, (43, 96), dtype=torch.int8, generator=generator)
-    y = torch.ops.gpt2_core.int8_rows_linear(x, torch.ops.gpt2_core.int8_rows_pack(weight), torch.ones(43), None)
-    return int((y.double() - x.double() @ weight.double().t()).abs().max())
+    for rows, channels in ((1, 60), (2, 43), (3, 43), (5, 60), (9, 43)):
+        x = torch.randint(-127, 128, (rows, 110), generator=generator).to(torch.float32)
+        x[:, 0] = 127
+        weight = torch.randint(-127, 128, (channels, 110), dtype=torch.int8, generator=generator)
+        bias = torch.randint(-1000, 1000, (channels,), generator=generator).to(torch.float32)
+        y = torch.ops.gpt2_core.int8_rows_linear(x, torch.ops.gpt2_core.int8_rows_pack(weight),
+                                                 torch.ones(channels, dtype=torch.float32), bias)
+        exact = x.double() @ weight.double().t() + bias.double()
+        if not bool(torch.equal(y.double(), exact)):
+            return f"{rows} rows by {channels} channels differ from exact sums by up to {(y.double() - exact).abs().max()}"
+    return ""

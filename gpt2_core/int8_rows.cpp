@@ -4,9 +4,9 @@
 //     y[r, n] = sum_k q[r, k] * w[n, k] * (s[r] * scales[n]) + bias[n]
 //     s[r] = max_k |x[r, k]| / 127,  q[r, k] = round(x[r, k] / s[r])      (both int8, in [-127, 127])
 //
-// The sums are exact in int32 (|q * w| <= 127 * 127, and 3072 of them fit many times over), so a row's output does not
-// depend on the other rows of its batch, nor on how the work is split between threads: a row decoded alone and the
-// same row among eight callers get the same bits.
+// The sums are exact in int32 (|q * w| <= 127 * 127, and 133,000 of them fit; GPT-2's widest depth is 6400), so a
+// row's output does not depend on the other rows of its batch, nor on how the work is split between threads: a row
+// decoded alone and the same row among eight callers get the same bits.
 //
 // The weights are packed once (`int8_rows_pack`) in blocks of 8 output channels, their columns in pairs:
 // packed[block][k / 2][channel][k % 2]. AVX2's vpmaddwd multiplies 16 int16 lanes (8 channels' pair of weights, widened
@@ -27,6 +27,7 @@
 
 namespace {
 
+constexpr int64_t kMaxDepth = (int64_t{1} << 31) / (127 * 127) / 2 * 2;  // sums of 127 * 127 stay within int32
 constexpr int kRowTile = 4;    // rows a tile multiplies together
 constexpr int kBlockTile = 2;  // 8-channel blocks a tile of several rows multiplies together
 constexpr int kLoneBlockTile = 4;  // and a lone row: its weights stream from memory, four streams keep it busier
@@ -114,7 +115,7 @@ void quantize_row(const float* x, int64_t k, int32_t* pairs, float* scale) {
     largest = std::max(largest, std::fabs(x[j]));
   }
   finite = finite && std::isfinite(largest);
-  const float s = largest > 0.0f ? largest / 127.0f : 1.0f;
+  const float s = largest / 127.0f > 0.0f ? largest / 127.0f : 1.0f;  // (a row of subnormals: its quotient is 0)
   *scale = finite ? s : NAN;
   if (!finite) {
     std::fill(pairs, pairs + k / 2, 0);
@@ -171,6 +172,8 @@ at::Tensor int8_rows_linear(const at::Tensor& x, const at::Tensor& packed, const
                   packed.is_contiguous(),
               "int8_rows_linear: the weights have to be int8_rows_pack's");
   const int64_t m = x.size(0), k = x.size(1), n = scales.size(0), pairs_per_row = k / 2;
+  TORCH_CHECK(k <= kMaxDepth, "int8_rows_linear: at most ", kMaxDepth, " columns (int32 sums), not ", k);
+  TORCH_CHECK(scales.dim() == 1, "int8_rows_linear: scales has to be 1-D");
   TORCH_CHECK(packed.size(1) * 2 == k, "int8_rows_linear: x has ", k, " columns, the weights ", packed.size(1) * 2);
   TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && (n + 7) / 8 == packed.size(0),
               "int8_rows_linear: scales has to be fp32, one per output channel");

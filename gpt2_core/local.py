@@ -61,7 +61,7 @@ class LocalBackend:
         tensors = list(self.model.parameters()) + list(self.model.buffers())
         total = sum(t.numel() * t.element_size() for t in tensors)
         for module in self.model.modules():  # 4-bit layers keep their scales beside the weight
-            state = getattr(getattr(module, "weight", None), "quant_state", None)
+            state = getattr(module._parameters.get("weight"), "quant_state", None)  # (not a property: int8's unpacks)
             if state is not None and getattr(state, "absmax", None) is not None:
                 total += state.absmax.numel() * state.absmax.element_size()
         return total

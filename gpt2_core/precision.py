@@ -5,8 +5,8 @@
 
 On a CPU, with neither `dtype` nor `quantize` given, the weights are int8 (quantize.py). Measured on gpt2's shape
 (README, Performance), they decode 2.7x as fast as transformers' fp32 `generate()` eagerly and 4.8x compiled. On the
-bundled model and held-out Macbeth, the top-1 next token is fp32's at 98% of places (tests/test_quantize.py
-asserts at least 95%).
+bundled model and held-out Macbeth, the top-1 next token is fp32's at 97% of places or more: 96.9% where AVX2
+multiplies int8 by int8 (int8_kernel.py), 97.7% on PyTorch's kernel (tests/test_quantize.py asserts at least 95%).
 
 `compile="auto"` compiles the decode step in the background when three things hold. Decoding is eager until the
 compile is ready. The three:
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 Compile = Literal["now", "background", "no"]
 
-INT8_TOP1_AGREEMENT = 0.98  # int8's top-1 equals fp32's at this share of places (README; tests/test_quantize.py)
+INT8_TOP1_AGREEMENT = 0.97  # int8's top-1 equals fp32's at this share of places (README; tests/test_quantize.py)
 MIN_COMPILE_PARAMETERS = 50_000_000  # distilgpt2 (82M) and up; the bundled mini model (3M) decodes fast eagerly
 HEADROOM_BYTES = 1 << 30  # memory left over for requests, BERT and the page after a compile
 # Compiling int8 gpt2 grew the process by 1.1 GB on the reference machine (README, Performance): Inductor's

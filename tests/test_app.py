@@ -351,7 +351,7 @@ def test_the_fast_path_says_so_in_the_panel_and_beside_its_probabilities(tiny_ch
     try:
         models = AppModels(ModelHolder(lambda s: fast, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
         info = info_markdown(models)
-        assert "**precision** int8 (the same next word as fp32 at 98% of places)" in info
+        assert "**precision** int8 (the same next word as fp32 at 97% of places)" in info
         d = fast.describe()
         assert "int8" in source_note(d) and "fast path" in source_note(d)
         assert source_note(replace(d, precision="float32")) == f"`{d.name}`"

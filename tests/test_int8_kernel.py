@@ -5,7 +5,6 @@ kernel does not serve."""
 from __future__ import annotations
 
 import logging
-import subprocess
 
 import pytest
 import torch
@@ -64,33 +63,46 @@ def test_the_largest_sums_do_not_saturate(kernel):
                           rtol=4 * EPS)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_a_row_gets_the_same_bits_alone_and_in_any_batch(kernel, threads):
+def test_rounding_is_half_to_even_as_torch_round_and_within_127(kernel):
+    """Ties in the 16-column steps and in the tail past them: each row's scale is 1 (its largest magnitude 127), and
+    one weight of 1 per channel reads each rounded activation back."""
+    ties = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 126.5, -126.5, 4.4999, -4.5001, 0.0, -0.0, 5.5, 6.5]
+    x = torch.tensor([ties + ties[1:7], [-127.0] + ties[1:] + ties[1:7]])  # 22 columns: 16, then a tail of 6
+    y = run(kernel, x, torch.eye(22, dtype=torch.int8), torch.ones(22))
+    assert torch.equal(y, torch.round(x))
+    assert torch.equal(y[0, :4], torch.tensor([127.0, 0.0, 2.0, 2.0]))  # (not 1.0 and 3.0: half to even)
+
+
+@pytest.mark.parametrize("where", [5, 20], ids=["in a 16-column step", "in the tail"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_row_with_a_value_that_is_not_finite_gives_nan_in_that_row_only(kernel, where, value):
+    x = torch.randn(3, 30)
+    x[1, where] = value
+    y = run(kernel, x, torch.randint(-127, 128, (16, 30), dtype=torch.int8), torch.ones(16))
+    assert bool(y[1].isnan().all()) and bool(y[[0, 2]].isfinite().all())
+
+
+def test_a_row_gets_the_same_bits_alone_and_in_any_batch_on_any_threads(kernel):
     """What keeps a seed's story the same for a lone student and for a class: a row's outputs do not depend on the
     other rows (its own activation scale, exact sums) nor on how the threads split the work."""
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(9, 768, generator=generator)
+    x = torch.randn(9, 110, generator=generator)  # a depth with a tail past the 16-column steps
     x[3] *= 40  # a row with much larger activations must not change its neighbours' rounding
-    weight = torch.randint(-127, 128, (300, 768), dtype=torch.int8, generator=generator)
+    weight = torch.randint(-127, 128, (300, 110), dtype=torch.int8, generator=generator)
     scales, bias = torch.rand(300, generator=generator) / 100, torch.randn(300, generator=generator)
     packed = kernel.int8_rows_pack(weight)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
+        torch.set_num_threads(1)
         alone = [kernel.int8_rows_linear(x[r : r + 1], packed, scales, bias) for r in range(9)]
-        for size in (2, 3, 4, 5, 8, 9):
-            together = kernel.int8_rows_linear(x[:size], packed, scales, bias)
-            for r in range(size):
-                assert torch.equal(together[r : r + 1], alone[r]), (size, r)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for size in (1, 2, 3, 4, 5, 8, 9):
+                together = kernel.int8_rows_linear(x[:size], packed, scales, bias)
+                for r in range(size):
+                    assert torch.equal(together[r : r + 1], alone[r]), (threads, size, r)
     finally:
         torch.set_num_threads(before)
-
-
-def test_a_row_with_a_value_that_is_not_finite_gives_nan_in_that_row_only(kernel):
-    x = torch.randn(3, 64)
-    x[1, 5] = float("inf")
-    y = run(kernel, x, torch.randint(-127, 128, (16, 64), dtype=torch.int8), torch.ones(16))
-    assert bool(y[1].isnan().all()) and bool(y[[0, 2]].isfinite().all())
 
 
 def test_the_layer_keeps_only_the_packed_weights_and_unpacks_them_exactly(kernel):
@@ -128,39 +140,93 @@ def fresh_loader(monkeypatch, tmp_path):
     int8_kernel._loaded.cache_clear()
 
 
-def test_a_failed_build_keeps_pytorchs_kernel_and_says_why(fresh_loader, monkeypatch, caplog):
+class FakeCompiler:
+    """subprocess.Popen for the kernel's build: writes `written` to the -o path (a half-written library, or a whole
+    one), then exits with `code` and `message`."""
+
+    calls = 0
+
+    def __init__(self, written: bytes, code: int, message: str):
+        self.written, self.code, self.message = written, code, message
+
+    def __call__(self, command, **kwargs):
+        FakeCompiler.calls += 1
+        with open(command[command.index("-o") + 1], "wb") as out:
+            out.write(self.written)
+        self.returncode, self.pid = self.code, -1
+        return self
+
+    def communicate(self, timeout=None):
+        return self.message.encode(), b""
+
+
+def needs_a_build():
     if int8_kernel._unsupported():
         pytest.skip(f"the kernel is not for this machine, so no build is tried: {int8_kernel._unsupported()}")
 
-    def failing(command, **kwargs):
-        return subprocess.CompletedProcess(command, 1, "", "int8_rows.cpp:1: error: no AVX2 here")
 
-    monkeypatch.setattr(int8_kernel.subprocess, "run", failing)
+def test_a_failed_build_keeps_pytorchs_kernel_says_why_and_is_not_retried_at_each_start(fresh_loader, monkeypatch,
+                                                                                         caplog):
+    needs_a_build()
+    monkeypatch.setattr(int8_kernel.subprocess, "Popen", FakeCompiler(b"\x7fELF half", 1, "error: no AVX2 here"))
     monkeypatch.setattr(int8_kernel, "_registered", lambda: False)  # (this process may have loaded it already)
+    FakeCompiler.calls = 0
     with caplog.at_level(logging.WARNING, logger="gpt2_core.int8_kernel"):
         assert not int8_kernel.usable()
     assert "did not build or load" in caplog.text and "no AVX2 here" in caplog.text
     assert type(int8_linear(torch.nn.Linear(64, 8))) is Int8Linear
-    assert not list(fresh_loader.rglob("*.so"))  # nothing half-built left to load next time
-
-
-def test_sums_that_are_off_keep_pytorchs_kernel(fresh_loader, monkeypatch, caplog):
-    if int8_kernel._unsupported():
-        pytest.skip(f"the kernel is not for this machine, so no build is tried: {int8_kernel._unsupported()}")
-    monkeypatch.setattr(int8_kernel, "_check", lambda: 512)  # as a kernel whose 16-bit pair sums saturated
+    assert not list(fresh_loader.rglob("*.so"))  # the half-written library was never put where a start loads from
+    int8_kernel._loaded.cache_clear()  # the next start
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gpt2_core.int8_kernel"):
         assert not int8_kernel.usable()
-    assert "sums are off by 512" in caplog.text
+    assert FakeCompiler.calls == 1 and "failed to build before" in caplog.text and "no AVX2 here" in caplog.text
 
 
-def test_the_built_kernel_is_kept_for_the_next_start(fresh_loader, monkeypatch):
-    if int8_kernel._unsupported():
-        pytest.skip(f"the kernel is not for this machine, so no build is tried: {int8_kernel._unsupported()}")
+def test_outputs_that_are_wrong_keep_pytorchs_kernel(fresh_loader, monkeypatch, caplog):
+    needs_a_build()
+    monkeypatch.setattr(int8_kernel, "_check", lambda: "2 rows by 43 channels differ from exact sums by up to 512")
+    with caplog.at_level(logging.WARNING, logger="gpt2_core.int8_kernel"):
+        assert not int8_kernel.usable()
+    assert "outputs are wrong here (2 rows by 43 channels" in caplog.text
+
+
+@pytest.mark.parametrize("broken", ["off by one", "nan", "raises"])
+def test_the_check_finds_a_kernel_that_is_off_nan_or_raising(kernel, monkeypatch, caplog, broken):
+    real = kernel.int8_rows_linear
+
+    def wrong(x, packed, scales, bias):
+        y = real(x, packed, scales, bias)
+        if broken == "raises":
+            raise ValueError("illegal instruction")
+        y[-1, -1] = y[-1, -1] + 1 if broken == "off by one" else float("nan")
+        return y
+
+    monkeypatch.setattr(torch.ops.gpt2_core, "int8_rows_linear", wrong)
+    int8_kernel._loaded.cache_clear()
+    try:
+        if broken == "raises":
+            with caplog.at_level(logging.WARNING, logger="gpt2_core.int8_kernel"):
+                assert not int8_kernel.usable()
+            assert "illegal instruction" in caplog.text
+        else:
+            assert "differ from exact sums" in int8_kernel._check()
+    finally:
+        monkeypatch.undo()
+        int8_kernel._loaded.cache_clear()
+    assert int8_kernel._check() == ""
+
+
+def test_the_built_kernel_is_kept_for_the_next_start_and_rebuilt_if_others_can_write_it(fresh_loader, monkeypatch):
+    needs_a_build()
     first = int8_kernel._built()
     assert first.parent.parent == fresh_loader / "kernels" and first.exists()
     assert first.parent.stat().st_mode & 0o077 == 0  # code the app runs: the user's folder alone
-    monkeypatch.setattr(int8_kernel.subprocess, "run", lambda *a, **k: pytest.fail("built again"))
+    monkeypatch.setattr(int8_kernel.subprocess, "Popen", lambda *a, **k: pytest.fail("built again"))
     assert int8_kernel._built() == first
+    first.chmod(0o666)  # as if planted by someone else: not loaded, built again
+    monkeypatch.setattr(int8_kernel.subprocess, "Popen", FakeCompiler(b"rebuilt", 0, ""))
+    assert int8_kernel._built() == first and first.read_bytes() == b"rebuilt"
 
 
 @pytest.mark.parametrize("machine, level, expected", [
@@ -174,9 +240,38 @@ def test_other_cpus_are_told_why_the_kernel_is_not_theirs(monkeypatch, machine, 
     assert expected in int8_kernel._unsupported()
 
 
+def test_another_openmp_runtime_is_a_reason(monkeypatch):
+    monkeypatch.setattr(int8_kernel.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(int8_kernel.sys, "platform", "linux")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(int8_kernel, "_compiler", lambda: "/usr/bin/g++")
+    monkeypatch.setattr(int8_kernel, "_torch_uses_libgomp", lambda: False)
+    assert "another OpenMP runtime" in int8_kernel._unsupported()
+
+
 def test_no_compiler_is_a_reason_too(monkeypatch):
     monkeypatch.setattr(int8_kernel.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(int8_kernel.sys, "platform", "linux")
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(int8_kernel, "_compiler", lambda: None)
     assert int8_kernel._unsupported() == "no C++ compiler (g++) to build the kernel"
+
+
+def test_describing_the_model_reads_no_unpacked_weights(kernel, tiny_checkpoint, monkeypatch):
+    """The model panel and every explanation describe the model; `weight` unpacks a copy (163 MB for gpt2), so the
+    memory count must read the stored bytes only."""
+    from gpt2_core import load_model
+
+    lm = load_model(tiny_checkpoint, device="cpu", quantize="int8", compile=False)
+    try:
+        assert type(lm.model.lm_head) is Int8RowsLinear
+        stored = sum(t.numel() * t.element_size() for t in [*lm.model.parameters(), *lm.model.buffers()])
+
+        def unpacking(self):
+            raise AssertionError("describe() unpacked an int8 weight")
+
+        monkeypatch.setattr(Int8RowsLinear, "weight", property(unpacking))
+        assert lm.describe().memory_bytes == stored
+        assert torch.equal(lm.model.wte(torch.tensor([-1])), lm.model.wte(torch.tensor([lm.config.vocab_size - 1])))
+    finally:
+        lm.close()
