@@ -14,6 +14,8 @@ the other benchmarks: speed does not depend on the values), the same 32-token pr
   until `lm.engine.decoding` is "compiled" (at most --compile-timeout seconds) and "ready" says how long that took.
 - gpt2_core fastest: `load_model(path, quantize="int8", compile=True)` (compiles before returning).
 - gpt2_core exact: `load_model(path, dtype="fp32", quantize=None)`, eager.
+- gpt2_core default and eager on PyTorch's int8 kernel (GPT2_INT8_KERNEL=off): the default as it was before the
+  project's int8-by-int8 kernel, and as it is where that kernel does not serve (gpt2_core/int8_kernel.py).
 - CTranslate2 int8, ONNX Runtime int8 (quantize_dynamic, a hand-written KV-cache loop), llama.cpp Q8_0.
 
 Each contender runs in a process of its own (a worker, peer_engines.py), kept alive over all rounds. So "peak MiB"
@@ -70,6 +72,8 @@ LABELS = {
     "gpt2_core-fastest": "gpt2_core fastest `quantize=\"int8\", compile=True`",
     "gpt2_core-eager": "gpt2_core default before its compile `quantize=\"int8\", compile=False`",
     "gpt2_core-exact": "gpt2_core exact `dtype=\"fp32\", quantize=None`",
+    "gpt2_core-default-pytorch-kernel": "gpt2_core default on PyTorch's int8 kernel (`GPT2_INT8_KERNEL=off`)",
+    "gpt2_core-eager-pytorch-kernel": "gpt2_core default before its compile, on PyTorch's int8 kernel",
     "ctranslate2": "CTranslate2 int8",
     "onnxruntime": "ONNX Runtime int8",
     "llama.cpp": "llama.cpp Q8_0 (llama-cpp-python)",

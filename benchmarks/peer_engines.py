@@ -156,12 +156,16 @@ class Gpt2Core(Engine):
     serves = "a thread per caller calling lm.generate (the engine batches them)"
     options: dict[str, Any] = {}
     wait_for_compile = False
+    pytorch_kernel = False  # int8 on PyTorch's kernel even where the project's int8-by-int8 kernel serves
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__(spec)
         import torch
 
-        from gpt2_core import load_model
+        from gpt2_core import int8_kernel, load_model
+
+        if self.pytorch_kernel:  # (a worker is a process of its own: the setting is this contender's alone)
+            os.environ[int8_kernel.OFF] = "off"
 
         torch.set_num_threads(spec["threads"])
         start = time.perf_counter()
@@ -228,6 +232,16 @@ class Gpt2CoreEager(Gpt2Core):
 
 class Gpt2CoreExact(Gpt2Core):
     options = {"dtype": "fp32", "quantize": None}
+
+
+class Gpt2CoreDefaultPytorchKernel(Gpt2CoreDefault):
+    """The default as it was before the project's int8-by-int8 kernel (and as it is where that does not serve)."""
+
+    pytorch_kernel = True
+
+
+class Gpt2CoreEagerPytorchKernel(Gpt2CoreEager):
+    pytorch_kernel = True
 
 
 class CTranslate2(Engine):
@@ -385,6 +399,8 @@ ENGINES: dict[str, type[Engine]] = {
     "gpt2_core-fastest": Gpt2CoreFastest,
     "gpt2_core-eager": Gpt2CoreEager,
     "gpt2_core-exact": Gpt2CoreExact,
+    "gpt2_core-default-pytorch-kernel": Gpt2CoreDefaultPytorchKernel,
+    "gpt2_core-eager-pytorch-kernel": Gpt2CoreEagerPytorchKernel,
     "ctranslate2": CTranslate2,
     "onnxruntime": OnnxRuntime,
     "llama.cpp": LlamaCpp,
