@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn as nn
 
-from gpt2_core import int8_kernel
+import gpt2_core.int8_kernel as int8_kernel
 
 if TYPE_CHECKING:
     from gpt2_core.model import GPT

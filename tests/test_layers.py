@@ -17,6 +17,7 @@ LAYERS = {
     "gpt2_core.config": 0, "gpt2_core.devices": 0, "gpt2_core.quantize": 0, "gpt2_core.generate.settings": 0,
     "gpt2_core.generate.detokenize": 0, "gpt2_core.remote.logprobs": 0,
     "gpt2_core.threads": 0,  # work on a thread that ends (no OpenMP pool left behind)
+    "gpt2_core.cache": 0, "gpt2_core.int8_kernel": 0,  # the user's cache folder; the int8 kernel built into it
     "gpt2_core.checkpoint": 1, "gpt2_core.memory": 1, "gpt2_core.backend": 1,  # files, memory, the backend seam
     "gpt2_core.precision": 1,  # which precision a model gets
     "gpt2_core.model": 2,
