@@ -167,7 +167,8 @@ def _register_fake() -> None:
 
 def reference(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """What the kernel computes, in plain PyTorch: each row of x rounded to int8 with its own scale (its largest
-    magnitude to 127), multiplied by the int8 weights exactly (int64 sums), then scaled back (float64)."""
+    magnitude to 127), multiplied by the int8 weights exactly (int64 sums), then scaled back (float64) by the row's
+    scale and each channel's (bf16 in the kernel, read exactly)."""
     s = x.abs().amax(dim=-1, keepdim=True) / 127
     s = torch.where(s > 0, s, torch.ones_like(s))
     q = torch.round(x / s).clamp(-127, 127)
@@ -188,7 +189,7 @@ def _check() -> str:
         weight = torch.randint(-127, 128, (channels, 110), dtype=torch.int8, generator=generator)
         bias = torch.randint(-1000, 1000, (channels,), generator=generator).to(torch.float32)
         y = torch.ops.gpt2_core.int8_rows_linear(x, torch.ops.gpt2_core.int8_rows_pack(weight),
-                                                 torch.ones(channels, dtype=torch.float32), bias)
+                                                 torch.ones(channels, dtype=torch.bfloat16), bias)
         exact = x.double() @ weight.double().t() + bias.double()
         if not bool(torch.equal(y.double(), exact)):
             return f"{rows} rows by {channels} channels differ from exact sums by up to {(y.double() - exact).abs().max()}"

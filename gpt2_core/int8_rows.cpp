@@ -1,7 +1,7 @@
 // int8 weights by int8 activations, one scale per activation row, for x86 CPUs with AVX2 (gpt2_core/int8_kernel.py
 // builds it and says why it exists).
 //
-//     y[r, n] = sum_k q[r, k] * w[n, k] * (s[r] * scales[n]) + bias[n]
+//     y[r, n] = sum_k q[r, k] * w[n, k] * (s[r] * scales[n]) + bias[n]       (scales: bf16, as PyTorch's int8 path)
 //     s[r] = max_k |x[r, k]| / 127,  q[r, k] = round(x[r, k] / s[r])      (both int8, in [-127, 127])
 //
 // The sums are exact in int32 (|q * w| <= 127 * 127, and 133,000 of them fit; GPT-2's widest depth is 6400), so a
@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -42,10 +43,23 @@ struct Rows {
 struct Channels {
   const int8_t* packed;      // from the first block
   int64_t block_stride;      // bytes a block
-  const float* scales;       // from the first channel
+  const uint16_t* scales;    // from the first channel: bf16, the high half of a float32
   const float* bias;         // from the first channel, or null
   int64_t left;              // channels from the first to n
 };
+
+// bf16 to float32 is exact: its bits are the float's high half.
+inline float bf16(uint16_t bits) {
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float value;
+  std::memcpy(&value, &wide, sizeof value);
+  return value;
+}
+
+inline __m256 bf16x8(const uint16_t* bits) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
 
 template <int Count, int Blocks>
 void tile(const Rows& rows, const Channels& channels, float* out, int64_t n) {
@@ -70,7 +84,7 @@ void tile(const Rows& rows, const Channels& channels, float* out, int64_t n) {
       const float s = rows.row_scales[r];
       if (width == 8) {  // the whole block: mul then add, not fused (-ffp-contract=off), as the tail below
         __m256 value = _mm256_mul_ps(_mm256_cvtepi32_ps(sums[r][b]),
-                                     _mm256_mul_ps(_mm256_set1_ps(s), _mm256_loadu_ps(channels.scales + 8 * b)));
+                                     _mm256_mul_ps(_mm256_set1_ps(s), bf16x8(channels.scales + 8 * b)));
         if (channels.bias) value = _mm256_add_ps(value, _mm256_loadu_ps(channels.bias + 8 * b));
         _mm256_storeu_ps(y, value);
         continue;
@@ -78,7 +92,7 @@ void tile(const Rows& rows, const Channels& channels, float* out, int64_t n) {
       alignas(32) int32_t lanes[8];
       _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sums[r][b]);
       for (int64_t j = 0; j < width; j++) {
-        const float value = static_cast<float>(lanes[j]) * (s * channels.scales[8 * b + j]);
+        const float value = static_cast<float>(lanes[j]) * (s * bf16(channels.scales[8 * b + j]));
         y[j] = channels.bias ? value + channels.bias[8 * b + j] : value;
       }
     }
@@ -175,8 +189,8 @@ at::Tensor int8_rows_linear(const at::Tensor& x, const at::Tensor& packed, const
   TORCH_CHECK(k <= kMaxDepth, "int8_rows_linear: at most ", kMaxDepth, " columns (int32 sums), not ", k);
   TORCH_CHECK(scales.dim() == 1, "int8_rows_linear: scales has to be 1-D");
   TORCH_CHECK(packed.size(1) * 2 == k, "int8_rows_linear: x has ", k, " columns, the weights ", packed.size(1) * 2);
-  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && (n + 7) / 8 == packed.size(0),
-              "int8_rows_linear: scales has to be fp32, one per output channel");
+  TORCH_CHECK(scales.scalar_type() == at::kBFloat16 && scales.is_contiguous() && (n + 7) / 8 == packed.size(0),
+              "int8_rows_linear: scales has to be bf16, one per output channel");
   const bool has_bias = bias.has_value() && bias->defined();
   TORCH_CHECK(!has_bias || (bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n),
               "int8_rows_linear: bias has to be fp32, one per output channel");
@@ -192,7 +206,7 @@ at::Tensor int8_rows_linear(const at::Tensor& x, const at::Tensor& packed, const
   });
 
   const int8_t* w = packed.const_data_ptr<int8_t>();
-  const float* channel_scales = scales.const_data_ptr<float>();
+  const auto* channel_scales = reinterpret_cast<const uint16_t*>(scales.const_data_ptr<at::BFloat16>());
   const float* b = has_bias ? bias->const_data_ptr<float>() : nullptr;
   float* out = y.mutable_data_ptr<float>();
   const int64_t blocks = packed.size(0), block_stride = pairs_per_row * 16;

@@ -5,7 +5,7 @@
 
 On a CPU, with neither `dtype` nor `quantize` given, the weights are int8 (quantize.py). Measured on gpt2's shape
 (README, Performance), they decode 2.7x as fast as transformers' fp32 `generate()` eagerly and 4.8x compiled. On the
-bundled model and held-out Macbeth, the top-1 next token is fp32's at 97% of places or more: 96.9% where AVX2
+bundled model and held-out Macbeth, the top-1 next token is fp32's at about 97% of places: 96.8% where AVX2
 multiplies int8 by int8 (int8_kernel.py), 97.7% on PyTorch's kernel (tests/test_quantize.py asserts at least 95%).
 
 `compile="auto"` compiles the decode step in the background when three things hold. Decoding is eager until the

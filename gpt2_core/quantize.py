@@ -8,7 +8,7 @@ fp32's. Two kernels multiply them:
   batch of 8 rows costs far less than 8 lone rows;
 - elsewhere PyTorch's `_weight_int8pack_mm` (Int8Linear, as gpt-fast does it): the activations rounded to bf16 (its
   fast path), the weights widened to floats.
-Both stay close to fp32's outputs (the same next word at 97% of places or more on the bundled model). The token
+Both stay close to fp32's outputs (the same next word at about 97% of places on the bundled model). The token
 embedding reads the LM head's int8 table (GPT-2 ties them), so the whole model is about a quarter of its fp32 size;
 positions, LayerNorms and biases stay fp32. The alternatives, PyTorch's dynamic
 quantization (which also quantizes activations) and torchao's eager int8, are measured in benchmarks/bench_decode.py.
@@ -152,19 +152,19 @@ class Int8Linear(nn.Module):
 
 
 class Int8RowsLinear(nn.Module):
-    """A linear layer with int8 weights (one fp32 scale per output channel) that rounds its input to int8 too, one
+    """A linear layer with int8 weights (one bf16 scale per output channel) that rounds its input to int8 too, one
     scale per row, and multiplies int8 by int8 with exact sums (the project's kernel, int8_kernel.py). The weights are
     kept in the kernel's packed layout only; `weight` unpacks a copy."""
 
     packed: torch.Tensor  # (ceil(out / 8), in / 2, 8, 2) int8 (int8_rows.cpp)
-    scales: torch.Tensor  # (out,) fp32
+    scales: torch.Tensor  # (out,) bf16, as Int8Linear's (the same bytes, memory.py's estimate)
     bias: torch.Tensor | None  # (out,) fp32
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         weight, scales = quantize_rows(linear.weight.detach())
         self.register_buffer("packed", torch.ops.gpt2_core.int8_rows_pack(weight))
-        self.register_buffer("scales", scales)
+        self.register_buffer("scales", scales.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
@@ -182,7 +182,7 @@ class Int8RowsLinear(nn.Module):
         """Rows `idx` of the weight, dequantized (fp32), read from the packed layout: the tied embedding's lookup."""
         idx = torch.where(idx < 0, idx + self.out_features, idx)  # (as Int8Linear.rows: -1 is the last row)
         picked = self.packed[idx // 8, :, idx % 8, :]  # (*idx.shape, in / 2, 2)
-        return picked.reshape(*idx.shape, self.in_features).float() * self.scales[idx].unsqueeze(-1)
+        return picked.reshape(*idx.shape, self.in_features).float() * self.scales[idx].float().unsqueeze(-1)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 weights by int8 activations "

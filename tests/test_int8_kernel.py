@@ -45,7 +45,8 @@ def test_products_are_exact_int8_sums_scaled_back(kernel, rows, channels, depth)
     generator = torch.Generator().manual_seed(rows * 1000 + channels)
     x = torch.randn(rows, depth, generator=generator) * 3
     weight = torch.randint(-127, 128, (channels, depth), dtype=torch.int8, generator=generator)
-    scales, bias = torch.rand(channels, generator=generator) / 100, torch.randn(channels, generator=generator)
+    scales = (torch.rand(channels, generator=generator) / 100).to(torch.bfloat16)
+    bias = torch.randn(channels, generator=generator)
     within_rounding(run(kernel, x, weight, scales, bias), x, weight, scales, bias)
     within_rounding(run(kernel, x, weight, scales), x, weight, scales, None)
 
@@ -57,7 +58,7 @@ def test_the_largest_sums_do_not_saturate(kernel):
     x[1] = -5.0
     weight = torch.full((16, 3072), 127, dtype=torch.int8)
     weight[8:] = -127
-    y = run(kernel, x, weight, torch.ones(16))
+    y = run(kernel, x, weight, torch.ones(16, dtype=torch.bfloat16))
     expected = 3072 * 127 * 127 * 5.0 / 127  # each row's scale is 5 / 127
     assert torch.allclose(y, torch.tensor([expected, -expected]).repeat_interleave(8)[None] * torch.tensor([[1], [-1]]),
                           rtol=4 * EPS)
@@ -68,7 +69,7 @@ def test_rounding_is_half_to_even_as_torch_round_and_within_127(kernel):
     one weight of 1 per channel reads each rounded activation back."""
     ties = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 126.5, -126.5, 4.4999, -4.5001, 0.0, -0.0, 5.5, 6.5]
     x = torch.tensor([ties + ties[1:7], [-127.0] + ties[1:] + ties[1:7]])  # 22 columns: 16, then a tail of 6
-    y = run(kernel, x, torch.eye(22, dtype=torch.int8), torch.ones(22))
+    y = run(kernel, x, torch.eye(22, dtype=torch.int8), torch.ones(22, dtype=torch.bfloat16))
     assert torch.equal(y, torch.round(x))
     assert torch.equal(y[0, :4], torch.tensor([127.0, 0.0, 2.0, 2.0]))  # (not 1.0 and 3.0: half to even)
 
@@ -78,7 +79,7 @@ def test_rounding_is_half_to_even_as_torch_round_and_within_127(kernel):
 def test_a_row_with_a_value_that_is_not_finite_gives_nan_in_that_row_only(kernel, where, value):
     x = torch.randn(3, 30)
     x[1, where] = value
-    y = run(kernel, x, torch.randint(-127, 128, (16, 30), dtype=torch.int8), torch.ones(16))
+    y = run(kernel, x, torch.randint(-127, 128, (16, 30), dtype=torch.int8), torch.ones(16, dtype=torch.bfloat16))
     assert bool(y[1].isnan().all()) and bool(y[[0, 2]].isfinite().all())
 
 
@@ -89,7 +90,8 @@ def test_a_row_gets_the_same_bits_alone_and_in_any_batch_on_any_threads(kernel):
     x = torch.randn(9, 110, generator=generator)  # a depth with a tail past the 16-column steps
     x[3] *= 40  # a row with much larger activations must not change its neighbours' rounding
     weight = torch.randint(-127, 128, (300, 110), dtype=torch.int8, generator=generator)
-    scales, bias = torch.rand(300, generator=generator) / 100, torch.randn(300, generator=generator)
+    scales = (torch.rand(300, generator=generator) / 100).to(torch.bfloat16)
+    bias = torch.randn(300, generator=generator)
     packed = kernel.int8_rows_pack(weight)
     before = torch.get_num_threads()
     try:
@@ -111,9 +113,10 @@ def test_the_layer_keeps_only_the_packed_weights_and_unpacks_them_exactly(kernel
     weight, scales = quantize_rows(linear.weight.detach())
     assert [name for name, _ in layer.named_buffers()] == ["packed", "scales", "bias"]
     assert layer.packed.numel() == 48 * 96  # 43 channels in 6 blocks of 8
+    scales = scales.to(torch.bfloat16)  # (as Int8Linear keeps them)
     assert torch.equal(layer.weight, weight) and torch.equal(layer.scales, scales)
     ids = torch.tensor([[0, 42], [7, 8]])
-    assert torch.equal(layer.rows(ids), weight[ids].float() * scales[ids].unsqueeze(-1))
+    assert torch.equal(layer.rows(ids), weight[ids].float() * scales[ids].float().unsqueeze(-1))
     x = torch.randn(2, 5, 96)
     y = layer(x)
     assert y.shape == (2, 5, 43)
