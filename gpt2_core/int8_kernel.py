@@ -6,8 +6,8 @@ row. Eight callers' step then cost about three lone steps, so eight callers made
 tokens (README, Performance). Quantizing the activations to int8 too, one scale per row, lets AVX2 multiply int8 by
 int8 with exact int32 sums, 16 products an instruction, and widen each weight once for four rows. ONNX Runtime does
 the same (MLAS); PyTorch ships no such CPU kernel whose rows stay independent and whose sums are exact on AVX2
-(`torch._int_mm`'s saturate there; fbgemm's dynamic int8 takes one scale for the whole batch). Rows independent and
-exact is what keeps a seed's story the same alone or among eight callers, bit for bit.
+(`torch._int_mm`'s saturate there; fbgemm's dynamic int8 takes one scale for the whole batch). With rows
+independent and sums exact, a row's products are the same bits alone or among eight callers.
 
 What it costs: 8-bit activations. On the bundled model and held-out Macbeth, int8 picks fp32's next word at 97% of
 places either way (tests/test_quantize.py asserts at least 95%).

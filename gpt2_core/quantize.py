@@ -4,8 +4,8 @@
 channel. A CPU decoding a token at a time is bound by the bytes of weights it reads, and int8 reads a quarter of
 fp32's. Two kernels multiply them:
 - on Linux x86-64 with AVX2, the project's own (int8_kernel.py, Int8RowsLinear): each activation row rounded to int8
-  with its own scale, int8 by int8 with exact int32 sums, so a row's numbers are the same alone or in a batch, and a
-  batch of 8 rows costs far less than 8 lone rows;
+  with its own scale, int8 by int8 with exact int32 sums, so a row's products are the same alone or in a batch, and
+  a batch of 8 rows costs far less than 8 lone rows;
 - elsewhere PyTorch's `_weight_int8pack_mm` (Int8Linear, as gpt-fast does it): the activations rounded to bf16 (its
   fast path), the weights widened to floats.
 Both stay close to fp32's outputs (the same next word at about 97% of places on the bundled model). The token

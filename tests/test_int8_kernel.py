@@ -84,7 +84,7 @@ def test_a_row_with_a_value_that_is_not_finite_gives_nan_in_that_row_only(kernel
 
 
 def test_a_row_gets_the_same_bits_alone_and_in_any_batch_on_any_threads(kernel):
-    """What keeps a seed's story the same for a lone student and for a class: a row's outputs do not depend on the
+    """Batching adds nothing of its own to a row's products (a lone student's and a class's): they do not depend on the
     other rows (its own activation scale, exact sums) nor on how the threads split the work."""
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(9, 110, generator=generator)  # a depth with a tail past the 16-column steps
