@@ -93,14 +93,16 @@ KERNELS = {"rows": "int8 by int8 (the project's kernel)", "pytorch": "PyTorch's 
 
 
 def load(checkpoint: Path, quantize: str, kernel: str):
-    """The checkpoint as `load_model(path)` loads it on a CPU, compiled first, its int8 layers on `kernel`."""
-    os.environ[int8_kernel.OFF] = "off" if kernel == "pytorch" else ""
+    """The checkpoint as `load_model(path)` loads it on a CPU, compiled first, its int8 layers on `kernel` ("default":
+    whichever load_model picks here)."""
+    if kernel == "rows" and not int8_kernel.usable():
+        raise SystemExit("the int8-by-int8 kernel does not serve on this machine (the log says why)")
+    if kernel == "pytorch":
+        os.environ[int8_kernel.OFF] = "off"
     try:
-        if kernel == "rows" and not int8_kernel.usable():
-            raise SystemExit("the int8-by-int8 kernel does not serve on this machine (the log says why)")
         return load_model(checkpoint, device="cpu", quantize=None if quantize == "none" else "int8", compile=True)
     finally:
-        os.environ.pop(int8_kernel.OFF)
+        os.environ.pop(int8_kernel.OFF, None)
 
 
 def main() -> None:
@@ -124,9 +126,7 @@ def main() -> None:
         try:
             for kernel in kernels:
                 start = time.perf_counter()
-                lms[kernel] = (load(checkpoint, args.quantize, kernel) if kernel != "default" else
-                               load_model(checkpoint, device="cpu", quantize=None if args.quantize == "none" else "int8",
-                                          compile=True))
+                lms[kernel] = load(checkpoint, args.quantize, kernel)
                 ready[kernel] = time.perf_counter() - start
             timed = {kernel: Timed(lm.backend.engine, lm.backend.model) for kernel, lm in lms.items()}
             prompt = lms[kernels[0]].tokenizer.decode(list(range(1000, 1000 + PROMPT_TOKENS)))

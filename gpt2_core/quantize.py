@@ -102,8 +102,8 @@ def quantize_head(model: GPT, quantize: Quantize, *, device: torch.device) -> No
 
 
 def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A weight (out, in) as int8 with one fp32 scale per output channel (symmetric: each row's largest magnitude maps
-    to 127), a few rows at a time so that the temporaries stay small."""
+    """A weight (out, in) as int8 with one scale per output channel (symmetric: each row's largest magnitude maps to
+    127), a few rows at a time so that the temporaries stay small. The scales as both int8 layers keep them: bf16."""
     weight = torch.empty(w.shape, dtype=torch.int8, device=w.device)
     scales = torch.empty(w.shape[0], dtype=torch.float32, device=w.device)
     for start in range(0, w.shape[0], QUANTIZE_ROWS):
@@ -111,7 +111,7 @@ def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
         weight[start:start + QUANTIZE_ROWS] = torch.round(rows / s[:, None]).clamp(-127, 127)
         scales[start:start + QUANTIZE_ROWS] = s
-    return weight, scales
+    return weight, scales.to(torch.bfloat16)
 
 
 def int8_linear(linear: nn.Linear) -> Int8Linear | Int8RowsLinear:
@@ -133,7 +133,7 @@ class Int8Linear(nn.Module):
         super().__init__()
         weight, scales = quantize_rows(linear.weight.detach())
         self.register_buffer("weight", weight)
-        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("scales", scales)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
@@ -164,7 +164,7 @@ class Int8RowsLinear(nn.Module):
         super().__init__()
         weight, scales = quantize_rows(linear.weight.detach())
         self.register_buffer("packed", torch.ops.gpt2_core.int8_rows_pack(weight))
-        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("scales", scales)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
 

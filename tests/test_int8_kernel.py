@@ -113,7 +113,6 @@ def test_the_layer_keeps_only_the_packed_weights_and_unpacks_them_exactly(kernel
     weight, scales = quantize_rows(linear.weight.detach())
     assert [name for name, _ in layer.named_buffers()] == ["packed", "scales", "bias"]
     assert layer.packed.numel() == 48 * 96  # 43 channels in 6 blocks of 8
-    scales = scales.to(torch.bfloat16)  # (as Int8Linear keeps them)
     assert torch.equal(layer.weight, weight) and torch.equal(layer.scales, scales)
     ids = torch.tensor([[0, 42], [7, 8]])
     assert torch.equal(layer.rows(ids), weight[ids].float() * scales[ids].float().unsqueeze(-1))
