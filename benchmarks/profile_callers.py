@@ -4,6 +4,7 @@
     python benchmarks/profile_callers.py --callers 8 --rounds 3
     python benchmarks/profile_callers.py --one-prefill-each    # also the callers' prompts prefilled one at a time
     python benchmarks/profile_callers.py --kernels both        # int8 by int8 (the project's kernel) against PyTorch's
+    python benchmarks/profile_callers.py --kernels cache       # the project's kernel, its fp16 KV cache against fp32
 
 Loads a gpt2-shaped checkpoint (random weights) the way `load_model(path)` does on a CPU, but compiles before it
 measures (compile=True: the lone graph and, for int8, the batch graph), so every step runs compiled. Then, alternated
@@ -15,7 +16,9 @@ alternated in the same rounds, the callers with their prompts prefilled one at a
 waiting prompts together). --kernels both loads the checkpoint twice, once multiplied int8 by int8 (the project's
 kernel, gpt2_core/int8_kernel.py) and once by PyTorch's kernels (GPT2_INT8_KERNEL=off), and alternates them in the
 same rounds; each engine ends its thread between runs (a short IDLE_S), so that one's OpenMP pool does not slow the
-other's kernels. Prints a markdown table.
+other's kernels. --kernels cache alternates the project's kernels as they serve (keys and values cached in fp16,
+read by gpt2_core/decode_attention.cpp) with the same int8 kernel and an fp32 cache (ATen's attention, as before).
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -89,18 +92,25 @@ def run(lm, timed: Timed, callers: int, prompt: str) -> dict:
                 ms_step=1000 * timed.decode_s / max(1, timed.steps), ceiling=sum(made) / max(timed.decode_s, 1e-9))
 
 
-KERNELS = {"rows": "int8 by int8 (the project's kernel)", "pytorch": "PyTorch's kernels"}
+KERNELS = {"rows": "int8 by int8 (the project's kernel)", "pytorch": "PyTorch's kernels",
+           "fp32-cache": "int8 by int8, an fp32 cache (ATen's attention)"}
+PAIRS = {"both": ["rows", "pytorch"], "cache": ["rows", "fp32-cache"]}
 
 
 def load(checkpoint: Path, quantize: str, kernel: str):
     """The checkpoint as `load_model(path)` loads it on a CPU, compiled first, its int8 layers on `kernel` ("default":
     whichever load_model picks here)."""
-    if kernel == "rows" and not int8_kernel.usable():
+    if kernel in ("rows", "fp32-cache") and not int8_kernel.usable():
         raise SystemExit("the int8-by-int8 kernel does not serve on this machine (the log says why)")
     if kernel == "pytorch":
         os.environ[int8_kernel.OFF] = "off"
     try:
-        return load_model(checkpoint, device="cpu", quantize=None if quantize == "none" else "int8", compile=True)
+        if kernel != "fp32-cache":
+            return load_model(checkpoint, device="cpu", quantize=None if quantize == "none" else "int8", compile=True)
+        lm = load_model(checkpoint, device="cpu", quantize=None if quantize == "none" else "int8", compile=False)
+        lm.backend.model.cache_dtype = None  # before the graphs compile: they are traced for the cache they get
+        lm.compile()
+        return lm
     finally:
         os.environ.pop(int8_kernel.OFF, None)
 
@@ -111,12 +121,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quantize", default="int8", choices=["int8", "none"])
     parser.add_argument("--one-prefill-each", action="store_true")
-    parser.add_argument("--kernels", default="default", choices=["default", "both"],
-                        help="default: whichever int8 kernel load_model picks here; both: the two, alternated")
+    parser.add_argument("--kernels", default="default", choices=["default", *PAIRS],
+                        help="default: whichever int8 kernel load_model picks here; both: the project's and PyTorch's, "
+                             "alternated; cache: the project's, with its fp16 KV cache and with an fp32 one")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     engine_module.IDLE_S = 0.2  # each engine's thread, and its OpenMP pool, ends between its runs
-    kernels = list(KERNELS) if args.kernels == "both" else ["default"]
+    kernels = PAIRS.get(args.kernels, ["default"])
     together = engine_module.PREFILL_TOKENS
     kinds = [(1, together), (args.callers, together)] + ([(args.callers, 0)] if args.one_prefill_each else [])
     results: dict[tuple[str, int, int], list[dict]] = {(k, c, t): [] for k in kernels for c, t in kinds}
@@ -161,8 +172,9 @@ def main() -> None:
             f"{c} callers, prompts prefilled {'together' if t else 'one at a time'}: {tok_s[kernel, c, t] / one:.2f}x "
             "one caller" for c, t in kinds[1:]))
     if len(kernels) == 2:
+        first, second = kernels
         for c, t in kinds:
-            print(f"{c} caller(s): int8 by int8 {tok_s['rows', c, t] / tok_s['pytorch', c, t]:.2f}x PyTorch's kernels")
+            print(f"{c} caller(s): {KERNELS[first]} {tok_s[first, c, t] / tok_s[second, c, t]:.2f}x {KERNELS[second]}")
 
 
 if __name__ == "__main__":

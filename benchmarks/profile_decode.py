@@ -29,7 +29,6 @@ from bench_decode import roofline_gb_s  # noqa: E402
 
 from gpt2_core import load_model  # noqa: E402
 from gpt2_core.config import PRESETS  # noqa: E402
-from gpt2_core.model import KVCache  # noqa: E402
 from gpt2_core.testing import random_checkpoint  # noqa: E402
 
 STEPS = 64
@@ -53,7 +52,7 @@ def profile_path(lm, label: str, batch: int = 1) -> dict:
     decode = lm.engine.decode
     vocab = config.vocab_size
     with torch.inference_mode():
-        cache = KVCache(config, batch, config.block_size, device=lm.device, dtype=lm.dtype)
+        cache = lm.backend.model.new_cache(batch, config.block_size, device=lm.device, dtype=lm.dtype)
         for row in range(batch):
             model.prefill(torch.tensor([[464, 3290, 373]]), cache, row)
         idx = torch.tensor([[11]] * batch)  # (B, 1)

@@ -1,6 +1,8 @@
-"""The project's int8-by-int8 kernel for CPUs with AVX2 (int8_rows.cpp): built here once, checked, then used by int8.
+"""The project's CPU kernels for AVX2, built here once, checked, then used by int8: int8 by int8 (int8_rows.cpp), and
+the decode step's attention over a KV cache kept in fp16 (decode_attention.cpp, which says why it exists; a model
+whose heads it takes gets the fp16 cache, quantize.quantize_head). One library, one switch (GPT2_INT8_KERNEL).
 
-Why it exists. A CPU decoding int8 weights with PyTorch's kernels widens every weight to a float and multiplies in
+Why int8 by int8. A CPU decoding int8 weights with PyTorch's kernels widens every weight to a float and multiplies in
 fp32, 8 products an instruction; on AVX2 that is bound by the arithmetic, not by memory, and a batch pays it for each
 row. Eight callers' step then cost about three lone steps, so eight callers made only about twice one caller's
 tokens (README, Performance). Quantizing the activations to int8 too, one scale per row, lets AVX2 multiply int8 by
@@ -14,8 +16,9 @@ places either way (tests/test_quantize.py asserts at least 95%).
 
 Where. Linux on x86-64 whose best vector level is AVX2 (most laptops, and the free Spaces machines measured), with a
 C++ compiler (g++, as torch.compile needs anyway). It is built against the installed torch into the user's cache
-folder (about 10 s on 2 cores, once per torch and CPU kind), loaded, and checked against exact integer arithmetic
-before any model uses it. Anywhere else, or if any of that fails (the log says why), int8 stays on PyTorch's kernel.
+folder (about 20 s on 2 cores, once per torch and CPU kind), loaded, and checked against exact integer arithmetic
+before any model uses it (the attention against float64). Anywhere else, or if any of that fails (the log says why),
+int8 stays on PyTorch's kernel and its cache in fp32, read by ATen's attention.
 Not used on AVX-512 CPUs: there the compiled path was measured and this kernel was not. GPT2_INT8_KERNEL=off keeps
 PyTorch's kernel everywhere (for comparisons; the benchmarks use it).
 """
@@ -41,8 +44,9 @@ from gpt2_core.cache import cache_home, cpu_kind
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("int8_rows.cpp")
-OFF = "GPT2_INT8_KERNEL"  # "off": PyTorch's kernel everywhere
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("int8_rows.cpp", "decode_attention.cpp"))  # one library
+OFF = "GPT2_INT8_KERNEL"  # "off": PyTorch's kernels everywhere
+HEAD_SIZES = (32, 64, 128)  # decode_attention.cpp's
 BUILD_TIMEOUT_S = 300
 
 
@@ -55,6 +59,12 @@ def usable() -> bool:
         return False
     with _lock:
         return _loaded()
+
+
+def fp16_cache(head_size: int) -> bool:
+    """Whether a CPU int8 model whose heads are `head_size` wide keeps its KV cache in fp16, which the project's
+    decode attention reads (decode_attention.cpp): where the int8 kernel serves, with it."""
+    return head_size in HEAD_SIZES and usable()
 
 
 @functools.cache
@@ -115,13 +125,14 @@ def _built() -> Path:
     """The kernel's shared library for this torch and CPU kind: from the cache folder, else compiled into it. A build
     that failed is not tried again at each start: its compiler's message is kept beside (delete it to try again)."""
     torch_root = Path(torch.__file__).parent
-    command = [_compiler() or "g++", "-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared",
+    command = [_compiler() or "g++", "-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared",
                "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
                f"-I{torch_root / 'include'}", f"-I{torch_root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
-               str(SOURCE), f"-L{torch_root / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_root / 'lib'}"]
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), torch.__version__, *command]).encode()).hexdigest()[:16]
+               *map(str, SOURCES), f"-L{torch_root / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_root / 'lib'}"]
+    text = [source.read_text() for source in SOURCES]
+    key = hashlib.sha256("\n".join([*text, torch.__version__, *command]).encode()).hexdigest()[:16]
     folder = cache_home() / "kernels" / cpu_kind()
-    library, failed = folder / f"int8_rows-{key}.so", folder / f"int8_rows-{key}.failed"
+    library, failed = folder / f"kernels-{key}.so", folder / f"kernels-{key}.failed"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)  # code the app will run: the user's alone, a folder made before included
     if failed.exists():
@@ -161,8 +172,13 @@ def _register_fake() -> None:
     def pack(weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty((weight.shape[0] + 7) // 8, weight.shape[1] // 2, 8, 2)
 
+    def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                  scale: float) -> torch.Tensor:
+        return q.new_empty(q.shape)
+
     torch.library.register_fake("gpt2_core::int8_rows_linear", linear)
     torch.library.register_fake("gpt2_core::int8_rows_pack", pack)
+    torch.library.register_fake("gpt2_core::decode_attention", attention)
 
 
 def reference(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -175,6 +191,17 @@ def reference(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias:
     sums = q.long() @ weight.long().t()
     y = sums.double() * (s.double() * scales.double())
     return y if bias is None else y + bias.double()
+
+
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                        scale: float) -> torch.Tensor:
+    """What decode_attention computes, in plain PyTorch (float64): q (B, nh, 1, hs) attending over each row's cached
+    keys and values (fp16) at positions 0 .. positions[b]."""
+    out = []
+    for b, last in enumerate(positions.tolist()):
+        scores = (q[b].double() @ k[b, :, : last + 1].double().transpose(-1, -2)) * scale  # (nh, 1, last + 1)
+        out.append(scores.softmax(-1) @ v[b, :, : last + 1].double())
+    return torch.stack(out)
 
 
 def _check() -> str:
@@ -193,4 +220,19 @@ def _check() -> str:
         exact = x.double() @ weight.double().t() + bias.double()
         if not bool(torch.equal(y.double(), exact)):
             return f"{rows} rows by {channels} channels differ from exact sums by up to {(y.double() - exact).abs().max()}"
+    return _check_attention(generator)
+
+
+def _check_attention(generator: torch.Generator) -> str:
+    """What is wrong with decode_attention here, or '': rows of different lengths (a tail past 8 positions, a lone
+    position) in a cache with more rows, against float64. Its fp32 sums and exp are off by a few units in the last
+    place: 1e-5 of the values' scale is a thousand times that, and a wrong position or row is far more."""
+    for size in HEAD_SIZES:
+        k, v = (torch.randn(4, 3, 40, size, generator=generator).half() for _ in range(2))
+        q = torch.randn(3, 3, 1, size, generator=generator)
+        positions = torch.tensor([0, 21, 39])
+        y = torch.ops.gpt2_core.decode_attention(q, k, v, positions, size**-0.5)
+        error = (y.double() - reference_attention(q, k, v, positions, size**-0.5)).abs().max().item()
+        if not error <= 1e-5:
+            return f"decode attention with heads of {size} differs from float64 by {error}"
     return ""

@@ -538,10 +538,11 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     return_freed_memory()  # the full-precision LM head read for quantizing
     tokenizer = load_tokenizer(checkpoint_dir)
     compiling_cpu = plan.compile != "no" and dev.type == "cpu"
-    rows = cache_rows(config, dev, plan.dtype, wanted=max_batch,
+    cache_dtype = model.cache_dtype or plan.dtype
+    rows = cache_rows(config, dev, cache_dtype, wanted=max_batch,
                       reserved=compile_growth_bytes(config) if compiling_cpu else 0)
     if rows < max_batch:
-        row = kv_cache_row_bytes(config, plan.dtype.itemsize)
+        row = kv_cache_row_bytes(config, cache_dtype.itemsize)
         log.warning("%s decodes at most %d sample(s) at once (of %d): each takes %s of KV cache, and that is what the "
                     "memory free holds; more wait their turn", source, rows, max_batch, readable_bytes(row))
     lm = LanguageModel(model, tokenizer, name=str(source), device=dev, dtype=plan.dtype, quantize=plan.quantize,

@@ -98,17 +98,21 @@ class CausalSelfAttention(nn.Module):
 
         if step is None or step.positions is None:  # a whole sequence from position 0: plain causal attention
             if step is not None:  # prefill: remember each prompt's keys and values in its row
-                step.k[self.layer_idx][step.row, :, :T] = k
-                step.v[self.layer_idx][step.row, :, :T] = v
+                ck, cv = step.k[self.layer_idx], step.v[self.layer_idx]
+                ck[step.row, :, :T] = k.to(ck.dtype)
+                cv[step.row, :, :T] = v.to(cv.dtype)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         else:  # decode: one new token per row, attending over everything cached for that row
             ck, cv = step.k[self.layer_idx], step.v[self.layer_idx]  # (Bmax, nh, S, hs)
             rows = torch.arange(B, device=x.device)
-            ck[rows, :, step.positions] = k[:, :, 0]  # (B, nh, hs) written at each row's own position
-            cv[rows, :, step.positions] = v[:, :, 0]
-            keys, values = ck[:B, :, : step.kv_len], cv[:B, :, : step.kv_len]  # (B, nh, kv_len, hs)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask, scale=self.scale)  # (B, nh, 1, hs)
+            ck[rows, :, step.positions] = k[:, :, 0].to(ck.dtype)  # (B, nh, hs) written at each row's own position
+            cv[rows, :, step.positions] = v[:, :, 0].to(cv.dtype)
+            if ck.dtype != q.dtype:  # an fp16 cache (GPT.cache_dtype): the project's kernel reads it, row by row
+                y = torch.ops.gpt2_core.decode_attention(q, ck, cv, step.positions, self.scale)  # (B, nh, 1, hs)
+            else:
+                keys, values = ck[:B, :, : step.kv_len], cv[:B, :, : step.kv_len]  # (B, nh, kv_len, hs)
+                y = F.scaled_dot_product_attention(q, keys, values, attn_mask=step.mask, scale=self.scale)
 
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
         out: torch.Tensor = self.resid_dropout(self.c_proj(y))  # (a module's call is typed Any in torch)
@@ -154,6 +158,13 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.lm_head: nn.Linear | Int8Linear | Int8RowsLinear = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: the output layer reads the input embedding table
+        # The KV cache's dtype where it is not the activations': fp16 for CPU int8 where the project's decode attention
+        # reads it (gpt2_core/decode_attention.cpp, set by load_model), half the bytes a step reads from memory.
+        self.cache_dtype: torch.dtype | None = None
+
+    def new_cache(self, batch_size: int, max_len: int, *, device: torch.device, dtype: torch.dtype) -> KVCache:
+        """An empty cache for this model: in `cache_dtype` where it has one, else in `dtype` (the activations')."""
+        return KVCache(self.config, batch_size, max_len, device=device, dtype=self.cache_dtype or dtype)
 
     def _trunk(self, idx: torch.Tensor, pos: torch.Tensor, step: _CacheStep | None) -> torch.Tensor:
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, n_embd)

@@ -96,7 +96,10 @@ def quantize_head(model: GPT, quantize: Quantize, *, device: torch.device) -> No
         assert isinstance(model.lm_head, nn.Linear)  # not quantized yet
         model.lm_head = int8_linear(model.lm_head)
         model.wte = Int8Embedding(model.lm_head)
-        log.info("quantized the linear layers and the embedding to int8 weights for the CPU")
+        if int8_kernel.fp16_cache(model.config.head_dim):  # where the int8 kernel serves, its decode attention too
+            model.cache_dtype = torch.float16
+        log.info("quantized the linear layers and the embedding to int8 weights for the CPU%s",
+                 "; keys and values cached in fp16" if model.cache_dtype else "")
     else:
         log.info("quantized the transformer blocks' linear layers to %s", quantize)
 

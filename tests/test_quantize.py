@@ -105,7 +105,7 @@ def test_compiled_cpu_int8_decoding_agrees_with_fp32_on_a_trained_model():
         agree = kl = 0.0
         windows = [ids[i : i + T] for i in range(0, len(ids) - T, T)][:8]
         for window in windows:
-            cache = KVCache(fp32.config, 1, T, device=torch.device("cpu"), dtype=torch.float32)
+            cache = fast.model.new_cache(1, T, device=torch.device("cpu"), dtype=torch.float32)  # (fp16 where served)
             with torch.inference_mode():
                 a = fp32.model(torch.tensor([window]))[0].log_softmax(-1)
                 b = torch.stack([fast.engine.decode(torch.tensor([[t]]), cache, [p])[0]
@@ -137,6 +137,17 @@ def test_the_default_cpu_path_agrees_with_fp32_on_a_trained_model_and_a_held_out
         print(f"int8 vs fp32 on Macbeth: top-1 agreement {agree:.3f}, mean KL(fp32 || int8) {kl:.4f} nats")
         assert agree >= 0.95, agree
         assert int8.memory_bytes() < 0.3 * fp32.memory_bytes(), "int8 weights: about a quarter of fp32's bytes"
+        # and as generation runs it: token by token through the decode step and the model's own cache (fp16 where
+        # the project's attention serves)
+        agree = 0.0
+        with torch.inference_mode():
+            for w in range(8):
+                cache = int8.model.new_cache(1, T, device=torch.device("cpu"), dtype=torch.float32)
+                steps = torch.stack([int8.model.decode(windows[w : w + 1, p : p + 1], cache, [p])[0]
+                                     for p in range(T)])
+                agree += (a[w].argmax(-1) == steps.argmax(-1)).float().mean().item() / 8
+        print(f"int8 vs fp32 on Macbeth, decoded step by step: top-1 agreement {agree:.3f}")
+        assert agree >= 0.95, agree
     finally:
         fp32.close()
         int8.close()
@@ -185,7 +196,7 @@ def test_compiled_cpu_int8_batches_run_through_one_graph_with_each_rows_own_numb
         lengths = [37, 52, 29, 64, 45]
 
         def cache(rows: int) -> KVCache:
-            return KVCache(fast.config, rows, fast.config.block_size, device=torch.device("cpu"), dtype=torch.float32)
+            return fast.model.new_cache(rows, fast.config.block_size, device=torch.device("cpu"), dtype=torch.float32)
 
         with torch.inference_mode():
             for rows in (2, 3, 5):

@@ -118,7 +118,7 @@ class CompiledDecode:
             yield
 
     def _cache(self, rows: int, dtype: torch.dtype) -> KVCache:
-        return KVCache(self.model.config, rows, self.model.config.block_size, device=self.device, dtype=dtype)
+        return self.model.new_cache(rows, self.model.config.block_size, device=self.device, dtype=dtype)
 
 
 # Inductor's settings for the CPU decode step. Freezing makes the weights constants, prepacked for oneDNN/MKL, and

@@ -268,7 +268,7 @@ class Engine:
             size = min(self.max_batch, max(n, 2 * cache.batch_size if cache else 1))
             if getattr(self.decode, "pads_batch", False):  # a power of two, so that padded sizes fit the cache
                 size = min(self.max_batch, 1 << (size - 1).bit_length())
-            new = KVCache(self.model.config, size, max_len, device=self.device, dtype=self.dtype)
+            new = self.model.new_cache(size, max_len, device=self.device, dtype=self.dtype)
             for i, row in enumerate(self._rows):  # carry the running samples over
                 assert cache is not None  # rows run only in a cache
                 for layer in range(self.model.config.n_layer):

@@ -1,0 +1,162 @@
+"""The project's decode attention over an fp16 KV cache (gpt2_core/decode_attention.cpp, built with the int8 kernel by
+gpt2_core/int8_kernel.py): its numbers against float64, each row's independence from its batch, and where a model
+gets the fp16 cache (CPU int8 where the kernel serves) and where it keeps its activations' dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gpt2_core.precision as precision
+from gpt2_core import int8_kernel, load_model
+from gpt2_core.checkpoint import BUNDLED, read_config
+from gpt2_core.memory import kv_cache_row_bytes
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    if not int8_kernel.usable():
+        pytest.skip(f"the project's CPU kernels do not serve here: {int8_kernel._unsupported() or 'see the log'}")
+    return torch.ops.gpt2_core
+
+
+def caches(rows: int, heads: int, size: int, positions: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(rows, heads, positions, size, generator=generator).half() for _ in range(2))
+
+
+def within_fp32_rounding(y: torch.Tensor, expected: torch.Tensor, v: torch.Tensor) -> None:
+    """fp32 sums of up to a thousand terms and a polynomial exp: a few hundred units of fp32's roundoff (6e-8) of
+    the values' largest magnitude. A wrong position, row or head is off by about the values' size."""
+    error = (y.double() - expected).abs().max().item()
+    assert error <= 1e-5 * v.abs().max().item(), error
+
+
+@pytest.mark.parametrize("size", int8_kernel.HEAD_SIZES)
+@pytest.mark.parametrize("positions", [[0], [7], [8, 9], [0, 15, 16, 17], [1023, 500, 3]],
+                         ids=["one position", "a tail", "8 and a tail", "mixed", "a whole context"])
+def test_each_row_attends_over_its_own_positions_as_float64_does(kernel, size, positions):
+    """Rows of different lengths (no mask: each its own positions), in a cache with more rows and positions than
+    used, every head size the kernel takes, lengths across its 8-key steps and their tail."""
+    k, v = caches(len(positions) + 2, 3, size, 1024, seed=size + len(positions))
+    q = torch.randn(len(positions), 3, 1, size, generator=torch.Generator().manual_seed(1)) * 2
+    last = torch.tensor(positions)
+    y = kernel.decode_attention(q, k, v, last, size**-0.5)
+    assert y.shape == q.shape and y.dtype == torch.float32
+    within_fp32_rounding(y, int8_kernel.reference_attention(q, k, v, last, size**-0.5), v)
+
+
+def test_a_peaked_softmax_neither_overflows_nor_loses_its_largest_term(kernel):
+    """Scores hundreds apart (a head that looks at one position): exp of the others underflows to 0, the largest is
+    1, and the output is that position's value."""
+    k, v = caches(1, 2, 64, 40, seed=3)
+    q = torch.zeros(1, 2, 1, 64)
+    q[0, :, 0, :] = k[0, :, 21, :].float() * 100  # position 21 scores far above the rest
+    y = kernel.decode_attention(q, k, v, torch.tensor([39]), 1.0)
+    torch.testing.assert_close(y[0, :, 0], v[0, :, 21].float(), rtol=1e-6, atol=1e-6)
+    assert bool(torch.isfinite(y).all())
+
+
+def test_a_row_gets_the_same_bits_alone_and_in_any_batch_on_any_threads(kernel):
+    k, v = caches(9, 12, 64, 300, seed=4)
+    q = torch.randn(9, 12, 1, 64, generator=torch.Generator().manual_seed(5))
+    last = torch.tensor([299, 3, 150, 8, 77, 200, 0, 16, 31])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = [kernel.decode_attention(q[r : r + 1], k[r : r + 1], v[r : r + 1], last[r : r + 1], 0.125)
+                 for r in range(9)]
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for size in (2, 5, 9):
+                together = kernel.decode_attention(q[:size], k, v, last[:size], 0.125)
+                for r in range(size):
+                    assert torch.equal(together[r : r + 1], alone[r]), (threads, size, r)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(size=48), "head sizes 32, 64 or 128, not 48"),
+    (dict(last=40), "position 40 is outside the cache's 40"),
+    (dict(dtype=torch.float32), "fp16 CPU caches"),
+])
+def test_inputs_it_does_not_take_are_refused_with_what_it_takes(kernel, bad, message):
+    size = bad.get("size", 64)
+    k, v = (t.to(bad.get("dtype", torch.float16)) for t in caches(1, 2, size, 40, seed=6))
+    with pytest.raises(RuntimeError, match=message):
+        kernel.decode_attention(torch.zeros(1, 2, 1, size), k, v, torch.tensor([bad.get("last", 5)]), 0.125)
+
+
+def test_the_check_finds_an_attention_that_reads_a_wrong_position(kernel, monkeypatch):
+    real = kernel.decode_attention
+
+    def off_by_one(q, k, v, positions, scale):
+        return real(q, k, v, (positions - 1).clamp(min=0), scale)
+
+    monkeypatch.setattr(torch.ops.gpt2_core, "decode_attention", off_by_one)
+    assert "decode attention with heads of 32 differs from float64" in int8_kernel._check()
+    monkeypatch.undo()
+    assert int8_kernel._check() == ""
+
+
+@pytest.fixture(scope="module")
+def mini_int8(kernel):
+    lm = load_model(BUNDLED["mini-gpt2"], device="cpu")  # the CPU default: int8
+    yield lm
+    lm.close()
+
+
+def test_cpu_int8_caches_keys_and_values_in_fp16_and_exact_fp32_does_not(mini_int8, tiny_checkpoint):
+    assert mini_int8.precision == "int8" and mini_int8.model.cache_dtype == torch.float16
+    mini_int8.generate("Thou", max_new_tokens=3, seed=1)
+    assert mini_int8.engine._cache.k[0].dtype == torch.float16
+    exact = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
+    odd = load_model(tiny_checkpoint, device="cpu")  # int8, but heads of 16: the kernel does not take them
+    try:
+        assert exact.model.cache_dtype is None and odd.model.cache_dtype is None
+        exact.generate("Thou", max_new_tokens=3, seed=1)
+        assert exact.engine._cache.k[0].dtype == torch.float32
+    finally:
+        exact.close()
+        odd.close()
+
+
+def test_decoding_through_an_fp16_cache_is_decoding_through_an_fp32_one_within_fp16_rounding(kernel):
+    """The exact fp32 model, the same tokens, two caches: fp16 (the kernel) and fp32 (ATen's attention). fp16 rounds
+    each key and value by up to 2**-12 of itself, so the logits move by about that share of their scale, layer upon
+    layer: within 1e-3 of it. (On int8 the difference is larger and no measure of the attention: a small change can
+    tip an activation's 8-bit rounding. There tests/test_quantize.py measures the step against fp32's next words.)"""
+    lm = load_model(BUNDLED["mini-gpt2"], device="cpu", dtype="fp32")
+    try:
+        model = lm.model
+        ids = lm.tokenizer.encode("So foul and fair a day I have not seen. Speak, I charge you, what are you?")
+        T = model.config.block_size
+        full = model.new_cache(2, T, device=torch.device("cpu"), dtype=torch.float32)
+        model.cache_dtype = torch.float16
+        half = model.new_cache(2, T, device=torch.device("cpu"), dtype=torch.float32)
+        assert (half.k[0].dtype, full.k[0].dtype) == (torch.float16, torch.float32)
+        with torch.inference_mode():
+            for cache in (half, full):
+                model.prefill(torch.tensor([ids[:5]]), cache, 0)
+                model.prefill(torch.tensor([ids[:9]]), cache, 1)
+            for step in range(12):  # two rows of different lengths, one step each
+                positions = [5 + step, 9 + step]
+                idx = torch.tensor([[ids[p % len(ids)]] for p in positions])
+                a, b = model.decode(idx, half, positions), model.decode(idx, full, positions)
+                assert (a - b).abs().max().item() <= 1e-3 * b.abs().max().item(), step
+    finally:
+        lm.close()
+
+
+def test_memory_counts_the_fp16_rows(kernel, monkeypatch):
+    """The engine's rows are counted at their own size: where the memory free holds two and a half fp32 rows, an
+    fp16 cache holds five."""
+    config = read_config(BUNDLED["mini-gpt2"])
+    row = kv_cache_row_bytes(config, 4)
+    monkeypatch.setattr(precision, "available_memory_bytes", lambda: precision.HEADROOM_BYTES + 5 * row // 2)
+    lm = load_model(BUNDLED["mini-gpt2"], device="cpu")
+    try:
+        assert lm.engine.max_batch == 5
+    finally:
+        lm.close()
