@@ -26,8 +26,9 @@ namespace {
 
 // e**x for x <= 0 (softmax's scores less their largest), 8 at a time: 2**n * e**r with |r| <= ln(2) / 2 and e**r
 // from Cephes' degree-7 polynomial (relative error about 2e-7; e**x below e**-87 is taken as e**-87, 1.6e-38).
+// NaN stays NaN (vmaxps returns its second operand where one is NaN).
 inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln(2) in two parts: r exact to float
@@ -83,8 +84,8 @@ void head(const float* q, const at::Half* k, const at::Half* v, int64_t len, flo
     scores[j] = sum(a);
   }
 
-  float largest = -INFINITY;
-  for (j = 0; j < len; j++) largest = std::fmax(largest, scores[j]);
+  float largest = -INFINITY;  // NaN if a score is NaN (a key or query that is), which then reaches the output as ATen's
+  for (j = 0; j < len; j++) largest = scores[j] > largest || std::isnan(scores[j]) ? scores[j] : largest;
   const __m256 shift = _mm256_set1_ps(largest);
   __m256 totals = _mm256_setzero_ps();
   for (j = 0; j + 8 <= len; j += 8) {
@@ -131,6 +132,7 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const int64_t B = q.size(0), heads = q.size(1), hs = q.size(3);
   const Head run = head_for(hs);
   TORCH_CHECK(run, "decode_attention: head sizes 32, 64 or 128, not ", hs);
+  TORCH_CHECK(k.sizes() == v.sizes(), "decode_attention: k and v have to be the same shape");
   for (const at::Tensor* t : {&k, &v}) {
     TORCH_CHECK(t->dim() == 4 && t->scalar_type() == at::kHalf && t->device().is_cpu() && t->size(0) >= B &&
                     t->size(1) == heads && t->size(3) == hs && t->stride(3) == 1 && t->stride(2) == hs,

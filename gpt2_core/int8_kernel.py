@@ -79,10 +79,10 @@ def _loaded() -> bool:
         _register_fake()
         wrong = _check()
     except Exception as e:  # whatever a build, a load or a broken kernel raises: the app serves on PyTorch's kernel
-        log.warning("int8 stays on PyTorch's kernel: the int8-by-int8 kernel did not build or load (%s)", e)
+        log.warning("int8 stays on PyTorch's kernel: the project's CPU kernels did not build or load (%s)", e)
         return False
     if wrong:
-        log.warning("int8 stays on PyTorch's kernel: the int8-by-int8 kernel's outputs are wrong here (%s)", wrong)
+        log.warning("int8 stays on PyTorch's kernel: the project's CPU kernels' outputs are wrong here (%s)", wrong)
         return False
     log.info("int8 multiplies int8 by int8 (the project's AVX2 kernel, 8-bit activations per row)")
     return True

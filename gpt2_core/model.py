@@ -159,7 +159,7 @@ class GPT(nn.Module):
         self.lm_head: nn.Linear | Int8Linear | Int8RowsLinear = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying: the output layer reads the input embedding table
         # The KV cache's dtype where it is not the activations': fp16 for CPU int8 where the project's decode attention
-        # reads it (gpt2_core/decode_attention.cpp, set by load_model), half the bytes a step reads from memory.
+        # reads it (gpt2_core/decode_attention.cpp; set by quantize.quantize_head), half the bytes a step reads from memory.
         self.cache_dtype: torch.dtype | None = None
 
     def new_cache(self, batch_size: int, max_len: int, *, device: torch.device, dtype: torch.dtype) -> KVCache:

@@ -93,7 +93,6 @@ import json, sys, torch
 from torch._dynamo.utils import counters
 from gpt2_core import load_model
 from gpt2_core.generate.compiled import CompiledDecode, keep_compiled_graphs
-from gpt2_core.model import KVCache
 
 folder = keep_compiled_graphs()
 lm = load_model(sys.argv[1], device="cpu", quantize="int8", compile=False)
@@ -102,7 +101,7 @@ decode.warm_up(dtype=lm.dtype)
 logits = {}
 with torch.inference_mode():
     for name, step in (("eager", lm.model.decode), ("compiled", decode)):
-        cache = KVCache(lm.model.config, 1, 64, device=lm.device, dtype=lm.dtype)
+        cache = lm.model.new_cache(1, 64, device=lm.device, dtype=lm.dtype)
         logits[name] = step(torch.tensor([[464]]), cache, [0])[0].float().tolist()
 print(json.dumps({"folder": str(folder), "hits": counters["inductor"]["fxgraph_cache_hit"],
                   "misses": counters["inductor"]["fxgraph_cache_miss"], **logits}))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import random_hf_model, save_layout
 
-from gpt2_core import load_model
+from gpt2_core import int8_kernel, load_model
 from gpt2_core.checkpoint import BUNDLED
 from gpt2_core.model import KVCache
 
@@ -38,7 +38,6 @@ def quantized(request, checkpoint):
 def test_cpu_int8_uses_int8_weights_per_channel_and_nf4_bitsandbytes(quantized):
     import bitsandbytes as bnb
 
-    from gpt2_core import int8_kernel
     from gpt2_core.quantize import Int8Linear, Int8RowsLinear
 
     assert quantized.precision == quantized.quantize
@@ -143,6 +142,7 @@ def test_the_default_cpu_path_agrees_with_fp32_on_a_trained_model_and_a_held_out
         with torch.inference_mode():
             for w in range(8):
                 cache = int8.model.new_cache(1, T, device=torch.device("cpu"), dtype=torch.float32)
+                assert cache.k[0].dtype == (torch.float16 if int8_kernel.usable() else torch.float32)
                 steps = torch.stack([int8.model.decode(windows[w : w + 1, p : p + 1], cache, [p])[0]
                                      for p in range(T)])
                 agree += (a[w].argmax(-1) == steps.argmax(-1)).float().mean().item() / 8
