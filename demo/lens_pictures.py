@@ -195,22 +195,25 @@ def rank_chart_svg(lens: LogitLens, col: int) -> str:
     """The watched word's rank at each row at position `col`, log scale, the top guess (1st) on top."""
     word, ranks, _ = watched_ranks(lens, col)
     rows = len(ranks)
-    decades = max(1, math.ceil(math.log10(max(max(ranks), 2))))  # 1st at the top, 10**decades at the bottom
+    decades = max(1, math.ceil(math.log10(max(max(ranks), 2))))
+    bottom = 10**decades  # 1st at the top, this at the bottom: the next power of ten, or the vocabulary's last rank
+    if lens.vocab_size is not None and max(ranks) <= lens.vocab_size < bottom:
+        bottom = lens.vocab_size  # (the bundled model's 4,096 words: no axis down to a 10,000th)
     w, h = CHART_WIDTH - CHART_LEFT - CHART_RIGHT, CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
 
     def x_of(row: int) -> float:
         return CHART_LEFT + (w * row / (rows - 1) if rows > 1 else w / 2)
 
     def y_of(rank: int) -> float:
-        return CHART_TOP + h * math.log10(max(rank, 1)) / decades
+        return CHART_TOP + h * math.log10(max(rank, 1)) / math.log10(bottom)
 
     title = rank_summary(lens, col)
     parts = [f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" aria-label="{html.escape(title)}" '  # i18n: not shown
              f'xmlns="http://www.w3.org/2000/svg" class="lens-chart">', f"<title>{html.escape(title)}</title>"]
-    for d in range(decades + 1):
-        y = y_of(10**d)
+    for rank in sorted({10**d for d in range(decades + 1) if 10**d <= bottom} | {bottom}):
+        y = y_of(rank)
         parts.append(f'<line x1="{CHART_LEFT}" x2="{CHART_LEFT + w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        name = html.escape(tr("1st (top)") if d == 0 else ordinal(10**d))
+        name = html.escape(tr("1st (top)") if rank == 1 else ordinal(rank))
         parts.append(f'<text x="{CHART_LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">{name}</text>')  # i18n: not shown
     step = max(1, math.ceil(rows / 13))  # at most 13 row labels: gpt2-xl's 49 rows would overlap
     for r in range(0, rows, step):

@@ -396,7 +396,7 @@ class TextModel:
                              f"{len(ids)}")
         found = self.backend.logit_lens(ids, top=top, target=target_id)
         return logit_lens_view(self.token_pieces(ids), ids, found, token_text=self.token_text,
-                               target=target, target_id=target_id)
+                               target=target, target_id=target_id, vocab_size=len(self.tokenizer))
 
     def one_token(self, name: str, value: str | None) -> int | None:
         """The id of `value`, a text that is exactly one token of the vocabulary (None stays None); a text of several

@@ -146,8 +146,34 @@ def test_the_bundled_model_reads_through_its_four_layers():
         assert lens.layers == ["embeddings", "layer 1", "layer 2", "layer 3", "layer 4"]
         assert [i for _, i, _ in lens.cells[-1][-1].top] == [i for _, i, _ in mini.next_token_probs(text, k=5)]
         assert lens.cells[-1][-1].target_rank == 1, "the trained model knows its Shakespeare"
+        assert lens.vocab_size == 4096
     finally:
         mini.close()
+
+
+@pytest.mark.parametrize("vocab_size, worst, ticks", [
+    (4096, 1200, ["1st (top)", "10th", "100th", "1,000th", "4,096th"]),  # the bundled model: down to its last word
+    (50257, 1200, ["1st (top)", "10th", "100th", "1,000th", "10,000th"]),  # GPT-2: the next power of ten
+    (None, 40, ["1st (top)", "10th", "100th"]),  # not told: as before
+])
+def test_the_watched_words_rank_axis_ends_at_the_vocabularys_last_word_or_a_power_of_ten(vocab_size, worst, ticks):
+    import re
+
+    from demo.lens_pictures import CHART_HEIGHT, CHART_TOP, rank_chart_svg
+    from gpt2_core.explain.lens import LensCell, LogitLens
+
+    def cell(rank: int) -> LensCell:
+        return LensCell([(" Paris", 6342, 0.6)], final_rank=rank)
+
+    lens = LogitLens(tokens=["The", " city"], token_ids=[464, 1748], layers=["embeddings", "layer 1", "layer 2"],
+                     cells=[[cell(worst)] * 2, [cell(7)] * 2, [cell(1)] * 2], committed=[2, 2], vocab_size=vocab_size)
+    chart = rank_chart_svg(lens, 1)
+    labels = re.findall(r'text-anchor="end">([^<]+)</text>', chart)
+    assert labels == ticks
+    ticks_y = [float(y) for y in re.findall(r'<line [^>]*y1="([0-9.]+)"', chart)]
+    dots_y = [float(y) for y in re.findall(r'<circle [^>]*cy="([0-9.]+)"', chart)]
+    assert ticks_y == sorted(ticks_y) and ticks_y[0] == min(dots_y) == CHART_TOP  # the 1st on top: the output's
+    assert max(dots_y) < ticks_y[-1] < CHART_HEIGHT  # the worst rank above the axis' end, inside the chart
 
 
 def test_the_lens_leaves_decoding_untouched(lm):

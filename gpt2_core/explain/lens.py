@@ -120,6 +120,7 @@ class LogitLens:
     committed: list[int]  # per position: the first row from which its final top guess stayed on top
     target: str | None = None  # the chosen token's text, if one was chosen
     target_id: int | None = None
+    vocab_size: int | None = None  # the most a rank can be (None: not told)
 
     def final_guesses(self) -> list[tuple[str, int, float]]:
         """The model's own top guess at each position (the last row's)."""
@@ -127,7 +128,8 @@ class LogitLens:
 
 
 def logit_lens_view(tokens: list[str], ids: list[int], found: LensIds, *, token_text: Callable[[int], str],
-                    target: str | None = None, target_id: int | None = None) -> LogitLens:
+                    target: str | None = None, target_id: int | None = None,
+                    vocab_size: int | None = None) -> LogitLens:
     """Put LensIds together with the tokens' texts."""
     texts: dict[int, str] = {}
 
@@ -146,4 +148,5 @@ def logit_lens_view(tokens: list[str], ids: list[int], found: LensIds, *, token_
                      None if found.target_probs is None else float(found.target_probs[row, t]))
             for t in range(len(ids))])
     layers = ["embeddings"] + [f"layer {n}" for n in range(1, len(cells))]
-    return LogitLens(tokens, list(ids), layers, cells, committed_rows(found.final_ranks), target, target_id)
+    return LogitLens(tokens, list(ids), layers, cells, committed_rows(found.final_ranks), target, target_id,
+                     vocab_size)
