@@ -161,6 +161,7 @@ def test_top_k_narrowing_gives_the_same_distribution_as_masking():
     [SamplingParams(0.9, 30, 1.0, 1.2), SamplingParams(0.0, 0)],  # a repetition penalty: that row alone
     [SamplingParams(1.0, 50257), SamplingParams(0.8, 40)],  # top-k of the whole vocabulary means off
     [SamplingParams(1.0, 50257)],
+    [SamplingParams(0.8, 40)] * 6 + [SamplingParams(0.8, 40, 0.9), SamplingParams(1.2, 40)],  # a class: shaped at once
 ])
 def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
     from gpt2_core.generate.sampling import draw
@@ -172,3 +173,12 @@ def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
     alone = [sample_token(logits[b], p, torch.Generator().manual_seed(b), history) for b, p in enumerate(rows)]
     assert [d.token for d in batched] == [t for t, _ in alone]
     assert [d.prob for d in batched] == pytest.approx([p for _, p in alone], rel=1e-5)
+    # what each row is drawn from: the same bits alone as among others (a seeded sample must not depend on them)
+    from gpt2_core.generate.sampling import logits_to_probs
+
+    together = logits_to_probs(logits, rows, [history] * len(rows))
+    for b, p in enumerate(rows):
+        (own,) = logits_to_probs(logits[b : b + 1], [p], [history])
+        assert torch.equal(together[b].probs, own.probs), b
+        assert (together[b].ids is None) == (own.ids is None) and (own.ids is None or torch.equal(together[b].ids,
+                                                                                                  own.ids))

@@ -95,13 +95,19 @@ def logits_to_probs(logits: torch.Tensor, params: Sequence[SamplingParams],
     narrowed = [b for b, p in enumerate(params) if p.repetition_penalty == 1.0 and (p.greedy or 0 < p.top_k < vocab)]
     if narrowed:
         k = max(1 if params[b].greedy else params[b].top_k for b in narrowed)
-        values, ids = (t.cpu() for t in torch.topk(logits[narrowed], k))  # (N, k) each, sorted
+        rows = logits if len(narrowed) == len(params) else logits[narrowed]
+        values, ids = (t.cpu() for t in torch.topk(rows, k))  # (N, k) each, sorted
+        alike: dict[tuple[float, int, float], list[int]] = {}  # rows with the same settings, shaped in one call
         for n, b in enumerate(narrowed):
             p = params[b]
             if p.greedy:
                 out[b] = Distribution(torch.ones(1), ids[n, :1])
             else:
-                out[b] = Distribution(_shaped(values[n, : p.top_k], p), ids[n, : p.top_k])
+                alike.setdefault((p.temperature, p.top_k, p.top_p), []).append(n)
+        for (_, top_k, _), members in alike.items():  # (each row's numbers as alone: the ops work row by row)
+            shaped = _shaped(values[members, :top_k], params[narrowed[members[0]]])
+            for n, probs in zip(members, shaped):
+                out[narrowed[n]] = Distribution(probs, ids[n, :top_k])
     distributions = []
     for b, p in enumerate(params):
         found = out[b]
