@@ -410,7 +410,8 @@ class TextModel:
             return ids[0]
         if not ids:
             raise ValueError(f"`{name}` has to be exactly one token of the vocabulary, but is empty")
-        pieces = " + ".join(repr(p) for p in self.token_pieces(ids[:8])) + (" + ..." if len(ids) > 8 else "")
+        # each token's own text: a character split over several tokens shows as their bytes, not as '' + '' + '🦄'
+        pieces = " + ".join(repr(self.token_text(i)) for i in ids[:8]) + (" + ..." if len(ids) > 8 else "")
         first = self.token_text(ids[0])
         hint = "" if first.startswith("[bytes ") else f": try its first token, {first!r}"  # part of a character
         raise ValueError(f"`{name}` has to be exactly one token of the vocabulary, but {shown(value)} is {len(ids)} "
