@@ -224,7 +224,7 @@ class GPT(nn.Module):
         ragged: rows differ in length, so each row's unwritten positions are masked out.
         """
         mask = None
-        if ragged:
+        if ragged and k[0].dtype == self.wpe.weight.dtype:  # (a narrower cache's kernel reads each row's own positions)
             mask = (torch.arange(kv_len, device=idx.device) <= pos[:, None])[:, None, None, :]  # (B, 1, 1, kv_len)
         step = _CacheStep(k, v, row=-1, positions=pos, kv_len=kv_len, mask=mask)
         x = self._trunk(idx, pos[:, None], step)  # (B, 1, n_embd)
