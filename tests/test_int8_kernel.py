@@ -37,9 +37,10 @@ def within_rounding(y: torch.Tensor, x, weight, scales, bias) -> None:
 
 
 @pytest.mark.parametrize("rows, channels, depth", [(1, 768, 768), (1, 50, 64), (3, 17, 30), (4, 16, 96), (5, 43, 96),
-                                                   (8, 2304, 768), (9, 24, 3072), (2, 8, 2), (33, 100, 64)])
+                                                   (6, 20, 64), (7, 9, 30), (8, 2304, 768), (9, 24, 3072), (2, 8, 2),
+                                                   (12, 40, 64), (33, 100, 64)])
 def test_products_are_exact_int8_sums_scaled_back(kernel, rows, channels, depth):
-    """Every kind of tile (1-4 rows; 1, 2 or 4 blocks of 8 channels; a block cut short), every depth the kernel
+    """Every kind of tile (1-8 rows; 1, 2 or 4 blocks of 8 channels; a block cut short), every depth the kernel
     takes: the int8 rows' sums by the int8 weights are exact, so the outputs are the reference's within the float
     roundings of scaling them back."""
     generator = torch.Generator().manual_seed(rows * 1000 + channels)
@@ -87,7 +88,7 @@ def test_a_row_gets_the_same_bits_alone_and_in_any_batch_on_any_threads(kernel):
     """Batching adds nothing of its own to a row's products (a lone student's and a class's): they do not depend on the
     other rows (its own activation scale, exact sums) nor on how the threads split the work."""
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(9, 110, generator=generator)  # a depth with a tail past the 16-column steps
+    x = torch.randn(12, 110, generator=generator)  # a depth with a tail past the 16-column steps
     x[3] *= 40  # a row with much larger activations must not change its neighbours' rounding
     weight = torch.randint(-127, 128, (300, 110), dtype=torch.int8, generator=generator)
     scales = (torch.rand(300, generator=generator) / 100).to(torch.bfloat16)
@@ -96,10 +97,10 @@ def test_a_row_gets_the_same_bits_alone_and_in_any_batch_on_any_threads(kernel):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        alone = [kernel.int8_rows_linear(x[r : r + 1], packed, scales, bias) for r in range(9)]
+        alone = [kernel.int8_rows_linear(x[r : r + 1], packed, scales, bias) for r in range(12)]
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            for size in (1, 2, 3, 4, 5, 8, 9):
+            for size in (1, 2, 3, 4, 5, 6, 7, 8, 9, 12):
                 together = kernel.int8_rows_linear(x[:size], packed, scales, bias)
                 for r in range(size):
                     assert torch.equal(together[r : r + 1], alone[r]), (threads, size, r)
