@@ -11,6 +11,7 @@ import gpt2_core.precision as precision
 from gpt2_core import int8_kernel, load_model
 from gpt2_core.checkpoint import BUNDLED, read_config
 from gpt2_core.memory import kv_cache_row_bytes
+from gpt2_core.model import KVCache
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,36 @@ def test_decoding_through_an_fp16_cache_is_decoding_through_an_fp32_one_within_f
                 idx = torch.tensor([[ids[p % len(ids)]] for p in positions])
                 a, b = model.decode(idx, half, positions), model.decode(idx, full, positions)
                 assert (a - b).abs().max().item() <= 1e-3 * b.abs().max().item(), step
+    finally:
+        lm.close()
+
+
+def test_a_rows_unwritten_positions_are_never_read_so_its_fp16_cache_is_not_zeroed(kernel):
+    """The fp16 cache is made without zeros (KVCache zeroed=False: 8 gpt2 rows' zeros took up to 220 ms before the
+    first tokens). Every position no prefill or step wrote is NaN here, and prompts of three lengths (padded in one
+    prefill) then decode ragged, crossing the kernel's 8-key steps: the same bits as through a zeroed cache. ATen's
+    attention, which masks a ragged batch's unwritten positions but still multiplies them by 0, keeps zeros."""
+    lm = load_model(BUNDLED["mini-gpt2"], device="cpu")  # int8, where the kernel serves: an fp16 cache
+    try:
+        model, cpu = lm.model, torch.device("cpu")
+        assert model.cache_dtype == torch.float16
+        ids = lm.tokenizer.encode("So foul and fair a day I have not seen. Speak, I charge you, what are you?")
+        lengths = [5, 9, 2]
+        garbage = model.new_cache(3, 64, device=cpu, dtype=torch.float32)
+        zeroed = KVCache(model.config, 3, 64, device=cpu, dtype=torch.float16)
+        for tensor in garbage.k + garbage.v:
+            tensor.fill_(float("nan"))
+        with torch.inference_mode():
+            padded = torch.tensor([ids[:n] + [0] * (max(lengths) - n) for n in lengths])
+            for cache in (garbage, zeroed):
+                model.prefill(padded, cache, [0, 1, 2], lengths)
+            for step in range(20):
+                positions = [n + step for n in lengths]
+                idx = torch.tensor([[ids[p % len(ids)]] for p in positions])
+                a, b = model.decode(idx, garbage, positions), model.decode(idx, zeroed, positions)
+                assert torch.equal(a, b) and bool(a.isfinite().all()), step
+        model.cache_dtype = None  # the activations' own dtype: ATen's attention reads it
+        assert not any(bool(t.any()) for t in model.new_cache(2, 64, device=cpu, dtype=torch.float32).k)
     finally:
         lm.close()
 
