@@ -21,11 +21,17 @@ def wait_idle(lm, timeout: float = 10.0) -> None:
 def force_tokens(monkeypatch, tokens) -> None:
     """Make the engine 'sample' the given tokens in order (first token at prefill, the rest in decode steps)."""
     import gpt2_core.generate.engine as engine
-    from gpt2_core.generate.sampling import Distribution, Draw
+    from gpt2_core.generate.sampling import Distribution, Draw, ranks_of
 
     script = iter(tokens)
-    monkeypatch.setattr(engine, "draw", lambda logits, params, *a: [
-        Draw(token, 0.5, Distribution(torch.ones(1), torch.tensor([token]))) for token in (next(script) for _ in params)])
+
+    def forced(logits, params, *args):
+        chosen = [next(script) for _ in params]
+        ranks = ranks_of(logits, torch.tensor(chosen)).tolist()  # (the model's own rank of each, as draw reports)
+        return [Draw(token, 0.5, Distribution(torch.ones(1), torch.tensor([token])), rank)
+                for token, rank in zip(chosen, ranks)]
+
+    monkeypatch.setattr(engine, "draw", forced)
 
 
 def test_generate_returns_complete_samples(lm):

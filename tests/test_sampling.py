@@ -182,3 +182,26 @@ def test_batched_sampling_draws_what_each_row_would_draw_alone(rows):
         assert torch.equal(together[b].probs, own.probs), b
         assert (together[b].ids is None) == (own.ids is None) and (own.ids is None or torch.equal(together[b].ids,
                                                                                                   own.ids))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_draws_rank_is_the_models_rank_of_its_token_with_ties(seed):
+    """A draw's rank (1 + how many tokens the model scored strictly higher) is counted among the top-k candidates'
+    logits where the token came from the model's top-k, and over the vocabulary otherwise: both agree with ranks_of
+    on logits full of ties (the likeliest 60 tokens share 5 values a quarter apart, the rest 13), for rows of every
+    kind in one batch, a top-k's last candidates among others of the same value."""
+    from gpt2_core.generate.sampling import draw, ranks_of
+
+    rows = [SamplingParams(2.0, 40), SamplingParams(2.0, 7), SamplingParams(1.5, 30), SamplingParams(2.0, 40, 0.9),
+            SamplingParams(0.0, 0), SamplingParams(2.0, 0, 0.95), SamplingParams(2.0, 40, 1.0, 1.3),
+            SamplingParams(0.0, 0, 1.0, 1.3), SamplingParams(2.0, 50257)]
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randint(-6, 7, (len(rows), 50257), generator=generator).float()
+    logits[:, :60] = 7 + torch.randint(0, 5, (len(rows), 60), generator=generator) / 4  # 7, 7.25, .. 8: exact
+    history = torch.tensor([11, 464, 262])
+    draws = draw(logits, rows, [torch.Generator().manual_seed(1000 * seed + b) for b in range(len(rows))],
+                 [history] * len(rows))
+    tokens = torch.tensor([d.token for d in draws])
+    assert [d.rank for d in draws] == ranks_of(logits, tokens).tolist()
+    assert max(d.rank for d in draws[:4]) > 1  # (not only the likeliest drawn from the top-k rows)
+    assert draws[0].distribution.logits is not None and draws[5].distribution.logits is None  # both ways were taken

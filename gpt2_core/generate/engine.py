@@ -35,7 +35,7 @@ import torch
 
 from gpt2_core.backend import StreamItem, TokenEvent
 from gpt2_core.generate.compiled import Decode
-from gpt2_core.generate.sampling import Distribution, Draw, draw, ranks_of
+from gpt2_core.generate.sampling import Distribution, Draw, draw
 from gpt2_core.generate.settings import SamplingParams
 from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT, KVCache
@@ -308,10 +308,9 @@ class Engine:
             cache.copy_row(first, first + i, T)  # every sample continues the same prompt
         generators = [torch.Generator().manual_seed(seed) for seed in request.seeds]
         draws = draw(logits[None].expand(n, -1), [request.params] * n, generators, [history] * n)
-        ranks = ranks_of(logits[None].expand(n, -1), torch.tensor([d.token for d in draws])).tolist()
         alternatives = _alternatives(logits[None], [request], [draws[0].distribution])[0]
         events = []
-        for i, (generator, (token, prob, _), rank) in enumerate(zip(generators, draws, ranks)):
+        for i, (generator, (token, prob, _, rank)) in enumerate(zip(generators, draws)):
             row = _Row(request, i, generator, length=T, next_token=token,
                        history=list(request.prompt_ids) + [token] if history is not None else [],
                        tokens=list(request.prompt_ids) + [token])
@@ -373,10 +372,9 @@ class Engine:
             assert len(draws) == len(keep)  # a row that could not be sampled cancelled its request, so it left
             rows, histories = [rows[b] for b in keep], [histories[b] for b in keep]
             logits = logits[keep]
-        ranks = ranks_of(logits, torch.tensor([d.token for d in draws], device=logits.device)).tolist()
         alternatives = _alternatives(logits, [r.request for r in rows], [d.distribution for d in draws])
         events: dict[int, tuple[Request, list[TokenEvent]]] = {}
-        for row, (token, prob, _), rank, alts in zip(rows, draws, ranks, alternatives):
+        for row, (token, prob, _, rank), alts in zip(rows, draws, alternatives):
             row.length += 1
             row.next_token = token
             row.generated += 1

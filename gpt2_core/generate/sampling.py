@@ -63,6 +63,9 @@ class Distribution(NamedTuple):
 
     probs: torch.Tensor  # (n,), on the CPU
     ids: torch.Tensor | None  # (n,) the candidates' token ids; None: the whole vocabulary, in order
+    # (n,) the candidates' own logits, where they are the model's likeliest (a top-k of its unpenalized logits): every
+    # token the model scores higher than a candidate is then a candidate too, so a drawn token's rank counts here
+    logits: torch.Tensor | None = None
 
     def over_vocabulary(self, vocab_size: int) -> torch.Tensor:
         """The same distribution as a (vocab,) tensor: 0 where the settings cut a token."""
@@ -101,13 +104,13 @@ def logits_to_probs(logits: torch.Tensor, params: Sequence[SamplingParams],
         for n, b in enumerate(narrowed):
             p = params[b]
             if p.greedy:
-                out[b] = Distribution(torch.ones(1), ids[n, :1])
+                out[b] = Distribution(torch.ones(1), ids[n, :1], values[n, :1])
             else:
                 alike.setdefault((p.temperature, p.top_k, p.top_p), []).append(n)
         for (_, top_k, _), members in alike.items():  # (each row's numbers as alone: the ops work row by row)
             shaped = _shaped(values[members, :top_k], params[narrowed[members[0]]])
             for n, probs in zip(members, shaped):
-                out[narrowed[n]] = Distribution(probs, ids[n, :top_k])
+                out[narrowed[n]] = Distribution(probs, ids[n, :top_k], values[n, :top_k])
     distributions = []
     for b, p in enumerate(params):
         found = out[b]
@@ -138,6 +141,7 @@ class Draw(NamedTuple):
     token: int
     prob: float  # the model's own probability of the token
     distribution: Distribution  # what it was drawn from
+    rank: int  # 1 + how many tokens the model scored strictly higher (ranks_of)
 
 
 def draw(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator],
@@ -145,7 +149,9 @@ def draw(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Seq
     """Choose the next token of every row of `logits` (B, vocab), each with its own settings and generator.
 
     The reported probability is the model's own softmax(logits), before temperature and filtering, so it says how
-    likely the model found the token, whatever the sliders did.
+    likely the model found the token, whatever the sliders did; so does the rank. A token drawn from the model's
+    top-k is ranked among its k candidates' logits (the same count as over the vocabulary: every token scored higher
+    is among them), others over the vocabulary (an 8-row step's ranks took 0.4 ms that way, of a 15 ms step).
     """
     distributions = logits_to_probs(logits, params, histories)
     choices = [0 if p.greedy else int(torch.multinomial(d.probs, 1, generator=g))
@@ -153,14 +159,19 @@ def draw(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Seq
     tokens = [c if d.ids is None else int(d.ids[c]) for c, d in zip(choices, distributions)]
     chosen = logits.gather(-1, torch.tensor(tokens, device=logits.device)[:, None])[:, 0]
     probs = (chosen - torch.logsumexp(logits, dim=-1)).exp().tolist()
-    return [Draw(t, q, d) for t, q, d in zip(tokens, probs, distributions)]
+    ranks = [0 if d.logits is None else 1 + int((d.logits > d.logits[c]).sum()) for c, d in zip(choices, distributions)]
+    if unranked := [b for b, rank in enumerate(ranks) if rank == 0]:
+        counted = ranks_of(logits[unranked], torch.tensor([tokens[b] for b in unranked], device=logits.device))
+        for b, rank in zip(unranked, counted.tolist()):
+            ranks[b] = rank
+    return [Draw(*drawn) for drawn in zip(tokens, probs, distributions, ranks)]
 
 
 def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator,
                  previous_ids: torch.Tensor | None = None) -> tuple[int, float]:
     """`draw` for one sequence's logits (vocab,): (token id, the model's probability of it)."""
-    token, prob, _ = draw(logits[None], [params], [generator], [previous_ids])[0]
-    return token, prob
+    drawn = draw(logits[None], [params], [generator], [previous_ids])[0]
+    return drawn.token, drawn.prob
 
 
 def ranks_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
