@@ -230,6 +230,27 @@ def test_streamed_text_never_ends_inside_a_character():
     assert visible_text("hi 🦄", (), final=False).text == "hi 🦄"
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_each_tokens_text_is_its_share_of_the_shown_text_cut_or_grown_at_the_end(seed):
+    """fit_pieces (every streamed token: each token's text, for the coloured tokens) against what it must give: the
+    pieces cut where the shown text ends (a stop string, a held-back tail), or the last one grown by what the text
+    adds (a flush), on random pieces: empty ones, emoji, whole words."""
+    import random
+
+    from gpt2_core.generate.detokenize import fit_pieces
+
+    rng = random.Random(seed)
+    for _ in range(200):
+        pieces = [rng.choice(["", " the", "🦄", "a", " 日本", "\ufffd", " word"]) for _ in range(rng.randrange(0, 12))]
+        joined = "".join(pieces)
+        text = joined[: rng.randrange(0, len(joined) + 1)] if rng.random() < 0.7 else joined + rng.choice(["", "\ufffd"])
+        out = fit_pieces(pieces, text)
+        assert len(out) == len(pieces) and ("".join(out) == text or not pieces)
+        ends = [len("".join(pieces[: i + 1])) for i in range(len(pieces))]
+        for i, piece in enumerate(out[:-1]):  # each piece is the text's span under its own piece's, cut at the end
+            assert piece == text[ends[i] - len(pieces[i]) : min(ends[i], len(text))], (pieces, text, out)
+
+
 def test_streaming_an_emoji_never_shows_a_broken_character(lm, monkeypatch):
     """Force the model to 'generate' a unicorn emoji token by token and watch every streamed update."""
     wait_idle(lm)
