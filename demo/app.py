@@ -95,8 +95,7 @@ PAGE_JS = """() => {
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
-  (""" + tokens.NAME_BLANK_TOKENS + """)();
-  (""" + tokens.JOIN_TOKENS + """)();
+  (""" + tokens.WATCH_TOKENS + """)();
   (""" + save_view.INSTALL + """)();
   (""" + LANGUAGE_LINKS + """)();
 }"""

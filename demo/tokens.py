@@ -157,8 +157,8 @@ REMEMBER_CLICKED_TOKEN = """() => document.addEventListener('click', (e) => {
 
 
 # Gradio makes each token of a clickable coloured text a role=button whose name is its text, so a sampled token of
-# spaces only is a button with no name (axe: aria-command-name), and a screen reader says just "button". The page
-# script (app.py) names such buttons after what they hold, and renames them when Gradio reuses the element.
+# spaces only is a button with no name (axe: aria-command-name), and a screen reader says just "button". This names
+# such buttons after what they hold, and renames them when Gradio reuses the element (run by WATCH_TOKENS).
 NAME_BLANK_TOKENS = """() => {
   const describe = (text) => {
     const parts = [], counts = [[/ /g, 'space'], [/\\n/g, 'line break'], [/\\t/g, 'tab']];
@@ -168,42 +168,41 @@ NAME_BLANK_TOKENS = """() => {
     }
     return 'token: ' + (parts.join(', ') || 'blank');
   };
-  const name = () => document.querySelectorAll('.token[role=button]').forEach((token) => {
+  document.querySelectorAll('.token[role=button]').forEach((token) => {
     const text = token.querySelector('.text')?.textContent ?? token.textContent;
     if (text.trim() === '') token.setAttribute('aria-label', describe(text));
     else if (token.getAttribute('aria-label')?.startsWith('token: ')) token.removeAttribute('aria-label');
   });
-  let queued = false;
-  new MutationObserver(() => {
-    if (queued) return;
-    queued = true;
-    queueMicrotask(() => { queued = false; name(); });
-  }).observe(document.body, {childList: true, subtree: true, characterData: true});
-  name();
 }"""
 
 
 # Gradio's coloured text puts a space of its own between the tokens' elements (its template's line breaks). The
 # browser may break a line at such a space, so words split into tokens broke across lines ("pre|viously", a review
 # found on a projector). CSS did not stop it (nowrap and a 0 font size on the elements around such a space: Chromium
-# still broke there), so the page script empties those spaces; each token's own spaces are inside its .text and stay.
-JOIN_TOKENS = """() => {
-  const join = () => document.querySelectorAll('.tokens .textfield').forEach((field) => {
-    const walker = document.createTreeWalker(field, NodeFilter.SHOW_TEXT), loose = [];
-    while (walker.nextNode()) {
-      const node = walker.currentNode;
-      if (node.data !== '' && node.data.trim() === '' && !node.parentElement.closest('.text')) loose.push(node);
-    }
-    loose.forEach((node) => { node.data = ''; });  // emptied, not removed: Gradio's Svelte inserts tokens beside them
-  });
+# still broke there), so this empties those spaces; each token's own spaces are inside its .text and stay (run by
+# WATCH_TOKENS).
+JOIN_TOKENS = """() => document.querySelectorAll('.tokens .textfield').forEach((field) => {
+  const walker = document.createTreeWalker(field, NodeFilter.SHOW_TEXT), loose = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.data !== '' && node.data.trim() === '' && !node.parentElement.closest('.text')) loose.push(node);
+  }
+  loose.forEach((node) => { node.data = ''; });  // emptied, not removed: Gradio's Svelte inserts tokens beside them
+})"""
+
+
+# The page script (app.py) runs both after every change to the page, batched to one pass a microtask: one observer
+# for the two. (Emptying the spaces is itself a change: the pass after it finds nothing left to do.)
+WATCH_TOKENS = """() => {
+  const fixes = [NAME_BLANK_TOKENS, JOIN_TOKENS];
   let queued = false;
   new MutationObserver(() => {
     if (queued) return;
     queued = true;
-    queueMicrotask(() => { queued = false; join(); });
-  }).observe(document.body, {childList: true, subtree: true});
-  join();
-}"""
+    queueMicrotask(() => { queued = false; fixes.forEach((fix) => fix()); });
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+  fixes.forEach((fix) => fix());
+}""".replace("NAME_BLANK_TOKENS", NAME_BLANK_TOKENS).replace("JOIN_TOKENS", JOIN_TOKENS)
 
 
 def keep_token_in_view(panel_id: str) -> str:
