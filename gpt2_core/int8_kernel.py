@@ -6,7 +6,7 @@ Why int8 by int8. A CPU decoding int8 weights with PyTorch's kernels widens ever
 fp32, 8 products an instruction; on AVX2 that is bound by the arithmetic, not by memory, and a batch pays it for each
 row. Eight callers' step then cost about three lone steps, so eight callers made only about twice one caller's
 tokens (README, Performance). Quantizing the activations to int8 too, one scale per row, lets AVX2 multiply int8 by
-int8 with exact int32 sums, 16 products an instruction, and widen each weight once for four rows. ONNX Runtime does
+int8 with exact int32 sums, 16 products an instruction, and widen each weight once for up to eight rows. ONNX Runtime does
 the same (MLAS); PyTorch ships no such CPU kernel whose rows stay independent and whose sums are exact on AVX2
 (`torch._int_mm`'s saturate there; fbgemm's dynamic int8 takes one scale for the whole batch). With rows
 independent and sums exact, a row's products are the same bits alone or among eight callers.

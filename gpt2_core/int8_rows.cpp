@@ -12,9 +12,9 @@
 // packed[block][k / 2][channel][k % 2]. AVX2's vpmaddwd multiplies 16 int16 lanes (8 channels' pair of weights, widened
 // from int8) by one activation pair broadcast, and adds each pair into an int32 lane: 16 multiply-adds an instruction,
 // against 8 for an fp32 FMA. A tile of rows by blocks keeps its sums in registers, and its weights are widened once for
-// all its rows, which is what makes 8 rows cheaper than 8 single rows. Up to 4 rows take 2 blocks a tile; 5 to 8 rows
-// take one, so that 8 callers' rows read each weight once (their 8 sums, the block's weights and a pair fill 10 of
-// AVX2's 16 registers; 2 blocks would need 19). Measured on Zen 3, 8 rows by one block were 1.24x faster than two
+// all its rows, which is what makes 8 rows cheaper than 8 single rows. A batch of 2 to 4 rows takes 2 blocks a tile;
+// a batch of more takes one, in tiles of 8 rows and then the rest, so that 8 callers' rows read each weight once
+// (their 8 sums, the block's weights and a pair fill 10 of AVX2's 16 registers; 2 blocks would need 19). Measured on Zen 3, 8 rows by one block were 1.24x faster than two
 // tiles of 4 rows by 2 blocks, over a gpt2 decode step's 49 products.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -32,9 +32,9 @@
 namespace {
 
 constexpr int64_t kMaxDepth = (int64_t{1} << 31) / (127 * 127) / 2 * 2;  // sums of 127 * 127 stay within int32
-constexpr int kRowTile = 8;    // rows a tile multiplies together
-constexpr int kFewRows = 4;    // a tile of 2 to kFewRows rows multiplies kBlockTile blocks together, a tile of more one
-constexpr int kBlockTile = 2;
+constexpr int kRowTile = 8;    // rows a tile multiplies together: a batch of more is tiles of 8, then the rest
+constexpr int kFewRows = 4;    // a batch of 2 to kFewRows rows takes kBlockTile blocks a tile; a batch of more one block
+constexpr int kBlockTile = 2;  // a tile, its last tile too, whatever its rows (kTiles has an entry for each)
 constexpr int kLoneBlockTile = 4;  // and a lone row: its weights stream from memory, four streams keep it busier
 
 // Rows r0.. (`Rows` of them) by `Blocks` blocks of 8 channels from `channel`: the sums over the depth, then

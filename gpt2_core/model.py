@@ -46,7 +46,8 @@ class KVCache:
     to each of the first B rows. Allocated once, so decoding never allocates per step.
 
     zeroed=False leaves the positions as the allocator gives them until a prefill or a step writes them: for a cache
-    that only reads written positions (the project's decode attention, which reads each row's own). It then costs
+    whose reader reads only written positions (the project's decode attention, which reads each row's own; the
+    compile warm-ups decode at positions nothing wrote, and drop what they get). It then costs
     nothing to make, where zeros touch every page at once (8 gpt2 rows in fp16, 302 MB: 66-220 ms on 2 cores, before
     8 callers' first tokens), and the pages that a row never reaches are never touched.
     """

@@ -4,6 +4,8 @@ gets the fp16 cache (CPU int8 where the kernel serves) and where it keeps its ac
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -196,6 +198,49 @@ def test_a_rows_unwritten_positions_are_never_read_so_its_fp16_cache_is_not_zero
         assert not any(bool(t.any()) for t in model.new_cache(2, 64, device=cpu, dtype=torch.float32).k)
     finally:
         lm.close()
+
+
+def test_the_engine_reads_no_position_it_did_not_write(kernel, monkeypatch):
+    """The engine's own paths over fp16 caches whose every position starts as NaN (what torch.empty may hand back): a
+    request decoding alone, a second joining it (the cache grows and the running row is copied over; another prompt
+    length, so the rows are ragged), that prompt's row copied for its second sample, then the first request ending
+    (the batch compacted: the others' rows move down). Greedy, so each row's tokens are its own whenever the second
+    joins: the same tokens and probabilities as over caches of zeros."""
+
+    def run(fill: float) -> list[tuple[list[int], list[float]]]:
+        lm = load_model(BUNDLED["mini-gpt2"], device="cpu")  # int8 where the kernel serves: fp16 caches
+        made = lm.model.new_cache
+
+        def new_cache(*args, **kwargs):
+            cache = made(*args, **kwargs)
+            for tensor in cache.k + cache.v:
+                tensor.fill_(fill)
+            return cache
+
+        monkeypatch.setattr(lm.model, "new_cache", new_cache)
+        try:
+            running, first = threading.Event(), []
+
+            def alone() -> None:
+                for update in lm.stream("Thou art", max_new_tokens=12, temperature=0):
+                    if len(update[0].token_ids) == 3:
+                        running.set()
+                first.extend(update)
+
+            thread = threading.Thread(target=alone)
+            thread.start()
+            assert running.wait(timeout=60)
+            joined = lm.generate("So foul and fair a day I have not seen", max_new_tokens=24, temperature=0,
+                                 num_samples=2)
+            thread.join(timeout=60)
+            assert lm.engine._cache is not None and lm.engine._cache.k[0].dtype == torch.float16
+            return [(s.token_ids, s.token_probs) for s in first + joined]
+        finally:
+            lm.close()
+
+    garbage, zeros = run(float("nan")), run(0.0)
+    assert [len(ids) for ids, _ in zeros] == [12, 24, 24]
+    assert garbage == zeros
 
 
 def test_memory_counts_the_fp16_rows(kernel, monkeypatch):
