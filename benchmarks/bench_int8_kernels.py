@@ -210,6 +210,10 @@ def onnxruntime_int8(linears: list[nn.Linear], n_embd: int, folder: Path, thread
     return run
 
 
+QUIET_S = 0.2  # before each kernel's passes: ONNX Runtime's threads spin on after its runs, taking a core, and the
+# kernel after it in the rotation (always the project's: the order is cyclic) measured one row at 8-9 ms, not 4-5
+
+
 def fastest_pass(run: Products, x: torch.Tensor, x_wide: torch.Tensor, passes: int) -> float:
     best = float("inf")
     for _ in range(passes):
@@ -356,6 +360,7 @@ def main() -> None:
         def time_round(r: int) -> None:
             with torch.inference_mode():
                 for name in names[r % len(names):] + names[: r % len(names)]:  # a rotated order each round
+                    time.sleep(QUIET_S)
                     for rows in ROWS:
                         times[name, rows].append(fastest_pass(kernels[name][0], *inputs[rows], args.passes))
 
