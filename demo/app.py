@@ -241,11 +241,17 @@ def startup_message(demo: gr.Blocks, config: AppConfig) -> str:  # i18n: not sho
     return "\n".join(lines)
 
 
+FONT_WEIGHTS = (400, 700)  # the font files the page loads: regular and bold (see launch_options)
+
+
 def launch_options() -> dict:  # i18n: not shown (font names)
     """Look of the page, passed to launch() (Gradio 6 takes theme and CSS there); fonts are served locally."""
-    fonts = dict(  # the weights the page uses, bold included, all served from Gradio's own static files
-        font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif", "sans-serif"],
-        font_mono=[gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600, 700)), "ui-monospace", "monospace"])
+    # Served from Gradio's own static files. Its semibold (600) files hold a few dozen letters only (SourceSansPro-
+    # SemiBold.woff2: 5 KB, "A", "B", a space, some Cyrillic), so a heading was drawn in two fonts; without a 600 face
+    # the browser draws 600 from the whole 700 file (CSS picks the nearest heavier weight)
+    fonts = dict(
+        font=[gr.themes.LocalFont("Source Sans Pro", weights=FONT_WEIGHTS), "ui-sans-serif", "sans-serif"],
+        font_mono=[gr.themes.LocalFont("IBM Plex Mono", weights=FONT_WEIGHTS), "ui-monospace", "monospace"])
     theme = gr.themes.Default(text_size="lg", **fonts).set(
         block_info_text_color="*neutral_600",  # the settings' explanations, readable on a projector
         body_text_color_subdued="*neutral_600",  # slider ends, the footer: Gradio's grey is 1.9:1

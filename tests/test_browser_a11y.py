@@ -129,3 +129,26 @@ def test_build_your_own_tab_passes_axe(page):
     page.get_by_role("tab", name="Build your own").click()
     page.locator("#train-start").wait_for()
     assert violations(page) == []
+
+
+def test_headings_and_bold_words_are_drawn_in_one_font(page):
+    """Every glyph of the page's headings, labels and buttons comes from the page's own font, as chromium reports the
+    fonts it drew a node with: a font file missing letters would leave some in a fallback font (Gradio's semibold
+    file has a few dozen letters: "BERT fills in blanks" had its B from one font and the rest from another)."""
+    page.get_by_role("tab", name="BERT vs GPT-2").click()
+    page.locator("#compare-button").wait_for()
+    page.evaluate("document.fonts.ready.then(() => true)")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    nodes = cdp.send("DOM.querySelectorAll", {"nodeId": root, "selector": "h3, strong, button, label span"})["nodeIds"]
+    drawn = {}
+    for node in nodes:
+        for font in cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]:
+            drawn.setdefault((font["familyName"], font["isCustomFont"]), []).append(node)
+    headings = [n for n in nodes if cdp.send("DOM.describeNode", {"nodeId": n})["node"]["localName"] == "h3"]
+    assert headings and len(drawn) >= 1, "the tab's heading was found and drawn"
+    families = {family for family, custom in drawn if custom}
+    fallbacks = {family for family, custom in drawn if not custom}
+    assert len(families) == 1 and not fallbacks, f"drawn in {sorted(families)} and fallbacks {sorted(fallbacks)}"
