@@ -26,6 +26,7 @@ from demo.api import endpoint
 from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.i18n import T, tr
+from demo.knobs import typed_values
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.save_view import save_png_button
@@ -117,8 +118,10 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
         tab.load(lambda: (ready_line(planned), render_cards(planned), tr("The human paragraph: {title}.",
                                                                           title=human.title)),
                  outputs=[state, cards, source], api_visibility="private", queue=False)
+        # raw, and the number typed into New tokens unclamped: check_inputs answers a seed of 1.5 or 500 tokens by name
         event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box],
-                          api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden")
+                          api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden",
+                          preprocess=False, js=typed_values(None, None, "scale-tokens"))
         run.click(None, js=SCROLL_TO_RESULTS, api_visibility="private")  # the columns, in view at once (phones)
         stop.click(None, cancels=[event], api_visibility="private").then(
             lambda: tr("**Stopped.** The sizes that finished keep their text and figures."), outputs=state,
@@ -220,7 +223,7 @@ def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, SamplingParams]:
     except ValueError:  # -1 (random) is a seed elsewhere, not here: one message for every seed refused
         raise ValueError(tr("`seed` has to be an integer in [0, {high}]: every size draws with the same seed, but is "
                             "{value}", high=MAX_SEED, value=shown(seed))) from None
-    check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])  # the slider's range
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])  # the slider's range
     return prompt, SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
 
 
@@ -261,7 +264,8 @@ def render_cards(columns: list[Column]) -> str:
     cards, skipped = [], []
     for c in columns:
         p = c.planned
-        size = tr("{n}M parameters", n=f"{p.parameters / 1e6:,.0f}") if p.parameters else tr("size unknown")
+        size = tr("{n}M parameters", n=f"{p.parameters / 1e6:,.{1 if p.parameters < 1e7 else 0}f}") \
+            if p.parameters else tr("size unknown")  # 4.2M as the figures table has it; 124M (not 124.4M)
         if c.state == "skipped":
             skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(c.note)}</li>")
             continue

@@ -113,6 +113,17 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
     assert html.count("class='scale-card") == 2 and "Not run here" in html and "needs 58 MB" in html
 
 
+@pytest.mark.parametrize("parameters, shown", [(4_200_000, "4.2M parameters"), (124_439_808, "124M parameters"),
+                                               (1_557_611_200, "1,558M parameters")])
+def test_a_cards_size_agrees_with_the_figures_table(parameters, shown):
+    from demo.scale_tab import Column, figures_table
+    from gpt2_core.scale import Planned
+
+    column = Column(Planned("a size", parameters, 1, None, None), state="done", bits_per_token=5.0)
+    assert f"<p class='scale-size'>{shown} " in render_cards([column])
+    assert f"{figures_table([column]).iloc[0]['parameters (M)']:,.{1 if parameters < 1e7 else 0}f}M parameters" == shown
+
+
 @pytest.fixture(scope="module")
 def scale_app(tiny_checkpoint, tiny_bert, sizes):
     with launched_app(tiny_checkpoint, tiny_bert, scale_models=(sizes["small"], sizes["medium"], sizes["large"]),
@@ -186,6 +197,29 @@ def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  #
         page.locator("#scale-chart .vega-embed svg").wait_for()  # Vega draws it after the chart is shown
         name, picture = saved_png(page, "#scale-chart-save-png")  # under its title, with the prompt and seed
         assert name == "gpt2-scale.png" and share(picture, dark) > 0.005
+    finally:
+        page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("box, typed, message", [
+    ("#scale-tokens input[type=number]", "500", "`max_new_tokens` has to be an integer in [10, 100], but is 500"),
+    ("#scale-tokens input[type=number]", "0", "`max_new_tokens` has to be an integer in [10, 100], but is 0"),
+    ("#scale-seed input", "1.5", "`seed` has to be an integer in [0, "),
+])
+def test_scale_refuses_a_number_typed_out_of_range_by_name(browser, scale_app, box, typed, message):  # noqa: F811
+    """The browser clamps a slider's box to its range and Gradio rounds a Number: either would run a setting the
+    class did not type, in silence."""
+    page = open_tab(browser, scale_app.url, "Scale")
+    try:
+        page.locator(box).fill(typed)
+        page.locator(box).press("Enter")
+        page.locator("#scale-run").click()
+        wait_until(lambda: any(message in t for t in page.locator(".toast-body").all_inner_texts()),
+                   message="the message naming the setting")
+        assert len(page.locator(".toast-body").all_inner_texts()) == 1, "one message"
+        assert "Ready" in page.locator("#scale-state").inner_text() and page.locator("#scale-columns .scale-card "
+                                                                                       ".scale-text").count() == 0
     finally:
         page.context.close()
 
