@@ -143,9 +143,11 @@ def counts_markdown(coloured: Coloured) -> str:
     counts = coloured.counts()
     total = max(1, len(coloured.tokens))
     lines = [f"| {tr(name)} | {counts[name]} | {counts[name] / total:.0%} |" for _, name in BUCKETS]
+    n = len(coloured.tokens)
+    in_all = tr("1 token in all.") if n == 1 else tr("{n} tokens in all.", n=n)
     # the colours' names as the coloured text's legend shows them (demo/tokens.py's colors)
     return (tr("**Tokens per colour**") + "\n\n| " + tr("rank") + " | " + tr("tokens") + " | " + tr("share")
-            + " |\n|---|---:|---:|\n" + "\n".join(lines) + "\n\n" + tr("{n} tokens in all.", n=len(coloured.tokens)))
+            + " |\n|---|---:|---:|\n" + "\n".join(lines) + "\n\n" + in_all)
 
 
 def histogram(scores) -> pd.DataFrame:

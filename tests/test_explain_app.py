@@ -27,6 +27,12 @@ def test_score_returns_coloured_tokens_that_join_to_the_text(client, app, text):
     assert f"{len(app.models.gpt2.current.tokenizer.encode(text))} tokens in all" in counts
 
 
+def test_score_of_one_token_says_token_not_tokens(client, app):
+    assert len(app.models.gpt2.current.tokenizer.encode("Hello")) == 1
+    _coloured, counts, _histogram = client.predict("Hello", api_name="/score")
+    assert "\n\n1 token in all." in counts and "tokens in all" not in counts
+
+
 @pytest.mark.parametrize("text", ["", "  \n "])
 def test_score_of_no_text_says_what_to_do_instead_of_empty_charts(client, text):
     coloured, counts, histogram = client.predict(text, api_name="/score")
