@@ -116,9 +116,16 @@ def read_upload(file) -> tuple[str, str]:
 
 
 def check_text_size(text: str) -> None:
-    if not MIN_TEXT_CHARS <= len(text) <= MAX_TEXT_CHARS:
-        raise ValueError(tr("`text` has to be {low:,} to {high:,} characters long, but has {length:,}",
-                            low=MIN_TEXT_CHARS, high=MAX_TEXT_CHARS, length=len(text)))
+    """The text's length in characters, each run of spaces and line breaks counted as one: 30,000 spaces are no text
+    to train on, and would pass a plain count only to fail in the trainer."""
+    length = len(" ".join(text.split()))
+    if not MIN_TEXT_CHARS <= length <= MAX_TEXT_CHARS:
+        raise ValueError(tr("`text` has to be {low:,} to {high:,} characters long (a run of spaces counts as one), "
+                            "but has {length:,}", low=MIN_TEXT_CHARS, high=MAX_TEXT_CHARS, length=length))
+
+
+STILL_RUNNING = ("Your run is still going, with the text and the {minutes} minutes it started with. Press "  # i18n: key
+                 "**Stop** to save it, then **Start training** for another.")
 
 
 def make_run(models: AppModels, jobs: TrainingJobs):
@@ -128,6 +135,9 @@ def make_run(models: AppModels, jobs: TrainingJobs):
             text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
             check_text_size(text or "")
             init = "tiny" if start_from == SCRATCH else models.gpt2.source
+            running = jobs.current(request.session_hash)
+            if running is not None and not running.finished:  # Start again while it runs: it goes on as it started
+                gr.Info(tr(STILL_RUNNING, minutes=f"{running.minutes:g}"))
             try:
                 job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
             except TrainingBusyError as e:

@@ -141,7 +141,7 @@ class TrainingJobs:
         error = run.process.stderr.read().strip()
         if run.process.returncode not in (0, -15):
             run.errors.append(error.splitlines()[-1] if error else EXIT_CODE.format(code=run.process.returncode))
-            log.error("training failed: %s", error)
+            log.error("training failed: %s", error or run.errors[-1])  # (killed, it writes nothing: its exit code)
 
     def model_dir(self, owner: str) -> Path | None:
         """The finished model of `owner`'s run (None while it trains, or if it saved nothing)."""

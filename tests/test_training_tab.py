@@ -49,6 +49,39 @@ def test_a_second_run_is_told_it_is_busy_and_for_how_long_while_others_generate(
     assert run.plan is not None and run.plan["context"] <= 256 and all("step" in e for e in run.evaluations)
 
 
+@pytest.mark.parametrize("text, length", [(" " * 30_000, 0), (("word" + " " * 10) * 2000, 9_999)])
+def test_the_tabs_text_counts_a_run_of_spaces_once(text, length):
+    from demo.train_tab import check_text_size
+
+    assert len(text) >= 20_000, "a plain count would take it"
+    with pytest.raises(ValueError, match=rf"`text` has to be 20,000 to .* characters long \(a run of spaces counts as "
+                                         rf"one\), but has {length:,}$"):
+        check_text_size(text)
+    check_text_size("\n\n".join(["A line of a play, and its speaker."] * 600))  # 21,000: its line breaks count once
+
+
+@pytest.mark.parametrize("going", [True, False])
+def test_start_pressed_again_while_the_run_goes_says_it_goes_on_as_it_started(monkeypatch, going):
+    import time
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from demo.train_tab import BUNDLED_TEXT, SCRATCH, make_run
+
+    run = SimpleNamespace(finished=False, minutes=1.0, errors=[], evaluations=[], init="tiny", started=time.monotonic())
+    jobs = SimpleNamespace(current=lambda owner: run if going else None, start=lambda owner, text, **_: run,
+                           model_dir=lambda owner: None)
+    said = []
+    monkeypatch.setattr(gr, "Info", lambda message, *args, **kwargs: said.append(message))
+    updates = make_run(None, jobs)(BUNDLED_TEXT, "", SCRATCH, 10, SimpleNamespace(session_hash="page"))
+    status = next(updates)[0]
+    updates.close()
+    assert "Preparing" in status, "the page follows the run either way"
+    assert said == (["Your run is still going, with the text and the 1 minutes it started with. Press **Stop** to save "
+                     "it, then **Start training** for another."] if going else [])
+
+
 @pytest.mark.heavy
 @pytest.mark.browser
 def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app):  # noqa: F811
