@@ -28,7 +28,7 @@ import gradio as gr
 
 from demo.errors import markdown_text
 from demo.i18n import LANGUAGES, T, tables, tr
-from demo.knobs import KNOBS
+from demo.knobs import KNOBS, typed_values
 from demo.lesson_steps import STEPS
 from gpt2_core.generate.settings import check_int, check_seed, check_text, shown
 
@@ -165,6 +165,10 @@ def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: st
     """A "Copy link" button and the link it made, for the current values of `inputs`, built in the browser
     (a checkbox's True is written 1, its False left out; the page's `lang`, if its link has one, kept).
 
+    A link the page would refuse on opening is not made: a text past MAX_LINK_CHARS, or a number typed into a
+    slider's box beyond its range (the box shows the bound; Generate refuses it by name). The link's box says why,
+    in the page's language (LINK_MESSAGES), and nothing is copied.
+
     `label` and `placeholder` (what the link's box says while empty) are English texts of the tables (mark them
     `# i18n: key`): the browser shows them translated. Each is one T() (Gradio's page translates one per text)."""
     longest = max(len(label), *(len(table.get(label, label)) for table in tables().values()))  # in any language
@@ -172,14 +176,36 @@ def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: st
         button = gr.Button(T(label), size="sm", scale=0, min_width=max(120, 9 * longest), elem_id=f"{tab}-copy-link")
         link = gr.Textbox(show_label=False, placeholder=T(placeholder),
                           interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
+    sliders = [c.elem_id if isinstance(c, gr.Slider) else None for c in inputs.values()]
     button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",
-                 js=LINK_JS % (json.dumps(tab), json.dumps(list(inputs))))
+                 js=LINK_JS % (typed_values(*sliders), json.dumps(tab), json.dumps(list(inputs)), json.dumps(sliders),
+                               MAX_LINK_CHARS, json.dumps(LINK_MESSAGES), json.dumps(link_messages(), ensure_ascii=False)))
 
 
-LINK_JS = """(...values) => {
-  const tab = %s, names = %s;
+# What a refused link's box says, translated in the browser by the page's <html lang> (as save_view.js's messages)
+LINK_MESSAGES = ("No link made: `{name}` has {length} characters, and a link carries at most {limit}.",  # i18n: key
+                 "No link made: `{name}` is {value}, beyond this page's range [{low}, {high}].")  # i18n: key
+
+
+def link_messages() -> dict[str, dict[str, str]]:
+    return {lang: {m: table.get(m, m) for m in LINK_MESSAGES} for lang, table in tables().items()}
+
+
+LINK_JS = r"""(...raw) => {
+  const values = (%s)(...raw);  // a slider's number as typed, not the bound its box was clamped to
+  const tab = %s, names = %s, sliders = %s, limit = %d, [tooLong, beyond] = %s, messages = %s;
+  const lang = (document.documentElement.lang || 'en').split('-')[0].toLowerCase();
+  const say = (text, fields) => ((messages[lang] || {})[text] || text).replace(/{(\w+)}/g, (m, key) => fields[key]);
+  for (let i = 0; i < names.length; i++) {
+    const value = values[i], box = sliders[i] && document.querySelector('#' + sliders[i] + ' input[type=number]');
+    const length = typeof value === 'string' ? [...value].length : 0;  // characters, as Python counts them
+    if (length > limit)
+      return say(tooLong, {name: names[i], length: length.toLocaleString('en'), limit: limit.toLocaleString('en')});
+    if (box && !(Number(box.min) <= value && value <= Number(box.max)))
+      return say(beyond, {name: names[i], value: value, low: box.min, high: box.max});
+  }
   const url = new URL(window.location.href);
-  const lang = url.searchParams.get('lang');  // the page's language, as its own link chose it
+  const pageLang = url.searchParams.get('lang');  // the page's language, as its own link chose it
   url.search = ''; url.hash = '';
   url.searchParams.set('tab', tab);
   names.forEach((name, i) => {
@@ -187,7 +213,7 @@ LINK_JS = """(...values) => {
     if (value === null || value === undefined || value === '' || value === false) return;
     url.searchParams.set(name, value === true ? 1 : value);
   });
-  if (lang) url.searchParams.set('lang', lang);
+  if (pageLang) url.searchParams.set('lang', pageLang);
   const link = url.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(link).catch(() => {});
   return link;

@@ -140,6 +140,24 @@ def test_copy_link_gives_a_link_that_opens_the_same_settings(page, browser, app)
         assert slider_value(shared, elem_id) == slider_value(page, elem_id)
 
 
+@pytest.mark.parametrize("fill, message", [
+    (("#prompt textarea", "a" * 4500), "No link made: `prompt` has 4,500 characters, and a link carries at most 4,000."),
+    (("#temperature input[type=number]", "7"), "No link made: `temperature` is 7, beyond this page's range [0, 2]."),
+])
+def test_copy_link_refuses_what_the_linked_page_would_refuse_and_says_why(page, fill, message):
+    selector, value = fill
+    page.locator(selector).fill(value)
+    page.locator(selector).press("Tab")
+    wait_until(lambda: page.locator(selector).input_value() != "", message="the value typed")
+    page.locator("#generate-copy-link").click()
+    link = page.locator("#generate-link input, #generate-link textarea").first
+    wait_until(lambda: link.input_value() == message, message=f"the message, not a link: {link.input_value()!r}")
+    page.locator(selector).fill("1" if "temperature" in selector else "Short enough")
+    page.locator(selector).press("Tab")
+    page.locator("#generate-copy-link").click()
+    wait_until(lambda: "tab=generate" in link.input_value(), message="a link once the value is one the page takes")
+
+
 def test_generate_while_writing_says_why_it_waits_and_stop_frees_it(page, app):
     prompt = page.locator("#prompt textarea")
     prompt.fill("A long story")
