@@ -115,9 +115,9 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
                     "{#scale-human}"])
         source = gr.Markdown("", elem_id="scale-human")
         copy_link("scale", {"prompt": prompt, "seed": seed})
-        tab.load(lambda: (ready_line(planned), render_cards(planned), tr("The human paragraph: {title}.",
-                                                                          title=human.title)),
-                 outputs=[state, cards, source], api_visibility="private", queue=False)
+        tab.load(lambda: (ready_line(planned), render_cards(planned), figures_table(planned),  # named columns, not 1 2 3
+                          tr("The human paragraph: {title}.", title=human.title)),
+                 outputs=[state, cards, table, source], api_visibility="private", queue=False)
         # raw, and the number typed into New tokens unclamped: check_inputs answers a seed of 1.5 or 500 tokens by name
         event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box],
                           api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden",

@@ -183,6 +183,9 @@ def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  #
     page = open_tab(browser, scale_app.url, "Scale")
     try:
         assert not page.locator("#scale-chart-save-png").is_visible(), "no chart yet, nothing to save"
+        wait_until(lambda: "waiting" in page.locator("#scale-figures").inner_text(), message="the sizes, before a run")
+        before = page.locator("#scale-figures").inner_text()
+        assert "bits per token" in before and "small" in before and "large" not in before, before
         page.locator("#scale-run").click()
         wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=60, message="every size")
         cards = page.locator("#scale-columns .scale-card")
