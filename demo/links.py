@@ -194,8 +194,8 @@ def link_messages() -> dict[str, dict[str, str]]:
 LINK_JS = r"""(...raw) => {
   const values = (%s)(...raw);  // a slider's number as typed, not the bound its box was clamped to
   const tab = %s, names = %s, sliders = %s, limit = %d, [tooLong, beyond] = %s, messages = %s;
-  const lang = (document.documentElement.lang || 'en').split('-')[0].toLowerCase();
-  const say = (text, fields) => ((messages[lang] || {})[text] || text).replace(/{(\w+)}/g, (m, key) => fields[key]);
+  const shown = (document.documentElement.lang || 'en').split('-')[0].toLowerCase();  // the page's language
+  const say = (text, fields) => ((messages[shown] || {})[text] || text).replace(/{(\w+)}/g, (m, key) => fields[key]);
   for (let i = 0; i < names.length; i++) {
     const value = values[i], box = sliders[i] && document.querySelector('#' + sliders[i] + ' input[type=number]');
     const length = typeof value === 'string' ? [...value].length : 0;  // characters, as Python counts them
@@ -205,7 +205,7 @@ LINK_JS = r"""(...raw) => {
       return say(beyond, {name: names[i], value: value, low: box.min, high: box.max});
   }
   const url = new URL(window.location.href);
-  const pageLang = url.searchParams.get('lang');  // the page's language, as its own link chose it
+  const lang = url.searchParams.get('lang');  // the page's language, as its own link chose it
   url.search = ''; url.hash = '';
   url.searchParams.set('tab', tab);
   names.forEach((name, i) => {
@@ -213,7 +213,7 @@ LINK_JS = r"""(...raw) => {
     if (value === null || value === undefined || value === '' || value === false) return;
     url.searchParams.set(name, value === true ? 1 : value);
   });
-  if (pageLang) url.searchParams.set('lang', pageLang);
+  if (lang) url.searchParams.set('lang', lang);
   const link = url.toString();
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(link).catch(() => {});
   return link;
