@@ -5,13 +5,24 @@ word's strongest links spelled out.
 The hidden `/attention(text, layer, head)` API endpoint returns both models' tokens and that head's weights as JSON
 (layer and head count from 1, as on the page). A sentence's maps are cached, so moving a slider only redraws.
 Without BERT (offline, not downloaded) its column says why, rendered, in place of its map, sliders and heads.
+
+The page's events take their inputs raw (no Gradio preprocessing, whose range check names no slider): a number typed
+into a Layer or Head box is sent at once, as typed, by the slider's own input event, and one beyond the model's layers
+or heads is refused with the API's message, naming `layer` or `head` and the range. So Show attention sends what the
+sliders show (not demo/knobs.py's `typed_values`: a typed number is answered once), clamped to the models' ranges:
+they may be another model's, switched since. A refused input never leaves a picture of another text on the page: what
+is drawn stays only while it is of the text in the box (a refused slider goes back to where it was drawn), else the
+refusal's message takes its place, as Generate's "Not written" does.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -46,6 +57,15 @@ INTRO = """\
 whole sentence at once: its map is a full square.** Each row is a word; its cells are the words it looks at, darker \
 where it looks more (grey: what GPT-2 cannot see). Each *head* learns its own way of looking: pick one below the map.
 """  # i18n: key
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What the page's maps show: the sentence, and each model's (layer, head) (BERT's None without BERT)."""
+
+    text: str
+    gpt2: tuple[int, int]
+    bert: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -104,18 +124,21 @@ def inside_tab(models: AppModels) -> TabParts:
         copy_link("inside", {"text": text})
 
         g, b = columns["gpt2"], columns["bert"]
-        controls = [text, g[1], g[2], b[1], b[2], follow]
-        shown = [follow, links, *g, *b]
-        draw = make_draw(models, cache)
-        draw_new = dict(fn=make_draw(models, cache, new_sentence=True), inputs=controls, outputs=shown,
-                        api_visibility="private", trigger_mode="always_last", show_progress="minimal")
+        drawn = gr.State(None)  # what the maps show: Drawn, or None
+        controls = [text, g[1], g[2], b[1], b[2], follow, drawn]
+        shown = [follow, links, *g, *b, drawn]
+        draw = on_page(make_draw(models, cache))
+        draw_new = dict(fn=on_page(make_draw(models, cache, new_sentence=True)), inputs=controls, outputs=shown,
+                        api_visibility="private", trigger_mode="always_last", show_progress="minimal",
+                        preprocess=False)
         gr.on([show.click, text.submit], **draw_new)
         gr.on([show.click, text.submit], None, js=SCROLL_TO_MAPS, api_visibility="private")
         gr.on([g[1].input, g[2].input, b[1].input, b[2].input, follow.input], draw, inputs=controls, outputs=shown,
-              api_visibility="private", trigger_mode="always_last", show_progress="hidden")
+              api_visibility="private", trigger_mode="always_last", show_progress="hidden", preprocess=False)
         for *_, head, _, heads in columns.values():
             heads.select(pick_head, outputs=head, api_visibility="private", queue=False).then(
-                draw, inputs=controls, outputs=shown, api_visibility="private", show_progress="hidden")
+                draw, inputs=controls, outputs=shown, api_visibility="private", show_progress="hidden",
+                preprocess=False)
         endpoint(make_attention_api(models, cache), returns=dict, api_name="attention")
         # Before the tab is opened: BERT's files looked up, never loaded, so that a missing BERT shows no controls
         tab.load(make_bert_column(models), outputs=list(b), api_visibility="private", queue=False,
@@ -165,28 +188,103 @@ def word_start(text: str, span: tuple[int, int]) -> int:
 
 
 def make_draw(models: AppModels, cache: MapCache, *, new_sentence: bool = False):
-    def draw(text: str, g_layer: float, g_head: float, b_layer: float, b_head: float, follow: int | None,
-             request: gr.Request) -> list:
-        with user_facing_errors():
-            text = check_text("text", text)
-            gpt2 = gpt2_maps(models, cache, text, getattr(request, "session_hash", None))
+    def draw(text: Any, g_layer: Any, g_head: Any, b_layer: Any, b_head: Any, follow: int | None,
+             request: gr.Request, drawn: Drawn | None = None) -> list:
+        """Both columns and the chosen word's links for the sliders' layers and heads, as sent (raw). A new sentence
+        clamps them to its models' ranges; moving a slider or typing a number checks them. A refusal raises Refused,
+        with the page to show: the maps stay only while they are of this text (`drawn`, what the page shows)."""
+        sliders = (g_layer, g_head, b_layer, b_head)
+        if not new_sentence and any(v is None or v == "" for v in sliders):  # a box emptied to type another number
+            return [gr.skip()] * SHOWN
+        bert = why = None
+        try:
+            with user_facing_errors():
+                text = check_text("text", text)
+                gpt2 = gpt2_maps(models, cache, text, getattr(request, "session_hash", None))
+                g_layer, g_head = layer_head(gpt2, g_layer, g_head, clamp=new_sentence)
+                try:
+                    bert = bert_maps(models, cache, text)
+                except (*LOAD_ERRORS, OSError) as e:
+                    why = bert_why(models, e)
+                else:
+                    b_layer, b_head = layer_head(bert, b_layer, b_head, clamp=new_sentence)
+        except gr.Error as e:
+            raise Refused(e, refused(models, e.message, drawn, text)) from None
         tokens = gpt2.attention.tokens
         if new_sentence or follow is None or not 0 <= int(follow) < len(tokens):
             follow = default_follow(tokens)
         follow = int(follow)
         choices = [(label(t), i) for i, t in enumerate(tokens)]
-        g_column, g_link = column(gpt2, int(g_layer), int(g_head), follow, causal=True)
-        try:
-            bert = bert_maps(models, cache, text)
-        except (*LOAD_ERRORS, OSError) as e:
-            b_column, b_link = no_bert_column(bert_why(models, e)), ""
+        g_column, g_link = column(gpt2, g_layer, g_head, follow, causal=True)
+        if bert is None:
+            b_column, b_link = no_bert_column(why), ""
         else:
             b_follow = matching_token(bert.spans, word_start(text, gpt2.spans[follow]))
-            b_column, b_link = column(bert, int(b_layer), int(b_head), b_follow, causal=False)
+            b_column, b_link = column(bert, b_layer, b_head, b_follow, causal=False)
         links_text = "  \n".join(line for line in (g_link, b_link) if line)
-        return [gr.Radio(choices=choices, value=follow), links_text, *g_column, *b_column]
+        return [gr.Radio(choices=choices, value=follow), links_text, *g_column, *b_column,
+                Drawn(text, (g_layer, g_head), None if bert is None else (b_layer, b_head))]
 
     return draw
+
+
+class Refused(gr.Error):
+    """A refused input: its message (the toast) and the page to show with it."""
+
+    def __init__(self, error: gr.Error, page: list):
+        super().__init__(error.message, print_exception=False)
+        self.page = page
+
+
+def on_page(draw: Callable[..., list]) -> Callable[..., Iterator[list]]:
+    """`draw` as the page's event: a refusal's page is shown, then its message (an error ends an event's updates)."""
+    @functools.wraps(draw)  # its signature, which tells Gradio where gr.Request goes
+    def event(*args: Any) -> Iterator[list]:
+        try:
+            yield draw(*args)
+        except Refused as refusal:
+            yield refusal.page
+            raise
+
+    return event
+
+
+SHOWN = 13  # the draw's outputs: the words to follow, the links, each column's 5, and Drawn
+
+
+def layer_head(maps: Maps, layer: Any, head: Any, *, clamp: bool) -> tuple[int, int]:
+    """The layer and head (from 1) of `maps` that a Layer and a Head slider ask for; beyond the model's, ValueError
+    with the API's message (naming `layer` or `head` and the range), or with `clamp` the nearest (an emptied box: 1)."""
+    n_layer, n_head = maps.attention.weights.shape[:2]
+    asked = []
+    for value, high in ((layer, n_layer), (head, n_head)):
+        if isinstance(value, float) and value.is_integer():  # JSON numbers: 3.0 is 3
+            value = int(value)
+        if clamp and value is None:
+            value = 1
+        if clamp and isinstance(value, int) and not isinstance(value, bool):
+            value = min(max(value, 1), high)
+        asked.append(value)
+    layer, head = asked
+    check_layer_head(layer, head, maps.attention.weights, model=maps.model)
+    return layer, head
+
+
+def refused(models: AppModels, message: str, drawn: Drawn | None, text: Any) -> list:
+    """The page after a refusal with `message` (as the toast has it): the maps as drawn if they are of `text`, their
+    sliders put back; else no maps, no words to follow and the message in the links' place, for a class never to read
+    a picture of another text. Each column's heading (its model) and sliders stay, and BERT's reason where it is
+    missing."""
+    keep = [gr.skip()] * 5
+    if drawn is not None and drawn.text == text:
+        g_layer, g_head = drawn.gpt2
+        b_column = keep if drawn.bert is None else [gr.skip(), gr.Slider(value=drawn.bert[0]),
+                                                      gr.Slider(value=drawn.bert[1]), gr.skip(), gr.skip()]
+        return [gr.skip(), gr.skip(), gr.skip(), gr.Slider(value=g_layer), gr.Slider(value=g_head), gr.skip(),
+                gr.skip(), *b_column, gr.skip()]
+    cleared = [gr.skip(), gr.skip(), gr.skip(), "", gr.Gallery(None)]
+    b_column = keep if bert_missing(models) is not None else cleared
+    return [gr.Radio(choices=[], value=None), "\u26a0\ufe0f " + markdown_text(message), *cleared, *b_column, None]
 
 
 def make_bert_column(models: AppModels):
@@ -220,11 +318,10 @@ def default_follow(tokens: list[str]) -> int:
 
 
 def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: bool) -> tuple[list, str]:
-    """(heading, layer slider, head slider, map, head pictures) of one model, and its chosen word's links."""
+    """(heading, layer slider, head slider, map, head pictures) of one model, and its chosen word's links; `layer`
+    and `head` as layer_head gives them."""
     weights = maps.attention.weights
     n_layer, n_head = weights.shape[:2]
-    layer, head = min(max(layer, 1), n_layer), min(max(head, 1), n_head)
-    check_layer_head(layer, head, weights, model=maps.model)
     tokens = maps.attention.tokens
     kind = tr(GPT2_KIND if causal else BERT_KIND)
     title = tr("{kind}, layer {layer}, head {head}", kind=kind, layer=layer, head=head)

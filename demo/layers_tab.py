@@ -5,10 +5,13 @@ coloured by its probability; a click shows that cell's 5 likeliest tokens. "Watc
 through the layers at the chosen position (by default GPT-2's own final answer there), and the text is coloured by when
 GPT-2 committed to each word: the first layer from which its top guess stayed on top. "Let GPT-2 continue" adds a
 greedy continuation, so that the colouring shows a generated text. The `/layers(text, target)` API endpoint returns
-the whole lens as JSON.
+the whole lens as JSON. A refused text never leaves another text's grid on the page: the refusal's message takes its
+place (a refused word to watch keeps the grid, still the text's), as Generate's "Not written" does.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import gradio as gr
 
@@ -129,13 +132,18 @@ def layers_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
 
 def make_read(models: AppModels, exports: Exports):
     def read(text: str, target: str, before: LogitLens | None, chosen: tuple[int, int] | None,
-             request: gr.Request) -> list:
+             request: gr.Request) -> Iterator[list]:
         """The lens of `text` drawn: the grid, the chosen cell's top guesses, the watched word's ranks at its column.
         The chosen cell is the one last clicked while the text stays the same (a new word to watch), else the
-        output after the whole text."""
-        with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
-            lens = lm.logit_lens(check_text("text", text), top=TOP, target=target or None)
-            name, model = lm.name, model_line(lm.describe())
+        output after the whole text. A refusal is a toast; the grid drawn stays only if it is of `text`."""
+        try:
+            with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
+                lens = lm.logit_lens(check_text("text", text), top=TOP, target=target or None)
+                name, model = lm.name, model_line(lm.describe())
+        except gr.Error as e:
+            if before is None or "".join(before.tokens) != text:  # (a lens's tokens join to its text)
+                yield refused(e.message)
+            raise
         same = before is not None and before.token_ids == lens.token_ids and len(before.layers) == len(lens.layers)
         row, col = tuple(chosen) if same and chosen is not None else (len(lens.layers) - 1, len(lens.tokens) - 1)
         note = (tr("`{name}`: {layers} layers \u00d7 {tokens} tokens.", name=name, layers=len(lens.layers) - 1,
@@ -145,10 +153,17 @@ def make_read(models: AppModels, exports: Exports):
         # the coloured text as a page of its own, for the Download .html button
         save_html = gr.DownloadButton(value=exports.write("gpt2-layers-commitment.html",
                                                           commitment_html(lens, model=model)), interactive=True)
-        return [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
-                rank_chart_svg(lens, col), commitment, save_html, lens, (row, col)]
+        yield [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
+               rank_chart_svg(lens, col), commitment, save_html, lens, (row, col)]
 
     return read
+
+
+def refused(message: str) -> list:
+    """The tab after a refused text, with `message` (as the toast has it) in the grid's place: no grid, details,
+    chart or coloured text of the text before, for a class never to read them as this one's."""
+    return ["\u26a0\ufe0f " + markdown_text(message), "", "", "", "", gr.HighlightedText(None),
+            gr.DownloadButton(value=None, interactive=False), None, None]
 
 
 def summary_text(lens: LogitLens, col: int) -> str:
