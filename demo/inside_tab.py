@@ -331,14 +331,20 @@ def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: boo
     link = ""
     if follow is not None:
         top = strongest_links(weights[layer - 1, head - 1], follow, k=LINKS)
-        looks = ", ".join(f"**{markdown_text(label(tokens[j]))}** ({w:.0%})" for j, w in top)
+        looks = ", ".join(f"**{isolated(label(tokens[j]))}** ({w:.0%})" for j, w in top)
         link = tr("**{name}** (`{model}`, layer {layer}, head {head}): **{word}** looks most at {looks}.",
                   name="GPT-2" if causal else "BERT", model=maps.model, layer=layer, head=head,
-                  word=markdown_text(label(tokens[follow])), looks=looks)
+                  word=isolated(label(tokens[follow])), looks=looks)
     return ["#### " + tr("{kind} \u00b7 `{model}`, {layers} layers \u00d7 {heads} heads", kind=kind, model=maps.model,
                          layers=n_layer, heads=n_head),
             gr.Slider(maximum=n_layer, value=layer, visible=True), gr.Slider(maximum=n_head, value=head, visible=True),
             svg, gr.Gallery(pictures, visible=True)], link
+
+
+def isolated(token: str) -> str:
+    """A token for a sentence of the page, in Unicode's isolates (FSI ... PDI): an Arabic or Hebrew token takes its
+    own direction without reordering the sentence's percentages and commas around it."""
+    return "\u2068" + markdown_text(token) + "\u2069"
 
 
 def make_attention_api(models: AppModels, cache: MapCache):

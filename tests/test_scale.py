@@ -5,6 +5,7 @@ square. Unit tests on small random checkpoints, then the served app over its API
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -239,6 +240,9 @@ def test_inside_says_why_bert_is_missing_and_still_draws_gpt2(lm):
                                                              None)
     gpt2_map, bert_map = shown[5], shown[10]
     assert "<svg" in gpt2_map and "it" in shown[1]
+    # each word of the links in Unicode's isolates: an Arabic word cannot reorder the percentages around it
+    words = re.findall(r"\*\*([^*]+)\*\*(?= looks| \()", shown[1].split("): ", 1)[1])
+    assert len(words) >= 2 and all(w[0] == "\u2068" and w[-1] == "\u2069" for w in words), shown[1]
     assert bert_map == ("<p class='unavailable'>BERT is not available: model 'bert-base-uncased' is not in the cache "
                         "(~/.cache) &lt;offline&gt;</p>"), "the HTML shows the message as written, escaped once"
 
