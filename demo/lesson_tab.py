@@ -82,7 +82,7 @@ def lesson_tab(models: AppModels, *, labels: Mapping[str, str], unavailable: Map
     line it shows why (Markdown, written in the language of the request being served)."""
     show = make_show(models, labels, unavailable)
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="lesson-intro")
         lock_note = gr.Markdown(LOCKED_NOTE, visible=False, elem_id="lesson-lock-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
