@@ -6,6 +6,7 @@ charts from the prompt's cached logits: moving them never runs the model.
 
 `/explore(prompt, temperature, top_k, top_p)` returns the candidates as a gr.Label value (confidence = the probability
 that sampling with these settings draws the token), then GPT-2's own probabilities, then a note naming the cut tokens.
+It takes gpt2_core's ranges, as the Python API does; the page's events check the sliders' (demo/knobs.py).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import gradio as gr
 from demo.errors import user_facing_errors
 from demo.exports import Exports
 from demo.i18n import T, tr
-from demo.knobs import KNOBS, typed_values
+from demo.knobs import KNOBS, page_params, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
 from demo.save_view import COLOURS_NOTE, coloured_html, model_line, save_png_button
 from demo.tokens import Coloured, TokenRow, details_html, name_colours, shown_token, token_view, words
 from demo.workspace import Workspace
+from gpt2_core import SamplingParams
 from gpt2_core.explain.distribution import Candidate
 
 KNOB_IDS = ["explore-temperature", "explore-top-k", "explore-top-p"]
@@ -56,7 +58,9 @@ draw one.
 
 @dataclass
 class Built:
-    """The text so far: the part the user typed, then the tokens added here (for the colours and for Back)."""
+    """The text as the page last wrote it: the part the user typed, then the tokens added here (for the colours and
+    for Back). Only adding or removing tokens writes it; the user may edit the box at any time, so whatever reads it
+    reads `following(the box's text)`."""
 
     base: str = ""
     added: list[TokenRow] = field(default_factory=list)
@@ -143,43 +147,56 @@ def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
         linkable = dict(zip(FIELDS["explore"], [prompt, *knobs], strict=True))
         with link_anchor:
             copy_link("explore", linkable)
-        redraw = dict(fn=make_explore(models), inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates],
-                      show_progress="hidden", preprocess=False)
-        gr.on([prompt.change, *(k.change for k in knobs)], trigger_mode="always_last", api_name="explore",
-              concurrency_limit=4, js=typed_values(None, *KNOB_IDS), **redraw)
-        tab.load(**{**redraw, "fn": make_first_draw(models)}, api_visibility="private")
+        show_built = dict(fn=colour_built, inputs=[built, prompt], outputs=built_view, api_visibility="private",
+                          queue=False)
+        # The colours follow every edit: .change, as Gradio's textbox sends `input` on key presses only (a paste, a
+        # Backspace or a cut never sent it, and one sent while the last was on its way was dropped). Listened to
+        # before the charts, so that the colours need not wait for them
+        prompt.change(trigger_mode="always_last", show_progress="hidden", **show_built)
+        redraw = dict(inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates], show_progress="hidden",
+                      preprocess=False)
+        # `/explore`, for API clients only, with gpt2_core's ranges (those of the Python API)
+        gr.on([], make_explore(models), api_name="explore", concurrency_id="explore", concurrency_limit=4, **redraw)
+        # The page redraws with the sliders' ranges, each slider's value as it is: a number typed beyond its range is
+        # refused by name as it is typed; leaving the box, the browser clamps it to the bound, and the charts show that
+        # (Sample and Suggest refuse the number typed, as Generate does), so no message comes twice
+        gr.on([prompt.change, *(k.change for k in knobs)], make_explore(models, page=True), trigger_mode="always_last",
+              api_visibility="private", concurrency_id="explore", concurrency_limit=4, **redraw)
+        tab.load(make_first_draw(models), api_visibility="private", **redraw)
         name_colours(tab, [built_view])
-        show_built = dict(fn=colour_built, inputs=built, outputs=built_view, api_visibility="private", queue=False)
         for chart in (after, raw):
             chart.select(add, inputs=[prompt, built, candidates],
                          outputs=[prompt, built, drawn, details], api_visibility="private").then(**show_built)
+        # Sample and Suggest take the sliders raw (no Gradio preprocessing, which would refuse a number typed out of
+        # range with its own message and a traceback): the knobs' checks name the parameter and its range, once
         sample_button.click(make_sample(models), inputs=[prompt, built, *knobs, seed],
                             outputs=[prompt, built, drawn, details], api_visibility="private", concurrency_limit=4,
-                            js=typed_values(None, None, *KNOB_IDS)).then(**show_built)
-        back_button.click(back, inputs=built, outputs=[prompt, built, drawn, details], api_visibility="private",
-                          queue=False).then(**show_built)
+                            preprocess=False, js=typed_values(None, None, *KNOB_IDS)).then(**show_built)
+        back_button.click(back, inputs=[built, prompt], outputs=[prompt, built, drawn, details],
+                          api_visibility="private", queue=False).then(**show_built)
         suggest_button.click(make_suggest(models), inputs=[prompt, *knobs],
                              outputs=[suggestions_row, *suggestion_buttons, suggestions], api_visibility="private",
-                             concurrency_limit=4, js=typed_values(None, *KNOB_IDS)).then(
+                             concurrency_limit=4, preprocess=False, js=typed_values(None, *KNOB_IDS)).then(
             None, js=SHOW_SUGGESTIONS, api_visibility="private")
         for i, button in enumerate(suggestion_buttons):
             button.click(make_take_suggestion(i), inputs=[prompt, built, suggestions],
                          outputs=[prompt, built, drawn, suggestions_row, details], api_visibility="private",
                          queue=False).then(**show_built)
-        built.change(make_save_html(models, Exports(workspace)), inputs=built, outputs=save_html,
-                     api_visibility="private", show_progress="hidden")
-        built_view.select(show_token_details, inputs=built, outputs=details, api_visibility="private",
+        gr.on([built.change, prompt.change], make_save_html(models, Exports(workspace)), inputs=[built, prompt],
+              outputs=save_html, api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+        built_view.select(show_token_details, inputs=[built, prompt], outputs=details, api_visibility="private",
                           queue=False).then(None, js=SHOW_DETAILS, api_visibility="private")
-        prompt.input(lambda p, b: b.following(p), inputs=[prompt, built], outputs=built, api_visibility="private",
-                     queue=False).then(**show_built)
     return TabParts(tab, linkable)
 
 
-def make_explore(models: AppModels):
+def make_explore(models: AppModels, *, page: bool = False):
+    """The charts' function; `page`: the settings checked against the sliders' ranges, not gpt2_core's wider ones."""
+    settings = page_params if page else SamplingParams
+
     def explore(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """The next token's candidates: after the settings (gr.Label), GPT-2's own (gr.Label), the cut ones (text)."""
         with user_facing_errors(), models.use(request.session_hash) as lm:
-            found = lm.next_token_distribution(prompt, temperature=temperature, top_k=top_k, top_p=top_p,
+            found = lm.next_token_distribution(prompt, settings(temperature=temperature, top_k=top_k, top_p=top_p),
                                                k=CANDIDATES)
             source = source_note(lm.describe())
             known = all(c.sampling_prob is not None for c in found)
@@ -200,7 +217,7 @@ def make_explore(models: AppModels):
 
 
 def make_first_draw(models: AppModels):
-    explore = make_explore(models)
+    explore = make_explore(models, page=True)
 
     def first_draw(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """The charts when the page opens; without a model, nothing (the model panel already says why)."""
@@ -234,9 +251,10 @@ def make_sample(models: AppModels):
     def sample(prompt: str, built: Built, temperature: float, top_k: float, top_p: float, seed: float | None,
                request: gr.Request):
         """Draw the next token as Generate would, with a seed that is shown (and replays the draw)."""
+        with user_facing_errors():  # the page's ranges, as the sliders show them
+            params = page_params(max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         with user_facing_errors(), models.use(request.session_hash) as lm:
-            (drawn,) = lm.generate(prompt, max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   seed=seed, alternatives=CANDIDATES)
+            (drawn,) = lm.generate(prompt, params, alternatives=CANDIDATES)
         if not drawn.token_ids:
             return prompt, built, tr("GPT-2 ended the text here (it drew `<|endoftext|>`, seed {seed}).",
                                      seed=drawn.seed), gr.skip()
@@ -251,10 +269,13 @@ def make_sample(models: AppModels):
     return sample
 
 
-def back(built: Built):
-    """Undo the last token; the details of a token shown before are of a text that is gone."""
-    if not built.added:
-        return built.text, built, tr("Nothing to undo: only your own text is left."), ""
+def back(built: Built, prompt: str | None = None):
+    """Undo the last token added here. `prompt` is the text in the box now: one the user has edited since the last
+    token (typed, pasted) is all theirs, and stays as it is. The details of a token shown before are of a text that
+    is gone."""
+    built = built if prompt is None else built.following(prompt)
+    if not built.added:  # the box keeps its text
+        return gr.skip(), built, tr("Nothing to undo: only your own text is left."), ""
     built = replace(built, added=built.added[:-1])
     return built.text, built, "", ""
 
@@ -262,9 +283,11 @@ def back(built: Built):
 def make_suggest(models: AppModels):
     def suggest(prompt: str, temperature: float, top_k: float, top_p: float, request: gr.Request):
         """Three short continuations to choose from (as Write With Transformer's Tab key offered)."""
+        with user_facing_errors():  # the page's ranges, as the sliders show them
+            params = page_params(max_new_tokens=SUGGESTION_TOKENS + SUGGESTION_SPARE, temperature=temperature,
+                                 top_k=top_k, top_p=top_p, num_samples=SUGGESTIONS)
         with user_facing_errors(), models.use(request.session_hash) as lm:
-            samples = lm.generate(prompt, max_new_tokens=SUGGESTION_TOKENS + SUGGESTION_SPARE, temperature=temperature,
-                                  top_k=top_k, top_p=top_p, num_samples=SUGGESTIONS)
+            samples = lm.generate(prompt, params)
         rows = [whole_words([TokenRow(t, i, r, p) for t, i, r, p in zip(s.token_texts, s.token_ids, s.token_ranks,
                                                                          s.token_probs)]) for s in samples]
         texts = ["".join(row.text for row in suggestion) for suggestion in rows]
@@ -297,9 +320,10 @@ def make_take_suggestion(index: int):
 
 
 def make_save_html(models: AppModels, exports: Exports):
-    def save_html(built: Built, request: gr.Request) -> gr.DownloadButton:
+    def save_html(built: Built, prompt: str, request: gr.Request) -> gr.DownloadButton:
         """The text so far as a self-contained coloured web page, for the Download .html button: the typed part
         dimmed, each added token with its probability and rank."""
+        built = built.following(prompt)
         lm = models.serving(request.session_hash)
         if not built.added or lm is None:
             return gr.DownloadButton(value=None, interactive=False)
@@ -310,11 +334,13 @@ def make_save_html(models: AppModels, exports: Exports):
     return save_html
 
 
-def colour_built(built: Built) -> list[tuple[str, str | None]]:
+def colour_built(built: Built, prompt: str) -> list[tuple[str, str | None]]:
+    built = built.following(prompt)
     return Coloured(words(built.base), built.added).segments()
 
 
-def show_token_details(built: Built, evt: gr.SelectData) -> str:
+def show_token_details(built: Built, prompt: str, evt: gr.SelectData) -> str:
+    built = built.following(prompt)
     row = Coloured(words(built.base), built.added).token_at(evt.index)
     if row is None:
         return f"<p class='details'>{tr('That is text you typed; the coloured tokens were added here.')}</p>"
