@@ -141,6 +141,7 @@ class Page:
     caption: gr.Textbox  # the model and settings of the text on the page, for its saved picture
     save_png: gr.Button
     download_html: gr.DownloadButton
+    stop: gr.Button  # pressable from the click to the run's end
 
     def components(self) -> list[gr.components.Component]:
         return [*self.views, *(getattr(self, f.name) for f in fields(self) if f.name != "views")]
@@ -155,7 +156,8 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                                     placeholder=T("Type the beginning of a text; GPT-2 writes what comes next."))
                 with gr.Row(elem_id="generate-actions"):
                     generate_button = gr.Button(T(GENERATE), variant="primary", elem_id="generate-button")
-                    stop_button = gr.Button(T("Stop"), variant="stop", elem_id="stop-button")
+                    # Stop is pressable only while a run goes on: a red button that does nothing would look broken
+                    stop_button = gr.Button(T("Stop"), variant="stop", interactive=False, elem_id="stop-button")
                 run_state = gr.Markdown(T(READY), elem_id="run-state")
                 with gr.Column(elem_id="generate-output"):
                     views = [token_view(T(SAMPLE_LABELS[i]), f"sample-view-{i + 1}",
@@ -212,22 +214,23 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         with link_anchor:
             copy_link("generate", linkable)
         page = Page(views, run_state, stats, context, last_seed, shown, plain, download_txt, download_json,
-                    generate_button, caption, save_png, download_html)
+                    generate_button, caption, save_png, download_html, stop_button)
         # "Writing…" and the busy button are set once, at the click, and the final update or `after_run` sets what
         # follows; the streamed updates between never touch them. So an update still on its way when Stop is pressed
         # (Gradio fires the run's .then at the cancel, and applies the updates it had already received after it)
         # cannot put "Writing…" back over "Stopped", nor leave Generate disabled.
-        run = generate_button.click(writing, outputs=[run_state, generate_button], api_visibility="private",
+        busy = [run_state, generate_button, stop_button]
+        run = generate_button.click(writing, outputs=busy, api_visibility="private",
                                     queue=False, show_progress="hidden").then(
             make_generate_view(models, exports, page, deadline_s=deadline_s), inputs=[prompt, *settings],
             outputs=page.components(), api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
             concurrency_id="generate", show_progress="hidden", preprocess=False,
             js=typed_values(None, *SETTING_IDS, then=SCROLL_TO_OUTPUT))
-        run.then(after_run, inputs=run_state, outputs=[run_state, generate_button], api_visibility="private",
+        run.then(after_run, inputs=run_state, outputs=busy, api_visibility="private",
                  queue=False)  # finished or stopped (an error in mid-stream frees the button in its own update)
         # A request the server never took (a full queue, a body over the size limit) ends in an error toast and no
         # .then: without this the page would say "Writing…" with Generate disabled until Stop was pressed
-        run.failure(not_taken, inputs=run_state, outputs=[run_state, generate_button], api_visibility="private",
+        run.failure(not_taken, inputs=run_state, outputs=busy, api_visibility="private",
                     queue=False)
         # The `/generate` API endpoint: plain-text samples for API clients (the page shows the coloured view)
         endpoint(make_generate(models, deadline_s=deadline_s), returns=tuple[(str,) * (MAX_SAMPLES_SHOWN + 2)],
@@ -245,7 +248,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                 None, js=keep_token_in_view("token-details"), api_visibility="private")
         gr.on([prompt.change, *(s.change for s in settings)], make_example_note(examples),
               inputs=[active_example, prompt, *settings], outputs=about, api_visibility="private", queue=False,
-              show_progress="hidden")
+              show_progress="hidden", preprocess=False)  # raw: a number typed out of range is "changed", not an error
         gr.on([prompt.change, max_new_tokens.change], make_meter(models), inputs=[prompt, max_new_tokens],
               outputs=context, trigger_mode="always_last", show_progress="hidden", api_visibility="private",
               preprocess=False)
@@ -303,7 +306,8 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
                    page.plain: "",
                    page.download_txt: gr.DownloadButton(value=None, interactive=False),
                    page.download_json: gr.DownloadButton(value=None, interactive=False),
-                   page.button: gr.Button(tr(GENERATE), interactive=True), page.caption: "",
+                   page.button: gr.Button(tr(GENERATE), interactive=True), page.stop: gr.Button(interactive=False),
+                   page.caption: "",
                    page.save_png: gr.Button(interactive=False),
                    page.download_html: gr.DownloadButton(value=None, interactive=False)}
             raise
@@ -331,8 +335,8 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
                      gr.HighlightedText(None, visible=False)
                      for view, c in zip(page.views, coloured + [None] * (MAX_SAMPLES_SHOWN - len(coloured)))}
             # The run state and the button only at the end: `writing` set them at the click (see layout)
-            ended = ({page.run_state: finished_state(samples), page.button: gr.Button(tr(GENERATE), interactive=True)}
-                     if done else {})
+            ended = ({page.run_state: finished_state(samples), page.button: gr.Button(tr(GENERATE), interactive=True),
+                      page.stop: gr.Button(interactive=False)} if done else {})
             yield {**views, **ended, page.stats: stats,
                    page.context: context, page.last_seed: first_seed, page.shown: record, page.plain: text,
                    page.download_txt: gr.DownloadButton(value=files[0], interactive=files[0] is not None),
@@ -419,24 +423,25 @@ def render(samples: list[Sample], context_length: int, model: str) -> tuple:
 
 
 def writing() -> tuple:
-    """Generate pressed: the run state says GPT-2 is writing, and the button why a second press would wait."""
-    return tr(WRITING), gr.Button(tr(BUSY), interactive=False)
+    """Generate pressed: the run state says GPT-2 is writing, the button why a second press would wait, and Stop
+    can be pressed."""
+    return tr(WRITING), gr.Button(tr(BUSY), interactive=False), gr.Button(interactive=True)
 
 
 def after_run(state: str) -> tuple:
     """A run ended: Generate is free again. If the run state still says "Writing…", Stop ended it (only the final
     update, Done, or an error's "Not written" replace it, and they come before this): it says Stopped. A finished
     run, or one that ended in an error, keeps its state; so does one whose late Done arrives after Stopped."""
-    button = gr.Button(tr(GENERATE), interactive=True)
+    button, stop = gr.Button(tr(GENERATE), interactive=True), gr.Button(interactive=False)
     if state != tr(WRITING):  # the run state as this page's language wrote it
-        return gr.skip(), button
-    return tr(STOPPED), button
+        return gr.skip(), button, stop
+    return tr(STOPPED), button, stop
 
 
 def not_taken(state: str) -> tuple:
-    """The run failed as a whole: Generate is free again, and a run state still saying "Writing…" says so."""
-    button = gr.Button(tr(GENERATE), interactive=True)
-    return (gr.skip() if state != tr(WRITING) else tr(NOT_TAKEN)), button
+    """The run failed as a whole: Generate is free again, Stop is not, and a run state still saying "Writing…" says so."""
+    state = gr.skip() if state != tr(WRITING) else tr(NOT_TAKEN)
+    return state, gr.Button(tr(GENERATE), interactive=True), gr.Button(interactive=False)
 
 
 def stats_markdown(samples: list[Sample], model: str) -> str:

@@ -101,12 +101,14 @@ def test_generate_streams_and_stop_stops(page, app):
     first = wait_until(lambda: len(text_of(page)), message="the first words")
     wait_until(lambda: len(text_of(page)) > first, message="the text to grow while streaming")
     assert "Tokens generated" in page.locator("#stats").inner_text()
+    assert page.locator("#stop-button").is_enabled()  # off before the run (tests/test_browser_offline.py)
     page.locator("#stop-button").click()
     wait_until(lambda: engine.running == 0 and app.models.gpt2.in_flight() == 0, timeout=5,
                message="Stop to end the work in the engine")
     assert "done" not in page.locator("#stats").inner_text()  # stopped early, not finished
     wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="the run state to say stopped")
     wait_until(lambda: page.locator("#generate-button").is_enabled(), message="Generate to be free again")
+    assert page.locator("#stop-button").is_disabled(), "nothing left to stop"
     page.wait_for_timeout(1500)  # an update streamed before Stop and still on its way changes neither
     assert "Stopped" in page.locator("#run-state").inner_text() and page.locator("#generate-button").is_enabled()
     assert 0 < len(text_of(page)) and "Sample 1 (machine-generated)" in page.locator("#sample-view-1").inner_text()

@@ -196,17 +196,17 @@ def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, class
         # Before any run: no empty sample box, and the meter counts out of the serving model's 128 tokens
         assert not page.locator("#sample-view-1").is_visible()
         wait_until(lambda: "of 128" in page.locator("#context-meter").inner_text(), message="the meter of mini-gpt2")
-        # A finished run, then Stop: nothing changes
+        assert page.locator("#stop-button").is_disabled()  # nothing to stop yet
+        # A finished run: Stop was on while it wrote, and is off again
         page.locator("#prompt textarea").fill("ROMEO.")
         box = page.locator("#max-new-tokens input[type=number]")
         box.fill("8")
         box.press("Enter")
         page.locator("#generate-button").click()
         wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=30, message="the run")
-        stats = page.locator("#stats").inner_text()
-        page.locator("#stop-button").click()
-        page.wait_for_timeout(500)  # Stop's answer is sent at once, without the queue
-        assert "Done" in page.locator("#run-state").inner_text() and page.locator("#stats").inner_text() == stats
+        # Stop cannot be pressed once the run is done (it was while the run went on), and the page keeps its "Done"
+        wait_until(lambda: page.locator("#stop-button").is_disabled(), message="Stop to be off after the run")
+        assert "Done" in page.locator("#run-state").inner_text()
         # An error: its message where the output was, not the last run's text and stats
         box = page.locator("#temperature input[type=number]")
         box.fill("5")

@@ -61,10 +61,11 @@ def test_stop_reads_the_run_state_in_the_pages_language():
     """Stop compares the run state the page sends back with "Writing…" in the same language."""
     with speaking("fr"):
         # Still writing when the run ended (also before its first token, the last run's text still shown): Stop
-        state, button = after_run(tables()["fr"][WRITING])
-        assert state == tables()["fr"][STOPPED] and button.interactive
-        state, button = after_run(finished_state([sample(finish_reason="length")]))
+        state, button, stop = after_run(tables()["fr"][WRITING])
+        assert state == tables()["fr"][STOPPED] and button.interactive and stop.interactive is False
+        state, button, stop = after_run(finished_state([sample(finish_reason="length")]))
         assert state == gr.skip() and button.interactive  # a finished run keeps its "Done"
+        assert stop.interactive is False  # nothing left to stop
 
 
 def test_token_details_and_the_model_panel_come_out_in_the_requests_language(lm):
