@@ -39,6 +39,8 @@ from gpt2_core.generate.settings import check_text
 DEFAULT_TEXT = "The Eiffel Tower is in the city of"  # i18n: model text
 TOP = 5  # guesses listed for a clicked cell
 CONTINUE_TOKENS = 10  # "Let GPT-2 continue" adds at most this many greedy tokens
+CONTINUE = "Let GPT-2 continue"  # i18n: key
+FULL = "Grid full ({n} tokens)"  # i18n: key
 SHOW_DETAILS = "() => document.getElementById('layers-details')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"
 SCROLL_TO_GRID = "() => document.getElementById('layers-note')?.scrollIntoView({block: 'start', behavior: 'smooth'})"
 # Cells are buttons inside the HTML: a click marks the cell and tells the server which one (a delegated listener on
@@ -83,7 +85,7 @@ def layers_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
             target = gr.Textbox(label=T("Watch one word (one token, with its space: \" Paris\"; blank: GPT-2's answer)"),
                                 scale=3, max_lines=1, elem_id="layers-target")
             watch = gr.Button(T("Watch"), scale=1, elem_id="layers-watch")
-            more = gr.Button(T("Let GPT-2 continue"), scale=1, elem_id="layers-continue")
+            more = gr.Button(T(CONTINUE), scale=1, elem_id="layers-continue")
         note = gr.Markdown(elem_id="layers-note")
         with gr.Row(equal_height=True):  # the cell's details beside the grid, following it down a tall grid
             with gr.Column(scale=3, min_width=320):
@@ -125,6 +127,10 @@ def layers_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
                           api_visibility="private", queue=False)
         more.click(make_continue(models), inputs=text, outputs=text, api_visibility="private",
                    concurrency_limit=2, concurrency_id="layers").success(**read)
+        # Continue is pressable while the grid has room for a word more: a full grid says so on the button, where
+        # presses would each have raised a toast
+        text.change(make_room(models), inputs=text, outputs=more, api_visibility="private", queue=False,
+                    trigger_mode="always_last", show_progress="hidden")
         endpoint(make_layers_api(models), returns=dict, api_name="layers", concurrency_limit=2,
                  concurrency_id="layers")
     return TabParts(tab, {"text": text, "target": target}, on_open=lambda tab_item: tab_item.select(**read))
@@ -190,14 +196,31 @@ def pick_word(lens: LogitLens | None, evt: gr.SelectData) -> list:
             rank_chart_svg(lens, col), (row, col)]
 
 
+def make_room(models: AppModels):
+    def room(text: str, request: gr.Request) -> gr.Button:
+        """Let GPT-2 continue, pressable while `text` leaves the grid room for a token more."""
+        lm = models.serving(getattr(request, "session_hash", None))
+        if lm is None:
+            return gr.skip()  # no model: pressing it says why
+        if len(lm.tokenizer.encode(text or "")) < MAX_LENS_TOKENS:
+            return gr.Button(tr(CONTINUE), interactive=True)
+        return gr.Button(tr(FULL, n=MAX_LENS_TOKENS), interactive=False)
+
+    return room
+
+
 def make_continue(models: AppModels):
     def continue_text(text: str, request: gr.Request) -> str:
-        """`text` and GPT-2's greedy continuation, as long as the grid still holds it."""
+        """`text` and GPT-2's greedy continuation, as long as the grid still holds it. A text the grid cannot show
+        comes back as it is: the drawing after it refuses it in the grid's place, as "Read the layers" does."""
         with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
-            text = check_text("text", text)
+            try:
+                check_text("text", text)
+            except ValueError:
+                return text
             room = MAX_LENS_TOKENS - len(lm.tokenizer.encode(text))
-            if room < 1:
-                raise ValueError(tr("`text` already has {n} tokens or more, as many as the grid shows", n=MAX_LENS_TOKENS))
+            if room < 1:  # (the button is off then; a press sent as the text grew)
+                return text
             (sample,) = lm.generate(text, max_new_tokens=min(CONTINUE_TOKENS, room), temperature=0)
             pieces = list(sample.token_texts)
             while pieces and len(lm.tokenizer.encode(text + "".join(pieces))) > MAX_LENS_TOKENS:

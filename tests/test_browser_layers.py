@@ -15,6 +15,7 @@ from test_browser_a11y import violations
 from ui_helpers import wait_until
 
 from demo.lens_pictures import ordinal
+from gpt2_core.explain.lens import MAX_LENS_TOKENS
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
@@ -135,6 +136,27 @@ def test_let_gpt2_continue_adds_its_words_and_colours_when_it_committed(layers, 
     assert coloured >= 5, "every word GPT-2 chose greedily is its top guess, so it has a colour"
     legend = commitment.locator("[data-testid='highlighted-text:category-legend']").inner_text()
     assert all(name in legend for name in ("embeddings", "early layers", "last layer only"))
+
+
+def test_let_gpt2_continue_is_off_while_the_grid_is_full_and_says_so(layers, app):
+    """A full grid is said on the button, which is off: presses at 64 tokens each raised a toast before."""
+    encode = app.models.gpt2.current.tokenizer.encode
+    box, more = layers.locator("#layers-text textarea"), layers.locator("#layers-continue")
+    box.fill("The cat sat on the mat. " * 20)  # far beyond the grid
+    wait_until(lambda: more.is_disabled(), message="Continue to be off")
+    assert more.inner_text().strip() == f"Grid full ({MAX_LENS_TOKENS} tokens)"
+    near = "The" + " cat" * (MAX_LENS_TOKENS - 5)
+    assert len(encode(near)) == MAX_LENS_TOKENS - 4
+    box.fill(near)  # room again: on, with its name back
+    wait_until(lambda: more.is_enabled() and more.inner_text().strip() == "Let GPT-2 continue", message="Continue on")
+    more.click()  # fills the grid's last places (4 tokens, not 10)
+    wait_until(lambda: box.input_value() != near, timeout=30, message="the continuation")
+    n = len(encode(box.input_value()))
+    assert MAX_LENS_TOKENS - 4 < n <= MAX_LENS_TOKENS
+    wait_until(lambda: more.is_disabled() == (n == MAX_LENS_TOKENS), message="Continue's state after it")
+    wait_until(lambda: f"{n} tokens" in layers.locator("#layers-note").inner_text(), timeout=30,
+               message="the grid of the continued text")
+    assert layers.locator(".toast-body").count() == 0
 
 
 def test_a_share_link_fills_the_text_and_the_watched_word(browser, app):  # noqa: F811
