@@ -107,20 +107,19 @@ def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
                     back_button = gr.Button(T("Back"), elem_id="explore-back")
                     suggest_button = gr.Button(T("Suggest"), elem_id="explore-suggest")
                 cut = gr.Markdown(elem_id="explore-cut")  # above the charts, in view: what the settings cut
-                with gr.Row():
-                    after = gr.Label(label=T("After your settings: what Sample draws from (click to add)"),
-                                     num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-candidates",
-                                     elem_classes="chart")
-                    raw = gr.Label(label=T("GPT-2's own probabilities, before the settings (click to add)"),
-                                   num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
-                                   elem_classes="chart")
-                with gr.Row():  # each under its chart
-                    save_png_button("explore-candidates", file="gpt2-next-word-after-settings.png",
-                                    title=AFTER_TITLE, caption=CHART_CAPTION,
-                                    needs=".confidence-set")
-                    save_png_button("explore-model", file="gpt2-next-word-model.png",
-                                    title=MODEL_TITLE, caption=CHART_CAPTION,
-                                    needs=".confidence-set")
+                with gr.Row():  # each chart with its button under it, also where a phone puts one chart under the other
+                    with gr.Column(min_width=240):
+                        after = gr.Label(label=T("After your settings: what Sample draws from (click to add)"),
+                                         num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-candidates",
+                                         elem_classes="chart")
+                        save_png_button("explore-candidates", file="gpt2-next-word-after-settings.png",
+                                        title=AFTER_TITLE, caption=CHART_CAPTION, needs=".confidence-set")
+                    with gr.Column(min_width=240):
+                        raw = gr.Label(label=T("GPT-2's own probabilities, before the settings (click to add)"),
+                                       num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
+                                       elem_classes="chart")
+                        save_png_button("explore-model", file="gpt2-next-word-model.png",
+                                        title=MODEL_TITLE, caption=CHART_CAPTION, needs=".confidence-set")
                 link_anchor = gr.Column()
                 built_view = token_view(T(BUILT_TITLE), "explore-built")
                 with gr.Row():  # the text so far for lesson notes: a picture, and a page with each token's numbers

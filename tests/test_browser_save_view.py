@@ -128,6 +128,22 @@ def test_generates_coloured_text_saves_as_png_and_as_a_web_page_that_opens_by_it
     saved.close()
 
 
+def test_each_charts_save_button_sits_under_that_chart(page):
+    """Side by side on a laptop, one under the other on a phone: each button right under its own chart (on a phone
+    both once sat together under the second chart, the first one's far from it)."""
+    page.get_by_role("tab", name="Next word").click()
+    wait_until(lambda: page.locator("#explore-candidates .confidence-set").count() >= 5, message="the charts")
+    boxes = {view: (page.locator(f"#{view}").bounding_box(), page.locator(f"#{view}-save-png").bounding_box())
+             for view in ("explore-candidates", "explore-model")}
+    for view, (chart, button) in boxes.items():
+        gap = button["y"] - (chart["y"] + chart["height"])
+        assert 0 <= gap < 40, f"{view}'s button is {gap:.0f}px under it"
+        assert chart["x"] <= button["x"] and button["x"] + button["width"] <= chart["x"] + chart["width"], view
+    (first, first_button), (second, _) = boxes.values()
+    if second["y"] > first["y"] + first["height"]:  # stacked: the first button comes before the second chart
+        assert first_button["y"] + first_button["height"] <= second["y"]
+
+
 def test_saves_a_chart_by_keyboard_and_an_attention_map(page):
     page.get_by_role("tab", name="Next word").click()
     wait_until(lambda: page.locator("#explore-candidates .confidence-set").count() >= 5, message="the charts")
