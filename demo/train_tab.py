@@ -18,11 +18,13 @@ import pandas as pd
 
 from demo.errors import in_page_language, markdown_text, user_facing_errors
 from demo.i18n import SOURCE, T, language, tr
+from demo.knobs import typed_values
 from demo.links import TRAIN_MINUTES, TabParts
 from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
 from demo.save_view import save_png_button
 from demo.training import BUSY, EXIT_CODE, TrainingBusyError, TrainingJobs, seconds_left
+from gpt2_core.generate.settings import check_int
 from gpt2_core.train.loop import SIZES
 
 TEXTS = Path(__file__).resolve().parent.parent / "assets" / "texts"
@@ -88,7 +90,8 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
         upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")
         start.click(make_run(models, jobs), inputs=[source, own, start_from, minutes],
                     outputs=[status, curve, samples, download, use], api_visibility="private", concurrency_limit=2,
-                    show_progress="hidden")
+                    show_progress="hidden", preprocess=False,  # minutes as typed, checked with the project's message
+                    js=typed_values(None, None, None, "train-minutes"))
         stop.click(make_stop(jobs), outputs=status, api_visibility="private", queue=False)
         # The page's model panel (rendered elsewhere on the page) is redrawn by the same events
         use.click(make_use(models, jobs), outputs=[use_status, shared, *panel.shows], api_visibility="private",
@@ -134,6 +137,7 @@ def make_run(models: AppModels, jobs: TrainingJobs):
         with user_facing_errors():
             text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
             check_text_size(text or "")
+            minutes = check_int("minutes", minutes, *TRAIN_MINUTES)
             init = "tiny" if start_from == SCRATCH else models.gpt2.source
             running = jobs.current(request.session_hash)
             if running is not None and not running.finished:  # Start again while it runs: it goes on as it started

@@ -82,6 +82,44 @@ def test_start_pressed_again_while_the_run_goes_says_it_goes_on_as_it_started(mo
                      "it, then **Start training** for another."] if going else [])
 
 
+@pytest.mark.parametrize("minutes, shown", [(30, "30"), (0, "0"), (2.5, "2.5"), ("soon", "'soon'")])
+def test_minutes_beyond_the_slider_are_refused_by_name_and_nothing_starts(minutes, shown):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from demo.train_tab import BUNDLED_TEXT, SCRATCH, make_run
+
+    started = []
+    jobs = SimpleNamespace(current=lambda owner: None, start=lambda *args, **kwargs: started.append(args))
+    with pytest.raises(gr.Error) as refused:
+        next(make_run(None, jobs)(BUNDLED_TEXT, "", SCRATCH, minutes, SimpleNamespace(session_hash="page")))
+    assert refused.value.message == f"`minutes` has to be an integer in [1, 10], but is {shown}"
+    assert started == []
+
+
+@pytest.mark.browser
+def test_minutes_typed_beyond_the_slider_get_the_projects_message_not_a_traceback(browser, app, capfd):  # noqa: F811
+    """The browser clamps a typed 30 to the slider's 10 when the box is left: the run would have taken 10 minutes
+    without a word, or Gradio's own message and a traceback in the teacher's console."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(app.url)
+        page.get_by_role("tab", name="Build your own").click()
+        capfd.readouterr()
+        page.locator("#train-minutes input[type=number]").fill("30")
+        page.locator("#train-start").click()
+        toast = page.locator("[data-testid=toast-text]")
+        wait_until(lambda: toast.count() >= 1, message="the refusal")
+        assert toast.first.inner_text() == "`minutes` has to be an integer in [1, 10], but is 30"
+        assert "Training" not in page.locator("#train-status").inner_text()
+        page.wait_for_timeout(500)
+        assert "Traceback" not in capfd.readouterr().err, "the server's log"
+    finally:
+        page.context.close()
+
+
 @pytest.mark.heavy
 @pytest.mark.browser
 def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app):  # noqa: F811
