@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from demo.errors import user_facing_errors
 from demo.exports import Exports
@@ -95,6 +96,16 @@ CSS = """
 """
 
 
+def chart_with_save(label: I18nData, elem_id: str, *, file: str, title: str) -> gr.Label:
+    """A chart of the next token's candidates with its Save as PNG button under it, also where a phone puts the
+    charts one under the other."""
+    with gr.Column(min_width=240):
+        view = gr.Label(label=label, num_top_classes=CANDIDATES, show_heading=False, elem_id=elem_id,
+                        elem_classes="chart")
+        save_png_button(elem_id, file=file, title=title, caption=CHART_CAPTION, needs=".confidence-set")
+    return view
+
+
 def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
     with gr.Blocks() as tab:
         gr.Markdown(T(INTRO))
@@ -107,19 +118,12 @@ def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
                     back_button = gr.Button(T("Back"), elem_id="explore-back")
                     suggest_button = gr.Button(T("Suggest"), elem_id="explore-suggest")
                 cut = gr.Markdown(elem_id="explore-cut")  # above the charts, in view: what the settings cut
-                with gr.Row():  # each chart with its button under it, also where a phone puts one chart under the other
-                    with gr.Column(min_width=240):
-                        after = gr.Label(label=T("After your settings: what Sample draws from (click to add)"),
-                                         num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-candidates",
-                                         elem_classes="chart")
-                        save_png_button("explore-candidates", file="gpt2-next-word-after-settings.png",
-                                        title=AFTER_TITLE, caption=CHART_CAPTION, needs=".confidence-set")
-                    with gr.Column(min_width=240):
-                        raw = gr.Label(label=T("GPT-2's own probabilities, before the settings (click to add)"),
-                                       num_top_classes=CANDIDATES, show_heading=False, elem_id="explore-model",
-                                       elem_classes="chart")
-                        save_png_button("explore-model", file="gpt2-next-word-model.png",
-                                        title=MODEL_TITLE, caption=CHART_CAPTION, needs=".confidence-set")
+                with gr.Row():
+                    after = chart_with_save(T("After your settings: what Sample draws from (click to add)"),
+                                            "explore-candidates", file="gpt2-next-word-after-settings.png",
+                                            title=AFTER_TITLE)
+                    raw = chart_with_save(T("GPT-2's own probabilities, before the settings (click to add)"),
+                                          "explore-model", file="gpt2-next-word-model.png", title=MODEL_TITLE)
                 link_anchor = gr.Column()
                 built_view = token_view(T(BUILT_TITLE), "explore-built")
                 with gr.Row():  # the text so far for lesson notes: a picture, and a page with each token's numbers
