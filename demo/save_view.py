@@ -29,7 +29,7 @@ from gradio.i18n import I18nData
 
 from demo.exports import app_stamp
 from demo.i18n import LANGUAGES, SOURCE, T, language, tables, tr
-from demo.tokens import COLORS, Coloured, bucket
+from demo.tokens import COLORS, Coloured, bucket, line_breaks_shown
 from gpt2_core.backend import ModelDescription
 
 SAVE_PNG = "Save as PNG"  # i18n: key
@@ -122,15 +122,15 @@ def coloured_html(*, title: str, caption: Sequence[str], texts: Sequence[tuple[s
     """Coloured text as a self-contained HTML page: `texts` are (heading, text) pairs, each token coloured by its
     rank's bucket with "probability 12.3%, rank 4" as its tooltip; the prompt, if any, dimmed. The footer ends with
     the app's name and version and the date. Written in the request's language (the caller translates its own texts);
-    GPT-2's text stays as it is."""
+    GPT-2's text stays as it is, its line breaks marked ⏎ as on the page (`line_breaks_shown`)."""
     sections = []
     for heading, coloured in texts:
         prompt = "".join(coloured.prompt)
         pieces: list[Piece] = [Piece(prompt, None, tr("the prompt"), dimmed=True)] if prompt else []
         for t in coloured.tokens:
             rank = tr("rank {rank}", rank=f"{t.rank:,}") if t.rank is not None else tr("rank not known")
-            pieces.append(Piece(t.text, bucket(t.rank), tr("probability {probability}, {rank}",
-                                                            probability=f"{t.prob:.1%}", rank=rank)))
+            tip = tr("probability {probability}, {rank}", probability=f"{t.prob:.1%}", rank=rank)
+            pieces.append(Piece(line_breaks_shown(t.text), bucket(t.rank), tip))
         sections.append((heading, pieces))
     note = f"{note or tr(COLOURS_NOTE)} " + tr("Hover over a token for its probability and rank.")
     return html_page(title=title, caption=caption, legend=COLORS, sections=sections, note=note, footer=footer)

@@ -77,7 +77,8 @@ class Coloured:
         """gr.HighlightedText's value, each token's bucket named in the request's language (`colors`). Tokens
         without text of their own (part of a character) have no segment."""
         return ([(p, None) for p in self.prompt if p]
-                + [(t.text, tr(name) if (name := bucket(t.rank)) else None) for t in self.tokens if t.text])
+                + [(line_breaks_shown(t.text), tr(name) if (name := bucket(t.rank)) else None)
+                   for t in self.tokens if t.text])
 
     def token_at(self, segment: int) -> TokenRow | None:
         """The token behind the segment the page reports as clicked; None for the prompt."""
@@ -97,6 +98,14 @@ class Coloured:
 def words(text: str) -> list[str]:
     """`text` in pieces of a word each (with the spaces before it), so that a dimmed prompt wraps like text."""
     return re.findall(r"\s*\S+|\s+", text)
+
+
+def line_breaks_shown(text: str) -> str:
+    """A generated token as coloured text shows it: its line breaks drawn as ⏎ before they break the line. Gradio
+    draws a token that is only "\n" as a bare line break, with no coloured box: a class saw "Sample drew ⏎" and
+    nothing added, and could not click GPT-2's likeliest token in many texts to see why it came."""
+    breaks = text.count("\n")
+    return text.replace("\n", "") + "\u23ce" * breaks + "\n" * breaks if breaks else text
 
 
 def shown_token(text: str) -> str:

@@ -68,12 +68,24 @@ def test_the_html_export_is_self_contained_with_the_legend_and_every_tokens_prob
         ["t top-10", "probability 25.0%, rank 3", " <script>alert(1)</script>"],
         ["t top-100", "probability 1.2%, rank 50", " Tom & \"Jerry's\""],
         ["t rarer", "probability 0.0%, rank 4,321", " rare"],
-        ["t", "probability 50.0%, rank not known", "\n"],  # a rank not known yet is uncoloured, as on the page
+        ["t", "probability 50.0%, rank not known", "\u23ce\n"],  # a rank not known yet is uncoloured, as on the page
     ]
     assert "Say <it>" in text and "Title <b>bold</b>" in text, "the prompt (dimmed) and the title, as text"
     assert all(name in text for _, name in BUCKETS), "the legend names every colour"
     assert "temperature 0.8" in text and "How to read it." in text
     assert f"GPT-2 Playground {app_version()}" in text
+
+
+@pytest.mark.parametrize("token, shown", [("\n", "\u23ce\n"), ("\n\n", "\u23ce\u23ce\n\n"), (" \n", " \u23ce\n"),
+                                          (" the", " the")])
+def test_a_generated_line_break_is_a_mark_to_see_and_click_before_the_break(token, shown):
+    """Gradio draws a segment that is only "\n" as a bare line break, with no box: the token could not be seen or
+    clicked. The prompt's own line breaks stay as typed."""
+    coloured = Coloured(["To be\n"], [TokenRow(token, 198, 1, 0.4), TokenRow("Or", 5574, 2, 0.1)])
+    assert coloured.segments() == [("To be\n", None), (shown, "top 10"), ("Or", "top 10")]
+    assert coloured.token_at(1).text == token and coloured.token_at(2).text == "Or", "a click still finds its token"
+    page = Parsed(coloured_html(title="t", caption=[], texts=[("Sample 1", coloured)]))
+    assert [text for _, _, text in page.tokens] == [shown, "Or"], "the saved page as the page shows it"
 
 
 def test_the_app_version_is_the_projects():
