@@ -104,6 +104,16 @@ def template_patterns(templates: tuple[str, ...]) -> tuple[tuple[str, re.Pattern
     return tuple(patterns)
 
 
+def page_error(message: str) -> gr.Error:
+    """A gr.Error whose toast is titled in the page's language (Gradio titles it "Error" in every language)."""
+    return gr.Error(message, title=tr("Error"), print_exception=False)
+
+
+def page_info(message: str) -> None:
+    """gr.Info's toast, titled in the page's language."""
+    gr.Info(message, title=tr("Info"))
+
+
 @contextmanager
 def user_facing_errors() -> Iterator[None]:
     try:
@@ -112,12 +122,11 @@ def user_facing_errors() -> Iterator[None]:
         raise
     except DeviceOutOfMemoryError as e:
         log.warning("request ended: %s", e)
-        raise gr.Error(tr("The server is short of memory right now: {why}.", why=as_text(str(e))),
-                       print_exception=False) from None
+        raise page_error(tr("The server is short of memory right now: {why}.", why=as_text(str(e)))) from None
     except ValueError as e:  # a value the user gave: gpt2_core's message, in the page's language where it has one
-        raise gr.Error(as_text(in_page_language(str(e))), print_exception=False) from None
+        raise page_error(as_text(in_page_language(str(e)))) from None
     except USER_ERRORS as e:
-        raise gr.Error(as_text(str(e)), print_exception=False) from None
+        raise page_error(as_text(str(e))) from None
     except Exception as e:
         log.exception("request failed")
-        raise gr.Error(tr(GENERIC_MESSAGE), print_exception=False) from e
+        raise page_error(tr(GENERIC_MESSAGE)) from e

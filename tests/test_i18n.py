@@ -90,6 +90,23 @@ def test_tr_translates_for_the_language_being_spoken_and_fills_fields():
             pass
 
 
+@pytest.mark.parametrize("language, title", [("en", "Error"), ("es", "Error"), ("fr", "Erreur")])
+def test_an_error_toast_is_titled_in_the_pages_language(language, title, monkeypatch):
+    """Gradio titles every error toast "Error": a French page read "Error" above its French message."""
+    import gradio as gr
+
+    from demo.errors import page_info, user_facing_errors
+
+    with speaking(language), pytest.raises(gr.Error) as error, user_facing_errors():
+        raise ValueError("`top_k` has to be an integer in [0, 200], but is -5")
+    assert error.value.title == title and "-5" in error.value.message
+    shown = []
+    monkeypatch.setattr(gr, "Info", lambda message, title: shown.append(title))
+    with speaking(language):
+        page_info("A note.")
+    assert shown == [{"en": "Info", "es": "Aviso", "fr": "Info"}[language]]
+
+
 def test_a_text_the_browser_translates_cannot_hold_braces():
     """Gradio's marker is JSON inside a string, read up to the first closing brace."""
     assert "__i18n__" in str(T("Generate"))
