@@ -91,6 +91,18 @@ CSS = """
 # The page's settings, in the order of its inputs (and of the /generate endpoint's parameters after the prompt), with
 # each slider's elem_id (the seed is a number box, no slider)
 SETTINGS = ["max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "num_samples"]
+# The prompt and each setting as the example's note names them, in the page's order: the start of their labels,
+# translated where shown
+LABELS = {
+    "prompt": "Prompt",  # i18n: key
+    "temperature": "Temperature",  # i18n: key
+    "top_k": "Top-k",  # i18n: key
+    "top_p": "Top-p",  # i18n: key
+    "max_new_tokens": "Max new tokens",  # i18n: key
+    "repetition_penalty": "Repetition penalty",  # i18n: key
+    "num_samples": "Number of samples",  # i18n: key
+    "seed": "Seed",  # i18n: key
+}
 SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]
 COPY_TEXT = """() => {
   const box = document.querySelector('#generate-text textarea');
@@ -169,7 +181,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                 # The meter in the page's language and for the model serving now: the load event below writes it
                 context = gr.Markdown("**" + T("Context window") + "**", elem_id="context-meter")
                 with gr.Row():
-                    copy_button = gr.Button(T("Copy text"), size="sm", elem_id="copy-text")
+                    copy_button = gr.Button(T("Copy text"), size="sm", interactive=False, elem_id="copy-text")
                     download_txt = gr.DownloadButton(T("Download .txt"), size="sm", interactive=False,
                                                      elem_id="download-txt")
                     download_json = gr.DownloadButton(T("Download .json (with probabilities)"), size="sm",
@@ -202,7 +214,8 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
                     with gr.Row(equal_height=False):
                         seed = gr.Number(-1 if DEFAULTS.seed is None else DEFAULTS.seed, precision=0, scale=3,
                                          label=T("Seed (blank or -1 = random)"), info=T(EXPLAIN["seed"]), elem_id="seed")
-                        reuse_seed = gr.Button(T("Use last seed"), size="sm", scale=1, elem_id="reuse-seed")
+                        reuse_seed = gr.Button(T("Use last seed"), size="sm", scale=1, interactive=False,
+                                               elem_id="reuse-seed")
         plain = gr.Textbox(visible="hidden", elem_id="generate-text")  # what Copy copies
         caption = gr.Textbox(visible="hidden", elem_id="generate-caption")  # what the saved picture says under its title
         last_seed = gr.State(None)
@@ -238,6 +251,12 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         stop_button.click(None, cancels=[run], api_visibility="private")  # the run's .then says "Stopped"
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
+        # Copy and Use last seed are pressable once there is a text and a seed to take (before, they emptied the
+        # clipboard and the seed box)
+        last_seed.change(lambda s: gr.Button(interactive=s is not None), inputs=last_seed, outputs=reuse_seed,
+                         api_visibility="private", queue=False, show_progress="hidden")
+        plain.change(lambda text: gr.Button(interactive=bool(text)), inputs=plain, outputs=copy_button,
+                     api_visibility="private", queue=False, show_progress="hidden")
         tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False,
                  show_progress="hidden")  # the model may have been switched since the page was built
         name_colours(tab, views)
@@ -544,6 +563,7 @@ def make_example_note(examples: Examples):
         if not changed:
             return f"**{tr(example.label)}.** {tr(example.about)}"
         return tr("**{label}, changed** ({changed}): the example's own text comes back only with its prompt and "
-                  "settings; click it again for them.", label=tr(example.label), changed=", ".join(changed))
+                  "settings; click it again for them.", label=tr(example.label),
+                  changed=", ".join(tr(label) for name, label in LABELS.items() if name in changed))
 
     return note

@@ -196,7 +196,8 @@ def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, class
         # Before any run: no empty sample box, and the meter counts out of the serving model's 128 tokens
         assert not page.locator("#sample-view-1").is_visible()
         wait_until(lambda: "of 128" in page.locator("#context-meter").inner_text(), message="the meter of mini-gpt2")
-        assert page.locator("#stop-button").is_disabled()  # nothing to stop yet
+        for button in ("#stop-button", "#copy-text", "#reuse-seed"):  # nothing to stop, copy or take yet
+            assert page.locator(button).is_disabled(), button
         # A finished run: Stop was on while it wrote, and is off again
         page.locator("#prompt textarea").fill("ROMEO.")
         box = page.locator("#max-new-tokens input[type=number]")
@@ -207,6 +208,8 @@ def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, class
         # Stop cannot be pressed once the run is done (it was while the run went on), and the page keeps its "Done"
         wait_until(lambda: page.locator("#stop-button").is_disabled(), message="Stop to be off after the run")
         assert "Done" in page.locator("#run-state").inner_text()
+        wait_until(lambda: page.locator("#copy-text").is_enabled() and page.locator("#reuse-seed").is_enabled(),
+                   message="a text to copy and a seed to take")
         # An error: its message where the output was, not the last run's text and stats
         box = page.locator("#temperature input[type=number]")
         box.fill("5")
@@ -215,6 +218,8 @@ def test_the_page_says_what_is_true_before_after_and_around_a_run(browser, class
         wait_until(lambda: "Not written" in page.locator("#run-state").inner_text(), message="the error in place")
         assert "temperature has to be a finite number in [0, 2]" in page.locator("#run-state").inner_text()
         assert not page.locator("#sample-view-1").is_visible() and "Tokens generated" not in page.locator("#stats").inner_text()
+        wait_until(lambda: page.locator("#copy-text").is_disabled(), message="no text to copy")
+        assert page.locator("#reuse-seed").is_enabled(), "the last run's seed is still there to take"
 
 
 def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(browser, classroom):  # noqa: F811

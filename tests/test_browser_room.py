@@ -186,7 +186,7 @@ def test_an_examples_note_says_changed_once_a_setting_differs_and_no_button_look
     box = page.locator("#temperature input[type=number]")
     box.fill("1.2")
     box.press("Enter")
-    wait_until(lambda: "changed" in about.inner_text() and "temperature" in about.inner_text(),
+    wait_until(lambda: "changed" in about.inner_text() and "Temperature" in about.inner_text(),
                message="the note to say what changed")
     assert "primary" not in unicorn.get_attribute("class")
     unicorn.click()
@@ -197,8 +197,8 @@ def test_an_examples_note_says_changed_once_a_setting_differs_and_no_button_look
     box = page.locator("#top-p input[type=number]")
     box.fill("7")
     box.press("Enter")
-    wait_until(lambda: "changed" in about.inner_text() and "top_p" in about.inner_text(),
-               message="the note to say top_p changed")
+    wait_until(lambda: "changed" in about.inner_text() and "(Top-p)" in about.inner_text(),
+               message="the note to name Top-p, as its slider does")
     page.wait_for_timeout(500)  # the log line of an error would be written by now
     assert "Traceback" not in capfd.readouterr().err, "the server's log"
 

@@ -21,7 +21,9 @@ from demo.generate_tab import (
     WRITING,
     after_run,
     context_markdown,
+    example_values,
     finished_state,
+    make_example_note,
     stats_markdown,
 )
 from demo.i18n import speaking, tables
@@ -55,6 +57,21 @@ def test_the_run_state_stats_and_meter_come_out_in_the_requests_language():
         assert finished_state(done).startswith("**Terminé** (limite de tokens atteinte).")
         assert "1 token du texte de départ = 1 sur 1024" in context_markdown(1, 0, False, 1024)
         assert "**Sa fenêtre a glissé :**" in context_markdown(1000, 100, False, 1024)
+
+
+def test_an_examples_note_names_the_changed_settings_as_their_sliders_do():
+    from demo.examples import load_examples
+
+    examples = load_examples()
+    unicorn = next(e for e in examples.generate if e.id == "unicorn")
+    prompt, max_new_tokens, temperature, *rest = example_values(unicorn)
+    note = make_example_note(examples)
+    for language, names in (("en", "(Temperature, Max new tokens)"), ("es", "(Temperatura, Máximo de tokens nuevos)"),
+                            ("fr", "(Température, Nouveaux tokens max.)")):
+        with speaking(language):
+            said = note("unicorn", prompt, max_new_tokens + 1, temperature + 1, *rest)
+        assert names in said, said  # in the page's order
+    assert "modifi" not in note("unicorn", *example_values(unicorn)), "unchanged: the example's own note"
 
 
 def test_stop_reads_the_run_state_in_the_pages_language():
