@@ -47,21 +47,21 @@ def compare_tab(models: AppModels, examples: Examples) -> TabParts:
             with gr.Column(min_width=240):
                 bert = chart(T(BERT_TITLE), "bert-chart")
                 bert_why = gr.Markdown(visible=False, container=True, elem_id="bert-chart-why")
-                save_chart("bert-chart")
+                bert_save = save_chart("bert-chart")
             with gr.Column(min_width=240):
                 gpt2_next = chart(T("GPT-2: next word after the left side (reads left to right)"), "gpt2-next-chart")
                 save_chart("gpt2-next-chart")
             with gr.Column(min_width=240):
                 gpt2_ranking = chart(T(RANKING_TITLE), "gpt2-ranking-chart")
                 ranking_why = gr.Markdown(visible=False, container=True, elem_id="gpt2-ranking-why")
-                save_chart("gpt2-ranking-chart")
+                ranking_save = save_chart("gpt2-ranking-chart")
         gr.Markdown(T("Bars are probabilities. The third chart puts each of BERT's words into the blank and asks GPT-2 "
                       "how likely the finished sentence is, shared out among the candidates: GPT-2 can judge a whole "
                       "sentence, it just cannot peek ahead while writing."))
         results = [bert, gpt2_next, gpt2_ranking, seen]
-        show_bert = dict(fn=make_show_bert(models, bert_note, bert, bert_why, gpt2_ranking, ranking_why),
-                         outputs=[bert_note, bert, bert_why, gpt2_ranking, ranking_why], api_visibility="private",
-                         queue=False, show_progress="hidden")
+        bert_side = [bert, bert_why, bert_save, gpt2_ranking, ranking_why, ranking_save]
+        show_bert = dict(fn=make_show_bert(models, bert_note, *bert_side), outputs=[bert_note, *bert_side],
+                         api_visibility="private", queue=False, show_progress="hidden")
         tab.load(**show_bert)  # looks BERT's files up, never loads them: the page does not wait for BERT
         for trigger, api in ((button.click, dict(api_name="compare")), (sentence.submit, dict(api_visibility="private"))):
             # The last sentence's results go first, so that an error never stands beside them as if they were its own.
@@ -81,15 +81,17 @@ def save_chart(elem_id: str) -> gr.Button:
                            needs=".confidence-set")
 
 
-def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_why: gr.Markdown,
-                   ranking: gr.Label, ranking_why: gr.Markdown):
+def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_why: gr.Markdown, bert_save: gr.Button,
+                   ranking: gr.Label, ranking_why: gr.Markdown, ranking_save: gr.Button):
     def show_bert() -> dict:
-        """BERT's charts, or why BERT is missing: in a line on top of the tab and where its charts would be."""
+        """BERT's charts, or why BERT is missing: in a line on top of the tab and where its charts would be (with no
+        Save as PNG under a chart that cannot be drawn)."""
         missing = bert_missing(models)
         if missing is None:
             return {note: gr.Markdown(visible=False), bert: gr.Label(visible=True),
-                    bert_why: gr.Markdown(visible=False), ranking: gr.Label(visible=True),
-                    ranking_why: gr.Markdown(visible=False)}
+                    bert_why: gr.Markdown(visible=False), bert_save: gr.Button(visible=True),
+                    ranking: gr.Label(visible=True), ranking_why: gr.Markdown(visible=False),
+                    ranking_save: gr.Button(visible=True)}
         where_fix = " " + tr("The fix is at the top of this tab.") if missing.fix else ""
         return {note: gr.Markdown(tr("**BERT is missing here, so this tab shows GPT-2's side only.**") + " "
                                   + as_markdown(missing.text), visible=True),
@@ -97,7 +99,8 @@ def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_wh
                 bert_why: gr.Markdown(f"**{tr(BERT_TITLE)}**\n\n"
                                       + tr("Not available: {why}", why=as_markdown(missing.problem)) + where_fix,
                                       visible=True),
-                ranking: gr.Label(visible=False),
+                bert_save: gr.Button(visible=False), ranking: gr.Label(visible=False),
+                ranking_save: gr.Button(visible=False),
                 ranking_why: gr.Markdown(f"**{tr(RANKING_TITLE)}**\n\n"
                                          + tr("This chart ranks BERT's words, so it needs BERT too."), visible=True)}
 
