@@ -14,7 +14,7 @@ from functools import partial
 import gradio as gr
 from starlette.middleware import Middleware
 
-from demo import attention_maps, i18n, lens_pictures, save_view, tokens
+from demo import attention_maps, errors, i18n, lens_pictures, save_view, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
@@ -101,6 +101,7 @@ PAGE_JS = """() => {
   (""" + tokens.WATCH_TOKENS + """)();
   (""" + save_view.INSTALL + """)();
   (""" + LANGUAGE_LINKS + """)();
+  (""" + errors.toast_titles_js() + """)();
 }"""
 
 

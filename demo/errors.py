@@ -12,6 +12,7 @@ parameter name and values as gpt2_core wrote them (API clients, and messages not
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,7 @@ from functools import cache
 
 import gradio as gr
 
-from demo.i18n import SOURCE, language, tr
+from demo.i18n import SOURCE, language, tables, tr
 from demo.models import ModelBusyError
 from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.lm import DeviceOutOfMemoryError
@@ -104,13 +105,42 @@ def template_patterns(templates: tuple[str, ...]) -> tuple[tuple[str, re.Pattern
     return tuple(patterns)
 
 
+# A toast's title: Gradio 6.31's page writes the kind of message in English ("Error", "Info") above every message,
+# whatever gr.Error's `title` says. The page's JavaScript (PAGE_JS in demo/app.py) puts the page's language there.
+TOAST_TITLES = ("Error", "Warning", "Info", "Success")  # i18n: key
+
+
+TOAST_TITLES_JS = """() => {
+  const titles = TITLES;
+  const translate = () => {
+    const shown = titles[(document.documentElement.lang || 'en').split('-')[0].toLowerCase()];
+    if (!shown) return;
+    for (const span of document.querySelectorAll('[data-testid=toast-body] .toast-title-row > span')) {
+      const text = span.firstChild;  // the title; a count of messages ("(3)") follows in an element of its own
+      if (!text || text.nodeType !== Node.TEXT_NODE) continue;
+      const english = span.dataset.title || text.data.trim();
+      if (!(english in shown)) continue;
+      span.dataset.title = english;
+      if (text.data.trim() !== shown[english]) text.data = text.data.replace(text.data.trim(), shown[english]);
+    }
+  };
+  new MutationObserver(translate).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""  # i18n: not shown (JavaScript)
+
+
+def toast_titles_js() -> str:
+    """JavaScript that writes each toast's title in the page's language (its <html lang>) as the toast appears."""
+    titles = {lang: {title: table.get(title, title) for title in TOAST_TITLES} for lang, table in tables().items()}
+    return TOAST_TITLES_JS.replace("TITLES", json.dumps(titles, ensure_ascii=False), 1)
+
+
 def page_error(message: str) -> gr.Error:
-    """A gr.Error whose toast is titled in the page's language (Gradio titles it "Error" in every language)."""
+    """A gr.Error titled in the page's language (the title Gradio's API carries; the page's toast: TOAST_TITLES)."""
     return gr.Error(message, title=tr("Error"), print_exception=False)
 
 
 def page_info(message: str) -> None:
-    """gr.Info's toast, titled in the page's language."""
+    """gr.Info's toast, titled in the page's language (as page_error)."""
     gr.Info(message, title=tr("Info"))
 
 

@@ -79,6 +79,42 @@ def test_a_message_written_during_a_request_comes_in_the_pages_language(browser,
         assert "has to be" not in shown and "tiene que" in shown, shown
 
 
+def test_an_error_toast_is_titled_in_the_pages_language(browser, app):  # noqa: F811
+    with opened(browser, app.url + "?lang=fr", "en-US") as page:
+        box = page.locator("#temperature input[type=number]")
+        box.fill("5")
+        box.press("Enter")
+        page.locator("#generate-button").click()
+        toast = page.locator(".toast-body")
+        wait_until(lambda: toast.count() > 0 and "doit" in toast.first.inner_text(), message="the French error")
+        assert toast.first.inner_text().split()[0] == "Erreur", toast.first.inner_text()
+
+
+# Each word of a text in `selector`'s elements that the browser drew on two lines (split mid-word)
+SPLIT_WORDS = """(selector) => [...document.querySelectorAll(selector)].flatMap((cell) => {
+  const node = cell.firstChild, text = cell.textContent, range = document.createRange(), split = [];
+  if (!node || node.nodeType !== Node.TEXT_NODE) return [];
+  for (const m of text.matchAll(/\\S+/g)) {
+    range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+    const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+    if (tops.size > 1) split.push(m[0]);
+  }
+  return split;
+})"""
+
+
+def test_a_tokens_details_headings_wrap_between_words_on_a_spanish_phone(browser, app):  # noqa: F811
+    with opened(browser, app.url + "?lang=es", "en-US", size=(390, 844)) as page:
+        page.locator("#prompt textarea").fill("The teacher said")
+        page.locator("#max-new-tokens input[type=number]").fill("12")
+        page.locator("#generate-button").click()
+        page.locator("#sample-view-1 .token.highlighted").first.click()
+        headings = page.locator("#token-details th")
+        wait_until(lambda: headings.count() >= 2, message="the token's details")
+        assert any("Probabilidad" in h for h in headings.all_inner_texts()), headings.all_inner_texts()
+        assert page.evaluate(SPLIT_WORDS, "#token-details th") == []
+
+
 def test_the_colours_of_a_generated_text_are_named_in_the_pages_language(browser, app):  # noqa: F811
     """The legend of coloured text names its colours in Spanish ("10 primeros" ... "más raro"), and a clicked token's
     details say its colour's Spanish name; GPT-2's text itself stays English."""

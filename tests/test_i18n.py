@@ -104,7 +104,7 @@ def test_an_error_toast_is_titled_in_the_pages_language(language, title, monkeyp
     monkeypatch.setattr(gr, "Info", lambda message, title: shown.append(title))
     with speaking(language):
         page_info("A note.")
-    assert shown == [{"en": "Info", "es": "Aviso", "fr": "Info"}[language]]
+    assert shown == [{"en": "Info", "es": "Información", "fr": "Information"}[language]]
 
 
 def test_a_text_the_browser_translates_cannot_hold_braces():
