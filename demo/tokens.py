@@ -251,9 +251,11 @@ CSS = """
 .tokens .legend-item { font-size: 15px !important; color: #111827 !important; }
 .details { font-size: 20px; }
 .details table { width: 100%; border-collapse: collapse; table-layout: fixed; }
-@media (max-width: 480px) { .details { font-size: 16px; } .details td, .details th { padding: 2px 3px !important; } }
 .details td, .details th { padding: 2px 8px; text-align: left; border-bottom: 1px solid #e5e7eb;
   overflow-wrap: anywhere; }
+.details th { overflow-wrap: normal; }  /* a heading wraps between words: "Probabilidad" never splits */
+@media (max-width: 480px) { .details { font-size: 16px; } .details td, .details th { padding: 2px 3px !important; }
+  .details th { font-size: 14px; } }
 .details .tok { font-family: var(--font-mono); white-space: pre; }
 .details td .bar { display: inline-block; height: 14px; vertical-align: middle; margin-right: 6px; max-width: 70%; }
 .details td .bar.model { background: #6b7280; }
