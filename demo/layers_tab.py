@@ -43,20 +43,52 @@ CONTINUE = "Let GPT-2 continue"  # i18n: key
 FULL = "Grid full ({n} tokens)"  # i18n: key
 SHOW_DETAILS = "() => document.getElementById('layers-details')?.scrollIntoView({block: 'nearest', behavior: 'smooth'})"
 SCROLL_TO_GRID = "() => document.getElementById('layers-note')?.scrollIntoView({block: 'start', behavior: 'smooth'})"
-# Cells are buttons inside the HTML: a click marks the cell and tells the server which one (a delegated listener on
-# the component, so it keeps working when a new grid replaces the old one)
-PICK_CELL = """watch('value', () => {  // a new grid: its marked cell (the last column) in view in the scroller
-  const scroller = element.querySelector('.lens-scroll'), cell = element.querySelector('.lens-cell.selected');
-  if (!scroller || !cell) return;
-  const s = scroller.getBoundingClientRect(), c = cell.getBoundingClientRect();
-  scroller.scrollLeft += c.left + c.width / 2 - (s.left + s.width / 2);
+# Cells are buttons inside the HTML: a click (or Enter, or Space) marks the cell and tells the server which one (a
+# delegated listener on the component, so it keeps working when a new grid replaces the old one). The grid is one Tab
+# stop: the cell in the Tab order (tabindex 0, the marked one as drawn) moves with the arrow keys, up and down the
+# layers and along the tokens (Home, End: the row's ends; Page Up, Page Down: the output, the embeddings)
+PICK_CELL = """const scroller = () => element.querySelector('.lens-scroll');
+watch('value', () => {  // a new grid: its marked cell (the last column) in view in the scroller
+  const cell = element.querySelector('.lens-cell.selected');
+  if (!scroller() || !cell) return;
+  const s = scroller().getBoundingClientRect(), c = cell.getBoundingClientRect();
+  scroller().scrollLeft += c.left + c.width / 2 - (s.left + s.width / 2);
 });
+const rove = (cell) => {  // `cell` the grid's one Tab stop
+  element.querySelectorAll('.lens-cell[tabindex="0"]').forEach((c) => c.setAttribute('tabindex', '-1'));
+  cell.setAttribute('tabindex', '0');
+};
+const clear = (cell) => {  // a cell in view, clear of the sticky row names on its left
+  cell.scrollIntoView({block: 'nearest', inline: 'nearest'});
+  const s = scroller().getBoundingClientRect(), c = cell.getBoundingClientRect();
+  const side = cell.closest('tr').querySelector('.lens-side').getBoundingClientRect();
+  if (c.left < side.right + 2) scroller().scrollLeft -= side.right + 4 - c.left;
+  else if (c.right > s.right - 2) scroller().scrollLeft += c.right + 4 - s.right;
+};
 element.addEventListener('click', (e) => {
   const cell = e.target.closest && e.target.closest('.lens-cell');
   if (!cell) return;
   element.querySelectorAll('.lens-cell.selected').forEach((c) => c.classList.remove('selected'));
   cell.classList.add('selected');
+  rove(cell);
   trigger('select', {row: Number(cell.dataset.row), col: Number(cell.dataset.col)});
+});
+element.addEventListener('keydown', (e) => {
+  const cell = e.target.closest && e.target.closest('.lens-cell');
+  if (!cell || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+  const row = Number(cell.dataset.row), col = Number(cell.dataset.col);
+  const cols = cell.closest('tr').querySelectorAll('.lens-cell').length;
+  const rows = element.querySelectorAll('.lens-cell').length / cols;
+  const to = {ArrowUp: [row + 1, col], ArrowDown: [row - 1, col], ArrowLeft: [row, col - 1],
+              ArrowRight: [row, col + 1], Home: [row, 0], End: [row, cols - 1], PageUp: [rows - 1, col],
+              PageDown: [0, col]}[e.key];
+  if (!to) return;
+  e.preventDefault();  // the focus moves, not the page
+  const next = element.querySelector(`.lens-cell[data-row="${to[0]}"][data-col="${to[1]}"]`);
+  if (!next) return;
+  rove(next);
+  next.focus({preventScroll: true});
+  clear(next);
 });"""  # i18n: not shown (JavaScript)
 
 INTRO = T("""\

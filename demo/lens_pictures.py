@@ -5,7 +5,9 @@ The grid reads bottom-up, as the model runs: the text's tokens at the foot, the 
 layer, the model's own output on top, and over it the token that really comes next. Each cell is the layer's top guess
 for the token after its column's token, its blue the guess's probability (white 0% to blue 100%, as the attention maps'
 cells), its ink black or white, whichever reads better on that blue (at least 4.58:1). A guess equal to the text's next
-token is underlined. Cells are buttons: a click (or Enter) picks one.
+token is underlined. Cells are buttons: a click (or Enter) picks one. The grid is one stop of the Tab key (a roving
+tabindex: only the chosen cell is in the Tab order; demo/layers_tab.py's PICK_CELL moves it with the arrow keys), and
+a grid to screen readers (role=grid: its rows and row and column headers, arrow keys passed to the page).
 
 The rank chart is an SVG of its own: ranks run from 1 to 50,257, so they need a log scale, with the top guess at the
 top; gr.LinePlot's axes are linear and cannot be turned over.
@@ -95,9 +97,18 @@ def row_name(lens: LogitLens, row: int) -> str:
     return tr("{layer} (output)", layer=name) if row == last else name
 
 
+KEYS_HELP = ("Keyboard: Tab to the grid, the arrow keys to move (up and down the layers, along the tokens), "
+             "Enter for a cell's likeliest words.")  # i18n: key
+
+
 def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> str:
     """The layers x tokens grid as an HTML table (rows top-down: output ... embeddings, then the input tokens)."""
     T = len(lens.tokens)
+    last = len(lens.layers) - 1
+    if selected is None or not (0 <= selected[0] <= last and 0 <= selected[1] < T):
+        focus = (last, T - 1)  # the Tab key lands on the chosen cell, else GPT-2's answer after the whole text
+    else:
+        focus = tuple(selected)
     nexts = [cell_label(t) for t in lens.tokens[1:]] + ["?"]
     head = "".join(f"<th scope='col' class='lens-next'>{html.escape(n)}</th>" for n in nexts)  # i18n: not shown (markup)
     next_in_text = html.escape(tr("next in the text"))
@@ -113,10 +124,12 @@ def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> st
             name = (tr("{row}, after {token}: {guess} {prob}, the text's next token", **fields) if right
                     else tr("{row}, after {token}: {guess} {prob}", **fields))
             name = html.escape(name, quote=True)
+            tabindex = 0 if focus == (row, t) else -1
             cells.append(f"<td><button type='button' class='{classes}' data-row='{row}' data-col='{t}' "  # i18n: not shown
+                         f"tabindex='{tabindex}' "  # i18n: not shown
                          f"style='background: rgb{rgb}; color: {ink_on(rgb)}' title='{name}' "  # i18n: not shown
                          f"aria-label='{name}'>{html.escape(cell_label(text))}</button></td>")
-        side = "lens-side lens-output" if row == len(lens.layers) - 1 else "lens-side"  # i18n: not shown (classes)
+        side = "lens-side lens-output" if row == last else "lens-side"  # i18n: not shown (classes)
         side_name = html.escape(row_name(lens, row))
         rows.append(f"<tr><th scope='row' class='{side}'>{side_name}</th>{''.join(cells)}</tr>")  # i18n: not shown
     inputs = "".join(f"<th scope='col' class='lens-input'>{html.escape(cell_label(t))}</th>"  # i18n: not shown
@@ -127,9 +140,13 @@ def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> st
     table = html.escape(tr("Each layer's top guess for the next token"), quote=True)
     help_line = tr("Read bottom-up: the text at the foot, GPT-2's own answer on top. Darker blue: a surer guess. "
                    "<u><b>Underlined</b></u>: the guess is the text's next token.")
-    return (f"<div class='lens-scroll' role='region' aria-label='{region}' tabindex='0'>"  # i18n: not shown (markup)
-            f"<table class='lens-grid' aria-label='{table}'><tbody>{''.join(rows)}</tbody></table></div>"
-            f"<p class='lens-help'>{help_line}</p>")
+    keys = tr(KEYS_HELP)
+    # the scroller is no Tab stop of its own: the chosen cell, always in the Tab order, scrolls it
+    return (f"<div class='lens-scroll' role='region' aria-label='{region}'>"  # i18n: not shown (markup)
+            f"<table class='lens-grid' role='grid' aria-label='{table}' aria-describedby='lens-keys'>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>"
+            f"<p class='lens-help'>{help_line}</p>"  # how to use the page, not the grid: no part of a saved picture
+            f"<p class='lens-help save-view' id='lens-keys'>{keys}</p>")  # (save_view.js skips .save-view)
 
 
 def cell_html(lens: LogitLens, row: int, col: int) -> str:
@@ -299,8 +316,13 @@ CSS = """
   white-space: pre; padding: 4px 6px; border: 1px solid #cbd5e1; border-radius: 4px; cursor: pointer;
   font-family: var(--font-mono); font-size: 15px; }
 .lens-cell.lens-right { text-decoration: underline; text-decoration-thickness: 2px; font-weight: 700; }
-.lens-cell:hover, .lens-cell:focus-visible { outline: 2px solid #1e3a8a; outline-offset: 1px; }
-.lens-cell.selected { outline: 3px solid #c2410c; outline-offset: 1px; }
+.lens-cell:hover { outline: 2px solid #1e3a8a; outline-offset: 1px; }
+.lens-cell.selected { outline: 3px solid #c2410c; outline-offset: 1px; position: relative; }
+/* the keyboard's cell: a dark ring with a white one inside it, on any blue; the chosen cell keeps its orange outside */
+.lens-cell:focus-visible { outline: 3px solid #1e3a8a; outline-offset: 1px; box-shadow: inset 0 0 0 2px #ffffff;
+  position: relative; z-index: 1; }
+.lens-cell.selected:focus-visible { outline-color: #c2410c;
+  box-shadow: inset 0 0 0 2px #ffffff, inset 0 0 0 5px #1e3a8a; }
 #layers-details { position: sticky; top: 4px; }  /* beside the grid: in view while a tall grid (gpt2-xl) scrolls */
 .lens-chart { width: 100%; max-height: 42vh; font-family: var(--font); }
 .lens-chart text { fill: #111827; font-size: 18px; }

@@ -14,7 +14,7 @@ from test_browser import browser, photograph_if_failed  # noqa: F401 (fixture)
 from test_browser_a11y import violations
 from ui_helpers import wait_until
 
-from demo.lens_pictures import ordinal
+from demo.lens_pictures import ordinal, row_name
 from gpt2_core.explain.lens import MAX_LENS_TOKENS
 
 pytestmark = pytest.mark.browser
@@ -180,3 +180,42 @@ def test_layers_tab_passes_axe(layers):
     wait_until(lambda: layers.locator("#layers-commitment .token.highlighted").count() >= 5, timeout=30,
                message="the coloured continuation")
     assert violations(layers) == []
+
+
+FOCUSED_CELL = """() => { const c = document.activeElement;
+  return c && c.matches('#layers-grid .lens-cell') ? [Number(c.dataset.row), Number(c.dataset.col)] : null; }"""
+
+
+def test_the_grid_is_one_tab_stop_and_the_arrow_keys_move_between_its_cells(layers, app):
+    """Tab lands on the marked cell (GPT-2's answer), the arrows move up and down the layers and along the tokens,
+    Enter shows the focused cell's details, and one more Tab leaves the grid: 50 Tab presses crossed it before."""
+    lens = app.models.gpt2.current.logit_lens("The Eiffel Tower is in the city of")
+    top, last = len(lens.layers) - 1, len(lens.tokens) - 1
+    layers.locator("#layers-continue").focus()  # the control before the grid
+    layers.keyboard.press("Tab")
+    assert layers.evaluate(FOCUSED_CELL) == [top, last], "Tab lands on GPT-2's answer, the marked cell"
+    assert layers.locator("#layers-grid .lens-cell[tabindex='0']").count() == 1
+    for key in ("ArrowDown", "ArrowDown", "ArrowLeft", "ArrowUp", "ArrowUp", "ArrowUp"):  # (Up past the top: stays)
+        layers.keyboard.press(key)
+    assert layers.evaluate(FOCUSED_CELL) == [top, last - 1]
+    for key in ("ArrowDown", "ArrowDown", "Home", "ArrowRight", "ArrowRight"):
+        layers.keyboard.press(key)
+    assert layers.evaluate(FOCUSED_CELL) == [top - 2, 2]
+    assert layers.evaluate("document.activeElement.matches(':focus-visible')")
+    style = layers.evaluate("(() => { const s = getComputedStyle(document.activeElement); "
+                            "return [s.outlineStyle, s.outlineWidth]; })()")
+    assert style[0] != "none" and float(style[1].rstrip("px")) >= 2, "the focused cell shows it"
+    cell = layers.locator(f"#layers-grid .lens-cell[data-row='{top - 2}'][data-col='2']")
+    assert in_view(layers, f"#layers-grid .lens-cell[data-row='{top - 2}'][data-col='2']")
+    layers.keyboard.press("Enter")
+    details = layers.locator("#layers-details")
+    after = lens.tokens[2].replace(" ", "\u2423")
+    heading = f"{row_name(lens, top - 2)}, after {after} "
+    wait_until(lambda: details.inner_text().startswith(heading), message="the focused cell's details")
+    assert "selected" in (cell.get_attribute("class") or "")
+    assert layers.locator("#layers-grid .lens-cell.selected").count() == 1
+    layers.keyboard.press("Tab")
+    assert layers.evaluate(FOCUSED_CELL) is None, "one Tab leaves the grid"
+    assert layers.evaluate("!document.querySelector('#layers-grid .lens-scroll').contains(document.activeElement)")
+    layers.keyboard.press("Shift+Tab")
+    assert layers.evaluate(FOCUSED_CELL) == [top - 2, 2], "back in, on the cell left"
