@@ -80,4 +80,14 @@ def head_pictures(weights: ArrayLike, *, causal: bool) -> list[Image.Image]:
 CSS = """
 .attention-map { width: 100%; max-height: 70vh; }
 .attention-map text { fill: #111827; font-family: var(--font); }
+/* The heads' pictures: a caption wraps to a second line, whole, where one line would cut it ("cabeza 1 (mostrada)"
+   on a phone), and is no wider than its picture */
+.head-pictures .caption-label { white-space: normal; text-overflow: clip; overflow-wrap: break-word;
+  max-width: calc(100% - 2 * var(--block-label-margin)); line-height: 1.2; }
+/* The Layer and Head sliders side by side: each number box stays beside its name (a narrower box), so that neither
+   wraps under its name and the two bars sit level */
+.head-knob .head { flex-wrap: nowrap; align-items: center; gap: 6px; }
+.head-knob .head > label { min-width: 0; }
+.head-knob .head .tab-like-container { margin-bottom: 0 !important; }
+.head-knob .head input[type=number] { min-width: 0; width: 3.2em; }
 """

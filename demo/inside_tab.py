@@ -115,11 +115,14 @@ def inside_tab(models: AppModels) -> TabParts:
                     save_png_button(f"inside-{key}-map", file=f"{key}-attention.png", needs="svg.attention-map",
                                     caption=[f"{{#inside-{key}-title}}", MAP_CAPTION],
                                     note=MAP_NOTES[key])
-                    with gr.Row():
-                        layer = gr.Slider(1, 12, 1, step=1, label=T("Layer"), elem_id=f"inside-{key}-layer")
-                        head = gr.Slider(1, 12, 1, step=1, label=T("Head"), elem_id=f"inside-{key}-head")
+                    with gr.Row():  # (attention_maps.CSS: each number box beside its name, the two bars level)
+                        layer = gr.Slider(1, 12, 1, step=1, label=T("Layer"), elem_id=f"inside-{key}-layer",
+                                          elem_classes="head-knob")
+                        head = gr.Slider(1, 12, 1, step=1, label=T("Head"), elem_id=f"inside-{key}-head",
+                                         elem_classes="head-knob")
                     heads = gr.Gallery(label=T("Every head of this layer: click one"), columns=6, height=240,
-                                       allow_preview=False, object_fit="contain", elem_id=f"inside-{key}-heads")
+                                       allow_preview=False, object_fit="contain", elem_id=f"inside-{key}-heads",
+                                       elem_classes="head-pictures")
                     columns[key] = (heading, layer, head, picture, heads)
         copy_link("inside", {"text": text})
 

@@ -1,0 +1,66 @@
+"""The Inside tab's heads in Debian's chromium, in Spanish and French at a laptop's 1280x720 and a phone's 390x844:
+each head picture's caption read whole (the shown head's "cabeza 1 (mostrada)" was cut to "cabeza 1 (mo…"), and the
+Layer and Head sliders level, each number box beside its name.
+
+Uses test_browser.py's `browser` fixture (skipped with its reason where chromium is absent) and the shared tiny app.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import browser, photograph_if_failed  # noqa: F401 (fixture)
+from ui_helpers import wait_until
+
+pytestmark = pytest.mark.browser
+pytest_plugins = ["fixtures_ui"]
+
+TAB = {"en": "Inside", "es": "Por dentro", "fr": "À l'intérieur"}
+SHOWN = {"en": "(shown)", "es": "(mostrada)", "fr": "(affichée)"}
+SIZES = {"1280x720": {"width": 1280, "height": 720}, "390x844": {"width": 390, "height": 844}}
+
+CLIPPED = """(root) => [...root.querySelectorAll('.caption-label')].filter((c) => {
+  const box = c.getBoundingClientRect(), item = c.closest('.thumbnail-item').getBoundingClientRect();
+  return c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1 || box.left < item.left - 1
+    || box.right > item.right + 1; }).map((c) => c.textContent)"""
+
+
+@pytest.fixture
+def inside(browser, app, request):  # noqa: F811
+    lang, size = request.param
+    page = browser.new_context(viewport=SIZES[size]).new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{app.url}?lang={lang}")
+    page.locator("#prompt textarea").wait_for()
+    page.get_by_role("tab", name=TAB[lang]).click()
+    wait_until(lambda: page.locator("#inside-gpt2-heads .caption-label").count() > 1, timeout=30, message="the heads")
+    yield page, lang
+    photograph_if_failed(page, request)
+    page.context.close()
+
+
+@pytest.mark.parametrize("inside", [("es", "390x844"), ("es", "1280x720"), ("fr", "390x844"), ("en", "390x844")],
+                         indirect=True, ids=lambda p: "-".join(p))
+def test_every_head_caption_is_read_whole(inside):
+    page, lang = inside
+    for key in ("gpt2", "bert"):
+        heads = page.locator(f"#inside-{key}-heads")
+        wait_until(lambda: heads.locator(".caption-label").count() > 1, timeout=30, message=f"{key}'s heads")  # noqa: B023
+        captions = heads.locator(".caption-label").all_text_contents()
+        assert any(SHOWN[lang] in c for c in captions), captions
+        assert heads.evaluate(CLIPPED) == [], f"{key}'s captions cut short"
+
+
+@pytest.mark.parametrize("inside", [("es", "390x844"), ("fr", "390x844"), ("en", "1280x720")], indirect=True,
+                         ids=lambda p: "-".join(p))
+def test_the_layer_and_head_sliders_sit_level_with_their_number_boxes_beside_their_names(inside):
+    page, _ = inside
+    for key in ("gpt2", "bert"):
+        bars, boxes, names = [], [], []
+        for knob in ("layer", "head"):
+            slider = page.locator(f"#inside-{key}-{knob}")
+            bars.append(slider.locator("input[type=range]").bounding_box())
+            boxes.append(slider.locator("input[type=number]").bounding_box())
+            names.append(slider.locator(".head > label").bounding_box())
+        assert abs(bars[0]["y"] - bars[1]["y"]) <= 1, f"{key}: the bars at {bars[0]['y']} and {bars[1]['y']}"
+        for box, name in zip(boxes, names, strict=True):
+            assert box["y"] < name["y"] + name["height"], f"{key}: a number box under its name ({box}, {name})"
