@@ -4,7 +4,9 @@ machine has, side by side, and how surprised each size is by a human-written par
 Sizes run one after another, smallest first: each is loaded, writes, is measured, and is released before the next is
 loaded (the model already serving the page is borrowed, not loaded twice), so memory never holds two of them. A size
 whose weights exceed the host's budget (--scale-memory) or whose files are not here is listed with the reason and the
-fix (gpt2_core/scale.py). One run at a time for the whole app: it is the heaviest thing the page can ask for.
+fix (gpt2_core/scale.py), in the page's language (SKIP_REASONS; the API keeps gpt2_core's English). One run at a
+time for the whole app: it is the heaviest thing the page can ask for. Stop can be pressed from Run's click to the
+run's end; a stopped run marks the sizes it did not finish "stopped".
 The `/scale(prompt, seed)` API endpoint returns the finished figures and texts as JSON.
 """
 
@@ -16,14 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import gradio as gr
 import pandas as pd
 
 from demo.api import endpoint
-from demo.errors import user_facing_errors
+from demo.errors import in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
 from demo.i18n import T, tr
 from demo.knobs import typed_values
@@ -53,12 +55,23 @@ Here **the same prompt and seed** go to every size this machine has, smallest fi
 """)
 # A size's state as its card names it (the card's class keeps the English one)
 STATES = {"waiting": "waiting", "loading": "loading", "writing": "writing", "done": "done",  # i18n: key
-          "skipped": "skipped", "failed": "failed"}  # i18n: key
+          "skipped": "skipped", "failed": "failed", "stopped": "stopped"}  # i18n: key
+UNFINISHED = ("waiting", "loading", "writing")  # the states a run leaves behind when it is stopped or fails
 # The run's state line while a size is on its way, by that size's state
 DOING = {"waiting": "**Starting {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
          "loading": "**Loading {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
          "writing": "**Writing {model}** ({i} of {n})\u2026 Each size is released before the next one loads."}  # i18n: key
 X_TITLE, Y_TITLE = "parameters (millions)", "bits per token (lower is better)"  # i18n: key
+# Why gpt2_core/scale.py's `plan` leaves a size out, as English templates (keys of demo/locales/scale_tab.json): a note
+# that reads as one is shown in the page's language, its command, sizes and numbers as scale.py wrote them, its
+# precision (memory.PRECISION_LABELS) translated too. The first template a note reads as is used.
+SKIP_REASONS = (
+    "not on this machine: `python -m gpt2_core download {source}` fetches it ({size} in {precision})",  # i18n: key
+    "not on this machine: `python -m gpt2_core download {source}` fetches it",  # i18n: key
+    "not on this machine",  # i18n: key
+    "needs {size} in {precision}, over this host's budget of {budget} for this tab (--scale-memory {memory} "  # i18n: key
+    "would take it)",  # i18n: key
+)
 
 
 @dataclass
@@ -98,12 +111,14 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
                 tokens = gr.Slider(*NEW_TOKENS[:2], NEW_TOKENS[2], step=1, label=T("New tokens"), elem_id="scale-tokens")
         with gr.Row():
             run = gr.Button(T("Run every size"), variant="primary", elem_id="scale-run")
-            stop = gr.Button(T("Stop"), variant="stop", elem_id="scale-stop")
+            stop = gr.Button(T("Stop"), variant="stop", interactive=False, elem_id="scale-stop")  # on while a run goes
         planned = sizes.columns()  # once at start-up: each looks in the Hugging Face cache
         # The plan and the human paragraph's source, in the page's language: written as the page opens (load below)
         state = gr.Markdown("**" + T("Ready.") + "**", elem_id="scale-state")
         cards = gr.HTML("", elem_id="scale-columns")
         with gr.Row(equal_height=False):
+            # Its headers break between words only (CSS): each column is as wide as its longest word, and on a phone
+            # the table scrolls sideways inside its box (Gradio's break-anywhere wrapping stacked them letter by letter)
             table = gr.Dataframe(label=T("Figures"), interactive=False, wrap=True, elem_id="scale-figures", scale=3)
             with gr.Column(scale=2, visible=False) as chart_box:  # shown with the chart's second point
                 chart = gr.LinePlot(x="parameters (millions)", y="bits per token",
@@ -114,18 +129,25 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
                     "{#scale-seed input}, {#scale-tokens input[type=number]} new tokens",  # i18n: key (save_view.py)
                     "{#scale-human}"])
         source = gr.Markdown("", elem_id="scale-human")
+        shown = gr.State([])  # the columns as the last run left them: what Stop, or a failure, finds unfinished
         copy_link("scale", {"prompt": prompt, "seed": seed})
         tab.load(lambda: (ready_line(planned), render_cards(planned), figures_table(planned),  # named columns, not 1 2 3
                           tr("The human paragraph: {title}.", title=human.title)),
                  outputs=[state, cards, table, source], api_visibility="private", queue=False)
+        # Run off and Stop on at the click, before the run is queued; they turn back at the run's end or Stop (.then,
+        # which says "Stopped" for a run cut short) or at its failure (.failure: an error, a request the server never
+        # took; Gradio fires it at Stop too)
+        busy = [run, stop]
         # raw, and the number typed into New tokens unclamped: check_inputs answers a seed of 1.5 or 500 tokens by name
-        event = run.click(make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box],
-                          api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden",
-                          preprocess=False, js=typed_values(None, None, "scale-tokens"))
+        event = run.click(running, outputs=busy, api_visibility="private", queue=False, show_progress="hidden").then(
+            make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box, shown],
+            api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden",
+            preprocess=False, js=typed_values(None, None, "scale-tokens"))
+        ended = [state, cards, table, shown, *busy]
+        event.then(after_run, inputs=shown, outputs=ended, api_visibility="private", queue=False)
+        event.failure(not_taken, outputs=busy, api_visibility="private", queue=False)
         run.click(None, js=SCROLL_TO_RESULTS, api_visibility="private")  # the columns, in view at once (phones)
-        stop.click(None, cancels=[event], api_visibility="private").then(
-            lambda: tr("**Stopped.** The sizes that finished keep their text and figures."), outputs=state,
-            api_visibility="private", queue=False)
+        stop.click(None, cancels=[event], api_visibility="private")  # the run's .then says "Stopped"
         endpoint(make_api(sizes, unicorn.prompt), returns=list, api_name="scale", concurrency_limit=1, concurrency_id="scale")
     return TabParts(tab, {"prompt": prompt, "seed": seed})
 
@@ -232,19 +254,64 @@ def make_run(sizes: SizeRunner):
         """Stream every size's text into its column, then its figures."""
         with user_facing_errors():
             prompt, params = check_inputs(prompt, seed, max_new_tokens)
-        for columns in sizes.run(prompt, params):
-            active = next((c for c in columns if c.state in ("waiting", "loading", "writing")), None)
-            ready = [c for c in columns if c.state != "skipped"]
-            if active is not None:
-                state = tr(DOING[active.state], model=active.planned.source, i=ready.index(active) + 1, n=len(ready))
-            else:
-                state = tr("**Done.** Compare the texts, then the surprise of each size at the human paragraph.")
-            points = chart_data(columns)
-            chart = gr.LinePlot(points, visible=len(points) >= 2, x_title=tr(X_TITLE), y_title=tr(Y_TITLE))
-            yield (state, render_cards(columns), figures_table(columns), chart,
-                   gr.Column(visible=len(points) >= 2))  # one point: no line
+        columns: list[Column] = []
+        try:
+            with user_facing_errors():  # another run still finishing, or an error past one size's own
+                for columns in sizes.run(prompt, params):
+                    active = next((c for c in columns if c.state in UNFINISHED), None)
+                    ready = [c for c in columns if c.state != "skipped"]
+                    if active is not None:
+                        state = tr(DOING[active.state], model=active.planned.source, i=ready.index(active) + 1,
+                                   n=len(ready))
+                    else:
+                        state = tr("**Done.** Compare the texts, then the surprise of each size at the human "
+                                   "paragraph.")
+                    points = chart_data(columns)
+                    chart = gr.LinePlot(points, visible=len(points) >= 2, x_title=tr(X_TITLE), y_title=tr(Y_TITLE))
+                    yield (state, render_cards(columns), figures_table(columns), chart,
+                           gr.Column(visible=len(points) >= 2),  # one point: no line
+                           [replace(c) for c in columns])  # as drawn now (the runner goes on changing its own)
+        except gr.Error:  # the sizes it left unfinished say so, then the error says why
+            if any(c.state in UNFINISHED for c in columns):
+                line, cards, table, shown = cut_short(columns, "failed")
+                yield line, cards, table, gr.skip(), gr.skip(), shown
+            raise
 
     return run
+
+
+def running() -> tuple:
+    """Run pressed: no second run meanwhile, and Stop can be pressed (also while the run waits its turn)."""
+    return gr.Button(interactive=False), gr.Button(interactive=True)
+
+
+def after_run(columns: list[Column]) -> tuple:
+    """The run's .then, at its end or at Stop (Gradio fires no .then for a run that failed): Run is free again, Stop is
+    not. A run that left sizes unfinished was stopped: they say so, and the state line too. A finished run, or one
+    that never began (stopped while it waited its turn), keeps what the page shows: nothing to claim stopped."""
+    buttons = gr.Button(interactive=True), gr.Button(interactive=False)
+    if not any(c.state in UNFINISHED for c in columns):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), *buttons
+    return *cut_short(columns, "stopped"), *buttons
+
+
+def not_taken() -> tuple:
+    """The run's .failure: it failed (its error says why; the run marked its unfinished sizes), the server never took
+    it, or Stop ended it (then after_run follows). Run is free again, Stop is not."""
+    return gr.Button(interactive=True), gr.Button(interactive=False)
+
+
+def cut_short(columns: list[Column], how: str) -> tuple[str, str, pd.DataFrame, list[Column]]:
+    """The state line, cards, table and columns of a run that ended before its sizes did: those say `how` it ended,
+    "stopped" or "failed"."""
+    columns = [replace(c, state=how) if c.state in UNFINISHED else c for c in columns]
+    if how == "failed":
+        line = tr("**Not finished:** an error ended the run. The sizes that finished keep their text and figures.")
+    elif any(c.state == "done" for c in columns):
+        line = tr("**Stopped.** The sizes that finished keep their text and figures.")
+    else:
+        line = tr("**Stopped** before any size finished.")
+    return line, render_cards(columns), figures_table(columns), columns
 
 
 def make_api(sizes: SizeRunner, default_prompt: str):
@@ -267,7 +334,7 @@ def render_cards(columns: list[Column]) -> str:
         size = tr("{n}M parameters", n=f"{p.parameters / 1e6:,.{1 if p.parameters < 1e7 else 0}f}") \
             if p.parameters else tr("size unknown")  # 4.2M as the figures table has it; 124M (not 124.4M)
         if c.state == "skipped":
-            skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(c.note)}</li>")
+            skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(reason(c.note))}</li>")
             continue
         figures = []
         if c.memory_bytes is not None:
@@ -278,7 +345,7 @@ def render_cards(columns: list[Column]) -> str:
             figures.append(tr("<b>{bits} bits per token</b> on the human paragraph", bits=f"{c.bits_per_token:.2f}"))
         text = html.escape(c.text)
         body = f"<p class='scale-text'><span class='scale-prompt'>\u2026</span>{text}</p>" if c.text else ""  # i18n: not shown
-        note = f"<p class='scale-note'>{html.escape(c.note)}</p>" if c.note else ""
+        note = f"<p class='scale-note'>{html.escape(reason(c.note))}</p>" if c.note else ""
         cards.append(f"<div class='scale-card scale-{c.state}' data-model='{html.escape(p.source)}'>"  # i18n: not shown
                      f"<h4>{html.escape(p.source)}</h4><p class='scale-size'>{size} \u00b7 "
                      f"<span class='scale-state'>{html.escape(tr(STATES[c.state]))}</span></p>{body}"
@@ -286,6 +353,18 @@ def render_cards(columns: list[Column]) -> str:
     not_run = html.escape(tr("Not run here"))
     listed = f"<div class='scale-skipped'><p><b>{not_run}</b></p><ul>{''.join(skipped)}</ul></div>"  # i18n: not shown
     return f"<div class='scale-grid'>{''.join(cards)}</div>{listed if skipped else ''}"  # i18n: not shown (markup)
+
+
+def reason(note: str) -> str:
+    """A size's note, written by gpt2_core in English, in the page's language: why it is skipped (SKIP_REASONS), or
+    why it failed (gpt2_core's messages that demo/errors.py translates); any other note as it is."""
+    for template, pattern in template_patterns(SKIP_REASONS):
+        if found := pattern.fullmatch(note):
+            fields = found.groupdict()
+            if "precision" in fields:
+                fields["precision"] = tr(fields["precision"])  # "int8 (fast on CPU)"; fp16 and fp32 as they are
+            return tr(template, **fields)
+    return in_page_language(note)
 
 
 def code_spans(text: str) -> str:
@@ -323,4 +402,5 @@ CSS = """
 .scale-writing, .scale-loading { border: 2px solid var(--color-accent); }
 .scale-text { white-space: pre-wrap; }
 .scale-prompt { color: var(--body-text-color-subdued); }
+#scale-figures th .header { word-break: normal; overflow-wrap: normal; hyphens: none; }
 """

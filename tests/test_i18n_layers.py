@@ -16,6 +16,7 @@ from demo.scale_tab import Column, ready_line, render_cards
 from demo.unavailable import NOT_AVAILABLE, _local_folder_missing, not_available
 from gpt2_core import ModelUnavailableError
 from gpt2_core.explain.lens import LensCell, LogitLens
+from gpt2_core.memory import PRECISION_LABELS
 from gpt2_core.remote.model import REMOTE_UNAVAILABLE
 from gpt2_core.scale import Planned
 from gpt2_core.zerogpu import ZEROGPU_UNAVAILABLE
@@ -89,6 +90,43 @@ def test_scale_states_and_cards_are_written_in_the_pages_language():
     assert "scale-card scale-done" in cards, "the card's class stays English"
     with speaking("fr"):
         assert "Non exécutées ici" in render_cards(columns)
+
+
+def test_why_a_size_is_not_run_is_written_in_the_pages_language_and_the_api_keeps_english(monkeypatch,
+                                                                                          tiny_checkpoint):
+    """gpt2_core/scale.py writes its reasons in English (the API's "note"); the page's cards say them in its
+    language, the command, sizes and numbers as they were."""
+    from gpt2_core import scale
+
+    here = scale.locate
+    monkeypatch.setattr(scale, "locate", lambda source: here(source) if source.startswith("/") else None)
+    fetch, unknown, folder = scale.plan(["distilgpt2", "someone/gpt2-nano", "/no/such/folder"], budget_bytes=10**10,
+                                        precision="int8-cpu")
+    (too_big,) = scale.plan([str(tiny_checkpoint)], budget_bytes=1000, precision="int8-cpu")
+    assert fetch.skip == "not on this machine: `python -m gpt2_core download distilgpt2` fetches it (85 MB in int8 " \
+                         "(fast on CPU))", "the Python API stays English"
+    columns = [Column(p, state="skipped", note=p.skip) for p in (fetch, unknown, folder, too_big)]
+    english = render_cards(columns)
+    assert "fetches it (85 MB in int8 (fast on CPU))" in english and "over this host&#x27;s budget of 0 MB" in english
+    assert [c.figures()["note"] for c in columns] == [p.skip for p in (fetch, unknown, folder, too_big)]
+    with speaking("es"):
+        spanish = render_cards(columns)
+    assert ("<b>distilgpt2</b> (82 M de parámetros): no está en esta máquina: <code>python -m gpt2_core download "
+            "distilgpt2</code> lo descarga (85 MB en int8 (rápido en CPU))") in spanish
+    assert ("no está en esta máquina: <code>python -m gpt2_core download someone/gpt2-nano</code> lo descarga</li>"
+            in spanish)
+    assert "(tamaño desconocido): no está en esta máquina</li>" in spanish
+    assert re.search(r"necesita \d+ MB en int8 \(rápido en CPU\), más que el presupuesto de 0 MB de este servidor "
+                     r"para esta pestaña", spanish)
+    assert "--scale-memory 0.1 lo permitiría" in spanish
+    with speaking("fr"):
+        french = render_cards(columns)
+    assert "absent de cette machine : <code>python -m gpt2_core download distilgpt2</code> le télécharge (85 MB en " \
+           "int8 (rapide sur CPU))" in french and re.search(r"demande \d+ MB en int8 \(rapide sur CPU\)", french)
+    for text in (spanish, french):
+        assert "not on this machine" not in text and "fetches" not in text and "needs" not in text, text
+    for label in PRECISION_LABELS.values():  # the precision a reason names
+        assert in_every_table(label), label
 
 
 def test_not_available_gives_the_browser_keys_and_the_english_page_reads_as_before():

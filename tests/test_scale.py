@@ -257,3 +257,37 @@ def test_scale_refuses_every_bad_seed_with_one_message(seed):
     assert str(error.value).startswith(f"`seed` has to be an integer in [0, {MAX_SEED}]: every size draws with the "
                                        "same seed, but is "), str(error.value)
     assert check_inputs("Hello", 7, 20)[1].seed == 7
+
+
+def test_stop_says_stopped_only_for_a_run_it_cut_short_and_an_error_marks_the_unfinished_sizes():
+    import gradio as gr
+
+    from demo.scale_tab import Column, after_run, make_run
+    from gpt2_core.scale import Planned
+
+    def columns(*states: str) -> list[Column]:
+        return [Column(Planned(f"size {i}", 10**6 * (i + 1), 1, None, None), state=s) for i, s in enumerate(states)]
+
+    for never_ran in ([], columns("done", "skipped")):  # Stop while the run waited its turn; a run that finished
+        *shown, run, stop = after_run(never_ran)
+        assert all(value == gr.skip() for value in shown), "nothing ran: nothing claimed"
+        assert run.interactive is True and stop.interactive is False
+    line, cards, _, marked, run, stop = after_run(columns("done", "writing", "waiting", "skipped"))
+    assert line == "**Stopped.** The sizes that finished keep their text and figures."
+    assert [c.state for c in marked] == ["done", "stopped", "stopped", "skipped"] and cards.count("scale-stopped") == 2
+    assert run.interactive is True and stop.interactive is False
+    assert after_run(columns("loading", "waiting"))[0] == "**Stopped** before any size finished."
+
+    class Breaks:
+        def run(self, prompt, params):
+            ran = columns("done", "writing", "waiting")
+            yield ran
+            raise RuntimeError("the machine fell over")
+
+    updates = make_run(Breaks())("Once upon a time", 7, 20)
+    next(updates)
+    line, cards, _, _, _, marked = next(updates)  # before the error: the sizes it left unfinished say so
+    assert line.startswith("**Not finished:**") and [c.state for c in marked] == ["done", "failed", "failed"]
+    assert cards.count("scale-failed") == 2
+    with pytest.raises(gr.Error, match="Something went wrong on the server"):  # logged with its traceback
+        next(updates)
