@@ -4,7 +4,9 @@ The loss curve (training and held-out validation) and a sample from a fixed prom
 stacked so that the class sees noise turn into words. One run at a time, beside serving (demo/training.py); on when the
 app serves only this machine, off for others unless --allow-training. At the end, the model downloads as a zip.
 The status counts time from the press of Start, the preparation (starting, the vocabulary or GPT-2's weights) included,
-and the time left from the run's own step count and pace once it knows them.
+and the time left from the run's own step count and pace once it knows them. Stop can be pressed while the visitor's
+run goes on (the run's updates turn it on and off); once pressed, the status says the run is stopping until it has
+saved, then that it was stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from demo.errors import in_page_language, markdown_text, user_facing_errors
+from demo.errors import in_page_language, markdown_text, page_error, page_info, user_facing_errors
 from demo.i18n import SOURCE, T, language, tr
 from demo.knobs import typed_values
 from demo.links import TRAIN_MINUTES, TabParts
@@ -69,7 +71,7 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
                 minutes = gr.Slider(*TRAIN_MINUTES, 2, step=1, label=T("Minutes to train"), elem_id="train-minutes")
                 with gr.Row():
                     start = gr.Button(T("Start training"), variant="primary", elem_id="train-start")
-                    stop = gr.Button(T("Stop"), variant="stop", elem_id="train-stop")
+                    stop = gr.Button(T("Stop"), variant="stop", interactive=False, elem_id="train-stop")
                 status = gr.Markdown(T("**Ready.**"), elem_id="train-status")
                 with gr.Row():
                     use = gr.Button(T("Use this model in my tabs"), interactive=False, size="sm", elem_id="train-use")
@@ -89,10 +91,10 @@ def train_tab(models: AppModels, jobs: TrainingJobs | None, panel: ModelPanel) -
         tab.load(plot_titles, outputs=curve, api_visibility="private", queue=False, show_progress="hidden")
         upload.upload(read_upload, inputs=upload, outputs=[own, source], api_visibility="private")
         start.click(make_run(models, jobs), inputs=[source, own, start_from, minutes],
-                    outputs=[status, curve, samples, download, use], api_visibility="private", concurrency_limit=2,
+                    outputs=[status, curve, samples, download, use, stop], api_visibility="private", concurrency_limit=2,
                     show_progress="hidden", preprocess=False,  # minutes as typed, checked with the project's message
                     js=typed_values(None, None, None, "train-minutes"))
-        stop.click(make_stop(jobs), outputs=status, api_visibility="private", queue=False)
+        stop.click(make_stop(jobs), outputs=[status, stop], api_visibility="private", queue=False)
         # The page's model panel (rendered elsewhere on the page) is redrawn by the same events
         use.click(make_use(models, jobs), outputs=[use_status, shared, *panel.shows], api_visibility="private",
                   concurrency_limit=1, show_progress="minimal")
@@ -127,13 +129,16 @@ def check_text_size(text: str) -> None:
                             "but has {length:,}", low=MIN_TEXT_CHARS, high=MAX_TEXT_CHARS, length=length))
 
 
+STOPPING = ("**Stopping:** measuring the loss one last time and saving the model as it is\u2026 "  # i18n: key
+            "{seconds:.0f} s so far.")
 STILL_RUNNING = ("Your run is still going, with the text and the {minutes} minutes it started with. Press "  # i18n: key
                  "**Stop** to save it, then **Start training** for another.")
 
 
 def make_run(models: AppModels, jobs: TrainingJobs):
     def run(source: str, own: str, start_from: str, minutes: float, request: gr.Request):
-        """Start (or follow) this visitor's run; redraw its curve and samples until it ends."""
+        """Start (or follow) this visitor's run; redraw its curve and samples until it ends. Stop can be pressed
+        while it goes on and no stop was asked (by this page or another event that follows the same run)."""
         with user_facing_errors():
             text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
             check_text_size(text or "")
@@ -141,15 +146,16 @@ def make_run(models: AppModels, jobs: TrainingJobs):
             init = "tiny" if start_from == SCRATCH else models.gpt2.source
             running = jobs.current(request.session_hash)
             if running is not None and not running.finished:  # Start again while it runs: it goes on as it started
-                gr.Info(tr(STILL_RUNNING, minutes=f"{running.minutes:g}"))
+                page_info(tr(STILL_RUNNING, minutes=f"{running.minutes:g}"))
             try:
                 job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
             except TrainingBusyError as e:
-                raise gr.Error(tr(BUSY, seconds=e.seconds), print_exception=False) from None
+                raise page_error(tr(BUSY, seconds=e.seconds)) from None
         seen, seen_at = None, time.monotonic()  # evaluations drawn so far, and when the last of them arrived
         while True:
             finished = job.finished
             saved = finished and jobs.model_dir(request.session_hash) is not None
+            archive = jobs.zip(request.session_hash) if saved else None  # seconds on a busy host: the time shown counts them
             evaluations, now = list(job.evaluations), time.monotonic()  # a copy: the run's reader appends to it
             new = len(evaluations) != seen
             if new:
@@ -162,8 +168,9 @@ def make_run(models: AppModels, jobs: TrainingJobs):
                 curve, samples = curve_of(evaluations) if evaluations else None, samples_of(evaluations)
             else:
                 curve, samples = gr.skip(), gr.skip()
-            yield status, curve, samples, gr.DownloadButton(
-                value=jobs.zip(request.session_hash) if saved else None, interactive=saved), gr.Button(interactive=saved)
+            yield (status, curve, samples,
+                   gr.DownloadButton(value=archive, interactive=saved),
+                   gr.Button(interactive=saved), gr.Button(interactive=not finished and not job.stop_asked))
             if finished:
                 return
             time.sleep(POLL_S)
@@ -201,19 +208,31 @@ def make_use_shared(models: AppModels):
 
 
 def make_stop(jobs: TrainingJobs):
-    def stop(request: gr.Request) -> str:
-        jobs.stop(request.session_hash)
-        return tr("**Stopping:** the model is saved as it is now.")
+    def stop(request: gr.Request) -> tuple:
+        """Ask this visitor's run to stop; the run's own updates go on until it has saved. With no run going (the
+        button is off then) nothing is stopped, and the status is left as it is."""
+        run = jobs.stop(request.session_hash)
+        if run is None:
+            return gr.skip(), gr.Button(interactive=False)
+        return tr(STOPPING, seconds=time.monotonic() - run.started), gr.Button(interactive=False)
 
     return stop
 
 
 def progress(job, evaluations: list[dict], finished: bool, *, elapsed_s: float, since_eval_s: float) -> str:
     """The run's state. `elapsed_s` counts from the press of Start, preparation included; `since_eval_s` is the time
-    since the last evaluation arrived."""
+    since the last evaluation arrived. Once Stop was pressed, the run is stopping until it ends, then stopped."""
     last = evaluations[-1] if evaluations else None
     if job.errors:
         return tr("**Training failed:** {why}", why=markdown_text(failure(job.errors[-1])))
+    if job.stop_asked and finished:
+        if last is None:  # stopped before the trainer could catch the signal: it saved nothing
+            return tr("**Stopped** before its first step: there is no model to save.")
+        return tr("**Stopped** after {steps} steps and {seconds:.0f} s, preparation included: validation loss "
+                  "{loss:.2f}. The model is saved as it was: download it below.", steps=last["step"],
+                  seconds=elapsed_s, loss=last["val_loss"])
+    if job.stop_asked:
+        return tr(STOPPING, seconds=elapsed_s)
     if finished and last:
         return tr("**Done** after {steps} steps and {seconds:.0f} s, preparation included: validation loss {loss:.2f}. "
                   "Download the model below.", steps=last["step"], seconds=elapsed_s, loss=last["val_loss"])

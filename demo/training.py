@@ -53,6 +53,7 @@ class Run:
     evaluations: list[dict] = field(default_factory=list)
     plan: dict | None = None  # the run's memory plan (window, micro-batch, planned peak), its output's first line
     errors: list[str] = field(default_factory=list)
+    stop_asked: bool = False  # Stop was pressed: the run measures its loss once more, saves and ends
 
     @property
     def finished(self) -> bool:
@@ -103,10 +104,14 @@ class TrainingJobs:
         run = self._run
         return run if run is not None and run.owner == owner else None
 
-    def stop(self, owner: str) -> None:
+    def stop(self, owner: str) -> Run | None:
+        """Ask `owner`'s run to stop, if it is still going: the run it asked (which remembers it), or None."""
         run = self.current(owner)
-        if run is not None and not run.finished:
-            run.process.terminate()  # the CLI saves what it has, then exits
+        if run is None or run.finished:
+            return None
+        run.stop_asked = True
+        run.process.terminate()  # the CLI saves what it has, then exits
+        return run
 
     def forget(self, owner: str) -> None:
         """`owner`'s page closed: its run, if any, ends and its files go (a model it adopted is already loaded)."""

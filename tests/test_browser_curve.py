@@ -1,6 +1,7 @@
 """Build your own's loss curve and status as chromium draws them (issue 18): the line starts at the first evaluation
 on numeric axes (an empty first frame once made the losses text labels on the y axis until the window was resized),
-the samples show no replacement character and wrap, and the time counts the preparation.
+the samples show no replacement character and wrap, and the time counts the preparation. Stop is on only while the
+run goes; once pressed, the status says the run is stopping until it has saved, then that it was stopped.
 
 The fast tests feed the tab a scripted run (its evaluations arrive on a timer, as the child process would print them);
 the heavy one trains the tiny model for real and stops it.
@@ -39,6 +40,7 @@ class ScriptedRun:
         self._prepare_s = prepare_s
         self.started = time.monotonic()
         self.init, self.minutes, self.out_dir, self.errors = "tiny", 1.0, out_dir, []
+        self.stop_asked = False
 
     def _printed(self) -> int:
         since_prepared = time.monotonic() - self.started - self._prepare_s
@@ -125,15 +127,19 @@ def numeric_labels(labels: list[str]) -> bool:
 def test_the_curve_is_drawn_on_numeric_axes_from_the_first_point(browser, app, scripted, viewport):  # noqa: F811
     page = open_build_your_own(browser, app.url, viewport)
     try:
+        stop = page.locator("#train-stop")
+        assert stop.is_disabled(), "no run to stop before Start"
         pressed = time.monotonic()
         page.locator("#train-start").click()
         wait_until(lambda: "Preparing" in page.locator("#train-status").inner_text(), message="the preparation")
+        wait_until(stop.is_enabled, message="Stop on while the run goes")
         wait_until(lambda: "step 0 of 100" in page.locator("#train-status").inner_text(), message="the first point")
         first = wait_until(lambda: (c := drawn_curve(page)) and c["yLabels"] and c, message="the first point drawn")
         assert "linear scale" in first["yAxis"] and numeric_labels(first["yLabels"]), first
         wait_until(lambda: "Done" in page.locator("#train-status").inner_text(), timeout=20, message="the end")
         took = int(re.search(r"steps and (\d+) s", page.locator("#train-status").inner_text()).group(1))
         assert abs(took - (time.monotonic() - pressed)) <= 3, "from the press of Start, not the run's own 42 s"
+        wait_until(stop.is_disabled, message="Stop off once the run has ended")
         curve = wait_until(lambda: (c := drawn_curve(page)) and sorted(c["points"]) == [5, 5] and c,
                            message="two lines of five points")
         assert "linear scale" in curve["yAxis"] and numeric_labels(curve["yLabels"]), curve
@@ -158,6 +164,7 @@ def test_the_curve_is_drawn_on_numeric_axes_from_the_first_point(browser, app, s
 def test_a_real_run_counts_its_preparation_and_passes_axe(browser, app):  # noqa: F811
     page = open_build_your_own(browser, app.url, "1280x720")
     try:
+        assert page.locator("#train-stop").is_disabled(), "no run to stop before Start"
         page.get_by_label("My own text (paste or upload below)").check()
         page.locator("#train-text textarea").fill(toy_play(1500))
         pressed = time.monotonic()
@@ -170,11 +177,21 @@ def test_a_real_run_counts_its_preparation_and_passes_axe(browser, app):  # noqa
         wait_until(lambda: (c := drawn_curve(page)) and min(c["points"] or [0]) >= 2, timeout=90,
                    message="a line of two points")
         assert "\ufffd" not in page.locator("#train-samples").inner_text()
+        assert page.locator("#train-stop").is_enabled()
         page.locator("#train-stop").click()
-        wait_until(lambda: "Done" in page.locator("#train-status").inner_text(), timeout=60, message="saved")
-        done = page.locator("#train-status").inner_text()
+        wait_until(lambda: "Stopping:" in page.locator("#train-status").inner_text(), timeout=5, message="stopping")
+        assert page.locator("#train-stop").is_disabled(), "pressed once is enough"
+        seen = []  # each status the page shows from then until the run has saved (the trainer measures once more)
+        wait_until(lambda: seen.append(page.locator("#train-status").inner_text()) or seen[-1].startswith("Stopped"),
+                   timeout=60, interval=0.1, message="saved")
+        assert all(s.startswith("Stopping:") for s in seen[:-1]), [s for s in seen if not s.startswith("Stopping:")]
+        done = seen[-1]
+        assert re.fullmatch(r"Stopped after \d+ steps and \d+ s, preparation included: validation loss \d+\.\d\d\. The "
+                            r"model is saved as it was: download it below\.", done), done
         took = int(re.search(r"steps and (\d+) s", done).group(1))
         assert abs(took - (time.monotonic() - pressed)) <= 5, (done, time.monotonic() - pressed)
+        assert page.locator("#train-stop").is_disabled(), "the run has ended"
+        wait_until(lambda: page.locator("#train-download").is_enabled(), message="the download")
         assert violations(page) == []
     finally:
         page.context.close()

@@ -144,8 +144,8 @@ def test_the_engine_message_guard_finds_a_new_message():
 
 
 class FakeRun:
-    def __init__(self, init: str = "tiny", errors: list[str] | None = None):
-        self.init, self.minutes, self.errors = init, 2.0, errors or []
+    def __init__(self, init: str = "tiny", errors: list[str] | None = None, stop_asked: bool = False):
+        self.init, self.minutes, self.errors, self.stop_asked = init, 2.0, errors or [], stop_asked
 
 
 EVALUATIONS = [{"step": 25 * i, "train_loss": 5.0 - i, "val_loss": 5.5 - i, "elapsed_s": 10.0 * i,
@@ -178,6 +178,33 @@ def test_build_your_owns_status_comes_out_in_spanish_and_french_with_its_numbers
     with speaking("fr"):
         french = progress(FakeRun(), EVALUATIONS, False, elapsed_s=31, since_eval_s=1)
     assert french.startswith("**Entraînement\u2026** étape 50 sur 100, perte de validation 3.50")
+
+
+def test_a_stopped_runs_status_comes_out_in_spanish_and_french_with_its_numbers():
+    from demo.train_tab import progress
+
+    stopped = FakeRun(stop_asked=True)
+    said = {}
+    for language in ("en", "es", "fr"):
+        with speaking(language):
+            said[language] = (progress(stopped, EVALUATIONS, False, elapsed_s=31, since_eval_s=1),
+                              progress(stopped, EVALUATIONS, True, elapsed_s=40, since_eval_s=1),
+                              progress(stopped, [], True, elapsed_s=2, since_eval_s=2))
+    assert said["en"] == (
+        "**Stopping:** measuring the loss one last time and saving the model as it is\u2026 31 s so far.",
+        "**Stopped** after 50 steps and 40 s, preparation included: validation loss 3.50. The model is saved as it "
+        "was: download it below.",
+        "**Stopped** before its first step: there is no model to save.")
+    assert said["es"] == (
+        "**Deteniendo:** midiendo la pérdida una última vez y guardando el modelo tal como está\u2026 31 s hasta ahora.",
+        "**Detenido** tras 50 pasos y 40 s, preparación incluida: pérdida de validación 3.50. El modelo se ha guardado "
+        "tal como estaba: descárgalo abajo.",
+        "**Detenido** antes de su primer paso: no hay ningún modelo que guardar.")
+    assert said["fr"] == (
+        "**Arrêt en cours :** dernière mesure de la perte et enregistrement du modèle tel qu'il est\u2026 31 s écoulées.",
+        "**Arrêté** après 50 étapes et 40 s, préparation comprise : perte de validation 3.50. Le modèle est "
+        "enregistré tel qu'il était : téléchargez-le ci-dessous.",
+        "**Arrêté** avant sa première étape : il n'y a aucun modèle à enregistrer.")
 
 
 def test_a_failed_runs_last_line_is_translated_where_it_is_gpt2_cores_message():

@@ -3,6 +3,8 @@ Stop saves, the model downloads. In chromium where it is visible."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from gradio_client import Client
 from PIL import Image
@@ -69,7 +71,8 @@ def test_start_pressed_again_while_the_run_goes_says_it_goes_on_as_it_started(mo
 
     from demo.train_tab import BUNDLED_TEXT, SCRATCH, make_run
 
-    run = SimpleNamespace(finished=False, minutes=1.0, errors=[], evaluations=[], init="tiny", started=time.monotonic())
+    run = SimpleNamespace(finished=False, minutes=1.0, errors=[], evaluations=[], init="tiny", started=time.monotonic(),
+                          stop_asked=False)
     jobs = SimpleNamespace(current=lambda owner: run if going else None, start=lambda owner, text, **_: run,
                            model_dir=lambda owner: None)
     said = []
@@ -80,6 +83,120 @@ def test_start_pressed_again_while_the_run_goes_says_it_goes_on_as_it_started(mo
     assert "Preparing" in status, "the page follows the run either way"
     assert said == (["Your run is still going, with the text and the 1 minutes it started with. Press **Stop** to save "
                      "it, then **Start training** for another."] if going else [])
+
+
+class FakeProcess:
+    """The training child process as TrainingJobs sees it: running until the test ends it; Stop is its SIGTERM."""
+
+    def __init__(self):
+        self.returncode: int | None = None
+        self.terminated = False
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+def following(monkeypatch, tmp_path, run):
+    """This page's run event following `run` (already going, so Start follows it), with no wait between updates."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from demo import train_tab
+
+    monkeypatch.setattr(train_tab, "POLL_S", 0.0)
+    monkeypatch.setattr(gr, "Info", lambda *args, **kwargs: None)
+    jobs = TrainingJobs(tmp_path)
+    jobs._run = run
+    request = SimpleNamespace(session_hash="page")
+    updates = train_tab.make_run(None, jobs)(train_tab.BUNDLED_TEXT, "", train_tab.SCRATCH, 1, request)
+    return jobs, request, updates
+
+
+def evaluation(step: int) -> dict:
+    return {"step": step, "train_loss": 4.0, "val_loss": 4.25, "elapsed_s": float(step), "tokens_per_s": 3000,
+            "total_steps": 100, "sample": "The king"}
+
+
+def test_after_stop_every_update_says_stopping_until_the_run_ends_then_stopped_and_saved(monkeypatch, tmp_path):
+    """A tester pressed Stop: for 18 s the page still said "Training... about 96 s left" with the steps rising, then
+    "Done", and the class pressed Stop again."""
+    from demo.train_tab import make_stop
+    from demo.training import Run
+
+    run = Run("page", "tiny", 1.0, tmp_path / "run" / "my-gpt2", FakeProcess(), evaluations=[evaluation(0)])
+    jobs, request, updates = following(monkeypatch, tmp_path, run)
+    status, *_, stop = next(updates)
+    assert status.startswith("**Training\u2026** step 0 of 100") and stop.interactive is True, "Stop is on while it goes"
+
+    status, stop = make_stop(jobs)(request)
+    assert run.process.terminated and run.stop_asked
+    assert status.startswith("**Stopping:** measuring the loss one last time and saving the model as it is\u2026 ")
+    assert stop.interactive is False, "pressed once is enough"
+    run.evaluations.append(evaluation(36))  # the trainer's last evaluation, where it stopped
+    for _ in range(3):  # it measures and saves for a while: the status says so, and Stop stays off
+        status, *_, stop = next(updates)
+        assert status.startswith("**Stopping:**") and stop.interactive is False, status
+
+    run.out_dir.mkdir(parents=True)
+    (run.out_dir / "model.safetensors").write_bytes(b"saved")
+    run.process.returncode = 0
+    status, _, _, download, use, stop = next(updates)
+    assert re.fullmatch(r"\*\*Stopped\*\* after 36 steps and \d+ s, preparation included: validation loss 4\.25\. The "
+                        r"model is saved as it was: download it below\.", status), status
+    assert "Done" not in status and download.interactive and use.interactive and stop.interactive is False
+    with pytest.raises(StopIteration):
+        next(updates)
+
+
+def test_a_run_that_ends_by_itself_says_done_and_turns_stop_off(monkeypatch, tmp_path):
+    from demo.training import Run
+
+    run = Run("page", "tiny", 1.0, tmp_path / "run" / "my-gpt2", FakeProcess(), evaluations=[evaluation(0)])
+    _, _, updates = following(monkeypatch, tmp_path, run)
+    assert next(updates)[-1].interactive is True
+    run.evaluations.append(evaluation(100))
+    run.process.returncode = 0
+    status, *_, stop = next(updates)
+    assert status.startswith("**Done** after 100 steps and ") and stop.interactive is False
+
+
+def test_a_run_stopped_before_its_trainer_caught_the_signal_says_it_saved_nothing(monkeypatch, tmp_path):
+    from demo.train_tab import make_stop
+    from demo.training import Run
+
+    run = Run("page", "tiny", 1.0, tmp_path / "run" / "my-gpt2", FakeProcess())
+    jobs, request, updates = following(monkeypatch, tmp_path, run)
+    assert next(updates)[0].startswith("**Preparing:**")
+    make_stop(jobs)(request)
+    run.process.returncode = -15  # killed while Python was still starting: no evaluation, no model
+    status, _, _, download, _, stop = next(updates)
+    assert status == "**Stopped** before its first step: there is no model to save."
+    assert download.interactive is False and stop.interactive is False
+
+
+@pytest.mark.parametrize("run_state", ["none", "finished", "another visitor's"])
+def test_stop_with_no_run_of_this_page_going_says_nothing_and_stops_nothing(tmp_path, run_state):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from demo.train_tab import make_stop
+    from demo.training import Run
+
+    jobs = TrainingJobs(tmp_path)
+    process = FakeProcess()
+    if run_state != "none":
+        owner = "page" if run_state == "finished" else "another page"
+        jobs._run = Run(owner, "tiny", 1.0, tmp_path / "my-gpt2", process, evaluations=[evaluation(100)])
+        process.returncode = 0 if run_state == "finished" else None
+    status, stop = make_stop(jobs)(SimpleNamespace(session_hash="page"))
+    assert isinstance(status, type(gr.skip())), f"no claim that anything is stopping: {status!r}"
+    assert stop.interactive is False and not process.terminated
+    assert jobs._run is None or not jobs._run.stop_asked
 
 
 @pytest.mark.parametrize("minutes, shown", [(30, "30"), (0, "0"), (2.5, "2.5"), ("soon", "'soon'")])
@@ -137,7 +254,9 @@ def test_the_tab_trains_draws_the_curve_and_samples_and_stop_saves(browser, app)
                    message="two samples")
         assert page.locator("#train-curve canvas, #train-curve svg").count() >= 1
         page.locator("#train-stop").click()
-        wait_until(lambda: "Done" in page.locator("#train-status").inner_text(), timeout=60, message="saved")
+        wait_until(lambda: "Stopped" in page.locator("#train-status").inner_text(), timeout=60, message="saved")
+        assert not page.locator("#train-stop").is_enabled(), "the run has ended"
+        assert "The model is saved as it was" in page.locator("#train-status").inner_text()
         wait_until(lambda: page.locator("#train-download").is_enabled(), message="the download")
         with page.expect_download() as download:
             page.locator("#train-download").click()
