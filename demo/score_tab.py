@@ -84,16 +84,19 @@ def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) ->
         scored = gr.State(None)
         next_human = gr.State(0)  # this visitor's next human paragraph
 
+        # The API's tokens are the text's own pieces (they join to it); the page then draws its line breaks as ⏎
+        marked = dict(fn=marked_segments, inputs=scored, outputs=output, api_visibility="private", queue=False,
+                      show_progress="hidden")
         score_button.click(make_score(models), inputs=text, outputs=[output, counts, histogram, scored],
-                           api_name="score", concurrency_limit=2, preprocess=False)
+                           api_name="score", concurrency_limit=2, preprocess=False).success(**marked)
         machine_button.click(make_machine_sample(models, examples), inputs=None, outputs=[text, source],
                              api_visibility="private", concurrency_limit=4).then(
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
-            concurrency_limit=2)
+            concurrency_limit=2).success(**marked)
         human_button.click(make_human(examples), inputs=next_human, outputs=[text, source, next_human],
                            api_visibility="private", queue=False).then(
             make_score(models), inputs=text, outputs=[output, counts, histogram, scored], api_visibility="private",
-            concurrency_limit=2)
+            concurrency_limit=2).success(**marked)
         name_colours(tab, [output])
         scored.change(lambda: "", outputs=details, api_visibility="private", queue=False)  # a new text: old details go
         scored.change(make_save_html(models, exports), inputs=scored, outputs=save_html, api_visibility="private",
@@ -115,9 +118,14 @@ def make_score(models: AppModels):
         coloured = Coloured([], [TokenRow(s.text, s.token_id, s.rank, s.prob, alts)
                                  for s, alts in zip(scores, alternatives)])
         counts = counts_markdown(coloured) + "  \n" + tr("Scored by {source}.", source=source)
-        return coloured.segments(), counts, histogram(scores), coloured
+        return coloured.segments(marked=False), counts, histogram(scores), coloured
 
     return score
+
+
+def marked_segments(coloured: Coloured | None):
+    """The scored text as the page shows it: its line breaks drawn as ⏎, each a token to see and click."""
+    return coloured.segments() if coloured else gr.skip()
 
 
 def make_save_html(models: AppModels, exports: Exports):

@@ -73,12 +73,13 @@ class Coloured:
     prompt: list[str] = field(default_factory=list)
     tokens: list[TokenRow] = field(default_factory=list)
 
-    def segments(self) -> list[tuple[str, str | None]]:
+    def segments(self, *, marked: bool = True) -> list[tuple[str, str | None]]:
         """gr.HighlightedText's value, each token's bucket named in the request's language (`colors`). Tokens
-        without text of their own (part of a character) have no segment."""
+        without text of their own (part of a character) have no segment. `marked`: line breaks drawn as ⏎, as the
+        page shows them (`line_breaks_shown`); else the tokens' own texts, which join to the text (an API's)."""
+        shown = line_breaks_shown if marked else str
         return ([(p, None) for p in self.prompt if p]
-                + [(line_breaks_shown(t.text), tr(name) if (name := bucket(t.rank)) else None)
-                   for t in self.tokens if t.text])
+                + [(shown(t.text), tr(name) if (name := bucket(t.rank)) else None) for t in self.tokens if t.text])
 
     def token_at(self, segment: int) -> TokenRow | None:
         """The token behind the segment the page reports as clicked; None for the prompt."""

@@ -233,6 +233,15 @@ def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(b
         page.locator("#score-fill-human").click()  # another paragraph
         wait_until(lambda: page.locator("#score-details .details").count() == 0, timeout=30,
                    message="the old text's details to go")
+        play = "ROMEO.\n\nJULIET.\nO Romeo."  # line breaks: each token of them a ⏎ to see and click
+        tokenizer = classroom.models.gpt2.current.tokenizer
+        breaks = sum("\n" in tokenizer.decode([i]) for i in tokenizer.encode(play))
+        page.locator("#score-text textarea").fill(play)
+        page.locator("#score-button").click()
+        marks = page.locator("#score-output .token.highlighted", has_text="\u23ce")
+        wait_until(lambda: breaks >= 2 and marks.count() == breaks, timeout=30, message="the line breaks drawn as \u23ce")
+        marks.first.click()
+        wait_until(lambda: "\u23ce" in page.locator("#score-details .details").inner_text(), message="its details")
 
         page.get_by_role("tab", name="Next word").click()
         prompt = page.locator("#explore-prompt textarea")
@@ -242,6 +251,9 @@ def test_a_new_text_clears_the_old_tokens_details_and_a_line_break_has_a_label(b
         chart.get_by_text("\u23ce", exact=True).first.click()
         wait_until(lambda: page.locator("#explore-details .details").count() == 1, message="the added token's details")
         assert prompt.input_value() == "ROMEO.\n"
+        # the text so far shows the line break as a coloured ⏎ (Gradio drew a lone "\n" as a bare break: nothing)
+        built = page.locator("#explore-built .token.highlighted")
+        wait_until(lambda: built.count() == 1 and built.first.inner_text().strip() == "\u23ce", message="a \u23ce added")
         page.locator("#explore-back").click()
         wait_until(lambda: page.locator("#explore-details .details").count() == 0, message="Back to clear them")
         assert prompt.input_value() == "ROMEO."

@@ -84,6 +84,7 @@ def test_a_generated_line_break_is_a_mark_to_see_and_click_before_the_break(toke
     coloured = Coloured(["To be\n"], [TokenRow(token, 198, 1, 0.4), TokenRow("Or", 5574, 2, 0.1)])
     assert coloured.segments() == [("To be\n", None), (shown, "top 10"), ("Or", "top 10")]
     assert coloured.token_at(1).text == token and coloured.token_at(2).text == "Or", "a click still finds its token"
+    assert coloured.segments(marked=False)[1] == (token, "top 10"), "an API's tokens join to the text"
     page = Parsed(coloured_html(title="t", caption=[], texts=[("Sample 1", coloured)]))
     assert [text for _, _, text in page.tokens] == [shown, "Or"], "the saved page as the page shows it"
 
