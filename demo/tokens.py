@@ -9,13 +9,14 @@ sampling settings (`details_html`).
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass, field
 
 import gradio as gr
 from gradio.i18n import I18nData
 
-from demo.i18n import tr
+from demo.i18n import tables, tr
 from gpt2_core.explain.distribution import Candidate
 
 BUCKETS = [(10, "top 10"), (100, "top 100"), (1000, "top 1000"), (None, "rarer")]  # GLTR's (Gehrmann et al. 2019)
@@ -167,23 +168,36 @@ REMEMBER_CLICKED_TOKEN = """() => document.addEventListener('click', (e) => {
 
 
 # Gradio makes each token of a clickable coloured text a role=button whose name is its text, so a sampled token of
-# spaces only is a button with no name (axe: aria-command-name), and a screen reader says just "button". This names
-# such buttons after what they hold, and renames them when Gradio reuses the element (run by WATCH_TOKENS).
+# spaces only is a button with no name (axe: aria-command-name), and a screen reader says just "button"; a line break
+# is drawn as ⏎ (`line_breaks_shown`), which a screen reader reads as a symbol. This names such buttons after what
+# they hold, in the page's language (its <html lang>), and renames them when Gradio reuses the element (run by
+# WATCH_TOKENS).
+BLANK_WORDS = ("token: {what}", "space", "{n} spaces", "line break", "{n} line breaks", "tab", "{n} tabs",  # i18n: key
+               "blank")  # i18n: key
 NAME_BLANK_TOKENS = """() => {
+  const words = WORDS[(document.documentElement.lang || 'en').split('-')[0].toLowerCase()] || {};
+  const say = (text, n) => (words[text] || text).replace('{n}', n);
   const describe = (text) => {
-    const parts = [], counts = [[/ /g, 'space'], [/\\n/g, 'line break'], [/\\t/g, 'tab']];
-    for (const [pattern, word] of counts) {
+    const parts = [], counts = [[/ /g, 'space', '{n} spaces'], [/[\\n\u23ce]/g, 'line break', '{n} line breaks'],
+                                [/\\t/g, 'tab', '{n} tabs']];
+    for (const [pattern, one, many] of counts) {
       const n = (text.match(pattern) || []).length;
-      if (n) parts.push(n === 1 ? word : n + ' ' + word + 's');
+      if (n) parts.push(n === 1 ? say(one) : say(many, n));
     }
-    return 'token: ' + (parts.join(', ') || 'blank');
+    return say('token: {what}').replace('{what}', parts.join(', ') || say('blank'));
   };
   document.querySelectorAll('.token[role=button]').forEach((token) => {
     const text = token.querySelector('.text')?.textContent ?? token.textContent;
-    if (text.trim() === '') token.setAttribute('aria-label', describe(text));
-    else if (token.getAttribute('aria-label')?.startsWith('token: ')) token.removeAttribute('aria-label');
+    if (text.replace(/\u23ce/g, '').trim() === '') {
+      token.setAttribute('aria-label', describe(text));
+      token.dataset.named = '1';
+    } else if (token.dataset.named) {
+      token.removeAttribute('aria-label');
+      delete token.dataset.named;
+    }
   });
-}"""
+}""".replace("WORDS", json.dumps({lang: {w: table.get(w, w) for w in BLANK_WORDS} for lang, table in tables().items()},
+                                 ensure_ascii=False))
 
 
 # Gradio's coloured text puts a space of its own between the tokens' elements (its template's line breaks). The

@@ -78,25 +78,34 @@ def test_spot_the_machine_tab_passes_axe(page):
     assert violations(page) == []
 
 
-def test_a_token_of_spaces_only_is_a_named_button(page):
+@pytest.mark.parametrize("lang, words", [
+    ("en", {"token": "token: ", "space": "space", "spaces": "spaces", "line break": "line break", "tab": "tab"}),
+    ("es", {"token": "token: ", "space": "espacio", "spaces": "espacios", "line break": "salto de línea",
+            "tab": "tabulación"})])
+def test_a_token_of_spaces_or_a_line_break_is_a_named_button(page, app, lang, words):
     """GPT-2 has tokens of spaces only (a run of spaces is one token, then the word with its own space). Gradio
-    makes each clickable token a button named by its text, so the page names these after what they hold."""
-    page.get_by_role("tab", name="Spot the machine").click()
-    page.locator("#score-text textarea").fill("Four spaces    here, and a tab\tthere.")
+    makes each clickable token a button named by its text, so the page names these after what they hold, in its
+    language; a line break, drawn as ⏎, is named too (a screen reader would read out a symbol)."""
+    page.goto(f"{app.url}?lang={lang}")
+    page.locator("#prompt textarea").wait_for()
+    page.get_by_role("tab").nth(2).click()  # Spot the machine, in any language
+    page.locator("#score-text textarea").fill("Four spaces    here, and a tab\tthere.\nA new line.")
     page.locator("#score-button").click()
     wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 5, message="the coloured text")
     blank = page.locator("#score-output .token[role=button][aria-label]")
-    wait_until(lambda: blank.count() >= 2, message="the blank tokens named")
+    wait_until(lambda: blank.count() >= 3, message="the blank tokens named")
     buttons = page.locator("#score-output .token[role=button]")
     read = "t => [t.querySelector('.text').textContent, t.getAttribute('aria-label')]"
     held = [buttons.nth(i).evaluate(read) for i in range(buttons.count())]
-    named = {text: label for text, label in held if text.strip() == ""}
+    named = {text: label for text, label in held if text.replace("\u23ce", "").strip() == ""}
     assert {"\t", " "} <= set(named) or {"\t", "   "} <= set(named), held  # each model's vocabulary splits its own way
+    assert "\u23ce" in "".join(named), held
     for text, label in named.items():
         n = text.count(" ")
-        spaces = [] if n == 0 else ["space" if n == 1 else f"{n} spaces"]
-        assert label == "token: " + ", ".join(spaces + ["tab"] * ("\t" in text)), (text, label)
-    assert all(label is None for text, label in held if text.strip()), "only blank tokens are renamed"
+        spaces = [] if n == 0 else [words["space"] if n == 1 else f"{n} {words['spaces']}"]
+        parts = spaces + [words["line break"]] * ("\u23ce" in text) + [words["tab"]] * ("\t" in text)
+        assert label == words["token"] + ", ".join(parts), (text, label)
+    assert all(label is None for text, label in held if text.replace("\u23ce", "").strip()), "only blank ones renamed"
     assert violations(page) == []
 
 
