@@ -66,6 +66,11 @@ ENGINE_MESSAGES = (
     "{context}",  # i18n: key
     "`{name}` has to be at most {limit} with this model here (the samples it decodes at once, as its memory "  # i18n: key
     "allows), but is {value}",  # i18n: key
+    # gpt2_core.checkpoint's model that cannot be had offline (BERT's reason on the comparison, a model to switch to)
+    "model {repo} is not in the Hugging Face cache here ({cache}) and the Hugging Face Hub cannot be reached from "  # i18n: key
+    "this machine ({why}). Fix: on a machine that reaches the Hub, run `python -m gpt2_core download {source}`, "  # i18n: key
+    "then copy its cache folder (HF_HOME, by default ~/.cache/huggingface) to this machine or point HF_HOME at "  # i18n: key
+    "the copy; or pass a local directory holding {files}.",  # i18n: key
 )
 FIELD_PATTERN = {"name": r"\w+"}  # what a field of ENGINE_MESSAGES may hold, where narrower than any text
 
@@ -156,7 +161,7 @@ def user_facing_errors() -> Iterator[None]:
     except ValueError as e:  # a value the user gave: gpt2_core's message, in the page's language where it has one
         raise page_error(as_text(in_page_language(str(e)))) from None
     except USER_ERRORS as e:
-        raise page_error(as_text(str(e))) from None
+        raise page_error(as_text(in_page_language(str(e)))) from None
     except Exception as e:
         log.exception("request failed")
         raise page_error(tr(GENERIC_MESSAGE)) from e

@@ -20,7 +20,7 @@ import gradio as gr
 
 from demo.api import refusal
 from demo.config import AppConfig
-from demo.errors import as_text, markdown_text
+from demo.errors import as_text, in_page_language, markdown_text
 from demo.i18n import T, tables, tr
 from demo.links import TabParts
 from demo.models import AppModels
@@ -106,7 +106,8 @@ def _local_folder_missing(source: str) -> Missing | None:
 
 
 def _recorded(error: str | None) -> Missing | None:
-    return None if error is None else Missing(error)  # gpt2_core's messages name BERT's files and their fix
+    # gpt2_core's messages name BERT's files and their fix (in the page's language where demo/errors.py has them)
+    return None if error is None else Missing(in_page_language(error))
 
 
 def _hub_offline(repo_id: str) -> Missing | None:

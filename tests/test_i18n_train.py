@@ -245,3 +245,24 @@ def test_a_busy_machine_is_told_in_the_pages_language(tmp_path):
 
         assert tr(BUSY, seconds=error.seconds) == ("otra persona está entrenando un modelo ahora mismo; termina en unos "
                                                    "42 s. Vuelve a intentarlo entonces.")
+
+
+def test_a_model_that_cannot_be_had_offline_is_explained_in_the_pages_language(monkeypatch, tmp_path):
+    """gpt2_core's message for a model neither cached nor downloadable (BERT on an offline classroom's comparison),
+    in Spanish and French, its command and names as gpt2_core wrote them."""
+    from huggingface_hub import constants
+
+    from gpt2_core import ModelUnavailableError
+    from gpt2_core.checkpoint import download
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelUnavailableError) as error:
+        download("google-bert/bert-base-uncased")
+    english = str(error.value)
+    command = "`python -m gpt2_core download google-bert/bert-base-uncased`"
+    for language, words in (("es", "no está en la caché de Hugging Face"), ("fr", "n'est pas dans le cache Hugging Face")):
+        with speaking(language):
+            translated = in_page_language(english)
+        assert words in translated and command in translated and "'google-bert/bert-base-uncased'" in translated
+        assert "model.safetensors" in translated and "is not in" not in translated
