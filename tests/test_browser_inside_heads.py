@@ -48,6 +48,13 @@ def test_every_head_caption_is_read_whole(inside):
         captions = heads.locator(".caption-label").all_text_contents()
         assert any(SHOWN[lang] in c for c in captions), captions
         assert heads.evaluate(CLIPPED) == [], f"{key}'s captions cut short"
+        # the gallery's own title, whole beside its button (the Spanish and French ones ran under it on a phone)
+        title, button = heads.locator("[data-testid=block-label]"), heads.locator("button").first
+        if title.count() and title.is_visible():
+            assert title.evaluate("(t) => t.scrollWidth <= t.clientWidth + 1"), title.inner_text()
+            if button.is_visible():
+                t, b = title.bounding_box(), button.bounding_box()
+                assert t["x"] + t["width"] <= b["x"] + 1 or b["y"] >= t["y"] + t["height"] - 1, (t, b)
 
 
 @pytest.mark.parametrize("inside", [("es", "390x844"), ("fr", "390x844"), ("en", "1280x720")], indirect=True,
