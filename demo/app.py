@@ -54,9 +54,12 @@ CSS = """
 #model-unavailable:has(h3) { border: 2px solid #dc2626; border-radius: 8px; padding: 0 1rem; background: #fef2f2; }
 #model-unavailable summary { cursor: pointer; }
 .chart .bar { height: 14px; min-width: 3px; }  /* gr.Label's bars, thick enough to read from the back row */
-/* Headings alone in a Markdown block: Gradio's block scrolls (overflow: auto), and a bold heading can be a pixel
-   taller than it, a region that scrolls with nothing to focus (axe's scrollable-region-focusable) */
-#lesson-intro, #inside-gpt2-title, #inside-bert-title { overflow: visible !important; }
+/* Headings and status lines alone in a Markdown block: Gradio's block scrolls (overflow: auto), and bold text can be
+   a pixel taller than it, a region that scrolls with nothing to focus (axe's scrollable-region-focusable; Scale's
+   "Done." line did so now and then) */
+#lesson-intro, #inside-gpt2-title, #inside-bert-title, #run-state, #stats, #scale-state, #train-status,
+#train-use-status, #layers-note, #layers-summary, #explore-cut, #explore-drawn, #example-about
+{ overflow: visible !important; }
 #title h1 { margin: 0; font-size: 1.6rem; overflow-wrap: normal; word-break: keep-all; hyphens: none; }
 #title { min-width: min(100%, 19rem) !important; }  /* on a phone "Large text" goes below, never into a word */
 #title p { margin: 0; }

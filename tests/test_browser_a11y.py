@@ -131,6 +131,9 @@ def test_scale_tab_passes_axe(page):
     assert violations(page) == []
     page.locator("#scale-run").click()
     wait_until(lambda: "Done" in page.locator("#scale-state").inner_text(), timeout=60, message="the sizes")
+    # the page as the run left it: Run back on (its colour returns after "Done", in an update of its own), Stop off
+    wait_until(lambda: page.locator("#scale-run").is_enabled() and page.locator("#scale-stop").is_disabled(),
+               message="Run free again")
     assert violations(page) == []
 
 
