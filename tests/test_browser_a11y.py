@@ -24,11 +24,14 @@ def settled(page) -> None:
     """Wait until no output is dimmed as pending and no colour is changing: Gradio fades an output to opacity 0.2
     while its event runs, a button that was just enabled takes a moment to turn from grey to its colour, and an error
     toast flies in; axe would measure the colours in between (idle, only icons and disabled buttons are translucent,
-    at 0.5 and more). Only short animations are waited for: not a spinner, nor a toast's countdown bar."""
+    at 0.5 and more). Only short animations are waited for: not a spinner, nor a toast's countdown bar. Twice, 0.3 s
+    apart: a button an event's .then turns on comes just after the output the test waited for."""
     changing = """() => document.getAnimations().some(a => a instanceof CSSTransition || (a.playState === 'running'
           && a.effect && a.effect.getComputedTiming().activeDuration <= 1500)) ||
         [...document.querySelectorAll('body *')].some(e => {
           const o = parseFloat(getComputedStyle(e).opacity); return o > 0 && o < 0.5; })"""
+    wait_until(lambda: not page.evaluate(changing), message="the outputs to settle")
+    page.wait_for_timeout(300)  # an update that follows the last one (a button turned on after "Done") has come
     wait_until(lambda: not page.evaluate(changing), message="the outputs to settle")
 
 
@@ -56,6 +59,9 @@ def test_generate_tab_passes_axe_before_and_after_a_result(page):
     wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), message="the generation")
     page.locator("#sample-view-1 .token.highlighted").nth(1).click()
     wait_until(lambda: "rank" in page.locator("#token-details").inner_text(), message="the token's details")
+    # the buttons a result turns on, each in an update of its own after "Done" (their colour comes back then)
+    wait_until(lambda: page.locator("#copy-text").is_enabled() and page.locator("#reuse-seed").is_enabled(),
+               message="Copy and Use last seed on")
     assert violations(page) == []
 
 
