@@ -154,6 +154,8 @@ class Page:
     save_png: gr.Button
     download_html: gr.DownloadButton
     stop: gr.Button  # pressable from the click to the run's end
+    copy: gr.Button  # Copy text and Use last seed: pressable once a run has a text and a seed
+    reuse_seed: gr.Button
 
     def components(self) -> list[gr.components.Component]:
         return [*self.views, *(getattr(self, f.name) for f in fields(self) if f.name != "views")]
@@ -227,7 +229,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         with link_anchor:
             copy_link("generate", linkable)
         page = Page(views, run_state, stats, context, last_seed, shown, plain, download_txt, download_json,
-                    generate_button, caption, save_png, download_html, stop_button)
+                    generate_button, caption, save_png, download_html, stop_button, copy_button, reuse_seed)
         # "Writing…" and the busy button are set once, at the click, and the final update or `after_run` sets what
         # follows; the streamed updates between never touch them. So an update still on its way when Stop is pressed
         # (Gradio fires the run's .then at the cancel, and applies the updates it had already received after it)
@@ -251,12 +253,6 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         stop_button.click(None, cancels=[run], api_visibility="private")  # the run's .then says "Stopped"
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
-        # Copy and Use last seed are pressable once there is a text and a seed to take (before, they emptied the
-        # clipboard and the seed box)
-        last_seed.change(lambda s: gr.Button(interactive=s is not None), inputs=last_seed, outputs=reuse_seed,
-                         api_visibility="private", queue=False, show_progress="hidden")
-        plain.change(lambda text: gr.Button(interactive=bool(text)), inputs=plain, outputs=copy_button,
-                     api_visibility="private", queue=False, show_progress="hidden")
         tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False,
                  show_progress="hidden")  # the model may have been switched since the page was built
         name_colours(tab, views)
@@ -326,7 +322,7 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
                    page.download_txt: gr.DownloadButton(value=None, interactive=False),
                    page.download_json: gr.DownloadButton(value=None, interactive=False),
                    page.button: gr.Button(tr(GENERATE), interactive=True), page.stop: gr.Button(interactive=False),
-                   page.caption: "",
+                   page.copy: gr.Button(interactive=False), page.caption: "",
                    page.save_png: gr.Button(interactive=False),
                    page.download_html: gr.DownloadButton(value=None, interactive=False)}
             raise
@@ -335,7 +331,8 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
         prompt_pieces: list[str] | None = None
         for lm, samples in stream_samples(models, request.session_hash, prompt, params, deadline_s=deadline_s,
                                           alternatives=DETAIL_ALTERNATIVES):
-            if prompt_pieces is None:  # the prompt as GPT-2 read it (its end, if it was trimmed), and the model, once
+            first = prompt_pieces is None
+            if first:  # the prompt as GPT-2 read it (its end, if it was trimmed), and the model, once
                 ids = lm.prepare_prompt(prompt, room=params.max_new_tokens).ids if prompt else []
                 prompt_pieces = (["\u2026"] if samples[0].prompt_truncated else []) + lm.token_pieces(ids)
                 described = lm.describe()
@@ -350,18 +347,26 @@ def make_generate_view(models: AppModels, exports: Exports, page: Page, *, deadl
             caption = run_caption(described, params, samples)
             files = (exports.write("gpt2-sample.txt", text), exports.write("gpt2-sample.json", export_json(record)),
                      exports.write("gpt2-sample.html", export_html(record, caption))) if done else (None, None, None)
-            views = {view: gr.HighlightedText(c.segments(), visible=True) if c is not None else
-                     gr.HighlightedText(None, visible=False)
-                     for view, c in zip(page.views, coloured + [None] * (MAX_SAMPLES_SHOWN - len(coloured)))}
+            # Components (which boxes show, which buttons work) change with the first update and the last; the updates
+            # between send the texts as plain values. Gradio works out a component's whole config for each component
+            # an update returns, which every 0.05 s kept the server busy and the engine waiting (15x slower than
+            # /generate)
+            if first or done:
+                views = {view: gr.HighlightedText(c.segments(), visible=True) if c is not None else
+                         gr.HighlightedText(None, visible=False)
+                         for view, c in zip(page.views, coloured + [None] * (MAX_SAMPLES_SHOWN - len(coloured)))}
+                buttons = {page.download_txt: gr.DownloadButton(value=files[0], interactive=files[0] is not None),
+                           page.download_json: gr.DownloadButton(value=files[1], interactive=files[1] is not None),
+                           page.download_html: gr.DownloadButton(value=files[2], interactive=files[2] is not None),
+                           page.save_png: gr.Button(interactive=True), page.copy: gr.Button(interactive=True),
+                           page.reuse_seed: gr.Button(interactive=True)}
+            else:
+                views, buttons = {view: c.segments() for view, c in zip(page.views, coloured)}, {}
             # The run state and the button only at the end: `writing` set them at the click (see layout)
             ended = ({page.run_state: finished_state(samples), page.button: gr.Button(tr(GENERATE), interactive=True),
                       page.stop: gr.Button(interactive=False)} if done else {})
-            yield {**views, **ended, page.stats: stats,
-                   page.context: context, page.last_seed: first_seed, page.shown: record, page.plain: text,
-                   page.download_txt: gr.DownloadButton(value=files[0], interactive=files[0] is not None),
-                   page.download_json: gr.DownloadButton(value=files[1], interactive=files[1] is not None),
-                   page.caption: caption, page.save_png: gr.Button(interactive=True),
-                   page.download_html: gr.DownloadButton(value=files[2], interactive=files[2] is not None)}
+            yield {**views, **buttons, **ended, page.stats: stats, page.context: context, page.last_seed: first_seed,
+                   page.shown: record, page.plain: text, page.caption: caption}
 
     return generate_view
 
