@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from demo import generate_tab
 from demo.exports import Exports, app_version
 from demo.generate_tab import Page, make_generate_view
 from demo.models import AppModels, LazyFillMask, ModelHolder
@@ -110,6 +111,34 @@ def generated(lm):
         yield last, page, asked
     finally:
         workspace.remove()
+
+
+def test_the_updates_between_the_first_and_the_last_are_plain_values_for_every_output_but_two(lm, monkeypatch):
+    """Gradio builds a new component, config and all, for each component an update returns and for each output it
+    leaves out: the page's updates between its first and its last give every output a plain value (the page wrote
+    2-4x faster, benchmarks/bench_page.py), except the run state and Generate, whose text must not come back after
+    Stop. The first update shows the boxes and turns the buttons on; the last gives the downloads."""
+    monkeypatch.setattr(generate_tab, "STREAM_INTERVAL_S", 0.0)  # an update per token
+    page = Page([gr.HighlightedText(render=False) for _ in range(4)],
+                *(gr.Textbox(render=False) for f in fields(Page) if f.name != "views"))
+    models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
+    workspace = Workspace()
+    try:
+        first, *between, last = make_generate_view(models, Exports(workspace), page, deadline_s=60)(
+            "Once upon a time", 8, 0.8, 40, 1.0, 1.0, 5, 2, request=gr.Request())
+    finally:
+        workspace.remove()
+    assert len(between) >= 6  # a token each
+    left_out = {page.run_state, page.button}
+    for update in between:
+        assert set(update) == set(page.components()) - left_out
+        assert not any(isinstance(value, gr.components.Component) for value in update.values())
+        assert update[page.views[2]] is None and update[page.download_json] is None  # the hidden box, no file yet
+        assert update[page.stop] == "Stop"  # its own label: a late update after Stop changes nothing
+    assert isinstance(first[page.views[0]], gr.HighlightedText) and first[page.views[0]].visible is True
+    assert first[page.views[2]].visible is False and first[page.copy].interactive is True
+    assert last[page.download_json].interactive is True and last[page.stop].interactive is False
+    assert last[page.run_state].startswith("**Done**")
 
 
 def test_the_json_export_records_every_setting_the_model_and_the_app(generated, lm):
