@@ -33,7 +33,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-from demo import AppConfig, build_demo, launch_options, startup_message  # noqa: E402
+from demo import AppConfig, build_demo, launch_options, startup_message, use_cpu_threads  # noqa: E402
 from gpt2_core.generate.compiled import keep_compiled_graphs  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,6 +43,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up re
 # folder, not the temp directory a reboot may empty, halve the next start's wait for it (README, Performance)
 keep_compiled_graphs()
 config = AppConfig.from_env_and_args(sys.argv[1:] if __name__ == "__main__" else [])
+use_cpu_threads(config)  # before any model loads or compiles (Inductor's CPU graphs keep the count they saw)
 demo = build_demo(config)
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Tests pass `models=start_models(config, load_gpt2=..., load_bert=...)` to build 
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import gradio as gr
@@ -43,7 +44,10 @@ from demo.train_tab import TRAINING_OFF, train_tab
 from demo.training import TrainingJobs
 from demo.unavailable import not_available, unavailable_tab
 from demo.workspace import Workspace
+from gpt2_core import threads
 from gpt2_core.backend import ATTENTION, LENS, SCALE, TRAINING
+
+log = logging.getLogger(__name__)
 
 TITLE = "GPT-2 Playground"
 TAB_LABELS = {"generate": "Generate", "explore": "Next word", "score": "Spot the machine",  # i18n: key
@@ -227,6 +231,18 @@ def make_fill_from_link(tabs: dict[str, TabParts]):
         return [selected, note, *link_values(link, tabs)]
 
     return fill_from_link
+
+
+def use_cpu_threads(config: AppConfig) -> None:  # i18n: not shown (the host's console)
+    """Give PyTorch the CPU threads that `config.cpu_threads` decides (app.py, before any model loads)."""
+    cores = threads.cpu_threads()
+    chosen = config.cpu_threads(cores)
+    if chosen is None or chosen == cores:
+        return
+    threads.use_cpu_threads(chosen)
+    why = ("one core is left for the browser on this machine (--threads to choose)" if config.threads is None
+           else "as --threads (GPT2_THREADS) says")
+    log.info("PyTorch's CPU threads: %d, not %d: %s", chosen, cores, why)
 
 
 def startup_message(demo: gr.Blocks, config: AppConfig) -> str:  # i18n: not shown (the host's console)

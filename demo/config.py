@@ -48,6 +48,7 @@ class AppConfig:
     scale_models: tuple[str, ...] = SCALE_SOURCES  # what the Scale tab runs, where their files are here
     scale_memory_gb: float | None = None  # the Scale tab's memory budget per model; None = a third of this machine's
     zero_gpu: bool = False  # a ZeroGPU Space, as the `spaces` package reports: GPT-2 on cuda, each call in spaces.GPU
+    threads: int | None = None  # PyTorch's CPU threads; None: `cpu_threads` decides
 
     @property
     def source(self) -> str:
@@ -84,6 +85,22 @@ class AppConfig:
             return False
         return self.allow_training if self.allow_training is not None else self.host in LOCAL_HOSTS
 
+    def cpu_threads(self, cores: int, env: Mapping[str, str] | None = None) -> int | None:
+        """PyTorch's CPU threads for this app given the `cores` PyTorch would use (None: leave PyTorch's choice).
+
+        --threads / GPT2_THREADS, else OMP_NUM_THREADS as the host set it, else one thread a core, less one where the
+        page is read in a browser on this machine (served to 127.0.0.1 only). Each decode step splits every layer
+        between the threads and waits for the last of them; the browser redraws the coloured text about 20 times a
+        second and takes a core meanwhile, so one thread of the engine often waited for it: on 2 cores the page wrote
+        gpt2 at 28 tok/s on 2 threads, 65 on 1 (benchmarks/bench_page.py). Served to other machines (Spaces, a
+        classroom's network), the browsers are elsewhere and every core decodes."""
+        env = os.environ if env is None else env
+        if self.threads is not None:
+            return self.threads
+        if env.get("OMP_NUM_THREADS") or self.public or cores < 2:
+            return None
+        return cores - 1
+
     @classmethod
     def from_env_and_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
         """Read flags from `argv` (default: none) over environment variables from `env` (default: os.environ)."""
@@ -112,7 +129,7 @@ class AppConfig:
                    deadline_s=args.deadline, compile=args.compile, exact=args.exact,
                    allow_model_switch=args.allow_model_switch,
                    allow_training=args.allow_training, scale_models=args.scale_models,
-                   scale_memory_gb=args.scale_memory, zero_gpu=zero_gpu)
+                   scale_memory_gb=args.scale_memory, zero_gpu=zero_gpu, threads=args.threads)
 
     def launch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `gr.Blocks.launch`. gr.Error messages reach the page; other errors stay generic."""
@@ -191,6 +208,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         default=first("GPT2_SCALE_MEMORY", default=d.scale_memory_gb),
                         help="GB of weights the Scale tab may load at once (one model at a time; larger ones are "
                              "listed as skipped); env GPT2_SCALE_MEMORY; default a third of this machine's memory")
+    parser.add_argument("--threads", type=bounded(int, "threads", 1, 1024),
+                        default=first("GPT2_THREADS", default=d.threads),
+                        help="PyTorch's CPU threads (env GPT2_THREADS; default: one a core, less one when serving "
+                             "127.0.0.1 only, for the browser on this machine; OMP_NUM_THREADS where it is set)")
     return parser
 
 

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import torch
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -52,3 +54,14 @@ def ends_its_thread(function: Callable[P, T]) -> Callable[P, T]:
         return on_a_thread_that_ends(function, *args, **kwargs)
 
     return wrapper
+
+
+def cpu_threads() -> int:
+    """The threads PyTorch's CPU kernels split their work between (OMP_NUM_THREADS, else one a core)."""
+    return torch.get_num_threads()
+
+
+def use_cpu_threads(threads: int) -> None:
+    """Split PyTorch's CPU work between `threads` threads, before a model loads: a compiled CPU graph keeps the count
+    it was compiled with."""
+    torch.set_num_threads(threads)

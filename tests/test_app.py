@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
+import torch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from ui_helpers import free_port, launched_app, wait_until
@@ -199,6 +200,9 @@ def test_app_without_gpt2_serves_the_bundled_model_and_says_why(tmp_path):
     assert "Traceback" not in console
     assert f"Running on local URL:  http://127.0.0.1:{port}" in console
     assert "restart with --share" in console and "share=True" not in console  # the app's flag, not launch()
+    cores = torch.get_num_threads()  # PyTorch's default here is the app's: the same environment
+    if cores > 1 and not os.environ.get("OMP_NUM_THREADS"):  # a browser on this machine gets a core
+        assert f"PyTorch's CPU threads: {cores - 1}, not {cores}: one core is left for the browser" in console
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -418,6 +422,43 @@ def test_exact_is_a_flag_and_an_environment_variable_and_excludes_quantize():
     assert AppConfig.from_env_and_args([], {"GPT2_EXACT": "1"}).exact is True
     with pytest.raises(SystemExit):
         AppConfig.from_env_and_args(["--exact", "--quantize", "int8"])
+
+
+def test_the_engine_leaves_a_core_to_a_browser_on_this_machine():
+    """Served to 127.0.0.1 only, the page is read on this machine, whose browser redraws the text while GPT-2 writes:
+    the engine takes one thread less than PyTorch's one a core. Other machines' browsers (Spaces, a classroom's
+    network, a share link) leave every core to it, and so do the host's own choices."""
+    here, room = AppConfig(), AppConfig(host="0.0.0.0")
+    assert here.cpu_threads(2, {}) == 1 and here.cpu_threads(8, {}) == 7
+    assert here.cpu_threads(1, {}) is None  # one core: nothing to leave
+    assert room.cpu_threads(2, {}) is None and AppConfig(share=True).cpu_threads(2, {}) is None
+    assert here.cpu_threads(2, {"OMP_NUM_THREADS": "2"}) is None  # the host's OpenMP setting stays
+    assert AppConfig.from_env_and_args(["--threads", "2"], {}).cpu_threads(2, {"OMP_NUM_THREADS": "1"}) == 2
+    assert AppConfig.from_env_and_args([], {"GPT2_THREADS": "3"}).cpu_threads(8, {}) == 3
+    assert AppConfig.from_env_and_args(["--threads", "1"], {"GPT2_THREADS": "3"}).threads == 1  # the flag wins
+
+
+def test_use_cpu_threads_gives_pytorch_the_chosen_count(monkeypatch, caplog):
+    import demo.app
+    from gpt2_core import threads
+
+    used: list[int] = []
+    monkeypatch.setattr(threads, "cpu_threads", lambda: 4)
+    monkeypatch.setattr(threads, "use_cpu_threads", used.append)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with caplog.at_level("INFO", logger="demo.app"):
+        demo.app.use_cpu_threads(AppConfig())
+        demo.app.use_cpu_threads(AppConfig(host="0.0.0.0"))  # all four: nothing to change
+        demo.app.use_cpu_threads(AppConfig(threads=2))
+    assert used == [3, 2]
+    assert "PyTorch's CPU threads: 3, not 4: one core is left for the browser on this machine" in caplog.text
+
+
+def test_bad_thread_counts_name_the_setting_and_its_range(capsys):
+    for argv, env in ((["--threads", "0"], {}), ([], {"GPT2_THREADS": "two"})):
+        with pytest.raises(SystemExit):
+            AppConfig.from_env_and_args(argv, env)
+        assert "`threads` has to be an integer in [1, 1024]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, env", [(["--port", "0"], {}), (["--quantize", "int4"], {}), ([], {"PORT": "x"}),
