@@ -105,10 +105,9 @@ PAGE_JS = """() => {
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
-  (""" + tokens.WATCH_TOKENS + """)();
+  (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, errors.toast_titles_js()) + """)();
   (""" + save_view.INSTALL + """)();
   (""" + LANGUAGE_LINKS + """)();
-  (""" + errors.toast_titles_js() + """)();
 }"""
 
 

@@ -116,25 +116,22 @@ TOAST_TITLES = ("Error", "Warning", "Info", "Success")  # i18n: key
 
 
 TOAST_TITLES_JS = """() => {
-  const titles = TITLES;
-  const translate = () => {
-    const shown = titles[(document.documentElement.lang || 'en').split('-')[0].toLowerCase()];
-    if (!shown) return;
-    for (const span of document.querySelectorAll('[data-testid=toast-body] .toast-title-row > span')) {
-      const text = span.firstChild;  // the title; a count of messages ("(3)") follows in an element of its own
-      if (!text || text.nodeType !== Node.TEXT_NODE) continue;
-      const english = span.dataset.title || text.data.trim();
-      if (!(english in shown)) continue;
-      span.dataset.title = english;
-      if (text.data.trim() !== shown[english]) text.data = text.data.replace(text.data.trim(), shown[english]);
-    }
-  };
-  new MutationObserver(translate).observe(document.body, {childList: true, subtree: true, characterData: true});
+  const shown = TITLES[(document.documentElement.lang || 'en').split('-')[0].toLowerCase()];
+  if (!shown) return;
+  for (const span of document.querySelectorAll('[data-testid=toast-body] .toast-title-row > span')) {
+    const text = span.firstChild;  // the title; a count of messages ("(3)") follows in an element of its own
+    if (!text || text.nodeType !== Node.TEXT_NODE) continue;
+    const english = span.dataset.title || text.data.trim();
+    if (!(english in shown)) continue;
+    span.dataset.title = english;
+    if (text.data.trim() !== shown[english]) text.data = text.data.replace(text.data.trim(), shown[english]);
+  }
 }"""  # i18n: not shown (JavaScript)
 
 
 def toast_titles_js() -> str:
-    """JavaScript that writes each toast's title in the page's language (its <html lang>) as the toast appears."""
+    """JavaScript that writes each toast's title in the page's language (its <html lang>): a fix the page runs after
+    every change to it (tokens.watch_page), so a toast has its title as it appears."""
     titles = {lang: {title: table.get(title, title) for title in TOAST_TITLES} for lang, table in tables().items()}
     return TOAST_TITLES_JS.replace("TITLES", json.dumps(titles, ensure_ascii=False), 1)
 

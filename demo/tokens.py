@@ -171,7 +171,7 @@ REMEMBER_CLICKED_TOKEN = """() => document.addEventListener('click', (e) => {
 # spaces only is a button with no name (axe: aria-command-name), and a screen reader says just "button"; a line break
 # is drawn as ⏎ (`line_breaks_shown`), which a screen reader reads as a symbol. This names such buttons after what
 # they hold, in the page's language (its <html lang>), and renames them when Gradio reuses the element (run by
-# WATCH_TOKENS).
+# watch_page).
 BLANK_WORDS = ("token: {what}", "space", "{n} spaces", "line break", "{n} line breaks", "tab", "{n} tabs",  # i18n: key
                "blank")  # i18n: key
 NAME_BLANK_TOKENS = """() => {
@@ -204,7 +204,7 @@ NAME_BLANK_TOKENS = """() => {
 # browser may break a line at such a space, so words split into tokens broke across lines ("pre|viously", a review
 # found on a projector). CSS did not stop it (nowrap and a 0 font size on the elements around such a space: Chromium
 # still broke there), so this empties those spaces; each token's own spaces are inside its .text and stay (run by
-# WATCH_TOKENS).
+# watch_page).
 JOIN_TOKENS = """() => document.querySelectorAll('.tokens .textfield').forEach((field) => {
   const walker = document.createTreeWalker(field, NodeFilter.SHOW_TEXT), loose = [];
   while (walker.nextNode()) {
@@ -215,10 +215,13 @@ JOIN_TOKENS = """() => document.querySelectorAll('.tokens .textfield').forEach((
 })"""
 
 
-# The page script (app.py) runs both after every change to the page, batched to one pass a microtask: one observer
-# for the two. (Emptying the spaces is itself a change: the pass after it finds nothing left to do.)
-WATCH_TOKENS = """() => {
-  const fixes = [NAME_BLANK_TOKENS, JOIN_TOKENS];
+# The page script (app.py) runs its fixes after every change to the page (these two, the toasts' titles), batched to
+# one pass a microtask: one observer for them all. (A fix's own change is a change too: the pass after it finds
+# nothing left to do.)
+def watch_page(*fixes: str) -> str:
+    """JavaScript that runs each of `fixes` (functions) once now and once after every batch of changes to the page."""
+    return """() => {
+  const fixes = [FIXES];
   let queued = false;
   new MutationObserver(() => {
     if (queued) return;
@@ -226,7 +229,7 @@ WATCH_TOKENS = """() => {
     queueMicrotask(() => { queued = false; fixes.forEach((fix) => fix()); });
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
   fixes.forEach((fix) => fix());
-}""".replace("NAME_BLANK_TOKENS", NAME_BLANK_TOKENS).replace("JOIN_TOKENS", JOIN_TOKENS)
+}""".replace("FIXES", ", ".join(fixes))
 
 
 def keep_token_in_view(panel_id: str) -> str:
