@@ -76,6 +76,9 @@ CSS = """
 /* An event's error: its toast says what and why. Gradio also stamps "Error" over each of the event's outputs, which
    covered a tab's headings and text in red (a review, for a word of two tokens in Layers); those badges are hidden. */
 .block > .wrap:has(> .error) { display: none !important; }
+/* A parameter's name in a toast (errors.TOAST_CODE_JS), drawn as the run state's Markdown draws it */
+[data-testid=toast-text] code { font-family: var(--font-mono); background: var(--code-background-fill);
+  border-radius: var(--radius-sm); padding: 1px 4px; }
 """ + (tokens.CSS + attention_maps.CSS + lens_pictures.CSS + SCALE_CSS + EXPLORE_CSS + GENERATE_CSS + LESSON_CSS
        + save_view.CSS)
 
@@ -105,7 +108,8 @@ PAGE_JS = """() => {
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
-  (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, errors.toast_titles_js()) + """)();
+  (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, errors.toast_titles_js(),
+                            errors.TOAST_CODE_JS) + """)();
   (""" + save_view.INSTALL + """)();
   (""" + LANGUAGE_LINKS + """)();
 }"""

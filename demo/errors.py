@@ -129,6 +129,23 @@ TOAST_TITLES_JS = """() => {
 }"""  # i18n: not shown (JavaScript)
 
 
+# A message names its parameter in backticks ("`temperature` has to be ..."), which the run state's Markdown draws as
+# code; a toast draws its message as plain text, backticks and all. The API's clients read the same message, so the
+# page draws them: each backticked name in a toast becomes code (a fix tokens.watch_page runs).
+TOAST_CODE_JS = """() => {
+  for (const box of document.querySelectorAll('[data-testid=toast-text]')) {
+    const text = box.textContent;
+    if (box.children.length || !/`[^`]+`/.test(text)) continue;  // done already, or nothing to draw
+    box.replaceChildren(...text.split(/`([^`]+)`/).map((part, i) => {
+      if (i % 2 === 0) return document.createTextNode(part);
+      const code = document.createElement('code');
+      code.textContent = part;
+      return code;
+    }));
+  }
+}"""  # i18n: not shown (JavaScript)
+
+
 def toast_titles_js() -> str:
     """JavaScript that writes each toast's title in the page's language (its <html lang>): a fix the page runs after
     every change to it (tokens.watch_page), so a toast has its title as it appears."""

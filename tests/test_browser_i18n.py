@@ -81,6 +81,9 @@ def test_a_message_written_during_a_request_comes_in_the_pages_language(browser,
         shown = toast.first.inner_text() + page.locator("#run-state").inner_text()
         assert "has to be" not in shown and says in page.locator("#run-state").inner_text(), shown
         assert toast.first.inner_text().split()[0] == title, toast.first.inner_text()
+        # The parameter's name is drawn as code, as in the run state, not between backticks
+        wait_until(lambda: toast.first.locator("code").count() == 1, message="the name drawn as code")
+        assert toast.first.locator("code").inner_text() == "temperature" and "`" not in toast.first.inner_text()
 
 
 # Each word of a text in `selector`'s elements that the browser drew on two lines (split mid-word)
