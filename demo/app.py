@@ -102,6 +102,23 @@ LANGUAGE_LINKS = """() => {
   mark();
   new MutationObserver(mark).observe(document.documentElement, {attributes: true, attributeFilter: ['lang']});
 }"""
+# A button turned off while it has the keyboard's focus (Generate as it starts to write, Stop when the run ends; Scale's
+# Run and Stop, Build your own's) dropped the focus to the page's start, and a keyboard had to come back from the top.
+# The focus goes to the button beside it that works instead (in its row), where it was the last thing focused.
+HAND_FOCUS_ON = """() => {
+  let last = null;
+  document.addEventListener('focusin', (e) => { last = e.target; });
+  new MutationObserver((records) => {
+    for (const {target: button} of records) {
+      if (button !== last || !button.disabled) continue;
+      const active = document.activeElement;
+      if (active && active !== button && active !== document.body) continue;  // the focus went on elsewhere
+      const next = [...(button.closest('.row')?.querySelectorAll('button') || [])]
+        .find((other) => other !== button && !other.disabled && other.offsetParent);
+      if (next) next.focus();
+    }
+  }).observe(document.body, {attributes: true, attributeFilter: ['disabled'], subtree: true});
+}"""  # i18n: not shown (JavaScript)
 PAGE_JS = """() => {
   try {
     if (localStorage.getItem('gpt2-playground-large-text') === '1') document.documentElement.classList.add('large-text');
@@ -111,6 +128,7 @@ PAGE_JS = """() => {
   (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, errors.toast_titles_js(),
                             errors.TOAST_CODE_JS) + """)();
   (""" + save_view.INSTALL + """)();
+  (""" + HAND_FOCUS_ON + """)();
   (""" + LANGUAGE_LINKS + """)();
 }"""
 

@@ -118,6 +118,27 @@ def test_generate_streams_and_stop_stops(page, app):
     wait_until(lambda: page.locator("#seed input").input_value() == shown_seed, message="the seed to be copied")
 
 
+def test_the_keyboards_focus_goes_from_generate_to_stop_and_back(page, app):
+    """Enter on Generate turns it off as GPT-2 writes: the focus goes to Stop beside it, not to the page's start, so
+    a second Enter stops the run; Stop turned off at the end gives it back to Generate."""
+    focused = "() => document.activeElement && document.activeElement.id"
+    set_slider(page, "max-new-tokens", 400)  # 8 s at 20 ms a token
+    page.locator("#prompt textarea").fill("The history of the printing press")
+    page.locator("#generate-button").focus()
+    page.keyboard.press("Enter")
+    wait_until(lambda: page.evaluate(focused) == "stop-button", message="the focus to go to Stop")
+    wait_until(lambda: len(text_of(page)) > 0, message="the first words")
+    page.keyboard.press("Enter")  # Stop, by keyboard
+    wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="the run to stop")
+    wait_until(lambda: page.evaluate(focused) == "generate-button", message="the focus back on Generate")
+    set_slider(page, "max-new-tokens", 3)
+    page.locator("#prompt textarea").focus()  # focus elsewhere stays where it is: a run ends without taking it
+    page.locator("#generate-button").click()
+    page.locator("#prompt textarea").focus()
+    wait_until(lambda: "done" in page.locator("#stats").inner_text(), message="a short run to finish")
+    assert page.evaluate("() => document.activeElement.tagName") == "TEXTAREA"
+
+
 def test_unicorn_preset_fills_prompt_settings_and_seed(page):
     from demo.examples import load_examples
 

@@ -47,12 +47,16 @@ def test_stop_can_be_pressed_only_while_a_run_goes_on(browser, scale_app):  # no
         run, stop, state = page.locator("#scale-run"), page.locator("#scale-stop"), page.locator("#scale-state")
         wait_until(lambda: "Ready" in state.inner_text(), message="the sizes here")
         assert stop.is_disabled(), "nothing runs: nothing to stop"
-        run.click()
+        focused = "() => document.activeElement && document.activeElement.id"
+        run.focus()
+        page.keyboard.press("Enter")  # by keyboard: the focus goes with the button that works (app.HAND_FOCUS_ON)
         wait_until(stop.is_enabled, message="Stop, from Run's click")
         assert run.is_disabled(), "one run at a time"
+        wait_until(lambda: page.evaluate(focused) == "scale-stop", message="the focus on Stop while Run is off")
         wait_until(lambda: "Done" in state.inner_text(), timeout=60, message="every size")
         wait_until(stop.is_disabled, message="Stop off again once the run ended")
         assert run.is_enabled() and "Stopped" not in state.inner_text()
+        wait_until(lambda: page.evaluate(focused) == "scale-run", message="the focus back on Run")
         assert page.locator("#scale-columns .scale-done").count() == 2
     finally:
         page.context.close()
