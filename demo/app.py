@@ -125,8 +125,8 @@ PAGE_JS = """() => {
   } catch (e) {}
   (""" + REMEMBER_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
-  (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, errors.toast_titles_js(),
-                            errors.TOAST_CODE_JS) + """)();
+  (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, tokens.FIRST_CHOSEN_TOKEN_STOP,
+                            errors.toast_titles_js(), errors.TOAST_CODE_JS) + """)();
   (""" + save_view.INSTALL + """)();
   (""" + HAND_FOCUS_ON + """)();
   (""" + LANGUAGE_LINKS + """)();

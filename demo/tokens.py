@@ -215,6 +215,19 @@ JOIN_TOKENS = """() => document.querySelectorAll('.tokens .textfield').forEach((
 })"""
 
 
+# Gradio's coloured text is one stop of the Tab key (a roving tabindex: the arrow keys go from token to token), first
+# at its first token, which is the prompt's, grey, with nothing to say but "that is your prompt". The stop starts at
+# the first coloured token instead, the first GPT-2 chose; once a token was focused, Gradio's stop stays with it.
+FIRST_CHOSEN_TOKEN_STOP = """() => document.querySelectorAll('.tokens .textfield').forEach((field) => {
+  const first = field.querySelector('.token[role=button]');
+  if (!first || first.classList.contains('highlighted') || first.getAttribute('tabindex') !== '0') return;
+  const chosen = field.querySelector('.token.highlighted[role=button]');
+  if (!chosen) return;
+  first.setAttribute('tabindex', '-1');
+  chosen.setAttribute('tabindex', '0');
+})"""
+
+
 # The page script (app.py) runs its fixes after every change to the page (these two, the toasts' titles), batched to
 # one pass a microtask: one observer for them all. (A fix's own change is a change too: the pass after it finds
 # nothing left to do.)

@@ -139,6 +139,27 @@ def test_the_keyboards_focus_goes_from_generate_to_stop_and_back(page, app):
     assert page.evaluate("() => document.activeElement.tagName") == "TEXTAREA"
 
 
+def test_the_coloured_texts_tab_stop_is_the_first_token_gpt2_chose(page):
+    """The text is one Tab stop (Gradio's arrow keys go from token to token); it starts at the first generated token,
+    not at the prompt's first, grey one, and the arrow keys still reach the prompt."""
+    set_slider(page, "max-new-tokens", 5)
+    page.locator("#prompt textarea").fill("The history of the printing press")
+    page.locator("#generate-button").click()
+    wait_until(lambda: "done" in page.locator("#stats").inner_text(), message="a short run to finish")
+    tokens = page.locator("#sample-view-1 .token[role=button]")
+    stops = page.locator("#sample-view-1 .token[tabindex='0']")
+    wait_until(lambda: stops.count() == 1 and "highlighted" in stops.get_attribute("class"), message="the stop moved")
+    first_chosen = page.evaluate("""() => [...document.querySelectorAll('#sample-view-1 .token[role=button]')]
+                                     .findIndex((t) => t.classList.contains('highlighted'))""")
+    assert first_chosen > 0 and tokens.nth(first_chosen).get_attribute("tabindex") == "0"
+    page.locator("#sample-view-1 .legend-item").last.focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.classList.contains('highlighted')")
+    page.keyboard.press("ArrowLeft")  # into the prompt, the last of its tokens
+    assert page.evaluate(f"() => document.activeElement === document.querySelectorAll("
+                         f"'#sample-view-1 .token[role=button]')[{first_chosen - 1}]")
+
+
 def test_unicorn_preset_fills_prompt_settings_and_seed(page):
     from demo.examples import load_examples
 
