@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from ui_helpers import wait_until
+from ui_helpers import as_toast, wait_until
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
@@ -196,7 +196,7 @@ def test_sentence_without_blank_shows_the_error(page):
     open_compare_tab(page)
     type_sentence(page, "No blank in this sentence.")
     page.locator("#compare-button").click()
-    page.get_by_text("`sentence` has to contain exactly one blank", exact=False).first.wait_for()
+    page.get_by_text(as_toast("`sentence` has to contain exactly one blank"), exact=False).first.wait_for()
 
 
 def test_page_loads_nothing_from_the_internet(page):

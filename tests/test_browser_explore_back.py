@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 from test_browser import VIEWPORT, browser, photograph_if_failed  # noqa: F401 (fixture)
-from ui_helpers import wait_until
+from ui_helpers import as_toast, wait_until
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
@@ -149,12 +149,12 @@ def test_a_number_typed_beyond_a_slider_gets_one_message_naming_its_range(next_w
     # the charts refuse it once (they are redrawn when a slider changes)
     wait_until(lambda: messages.count() >= 1, message="the charts' answer")
     next_word.wait_for_timeout(1000)
-    assert messages.all_inner_texts() == [message]
+    assert messages.all_inner_texts() == [as_toast(message)]
     steps = engine.steps
     next_word.locator(button).click()  # and leaving the box, whose number the browser then clamps to the bound
     wait_until(lambda: messages.count() >= 2, message="the button's answer")
     next_word.wait_for_timeout(1500)  # any further message would have come by now
-    assert messages.all_inner_texts() == [message, message], "one message for the charts, one for the button"
+    assert messages.all_inner_texts() == [as_toast(message)] * 2, "one message for the charts, one for the button"
     assert engine.steps == steps and prompt(next_word).input_value() == text, "nothing ran"
     log = capfd.readouterr().err
     assert "Traceback" not in log and "raise_if_out_of_bounds" not in log, log[-3000:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 from test_browser import VIEWPORT, browser, open_compare_tab, set_slider, type_sentence  # noqa: F401 (fixture)
-from ui_helpers import wait_until
+from ui_helpers import as_toast, wait_until
 
 from demo.generate_tab import GENERATE_CONCURRENCY
 
@@ -63,7 +63,7 @@ def test_html_in_the_sentence_stays_text(browser, app, sentence):  # noqa: F811
             wait_until(lambda: "<script>alert('script')</script>" in page.locator("#what-each-saw").inner_text(),
                        message="the sentence shown as written")
         else:  # the message quotes the sentence: as text
-            page.get_by_text("`sentence` has to contain exactly one blank", exact=False).first.wait_for()
+            page.get_by_text(as_toast("`sentence` has to contain exactly one blank"), exact=False).first.wait_for()
             assert "<img src=x onerror" in page.get_by_text("has to contain exactly one blank").first.inner_text()
         assert_nothing_injected(page)
     finally:

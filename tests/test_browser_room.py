@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from test_browser import VIEWPORT, browser, page  # noqa: F401 (fixtures)
-from ui_helpers import wait_until
+from ui_helpers import as_toast, wait_until
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
@@ -31,8 +31,9 @@ def test_a_number_typed_beyond_a_slider_is_refused_by_name_and_nothing_runs(page
     box.press("Enter")
     steps = engine.steps
     page.locator("#generate-button").click()
-    wait_until(lambda: any(message in t for t in toasts(page)), message=f"the message naming {elem_id}")
-    assert all("`" in t for t in toasts(page)), f"a message that names no parameter: {toasts(page)}"
+    wait_until(lambda: any(as_toast(message) in t for t in toasts(page)), message=f"the message naming {elem_id}")
+    named = page.locator(".toast-body:has([data-testid=toast-text] code)").count()  # the name drawn as code
+    assert named == len(toasts(page)), f"a message that names no parameter: {toasts(page)}"
     assert engine.steps == steps and page.locator("#sample-view-1 .token.highlighted").count() == 0
 
 

@@ -12,7 +12,7 @@ import torch
 from gradio_client import Client
 from test_browser import VIEWPORT, browser  # noqa: F401 (fixture)
 from test_browser_save_view import dark, saved_png, share
-from ui_helpers import launched_app, wait_until
+from ui_helpers import as_toast, launched_app, wait_until
 
 from demo.models import AppModels, LazyFillMask, ModelHolder
 from demo.scale_tab import SizeRunner, render_cards
@@ -219,7 +219,7 @@ def test_scale_refuses_a_number_typed_out_of_range_by_name(browser, scale_app, b
         page.locator(box).fill(typed)
         page.locator(box).press("Enter")
         page.locator("#scale-run").click()
-        wait_until(lambda: any(message in t for t in page.locator(".toast-body").all_inner_texts()),
+        wait_until(lambda: any(as_toast(message) in t for t in page.locator(".toast-body").all_inner_texts()),
                    message="the message naming the setting")
         assert len(page.locator(".toast-body").all_inner_texts()) == 1, "one message"
         assert "Ready" in page.locator("#scale-state").inner_text() and page.locator("#scale-columns .scale-card "

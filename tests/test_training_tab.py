@@ -10,7 +10,7 @@ from gradio_client import Client
 from PIL import Image
 from test_browser import VIEWPORT, browser  # noqa: F401 (fixture)
 from test_train import toy_play
-from ui_helpers import wait_until
+from ui_helpers import as_toast, wait_until
 
 from demo import AppConfig
 from demo.training import TrainingBusyError, TrainingJobs
@@ -229,7 +229,7 @@ def test_minutes_typed_beyond_the_slider_get_the_projects_message_not_a_tracebac
         page.locator("#train-start").click()
         toast = page.locator("[data-testid=toast-text]")
         wait_until(lambda: toast.count() >= 1, message="the refusal")
-        assert toast.first.inner_text() == "`minutes` has to be an integer in [1, 10], but is 30"
+        assert toast.first.inner_text() == as_toast("`minutes` has to be an integer in [1, 10], but is 30")
         assert "Training" not in page.locator("#train-status").inner_text()
         page.wait_for_timeout(500)
         assert "Traceback" not in capfd.readouterr().err, "the server's log"

@@ -72,6 +72,12 @@ def slow_down(lm, delay: float):
     return lm
 
 
+def as_toast(message: str) -> str:
+    """`message` as a toast shows it: the page draws each parameter's name in backticks as code (errors.TOAST_CODE_JS),
+    so the toast's text has no backticks."""
+    return message.replace("`", "")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
