@@ -86,6 +86,15 @@ def markdown_text(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)
 
 
+NAMED = re.compile(r"(`[A-Za-z_][A-Za-z0-9_]*`)")  # a parameter's name in a message: "`temperature` has to be ..."
+
+
+def message_markdown(message: str) -> str:
+    """A message for a gr.Markdown: as written (markdown_text: the text it quotes is never formatting), except the
+    parameter names it puts in backticks, drawn as code as the run state and the toasts draw them."""
+    return "".join(part if NAMED.fullmatch(part) else markdown_text(part) for part in NAMED.split(message))
+
+
 def in_page_language(message: str, templates: Iterable[str] = ENGINE_MESSAGES) -> str:
     """`message` (English) in the language of the request being served, if it reads as one of `templates` (whose
     fields keep what the message has there); else as it is."""

@@ -28,7 +28,7 @@ import gradio as gr
 
 from demo.api import endpoint
 from demo.attention_maps import head_pictures, heatmap_svg, label
-from demo.errors import markdown_text, user_facing_errors
+from demo.errors import markdown_text, message_markdown, user_facing_errors
 from demo.i18n import T, tr
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
@@ -287,7 +287,7 @@ def refused(models: AppModels, message: str, drawn: Drawn | None, text: Any) -> 
                 gr.skip(), *b_column, gr.skip()]
     cleared = [gr.skip(), gr.skip(), gr.skip(), "", gr.Gallery(None)]
     b_column = keep if bert_missing(models) is not None else cleared
-    return [gr.Radio(choices=[], value=None), "\u26a0\ufe0f " + markdown_text(message), *cleared, *b_column, None]
+    return [gr.Radio(choices=[], value=None), "\u26a0\ufe0f " + message_markdown(message), *cleared, *b_column, None]
 
 
 def make_bert_column(models: AppModels):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import gradio as gr
 
 from demo.api import endpoint
-from demo.errors import markdown_text, user_facing_errors
+from demo.errors import markdown_text, message_markdown, user_facing_errors
 from demo.exports import Exports
 from demo.i18n import T, tr
 from demo.lens_pictures import (
@@ -200,7 +200,7 @@ def make_read(models: AppModels, exports: Exports):
 def refused(message: str) -> list:
     """The tab after a refused text, with `message` (as the toast has it) in the grid's place: no grid, details,
     chart or coloured text of the text before, for a class never to read them as this one's."""
-    return ["\u26a0\ufe0f " + markdown_text(message), "", "", "", "", gr.HighlightedText(None),
+    return ["\u26a0\ufe0f " + message_markdown(message), "", "", "", "", gr.HighlightedText(None),
             gr.DownloadButton(value=None, interactive=False), None, None]
 
 

@@ -261,3 +261,15 @@ def test_explore_at_the_edge_of_the_ranges_gives_probabilities(app):
         after_settings = json.loads(answer.split("data: ", 1)[1].splitlines()[0])[0]
         confidences = [c["confidence"] for c in after_settings["confidences"]]
         assert confidences and None not in confidences and max(confidences) == pytest.approx(1.0), confidences
+
+
+def test_a_refusal_in_a_tabs_place_draws_the_name_as_code_and_the_quoted_text_as_written():
+    """Inside and Layers show a refused text's message where the maps or the grid were (gr.Markdown): the parameter's
+    name as code, as the run state and the toasts draw it, and the text it quotes never as formatting."""
+    from demo.errors import message_markdown
+
+    message = "`text` has to be 1 to 64 tokens long to read it through the layers, but has 65: '*bold* <b>x</b> `y z`'"
+    shown = message_markdown(message)
+    assert shown.startswith("`text` has to be 1 to 64 tokens long")  # code, not \`text\`
+    assert "\\*bold\\* \\<b\\>x\\</b\\> \\`y z\\`" in shown  # the quoted text, escaped (a space: no name)
+    assert message_markdown("`max_new_tokens` has to be an integer") == "`max_new_tokens` has to be an integer"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from test_browser import browser, page  # noqa: F401 (fixtures)
-from ui_helpers import wait_until
+from ui_helpers import as_toast, wait_until
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
@@ -46,9 +46,10 @@ def test_a_refused_sentence_takes_the_earlier_maps_off_inside(inside, text):
     inside.locator("#inside-text textarea").fill(text)
     inside.locator("#inside-show").click()
     message = "`text` has to be 1 to 64 tokens long to show its attention, but has "
-    wait_until(lambda: any(message in t for t in toasts(inside)), message="the toast")
+    wait_until(lambda: any(as_toast(message) in t for t in toasts(inside)), message="the toast")
     links = inside.locator("#inside-links")
-    wait_until(lambda: message in links.inner_text(), message="the message in the maps' place")
+    wait_until(lambda: as_toast(message) in links.inner_text(), message="the message in the maps' place")
+    assert links.locator("code").first.inner_text() == "text"  # its name drawn as code, as in the toast
     assert "looks most at" not in links.inner_text()
     for key in ("gpt2", "bert"):
         assert inside.locator(f"#inside-{key}-map svg.attention-map").count() == 0, f"{key}'s earlier map"
@@ -65,9 +66,10 @@ def test_a_refused_text_takes_the_earlier_grid_off_layers(layers, text):
     layers.locator("#layers-text textarea").fill(text)
     layers.locator("#layers-show").click()
     message = "`text` has to be 1 to 64 tokens long to read it through the layers, but has "
-    wait_until(lambda: any(message in t for t in toasts(layers)), message="the toast")
+    wait_until(lambda: any(as_toast(message) in t for t in toasts(layers)), message="the toast")
     note = layers.locator("#layers-note")
-    wait_until(lambda: message in note.inner_text(), message="the message in the grid's place")
+    wait_until(lambda: as_toast(message) in note.inner_text(), message="the message in the grid's place")
+    assert note.locator("code").first.inner_text() == "text"  # its name drawn as code, as in the toast
     assert "layers \u00d7" not in note.inner_text(), "the earlier text's size"
     assert layers.locator("#layers-grid .lens-cell").count() == 0, "the earlier text's grid"
     assert layers.locator("#layers-details tbody tr").count() == 0, "the earlier text's cell"
@@ -102,7 +104,7 @@ def test_a_layer_or_head_beyond_the_model_is_refused_once_by_name_with_its_range
     box = inside.locator(f"#{slider} input[type=number]")
     capfd.readouterr()
     box.fill(typed)
-    wait_until(lambda: any(expected in t for t in toasts(inside)), message=f"the message naming {name}")
+    wait_until(lambda: any(as_toast(expected) in t for t in toasts(inside)), message=f"the message naming {name}")
     wait_until(lambda: box.input_value() == "1", message="the slider back where the map was drawn")
     inside.wait_for_timeout(500)  # (a second message would have come by now)
     assert len(toasts(inside)) == 1, f"one message: {toasts(inside)}"
