@@ -71,6 +71,7 @@ def serve(checkout: Path, model: str, flags: list[str], port: int, log: Path) ->
     # A model that compiles its decode steps in the background (gpt2's shape on a CPU) is timed once they are ready
     while not compiled(log.read_text()):
         if time.monotonic() > deadline + 600:
+            proc.kill()
             raise SystemExit(f"the app did not finish compiling within 600 s (see {log})")
         time.sleep(1)
     return proc
@@ -101,8 +102,8 @@ def on_page(page, url: str, tokens: int) -> tuple[float, float, int]:
     page.wait_for_timeout(300)  # the example note and the meter settle before the timed click
     start = time.perf_counter()
     page.locator("#generate-button").click()
-    page.wait_for_function("() => /Done/.test(document.querySelector('#run-state')?.innerText || '')",
-                           timeout=600_000, polling=10)
+    page.wait_for_function("() => /Done/.test(document.querySelector('#run-state')?.textContent || '')",
+                           timeout=600_000, polling=10)  # (textContent: no layout forced on the browser measured)
     wall = time.perf_counter() - start
     rate, count = parse(page.locator("#stats").inner_text())
     return wall, rate, count
@@ -178,7 +179,11 @@ def main() -> None:
         finally:
             for app in apps:
                 app.terminate()
-                app.wait(30)
+            for app in apps:
+                try:
+                    app.wait(30)
+                except subprocess.TimeoutExpired:
+                    app.kill()
     print(f"\nGenerate on the page against /generate, {args.model}, the Unicorns prompt and settings (seed 2019), "
           f"{os.cpu_count()} cores, median of {args.rounds} alternated rounds (min..max)\n")
     print("| new tokens | contender | path | tokens written | wall s (click to last token) | tok/s (wall) | "

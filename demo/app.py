@@ -108,6 +108,8 @@ LANGUAGE_LINKS = """() => {
 HAND_FOCUS_ON = """() => {
   let last = null;
   document.addEventListener('focusin', (e) => { last = e.target; });
+  // A click on the page's blank parts takes the focus to its body: the focus is not the button's to hand on then
+  document.addEventListener('pointerdown', (e) => { if (last && !last.contains(e.target)) last = null; }, true);
   new MutationObserver((records) => {
     for (const {target: button} of records) {
       if (button !== last || !button.disabled) continue;
@@ -115,7 +117,7 @@ HAND_FOCUS_ON = """() => {
       if (active && active !== button && active !== document.body) continue;  // the focus went on elsewhere
       const next = [...(button.closest('.row')?.querySelectorAll('button') || [])]
         .find((other) => other !== button && !other.disabled && other.offsetParent);
-      if (next) next.focus();
+      if (next) next.focus({preventScroll: true});  // a reader scrolled down to the text stays there
     }
   }).observe(document.body, {attributes: true, attributeFilter: ['disabled'], subtree: true});
 }"""  # i18n: not shown (JavaScript)

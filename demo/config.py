@@ -92,7 +92,7 @@ class AppConfig:
         page is read in a browser on this machine (served to 127.0.0.1 only). Each decode step splits every layer
         between the threads and waits for the last of them; the browser redraws the coloured text about 20 times a
         second and takes a core meanwhile, so one thread of the engine often waited for it: on 2 cores the page wrote
-        gpt2 at 28 tok/s on 2 threads, 65 on 1 (benchmarks/bench_page.py). Served to other machines (Spaces, a
+        gpt2's shape at 36 tok/s on 2 threads, 52 on 1 (benchmarks/bench_page.py). Served to other machines (Spaces, a
         classroom's network), the browsers are elsewhere and every core decodes."""
         env = os.environ if env is None else env
         if self.threads is not None:

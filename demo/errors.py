@@ -86,13 +86,14 @@ def markdown_text(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)
 
 
-NAMED = re.compile(r"(`[A-Za-z_][A-Za-z0-9_]*`)")  # a parameter's name in a message: "`temperature` has to be ..."
+NAMED = re.compile(r"`[A-Za-z_][A-Za-z0-9_]*`")  # the parameter a message begins with: "`temperature` has to be ..."
 
 
 def message_markdown(message: str) -> str:
     """A message for a gr.Markdown: as written (markdown_text: the text it quotes is never formatting), except the
-    parameter names it puts in backticks, drawn as code as the run state and the toasts draw them."""
-    return "".join(part if NAMED.fullmatch(part) else markdown_text(part) for part in NAMED.split(message))
+    parameter's name it begins with in backticks, drawn as code as the run state and the toasts draw it."""
+    name = NAMED.match(message)
+    return markdown_text(message) if name is None else name[0] + markdown_text(message[name.end():])
 
 
 def in_page_language(message: str, templates: Iterable[str] = ENGINE_MESSAGES) -> str:
@@ -138,19 +139,18 @@ TOAST_TITLES_JS = """() => {
 }"""  # i18n: not shown (JavaScript)
 
 
-# A message names its parameter in backticks ("`temperature` has to be ..."), which the run state's Markdown draws as
-# code; a toast draws its message as plain text, backticks and all. The API's clients read the same message, so the
-# page draws them: each backticked name in a toast becomes code (a fix tokens.watch_page runs).
+# A message begins with its parameter's name in backticks ("`temperature` has to be ..."), which the run state's
+# Markdown draws as code; a toast draws its message as plain text, backticks and all. The API's clients read the same
+# message, so the page draws it: the name a toast's message begins with becomes code (a fix tokens.watch_page runs),
+# and the rest stays as written (it may quote the user's text, backticks and all).
 TOAST_CODE_JS = """() => {
   for (const box of document.querySelectorAll('[data-testid=toast-text]')) {
     const text = box.textContent;
-    if (box.children.length || !/`[^`]+`/.test(text)) continue;  // done already, or nothing to draw
-    box.replaceChildren(...text.split(/`([^`]+)`/).map((part, i) => {
-      if (i % 2 === 0) return document.createTextNode(part);
-      const code = document.createElement('code');
-      code.textContent = part;
-      return code;
-    }));
+    const name = /^`([A-Za-z_][A-Za-z0-9_]*)`/.exec(text);  // the parameter a message begins with
+    if (box.children.length || !name) continue;  // done already, or nothing to draw
+    const code = document.createElement('code');
+    code.textContent = name[1];
+    box.replaceChildren(code, document.createTextNode(text.slice(name[0].length)));  // the rest (the text it quotes) as is
   }
 }"""  # i18n: not shown (JavaScript)
 

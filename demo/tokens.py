@@ -216,16 +216,30 @@ JOIN_TOKENS = """() => document.querySelectorAll('.tokens .textfield').forEach((
 
 
 # Gradio's coloured text is one stop of the Tab key (a roving tabindex: the arrow keys go from token to token), first
-# at its first token, which is the prompt's, grey, with nothing to say but "that is your prompt". The stop starts at
-# the first coloured token instead, the first GPT-2 chose; once a token was focused, Gradio's stop stays with it.
-FIRST_CHOSEN_TOKEN_STOP = """() => document.querySelectorAll('.tokens .textfield').forEach((field) => {
-  const first = field.querySelector('.token[role=button]');
-  if (!first || first.classList.contains('highlighted') || first.getAttribute('tabindex') !== '0') return;
-  const chosen = field.querySelector('.token.highlighted[role=button]');
-  if (!chosen) return;
-  first.setAttribute('tabindex', '-1');
-  chosen.setAttribute('tabindex', '0');
-})"""
+# at its first token, which is the prompt's, grey, with nothing to say but "that is your prompt". The stop is the token
+# last focused (by a click, Tab or the arrow keys) while it holds the same text, else the first coloured one, the first
+# GPT-2 chose. Every token is set at each pass: Gradio's Svelte writes a tabindex only when its own idea of it changes
+# (and reuses the elements of one text for the next), so setting two tokens alone left two stops, or none.
+FIRST_CHOSEN_TOKEN_STOP = """(() => {
+  let focused = null, text = '';  // the token last focused, and its text then
+  const place = (field) => {
+    const tokens = [...field.querySelectorAll('.token[role=button]')];
+    const mine = focused && tokens.includes(focused) && focused.textContent === text ? focused : null;
+    const stop = mine || tokens.find((token) => token.classList.contains('highlighted')) || tokens[0];
+    for (const token of tokens) {
+      const wanted = token === stop ? '0' : '-1';
+      if (token.getAttribute('tabindex') !== wanted) token.setAttribute('tabindex', wanted);
+    }
+  };
+  document.addEventListener('focusin', (e) => {
+    const token = e.target.closest && e.target.closest('.tokens .token[role=button]');
+    if (!token) return;
+    focused = token;
+    text = token.textContent;
+    place(token.closest('.textfield'));
+  });
+  return () => document.querySelectorAll('.tokens .textfield').forEach(place);
+})()"""
 
 
 # The page script (app.py) runs its fixes after every change to the page (these two, the toasts' titles), batched to
@@ -235,13 +249,14 @@ def watch_page(*fixes: str) -> str:
     """JavaScript that runs each of `fixes` (functions) once now and once after every batch of changes to the page."""
     return """() => {
   const fixes = [FIXES];
+  const run = (fix) => { try { fix(); } catch (e) { console.error(e); } };  // one failing leaves the others working
   let queued = false;
   new MutationObserver(() => {
     if (queued) return;
     queued = true;
-    queueMicrotask(() => { queued = false; fixes.forEach((fix) => fix()); });
+    queueMicrotask(() => { queued = false; fixes.forEach(run); });
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
-  fixes.forEach((fix) => fix());
+  fixes.forEach(run);
 }""".replace("FIXES", ", ".join(fixes))
 
 

@@ -183,6 +183,8 @@ def test_app_without_gpt2_serves_the_bundled_model_and_says_why(tmp_path):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "GRADIO_ANALYTICS_ENABLED": "False",
            "GPT2_DEVICE": "cpu"}
+    for host_choice in ("GPT2_THREADS", "GRADIO_SERVER_NAME", "HOST", "GPT2_SHARE"):  # the defaults, as a newcomer's
+        env.pop(host_choice, None)
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -268,8 +268,8 @@ def test_a_refusal_in_a_tabs_place_draws_the_name_as_code_and_the_quoted_text_as
     name as code, as the run state and the toasts draw it, and the text it quotes never as formatting."""
     from demo.errors import message_markdown
 
-    message = "`text` has to be 1 to 64 tokens long to read it through the layers, but has 65: '*bold* <b>x</b> `y z`'"
+    message = "`text` has to be 1 to 64 tokens long to read it through the layers, but has 65: '*bold* <b>x</b> `y`'"
     shown = message_markdown(message)
     assert shown.startswith("`text` has to be 1 to 64 tokens long")  # code, not \`text\`
-    assert "\\*bold\\* \\<b\\>x\\</b\\> \\`y z\\`" in shown  # the quoted text, escaped (a space: no name)
+    assert "\\*bold\\* \\<b\\>x\\</b\\> \\`y\\`" in shown  # the quoted text as written, its backticks too
     assert message_markdown("`max_new_tokens` has to be an integer") == "`max_new_tokens` has to be an integer"

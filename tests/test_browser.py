@@ -158,6 +158,15 @@ def test_the_coloured_texts_tab_stop_is_the_first_token_gpt2_chose(page):
     page.keyboard.press("ArrowLeft")  # into the prompt, the last of its tokens
     assert page.evaluate(f"() => document.activeElement === document.querySelectorAll("
                          f"'#sample-view-1 .token[role=button]')[{first_chosen - 1}]")
+    # A token clicked is the stop (one only); the next run, of another prompt, starts at its first chosen token again
+    tokens.nth(first_chosen + 2).click()
+    wait_until(lambda: stops.count() == 1 and tokens.nth(first_chosen + 2).get_attribute("tabindex") == "0",
+               message="the clicked token as the one stop")
+    page.locator("#prompt textarea").fill("A")
+    page.locator("#generate-button").click()
+    wait_until(lambda: "done" in page.locator("#stats").inner_text() and tokens.count() == 6, message="the next run")
+    wait_until(lambda: stops.count() == 1 and tokens.nth(1).get_attribute("tabindex") == "0",
+               message="one stop, on the next run's first chosen token")
 
 
 def test_unicorn_preset_fills_prompt_settings_and_seed(page):

@@ -116,7 +116,7 @@ def generated(lm):
 def test_the_updates_between_the_first_and_the_last_are_plain_values_for_every_output_but_two(lm, monkeypatch):
     """Gradio builds a new component, config and all, for each component an update returns and for each output it
     leaves out: the page's updates between its first and its last give every output a plain value (the page wrote
-    2-4x faster, benchmarks/bench_page.py), except the run state and Generate, whose text must not come back after
+    gpt2's shape 2.2x faster, benchmarks/bench_page.py), except the run state and Generate, whose text must not come back after
     Stop. The first update shows the boxes and turns the buttons on; the last gives the downloads."""
     monkeypatch.setattr(generate_tab, "STREAM_INTERVAL_S", 0.0)  # an update per token
     page = Page([gr.HighlightedText(render=False) for _ in range(4)],
