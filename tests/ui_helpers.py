@@ -7,6 +7,7 @@ The fixtures that use these live in fixtures_ui.py.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -73,9 +74,9 @@ def slow_down(lm, delay: float):
 
 
 def as_toast(message: str) -> str:
-    """`message` as a toast shows it: the page draws each parameter's name in backticks as code (errors.TOAST_CODE_JS),
-    so the toast's text has no backticks."""
-    return message.replace("`", "")
+    """`message` as a toast shows it: the page draws the parameter's name it begins with as code, without its
+    backticks (errors.TOAST_CODE_JS); the rest stays as written."""
+    return re.sub(r"^`([A-Za-z_][A-Za-z0-9_]*)`", r"\1", message)
 
 
 def free_port() -> int:
