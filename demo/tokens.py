@@ -239,7 +239,7 @@ FIRST_CHOSEN_TOKEN_STOP = """(() => {
     place(token.closest('.textfield'));
   });
   return () => document.querySelectorAll('.tokens .textfield').forEach(place);
-})()"""
+})()"""  # i18n: not shown (JavaScript)
 
 
 # The page script (app.py) runs its fixes after every change to the page (these two, the toasts' titles), batched to
