@@ -242,8 +242,8 @@ FIRST_CHOSEN_TOKEN_STOP = """(() => {
 })()"""  # i18n: not shown (JavaScript)
 
 
-# The page script (app.py) runs its fixes after every change to the page (these two, the toasts' titles), batched to
-# one pass a microtask: one observer for them all. (A fix's own change is a change too: the pass after it finds
+# The page script (app.py) runs its fixes after every change to the page (the tokens' fixes above, the toasts'),
+# batched to one pass a microtask: one observer for them all. (A fix's own change is a change too: the pass after it finds
 # nothing left to do.)
 def watch_page(*fixes: str) -> str:
     """JavaScript that runs each of `fixes` (functions) once now and once after every batch of changes to the page."""
