@@ -11,6 +11,7 @@ from test_browser import browser  # noqa: F401 (fixture)
 from test_browser_a11y import violations
 from ui_helpers import wait_until
 
+from demo.generate_tab import BUSY
 from demo.i18n import tables
 
 pytestmark = pytest.mark.browser
@@ -141,3 +142,37 @@ def test_spot_the_machine_names_its_colours_and_counts_in_the_pages_language(bro
         shown = [item.strip() for item in legend.locator("button").all_inner_texts()]
         assert shown == [FR[name] for name in ("top 10", "top 100", "top 1000", "rarer")], shown  # no English twins
         assert FR["top 10"] in page.locator("#score-counts").inner_text()
+
+
+# Every text each button showed from now on, in order (a transient label would be lost to polling)
+RECORD_LABELS = """(selectors) => { window.__labels = {};
+  for (const selector of selectors) {
+    const button = document.querySelector(selector), seen = window.__labels[selector] = [button.innerText.trim()];
+    new MutationObserver(() => { const text = button.innerText.trim(); if (seen.at(-1) !== text) seen.push(text); })
+      .observe(button, {subtree: true, childList: true, characterData: true});
+  }
+}"""
+
+
+def test_the_buttons_a_run_relabels_stay_in_the_links_language_in_a_browser_of_another(browser, app):  # noqa: F811
+    """The streamed updates and the last give Generate's buttons labels written on the server (`tr`: the link's
+    language), while the page was built with the browser's translations (`T`, which LinkLanguage makes the link's).
+    In a French browser opened on `?lang=es`, every label they show before, during and after a run is Spanish."""
+    buttons = {"#generate-button": "Generate", "#stop-button": "Stop", "#copy-text": "Copy text",
+               "#generate-output-save-png": "Save as PNG", "#reuse-seed": "Use last seed"}
+    spanish = {selector: ES[english] for selector, english in buttons.items()}
+    with opened(browser, app.url + "?lang=es", "fr-FR") as page:
+        def labels() -> dict[str, str]:
+            return {selector: page.locator(selector).inner_text().strip() for selector in buttons}
+
+        wait_until(lambda: labels() == spanish, message="the buttons in Spanish")
+        page.evaluate(RECORD_LABELS, list(buttons))
+        page.locator("#prompt textarea").fill("The teacher said")
+        page.locator("#max-new-tokens input[type=number]").fill("60")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "Hecho" in page.locator("#run-state").inner_text(), message="the run done")
+        seen = page.evaluate("window.__labels")
+        assert seen["#generate-button"] == [ES["Generate"], ES[BUSY], ES["Generate"]], seen
+        for selector in buttons.keys() - {"#generate-button"}:
+            assert set(seen[selector]) == {spanish[selector]}, (selector, seen[selector])
+        assert labels() == spanish
