@@ -15,7 +15,7 @@ from gradio_client import Client
 from gradio_client.utils import Status
 from ui_helpers import slow_down, wait_until
 
-from demo.generate_tab import GENERATE_CONCURRENCY
+from demo.generate_tab import GENERATE_CONCURRENCY, STREAMS
 from gpt2_core import load_model
 
 pytest_plugins = ["fixtures_ui"]
@@ -65,6 +65,7 @@ def test_stop_over_the_api_ends_the_work_within_a_step_or_two(app):
     wait_until(lambda: app.models.gpt2.in_flight() == 0 and engine.running == 0, timeout=5,
                message="the engine to drop the stopped request")
     assert engine.steps - steps_at_cancel <= STEPS_AFTER_DROP
+    wait_until(lambda: STREAMS.count == 0, timeout=5, message="the stopped stream to leave the update budget")
 
 
 def test_a_dropped_client_ends_the_work_within_a_few_steps(app):
@@ -86,6 +87,7 @@ def test_a_dropped_client_ends_the_work_within_a_few_steps(app):
     wait_until(lambda: app.models.gpt2.in_flight() == 0 and engine.running == 0, timeout=5,
                message="the engine to drop the abandoned request")
     assert engine.steps - steps_at_drop <= STEPS_AFTER_DROP
+    wait_until(lambda: STREAMS.count == 0, timeout=5, message="the abandoned stream to leave the update budget")
 
 
 def test_stopping_one_of_a_full_house_lets_the_waiting_request_in(app):

@@ -119,6 +119,7 @@ def test_the_updates_between_the_first_and_the_last_are_plain_values_for_every_o
     gpt2's shape 2.2x faster, benchmarks/bench_page.py), except the run state and Generate, whose text must not come back after
     Stop. The first update shows the boxes and turns the buttons on; the last gives the downloads."""
     monkeypatch.setattr(generate_tab, "STREAM_INTERVAL_S", 0.0)  # an update per token
+    monkeypatch.setattr(generate_tab, "UPDATES_PER_SECOND", float("inf"))
     page = Page([gr.HighlightedText(render=False) for _ in range(4)],
                 *(gr.Textbox(render=False) for f in fields(Page) if f.name != "views"))
     models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
