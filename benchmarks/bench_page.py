@@ -72,6 +72,34 @@ def serve(checkout: Path, model: str, flags: list[str], port: int, log: Path) ->
     return proc
 
 
+def served_model(model: str, folder: Path) -> str:
+    """What `app.py --model` gets: `gpt2-shape` becomes random weights in gpt2's shape (124M), saved in `folder`."""
+    if model != "gpt2-shape":
+        return model
+    from gpt2_core.config import PRESETS
+    from gpt2_core.testing import random_checkpoint
+    return str(random_checkpoint(folder / "gpt2", PRESETS["gpt2"]))
+
+
+def earlier_checkout(commit: str, folder: Path) -> Path:
+    """The project at `commit`, extracted into `folder`/before (git archive: no history, no build outputs)."""
+    before = folder / "before"
+    before.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+    return before
+
+
+def stop(apps: list[subprocess.Popen]) -> None:
+    for app in apps:
+        app.terminate()
+    for app in apps:
+        try:
+            app.wait(30)
+        except subprocess.TimeoutExpired:
+            app.kill()
+
+
 def compiled(log: str) -> bool:
     """Whether the app's log says that the model's background compiles are done (or that there are none)."""
     if "not compiled" in log or "torch.compile failed" in log or "compiled the batch decode step" in log:
@@ -135,19 +163,11 @@ def main() -> None:
     unicorn = load_examples().unicorn
     settings = asdict(unicorn.settings)
     with tempfile.TemporaryDirectory() as folder:
-        model = args.model
-        if model == "gpt2-shape":
-            from gpt2_core.config import PRESETS
-            from gpt2_core.testing import random_checkpoint
-            model = str(random_checkpoint(Path(folder) / "gpt2", PRESETS["gpt2"]))
+        model = served_model(args.model, Path(folder))
         contenders = {(f"this checkout, {t} threads" if t != "default" else "this checkout"):
                       (ROOT, [] if t == "default" else ["--threads", t]) for t in args.threads}
         if args.before:
-            before = Path(folder) / "before"
-            before.mkdir()
-            archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, check=True, capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
-            contenders[f"{args.before}"] = (before, [])
+            contenders[f"{args.before}"] = (earlier_checkout(args.before, Path(folder)), [])
         apps, urls = [], {}
         rows: dict[tuple[str, int, str], list[tuple[float, float, int]]] = {}
         try:
@@ -172,13 +192,7 @@ def main() -> None:
                     print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr)
                 browser.close()
         finally:
-            for app in apps:
-                app.terminate()
-            for app in apps:
-                try:
-                    app.wait(30)
-                except subprocess.TimeoutExpired:
-                    app.kill()
+            stop(apps)
     print(f"\nGenerate on the page against /generate, {args.model}, the Unicorns prompt and settings (seed 2019), "
           f"{os.cpu_count()} cores, median of {args.rounds} alternated rounds (min..max)\n")
     print("| new tokens | contender | path | tokens written | wall s (click to last token) | tok/s (wall) | "
