@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fixtures_ui import STREAM_DELAY_S
 from test_browser import CHROMIUM, browser  # noqa: F401 (a fixture)
 from ui_helpers import launched_app, wait_until
 
@@ -24,7 +23,6 @@ pytestmark = pytest.mark.browser
 pytest_plugins = ["fixtures_ui"]
 
 ROOT = Path(__file__).resolve().parent.parent
-STREAM_DELAY_S = 0.02  # a token, as fixtures_ui's shared app
 VIEWPORTS = {"1280x720": (1280, 720), "1920x1080": (1920, 1080), "390x844": (390, 844)}
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 
@@ -32,6 +30,8 @@ UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 def serve_offline(tmp_path_factory, tiny_bert, host: str):
     """The app asked for a GPT-2 that is not on this machine: the bundled model serves instead (slowed to a laptop's
     pace, STREAM_DELAY_S a token, so that streaming can be watched)."""
+    from fixtures_ui import STREAM_DELAY_S  # (loaded as a plugin first: imported at the top, pytest warns)
+
     missing = tmp_path_factory.mktemp("offline") / "gpt2-not-downloaded"
     with launched_app(missing, tiny_bert, host=host, delay=STREAM_DELAY_S) as running:
         running.missing = str(missing)
