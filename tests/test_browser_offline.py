@@ -159,8 +159,13 @@ def test_stop_stays_in_view_while_the_text_streams(browser, classroom, viewport)
     with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.locator("#example-unicorn").click()
         box = page.locator("#max-new-tokens input[type=number]")
+        # The example's settings first (on a busy machine its answer came after the 500 below and put back 150
+        # tokens, 3 s of text: the run was over when Stop was pressed)
+        wait_until(lambda: page.locator("#prompt textarea").input_value() == load_examples().unicorn.prompt,
+                   message="the example's prompt and settings")
         box.fill("500")  # 10 s of text at this pace: still streaming when Stop is looked for and pressed
         box.press("Enter")
+        assert box.input_value() == "500"
         page.locator("#generate-button").click()
         wait_until(lambda: page.locator("#sample-view-1 .token.highlighted").count() > 30, timeout=30,
                    message="the text streaming")
