@@ -158,10 +158,10 @@ def test_on_a_phone_every_tab_is_in_view_and_large_text_breaks_no_word_of_the_ti
 def test_stop_stays_in_view_while_the_text_streams(browser, classroom, viewport):  # noqa: F811
     with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
         page.locator("#example-unicorn").click()
-        box = page.locator("#max-new-tokens input[type=number]")
+        box, unicorn = page.locator("#max-new-tokens input[type=number]"), load_examples().unicorn.prompt
         # The example's settings first (on a busy machine its answer came after the 500 below and put back 150
         # tokens, 3 s of text: the run was over when Stop was pressed)
-        wait_until(lambda: page.locator("#prompt textarea").input_value() == load_examples().unicorn.prompt,
+        wait_until(lambda: page.locator("#prompt textarea").input_value() == unicorn,
                    message="the example's prompt and settings")
         box.fill("500")  # 10 s of text at this pace: still streaming when Stop is looked for and pressed
         box.press("Enter")
