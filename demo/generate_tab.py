@@ -91,6 +91,13 @@ SCROLL_TO_OUTPUT = """const output = document.getElementById('generate-output');
     observer.observe(output, {childList: true, subtree: true, characterData: true});
     setTimeout(() => observer.disconnect(), 30000);
   }"""  # i18n: not shown
+# Stop cancels the run, and Gradio answers a cancel with both the run's .then (after_run: "Stopped") and its .failure
+# (not_taken: "Not written: the server did not take this request"), whose answers race: under load the page said the
+# server had not taken a run that it was writing (3 presses in 40). So the page notes the press, Generate clears the
+# note, and the failure handler sends no run state after a press, leaving it to after_run.
+NOTE_STOP_PRESSED = "() => { window.generateStopPressed = true; }"  # i18n: not shown (JavaScript)
+CLEAR_STOP_PRESSED = "() => { window.generateStopPressed = false; }"  # i18n: not shown (JavaScript)
+UNLESS_STOP_PRESSED = "(state) => window.generateStopPressed ? null : state"  # i18n: not shown (JavaScript)
 CSS = """
 /* Generate and Stop stay at the window's top while the text streams past them (a phone scrolls to the text) */
 #generate-actions { position: sticky; top: 0; z-index: 6; background: var(--background-fill-primary); }
@@ -242,7 +249,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         # (Gradio fires the run's .then at the cancel, and applies the updates it had already received after it)
         # cannot put "Writing…" back over "Stopped", nor leave Generate disabled.
         busy = [run_state, generate_button, stop_button]
-        run = generate_button.click(writing, outputs=busy, api_visibility="private",
+        run = generate_button.click(writing, outputs=busy, api_visibility="private", js=CLEAR_STOP_PRESSED,
                                     queue=False, show_progress="hidden").then(
             make_generate_view(models, exports, page, deadline_s=deadline_s), inputs=[prompt, *settings],
             outputs=page.components(), api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
@@ -251,13 +258,14 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         run.then(after_run, inputs=run_state, outputs=busy, api_visibility="private",
                  queue=False)  # finished or stopped (an error in mid-stream frees the button in its own update)
         # A request the server never took (a full queue, a body over the size limit) ends in an error toast and no
-        # .then: without this the page would say "Writing…" with Generate disabled until Stop was pressed
-        run.failure(not_taken, inputs=run_state, outputs=busy, api_visibility="private",
+        # .then: without this the page would say "Writing…" with Generate disabled until Stop was pressed. (A press of
+        # Stop fires it too: it then leaves the run state to after_run, see NOTE_STOP_PRESSED)
+        run.failure(not_taken, inputs=run_state, outputs=busy, api_visibility="private", js=UNLESS_STOP_PRESSED,
                     queue=False)
         # The `/generate` API endpoint: plain-text samples for API clients (the page shows the coloured view)
         endpoint(make_generate(models, deadline_s=deadline_s), returns=tuple[(str,) * (MAX_SAMPLES_SHOWN + 2)],
                  api_name="generate", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
-        stop_button.click(None, cancels=[run], api_visibility="private")  # the run's .then says "Stopped"
+        stop_button.click(None, js=NOTE_STOP_PRESSED, cancels=[run], api_visibility="private")  # .then says "Stopped"
         copy_button.click(None, js=COPY_TEXT, api_visibility="private")
         reuse_seed.click(lambda s: s, inputs=last_seed, outputs=seed, api_visibility="private", queue=False)
         tab.load(lambda: empty_meter(models), outputs=context, api_visibility="private", queue=False,
@@ -507,8 +515,9 @@ def after_run(state: str) -> tuple:
     return tr(STOPPED), button, stop
 
 
-def not_taken(state: str) -> tuple:
-    """The run failed as a whole: Generate is free again, Stop is not, and a run state still saying "Writing…" says so."""
+def not_taken(state: str | None) -> tuple:
+    """The run failed as a whole: Generate is free again, Stop is not, and a run state still saying "Writing…" says so.
+    After a press of Stop the page sends None: after_run says "Stopped"."""
     state = gr.skip() if state != tr(WRITING) else tr(NOT_TAKEN)
     return state, gr.Button(tr(GENERATE), interactive=True), gr.Button(interactive=False)
 

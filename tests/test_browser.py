@@ -8,6 +8,8 @@ screenshots, assets/screenshot-generate.png and assets/screenshot-compare.png.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,35 @@ def test_generate_streams_and_stop_stops(page, app):
     shown_seed = page.locator("#stats code").last.inner_text()  # after the model's name
     page.locator("#reuse-seed").click()
     wait_until(lambda: page.locator("#seed input").input_value() == shown_seed, message="the seed to be copied")
+
+
+def test_stop_says_stopped_when_the_failure_handlers_answer_comes_last(page, app, monkeypatch):
+    """Gradio answers Stop with both the run's .then (after_run: "Stopped") and its .failure (not_taken: "Not written:
+    the server did not take this request"), at once. Under load not_taken's answer came last 3 times in 40 and the
+    page said the server had not taken a run it was writing. Here it always comes last, a second late."""
+    from demo import generate_tab
+
+    failure = next(f for f in app.demo.fns.values() if f.fn is generate_tab.not_taken)
+    answered = threading.Event()
+
+    def late(state):
+        time.sleep(1.0)
+        try:
+            return generate_tab.not_taken(state)
+        finally:
+            answered.set()
+
+    monkeypatch.setattr(failure, "fn", late)
+    set_slider(page, "max-new-tokens", 400)  # 8 s at 20 ms a token
+    page.locator("#prompt textarea").fill("The history of the printing press")
+    page.locator("#generate-button").click()
+    wait_until(lambda: len(text_of(page)) > 0, message="the first words")
+    page.locator("#stop-button").click()
+    wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="the run to stop")
+    wait_until(answered.is_set, message="the run's failure handler to answer (Gradio calls it on Stop)")
+    page.wait_for_timeout(500)  # its answer reaches the page
+    assert "Stopped" in page.locator("#run-state").inner_text(), page.locator("#run-state").inner_text()
+    assert page.locator("#generate-button").is_enabled() and page.locator("#stop-button").is_disabled()
 
 
 def test_the_keyboards_focus_goes_from_generate_to_stop_and_back(page, app):
