@@ -200,7 +200,7 @@ LINK_JS = r"""(...raw) => {
     const value = values[i], box = sliders[i] && document.querySelector('#' + sliders[i] + ' input[type=number]');
     const length = typeof value === 'string' ? [...value].length : 0;  // characters, as Python counts them
     if (length > limit)
-      return say(tooLong, {name: names[i], length: length.toLocaleString('en'), limit: limit.toLocaleString('en')});
+      return say(tooLong, {name: names[i], length: length.toLocaleString(shown), limit: limit.toLocaleString(shown)});
     if (box && !(Number(box.min) <= value && value <= Number(box.max)))
       return say(beyond, {name: names[i], value: value, low: box.min, high: box.max});
   }
