@@ -14,6 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from PIL import Image
 
+from demo.i18n import number
+
 CELL = 26  # an SVG cell, in the drawing's units (the SVG scales to its column's width)
 CHAR = 8.5  # the width of one label character at FONT
 FONT = 15
@@ -55,7 +57,7 @@ def heatmap_svg(tokens: list[str], weights: ArrayLike, *, causal: bool, selected
             w = float(weights[i, j])
             parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{CELL}" height="{CELL}" fill="rgb{INK}" '
                          f'fill-opacity="{w:.3f}" stroke="#cbd5e1" stroke-width="0.5">'
-                         f"<title>{names[i]} \u2192 {names[j]}: {w:.0%}</title></rect>")
+                         f"<title>{names[i]} \u2192 {names[j]}: {number(w, '.0%')}</title></rect>")
     if selected is not None:
         parts.append(f'<rect x="{left - 2:.1f}" y="{top + CELL * selected:.1f}" width="{CELL * T + 4}" '
                      f'height="{CELL}" fill="none" stroke="#c2410c" stroke-width="3"/>')

@@ -18,7 +18,7 @@ from gradio.i18n import I18nData
 
 from demo.errors import user_facing_errors
 from demo.exports import Exports
-from demo.i18n import T, tr
+from demo.i18n import T, number, tr
 from demo.knobs import KNOBS, page_params, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
@@ -246,7 +246,7 @@ def add(prompt: str, built: Built, found: list[Candidate], evt: gr.SelectData):
     row = TokenRow(chosen.token_text, chosen.token_id, rank, chosen.prob, found)
     built = built.following(prompt).plus(row)
     added = tr("Added `{token}` (rank {rank}, {probability} for GPT-2).", token=shown_token(chosen.token_text), rank=rank,
-               probability=f"{chosen.prob:.1%}")
+               probability=number(chosen.prob, ".1%"))
     return built.text, built, added, details_html(row, with_settings=True)
 
 

@@ -25,7 +25,7 @@ from demo.api import endpoint
 from demo.errors import user_facing_errors
 from demo.examples import Examples, GenerateExample
 from demo.exports import Exports, app_stamp
-from demo.i18n import T, tr
+from demo.i18n import T, number, tr
 from demo.knobs import KNOBS, page_params, typed_values
 from demo.links import FIELDS, TabParts, copy_link
 from demo.models import AppModels
@@ -526,7 +526,7 @@ def stats_markdown(samples: list[Sample], model: str) -> str:
     """The run's line under the text; `model` is Markdown (precision_notes.source_note)."""
     tokens = sum(len(s.token_ids) for s in samples)
     rates = [s.tokens_per_second for s in samples if s.tokens_per_second]
-    speed = tr("{rate} tokens/s", rate=f"{sum(rates):.1f}" if rates else "\u2013")
+    speed = tr("{rate} tokens/s", rate=number(sum(rates), ".1f") if rates else "\u2013")
     reasons = {s.finish_reason for s in samples}
     # The run state (Writing / Done / Stopped) is its own line above the text (after_run says Stopped)
     status = "" if None in reasons else " \u00b7 " + tr("done: {reasons}", reasons=finish_words(samples))

@@ -15,6 +15,9 @@ key of the translation tables in demo/locales/<module>.json ({"es": {english: sp
   parameter, else its browser's Accept-Language), then fills `{name}` fields: `tr("{n} tokens", n=3)`. Outside a
   request (start-up, API-less tests) it is English; `speaking("es")` sets a language for a block of code.
 
+Numbers are written as the page's language writes them (12,345.6 / 12.345,6 / 12 345,6; 97% / 97 %): tr does it for
+a number in a field, and `number(value, spec)` for one formatted elsewhere.
+
 Which language a page shows: the link's `lang` parameter (`?lang=es`) if it names one of LANGUAGES, else the
 browser's language if it is one of them, else English. Gradio picks the browser's; LinkLanguage makes it the link's.
 tests/test_i18n.py fails when a string a user can see is not in every table.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -70,9 +74,46 @@ def T(text: str) -> I18nData:  # noqa: N802 (short, like gettext's _, since it w
 
 
 def tr(text: str, **values: object) -> str:
-    """`text` in the language of the request being served, with `{name}` fields filled from `values`."""
+    """`text` in the language of the request being served, with `{name}` fields filled from `values`; a number in a
+    field is written as that language writes numbers (`number`): tr("loss {loss:.2f}", loss=2.5) is "loss 2,50" in
+    Spanish."""
     translated = tables().get(language(), {}).get(text, text)
-    return translated.format(**values) if values else translated
+    return NUMBERS.vformat(translated, (), values) if values else translated
+
+
+# How each language writes what Python's format wrote in English (CLDR's marks): the thousands, the decimal mark, the
+# space before a percent sign. Spanish groups no four-digit whole number (1234, 12.345); French groups with a narrow
+# no-break space. Without this a Spanish class read "1,558M parameters" as one and a half million.
+MARKS = {"es": str.maketrans({",": ".", ".": ","}), "fr": str.maketrans({",": "\u202f", ".": ","})}
+PERCENT = {"es": "\u00a0%", "fr": "\u202f%"}
+FOUR_DIGITS = re.compile(r"(?<![\d,])(\d),(\d{3})(?![\d,])")
+
+
+def number(value: float, spec: str = ",") -> str:
+    """`value` formatted by `spec` (Python's format: ",", ".1f", ".0%") as the request's language writes it:
+    12,345.6 and 97% in English, 12.345,6 and 97 % in Spanish, 12 345,6 and 97 % in French."""
+    return written_as(format(value, spec), language())
+
+
+def written_as(english: str, lang: str) -> str:
+    """A number as Python's format wrote it, with the marks of `lang`."""
+    if lang not in MARKS:
+        return english
+    if lang == "es":
+        english = FOUR_DIGITS.sub(r"\1\2", english)
+    return english.translate(MARKS[lang]).replace("%", PERCENT[lang])
+
+
+class NumberFields(string.Formatter):
+    """str.format, with each number in a field written as the request's language writes numbers."""
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        text = format(value, format_spec)
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return written_as(text, language()) if is_number else text
+
+
+NUMBERS = NumberFields()
 
 
 def language() -> str:

@@ -29,7 +29,7 @@ import gradio as gr
 from demo.api import endpoint
 from demo.attention_maps import head_pictures, heatmap_svg, label
 from demo.errors import markdown_text, message_markdown, user_facing_errors
-from demo.i18n import T, tr
+from demo.i18n import T, number, tr
 from demo.links import TabParts, copy_link
 from demo.models import LOAD_ERRORS, AppModels
 from demo.save_view import save_png_button
@@ -334,7 +334,7 @@ def column(maps: Maps, layer: int, head: int, follow: int | None, *, causal: boo
     link = ""
     if follow is not None:
         top = strongest_links(weights[layer - 1, head - 1], follow, k=LINKS)
-        looks = ", ".join(f"**{isolated(label(tokens[j]))}** ({w:.0%})" for j, w in top)
+        looks = ", ".join(f"**{isolated(label(tokens[j]))}** ({number(w, '.0%')})" for j, w in top)
         link = tr("**{name}** (`{model}`, layer {layer}, head {head}): **{word}** looks most at {looks}.",
                   name="GPT-2" if causal else "BERT", model=maps.model, layer=layer, head=head,
                   word=isolated(label(tokens[follow])), looks=looks)

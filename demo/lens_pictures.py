@@ -20,7 +20,7 @@ import math
 import re
 
 from demo.attention_maps import INK, label
-from demo.i18n import language, tr
+from demo.i18n import language, number, tr
 from demo.save_view import Piece, html_page
 from demo.tokens import bar, colors, shown_token
 from gpt2_core.explain.lens import LogitLens
@@ -120,7 +120,7 @@ def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> st
             rgb = blend(prob)
             right = t + 1 < T and token_id == lens.token_ids[t + 1]
             classes = "lens-cell" + (" lens-right" if right else "") + (" selected" if selected == (row, t) else "")
-            fields = dict(row=row_name(lens, row), token=shown(lens.tokens[t]), guess=shown(text), prob=f"{prob:.0%}")
+            fields = dict(row=row_name(lens, row), token=shown(lens.tokens[t]), guess=shown(text), prob=number(prob, ".0%"))
             name = (tr("{row}, after {token}: {guess} {prob}, the text's next token", **fields) if right
                     else tr("{row}, after {token}: {guess} {prob}", **fields))
             name = html.escape(name, quote=True)
@@ -159,7 +159,7 @@ def cell_html(lens: LogitLens, row: int, col: int) -> str:
     if lens.target is not None and cell.target_rank is not None and cell.target_prob is not None:
         watched = "<p class='note'>" + tr("{word} is number {rank} here ({prob}).", word=html.escape(shown(lens.target)),
                                           rank=f"<b>{number(cell.target_rank)}</b>",
-                                          prob=f"{cell.target_prob:.2%}") + "</p>"
+                                          prob=number(cell.target_prob, ".2%")) + "</p>"
     heading = tr("{row}, after {token} (token {i} of {n}): its {k} likeliest next tokens",
                  row=f"<b>{html.escape(row_name(lens, row))}</b>", token=f"<b class='tok'>{after}</b>", i=col + 1,
                  n=len(lens.tokens), k=len(cell.top))
@@ -177,11 +177,6 @@ def watched_ranks(lens: LogitLens, col: int) -> tuple[str, list[int], str]:
         return lens.target, [row[col].target_rank or 0 for row in lens.cells], tr("the word you chose")
     text = lens.cells[-1][col].top[0][0]
     return text, [row[col].final_rank for row in lens.cells], tr("GPT-2's final answer here")
-
-
-def number(n: int) -> str:
-    """A whole number with the thousands marked as the request's language writes them: 50,257; 50.257; 50 257."""
-    return f"{n:,}".replace(",", {"es": ".", "fr": "\u202f"}.get(language(), ","))
 
 
 def ordinal(n: int) -> str:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from demo.i18n import T, tr
-from demo.lens_pictures import number as thousands
+from demo.i18n import T, number, tr
 from demo.lesson_steps import STEPS, Step
 from demo.links import TabParts, copy_link, link_values, linked_inputs, read_link
 from demo.models import AppModels
@@ -153,8 +152,8 @@ class StepView:
     @classmethod
     def of(cls, n: object, models: AppModels, labels: Mapping[str, str], unavailable: Mapping[str, Why]) -> StepView:
         """In the language of the request being served (English outside one)."""
-        number = step_number(n)
-        step = STEPS[number - 1]
+        index = step_number(n)
+        step = STEPS[index - 1]
         label = tr(labels[step.tab])
         why, can_open = "", step.tab not in unavailable
         if not can_open:
@@ -165,8 +164,8 @@ class StepView:
         lm = models.gpt2.current
         here = ""  # the offline classroom: what the tabs show is not GPT-2's
         if lm is not None and lm.name in BUNDLED:
-            here = tr(BUNDLED_NOTE, name=lm.name, vocab=thousands(len(lm.tokenizer)))
-        return cls(number, tr("Step {n} of {total}", n=number, total=len(STEPS)),
+            here = tr(BUNDLED_NOTE, name=lm.name, vocab=number(len(lm.tokenizer)))
+        return cls(index, tr("Step {n} of {total}", n=index, total=len(STEPS)),
                    card_markdown(step, label if can_open else None, here), why, can_open,
                    tr("Open in {tab}", tab=label), question_markdown(step))
 

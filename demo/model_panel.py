@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import gradio as gr
 
 from demo.errors import markdown_text, user_facing_errors
-from demo.i18n import T, tr
+from demo.i18n import T, number, tr
 from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
 from demo.precision_notes import COMPILING, int8_line, meaning
 from gpt2_core import PRESETS
 from gpt2_core.checkpoint import BUNDLED
-from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes, readable_bytes
+from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes
 from gpt2_core.scale import locate
 
 REFRESH_S = 15  # how often a page re-reads which model is serving
@@ -115,12 +115,12 @@ def info_markdown(models: AppModels, session: str | None = None) -> str:
     whose = (tr(" (on this page only; **Back to the shared GPT-2** in Build your own)") if own is not None else "")
     parts = [tr("**Model** `{name}`", name=d.name) + whose]
     if d.parameters:
-        parts.append(tr("**{millions}M** parameters", millions=f"{d.parameters / 1e6:.1f}"))
+        parts.append(tr("**{millions}M** parameters", millions=number(d.parameters / 1e6, ".1f")))
     parts.append(tr("**runs on** {where}", where=d.where) if d.remote else tr("**device** {where}", where=d.where))
     if d.precision:
         parts.append(tr("**precision** {meaning}", meaning=meaning(d)))  # one line: what it is and what it means
     if d.memory_bytes:
-        parts.append(tr("**memory** {size}", size=readable_bytes(d.memory_bytes)))
+        parts.append(tr("**memory** {size}", size=bytes_text(d.memory_bytes)))
     if d.remote and d.context:
         parts.append(tr("**context** {n} tokens", n=d.context))
     if d.decoding == "compiling":
@@ -171,12 +171,18 @@ def unavailable_markdown(models: AppModels, *, layout: bool = False) -> str:
     return f"{heading}\n{models.gpt2.error}" + ("" if layout else f"\n\n{tr(NOT_AVAILABLE)}")
 
 
+def bytes_text(n: int) -> str:
+    """A size as the page shows it (gpt2_core.memory.readable_bytes in the request's language): 1.57 GB, 497 MB;
+    1,57 GB in Spanish; 1,57 Go in French."""
+    return tr("{gb:.2f} GB", gb=n / 1e9) if n >= 1e9 else tr("{mb:.0f} MB", mb=n / 1e6)
+
+
 def memory_table() -> str:
     names = [PRECISION_LABELS.get(p, p) for p in PRECISIONS]
     rows = [f"| {tr('Model')} | {tr('Parameters')} | " + " | ".join(names) + " |", "|---" * (2 + len(PRECISIONS)) + "|"]
     for name, config in PRESETS.items():
-        sizes = " | ".join(readable_bytes(estimate_weight_bytes(config, p)) for p in PRECISIONS)
-        rows.append(f"| {name} | {config.num_parameters() / 1e6:.0f}M | {sizes} |")
+        sizes = " | ".join(bytes_text(estimate_weight_bytes(config, p)) for p in PRECISIONS)
+        rows.append(f"| {name} | {number(config.num_parameters() / 1e6, '.0f')}M | {sizes} |")
     return (tr("Estimated weight memory per precision. A CPU runs **int8 (fast on CPU)** by default: int8 weights read "
                "a quarter of the bytes, so it decodes several times faster, with {int8}; `--exact` serves fp32. "
                "A GPU runs fp16, or int8 / nf4 (bitsandbytes) to fit a bigger model:", int8=int8_line())

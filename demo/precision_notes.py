@@ -6,7 +6,7 @@ explanations show come from the fast int8 path rather than the exact fp32 engine
 
 from __future__ import annotations
 
-from demo.i18n import tr
+from demo.i18n import number, tr
 from gpt2_core.backend import ModelDescription
 from gpt2_core.precision import INT8_TOP1_AGREEMENT
 
@@ -21,7 +21,7 @@ COMPILING = "getting faster (compiling in the background)"  # i18n: key
 
 def int8_line() -> str:
     """How often int8 picks fp32's next word, in the language of the request (a share, e.g. "97%")."""
-    return tr("the same next word as fp32 at {share} of places", share=f"{INT8_TOP1_AGREEMENT:.0%}")
+    return tr("the same next word as fp32 at {share} of places", share=number(INT8_TOP1_AGREEMENT, ".0%"))
 
 
 def meaning(d: ModelDescription) -> str:

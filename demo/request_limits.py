@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from demo.i18n import choose_language, speaking, tr
+from demo.i18n import choose_language, number, speaking, tr
 from demo.train_tab import MAX_TEXT_CHARS
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -78,7 +78,7 @@ class BodyLimit:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         accept = dict(scope.get("headers", [])).get(b"accept-language", b"").decode("latin-1")
         with speaking(choose_language(query, accept)):
-            message = tr(TOO_LARGE, size=f"{size / KiB:,.0f}", limit=f"{self.max_bytes / KiB:,.0f}")
+            message = tr(TOO_LARGE, size=number(size / KiB, ",.0f"), limit=number(self.max_bytes / KiB, ",.0f"))
         # Gradio's page shows `detail` in its error toast; `error` is what its API answers carry
         body = orjson.dumps({"detail": message, "error": message})
         await send({"type": "http.response.start", "status": 413,

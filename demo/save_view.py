@@ -28,7 +28,7 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.exports import app_stamp
-from demo.i18n import LANGUAGES, SOURCE, T, language, tables, tr
+from demo.i18n import LANGUAGES, SOURCE, T, language, number, tables, tr
 from demo.tokens import COLORS, Coloured, bucket, line_breaks_shown
 from gpt2_core.backend import ModelDescription
 
@@ -128,8 +128,8 @@ def coloured_html(*, title: str, caption: Sequence[str], texts: Sequence[tuple[s
         prompt = "".join(coloured.prompt)
         pieces: list[Piece] = [Piece(prompt, None, tr("the prompt"), dimmed=True)] if prompt else []
         for t in coloured.tokens:
-            rank = tr("rank {rank}", rank=f"{t.rank:,}") if t.rank is not None else tr("rank not known")
-            tip = tr("probability {probability}, {rank}", probability=f"{t.prob:.1%}", rank=rank)
+            rank = tr("rank {rank}", rank=number(t.rank)) if t.rank is not None else tr("rank not known")
+            tip = tr("probability {probability}, {rank}", probability=number(t.prob, ".1%"), rank=rank)
             pieces.append(Piece(line_breaks_shown(t.text), bucket(t.rank), tip))
         sections.append((heading, pieces))
     note = f"{note or tr(COLOURS_NOTE)} " + tr("Hover over a token for its probability and rank.")

@@ -27,15 +27,15 @@ import pandas as pd
 from demo.api import endpoint
 from demo.errors import in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
-from demo.i18n import T, tr
+from demo.i18n import T, number, tr
 from demo.knobs import typed_values
 from demo.links import TabParts, copy_link
+from demo.model_panel import bytes_text
 from demo.models import AppModels
 from demo.save_view import save_png_button
 from gpt2_core import LanguageModel, SamplingParams, load_model
 from gpt2_core.devices import resolve_device
 from gpt2_core.generate.settings import MAX_SEED, check_int, check_text, shown
-from gpt2_core.memory import readable_bytes
 from gpt2_core.scale import Planned, bits_per_token, plan
 
 NEW_TOKENS = (10, 100, 40)  # slider: low, high, default (100 fits the bundled mini model's context with a prompt)
@@ -331,18 +331,18 @@ def render_cards(columns: list[Column]) -> str:
     cards, skipped = [], []
     for c in columns:
         p = c.planned
-        size = tr("{n}M parameters", n=f"{p.parameters / 1e6:,.{1 if p.parameters < 1e7 else 0}f}") \
+        size = tr("{n}M parameters", n=number(p.parameters / 1e6, f",.{1 if p.parameters < 1e7 else 0}f")) \
             if p.parameters else tr("size unknown")  # 4.2M as the figures table has it; 124M (not 124.4M)
         if c.state == "skipped":
             skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(reason(c.note))}</li>")
             continue
         figures = []
         if c.memory_bytes is not None:
-            figures.append(tr("memory {size}", size=readable_bytes(c.memory_bytes)))
+            figures.append(tr("memory {size}", size=bytes_text(c.memory_bytes)))
         if c.tokens_per_s:
-            figures.append(tr("{n} tokens/s", n=f"{c.tokens_per_s:.1f}"))
+            figures.append(tr("{n} tokens/s", n=number(c.tokens_per_s, ".1f")))
         if c.bits_per_token is not None:
-            figures.append(tr("<b>{bits} bits per token</b> on the human paragraph", bits=f"{c.bits_per_token:.2f}"))
+            figures.append(tr("<b>{bits} bits per token</b> on the human paragraph", bits=number(c.bits_per_token, ".2f")))
         text = html.escape(c.text)
         body = f"<p class='scale-text'><span class='scale-prompt'>\u2026</span>{text}</p>" if c.text else ""  # i18n: not shown
         note = f"<p class='scale-note'>{html.escape(reason(c.note))}</p>" if c.note else ""
@@ -377,7 +377,7 @@ def figures_table(columns: list[Column]) -> pd.DataFrame:
     """The figures of the sizes that ran, its column names in the request's language."""
     rows = [{tr("model"): c.planned.source,
              tr("parameters (M)"): round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
-             tr("memory"): readable_bytes(c.memory_bytes) if c.memory_bytes else "",
+             tr("memory"): bytes_text(c.memory_bytes) if c.memory_bytes else "",
              tr("tokens/s"): round(c.tokens_per_s, 1) if c.tokens_per_s else None,
              tr("bits per token"): round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
              tr("state"): tr(STATES[c.state])} for c in columns if c.state != "skipped"]

@@ -13,7 +13,7 @@ import pandas as pd
 from demo.errors import user_facing_errors
 from demo.examples import Examples
 from demo.exports import Exports
-from demo.i18n import T, tr
+from demo.i18n import T, number, tr
 from demo.links import TabParts, copy_link
 from demo.models import AppModels
 from demo.precision_notes import source_note
@@ -150,7 +150,7 @@ def _candidate(alternative: tuple[str, int, float]) -> Candidate:
 def counts_markdown(coloured: Coloured) -> str:
     counts = coloured.counts()
     total = max(1, len(coloured.tokens))
-    lines = [f"| {tr(name)} | {counts[name]} | {counts[name] / total:.0%} |" for _, name in BUCKETS]
+    lines = [f"| {tr(name)} | {counts[name]} | {number(counts[name] / total, '.0%')} |" for _, name in BUCKETS]
     n = len(coloured.tokens)
     in_all = tr("1 token in all.") if n == 1 else tr("{n} tokens in all.", n=n)
     # the colours' names as the coloured text's legend shows them (demo/tokens.py's colors)
@@ -160,7 +160,7 @@ def counts_markdown(coloured: Coloured) -> str:
 
 def histogram(scores) -> pd.DataFrame:
     edges = [i / BINS for i in range(BINS + 1)]
-    labels = [f"{lo:.0%}\u2013{hi:.0%}" for lo, hi in zip(edges, edges[1:])]
+    labels = [f"{number(lo, '.0%')}\u2013{number(hi, '.0%')}" for lo, hi in zip(edges, edges[1:])]
     counts = [0] * BINS
     for s in scores:
         counts[min(BINS - 1, int(s.prob * BINS))] += 1

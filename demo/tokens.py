@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 from gradio.i18n import I18nData
 
-from demo.i18n import tables, tr
+from demo.i18n import number, tables, tr
 from gpt2_core.explain.distribution import Candidate
 
 BUCKETS = [(10, "top 10"), (100, "top 100"), (1000, "top 1000"), (None, "rarer")]  # GLTR's (Gehrmann et al. 2019)
@@ -117,11 +117,11 @@ def shown_token(text: str) -> str:
 
 def details_html(row: TokenRow, *, with_settings: bool, settings_note: str = "") -> str:
     """The details of one token: its probability and rank, and a table of the likeliest tokens at its place."""
-    rank = (tr("rank <b>{rank}</b> ({bucket})", rank=f"{row.rank:,}", bucket=tr(bucket(row.rank))) if row.rank is not None
+    rank = (tr("rank <b>{rank}</b> ({bucket})", rank=number(row.rank), bucket=tr(bucket(row.rank))) if row.rank is not None
             else tr("rank <b>not known yet</b>: it is not among the likeliest tokens the model server reports; its exact "
                     "rank is filled in when the text ends by itself (not after Stop)"))
     head = ("<p>" + tr("<b class='tok'>{token}</b>: probability <b>{prob}</b>, {rank}.", token=html.escape(shown_token(row.text)),
-                       prob=f"{row.prob:.1%}", rank=rank) + "</p>")
+                       prob=number(row.prob, ".1%"), rank=rank) + "</p>")
     label = html.escape(tr("Token details"), quote=True)
     region = f"<div class='details' tabindex='0' role='region' aria-label='{label}'>"  # i18n: not shown (markup)
     if not row.alternatives:
@@ -154,7 +154,7 @@ UNKNOWN_AFTER_SETTINGS = ("\"Not known here\": the model server reports only its
 
 def bar(p: float, kind: str) -> str:  # i18n: not shown (markup: a bar and its percentage)
     return (f"<span class='bar {kind}' style='width:{max(p * 100, 0.5):.1f}%'></span>"
-            f"<span class='pct'>{p:.1%}</span>")
+            f"<span class='pct'>{number(p, '.1%')}</span>")
 
 
 DETAILS_CLASS = "token-details"  # the panel that shows a clicked token's details, on every tab that has one

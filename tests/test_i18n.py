@@ -90,6 +90,33 @@ def test_tr_translates_for_the_language_being_spoken_and_fills_fields():
             pass
 
 
+@pytest.mark.parametrize("language, written", [
+    ("en", ["50,257", "1,558", "12,345.6", "97%", "0.5%", "3.50", "-1,234.5"]),
+    # Spanish groups no four-digit whole number (CLDR, RAE): 1558, but 50.257
+    ("es", ["50.257", "1558", "12.345,6", "97\u00a0%", "0,5\u00a0%", "3,50", "-1234,5"]),
+    ("fr", ["50\u202f257", "1\u202f558", "12\u202f345,6", "97\u202f%", "0,5\u202f%", "3,50", "-1\u202f234,5"]),
+])
+def test_numbers_are_written_as_the_pages_language_writes_them(language, written):
+    """A Spanish class read "1,558M parameters" as one and a half million: each language's own marks."""
+    values = [(50257, ","), (1558, ","), (12345.6, ",.1f"), (0.97, ".0%"), (0.005, ".1%"), (3.5, ".2f"),
+              (-1234.5, ",.1f")]
+    with speaking(language):
+        assert [i18n.number(v, spec) for v, spec in values] == written
+        # a number in a field of tr is written the same way; a text in a field is left as it is
+        assert tr("{a:,.1f} {b:.0%} {c}", a=12345.6, b=0.97, c="1,5.0") == f"{written[2]} {written[3]} 1,5.0"
+
+
+def test_sizes_are_written_with_each_languages_units():
+    from demo.model_panel import bytes_text
+
+    with speaking("en"):
+        assert (bytes_text(1_570_000_000), bytes_text(497_000_000)) == ("1.57 GB", "497 MB")
+    with speaking("es"):
+        assert (bytes_text(1_570_000_000), bytes_text(497_000_000)) == ("1,57 GB", "497 MB")
+    with speaking("fr"):
+        assert (bytes_text(1_570_000_000), bytes_text(497_000_000)) == ("1,57 Go", "497 Mo")
+
+
 @pytest.mark.parametrize("language, title", [("en", "Error"), ("es", "Error"), ("fr", "Erreur")])
 def test_an_error_toast_is_titled_in_the_pages_language(language, title, monkeypatch):
     """Gradio titles every error toast "Error": a French page read "Error" above its French message."""

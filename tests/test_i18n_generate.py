@@ -48,7 +48,7 @@ def test_the_run_state_stats_and_meter_come_out_in_the_requests_language():
     assert finished_state(done).startswith("**Done** (reached the token limit).")  # no request: English
     with speaking("es"):
         assert finished_state(done).startswith("**Hecho** (llegó al límite de tokens).")
-        assert "**Velocidad** 12.0 tokens/s" in stats_markdown(done, "`gpt2`")
+        assert "**Velocidad** 12,0 tokens/s" in stats_markdown(done, "`gpt2`")
         assert "**Semilla** `7`" in stats_markdown(done, "`gpt2`")
         assert context_markdown(3, 2, True, 1024).startswith("**Ventana de contexto**")
         assert "3 tokens del texto inicial + 2 nuevos = 5 de 1024" in context_markdown(3, 2, True, 1024)
@@ -88,7 +88,7 @@ def test_stop_reads_the_run_state_in_the_pages_language():
 def test_token_details_and_the_model_panel_come_out_in_the_requests_language(lm):
     row = TokenRow(" so", 2, 3, 0.25)
     with speaking("es"):
-        assert "probabilidad <b>25.0%</b>, rango <b>3</b>" in details_html(row, with_settings=True)
+        assert "probabilidad <b>25,0\u00a0%</b>, rango <b>3</b>" in details_html(row, with_settings=True)
     with speaking("fr"):
         assert "aria-label='Détails du token'" in details_html(row, with_settings=True)
     models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])

@@ -62,7 +62,7 @@ def test_the_watched_word_and_the_grid_are_written_in_the_pages_language():
         spanish = lens_pictures.rank_summary(lens, 1)
         grid = lens_pictures.grid_html(lens)
         chart = lens_pictures.rank_chart_svg(lens, 1)
-    assert "(la respuesta final de GPT-2 aquí)" in spanish and "1.200.º en los embeddings" in spanish
+    assert "(la respuesta final de GPT-2 aquí)" in spanish and "1200.º en los embeddings" in spanish
     assert "desde la capa 2" in spanish
     assert "capa 2 (salida)" in grid and "siguiente en el texto" in grid and "Léela de abajo arriba" in grid
     assert "capa (emb. = los embeddings)" in chart and "1.º (arriba)" in chart

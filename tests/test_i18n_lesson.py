@@ -122,12 +122,12 @@ def test_the_html_download_is_written_in_the_pages_language():
     with speaking("fr"):
         page = coloured_html(title="T", caption=[], texts=[("", text)])
     assert "<html lang='fr'>" in page and "Enregistré depuis GPT-2 Playground" in page
-    assert "title='probabilité 25.0%, rang 3'" in page and "rang inconnu" in page
+    assert "title='probabilité 25,0\u202f%, rang 3'" in page and "rang inconnu" in page
     assert "title='le texte de départ'" in page and tables()["fr"][COLOURS_NOTE] in page
     assert "Survolez un token" in page and " hi" in page  # GPT-2's text stays as it is
 
 
-@pytest.mark.parametrize("lang,vocab", [("en", "4,096"), ("es", "4.096"), ("fr", "4\u202f096")])
+@pytest.mark.parametrize("lang,vocab", [("en", "4,096"), ("es", "4096"), ("fr", "4\u202f096")])
 def test_the_offline_classrooms_model_is_named_on_every_step_with_its_own_vocabulary(lang, vocab):
     """The bundled model splits words into more tokens than GPT-2 and writes like a play: the steps say so."""
     from demo.lesson_tab import BUNDLED_NOTE

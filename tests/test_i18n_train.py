@@ -171,13 +171,13 @@ def test_build_your_owns_status_comes_out_in_spanish_and_french_with_its_numbers
         done = progress(FakeRun(), EVALUATIONS, True, elapsed_s=40, since_eval_s=1)
         preparing = progress(FakeRun("gpt2"), [], False, elapsed_s=3, since_eval_s=3)
         samples = samples_of(EVALUATIONS)
-    assert spanish.startswith("**Entrenando\u2026** paso 50 de 100, pérdida de validación 3.50, 3,000 tokens/s; 31 s")
-    assert done.startswith("**Listo** tras 50 pasos y 40 s") and "pérdida de validación 3.50" in done
+    assert spanish.startswith("**Entrenando\u2026** paso 50 de 100, pérdida de validación 3,50, 3000 tokens/s; 31 s")
+    assert done.startswith("**Listo** tras 50 pasos y 40 s") and "pérdida de validación 3,50" in done
     assert preparing == "**Preparando:** leyendo el texto y cargando los pesos de GPT-2\u2026 3 s hasta ahora."
     assert samples.startswith("<h4>Muestras del mismo texto inicial") and "<strong>Paso 50</strong>" in samples
     with speaking("fr"):
         french = progress(FakeRun(), EVALUATIONS, False, elapsed_s=31, since_eval_s=1)
-    assert french.startswith("**Entraînement\u2026** étape 50 sur 100, perte de validation 3.50")
+    assert french.startswith("**Entraînement\u2026** étape 50 sur 100, perte de validation 3,50, 3\u202f000 tokens/s")
 
 
 def test_a_stopped_runs_status_comes_out_in_spanish_and_french_with_its_numbers():
@@ -197,12 +197,12 @@ def test_a_stopped_runs_status_comes_out_in_spanish_and_french_with_its_numbers(
         "**Stopped** before its first step: there is no model to save.")
     assert said["es"] == (
         "**Deteniendo:** midiendo la pérdida una última vez y guardando el modelo tal como está\u2026 31 s hasta ahora.",
-        "**Detenido** tras 50 pasos y 40 s, preparación incluida: pérdida de validación 3.50. El modelo se ha guardado "
+        "**Detenido** tras 50 pasos y 40 s, preparación incluida: pérdida de validación 3,50. El modelo se ha guardado "
         "tal como estaba: descárgalo abajo.",
         "**Detenido** antes de su primer paso: no hay ningún modelo que guardar.")
     assert said["fr"] == (
         "**Arrêt en cours :** dernière mesure de la perte et enregistrement du modèle tel qu'il est\u2026 31 s écoulées.",
-        "**Arrêté** après 50 étapes et 40 s, préparation comprise : perte de validation 3.50. Le modèle est "
+        "**Arrêté** après 50 étapes et 40 s, préparation comprise : perte de validation 3,50. Le modèle est "
         "enregistré tel qu'il était : téléchargez-le ci-dessous.",
         "**Arrêté** avant sa première étape : il n'y a aucun modèle à enregistrer.")
 
