@@ -289,7 +289,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
 
 
 class Streams:
-    """How many generations are streaming now, in this process (the page's and the API's)."""
+    """How many generations are streaming now, in this process (the page's, the API's and the Scale tab's)."""
 
     def __init__(self):
         self.count = 0

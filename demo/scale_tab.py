@@ -27,6 +27,7 @@ import pandas as pd
 from demo.api import endpoint
 from demo.errors import in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
+from demo.generate_tab import STREAMS, update_interval
 from demo.i18n import T, number, tr
 from demo.knobs import typed_values
 from demo.links import TabParts, copy_link
@@ -40,7 +41,7 @@ from gpt2_core.scale import Planned, bits_per_token, plan
 
 NEW_TOKENS = (10, 100, 40)  # slider: low, high, default (100 fits the bundled mini model's context with a prompt)
 DEFAULT_SEED = 2019
-STREAM_INTERVAL_S = 0.1
+STREAM_INTERVAL_S = 0.1  # alone; with generations streaming too, the page's update budget (update_interval)
 DOT = " \u00b7 "
 SCROLL_TO_RESULTS = """() => {
   const state = document.getElementById('scale-state');
@@ -205,13 +206,14 @@ class SizeRunner:
         column.state = "loading"
         yield columns
         try:
-            with self.lease(column.planned) as lm:
+            with self.lease(column.planned) as lm, STREAMS.streaming():  # within the page's update budget
                 column.state = "writing"
                 last = 0.0
                 for samples in lm.stream(prompt, params):
                     sample = samples[0]
                     column.text, column.tokens_per_s = sample.text, sample.tokens_per_second
-                    if time.monotonic() - last >= STREAM_INTERVAL_S or sample.finish_reason is not None:
+                    interval = max(STREAM_INTERVAL_S, update_interval(STREAMS.count))
+                    if time.monotonic() - last >= interval or sample.finish_reason is not None:
                         last = time.monotonic()
                         yield columns
                 column.memory_bytes = lm.memory_bytes()

@@ -114,6 +114,35 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
     assert html.count("class='scale-card") == 2 and "Not run here" in html and "needs 58 MB" in html
 
 
+def test_a_scale_run_streams_within_the_pages_update_budget(sizes, lm, monkeypatch):
+    """A Scale run counts as one more streaming generation (all tabs together update the page no more than
+    UPDATES_PER_SECOND times a second) and, with generations streaming beside it, waits as long as they do between
+    its updates; alone it updates every STREAM_INTERVAL_S."""
+    from contextlib import ExitStack
+
+    from demo import scale_tab
+    from demo.generate_tab import STREAMS
+
+    asked = []
+
+    def interval(streaming: int) -> float:
+        asked.append(streaming)
+        return math.inf  # a budget spent: no update between the size's start and its last token
+
+    monkeypatch.setattr(scale_tab, "update_interval", interval)
+    models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(lambda s: None, "bert"), [])
+    runner = SizeRunner(models, (sizes["small"],), BUDGET, HUMAN,
+                        load=lambda directory: load_model(directory, device="cpu", dtype="fp32"))
+    with ExitStack() as others:
+        for _ in range(3):
+            others.enter_context(STREAMS.streaming())
+        updates = [(c.state, c.text) for (c,) in runner.run("Once upon a time", SamplingParams(seed=7, max_new_tokens=12))]
+        assert STREAMS.count == 3, "the run left the budget at its end"
+    assert asked and set(asked) == {4}, asked  # the three others and the run itself
+    (_, text), = {u for u in updates if u[0] == "writing"}
+    assert [state for state, _ in updates] == ["waiting", "loading", "writing", "done"] and text == updates[-1][1] != "", updates
+
+
 @pytest.mark.parametrize("parameters, shown", [(4_200_000, "4.2M parameters"), (124_439_808, "124M parameters"),
                                                (1_557_611_200, "1,558M parameters")])
 def test_a_cards_size_agrees_with_the_figures_table(parameters, shown):
