@@ -21,7 +21,7 @@ from functools import cache
 
 import gradio as gr
 
-from demo.i18n import SOURCE, language, tables, tr
+from demo.i18n import SOURCE, language, tables, tr, written_as
 from demo.models import ModelBusyError
 from gpt2_core import ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.lm import DeviceOutOfMemoryError
@@ -103,8 +103,25 @@ def in_page_language(message: str, templates: Iterable[str] = ENGINE_MESSAGES) -
         return message
     for template, pattern in template_patterns(tuple(templates)):
         if found := pattern.fullmatch(message):
-            return tr(template, **found.groupdict())
+            return tr(template, **fields_of(found))
     return message
+
+
+def fields_of(found: re.Match) -> dict[str, str]:
+    """The fields of a message that matched a template's pattern, each size in the request's language."""
+    return {field: size_text(value) for field, value in found.groupdict().items()}
+
+
+SIZE = re.compile(r"(\d[\d,]*(?:\.\d+)?) (GB|MB)")  # as gpt2_core.memory.readable_bytes writes one
+
+
+def size_text(english: str) -> str:
+    """A size as gpt2_core writes it ("1.57 GB", "497 MB") in the request's language (1,57 GB; 1,57 Go); any other
+    text as it is."""
+    if language() == SOURCE or not (found := SIZE.fullmatch(english)):
+        return english
+    figure = written_as(found[1], language())
+    return tr("{n} GB", n=figure) if found[2] == "GB" else tr("{n} MB", n=figure)
 
 
 @cache

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from demo.errors import markdown_text, user_facing_errors
+from demo.errors import markdown_text, size_text, user_facing_errors
 from demo.i18n import T, number, tr
 from demo.models import LOAD_ERRORS, AppModels, ModelBusyError
 from demo.precision_notes import COMPILING, int8_line, meaning
 from gpt2_core import PRESETS
 from gpt2_core.checkpoint import BUNDLED
-from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes
+from gpt2_core.memory import PRECISION_LABELS, PRECISIONS, estimate_weight_bytes, readable_bytes
 from gpt2_core.scale import locate
 
 REFRESH_S = 15  # how often a page re-reads which model is serving
@@ -172,9 +172,8 @@ def unavailable_markdown(models: AppModels, *, layout: bool = False) -> str:
 
 
 def bytes_text(n: int) -> str:
-    """A size as the page shows it (gpt2_core.memory.readable_bytes in the request's language): 1.57 GB, 497 MB;
-    1,57 GB in Spanish; 1,57 Go in French."""
-    return tr("{gb:.2f} GB", gb=n / 1e9) if n >= 1e9 else tr("{mb:.0f} MB", mb=n / 1e6)
+    """A size as the page shows it: 1.57 GB, 497 MB; 1,57 GB in Spanish; 1,57 Go in French."""
+    return size_text(readable_bytes(n))
 
 
 def memory_table() -> str:

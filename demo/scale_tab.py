@@ -25,7 +25,7 @@ import gradio as gr
 import pandas as pd
 
 from demo.api import endpoint
-from demo.errors import in_page_language, template_patterns, user_facing_errors
+from demo.errors import fields_of, in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
 from demo.generate_tab import STREAMS, update_interval
 from demo.i18n import T, number, tr
@@ -362,7 +362,7 @@ def reason(note: str) -> str:
     why it failed (gpt2_core's messages that demo/errors.py translates); any other note as it is."""
     for template, pattern in template_patterns(SKIP_REASONS):
         if found := pattern.fullmatch(note):
-            fields = found.groupdict()
+            fields = fields_of(found)
             if "precision" in fields:
                 fields["precision"] = tr(fields["precision"])  # "int8 (fast on CPU)"; fp16 and fp32 as they are
             return tr(template, **fields)

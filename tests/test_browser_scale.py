@@ -129,8 +129,8 @@ def test_on_a_phone_the_figures_headers_break_only_between_words_and_the_table_s
 
 
 @pytest.mark.parametrize("lang, reads", [
-    ("es", "no está en esta máquina: python -m gpt2_core download gpt2-xl lo descarga (1.57 GB en int8 (rápido en CPU))"),
-    ("fr", "absent de cette machine : python -m gpt2_core download gpt2-xl le télécharge (1.57 GB en int8 (rapide sur "
+    ("es", "no está en esta máquina: python -m gpt2_core download gpt2-xl lo descarga (1,57 GB en int8 (rápido en CPU))"),
+    ("fr", "absent de cette machine : python -m gpt2_core download gpt2-xl le télécharge (1,57 Go en int8 (rapide sur "
            "CPU))"),
 ])
 def test_a_size_that_is_not_here_is_explained_in_the_pages_language(browser, scale_app, lang, reads):  # noqa: F811

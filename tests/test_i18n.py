@@ -106,15 +106,20 @@ def test_numbers_are_written_as_the_pages_language_writes_them(language, written
         assert tr("{a:,.1f} {b:.0%} {c}", a=12345.6, b=0.97, c="1,5.0") == f"{written[2]} {written[3]} 1,5.0"
 
 
-def test_sizes_are_written_with_each_languages_units():
+def test_sizes_are_written_with_each_languages_units_also_in_gpt2_cores_messages():
     from demo.model_panel import bytes_text
+    from demo.scale_tab import reason
+    from gpt2_core.scale import plan
 
-    with speaking("en"):
-        assert (bytes_text(1_570_000_000), bytes_text(497_000_000)) == ("1.57 GB", "497 MB")
-    with speaking("es"):
-        assert (bytes_text(1_570_000_000), bytes_text(497_000_000)) == ("1,57 GB", "497 MB")
-    with speaking("fr"):
-        assert (bytes_text(1_570_000_000), bytes_text(497_000_000)) == ("1,57 Go", "497 Mo")
+    note = plan(["gpt2-xl"], budget_bytes=10**12, precision="int8-cpu").pop().skip  # not downloaded here
+    assert note.endswith("fetches it (1.57 GB in int8 (fast on CPU))"), note
+    said = {}
+    for language in ("en", "es", "fr"):
+        with speaking(language):
+            said[language] = bytes_text(1_570_000_000), bytes_text(497_000_000), reason(note)
+    assert said["en"] == ("1.57 GB", "497 MB", note)
+    assert said["es"][:2] == ("1,57 GB", "497 MB") and "lo descarga (1,57 GB en int8" in said["es"][2]
+    assert said["fr"][:2] == ("1,57 Go", "497 Mo") and "le télécharge (1,57 Go en int8" in said["fr"][2]
 
 
 @pytest.mark.parametrize("language, title", [("en", "Error"), ("es", "Error"), ("fr", "Erreur")])

@@ -121,8 +121,9 @@ def test_why_a_size_is_not_run_is_written_in_the_pages_language_and_the_api_keep
     assert "--scale-memory 0.1 lo permitiría" in spanish
     with speaking("fr"):
         french = render_cards(columns)
-    assert "absent de cette machine : <code>python -m gpt2_core download distilgpt2</code> le télécharge (85 MB en " \
-           "int8 (rapide sur CPU))" in french and re.search(r"demande \d+ MB en int8 \(rapide sur CPU\)", french)
+    assert "absent de cette machine : <code>python -m gpt2_core download distilgpt2</code> le télécharge (85 Mo en " \
+           "int8 (rapide sur CPU))" in french and re.search(r"demande \d+ Mo en int8 \(rapide sur CPU\)", french)
+    assert "budget de 0 Mo" in french and "--scale-memory 0.1 le permettrait" in french  # a command keeps its 0.1
     for text in (spanish, french):
         assert "not on this machine" not in text and "fetches" not in text and "needs" not in text, text
     for label in PRECISION_LABELS.values():  # the precision a reason names
