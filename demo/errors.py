@@ -118,7 +118,7 @@ SIZE = re.compile(r"(\d[\d,]*(?:\.\d+)?) (GB|MB)")  # as gpt2_core.memory.readab
 def size_text(english: str) -> str:
     """A size as gpt2_core writes it ("1.57 GB", "497 MB") in the request's language (1,57 GB; 1,57 Go); any other
     text as it is."""
-    if language() == SOURCE or not (found := SIZE.fullmatch(english)):
+    if not (found := SIZE.fullmatch(english)):
         return english
     figure = written_as(found[1], language())
     return tr("{n} GB", n=figure) if found[2] == "GB" else tr("{n} MB", n=figure)

@@ -117,7 +117,7 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
 def test_a_scale_run_streams_within_the_pages_update_budget(sizes, lm, monkeypatch):
     """A Scale run counts as one more streaming generation (all tabs together update the page no more than
     UPDATES_PER_SECOND times a second) and, with generations streaming beside it, waits as long as they do between
-    its updates; alone it updates every STREAM_INTERVAL_S."""
+    its updates."""
     from contextlib import ExitStack
 
     from demo import scale_tab
