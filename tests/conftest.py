@@ -72,16 +72,43 @@ OPT_IN = {
     "vllm": "the live vLLM suite is opt-in: `bash tests/vllm/run` sets vLLM up and runs it (pytest -m vllm)",
     "heavy": "heavy (compiles, training runs, a 30-client load): `python -m pytest -m heavy` runs them (CI does)",
     "other_browsers": "Firefox and WebKit are opt-in: `xvfb-run -a python -m pytest -m other_browsers` (CI runs it)",
+    "slow": "slow (the browser suite beyond its smoke tests, real processes, training): `python -m pytest -m slow` "
+            "runs them (CI does)",
 }
+OPTED_OUT = pytest.StashKey[str]()  # why a test is not run this time
 
 
+def is_smoke(item) -> bool:
+    """A browser test marked `smoke`; @pytest.mark.smoke("390x844") marks only the parametrizations whose id holds
+    "390x844"."""
+    mark = item.get_closest_marker("smoke")
+    if mark is None:
+        return False
+    callspec = getattr(item, "callspec", None)
+    return not mark.args or (callspec is not None and mark.args[0] in callspec.id)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker, so that `-m slow` sees the browser tests made slow here
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `vllm` (a real vLLM server, minutes on a CPU), `heavy` or `other_browsers` run only when asked for
-    with -m."""
+    """Tests marked `vllm` (a real vLLM server, minutes on a CPU), `heavy`, `other_browsers` or `slow` run only when
+    asked for with -m. The browser tests are slow except the smoke tests (each tab's main path, the offline classroom's
+    first click, the page's safety): README's command stays a few minutes and CI runs the rest with -m slow."""
+    opt_in = [name for name in OPT_IN if name != "slow"]
+    for item in items:
+        if (item.get_closest_marker("browser") and not is_smoke(item)
+                and not any(item.get_closest_marker(name) for name in opt_in)):
+            item.add_marker(pytest.mark.slow)
     asked = config.option.markexpr or ""
     for marker, reason in OPT_IN.items():
-        if marker in asked:
-            continue
+        if marker in asked or (marker == "slow" and os.environ.get("UPDATE_SCREENSHOTS") == "1"):
+            continue  # (retaking README's screenshots runs the browser tests that take them, slow or not)
         for item in items:
-            if marker in item.keywords:
-                item.add_marker(pytest.mark.skip(reason=reason))
+            if item.get_closest_marker(marker) and OPTED_OUT not in item.stash:
+                item.stash[OPTED_OUT] = reason
+
+
+def pytest_runtest_setup(item):
+    """Skip an opted-out test before its fixtures start (from here, not from a skip mark, so that -ra's summary
+    counts each reason on one line instead of a line per test)."""
+    if OPTED_OUT in item.stash:
+        pytest.skip(item.stash[OPTED_OUT])

@@ -93,6 +93,7 @@ def set_slider(page, elem_id: str, value: float) -> None:
     wait_until(lambda: float(box.input_value()) == value, message=f"{elem_id} to be set")
 
 
+@pytest.mark.smoke
 def test_generate_streams_and_stop_stops(page, app):
     engine = app.models.gpt2.current.engine
     prompt = page.locator("#prompt textarea")
@@ -219,6 +220,7 @@ def test_unicorn_preset_fills_prompt_settings_and_seed(page):
         page.screenshot(path=str(ROOT / "assets" / "screenshot-generate.png"), full_page=True)
 
 
+@pytest.mark.smoke
 def test_compare_tab_shows_both_charts(page):
     open_compare_tab(page)
     type_sentence(page, "The ___ barked at the mailman all morning.")
@@ -239,6 +241,7 @@ def test_sentence_without_blank_shows_the_error(page):
     page.get_by_text(as_toast("`sentence` has to contain exactly one blank"), exact=False).first.wait_for()
 
 
+@pytest.mark.smoke
 def test_page_loads_nothing_from_the_internet(page):
     open_compare_tab(page)
     page.evaluate("document.fonts.ready.then(() => true)")

@@ -51,6 +51,7 @@ def violations(page) -> list[str]:
     return found
 
 
+@pytest.mark.smoke
 def test_generate_tab_passes_axe_before_and_after_a_result(page):
     assert violations(page) == []
     page.locator("#prompt textarea").fill("Accessible pages for every student")

@@ -125,6 +125,7 @@ def test_the_text_comes_into_view_when_generate_is_pressed_from_further_down(bro
         page.context.close()
 
 
+@pytest.mark.smoke
 def test_output_is_in_view_on_a_phone(browser, app):  # noqa: F811
     page = open_page(browser, app.url, PHONE)
     try:
@@ -138,6 +139,7 @@ def test_output_is_in_view_on_a_phone(browser, app):  # noqa: F811
         page.context.close()
 
 
+@pytest.mark.smoke
 def test_clicking_a_token_shows_its_probability_rank_and_alternatives(laptop, app):
     generate(laptop, tokens=12)
     wait_until(lambda: "Done" in laptop.locator("#run-state").inner_text(), message="the generation to end")
@@ -172,6 +174,7 @@ def test_downloads_hold_the_text_and_every_tokens_probability(laptop, app):
     assert Path(download.value.path()).read_text(encoding="utf-8") == "Downloads keep" + sample["text"]
 
 
+@pytest.mark.smoke
 def test_next_word_click_a_candidate_appends_it_and_back_undoes_it(laptop):
     laptop.get_by_role("tab", name="Next word").click()
     prompt = laptop.locator("#explore-prompt textarea")
@@ -243,6 +246,7 @@ def test_coloured_text_breaks_lines_between_words_not_inside_them(browser, app):
         page.context.close()
 
 
+@pytest.mark.smoke
 def test_spot_the_machine_colours_a_pasted_text_with_a_legend(laptop):
     laptop.get_by_role("tab", name="Spot the machine").click()
     text = "It was a bright cold day in April, and the clocks were striking thirteen."

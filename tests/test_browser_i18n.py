@@ -39,6 +39,7 @@ def tab_names(page) -> list[str]:
     return [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
 
 
+@pytest.mark.smoke
 def test_a_spanish_browser_gets_the_page_in_spanish_and_is_told_gpt2_writes_english(browser, app):  # noqa: F811
     with opened(browser, app.url, "es-ES") as page:
         wait_until(lambda: tab_names(page)[:len(TABS)] == [ES[t] for t in TABS], message="the tabs in Spanish")

@@ -38,6 +38,7 @@ def inside(browser, app, request):  # noqa: F811
     page.context.close()
 
 
+@pytest.mark.smoke("en-390x844")
 @pytest.mark.parametrize("inside", [("es", "390x844"), ("es", "1280x720"), ("fr", "390x844"), ("en", "390x844")],
                          indirect=True, ids=lambda p: "-".join(p))
 def test_every_head_caption_is_read_whole(inside):

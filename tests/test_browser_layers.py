@@ -49,6 +49,7 @@ def no_sideways_scroll(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
+@pytest.mark.smoke("1280x720")
 def test_the_grid_has_a_row_per_layer_and_a_column_per_token_with_the_answer_marked(layers, app):
     lm = app.models.gpt2.current
     lens = lm.logit_lens("The Eiffel Tower is in the city of")

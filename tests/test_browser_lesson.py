@@ -77,6 +77,7 @@ def in_view(page, selector: str) -> bool:
             and box["x"] >= -1 and box["x"] + box["width"] <= size["width"] + 1)
 
 
+@pytest.mark.smoke("1280x720")
 @pytest.mark.parametrize("viewport", TESTED)
 def test_next_and_back_walk_the_steps_and_open_fills_the_next_word_tab(visit, viewport):
     page = visit("lesson=1", viewport)

@@ -36,6 +36,7 @@ def assert_nothing_injected(page) -> None:
     assert page.locator("img[src='x']").count() == 0 and page.locator("#injected").count() == 0
 
 
+@pytest.mark.smoke
 def test_html_in_the_prompt_stays_text(browser, app):  # noqa: F811
     page = open_page(browser, app.url)
     try:

@@ -85,6 +85,7 @@ def test_the_fallback_notice_is_one_line_that_opens_on_demand(browser, offline_a
             page.screenshot(path=str(ROOT / "assets" / f"screenshot-offline-{viewport}.png"))
 
 
+@pytest.mark.smoke("1280x720")
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
 def test_the_unicorns_write_all_their_tokens_on_the_bundled_model(browser, classroom, viewport):  # noqa: F811
     unicorn = load_examples().unicorn

@@ -17,6 +17,7 @@ def toasts(page) -> list[str]:
     return page.locator(".toast-body").all_inner_texts()
 
 
+@pytest.mark.smoke("max-new-tokens")
 @pytest.mark.parametrize("elem_id, typed, message", [
     ("max-new-tokens", "5000", "`max_new_tokens` has to be an integer in [1, 512], but is 5000"),
     ("temperature", "5", "`temperature` has to be a finite number in [0, 2], but is 5"),
@@ -59,6 +60,7 @@ def slider_value(page, elem_id: str) -> float:
     return float(page.locator(f"#{elem_id} input[type=number]").input_value())
 
 
+@pytest.mark.smoke
 def test_a_share_link_fills_the_generate_tab_and_does_not_generate(browser, app):  # noqa: F811
     engine = app.models.gpt2.current.engine
     steps = engine.steps

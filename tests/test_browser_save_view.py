@@ -93,6 +93,7 @@ def dark(rgb) -> bool:
     return max(rgb) < 80  # the title's and the text's ink
 
 
+@pytest.mark.smoke("1280x720")
 def test_generates_coloured_text_saves_as_png_and_as_a_web_page_that_opens_by_itself(page, tmp_path):
     page.locator("#prompt textarea").fill("ROMEO:")
     set_slider(page, "max-new-tokens", 40)

@@ -62,6 +62,7 @@ def test_stop_can_be_pressed_only_while_a_run_goes_on(browser, scale_app):  # no
         page.context.close()
 
 
+@pytest.mark.smoke
 def test_stop_in_the_middle_says_stopped_and_which_sizes_it_cut_short(browser, scale_app):  # noqa: F811
     page = open_scale(browser, scale_app.url)
     try:
