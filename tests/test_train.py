@@ -87,6 +87,7 @@ def test_the_saved_model_loads_in_gpt2_core_and_transformers_with_equal_logits(t
     assert 0 < record["val_bits_per_character"] < 2.0 and "threads" in record["machine"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_lowers_the_validation_loss(tiny_checkpoint, tmp_path):
     result = train(toy_play(800, seed=1), tmp_path / "tuned",
                    TrainConfig(init=str(tiny_checkpoint), steps=30, learning_rate=3e-3, **{**QUICK, "eval_every": 30}))
@@ -99,6 +100,7 @@ def test_a_text_too_short_to_split_says_how_long_it_must_be():
         TokenData.split(list(range(5)), context=64)
 
 
+@pytest.mark.slow
 def test_the_stop_signal_ends_training_and_still_saves(tmp_path):
     import threading
 
@@ -109,6 +111,7 @@ def test_the_stop_signal_ends_training_and_still_saves(tmp_path):
     assert (tmp_path / "stopped" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     text = tmp_path / "play.txt"
     text.write_text(toy_play(1500), encoding="utf-8")
@@ -136,16 +139,32 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--max-memory", "0"], "`max_memory` has to be a finite number in (0, 4096], but is 0"),
     (["--seed", "-3"], "`seed` has to be an integer in [0, 2147483647], but is -3"),
     (["--resume", "somewhere", "--minutes", "1"], "`minutes` cannot be given with `resume`"),
-    (["--resume", "nowhere"], "`resume` has to be the folder of a stopped or finished run"),
 ])
-def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, args, message):
+def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, message):
+    """Refused before anything runs, so in this process (one real process below shows the same for the command)."""
+    from gpt2_core.cli import main
+
     text = tmp_path / "t.txt"
     text.write_text(toy_play(300), encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out", str(tmp_path / "o"),
-                          *args], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    try:
+        code = main(["train", "--text", str(text), "--out", str(tmp_path / "o"), *args])
+    except SystemExit as e:  # argparse's own refusals (two flags that exclude each other)
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists(), "a refused run writes nothing"
 
 
+def test_cli_train_refuses_a_resume_of_nothing_in_one_line_of_a_real_process(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(300), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--resume", "nowhere"],
+                         capture_output=True, text=True, timeout=120)
+    message = "`resume` has to be the folder of a stopped or finished run"
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+@pytest.mark.slow
 def test_cli_train_on_a_short_text_says_how_long_it_must_be(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("Too short to learn from.", encoding="utf-8")
@@ -185,6 +204,7 @@ def test_fine_tuning_with_the_real_vocabulary_plans_first_and_peaks_far_below_th
     assert peak < planned["planned_peak_gb"] * 1e9, "the plan is an upper bound on the measured peak"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--max-memory", "0.2"], ["--micro-batch", "64", "--context", "1024",
                                                             "--max-memory", "1"]])
 def test_a_run_that_would_not_fit_is_refused_before_allocating_and_names_the_flags(tiny_checkpoint, tmp_path, args):
@@ -267,6 +287,7 @@ def test_a_time_budget_becomes_a_step_count_that_steps_reproduce(tmp_path):
     assert _max_difference(_weights(tmp_path / "again"), _weights(tmp_path / "timed")) <= 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save_dtype", ["fp32", "fp16"])
 def test_a_stopped_run_resumed_ends_as_the_straight_run(tmp_path, save_dtype):
     import threading
