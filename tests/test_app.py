@@ -207,6 +207,7 @@ def test_app_without_gpt2_serves_the_bundled_model_and_says_why(tmp_path):
         assert f"PyTorch's CPU threads: {cores - 1}, not {cores}: one core is left for the browser" in console
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stopping_the_app_removes_its_temporary_files(tmp_path, stop):
     """An upload received, then the app stopped as a container (SIGTERM) or Ctrl+C (SIGINT) stops it: Gradio's

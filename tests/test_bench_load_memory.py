@@ -15,6 +15,7 @@ import bench_load_memory as bench  # noqa: E402
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker reads /proc (Linux)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("contender", ["int8", "fp32", "transformers"])
 def test_the_worker_reports_every_stage_in_order(tiny_checkpoint, contender):
     memory = bench.run_worker(bench.ROOT, contender, tiny_checkpoint, new_tokens=4)

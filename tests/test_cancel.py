@@ -11,6 +11,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from gradio_client import Client
 from gradio_client.utils import Status
 from ui_helpers import slow_down, wait_until
@@ -90,6 +91,7 @@ def test_a_dropped_client_ends_the_work_within_a_few_steps(app):
     wait_until(lambda: STREAMS.count == 0, timeout=5, message="the abandoned stream to leave the update budget")
 
 
+@pytest.mark.slow
 def test_stopping_one_of_a_full_house_lets_the_waiting_request_in(app):
     crowd = [connect(app.url) for _ in range(GENERATE_CONCURRENCY + 1)]
     long_jobs = [c.submit("Long", max_new_tokens=1000, seed=i, api_name="/generate")

@@ -17,6 +17,7 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
                           env=env)
 
 
+@pytest.mark.slow
 def test_generate_json_prints_one_object_per_sample(tiny_checkpoint):
     out = run_cli("generate", "--model", str(tiny_checkpoint), "--prompt", "Hello world", "--max-new-tokens", "6",
                   "--seed", "7", "--num-samples", "2", "--json", "--device", "cpu")
@@ -77,6 +78,7 @@ def test_bad_argument_in_a_real_process_has_no_traceback():
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr and "`temperature`" in out.stderr
 
 
+@pytest.mark.slow
 def test_unavailable_model_exits_1_and_names_the_fix(tmp_path):
     out = run_cli("generate", "--model", "openai-community/gpt2-medium", "--prompt", "x",
                   env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
@@ -84,6 +86,7 @@ def test_unavailable_model_exits_1_and_names_the_fix(tmp_path):
     assert "python -m gpt2_core download openai-community/gpt2-medium" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_download_of_an_unreachable_model_fails_clearly(tmp_path):
     out = run_cli("download", "distilgpt2", env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
     assert out.returncode == 1 and "distilgpt2" in out.stderr and "Traceback" not in out.stderr

@@ -85,6 +85,7 @@ lm.close()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task") or torch.get_num_threads() < 2
                     or "OpenMP" not in torch.__config__.parallel_info(),
                     reason="needs Linux's /proc, 2 or more PyTorch threads and its OpenMP build to count pool threads")

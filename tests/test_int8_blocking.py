@@ -112,6 +112,7 @@ def test_a_batch_graph_multiplies_int8_weights_in_4_row_blocks_with_the_same_num
         torch.testing.assert_close(result, eager, rtol=0, atol=2.0**-8 * eager.abs().max().item())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not isinstance(ISA, VecAVX2),
                     reason=f"Inductor's AVX2 int8 blockings serve only a CPU with AVX2 and no AVX-512 (this: {ISA})")
 def test_a_lone_graph_multiplies_int8_weights_in_48_column_blocks_on_avx2_with_the_same_numbers():

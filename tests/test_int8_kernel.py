@@ -220,6 +220,7 @@ def test_the_check_finds_a_kernel_that_is_off_nan_or_raising(kernel, monkeypatch
     assert int8_kernel._check() == ""
 
 
+@pytest.mark.slow
 def test_the_built_kernel_is_kept_for_the_next_start_and_rebuilt_if_others_can_write_it(fresh_loader, monkeypatch):
     needs_a_build()
     first = int8_kernel._built()

@@ -55,7 +55,8 @@ def transformers_lens(hf, ids: list[int]) -> torch.Tensor:
     return logits
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", ["3 layers", "5 layers, scaled attention",
+                                   pytest.param("48 layers, gpt2-xl's depth", marks=pytest.mark.slow)])
 def test_every_layer_equals_transformers_hidden_states_through_ln_f_and_the_head(tmp_path, shape):
     hf = sharp_hf_model(5, **SHAPES[shape])
     lm = load_model(save_layout(hf, tmp_path, "hub"), device="cpu", dtype="fp32")

@@ -61,6 +61,7 @@ def fp32_mib() -> float:
         return sum(p.numel() for p in GPT(SHAPE).parameters()) * 4 / 2**20
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process's peak memory from /proc (Linux)")
 @pytest.mark.parametrize("precision", [{"quantize": "int8", "compile": False}, {"dtype": "fp32", "quantize": None}],
                          ids=["int8", "fp32"])

@@ -93,6 +93,7 @@ def test_load_model_without_precision_flags_serves_int8_and_exact_serves_the_pro
             lm.close()
 
 
+@pytest.mark.slow
 def test_the_cli_says_which_precision_serves(tiny_checkpoint):
     def info(*flags: str) -> str:
         done = subprocess.run([sys.executable, "-m", "gpt2_core", "info", "--model", str(tiny_checkpoint),

@@ -44,8 +44,8 @@ def page_elem_ids(url: str) -> set[str]:
 @pytest.mark.parametrize("fields, present", [
     (dict(host="127.0.0.1"), True),
     (dict(host="0.0.0.0"), False),
-    (dict(host="0.0.0.0", allow_model_switch=True), True),
-    (dict(host="127.0.0.1", allow_model_switch=False), False),
+    pytest.param(dict(host="0.0.0.0", allow_model_switch=True), True, marks=pytest.mark.slow),  # (the flags' rule:
+    pytest.param(dict(host="127.0.0.1", allow_model_switch=False), False, marks=pytest.mark.slow),  # the test above)
 ])
 def test_the_page_has_a_model_switcher_only_where_allowed(tiny_checkpoint, tiny_bert, fields, present):
     with launched_app(tiny_checkpoint, tiny_bert, **fields) as app:  # served on 127.0.0.1 whatever `host` says
@@ -133,6 +133,7 @@ def test_a_missing_model_directory_names_the_fix():
     assert "model.safetensors" in out.stderr and "python -m gpt2_core download gpt2" in out.stderr
 
 
+@pytest.mark.slow
 def test_reload_mode_watches_the_projects_code_and_not_the_virtual_environment(tmp_path):
     """`gradio app.py` used to re-read every file under the project folder (.venv's too) twice a second: a busy core."""
     import os
