@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import html
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -27,13 +26,13 @@ import pandas as pd
 from demo.api import endpoint
 from demo.errors import fields_of, in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
-from demo.generate_tab import STREAMS, update_interval
 from demo.i18n import T, number, tr
 from demo.knobs import typed_values
 from demo.links import TabParts, copy_link
 from demo.model_panel import bytes_text
 from demo.models import AppModels
 from demo.save_view import save_png_button
+from demo.streams import paced
 from gpt2_core import LanguageModel, SamplingParams, load_model
 from gpt2_core.devices import resolve_device
 from gpt2_core.generate.settings import MAX_SEED, check_int, check_text, shown
@@ -41,7 +40,7 @@ from gpt2_core.scale import Planned, bits_per_token, plan
 
 NEW_TOKENS = (10, 100, 40)  # slider: low, high, default (100 fits the bundled mini model's context with a prompt)
 DEFAULT_SEED = 2019
-STREAM_INTERVAL_S = 0.1  # alone; with generations streaming too, the page's update budget (update_interval)
+STREAM_INTERVAL_S = 0.1  # alone; with generations streaming too, the page's update budget (demo/streams.py)
 DOT = " \u00b7 "
 SCROLL_TO_RESULTS = """() => {
   const state = document.getElementById('scale-state');
@@ -206,16 +205,12 @@ class SizeRunner:
         column.state = "loading"
         yield columns
         try:
-            with self.lease(column.planned) as lm, STREAMS.streaming():  # within the page's update budget
+            with self.lease(column.planned) as lm:
                 column.state = "writing"
-                last = 0.0
-                for samples in lm.stream(prompt, params):
-                    sample = samples[0]
-                    column.text, column.tokens_per_s = sample.text, sample.tokens_per_second
-                    interval = max(STREAM_INTERVAL_S, update_interval(STREAMS.count))
-                    if time.monotonic() - last >= interval or sample.finish_reason is not None:
-                        last = time.monotonic()
-                        yield columns
+                for samples in paced(lm.stream(prompt, params), last=lambda samples: samples[0].finish_reason is not None,
+                                     alone=STREAM_INTERVAL_S):  # within the page's update budget
+                    column.text, column.tokens_per_s = samples[0].text, samples[0].tokens_per_second
+                    yield columns
                 column.memory_bytes = lm.memory_bytes()
                 column.bits_per_token = bits_per_token(lm, self.human_text)
                 column.state = "done"

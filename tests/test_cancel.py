@@ -16,7 +16,8 @@ from gradio_client import Client
 from gradio_client.utils import Status
 from ui_helpers import slow_down, wait_until
 
-from demo.generate_tab import GENERATE_CONCURRENCY, STREAMS
+from demo.generate_tab import GENERATE_CONCURRENCY
+from demo.streams import STREAMS
 from gpt2_core import load_model
 
 pytest_plugins = ["fixtures_ui"]

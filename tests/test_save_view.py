@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from demo import generate_tab
+from demo import streams
 from demo.exports import Exports, app_version
 from demo.generate_tab import Page, make_generate_view
 from demo.models import AppModels, LazyFillMask, ModelHolder
@@ -118,8 +118,8 @@ def test_the_updates_between_the_first_and_the_last_are_plain_values_for_every_o
     leaves out: the page's updates between its first and its last give every output a plain value (the page wrote
     gpt2's shape 2.2x faster, benchmarks/bench_page.py), except the run state and Generate, whose text must not come back after
     Stop. The first update shows the boxes and turns the buttons on; the last gives the downloads."""
-    monkeypatch.setattr(generate_tab, "STREAM_INTERVAL_S", 0.0)  # an update per token
-    monkeypatch.setattr(generate_tab, "UPDATES_PER_SECOND", float("inf"))
+    monkeypatch.setattr(streams, "STREAM_INTERVAL_S", 0.0)  # an update per token
+    monkeypatch.setattr(streams, "UPDATES_PER_SECOND", float("inf"))
     page = Page([gr.HighlightedText(render=False) for _ in range(4)],
                 *(gr.Textbox(render=False) for f in fields(Page) if f.name != "views"))
     models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])

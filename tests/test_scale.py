@@ -120,16 +120,16 @@ def test_a_scale_run_streams_within_the_pages_update_budget(sizes, lm, monkeypat
     its updates."""
     from contextlib import ExitStack
 
-    from demo import scale_tab
-    from demo.generate_tab import STREAMS
+    from demo import scale_tab, streams
+    from demo.streams import STREAMS
 
     asked = []
 
-    def interval(streaming: int) -> float:
-        asked.append(streaming)
-        return math.inf  # a budget spent: no update between the size's start and its last token
+    def interval(streaming: int, alone: float | None = None) -> float:
+        asked.append((streaming, alone))
+        return math.inf  # a budget spent: no update between the size's first token and its last
 
-    monkeypatch.setattr(scale_tab, "update_interval", interval)
+    monkeypatch.setattr(streams, "update_interval", interval)
     models = AppModels(ModelHolder(lambda s: lm, "shared"), LazyFillMask(lambda s: None, "bert"), [])
     runner = SizeRunner(models, (sizes["small"],), BUDGET, HUMAN,
                         load=lambda directory: load_model(directory, device="cpu", dtype="fp32"))
@@ -138,9 +138,10 @@ def test_a_scale_run_streams_within_the_pages_update_budget(sizes, lm, monkeypat
             others.enter_context(STREAMS.streaming())
         updates = [(c.state, c.text) for (c,) in runner.run("Once upon a time", SamplingParams(seed=7, max_new_tokens=12))]
         assert STREAMS.count == 3, "the run left the budget at its end"
-    assert asked and set(asked) == {4}, asked  # the three others and the run itself
-    (_, text), = {u for u in updates if u[0] == "writing"}
-    assert [state for state, _ in updates] == ["waiting", "loading", "writing", "done"] and text == updates[-1][1] != "", updates
+    assert asked and set(asked) == {(4, scale_tab.STREAM_INTERVAL_S)}, asked  # the three others and the run itself
+    assert [state for state, _ in updates] == ["waiting", "loading", "writing", "writing", "done"], updates
+    (_, first), (_, last) = updates[2:4]
+    assert "" != first != last == updates[-1][1] and last.startswith(first), updates  # the first token, the whole text
 
 
 @pytest.mark.parametrize("parameters, shown", [(4_200_000, "4.2M parameters"), (124_439_808, "124M parameters"),

@@ -1,5 +1,6 @@
-"""How often a generation sends its updates (demo/generate_tab.py): every STREAM_INTERVAL_S alone, and no more than
-UPDATES_PER_SECOND in all while many stream at once (a class on one server: benchmarks/bench_class.py)."""
+"""How often a run sends its updates (demo/streams.py, for Generate and /generate in demo/generate_tab.py and the Scale
+tab): every STREAM_INTERVAL_S alone, and no more than UPDATES_PER_SECOND in all while many stream at once (a class on
+one server: benchmarks/bench_class.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,9 @@ from contextlib import ExitStack
 import pytest
 from ui_helpers import slow_down
 
-from demo import generate_tab
-from demo.generate_tab import (
-    GENERATE_CONCURRENCY,
-    STREAM_INTERVAL_S,
-    UPDATES_PER_SECOND,
-    Streams,
-    stream_samples,
-    update_interval,
-)
+from demo.generate_tab import GENERATE_CONCURRENCY, stream_samples
 from demo.models import AppModels, LazyFillMask, ModelHolder
+from demo.streams import STREAM_INTERVAL_S, STREAMS, UPDATES_PER_SECOND, Streams, paced, update_interval
 from gpt2_core import Sample, SamplingParams
 
 STEP_S = 0.02  # each decode step of the slowed model: 40 tokens take 0.8 s or more
@@ -33,6 +27,25 @@ def test_one_generation_alone_updates_every_interval_and_many_share_a_budget():
     for n, interval in enumerate(intervals, start=1):  # the updates of all n together, per second
         assert n / interval <= max(UPDATES_PER_SECOND, 1 / STREAM_INTERVAL_S) * (1 + 1e-9)
     assert update_interval(GENERATE_CONCURRENCY) == pytest.approx(GENERATE_CONCURRENCY / UPDATES_PER_SECOND)
+    assert update_interval(1, alone=0.1) == 0.1 and update_interval(GENERATE_CONCURRENCY, alone=0.1) == pytest.approx(
+        GENERATE_CONCURRENCY / UPDATES_PER_SECOND), "a run that updates less often alone keeps to the shared budget"
+
+
+def test_paced_sends_the_first_and_the_last_update_and_closes_its_source_when_closed():
+    closed = []
+
+    def source():
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+
+    sent = list(paced(source(), last=lambda n: n == 999, alone=math.inf))
+    assert sent == [0, 999] and closed == [True] and STREAMS.count == 0
+    run = paced(source(), last=lambda n: False, alone=0.0)
+    assert next(run) == 0 and STREAMS.count == 1, "a run streaming counts in the budget"
+    run.close()  # as Gradio closes a stopped generation
+    assert closed == [True, True] and STREAMS.count == 0
 
 
 def test_streams_are_counted_from_many_threads_and_let_go_after_an_error():
@@ -83,7 +96,7 @@ def test_a_generation_updates_less_often_while_a_full_house_streams(models):
     assert len(alone) >= 5 and len(alone) <= 2 + seconds / STREAM_INTERVAL_S, (len(alone), seconds)
     with ExitStack() as others:
         for _ in range(GENERATE_CONCURRENCY - 1):
-            others.enter_context(generate_tab.STREAMS.streaming())
+            others.enter_context(STREAMS.streaming())
         crowded, seconds = updates(models)
     interval = GENERATE_CONCURRENCY / UPDATES_PER_SECOND  # 0.8 s
     # the first update, one each interval after it, the last
@@ -92,4 +105,4 @@ def test_a_generation_updates_less_often_while_a_full_house_streams(models):
     for sent in (alone, crowded):
         assert len(sent[0][0].token_ids) == 1  # at the first token
         assert len(sent[-1][0].token_ids) == 40 and sent[-1][0].finish_reason == "length"
-    assert generate_tab.STREAMS.count == 0
+    assert STREAMS.count == 0
