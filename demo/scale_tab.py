@@ -22,11 +22,12 @@ from functools import partial
 
 import gradio as gr
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from demo.api import endpoint
 from demo.errors import fields_of, in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
-from demo.i18n import T, number, tr
+from demo.i18n import T, language, number, tr, written_as
 from demo.knobs import typed_values
 from demo.links import TabParts, copy_link
 from demo.model_panel import bytes_text
@@ -370,15 +371,23 @@ def code_spans(text: str) -> str:
     return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
 
 
-def figures_table(columns: list[Column]) -> pd.DataFrame:
-    """The figures of the sizes that ran, its column names in the request's language."""
+def figures_table(columns: list[Column]) -> Styler:
+    """The figures of the sizes that ran, its column names and numbers in the request's language (the cells keep
+    their values, so a column still sorts by number; the page shows each as the language writes it)."""
     rows = [{tr("model"): c.planned.source,
              tr("parameters (M)"): round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
              tr("memory"): bytes_text(c.memory_bytes) if c.memory_bytes else "",
              tr("tokens/s"): round(c.tokens_per_s, 1) if c.tokens_per_s else None,
              tr("bits per token"): round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
              tr("state"): tr(STATES[c.state])} for c in columns if c.state != "skipped"]
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    lang = language()  # the request's, read here: Gradio writes the cells out later, outside the request
+
+    def written(spec: str) -> Callable[[float], str]:
+        return lambda value: written_as(format(value, spec), lang)
+
+    specs = {tr("parameters (M)"): ",.1f", tr("tokens/s"): ",.1f", tr("bits per token"): ".2f"}
+    return frame.style.format({name: written(spec) for name, spec in specs.items() if name in frame}, na_rep="")
 
 
 def chart_data(columns: list[Column]) -> pd.DataFrame:

@@ -152,7 +152,32 @@ def test_a_cards_size_agrees_with_the_figures_table(parameters, shown):
 
     column = Column(Planned("a size", parameters, 1, None, None), state="done", bits_per_token=5.0)
     assert f"<p class='scale-size'>{shown} " in render_cards([column])
-    assert f"{figures_table([column]).iloc[0]['parameters (M)']:,.{1 if parameters < 1e7 else 0}f}M parameters" == shown
+    assert f"{figures_table([column]).data.iloc[0]['parameters (M)']:,.{1 if parameters < 1e7 else 0}f}M parameters" == shown
+
+
+@pytest.mark.parametrize("lang, shown", [
+    ("en", ["gpt2-xl", "1,557.6", "3.00 GB", "1,234.5", "10.43", "done"]),
+    ("es", ["gpt2-xl", "1557,6", "3,00 GB", "1234,5", "10,43", "hecho"]),
+    ("fr", ["gpt2-xl", "1\u202f557,6", "3,00 Go", "1\u202f234,5", "10,43", "terminé"]),
+])
+def test_the_figures_table_writes_its_numbers_as_the_pages_language_and_keeps_their_values(lang, shown):
+    """What the page shows of each cell (Gradio's display values) is written in the page's language, read when the
+    table is made (Gradio writes the cells out later, outside the request); the values stay numbers, to sort by."""
+    import gradio as gr
+
+    from demo.i18n import speaking
+    from demo.scale_tab import Column, figures_table
+    from gpt2_core.scale import Planned
+
+    columns = [Column(Planned("gpt2-xl", 1_557_611_200, 1, None, None), state="done", tokens_per_s=1234.49,
+                      memory_bytes=3_000_000_000, bits_per_token=10.4321),
+               Column(Planned("gpt2", 124_439_808, 1, None, None))]
+    with speaking(lang):
+        table = figures_table(columns)
+    sent = gr.Dataframe(interactive=False).postprocess(table)
+    assert sent.metadata is not None and sent.metadata["display_value"][0] == shown
+    assert sent.metadata["display_value"][1][3:5] == ["", ""], "a size not run yet has no figures, not NaN"
+    assert sent.data[0][1] == pytest.approx(1557.6) and sent.data[0][4] == pytest.approx(10.43)
 
 
 @pytest.fixture(scope="module")
