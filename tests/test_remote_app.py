@@ -118,6 +118,7 @@ def test_a_public_page_does_not_tell_visitors_where_the_server_is():
         models.close()
 
 
+@pytest.mark.smoke
 @pytest.mark.browser
 def test_the_layers_and_inside_tabs_say_on_the_page_why_they_are_unavailable(remote_app, browser):  # noqa: F811
     """In remote mode the Layers tab shows, in place of its grid, that the lens needs every layer's hidden state and

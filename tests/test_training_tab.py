@@ -215,6 +215,7 @@ def test_minutes_beyond_the_slider_are_refused_by_name_and_nothing_starts(minute
     assert started == []
 
 
+@pytest.mark.smoke
 @pytest.mark.browser
 def test_minutes_typed_beyond_the_slider_get_the_projects_message_not_a_traceback(browser, app, capfd):  # noqa: F811
     """The browser clamps a typed 30 to the slider's 10 when the box is left: the run would have taken 10 minutes
