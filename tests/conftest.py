@@ -98,13 +98,19 @@ def pytest_collection_modifyitems(config, items):
         if (item.get_closest_marker("browser") and not is_smoke(item)
                 and not any(item.get_closest_marker(name) for name in opt_in)):
             item.add_marker(pytest.mark.slow)
-    asked = config.option.markexpr or ""
-    for marker, reason in OPT_IN.items():
-        if marker in asked or (marker == "slow" and os.environ.get("UPDATE_SCREENSHOTS") == "1"):
-            continue  # (retaking README's screenshots runs the browser tests that take them, slow or not)
-        for item in items:
-            if item.get_closest_marker(marker) and OPTED_OUT not in item.stash:
-                item.stash[OPTED_OUT] = reason
+    retaking = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    for item in items:
+        carried = [marker for marker in OPT_IN if item.get_closest_marker(marker)]
+        if (why := why_opted_out(carried, config.option.markexpr or "", retaking_screenshots=retaking)) is not None:
+            item.stash[OPTED_OUT] = why
+
+
+def why_opted_out(carried: list[str], asked: str, *, retaking_screenshots: bool = False) -> str | None:
+    """Why a test carrying the opt-in markers `carried` does not run under `-m asked`, or None if it runs: when one
+    of them is named there (a test marked heavy and slow runs with either). Retaking README's screenshots
+    (UPDATE_SCREENSHOTS=1) runs the browser tests that take them, slow or not."""
+    asked_for = {marker for marker in carried if marker in asked or (marker == "slow" and retaking_screenshots)}
+    return OPT_IN[carried[0]] if carried and not asked_for else None
 
 
 def pytest_runtest_setup(item):
