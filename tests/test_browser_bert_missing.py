@@ -65,6 +65,7 @@ def test_compare_tab_says_bert_is_missing_as_it_opens_without_loading_it(page, n
     assert not models.bert.loaded and models.bert.error is None, "the page was told without a load being tried"
 
 
+@pytest.mark.smoke("1280x720")
 def test_compare_draws_gpt2s_chart_and_says_why_in_berts(page):
     open_tab(page, "BERT vs GPT-2")
     page.locator("#compare-button").click()

@@ -1,8 +1,11 @@
 """The Scale tab as a person sees it (demo/scale_tab.py), in chromium: Stop can be pressed only while a run goes on and
 says "Stopped" only for a run it cut short; on a phone the figures table's headers break between words, never inside
-one, and nothing of the table is out of reach; a size that is not here is explained in the page's language."""
+one, nothing of the table is out of reach and its numbers are written as the page's language writes them; a size
+that is not here is explained in the page's language."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from test_browser import browser  # noqa: F401 (fixture)
@@ -125,6 +128,10 @@ def test_on_a_phone_the_figures_headers_break_only_between_words_and_the_table_s
         wait_until(lambda: page.locator("#scale-columns .scale-done").count() == 2, timeout=60, message="every size")
         wait_until(lambda: page.locator("#scale-run").is_enabled(), message="the run's end")
         readable_headers(page)  # after: the figures
+        cells = [c.strip() for c in page.locator("#scale-figures td").all_inner_texts()]
+        figures = [c for c in cells if re.fullmatch(r"[0-9][0-9.,\u202f]*", c)]  # parameters, tokens/s, bits per token
+        decimal = "." if lang == "en" else ","  # written as the page's language writes numbers
+        assert len(figures) == 6 and all(re.search(rf"\{decimal}[0-9]+$", c) for c in figures), cells
     finally:
         page.context.close()
 

@@ -158,8 +158,8 @@ def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, m
 def test_cli_train_refuses_a_resume_of_nothing_in_one_line_of_a_real_process(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text(toy_play(300), encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--resume", "nowhere"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--resume",
+                          str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     message = "`resume` has to be the folder of a stopped or finished run"
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
