@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 
 import gradio as gr
@@ -287,9 +288,10 @@ def stream_samples(models: AppModels, session: str | None, prompt, params: Sampl
                    alternatives: int = 0) -> Iterator[tuple[TextModel, list]]:
     """The model and its samples, at the first token, within the page's update budget and at the end (the page and
     the API share this)."""
-    with user_facing_errors(), models.use(session) as lm:
-        for samples in paced(lm.stream(prompt, params, deadline_s=deadline_s, alternatives=alternatives),
-                             last=lambda samples: all(s.finish_reason is not None for s in samples)):
+    with user_facing_errors(), models.use(session) as lm, closing(paced(
+            lm.stream(prompt, params, deadline_s=deadline_s, alternatives=alternatives),
+            last=lambda samples: all(s.finish_reason is not None for s in samples))) as updates:
+        for samples in updates:  # (a Stop closes this generator, and `closing` the engine's stream, at once)
             yield lm, samples
 
 

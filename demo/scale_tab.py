@@ -16,7 +16,7 @@ import gc
 import html
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -208,10 +208,11 @@ class SizeRunner:
         try:
             with self.lease(column.planned) as lm:
                 column.state = "writing"
-                for samples in paced(lm.stream(prompt, params), last=lambda samples: samples[0].finish_reason is not None,
-                                     alone=STREAM_INTERVAL_S):  # within the page's update budget
-                    column.text, column.tokens_per_s = samples[0].text, samples[0].tokens_per_second
-                    yield columns
+                with closing(paced(lm.stream(prompt, params), last=lambda samples: samples[0].finish_reason is not None,
+                                   alone=STREAM_INTERVAL_S)) as updates:  # within the page's update budget
+                    for samples in updates:
+                        column.text, column.tokens_per_s = samples[0].text, samples[0].tokens_per_second
+                        yield columns
                 column.memory_bytes = lm.memory_bytes()
                 column.bits_per_token = bits_per_token(lm, self.human_text)
                 column.state = "done"
@@ -299,7 +300,7 @@ def not_taken() -> tuple:
     return gr.Button(interactive=True), gr.Button(interactive=False)
 
 
-def cut_short(columns: list[Column], how: str) -> tuple[str, str, pd.DataFrame, list[Column]]:
+def cut_short(columns: list[Column], how: str) -> tuple[str, str, Styler, list[Column]]:
     """The state line, cards, table and columns of a run that ended before its sizes did: those say `how` it ended,
     "stopped" or "failed"."""
     columns = [replace(c, state=how) if c.state in UNFINISHED else c for c in columns]
