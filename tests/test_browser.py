@@ -196,7 +196,9 @@ def test_the_coloured_texts_tab_stop_is_the_first_token_gpt2_chose(page):
                message="the clicked token as the one stop")
     page.locator("#prompt textarea").fill("A")
     page.locator("#generate-button").click()
-    wait_until(lambda: "done" in page.locator("#stats").inner_text() and tokens.count() == 6, message="the next run")
+    # (its 5 tokens may show fewer than 5 pieces: a token that is part of a character has none of its own)
+    wait_until(lambda: "done" in page.locator("#stats").inner_text() and tokens.first.inner_text().strip() == "A",
+               message="the next run")
     wait_until(lambda: stops.count() == 1 and tokens.nth(1).get_attribute("tabindex") == "0",
                message="one stop, on the next run's first chosen token")
 
