@@ -179,7 +179,11 @@ def test_stop_stays_in_view_while_the_text_streams(browser, classroom, viewport)
         assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORTS[viewport][1], box
         assert page.locator("#stop-button").is_enabled(), page.locator("#run-state").inner_text()  # still streaming
         page.locator("#stop-button").click()
-        wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="Stop to stop")
+        try:
+            wait_until(lambda: "Stopped" in page.locator("#run-state").inner_text(), message="Stop to stop")
+        except AssertionError as e:  # say what the page said instead (a run over before the press, a late answer)
+            raise AssertionError(f"{e}; the run state: {page.locator('#run-state').inner_text()!r}, the stats: "
+                                 f"{page.locator('#stats').inner_text()!r}") from None
 
 
 @pytest.mark.parametrize("viewport", ["1280x720", "390x844"])
