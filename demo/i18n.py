@@ -89,10 +89,10 @@ PERCENT = {"es": "\u00a0%", "fr": "\u202f%"}
 FOUR_DIGITS = re.compile(r"(?<![\d,])(\d),(\d{3})(?![\d,])")
 
 
-def number(value: float, spec: str = ",") -> str:
-    """`value` formatted by `spec` (Python's format: ",", ".1f", ".0%") as the request's language writes it:
-    12,345.6 and 97% in English, 12.345,6 and 97 % in Spanish, 12 345,6 and 97 % in French."""
-    return written_as(format(value, spec), language())
+def number(value: float, spec: str = ",", lang: str | None = None) -> str:
+    """`value` formatted by `spec` (Python's format: ",", ".1f", ".0%") as the request's language (or `lang`) writes
+    it: 12,345.6 and 97% in English, 12.345,6 and 97 % in Spanish, 12 345,6 and 97 % in French."""
+    return written_as(format(value, spec), language() if lang is None else lang)
 
 
 def written_as(english: str, lang: str) -> str:

@@ -27,7 +27,7 @@ from pandas.io.formats.style import Styler
 from demo.api import endpoint
 from demo.errors import fields_of, in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
-from demo.i18n import T, language, number, tr, written_as
+from demo.i18n import T, language, number, tr
 from demo.knobs import typed_values
 from demo.links import TabParts, copy_link
 from demo.model_panel import bytes_text
@@ -383,12 +383,9 @@ def figures_table(columns: list[Column]) -> Styler:
              tr("state"): tr(STATES[c.state])} for c in columns if c.state != "skipped"]
     frame = pd.DataFrame(rows)
     lang = language()  # the request's, read here: Gradio writes the cells out later, outside the request
-
-    def written(spec: str) -> Callable[[float], str]:
-        return lambda value: written_as(format(value, spec), lang)
-
     specs = {tr("parameters (M)"): ",.1f", tr("tokens/s"): ",.1f", tr("bits per token"): ".2f"}
-    return frame.style.format({name: written(spec) for name, spec in specs.items() if name in frame}, na_rep="")
+    return frame.style.format({name: partial(number, spec=spec, lang=lang) for name, spec in specs.items()
+                               if name in frame}, na_rep="")
 
 
 def chart_data(columns: list[Column]) -> pd.DataFrame:

@@ -93,14 +93,12 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `vllm` (a real vLLM server, minutes on a CPU), `heavy`, `other_browsers` or `slow` run only when
     asked for with -m. The browser tests are slow except the smoke tests (each tab's main path, the offline classroom's
     first click, the page's safety): README's command stays a few minutes and CI runs the rest with -m slow."""
-    opt_in = [name for name in OPT_IN if name != "slow"]
-    for item in items:
-        if (item.get_closest_marker("browser") and not is_smoke(item)
-                and not any(item.get_closest_marker(name) for name in opt_in)):
-            item.add_marker(pytest.mark.slow)
     retaking = os.environ.get("UPDATE_SCREENSHOTS") == "1"
     for item in items:
         carried = [marker for marker in OPT_IN if item.get_closest_marker(marker)]
+        if item.get_closest_marker("browser") and not is_smoke(item) and not carried:
+            item.add_marker(pytest.mark.slow)
+            carried = ["slow"]
         if (why := why_opted_out(carried, config.option.markexpr or "", retaking_screenshots=retaking)) is not None:
             item.stash[OPTED_OUT] = why
 
