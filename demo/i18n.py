@@ -104,6 +104,23 @@ def written_as(english: str, lang: str) -> str:
     return english.translate(MARKS[lang]).replace("%", PERCENT[lang])
 
 
+# Vega draws the plots' axes and tooltips with English marks on every page ("1,558.5": Gradio 6.31 gives it no
+# locale), so the page script writes each of their numbers again, by the same tables as written_as: the Scale chart's
+# axis reads "1600" and "0,5" on a Spanish page, as its table does.
+PLOT_NUMBERS = """() => {
+  const lang = (document.documentElement.lang || 'en').split('-')[0], marks = MARKS[lang];
+  if (!marks) return;
+  const english = /^[-\\u2212]?[\\d,]*\\.?\\d+$/, fourDigits = new RegExp(FOUR, 'g');
+  for (const label of document.querySelectorAll('svg g.role-axis-label text, #vg-tooltip-element td.value')) {
+    const text = label.textContent;
+    if (label.dataset.written === text || !english.test(text)) continue;  // already written, or not a number
+    const grouped = lang === 'es' ? text.replace(fourDigits, '$1$2') : text;
+    label.textContent = label.dataset.written = [...grouped].map((c) => marks[c] ?? c).join('');
+  }
+}""".replace("MARKS", json.dumps({lang: {chr(c): mark for c, mark in table.items()} for lang, table in MARKS.items()}))
+PLOT_NUMBERS = PLOT_NUMBERS.replace("FOUR", json.dumps(FOUR_DIGITS.pattern))  # i18n: not shown (JavaScript)
+
+
 class NumberFields(string.Formatter):
     """str.format, with each number in a field written as the request's language writes numbers."""
 

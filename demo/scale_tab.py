@@ -389,9 +389,10 @@ def figures_table(columns: list[Column]) -> Styler:
 
 
 def chart_data(columns: list[Column]) -> pd.DataFrame:
+    """The chart's points, rounded as the figures table writes them (a point's tooltip shows its values as they are)."""
     done = [c for c in columns if c.bits_per_token is not None and c.planned.parameters]
-    return pd.DataFrame({"parameters (millions)": [c.planned.parameters / 1e6 for c in done],
-                         "bits per token": [c.bits_per_token for c in done],
+    return pd.DataFrame({"parameters (millions)": [round(c.planned.parameters / 1e6, 1) for c in done],
+                         "bits per token": [round(c.bits_per_token, 2) for c in done],
                          "model": [c.planned.source for c in done]})
 
 

@@ -108,6 +108,17 @@ SCROLL_TO_THE_END = """() => {
 }"""
 
 
+def chart_numbers(page) -> dict[str, list[str]]:
+    """The numbers on the chart's axes, and in the tooltip of its last point once the mouse is on it."""
+    page.locator("#scale-chart svg").scroll_into_view_if_needed()
+    axes = page.locator("#scale-chart svg g.role-axis-label text").all_text_contents()
+    box = page.locator("#scale-chart svg g.mark-symbol path").last.bounding_box()  # drawn on hover: there, unseen
+    values = page.locator("#vg-tooltip-element.visible td.value")
+    wait_until(lambda: page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2) or values.count(),
+               message="the last point's tooltip")
+    return {"axes": axes, "tooltip": values.all_inner_texts()}
+
+
 def readable_headers(page) -> None:
     headers = page.evaluate(HEADER_WORDS)
     assert len(headers) == 6
@@ -132,6 +143,11 @@ def test_on_a_phone_the_figures_headers_break_only_between_words_and_the_table_s
         figures = [c for c in cells if re.fullmatch(r"[0-9][0-9.,\u202f]*", c)]  # parameters, tokens/s, bits per token
         decimal = "." if lang == "en" else ","  # written as the page's language writes numbers
         assert len(figures) == 6 and all(re.search(rf"\{decimal}[0-9]+$", c) for c in figures), cells
+        chart = chart_numbers(page)  # and so are the chart's, which Vega draws in English (i18n.PLOT_NUMBERS)
+        other = "," if lang == "en" else "."
+        for shown in chart["axes"], chart["tooltip"]:
+            assert any(decimal in n for n in shown) and not any(other in n for n in shown), chart
+        assert set(chart["tooltip"]) <= set(cells), f"a point's tooltip shows the table's figures: {chart}, {cells}"
     finally:
         page.context.close()
 

@@ -162,11 +162,12 @@ def test_a_cards_size_agrees_with_the_figures_table(parameters, shown):
 ])
 def test_the_figures_table_writes_its_numbers_as_the_pages_language_and_keeps_their_values(lang, shown):
     """What the page shows of each cell (Gradio's display values) is written in the page's language, read when the
-    table is made (Gradio writes the cells out later, outside the request); the values stay numbers, to sort by."""
+    table is made (Gradio writes the cells out later, outside the request); the values stay numbers, to sort by, and
+    the chart's points carry the same rounded figures."""
     import gradio as gr
 
     from demo.i18n import speaking
-    from demo.scale_tab import Column, figures_table
+    from demo.scale_tab import Column, chart_data, figures_table
     from gpt2_core.scale import Planned
 
     columns = [Column(Planned("gpt2-xl", 1_557_611_200, 1, None, None), state="done", tokens_per_s=1234.49,
@@ -178,6 +179,8 @@ def test_the_figures_table_writes_its_numbers_as_the_pages_language_and_keeps_th
     assert sent.metadata is not None and sent.metadata["display_value"][0] == shown
     assert sent.metadata["display_value"][1][3:5] == ["", ""], "a size not run yet has no figures, not NaN"
     assert sent.data[0][1] == pytest.approx(1557.6) and sent.data[0][4] == pytest.approx(10.43)
+    points = chart_data(columns)  # a point's tooltip shows the table's figures, not 10.4321 or 1557.6112
+    assert points.to_dict("records") == [{"parameters (millions)": 1557.6, "bits per token": 10.43, "model": "gpt2-xl"}]
 
 
 @pytest.fixture(scope="module")
