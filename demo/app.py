@@ -26,7 +26,7 @@ from demo.generate_tab import generate_tab
 from demo.i18n import LANGUAGES, T, tr
 from demo.inside_tab import INTRO as INSIDE_INTRO
 from demo.inside_tab import inside_tab
-from demo.knobs import REMEMBER_TYPED
+from demo.knobs import KEEP_TYPED
 from demo.layers_tab import INTRO as LAYERS_INTRO
 from demo.layers_tab import layers_tab
 from demo.lesson_tab import CSS as LESSON_CSS
@@ -125,7 +125,7 @@ PAGE_JS = """() => {
   try {
     if (localStorage.getItem('gpt2-playground-large-text') === '1') document.documentElement.classList.add('large-text');
   } catch (e) {}
-  (""" + REMEMBER_TYPED + """)();
+  (""" + KEEP_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, tokens.FIRST_CHOSEN_TOKEN_STOP,
                             errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.PLOT_NUMBERS) + """)();

@@ -1,9 +1,10 @@
 """The page's sampling knobs: each slider's range, built once and used for the slider, its check and share links.
 
-A number typed into a slider's box beyond its range is clamped by the browser (the box then shows the bound), so
-nobody would learn that it was refused. `REMEMBER_TYPED` (the page's JavaScript, see demo/app.py) keeps what was typed;
-`typed_values` (JavaScript run before an event) sends that instead of the bound it was clamped to, and the event checks
-it against the same range with gpt2_core's message naming the parameter:
+Gradio's slider clamps a number typed into its box to the range when the box loses the focus, so the box showed the
+bound and nobody learned that what they typed was refused; and once it showed the bound, nothing could tell a typed 5
+from a 1 put back by the slider's ↺ or an example. `KEEP_TYPED` (the page's JavaScript, see demo/app.py) lets the box
+keep what was typed, so it always shows what is sent. `typed_values` (JavaScript run before an event) sends the box's
+number as it shows it, and the event checks it against the same range with gpt2_core's message naming the parameter:
 "`max_new_tokens` has to be an integer in [1, 512], but is 5000". The Python API keeps gpt2_core's wider ranges.
 """
 
@@ -71,7 +72,8 @@ def page_params(**values: Any) -> SamplingParams:
 
 def typed_values(*elem_ids: str | None, then: str = "") -> str:  # i18n: not shown (JavaScript for an event)
     """JavaScript for an event's `js`: its inputs as sent, except that each slider named by elem_id (None for an
-    input that is no slider) sends the number its box shows, unclamped. `then` runs first (e.g. scrolling)."""
+    input that is no slider) sends the number its box shows, unclamped (an emptied box, or one whose number the
+    browser could not read, such as 1e309, sends ''). `then` runs first (e.g. scrolling)."""
     ids = ", ".join("null" if i is None else repr(i) for i in elem_ids)
     return f"""(...args) => {{
   {then}
@@ -79,24 +81,18 @@ def typed_values(*elem_ids: str | None, then: str = "") -> str:  # i18n: not sho
   return args.map((value, i) => {{
     const box = ids[i] && document.querySelector('#' + ids[i] + ' input[type=number]');
     if (!box) return value;
-    const shown = box.value, typed = box.dataset.typed;
-    const clamped = typed !== undefined && typed !== shown && [box.min, box.max].includes(shown);
-    const text = (clamped ? typed : shown).trim();
-    if (text === '') return value;
-    return Number.isFinite(Number(text)) ? Number(text) : text;
+    const text = box.value.trim();
+    return text !== '' && Number.isFinite(Number(text)) ? Number(text) : text;
   }});
 }}"""
 
 
-# What was last typed into a slider's number box (dragging the slider forgets it), for `typed_values`.
-REMEMBER_TYPED = """() => {
-  document.addEventListener('input', (event) => {
+# Gradio's slider clamps its box's number to the range on blur: stopped before it reaches the box (capture phase), so
+# a slider's box keeps what was typed (the module's docstring says why)
+KEEP_TYPED = """() => {
+  document.addEventListener('blur', (event) => {
     const box = event.target;
-    if (!(box instanceof HTMLInputElement)) return;
-    if (box.type === 'number') box.dataset.typed = box.value;
-    if (box.type === 'range') {
-      const number = box.closest('.block')?.querySelector('input[type=number]');
-      if (number) delete number.dataset.typed;
-    }
+    if (box instanceof HTMLInputElement && box.type === 'number'
+        && box.closest('.block')?.querySelector('input[type=range]')) event.stopImmediatePropagation();
   }, true);
 }"""

@@ -38,6 +38,28 @@ def test_a_number_typed_beyond_a_slider_is_refused_by_name_and_nothing_runs(page
     assert engine.steps == steps and page.locator("#sample-view-1 .token.highlighted").count() == 0
 
 
+@pytest.mark.parametrize("put_back", ["reset-button", "example"])
+def test_a_refused_number_stays_in_its_box_until_the_slider_or_an_example_puts_another_there(page, app, put_back):
+    """The box shows what is sent: a refused 5 stays (Gradio would have shown 1 and still sent 5), and once the
+    slider's reset or an example (the Unicorns: top-p 1) has put 1 back, Generate writes with it."""
+    box = page.locator("#top-p input[type=number]")
+    box.fill("5")
+    box.press("Enter")
+    page.locator("#prompt textarea").click()  # leaving the box, which Gradio clamps to the bound on blur
+    page.wait_for_timeout(300)
+    assert box.input_value() == "5", "the box keeps what was typed"
+    page.locator("#generate-button").click()
+    refused = as_toast("`top_p` has to be a finite number in (0, 1], but is 5")
+    wait_until(lambda: any(refused in t for t in toasts(page)), message="the refusal")
+    page.locator(f"#top-p .{put_back}" if put_back == "reset-button" else "#example-unicorn").click()
+    wait_until(lambda: box.input_value() == "1", message="1 back in the box")
+    page.locator(".toast-close").first.click()
+    wait_until(lambda: toasts(page) == [], message="the refusal closed")
+    page.locator("#generate-button").click()
+    wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=30, message="a run with top-p 1")
+    assert toasts(page) == [], toasts(page)
+
+
 # ---- share links ----------------------------------------------------------------------------------------------------
 LINKED = dict(prompt="In a shocking finding, <b>unicorns</b> & more", temperature=0.7, top_k=12, top_p=0.9,
               max_new_tokens=150, repetition_penalty=1.2, seed=2019, num_samples=2)
