@@ -26,7 +26,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo.errors import markdown_text
+from demo.errors import in_page_language, markdown_text
 from demo.i18n import LANGUAGES, T, tables, tr
 from demo.knobs import KNOBS, typed_values
 from demo.lesson_steps import STEPS
@@ -93,8 +93,8 @@ def read_link(query: Mapping[str, str]) -> Link:
             continue
         try:
             values[name] = parse(FIELDS[tab][name], name, raw)
-        except ValueError as e:
-            problems.append(str(e))
+        except ValueError as e:  # gpt2_core's message (English), or one of this module's (translated already)
+            problems.append(in_page_language(str(e)))
     return Link(tab, values, problems)
 
 

@@ -26,6 +26,7 @@ from demo.save_view import (
     save_png_button,
 )
 from demo.tokens import Coloured, TokenRow
+from gpt2_core.generate.settings import MAX_SEED
 
 MODELS = SimpleNamespace(bert=SimpleNamespace(loaded=True, source="bert", error=None), public=False,
                          gpt2=SimpleNamespace(current=SimpleNamespace(name="gpt2", tokenizer=[0] * 50257)))
@@ -88,6 +89,12 @@ def test_a_links_notes_are_in_the_pages_language_and_lang_is_a_parameter_of_ever
     assert "docente" in locked
     with speaking("fr"):
         assert read_link({"tab": "nowhere"}).problems[0].startswith("`tab` doit être l'un de generate, explore")
+    with speaking("es"):  # the engine's checks too (gpt2_core writes them in English)
+        problems = read_link({"temperature": "abc", "top_k": "-4", "seed": "xyz", "prompt": "x" * 4100}).problems
+    assert problems == ["`temperature` tiene que ser un número finito en [0, 2], pero es 'abc'",
+                        "`top_k` tiene que ser un número entero en [0, 200], pero es -4",
+                        f"`seed` tiene que ser -1 (aleatoria) o un número entero en [0, {MAX_SEED}], pero es 'xyz'",
+                        "`prompt` tiene que tener como mucho 4000 caracteres, pero tiene 4100"]
 
 
 def test_a_copied_link_keeps_the_pages_lang():
