@@ -290,7 +290,8 @@ def stream_samples(models: AppModels, session: str | None, prompt, params: Sampl
     the API share this)."""
     with user_facing_errors(), models.use(session) as lm, closing(paced(
             lm.stream(prompt, params, deadline_s=deadline_s, alternatives=alternatives),
-            last=lambda samples: all(s.finish_reason is not None for s in samples))) as updates:
+            last=lambda samples: all(s.finish_reason is not None for s in samples),
+            shown=lambda samples: sum(s.prompt_tokens + len(s.token_ids) for s in samples))) as updates:
         for samples in updates:  # (a Stop closes this generator, and `closing` the engine's stream, at once)
             yield lm, samples
 

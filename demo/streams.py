@@ -5,6 +5,12 @@ each of Generate's 19 outputs): a class of 30 on one server, each page updated 2
 busy to pass the engine's tokens on, and a student waited 26 s for 150 tokens that the API gave in 10 (gpt2's shape,
 2 cores; benchmarks/bench_class.py). So each run sends its updates at most every STREAM_INTERVAL_S alone, and all the
 runs of the process together no more than UPDATES_PER_SECOND a second.
+
+An update costs the page more: the browser redraws every token it shows (Gradio rebuilds each coloured text whole),
+about 60 us a token on a 2-core laptop. Four samples of 512 tokens, updated 20 times a second, kept chromium's main
+thread busy for 10.5 of a 12 s run, and Stop could not be pressed (a new user's report). So a run showing many tokens
+is also updated no more often than TOKENS_REDRAWN_PER_SECOND allows: 2.5 times a second at 2048 tokens, still 20
+at 250.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TypeVar
 
 STREAM_INTERVAL_S = 0.05  # one run alone: an update at most this often (every token would flood slow links)
 UPDATES_PER_SECOND = 20  # all the runs streaming at once, together
+TOKENS_REDRAWN_PER_SECOND = 3000  # one page: the tokens its updates redraw in a second (a third of a slow CPU)
 
 Update = TypeVar("Update")
 
@@ -42,24 +49,28 @@ class Streams:
 STREAMS = Streams()
 
 
-def update_interval(streaming: int, alone: float | None = None) -> float:
-    """Seconds between one run's updates while `streaming` runs stream at once: `alone` (STREAM_INTERVAL_S) for one
-    alone, and no more than UPDATES_PER_SECOND updates a second in all. With the 16 generations the Generate tab runs
-    at once, each page still gets its new words every 0.8 s."""
-    return max(STREAM_INTERVAL_S if alone is None else alone, streaming / UPDATES_PER_SECOND)
+def update_interval(streaming: int, alone: float | None = None, shown: int = 0) -> float:
+    """Seconds between one run's updates while `streaming` runs stream at once and its page shows `shown` tokens:
+    `alone` (STREAM_INTERVAL_S) for one alone, no more than UPDATES_PER_SECOND updates a second in all, and no more
+    than TOKENS_REDRAWN_PER_SECOND tokens redrawn a second. With the 16 generations the Generate tab runs at once,
+    each page still gets its new words every 0.8 s."""
+    return max(STREAM_INTERVAL_S if alone is None else alone, streaming / UPDATES_PER_SECOND,
+               shown / TOKENS_REDRAWN_PER_SECOND)
 
 
-def paced(updates: Iterable[Update], last: Callable[[Update], bool], *, alone: float | None = None) -> Iterator[Update]:
+def paced(updates: Iterable[Update], last: Callable[[Update], bool], *, alone: float | None = None,
+          shown: Callable[[Update], int] = lambda update: 0) -> Iterator[Update]:
     """The updates of one run, counted in STREAMS while it streams: the first, then at most one each
-    `update_interval`, and the `last` (each update holds the whole text so far, so a skipped one loses nothing).
-    Closing this closes `updates` at once (a Stop ends the engine's work on it)."""
+    `update_interval` (`shown`: the tokens the page shows with an update), and the `last` (each update holds the
+    whole text so far, so a skipped one loses nothing). Closing this closes `updates` at once (a Stop ends the
+    engine's work on it)."""
     source = iter(updates)
     try:
         with STREAMS.streaming():
             sent = -float("inf")
             for update in source:
                 now = time.monotonic()
-                if last(update) or now - sent >= update_interval(STREAMS.count, alone):
+                if last(update) or now - sent >= update_interval(STREAMS.count, alone, shown(update)):
                     sent = now
                     yield update
     finally:

@@ -1,6 +1,6 @@
 """How often a run sends its updates (demo/streams.py, for Generate and /generate in demo/generate_tab.py and the Scale
-tab): every STREAM_INTERVAL_S alone, and no more than UPDATES_PER_SECOND in all while many stream at once (a class on
-one server: benchmarks/bench_class.py)."""
+tab): every STREAM_INTERVAL_S alone, no more than UPDATES_PER_SECOND in all while many stream at once (a class on
+one server: benchmarks/bench_class.py), and less often while a page shows many tokens (the browser redraws them all)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from ui_helpers import slow_down
 
 from demo.generate_tab import GENERATE_CONCURRENCY, stream_samples
 from demo.models import AppModels, LazyFillMask, ModelHolder
-from demo.streams import STREAM_INTERVAL_S, STREAMS, UPDATES_PER_SECOND, Streams, paced, update_interval
+from demo.streams import (
+    STREAM_INTERVAL_S,
+    STREAMS,
+    TOKENS_REDRAWN_PER_SECOND,
+    UPDATES_PER_SECOND,
+    Streams,
+    paced,
+    update_interval,
+)
 from gpt2_core import Sample, SamplingParams
 
 STEP_S = 0.02  # each decode step of the slowed model: 40 tokens take 0.8 s or more
@@ -29,6 +37,28 @@ def test_one_generation_alone_updates_every_interval_and_many_share_a_budget():
     assert update_interval(GENERATE_CONCURRENCY) == pytest.approx(GENERATE_CONCURRENCY / UPDATES_PER_SECOND)
     assert update_interval(1, alone=0.1) == 0.1 and update_interval(GENERATE_CONCURRENCY, alone=0.1) == pytest.approx(
         GENERATE_CONCURRENCY / UPDATES_PER_SECOND), "a run that updates less often alone keeps to the shared budget"
+
+
+def test_a_page_showing_many_tokens_is_updated_less_often():
+    """Four samples of 512 tokens once kept the browser redrawing for 10.5 s of a 12 s run: Stop could not be pressed."""
+    assert update_interval(1, shown=150) == STREAM_INTERVAL_S, "a sample of the default length: updated as before"
+    assert update_interval(1, shown=4 * 520) == pytest.approx(4 * 520 / TOKENS_REDRAWN_PER_SECOND)
+    assert 1 / update_interval(1, shown=4 * 520) <= 2, "four long samples: at most twice a second"
+    shown = [0, 10, 100, 400, 1000, 2080]
+    assert all(update_interval(1, shown=n) * TOKENS_REDRAWN_PER_SECOND >= n for n in shown)
+    assert [update_interval(1, shown=n) for n in shown] == sorted(update_interval(1, shown=n) for n in shown)
+    assert update_interval(GENERATE_CONCURRENCY, shown=100) == update_interval(GENERATE_CONCURRENCY), "the larger wait"
+
+
+def test_paced_asks_each_update_how_many_tokens_it_shows():
+    clock = iter(range(1000))  # a second passes for each update
+    shown = {n: 1000 * n for n in range(8)}  # 1000 tokens more each second: the wait grows past a second
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("demo.streams.time.monotonic", lambda: float(next(clock)))
+        sent = list(paced(range(8), last=lambda n: n == 7, shown=shown.get))
+    assert sent[0] == 0 and sent[-1] == 7 and len(sent) < 8, sent  # some skipped: their pages would be too long
+    waits = [b - a for a, b in zip(sent, sent[1:-1])]
+    assert all(wait * TOKENS_REDRAWN_PER_SECOND >= shown[b] for wait, b in zip(waits, sent[1:-1])), sent
 
 
 def test_paced_sends_the_first_and_the_last_update_and_closes_its_source_when_closed():
