@@ -2,6 +2,7 @@
 
     python benchmarks/bench_page.py                                   # the bundled mini model, 150 and 400 new tokens
     python benchmarks/bench_page.py --model gpt2-shape --tokens 150 --threads default 2 --before 7895303
+    python benchmarks/bench_page.py --tokens 512 --samples 4 --before 8ab2124   # the browser's own load
 
 Starts `python app.py` (offline, on the CPU) for each contender and drives Debian's chromium (/usr/bin/chromium, on
 this machine, as a student's or a teacher's browser is) through Playwright. The contenders: this checkout with the
@@ -13,7 +14,10 @@ gives, for each: the tokens written, the wall time from the click (or the call) 
 hand), tokens per wall second, and the engine's own rate that the stats line shows (its speed while the request ran,
 which a busy machine lowers). The page's seed and settings make the same tokens as the API's, so the two write the
 same text. `--model gpt2-shape` serves random weights in gpt2's shape (124M), timed once its background compiles are
-done. Prints a table (median over rounds, min..max).
+done. `--samples N` writes N samples at once. For the page, the table also gives the browser's own load while the
+run streams: the seconds its main thread spent in long tasks (over 50 ms each; the page redraws the text at each
+update), and the longest that a timer due every 50 ms waited (how long a press of Stop could wait to be handled).
+Prints a table (median over rounds, min..max).
 """
 
 from __future__ import annotations
@@ -115,27 +119,47 @@ def parse(stats: str) -> tuple[float, int]:
     return float(match[1]), int(match[2])
 
 
-def on_page(page, url: str, tokens: int) -> tuple[float, float, int]:
-    """(wall seconds from the click to Done, the engine's tok/s shown, tokens generated)."""
+# The browser's load while a run streams: time in long tasks (the browser's PerformanceObserver), and the longest a
+# timer due every 50 ms was late (an input, such as a press of Stop, waits as long)
+WATCH_THE_PAGE = """() => {
+  const load = window.benchLoad = {busy: 0, wait: 0};
+  new PerformanceObserver((found) => found.getEntries().forEach((task) => { load.busy += task.duration; }))
+    .observe({type: 'longtask'});
+  let due = performance.now() + 50;
+  load.timer = setInterval(() => {
+    const now = performance.now();
+    load.wait = Math.max(load.wait, now - due);
+    due = now + 50;
+  }, 50);
+}"""
+PAGE_LOAD = "() => { clearInterval(window.benchLoad.timer); return [window.benchLoad.busy, window.benchLoad.wait]; }"
+
+
+def on_page(page, url: str, tokens: int, samples: int = 1) -> tuple[float, float, int, float, float]:
+    """(wall seconds from the click to Done, the engine's tok/s shown, tokens generated, the browser's seconds in
+    long tasks, its longest wait in ms)."""
     page.goto(url)
     page.locator("#example-unicorn").click()
-    slider = page.locator("#max-new-tokens input[type=number]")
-    slider.fill(str(tokens))
-    slider.press("Enter")
+    for box, value in (("max-new-tokens", tokens), ("num-samples", samples)):
+        slider = page.locator(f"#{box} input[type=number]")
+        slider.fill(str(value))
+        slider.press("Enter")
     page.wait_for_timeout(300)  # the example note and the meter settle before the timed click
+    page.evaluate(WATCH_THE_PAGE)
     start = time.perf_counter()
     page.locator("#generate-button").click()
     page.wait_for_function("() => /Done/.test(document.querySelector('#run-state')?.textContent || '')",
                            timeout=600_000, polling=10)  # (textContent: no layout forced on the browser measured)
     wall = time.perf_counter() - start
+    busy_ms, wait_ms = page.evaluate(PAGE_LOAD)
     rate, count = parse(page.locator("#stats").inner_text())
-    return wall, rate, count
+    return wall, rate, count, busy_ms / 1000, wait_ms
 
 
-def by_api(client, prompt: str, settings: dict, tokens: int) -> tuple[float, float, int]:
+def by_api(client, prompt: str, settings: dict, tokens: int, samples: int = 1) -> tuple[float, float, int]:
     start = time.perf_counter()
     result = client.predict(prompt, tokens, settings["temperature"], settings["top_k"], settings["top_p"],
-                            settings["repetition_penalty"], settings["seed"], 1, api_name="/generate")
+                            settings["repetition_penalty"], settings["seed"], samples, api_name="/generate")
     wall = time.perf_counter() - start
     rate, count = parse(result[4])
     return wall, rate, count
@@ -150,6 +174,7 @@ def main() -> None:
     parser.add_argument("--model", default="mini",
                         help="mini (the bundled model), gpt2-shape (random weights, 124M), or a checkpoint folder")
     parser.add_argument("--tokens", type=int, nargs="+", default=[150, 400])
+    parser.add_argument("--samples", type=int, default=1, choices=range(1, 5), help="samples written at once (1-4)")
     parser.add_argument("--threads", nargs="+", default=["default"],
                         help="this checkout's contenders: default (the app's choice) and thread counts (--threads N)")
     parser.add_argument("--before", metavar="COMMIT", help="also an earlier commit of the project, at its default")
@@ -169,7 +194,7 @@ def main() -> None:
         if args.before:
             contenders[f"{args.before}"] = (earlier_checkout(args.before, Path(folder)), [])
         apps, urls = [], {}
-        rows: dict[tuple[str, int, str], list[tuple[float, float, int]]] = {}
+        rows: dict[tuple[str, int, str], list[tuple]] = {}
         try:
             for i, (name, (checkout, flags)) in enumerate(contenders.items()):
                 port = free_port()
@@ -186,25 +211,27 @@ def main() -> None:
                 for round_ in range(args.rounds):
                     for name, url in urls.items():
                         for tokens in args.tokens:
-                            rows.setdefault((name, tokens, "page"), []).append(on_page(page, url, tokens))
+                            rows.setdefault((name, tokens, "page"), []).append(
+                                on_page(page, url, tokens, args.samples))
                             rows.setdefault((name, tokens, "API"), []).append(
-                                by_api(clients[name], unicorn.prompt, settings, tokens))
+                                by_api(clients[name], unicorn.prompt, settings, tokens, args.samples))
                     print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr)
                 browser.close()
         finally:
             stop(apps)
     print(f"\nGenerate on the page against /generate, {args.model}, the Unicorns prompt and settings (seed 2019), "
-          f"{os.cpu_count()} cores, median of {args.rounds} alternated rounds (min..max)\n")
+          f"{args.samples} sample(s), {os.cpu_count()} cores, median of {args.rounds} alternated rounds (min..max)\n")
     print("| new tokens | contender | path | tokens written | wall s (click to last token) | tok/s (wall) | "
-          "engine tok/s (stats) |")
-    print("|---|---|---|---|---|---|---|")
+          "engine tok/s (stats) | browser busy s | browser's longest wait ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for tokens in args.tokens:
         for name in contenders:
             for path in ("page", "API"):
-                walls, rates, counts = zip(*rows[(name, tokens, path)])
+                walls, rates, counts, *load = zip(*rows[(name, tokens, path)])
                 per_wall = [c / w for w, c in zip(walls, counts)]
+                busy, wait = (spread(list(load[0]), 2), spread(list(load[1]), 0)) if load else ("", "")
                 print(f"| {tokens} | {name} | {path} | {statistics.median(counts):.0f} | {spread(list(walls), 2)} | "
-                      f"{spread(per_wall)} | {spread(list(rates))} |")
+                      f"{spread(per_wall)} | {spread(list(rates))} | {busy} | {wait} |")
 
 
 if __name__ == "__main__":
