@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from demo.errors import in_page_language, markdown_text, page_error, page_info, user_facing_errors
+from demo.errors import in_page_language, markdown_text, message_markdown, page_error, page_info, user_facing_errors
 from demo.i18n import SOURCE, T, language, tr
 from demo.knobs import typed_values
 from demo.links import TRAIN_MINUTES, TabParts
@@ -139,18 +139,22 @@ def make_run(models: AppModels, jobs: TrainingJobs):
     def run(source: str, own: str, start_from: str, minutes: float, request: gr.Request):
         """Start (or follow) this visitor's run; redraw its curve and samples until it ends. Stop can be pressed
         while it goes on and no stop was asked (by this page or another event that follows the same run)."""
-        with user_facing_errors():
-            text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
-            check_text_size(text or "")
-            minutes = check_int("minutes", minutes, *TRAIN_MINUTES)
-            init = "tiny" if start_from == SCRATCH else models.gpt2.source
-            running = jobs.current(request.session_hash)
-            if running is not None and not running.finished:  # Start again while it runs: it goes on as it started
-                page_info(tr(STILL_RUNNING, minutes=f"{running.minutes:g}"))
-            try:
-                job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
-            except TrainingBusyError as e:
-                raise page_error(tr(BUSY, seconds=e.seconds)) from None
+        try:
+            with user_facing_errors():
+                text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
+                check_text_size(text or "")
+                minutes = check_int("minutes", minutes, *TRAIN_MINUTES)
+                init = "tiny" if start_from == SCRATCH else models.gpt2.source
+                running = jobs.current(request.session_hash)
+                if running is not None and not running.finished:  # Start again while it runs: it goes on as it started
+                    page_info(tr(STILL_RUNNING, minutes=f"{running.minutes:g}"))
+                try:
+                    job = jobs.start(request.session_hash, text, init=init, minutes=float(minutes))
+                except TrainingBusyError as e:
+                    raise page_error(tr(BUSY, seconds=e.seconds)) from None
+        except gr.Error as e:  # the status line says it too, where the eyes are (the toast is in a corner)
+            yield (tr("**Not started.** {why}", why=message_markdown(e.message)), *[gr.skip()] * 5)
+            raise
         seen, seen_at = None, time.monotonic()  # evaluations drawn so far, and when the last of them arrived
         while True:
             finished = job.finished

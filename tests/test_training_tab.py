@@ -209,10 +209,14 @@ def test_minutes_beyond_the_slider_are_refused_by_name_and_nothing_starts(minute
 
     started = []
     jobs = SimpleNamespace(current=lambda owner: None, start=lambda *args, **kwargs: started.append(args))
+    run = make_run(None, jobs)(BUNDLED_TEXT, "", SCRATCH, minutes, SimpleNamespace(session_hash="page"))
+    status, *others = next(run)  # the status line says why, as the toast does
     with pytest.raises(gr.Error) as refused:
-        next(make_run(None, jobs)(BUNDLED_TEXT, "", SCRATCH, minutes, SimpleNamespace(session_hash="page")))
+        next(run)
     assert refused.value.message == f"`minutes` has to be an integer in [1, 10], but is {shown}"
-    assert started == []
+    unescaped = re.sub(r"\\(.)", r"\1", status)  # (Markdown's escapes: the quoted value is shown as written)
+    assert unescaped == f"**Not started.** `minutes` has to be an integer in [1, 10], but is {shown}", status
+    assert all(isinstance(other, type(gr.skip())) for other in others) and started == []
 
 
 @pytest.mark.smoke
@@ -231,7 +235,8 @@ def test_minutes_typed_beyond_the_slider_get_the_projects_message_not_a_tracebac
         toast = page.locator("[data-testid=toast-text]")
         wait_until(lambda: toast.count() >= 1, message="the refusal")
         assert toast.first.inner_text() == as_toast("`minutes` has to be an integer in [1, 10], but is 30")
-        assert "Training" not in page.locator("#train-status").inner_text()
+        assert page.locator("#train-status").inner_text() == (
+            "Not started. minutes has to be an integer in [1, 10], but is 30"), "said where the eyes are too"
         page.wait_for_timeout(500)
         assert "Traceback" not in capfd.readouterr().err, "the server's log"
     finally:
