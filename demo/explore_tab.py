@@ -156,13 +156,15 @@ def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
         # Backspace or a cut never sent it, and one sent while the last was on its way was dropped). Listened to
         # before the charts, so that the colours need not wait for them
         prompt.change(trigger_mode="always_last", show_progress="hidden", **show_built)
+        prompt.change(forget_drawn, inputs=[built, prompt], outputs=[drawn, details], api_visibility="private",
+                      queue=False, show_progress="hidden", trigger_mode="always_last")
         redraw = dict(inputs=[prompt, *knobs], outputs=[after, raw, cut, candidates], show_progress="hidden",
                       preprocess=False)
         # `/explore`, for API clients only, with gpt2_core's ranges (those of the Python API)
         gr.on([], make_explore(models), api_name="explore", concurrency_id="explore", concurrency_limit=4, **redraw)
         # The page redraws with the sliders' ranges, each slider's value as it is: a number typed beyond its range is
-        # refused by name as it is typed; leaving the box, the browser clamps it to the bound, and the charts show that
-        # (Sample and Suggest refuse the number typed, as Generate does), so no message comes twice
+        # refused by name as it is typed, and the box keeps it (demo/knobs.py), so Sample and Suggest refuse it too,
+        # as Generate does
         gr.on([prompt.change, *(k.change for k in knobs)], make_explore(models, page=True), trigger_mode="always_last",
               api_visibility="private", concurrency_id="explore", concurrency_limit=4, **redraw)
         tab.load(make_first_draw(models), api_visibility="private", **redraw)
@@ -335,6 +337,14 @@ def make_save_html(models: AppModels, exports: Exports):
         return gr.DownloadButton(value=exports.write("gpt2-next-word-text.html", page), interactive=True)
 
     return save_html
+
+
+def forget_drawn(built: Built, prompt: str) -> tuple:
+    """(the note on the last draw, the token details shown): emptied once the text is edited by hand, since they
+    describe a text that is gone; left as they are while the box holds the text the page wrote."""
+    if built.following(prompt) is built:
+        return gr.skip(), gr.skip()
+    return "", ""
 
 
 def colour_built(built: Built, prompt: str) -> list[tuple[str, str | None]]:

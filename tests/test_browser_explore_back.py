@@ -1,9 +1,9 @@
 """The Next word tab's Back and its sliders' typed numbers, in Debian's chromium.
 
 Back undoes the last token added on the page, and only that: a text the student pasted or typed since (however fast)
-stays as it is, with nothing to undo. A number typed into a slider's box beyond its range is answered by the event it
-reaches with one message, the page's own, naming the parameter and the slider's range (no Gradio message, no
-traceback in the server's log).
+stays as it is, with nothing to undo, and the note on the last draw goes with the edit. A number typed into a
+slider's box beyond its range is answered by the event it reaches with one message, the page's own, naming the
+parameter and the slider's range (no Gradio message, no traceback in the server's log).
 
 Uses test_browser.py's `browser` fixture (skipped with its reason where chromium is absent).
 """
@@ -97,10 +97,12 @@ def test_back_after_typing_fast_keeps_every_letter(next_word):
 
 def test_back_after_an_edit_with_backspace_keeps_the_edit(next_word):
     drawn_text = sample(next_word)
+    wait_until(lambda: "Sample drew" in drawn(next_word), message="the note on the draw")
     prompt(next_word).click()
     next_word.keyboard.press("End")
     next_word.keyboard.press("Backspace")  # a key that types no letter
     wait_until(lambda: prompt(next_word).input_value() == drawn_text[:-1], message="the last letter deleted")
+    wait_until(lambda: "Sample drew" not in drawn(next_word), message="the note on a draw whose text is gone, emptied")
     next_word.wait_for_timeout(1000)
     back(next_word)
     assert prompt(next_word).input_value() == drawn_text[:-1]
