@@ -120,6 +120,7 @@ def test_the_updates_between_the_first_and_the_last_are_plain_values_for_every_o
     Stop. The first update shows the boxes and turns the buttons on; the last gives the downloads."""
     monkeypatch.setattr(streams, "STREAM_INTERVAL_S", 0.0)  # an update per token
     monkeypatch.setattr(streams, "UPDATES_PER_SECOND", float("inf"))
+    monkeypatch.setattr(streams, "TOKENS_REDRAWN_PER_SECOND", float("inf"))
     page = Page([gr.HighlightedText(render=False) for _ in range(4)],
                 *(gr.Textbox(render=False) for f in fields(Page) if f.name != "views"))
     models = AppModels(ModelHolder(lambda s: lm, "tiny"), LazyFillMask(lambda s: None, "bert"), choices=[])
