@@ -159,12 +159,28 @@ def bar(p: float, kind: str) -> str:  # i18n: not shown (markup: a bar and its p
 
 DETAILS_CLASS = "token-details"  # the panel that shows a clicked token's details, on every tab that has one
 
-# Clicks on tokens are remembered (app.py's page script runs this), so that after a click the page can keep the token
-# in view above its details, which are pinned to the bottom of the window while the text runs past it (CSS below).
-REMEMBER_CLICKED_TOKEN = """() => document.addEventListener('click', (e) => {
-  const token = e.target.closest && e.target.closest('.tokens .token');
-  if (token) window.gpt2ClickedToken = token;
-}, true)"""
+# A token opened by a click or by the keyboard (Enter, Space) is remembered (app.py's page script runs this), so that
+# the page can then keep the token in view above its details, which are pinned to the bottom of the window while the
+# text runs past it (CSS below). Escape unpins the details: they go back under the text, out of the way, and the
+# focus back to the token; the next token opened pins them again.
+REMEMBER_CLICKED_TOKEN = """() => {
+  const opened = (e) => {
+    const token = e.target.closest && e.target.closest('.tokens .token');
+    if (!token) return;
+    window.gpt2ClickedToken = token;
+    document.querySelectorAll('.token-details.unpinned').forEach((panel) => panel.classList.remove('unpinned'));
+  };
+  document.addEventListener('click', opened, true);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') opened(e);
+    if (e.key !== 'Escape') return;
+    const pinned = [...document.querySelectorAll('.token-details:not(.unpinned)')].filter((p) => p.querySelector('.details'));
+    if (!pinned.length) return;
+    pinned.forEach((panel) => panel.classList.add('unpinned'));
+    const token = window.gpt2ClickedToken;
+    if (token && token.isConnected && pinned.some((panel) => panel.contains(document.activeElement))) token.focus();
+  }, true);
+}"""
 
 
 # Gradio makes each token of a clickable coloured text a role=button whose name is its text, so a sampled token of
@@ -287,6 +303,7 @@ CSS = """
 .token-details:has(.details) { position: sticky; bottom: 0; z-index: 5;
   background: var(--background-fill-primary); border-top: 3px solid #1e3a8a; box-shadow: 0 -6px 12px rgba(0,0,0,.12);
   padding: 4px 8px !important; }
+.token-details.unpinned:has(.details) { position: static; box-shadow: none; }  /* Escape: back under the text */
 .token-details .details { max-height: 38vh; overflow-y: auto; }  /* it scrolls, so it takes the keyboard's focus */
 .tokens .token .text { font-size: var(--tokens-size, 20px) !important; line-height: 1.5; white-space: pre-wrap !important;
   padding: 0 !important; word-break: normal !important; overflow-wrap: break-word; }

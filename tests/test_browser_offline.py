@@ -112,6 +112,32 @@ def assert_token_and_details_in_view(page, token, panel_id: str) -> None:
     assert t["y"] + t["height"] <= d["y"] + 1, f"the token is under its details: {t} {d}"
 
 
+def test_a_token_opened_by_keyboard_has_its_details_in_view_and_escape_unpins_them(browser, classroom):  # noqa: F811
+    """Enter on a token (reached with Tab) keeps it in view above its details, as a click does; the details, pinned to
+    the window's bottom, never lie under Generate and Stop; Escape puts them back under the text, the focus on the
+    token, and the next token opened pins them again."""
+    with opened_page(browser, classroom.url, VIEWPORTS["1280x720"]) as page:
+        page.locator("#prompt textarea").fill("Once upon a time")
+        page.locator("#generate-button").click()
+        wait_until(lambda: "done" in page.locator("#stats").inner_text(), timeout=60, message="the story")
+        page.evaluate("window.scrollTo(0, 0)")  # the text starts near the window's bottom
+        tokens = page.locator("#sample-view-1 .token.highlighted")
+        token = tokens.nth(3)
+        token.focus()
+        page.keyboard.press("Enter")
+        assert_token_and_details_in_view(page, token, "token-details")
+        panel, actions = page.locator("#token-details").bounding_box(), page.locator("#generate-actions").bounding_box()
+        assert actions["y"] + actions["height"] <= panel["y"], f"Generate and Stop over the details: {actions} {panel}"
+        position = "() => getComputedStyle(document.getElementById('token-details')).position"
+        assert page.evaluate(position) == "sticky"
+        page.locator("#token-details .details").focus()  # a keyboard user reading the details, then done
+        page.keyboard.press("Escape")
+        wait_until(lambda: page.evaluate(position) == "static", message="the details unpinned")
+        assert token.evaluate("t => t === document.activeElement"), "the focus back on the token"
+        tokens.nth(5).click()
+        wait_until(lambda: page.evaluate(position) == "sticky", message="the next token's details pinned again")
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_a_clicked_tokens_details_appear_in_view_beside_it(browser, classroom, viewport):  # noqa: F811
     with opened_page(browser, classroom.url, VIEWPORTS[viewport]) as page:
