@@ -194,8 +194,8 @@ def make_use(models: AppModels, jobs: TrainingJobs):
             steps = run.evaluations[-1]["step"] if run.evaluations else 0
             name = tr("your model ({start}, {steps} steps)", start=start, steps=steps)  # in the language of its page
             models.own.adopt(request.session_hash, str(out_dir), name)
-        return (tr("**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2 and Inside **on this "
-                   "page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it.",
+        return (tr("**{name}** now serves Generate, Next word, Spot the machine, BERT vs GPT-2, Inside and Layers **on "
+                   "this page only**: other visitors keep the shared GPT-2. Reloading the page also goes back to it.",
                    name=name),
                 gr.Button(visible=True), *refresh(models, request.session_hash))
 
