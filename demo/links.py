@@ -174,7 +174,7 @@ def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: st
     longest = max(len(label), *(len(table.get(label, label)) for table in tables().values()))  # in any language
     with gr.Row(equal_height=True):
         button = gr.Button(T(label), size="sm", scale=0, min_width=max(120, 9 * longest), elem_id=f"{tab}-copy-link")
-        link = gr.Textbox(show_label=False, placeholder=T(placeholder),
+        link = gr.Textbox(label=T(placeholder), show_label=False, placeholder=T(placeholder),  # read out, not "Textbox"
                           interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
     sliders = [c.elem_id if isinstance(c, gr.Slider) else None for c in inputs.values()]
     button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",

@@ -157,6 +157,8 @@ def test_copy_link_gives_a_link_that_opens_the_same_settings(page, browser, app)
     page.locator("#generate-copy-link").click()
     link = page.locator("#generate-link input, #generate-link textarea").first
     wait_until(lambda: "tab=generate" in link.input_value(), message="the link")
+    named = page.get_by_role("textbox", name="Copy link: a link to this tab with these settings", exact=True)
+    assert named.count() == 1 and page.get_by_role("textbox", name="Textbox").count() == 0, "what a screen reader says"
     shared = page.context.new_page()
     shared.goto(link.input_value())
     wait_until(lambda: shared.locator("#seed input").input_value() == "21", message="the linked seed")
