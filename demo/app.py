@@ -128,7 +128,7 @@ PAGE_JS = """() => {
   (""" + KEEP_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, tokens.FIRST_CHOSEN_TOKEN_STOP,
-                            errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.PLOT_NUMBERS) + """)();
+                            errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.DRAWN_NUMBERS) + """)();
   (""" + save_view.INSTALL + """)();
   (""" + HAND_FOCUS_ON + """)();
   (""" + LANGUAGE_LINKS + """)();

@@ -47,6 +47,9 @@ def test_a_spanish_browser_gets_the_page_in_spanish_and_is_told_gpt2_writes_engl
         assert "inglés" in page.locator("#title").inner_text()  # GPT-2's own text stays English: said under the title
         assert page.locator("#languages a[aria-current]").get_attribute("aria-label") == "Español"
         assert page.locator("#large-text").inner_text() == ES["Large text"]
+        bounds = {box: page.locator(f"#{box} [data-testid=min-value]") for box in ("top-p", "repetition-penalty")}
+        wait_until(lambda: [b.inner_text() for b in bounds.values()] == ["0,01", "0,5"], message="the sliders' "
+                   f"bounds in Spanish: {[b.inner_text() for b in bounds.values()]}")
         assert violations(page) == []
 
 

@@ -143,7 +143,7 @@ def test_on_a_phone_the_figures_headers_break_only_between_words_and_the_table_s
         figures = [c for c in cells if re.fullmatch(r"[0-9][0-9.,\u202f]*", c)]  # parameters, tokens/s, bits per token
         decimal = "." if lang == "en" else ","  # written as the page's language writes numbers
         assert len(figures) == 6 and all(re.search(rf"\{decimal}[0-9]+$", c) for c in figures), cells
-        chart = chart_numbers(page)  # and so are the chart's, which Vega draws in English (i18n.PLOT_NUMBERS)
+        chart = chart_numbers(page)  # and so are the chart's, which Vega draws in English (i18n.DRAWN_NUMBERS)
         other = "," if lang == "en" else "."
         for shown in chart["axes"], chart["tooltip"]:
             assert any(decimal in n for n in shown) and not any(other in n for n in shown), chart
