@@ -92,6 +92,16 @@ class Column:
                 "memory_bytes": self.memory_bytes, "tokens_per_s": self.tokens_per_s,
                 "bits_per_token": self.bits_per_token, "text": self.text, "note": self.note}
 
+    @property
+    def shown_millions(self) -> float | None:
+        """Its parameters in millions, rounded as the figures table and the chart show them."""
+        return round(self.planned.parameters / 1e6, 1) if self.planned.parameters else None
+
+    @property
+    def shown_bits(self) -> float | None:
+        """Its bits per token, rounded as the figures table and the chart show them."""
+        return round(self.bits_per_token, 2) if self.bits_per_token is not None else None
+
 
 def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...], budget_bytes: int,
               device: str = "cpu") -> TabParts:
@@ -376,10 +386,10 @@ def figures_table(columns: list[Column]) -> Styler:
     """The figures of the sizes that ran, its column names and numbers in the request's language (the cells keep
     their values, so a column still sorts by number; the page shows each as the language writes it)."""
     rows = [{tr("model"): c.planned.source,
-             tr("parameters (M)"): round(c.planned.parameters / 1e6, 1) if c.planned.parameters else None,
+             tr("parameters (M)"): c.shown_millions,
              tr("memory"): bytes_text(c.memory_bytes) if c.memory_bytes else "",
              tr("tokens/s"): round(c.tokens_per_s, 1) if c.tokens_per_s else None,
-             tr("bits per token"): round(c.bits_per_token, 2) if c.bits_per_token is not None else None,
+             tr("bits per token"): c.shown_bits,
              tr("state"): tr(STATES[c.state])} for c in columns if c.state != "skipped"]
     frame = pd.DataFrame(rows)
     lang = language()  # the request's, read here: Gradio writes the cells out later, outside the request
@@ -389,10 +399,10 @@ def figures_table(columns: list[Column]) -> Styler:
 
 
 def chart_data(columns: list[Column]) -> pd.DataFrame:
-    """The chart's points, rounded as the figures table writes them (a point's tooltip shows its values as they are)."""
+    """The chart's points, rounded as the figures table shows them (a point's tooltip shows its values as they are)."""
     done = [c for c in columns if c.bits_per_token is not None and c.planned.parameters]
-    return pd.DataFrame({"parameters (millions)": [round(c.planned.parameters / 1e6, 1) for c in done],
-                         "bits per token": [round(c.bits_per_token, 2) for c in done],
+    return pd.DataFrame({"parameters (millions)": [c.shown_millions for c in done],
+                         "bits per token": [c.shown_bits for c in done],
                          "model": [c.planned.source for c in done]})
 
 

@@ -6,11 +6,11 @@ busy to pass the engine's tokens on, and a student waited 26 s for 150 tokens th
 2 cores; benchmarks/bench_class.py). So each run sends its updates at most every STREAM_INTERVAL_S alone, and all the
 runs of the process together no more than UPDATES_PER_SECOND a second.
 
-An update costs the page more: the browser redraws every token it shows (Gradio rebuilds each coloured text whole),
-about 60 us a token on a 2-core laptop. Four samples of 512 tokens, updated 20 times a second, kept chromium's main
-thread busy for 10.5 of a 12 s run, and Stop could not be pressed (a new user's report). So a run showing many tokens
-is also updated no more often than TOKENS_REDRAWN_PER_SECOND allows: 2.5 times a second at 2048 tokens, still 20
-at 250.
+An update costs the page more: the browser redraws every token it shows (Gradio rebuilds each coloured text whole).
+Four samples of 512 tokens, updated 20 times a second, kept chromium's main thread busy for 14.8 s of a 17.0 s run on
+2 cores, and Stop could not be pressed (a new user's report; benchmarks/bench_page.py --samples 4). So a run showing
+many tokens is also updated no more often than TOKENS_REDRAWN_PER_SECOND allows: 1.5 times a second at 2048 tokens,
+12 at 250, and 20 up to 150.
 """
 
 from __future__ import annotations
