@@ -52,6 +52,14 @@ def lm(tiny_checkpoint):
     model.close()
 
 
+@pytest.fixture(autouse=True)
+def shared_lm_left_open(request):
+    """The session's `lm` serves every test that asks for it: a test that closed it would fail the tests after it
+    (in the order they happen to run), so the test that did is named here instead."""
+    yield
+    if "lm" in request.fixturenames:
+        assert not request.getfixturevalue("lm").engine.closed, "this test closed the suite's shared `lm`"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def temp_directory_left_as_found():

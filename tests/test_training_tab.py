@@ -324,4 +324,5 @@ def test_own_models_serve_their_page_only_and_the_oldest_goes(tiny_checkpoint, l
         assert b_model.name == "your model (b)"
     models.own.drop("b")
     assert models.serving("b") is lm and loaded[1].engine.closed and not loaded[2].engine.closed
-    models.close()
+    models.own.close()  # not models.close(): the shared model is the suite's `lm`, which later tests use
+    assert loaded[2].engine.closed and not lm.engine.closed
