@@ -1,8 +1,9 @@
 """The Build your own tab: train a tiny GPT-2 from nothing, or fine-tune the loaded one, on a text, and watch it learn.
 
-The loss curve (training and held-out validation) and a sample from a fixed prompt arrive every 25 steps, the samples
-stacked so that the class sees noise turn into words. One run at a time, beside serving (demo/training.py); on when the
-app serves only this machine, off for others unless --allow-training. At the end, the model downloads as a zip.
+The loss curve (training and held-out validation) and a sample from a fixed prompt arrive up to 20 times over the run
+(as often as a quarter of its time allows, demo/training.py), the samples stacked so that the class sees noise turn into
+words. One run at a time, beside serving (demo/training.py); on when the app serves only this machine, off for others
+unless --allow-training. At the end, the model downloads as a zip.
 The status counts time from the press of Start, the preparation (starting, the vocabulary or GPT-2's weights) included,
 and the time left from the run's own step count and pace once it knows them. Stop can be pressed while the visitor's
 run goes on (the run's updates turn it on and off); once pressed, the status says the run is stopping until it has

@@ -86,7 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", metavar="DIR", help="go on with the run saved in DIR (stopped, or finished: then give "
                     "a larger --steps) on the same --text, to its total steps")
     tr.add_argument("--val-text", metavar="FILE", help="a held-out text to validate on (default: the text's last tenth)")
-    tr.add_argument("--eval-every", type=_number, default=100, help="steps between evaluations (default %(default)s)")
+    tr.add_argument("--eval-every", type=_number, default=100, help="steps between evaluations (default %(default)s); "
+                    "with --eval-points, the most steps between them")
+    tr.add_argument("--eval-points", type=_number, default=None, help="evaluate about this many times, spread over "
+                    "the run (a timed run: no more often than a quarter of its time allows)")
+    tr.add_argument("--eval-batches", type=_number, default=8, help="batches of 16 windows each evaluation's losses "
+                    "are measured on (default %(default)s; fewer is quicker and noisier)")
     tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
                     "(default: the size's); to fine-tune: the training window (default 256 or the model's if less)")
     tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass; gradients "
@@ -168,6 +173,8 @@ def _train(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"`{name}` has to be a readable UTF-8 text file, but {path!r} is not: {e}") from e
     eval_every = check_int("eval_every", args.eval_every, 1, 10**6)
+    eval_points = None if args.eval_points is None else check_int("eval_points", args.eval_points, 1, 10**4)
+    eval_batches = check_int("eval_batches", args.eval_batches, 1, 1000)
     threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
     context = None if args.context is None else check_int("context", args.context, 8, 1024)
     micro_batch = None if args.micro_batch is None else check_int("micro_batch", args.micro_batch, 1, 1024)
@@ -176,6 +183,7 @@ def _train(args: argparse.Namespace) -> int:
     seed = check_int("seed", args.seed, 0, 2**31 - 1)
     dropout = check_float("dropout", args.dropout, 0.0, 0.9)
     config = TrainConfig(init=args.init, minutes=minutes, steps=steps, save_dtype=args.save_dtype, eval_every=eval_every,
+                         eval_points=eval_points, eval_batches=eval_batches,
                          threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
                          seed=seed, dropout=dropout)
     out = Path(args.out if args.out is not None else args.resume)

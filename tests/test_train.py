@@ -8,6 +8,7 @@ import math
 import random
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -138,6 +139,8 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--micro-batch", "0"], "`micro_batch` has to be an integer in [1, 1024], but is 0"),
     (["--max-memory", "0"], "`max_memory` has to be a finite number in (0, 4096], but is 0"),
     (["--seed", "-3"], "`seed` has to be an integer in [0, 2147483647], but is -3"),
+    (["--eval-points", "0"], "`eval_points` has to be an integer in [1, 10000], but is 0"),
+    (["--eval-batches", "2.5"], "`eval_batches` has to be an integer in [1, 1000], but is 2.5"),
     (["--resume", "somewhere", "--minutes", "1"], "`minutes` cannot be given with `resume`"),
 ])
 def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, message):
@@ -273,6 +276,54 @@ def test_the_learning_rate_follows_steps_not_the_clock(tmp_path, monkeypatch):
     assert [e.step for e in slow.evaluations] == [e.step for e in normal.evaluations] == [0, 4, 8, 12]
     assert [e.lr for e in slow.evaluations] == pytest.approx([e.lr for e in normal.evaluations], rel=1e-12)
     assert _max_difference(_weights(tmp_path / "slow"), _weights(tmp_path / "normal")) <= 1e-6
+
+
+@pytest.mark.parametrize("points, steps_evaluated", [(3, [0, 4, 8, 12]), (5, [0, 3, 6, 9, 12]), (50, list(range(13)))])
+def test_eval_points_spread_the_evaluations_over_a_run_of_steps(tmp_path, points, steps_evaluated):
+    result = train(toy_play(600), tmp_path / "run", TrainConfig(init="tiny", steps=12, **{**SHORT, "eval_every": 100},
+                                                                 eval_points=points))
+    assert [e.step for e in result.evaluations] == steps_evaluated
+
+
+def test_the_bits_per_character_at_the_end_read_the_held_out_texts_first_bpc_tokens(monkeypatch):
+    """A long held-out text (a tenth of 5 MB of plays is 150,000 tokens) took half a minute of a 1-minute run."""
+    from gpt2_core.train import loop
+
+    monkeypatch.setattr(loop, "BPC_TOKENS", 100)
+    windows = []
+
+    class Model:  # a loss of 1 nat per token, and a note of each window
+        def eval(self):
+            return self
+
+        def loss(self, x, y):
+            windows.append(x.shape[1])
+            return torch.tensor(1.0)
+
+    class Tokenizer:  # a character per token
+        def decode(self, ids):
+            return "x" * len(ids)
+
+    data = TokenData(train=torch.zeros(1000, dtype=torch.long), val=torch.zeros(1000, dtype=torch.long))
+    bits = loop._bits_per_character(Model(), Tokenizer(), data, 32, False)
+    assert windows == [32, 32, 32, 4] and bits == pytest.approx(1 / math.log(2))
+
+
+@pytest.mark.parametrize("eval_s, end_s, total, interval", [
+    (1.5, 0.0, 10 + int(38.5 / (1 + 1.5 / 6)), 6),  # evaluating costs 1.5 steps: every 6 steps, a quarter of the time
+    (0.1, 0.0, 10 + int(39.9 / (1 + 0.1 / 5)), 5),  # a cheap one: every 5 steps, the run's 49 steps over 12 points
+    (0.1, 4.0, 10 + int(35.9 / (1 + 0.1 / 4)), 4),  # 4 s kept for the last measurement: 45 steps over 12 points
+    (30.0, 0.0, 10 + int(10 / (1 + 30 / 25)), 25),  # a dear one: eval_every stays the most steps between them
+])
+def test_a_time_budget_spreads_its_points_without_spending_more_than_a_quarter_on_them(eval_s, end_s, total, interval):
+    """10 steps of 1 s done and 20 s gone of a 1-minute budget; what is left is 60 - 20 - eval_s - end_s (one more
+    evaluation and the last measurement are kept for the end), shared between steps and evaluations."""
+    from gpt2_core.train.loop import _steps_in_budget
+
+    config = TrainConfig(init="tiny", minutes=1, eval_every=25, eval_points=12)
+    assert _steps_in_budget(config, 10, 1.0, eval_s, 20.0, end_s=end_s) == (total, interval)
+    steps_only = _steps_in_budget(replace(config, eval_points=None), 10, 1.0, eval_s, 20.0, end_s=end_s)
+    assert steps_only == (10 + int((40 - eval_s - end_s) / (1 + eval_s / 25)), 25), "without eval_points, as before"
 
 
 @pytest.mark.heavy  # a minute or more on 2 cores: CI runs it with -m heavy

@@ -51,6 +51,24 @@ def test_a_second_run_is_told_it_is_busy_and_for_how_long_while_others_generate(
     assert run.plan is not None and run.plan["context"] <= 256 and all("step" in e for e in run.evaluations)
 
 
+@pytest.mark.heavy
+def test_a_half_minute_run_draws_a_curve_of_several_evenly_spaced_points(tmp_path):
+    """Every 25 steps, as before, a 30-second run on one slow thread (about a step a second) drew its start and its
+    end only. The run spreads EVAL_POINTS over its steps, as often as a quarter of its time allows."""
+    from demo.training import EVAL_POINTS
+
+    run = TrainingJobs(tmp_path).start("teacher", toy_play(), init="tiny", minutes=0.5)
+    wait_until(lambda: run.finished, timeout=120, message="the run's end")
+    steps = [e["step"] for e in run.evaluations if "step" in e]
+    total = run.evaluations[-1]["total_steps"]
+    assert steps[0] == 0 and steps[-1] == total, steps
+    assert len(steps) >= min(5, total + 1), f"a curve of {len(steps)} points over {total} steps: {steps}"
+    between = steps[1:-1]  # after the first steps, which time the budget
+    interval = between[1] - between[0]
+    assert all(step % interval == 0 for step in between) and between[-1] + interval >= total, steps
+    assert interval >= -(-total // EVAL_POINTS), steps
+
+
 @pytest.mark.parametrize("text, length", [(" " * 30_000, 0), (("word" + " " * 10) * 2000, 9_999)])
 def test_the_tabs_text_counts_a_run_of_spaces_once(text, length):
     from demo.train_tab import check_text_size

@@ -46,6 +46,8 @@ SIZES = {"tiny": (4, 4, 256, 128), "small": (6, 6, 384, 256)}
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_MINUTES = 5.0  # the budget when neither minutes nor steps is given
 TIMING_STEPS = 10  # steps timed to turn a time budget into a step count
+EVAL_SHARE = 0.25  # with eval_points, a timed run evaluates no more often than this share of its time allows
+BPC_TOKENS = 16_384  # the held-out tokens (from the start) the saved bits per character are measured on
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,8 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     dropout: float = 0.0  # from scratch only
-    eval_every: int = 50  # steps between evaluations (and samples)
+    eval_every: int = 50  # steps between evaluations (and samples); with eval_points, the most steps between them
+    eval_points: int | None = None  # evaluations after the start, spread over the run (None: every eval_every steps)
     eval_batches: int = 8
     sample_prompt: str = "\n"
     sample_tokens: int = 48
@@ -169,25 +172,31 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
         step, tokens_seen, elapsed_before = state.info["step"], state.info["tokens_seen"], state.info["elapsed_s"]
         result.evaluations = [Evaluation(**e) for e in state.info["evaluations"]]
     last_eval_at, last_eval_tokens, eval_cost = start, tokens_seen, 0.0
+    interval = _eval_interval(config, total)  # steps between evaluations (a timed run's is set with its total)
     timing_from: tuple[int, float] | None = None  # (step, time) where timing a budget's steps began
     timing_steps = max(1, min(TIMING_STEPS, config.warmup_steps))  # their learning rate needs no total
 
-    def evaluate() -> None:
+    def evaluate() -> float:
+        """Measure, record and report; the seconds its losses took."""
         nonlocal last_eval_at, last_eval_tokens
         now = time.perf_counter()
         rate = (tokens_seen - last_eval_tokens) / max(now - last_eval_at, 1e-9)
-        record = Evaluation(step, _mean_loss(model, data, "train", config, plan, autocast),
-                            _mean_loss(model, data, "val", config, plan, autocast), elapsed_before + now - start, rate,
+        train_loss, val_loss = (_mean_loss(model, data, split, config, plan, autocast) for split in ("train", "val"))
+        losses_s = time.perf_counter() - now
+        record = Evaluation(step, train_loss, val_loss, elapsed_before + now - start, rate,
                             optimizer.param_groups[0]["lr"], _sample(model, tokenizer, config), total)
         last_eval_at, last_eval_tokens = time.perf_counter(), tokens_seen
         result.evaluations.append(record)
         if on_eval:
             on_eval(record)
+        return losses_s
 
+    end_cost = 0.0  # the bits per character measured at the end take as long as losses of as many tokens
     if state is None:
         before = time.perf_counter()
-        evaluate()  # where it starts: about ln(vocabulary) from scratch
+        losses_s = evaluate()  # where it starts: about ln(vocabulary) from scratch
         eval_cost = time.perf_counter() - before
+        end_cost = losses_s * min(len(data.val), BPC_TOKENS) / (2 * config.eval_batches * config.batch_size * context)
     model.train()
     while (total is None or step < total) and not (config.steps and step >= config.steps) and not stop.is_set():
         if total is None and timing_from is None:
@@ -206,10 +215,11 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if total is None and timing_from is not None and step - timing_from[0] >= timing_steps:
-            total = _steps_in_budget(config, step, (time.perf_counter() - timing_from[1]) / timing_steps,
-                                     eval_cost, time.perf_counter() - start)
-            log.info("the %g-minute budget fixes the run at %d steps", config.minutes, total)
-        if step % config.eval_every == 0:
+            total, interval = _steps_in_budget(config, step, (time.perf_counter() - timing_from[1]) / timing_steps,
+                                               eval_cost, time.perf_counter() - start, end_s=end_cost)
+            log.info("the %g-minute budget fixes the run at %d steps, evaluated every %d", config.minutes, total,
+                     interval)
+        if step % interval == 0:
             evaluate()
             model.train()
     result.stopped = stop.is_set()
@@ -237,13 +247,28 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
     return result
 
 
-def _steps_in_budget(config: TrainConfig, step: int, step_s: float, eval_s: float, elapsed_s: float) -> int:
-    """The step count a time budget allows: what is left of it, over a step's time and its share of an evaluation
-    (one more evaluation's time is kept for the end). Never fewer than the steps done, nor more than `steps`."""
+def _steps_in_budget(config: TrainConfig, step: int, step_s: float, eval_s: float, elapsed_s: float, *,
+                     end_s: float) -> tuple[int, int]:
+    """The step count a time budget allows, and the steps between its evaluations: what is left of the budget, over a
+    step's time and its share of an evaluation (one more evaluation's time and the `end_s` of the last measurement are
+    kept for the end). The step count is never fewer than the steps done, nor more than `steps`; evaluations never take
+    more than EVAL_SHARE of the time."""
     assert config.minutes is not None  # a time budget is what sets the steps
-    left = 60 * config.minutes - elapsed_s - eval_s
-    total = step + max(0, int(left / (step_s + eval_s / config.eval_every)))
-    return min(total, config.steps) if config.steps else total
+    left = 60 * config.minutes - elapsed_s - eval_s - end_s
+    fewest = math.ceil(eval_s / (EVAL_SHARE * step_s)) if step_s > 0 else 1
+    interval = config.eval_every
+    for _ in range(2):  # the step count depends on the interval and the interval on the step count: twice settles it
+        total = step + max(0, int(left / (step_s + eval_s / interval)))
+        total = min(total, config.steps) if config.steps else total
+        interval = _eval_interval(config, total, fewest)
+    return total, interval
+
+
+def _eval_interval(config: TrainConfig, total: int | None, fewest: int = 1) -> int:
+    """Steps between evaluations: eval_every, or with eval_points the run's steps over them (at least `fewest`)."""
+    if config.eval_points is None or total is None:
+        return config.eval_every
+    return max(1, min(config.eval_every, max(fewest, math.ceil(total / config.eval_points))))
 
 
 def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int]:
@@ -340,9 +365,10 @@ def _sample(model: GPT, tokenizer: Tokenizer, config: TrainConfig) -> str:
 
 @torch.no_grad()
 def _bits_per_character(model: GPT, tokenizer: Tokenizer, data: TokenData, context: int, autocast: bool) -> float:
-    """The held-out text's cross-entropy in bits per character (comparable across vocabularies), in whole windows."""
+    """The held-out text's cross-entropy in bits per character (comparable across vocabularies), in whole windows over
+    its first BPC_TOKENS tokens (about 60,000 characters of English: a few seconds at the end of a short run)."""
     model.eval()
-    val = data.val
+    val = data.val[: BPC_TOKENS + 1]
     nats, tokens = 0.0, 0
     for i in range(0, len(val) - 1, context):
         x, y = val[i : i + context][None], val[i + 1 : i + 1 + context][None]
