@@ -13,6 +13,7 @@ saved, then that it was stopped.
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def make_run(models: AppModels, jobs: TrainingJobs):
             # the first evaluation the plot is cleared, not drawn without data (its lines and y title would then be
             # missing from the picture, though in the page, until the window is resized)
             if new:
-                curve, samples = curve_of(evaluations) if evaluations else None, samples_of(evaluations)
+                curve, samples = plotted(evaluations), samples_of(evaluations)
             else:
                 curve, samples = gr.skip(), gr.skip()
             yield (status, curve, samples,
@@ -250,6 +251,10 @@ def progress(job, evaluations: list[dict], finished: bool, *, elapsed_s: float, 
     left = seconds_left(evaluations, job.minutes, elapsed_s=elapsed_s, since_eval_s=since_eval_s)
     values = {"step": last["step"], "total": last.get("total_steps"), "loss": last["val_loss"],
               "speed": last["tokens_per_s"], "seconds": elapsed_s, "left": left}
+    if last["step"] == 0:  # no step yet, so no speed: the loss of the untrained (or not yet fine-tuned) model
+        return tr("**Training\u2026** validation loss at the start {loss:.2f}; the first steps are timed to fit the "
+                  "minutes. {seconds:.0f} s so far with the preparation, about {left:.0f} s left. **Stop** saves it as "
+                  "it is.", **values)
     if values["total"]:
         return tr("**Training\u2026** step {step} of {total}, validation loss {loss:.2f}, {speed:,} tokens/s; "
                   "{seconds:.0f} s so far with the preparation, about {left:.0f} s left. **Stop** saves it as it is.",
@@ -273,6 +278,18 @@ def curve_of(evaluations: list[dict]) -> pd.DataFrame:
             for key, name in (("train_loss", tr("training")), ("val_loss", tr("validation (held out)")))]
     return pd.DataFrame(rows, columns=["step", "loss", "split"]).astype(
         {"step": "int64", "loss": "float64", "split": "string"})
+
+
+def plotted(evaluations: list[dict]):
+    """The plot's update: its points, and while there is one evaluation a y range around it (Vega's own range around
+    two equal losses labels its axis "8.3" five times)."""
+    if not evaluations:
+        return None
+    curve = curve_of(evaluations)
+    if len(evaluations) > 1:
+        return gr.LinePlot(value=curve, y_lim=None)
+    top = math.ceil(curve["loss"].max())
+    return gr.LinePlot(value=curve, y_lim=[top - 2, top])
 
 
 def shown_sample(sample: str) -> str:

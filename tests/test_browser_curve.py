@@ -133,9 +133,11 @@ def test_the_curve_is_drawn_on_numeric_axes_from_the_first_point(browser, app, s
         page.locator("#train-start").click()
         wait_until(lambda: "Preparing" in page.locator("#train-status").inner_text(), message="the preparation")
         wait_until(stop.is_enabled, message="Stop on while the run goes")
-        wait_until(lambda: "step 0 of 100" in page.locator("#train-status").inner_text(), message="the first point")
+        wait_until(lambda: "at the start 8.30" in page.locator("#train-status").inner_text(), message="the first point")
         first = wait_until(lambda: (c := drawn_curve(page)) and c["yLabels"] and c, message="the first point drawn")
         assert "linear scale" in first["yAxis"] and numeric_labels(first["yLabels"]), first
+        labels = first["yLabels"]  # one evaluation, two equal losses: a range around them, each label once
+        assert len(labels) >= 3 and len(set(labels)) == len(labels) and float(labels[0]) > 8.3 > float(labels[-1]), first
         wait_until(lambda: "Done" in page.locator("#train-status").inner_text(), timeout=20, message="the end")
         took = int(re.search(r"steps and (\d+) s", page.locator("#train-status").inner_text()).group(1))
         assert abs(took - (time.monotonic() - pressed)) <= 3, "from the press of Start, not the run's own 42 s"

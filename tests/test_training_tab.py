@@ -148,7 +148,8 @@ def test_after_stop_every_update_says_stopping_until_the_run_ends_then_stopped_a
     run = Run("page", "tiny", 1.0, tmp_path / "run" / "my-gpt2", FakeProcess(), evaluations=[evaluation(0)])
     jobs, request, updates = following(monkeypatch, tmp_path, run)
     status, *_, stop = next(updates)
-    assert status.startswith("**Training\u2026** step 0 of 100") and stop.interactive is True, "Stop is on while it goes"
+    assert status.startswith("**Training\u2026** validation loss at the start 4.25;") and stop.interactive is True
+    assert "tokens/s" not in status, "no step yet, so no speed (it said 0 tokens/s)"
 
     status, stop = make_stop(jobs)(request)
     assert run.process.terminated and run.stop_asked
