@@ -176,7 +176,7 @@ def explore_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
         # range with its own message and a traceback): the knobs' checks name the parameter and its range, once
         sample_button.click(make_sample(models), inputs=[prompt, built, *knobs, seed],
                             outputs=[prompt, built, drawn, details], api_visibility="private", concurrency_limit=4,
-                            preprocess=False, js=typed_values(None, None, *KNOB_IDS)).then(**show_built)
+                            preprocess=False, js=typed_values(None, None, *KNOB_IDS, "explore-seed")).then(**show_built)
         back_button.click(back, inputs=[built, prompt], outputs=[prompt, built, drawn, details],
                           api_visibility="private", queue=False).then(**show_built)
         suggest_button.click(make_suggest(models), inputs=[prompt, *knobs],

@@ -113,7 +113,7 @@ LABELS = {
     "num_samples": "Number of samples",  # i18n: key
     "seed": "Seed",  # i18n: key
 }
-SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", None, "num-samples"]
+SETTING_IDS = ["max-new-tokens", "temperature", "top-k", "top-p", "repetition-penalty", "seed", "num-samples"]
 COPY_TEXT = """() => {
   const box = document.querySelector('#generate-text textarea');
   if (!box) return;

@@ -10,14 +10,17 @@ number as it shows it, and the event checks it against the same range with gpt2_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import gradio as gr
 from gradio.i18n import I18nData
 
+from demo.i18n import tr
 from gpt2_core import DEFAULTS, SamplingParams
-from gpt2_core.generate.settings import RANGES, Range
+from gpt2_core.generate.settings import MAX_SEED, RANGES, Range
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,40 @@ KNOBS = {k.name: k for k in [
 ]}
 
 
+# The largest whole number a browser's number box keeps exactly (JavaScript's numbers are doubles): a seed typed
+# beyond it would be rounded to another seed before it is sent, so the page refuses it by name (page_seed)
+PAGE_MAX_SEED = 2**53 - 1
+SEED_BEYOND_PAGE = ("`seed` has to be an integer in [0, {high}] on this page (a browser keeps whole numbers "  # i18n: key
+                    "exact up to there; the API takes seeds up to {api}), but is {value}")  # i18n: key
+
+
+def page_seed(value: Any) -> Any:
+    """A seed from the page: refused by name if it is beyond PAGE_MAX_SEED, or the digits of one that typed_values
+    sent as typed (where JavaScript would have rounded them); anything else is left to the seed's own check."""
+    digits = isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+    beyond = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and abs(value) > PAGE_MAX_SEED
+    if digits or beyond:
+        raise ValueError(tr(SEED_BEYOND_PAGE, high=str(PAGE_MAX_SEED), api=str(MAX_SEED), value=str(value).strip()))
+    return value
+
+
 def page_params(**values: Any) -> SamplingParams:
     """The settings as the page sends them (SamplingParams' fields), checked against the page's ranges: the one
     SamplingParams the page passes on."""
     for name, value in values.items():
         if name in KNOBS:
             KNOBS[name].check(value)
+    if "seed" in values:
+        page_seed(values["seed"])
     return SamplingParams(**values)
 
 
 def typed_values(*elem_ids: str | None, then: str = "") -> str:  # i18n: not shown (JavaScript for an event)
     """JavaScript for an event's `js`: its inputs as sent, except that each slider named by elem_id (None for an
-    input that is no slider) sends the number its box shows, unclamped (an emptied box, or one whose number the
-    browser could not read, such as 1e309, sends ''). `then` runs first (e.g. scrolling)."""
+    input that is neither a slider nor a number box) sends the number its box shows, unclamped (an emptied box, or one
+    whose number the browser could not read, such as 1e309, sends ''), and a whole number typed into a named box
+    beyond JavaScript's exact integers (PAGE_MAX_SEED) is sent as its digits, not rounded to another number. `then`
+    runs first (e.g. scrolling)."""
     ids = ", ".join("null" if i is None else repr(i) for i in elem_ids)
     return f"""(...args) => {{
   {then}
@@ -82,6 +106,8 @@ def typed_values(*elem_ids: str | None, then: str = "") -> str:  # i18n: not sho
     const box = ids[i] && document.querySelector('#' + ids[i] + ' input[type=number]');
     if (!box) return value;
     const text = box.value.trim();
+    if (/^[+-]?\\d+$/.test(text) && !Number.isSafeInteger(Number(text))) return text;
+    if (!box.closest('.block')?.querySelector('input[type=range]')) return value;  // a number box, no slider
     return text !== '' && Number.isFinite(Number(text)) ? Number(text) : text;
   }});
 }}"""

@@ -28,7 +28,7 @@ import gradio as gr
 
 from demo.errors import in_page_language, markdown_text
 from demo.i18n import LANGUAGES, T, tables, tr
-from demo.knobs import KNOBS, typed_values
+from demo.knobs import KNOBS, page_seed, typed_values
 from demo.lesson_steps import STEPS
 from gpt2_core.generate.settings import check_int, check_seed, check_text, shown
 
@@ -113,7 +113,7 @@ def parse(kind: str, name: str, raw: str) -> Any:
         return raw == "1"
     number = number_of(raw)
     if kind == SEED:
-        seed = check_seed(number)
+        seed = check_seed(page_seed(number))
         return -1 if seed is None else seed  # the page's box writes random as -1
     if kind == STEP:
         return check_int(name, number, 1, len(STEPS))  # counted from 1, as the page shows the steps
@@ -177,8 +177,9 @@ def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: st
         link = gr.Textbox(label=T(placeholder), show_label=False, placeholder=T(placeholder),  # read out, not "Textbox"
                           interactive=False, container=False, scale=4, elem_id=f"{tab}-link")
     sliders = [c.elem_id if isinstance(c, gr.Slider) else None for c in inputs.values()]
+    boxes = [c.elem_id if isinstance(c, (gr.Slider, gr.Number)) else None for c in inputs.values()]
     button.click(None, inputs=list(inputs.values()), outputs=link, api_visibility="private",
-                 js=LINK_JS % (typed_values(*sliders), json.dumps(tab), json.dumps(list(inputs)), json.dumps(sliders),
+                 js=LINK_JS % (typed_values(*boxes), json.dumps(tab), json.dumps(list(inputs)), json.dumps(sliders),
                                MAX_LINK_CHARS, json.dumps(LINK_MESSAGES), json.dumps(link_messages(), ensure_ascii=False)))
 
 

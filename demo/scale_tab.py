@@ -28,7 +28,7 @@ from demo.api import endpoint
 from demo.errors import fields_of, in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
 from demo.i18n import T, language, number, tr
-from demo.knobs import typed_values
+from demo.knobs import page_seed, typed_values
 from demo.links import TabParts, copy_link
 from demo.model_panel import bytes_text
 from demo.models import AppModels
@@ -153,7 +153,7 @@ def scale_tab(models: AppModels, examples: Examples, *, sources: tuple[str, ...]
         event = run.click(running, outputs=busy, api_visibility="private", queue=False, show_progress="hidden").then(
             make_run(sizes), inputs=[prompt, seed, tokens], outputs=[state, cards, table, chart, chart_box, shown],
             api_visibility="private", concurrency_limit=1, concurrency_id="scale", show_progress="hidden",
-            preprocess=False, js=typed_values(None, None, "scale-tokens"))
+            preprocess=False, js=typed_values(None, "scale-seed", "scale-tokens"))
         ended = [state, cards, table, shown, *busy]
         event.then(after_run, inputs=shown, outputs=ended, api_visibility="private", queue=False)
         event.failure(not_taken, outputs=busy, api_visibility="private", queue=False)
@@ -262,7 +262,7 @@ def make_run(sizes: SizeRunner):
     def run(prompt: str, seed: float, max_new_tokens: float):
         """Stream every size's text into its column, then its figures."""
         with user_facing_errors():
-            prompt, params = check_inputs(prompt, seed, max_new_tokens)
+            prompt, params = check_inputs(prompt, page_seed(seed), max_new_tokens)
         columns: list[Column] = []
         try:
             with user_facing_errors():  # another run still finishing, or an error past one size's own

@@ -38,6 +38,25 @@ def test_a_number_typed_beyond_a_slider_is_refused_by_name_and_nothing_runs(page
     assert engine.steps == steps and page.locator("#sample-view-1 .token.highlighted").count() == 0
 
 
+@pytest.mark.parametrize("typed, runs", [("9007199254740991", True), ("1152921504606846977", False)])
+def test_a_seed_runs_exactly_as_typed_or_is_refused_by_name_where_a_browser_would_round_it(page, app, typed, runs):
+    """2^60 + 1 typed into the Seed box was sent as 2^60 (JavaScript's numbers are doubles): another seed ran, and the
+    stats named it. The page takes seeds a browser keeps exact, and refuses a larger one as typed."""
+    page.locator("#max-new-tokens input[type=number]").fill("4")
+    box = page.locator("#seed input")
+    box.fill(typed)
+    box.press("Enter")
+    page.locator("#generate-button").click()
+    if runs:
+        wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=30, message="the run")
+        assert f"Seed {typed}:" in page.locator("#stats").inner_text(), page.locator("#stats").inner_text()
+        return
+    refused = as_toast(f"`seed` has to be an integer in [0, 9007199254740991] on this page (a browser keeps whole "
+                       f"numbers exact up to there; the API takes seeds up to 9223372036854775807), but is {typed}")
+    wait_until(lambda: any(refused in t for t in toasts(page)), message="the refusal with the digits as typed")
+    assert "Not written" in page.locator("#run-state").inner_text()
+
+
 @pytest.mark.parametrize("put_back", ["reset-button", "example"])
 def test_a_refused_number_stays_in_its_box_until_the_slider_or_an_example_puts_another_there(page, app, put_back):
     """The box shows what is sent: a refused 5 stays (Gradio would have shown 1 and still sent 5), and once the

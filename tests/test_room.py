@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 
 import pytest
@@ -106,6 +107,29 @@ def test_read_link_checks_every_value_as_the_page_does():
         {"tab": "nowhere"}).problems[0]
     assert read_link({"tab": "explore", "max_new_tokens": "10"}).problems == [
         "`max_new_tokens` is not a setting of this tab, so it was ignored"]
+
+
+@pytest.mark.parametrize("seed, refused", [
+    (2**53 - 1, False), (-1, False), (None, False), (7, False),
+    (2**53, True), ("1152921504606846977", True), (" 99999999999999999999999 ", True), ("-18446744073709551617", True),
+])
+def test_the_page_takes_seeds_a_browser_keeps_exact_and_refuses_others_by_name(seed, refused):
+    """Past 2^53 a browser's number box rounds (2^60 + 1 would run as 2^60): typed_values sends such a seed's digits as
+    typed, and a link may hold one. The API keeps seeds up to 2^63 - 1."""
+    from demo.knobs import page_params
+    from demo.links import read_link
+    from gpt2_core import SamplingParams
+
+    link = read_link({"tab": "generate", "seed": str(seed).strip() if seed is not None else "-1"})
+    if not refused:
+        assert page_params(seed=seed).seed == (None if seed in (None, -1) else seed) and link.problems == []
+        return
+    message = (r"`seed` has to be an integer in \[0, 9007199254740991\] on this page \(a browser keeps whole numbers "
+               r"exact up to there; the API takes seeds up to 9223372036854775807\), but is " + str(seed).strip())
+    with pytest.raises(ValueError, match=message + "$"):
+        page_params(seed=seed)
+    assert len(link.problems) == 1 and re.fullmatch(message, link.problems[0]), link.problems
+    assert SamplingParams(seed=2**60 + 1).seed == 2**60 + 1, "the API's range"
 
 
 # ---- messages that name the fix -------------------------------------------------------------------------------------
