@@ -121,6 +121,32 @@ HAND_FOCUS_ON = """() => {
     }
   }).observe(document.body, {attributes: true, attributeFilter: ['disabled'], subtree: true});
 }"""  # i18n: not shown (JavaScript)
+# Gradio names each radio on its own ("radio-19", "radio-20"): every choice of a Radio was a Tab stop of its own
+# (Inside's "Follow a word" had 17), and the arrows moved nowhere. As a radio group is meant to work: one Tab stop
+# (the chosen radio, or the first), and the arrows choose the next or previous choice.
+ROVE_RADIOS = """() => {
+  const groups = new Map();
+  document.querySelectorAll('.block input[type=radio]').forEach((radio) => {
+    const block = radio.closest('.block');
+    groups.set(block, [...(groups.get(block) || []), radio]);
+  });
+  groups.forEach((radios) => {
+    const stop = radios.find((radio) => radio.checked) || radios[0];
+    radios.forEach((radio) => { const index = radio === stop ? 0 : -1; if (radio.tabIndex !== index) radio.tabIndex = index; });
+  });
+}"""  # i18n: not shown (JavaScript)
+RADIO_ARROWS = """() => {
+  document.addEventListener('change', (event) => { if (event.target.type === 'radio') (ROVE)(); }, true);
+  document.addEventListener('keydown', (event) => {
+    const radio = event.target, step = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1}[event.key];
+    if (!step || !(radio instanceof HTMLInputElement) || radio.type !== 'radio' || !radio.closest('.block')) return;
+    const radios = [...radio.closest('.block').querySelectorAll('input[type=radio]')].filter((r) => !r.disabled);
+    const next = radios[(radios.indexOf(radio) + step + radios.length) % radios.length];
+    event.preventDefault();
+    next.click();
+    next.focus();
+  }, true);
+}""".replace("ROVE", ROVE_RADIOS)  # i18n: not shown (JavaScript)
 PAGE_JS = """() => {
   try {
     if (localStorage.getItem('gpt2-playground-large-text') === '1') document.documentElement.classList.add('large-text');
@@ -128,7 +154,8 @@ PAGE_JS = """() => {
   (""" + KEEP_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, tokens.FIRST_CHOSEN_TOKEN_STOP,
-                            errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.DRAWN_NUMBERS) + """)();
+                            errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.DRAWN_NUMBERS, ROVE_RADIOS) + """)();
+  (""" + RADIO_ARROWS + """)();
   (""" + save_view.INSTALL + """)();
   (""" + HAND_FOCUS_ON + """)();
   (""" + LANGUAGE_LINKS + """)();

@@ -72,3 +72,31 @@ def test_the_layer_and_head_sliders_sit_level_with_their_number_boxes_beside_the
         assert abs(bars[0]["y"] - bars[1]["y"]) <= 1, f"{key}: the bars at {bars[0]['y']} and {bars[1]['y']}"
         for box, name in zip(boxes, names, strict=True):
             assert box["y"] < name["y"] + name["height"], f"{key}: a number box under its name ({box}, {name})"
+
+
+@pytest.mark.parametrize("inside", [("en", "1280x720")], indirect=True, ids=lambda p: "-".join(p))
+def test_the_words_to_follow_are_one_tab_stop_and_the_arrows_choose_one(inside):
+    """Gradio named each radio on its own: the 17 words were 17 Tab stops, and the arrows moved nowhere."""
+    page, _ = inside
+    radios = page.locator("#inside-follow input[type=radio]")
+
+    def state() -> dict:
+        return page.evaluate("""() => {
+          const radios = [...document.querySelectorAll('#inside-follow input[type=radio]')];
+          return {checked: radios.findIndex((r) => r.checked), focused: radios.indexOf(document.activeElement),
+                  stops: radios.filter((r) => r.tabIndex >= 0).length};
+        }""")
+
+    chosen = state()["checked"]
+    assert radios.count() > 3 and chosen > 0 and state()["stops"] == 1, state()
+    radios.nth(chosen).focus()
+    page.keyboard.press("Tab")
+    assert state()["focused"] == -1, "Tab leaves the group"
+    page.keyboard.press("Shift+Tab")
+    assert state() == {"checked": chosen, "focused": chosen, "stops": 1}, "and comes back to the chosen word"
+    word = radios.nth(chosen - 1).evaluate("(radio) => radio.closest('label').innerText.trim()")
+    page.keyboard.press("ArrowLeft")
+    assert state() == {"checked": chosen - 1, "focused": chosen - 1, "stops": 1}
+    links = page.locator("#inside-links")
+    wait_until(lambda: f"{word}\u2069 looks most at" in links.inner_text(), timeout=30,  # the word isolated
+               message=f"the map following {word!r}")
