@@ -286,10 +286,11 @@ def plotted(evaluations: list[dict]):
     if not evaluations:
         return None
     curve = curve_of(evaluations)
-    if len(evaluations) > 1:
+    low, high = curve["loss"].min(), curve["loss"].max()
+    if len(evaluations) > 1 or not (math.isfinite(low) and math.isfinite(high)):
         return gr.LinePlot(value=curve, y_lim=None)
-    top = math.ceil(curve["loss"].max())
-    return gr.LinePlot(value=curve, y_lim=[top - 2, top])
+    top = math.ceil(high)
+    return gr.LinePlot(value=curve, y_lim=[min(top - 2, math.floor(low)), top])
 
 
 def shown_sample(sample: str) -> str:

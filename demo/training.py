@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 TRAIN_THREADS = 1  # of a 2-core host's two, so that generation for others keeps going
 # The curve's points over a run of any length (fewer where evaluating would take more than a quarter of the time), each
-# measured on 1 batch: a 1-minute run on one slow thread draws about 9 points, where every 25 steps it drew 3.
-EVAL_POINTS, EVAL_BATCHES = 20, 1
+# measured on 1 batch: a 1-minute run on one slow thread draws about 9 points, where every 25 steps it drew 3. The
+# bits per character at the end read the first 16,384 held-out tokens (the plays' last tenth has 150,000: 30 s).
+EVAL_POINTS, EVAL_BATCHES, BPC_TOKENS = 20, 1, 16_384
 
 
 BUSY = ("another visitor is training a model right now; it ends in about {seconds:.0f} s. "  # i18n: key
@@ -97,7 +98,8 @@ class TrainingJobs:
             out_dir = work / "my-gpt2"
             command = [sys.executable, "-m", "gpt2_core", "train", "--text", str(work / "text.txt"), "--out",
                        str(out_dir), "--init", init, "--minutes", str(minutes), "--eval-points", str(EVAL_POINTS),
-                       "--eval-batches", str(EVAL_BATCHES), "--threads", str(TRAIN_THREADS), "--json"]
+                       "--eval-batches", str(EVAL_BATCHES), "--bpc-tokens", str(BPC_TOKENS), "--threads",
+                       str(TRAIN_THREADS), "--json"]
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self._run = run = Run(owner, init, minutes, out_dir, process)
         threading.Thread(target=self._read, args=(run,), daemon=True, name="training-reader").start()

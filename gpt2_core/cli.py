@@ -86,12 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", metavar="DIR", help="go on with the run saved in DIR (stopped, or finished: then give "
                     "a larger --steps) on the same --text, to its total steps")
     tr.add_argument("--val-text", metavar="FILE", help="a held-out text to validate on (default: the text's last tenth)")
-    tr.add_argument("--eval-every", type=_number, default=100, help="steps between evaluations (default %(default)s); "
-                    "with --eval-points, the most steps between them")
+    tr.add_argument("--eval-every", type=_number, default=None, help="steps between evaluations (default 100); "
+                    "with --eval-points, the most steps between them (default: no limit)")
     tr.add_argument("--eval-points", type=_number, default=None, help="evaluate about this many times, spread over "
                     "the run (a timed run: no more often than a quarter of its time allows)")
     tr.add_argument("--eval-batches", type=_number, default=8, help="batches of 16 windows each evaluation's losses "
                     "are measured on (default %(default)s; fewer is quicker and noisier)")
+    tr.add_argument("--bpc-tokens", type=_number, default=None, help="the held-out tokens (from the start) the final "
+                    "bits per character are measured on (default: all)")
     tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
                     "(default: the size's); to fine-tune: the training window (default 256 or the model's if less)")
     tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass; gradients "
@@ -172,9 +174,11 @@ def _train(args: argparse.Namespace) -> int:
             texts[name] = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"`{name}` has to be a readable UTF-8 text file, but {path!r} is not: {e}") from e
-    eval_every = check_int("eval_every", args.eval_every, 1, 10**6)
     eval_points = None if args.eval_points is None else check_int("eval_points", args.eval_points, 1, 10**4)
+    unlimited = 10**7 if eval_points else 100  # the steps between evaluations when --eval-every is not given
+    eval_every = check_int("eval_every", unlimited if args.eval_every is None else args.eval_every, 1, 10**7)
     eval_batches = check_int("eval_batches", args.eval_batches, 1, 1000)
+    bpc_tokens = None if args.bpc_tokens is None else check_int("bpc_tokens", args.bpc_tokens, 1, 10**9)
     threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
     context = None if args.context is None else check_int("context", args.context, 8, 1024)
     micro_batch = None if args.micro_batch is None else check_int("micro_batch", args.micro_batch, 1, 1024)
@@ -183,7 +187,7 @@ def _train(args: argparse.Namespace) -> int:
     seed = check_int("seed", args.seed, 0, 2**31 - 1)
     dropout = check_float("dropout", args.dropout, 0.0, 0.9)
     config = TrainConfig(init=args.init, minutes=minutes, steps=steps, save_dtype=args.save_dtype, eval_every=eval_every,
-                         eval_points=eval_points, eval_batches=eval_batches,
+                         eval_points=eval_points, eval_batches=eval_batches, bpc_tokens=bpc_tokens,
                          threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
                          seed=seed, dropout=dropout)
     out = Path(args.out if args.out is not None else args.resume)

@@ -141,6 +141,8 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--seed", "-3"], "`seed` has to be an integer in [0, 2147483647], but is -3"),
     (["--eval-points", "0"], "`eval_points` has to be an integer in [1, 10000], but is 0"),
     (["--eval-batches", "2.5"], "`eval_batches` has to be an integer in [1, 1000], but is 2.5"),
+    (["--bpc-tokens", "0"], "`bpc_tokens` has to be an integer in [1, 1000000000], but is 0"),
+    (["--eval-every", "0", "--eval-points", "5"], "`eval_every` has to be an integer in [1, 10000000], but is 0"),
     (["--resume", "somewhere", "--minutes", "1"], "`minutes` cannot be given with `resume`"),
 ])
 def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, message):
@@ -156,6 +158,33 @@ def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, m
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists(), "a refused run writes nothing"
+
+
+@pytest.mark.parametrize("args, eval_every, eval_points, bpc_tokens", [
+    ([], 100, None, None),
+    (["--eval-points", "20", "--bpc-tokens", "16384"], 10**7, 20, 16384),  # Build your own's: no step limit on points
+    (["--eval-points", "20", "--eval-every", "50"], 50, 20, None),
+])
+def test_cli_train_turns_its_evaluation_flags_into_the_recipe(tmp_path, monkeypatch, args, eval_every, eval_points,
+                                                              bpc_tokens):
+    """--eval-points alone spreads its points over runs of any length (the default --eval-every of 100 capped a
+    10-minute run of 6,000 steps at 60 points, not 20)."""
+    from gpt2_core.cli import main
+    from gpt2_core.train import loop
+
+    class Recorded(Exception):
+        pass
+
+    def record(text, out, config, **kwargs):
+        raise Recorded(config)
+
+    monkeypatch.setattr(loop, "train", record)
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(300), encoding="utf-8")
+    with pytest.raises(Recorded) as recorded:
+        main(["train", "--text", str(text), "--out", str(tmp_path / "o"), *args])
+    config = recorded.value.args[0]
+    assert (config.eval_every, config.eval_points, config.bpc_tokens) == (eval_every, eval_points, bpc_tokens)
 
 
 def test_cli_train_refuses_a_resume_of_nothing_in_one_line_of_a_real_process(tmp_path):
@@ -285,11 +314,11 @@ def test_eval_points_spread_the_evaluations_over_a_run_of_steps(tmp_path, points
     assert [e.step for e in result.evaluations] == steps_evaluated
 
 
-def test_the_bits_per_character_at_the_end_read_the_held_out_texts_first_bpc_tokens(monkeypatch):
-    """A long held-out text (a tenth of 5 MB of plays is 150,000 tokens) took half a minute of a 1-minute run."""
+def test_the_bits_per_character_at_the_end_read_the_held_out_texts_first_bpc_tokens():
+    """A long held-out text (a tenth of 5 MB of plays is 150,000 tokens) took half a minute of a 1-minute run: Build
+    your own reads its first 16,384 (bpc_tokens); the command line reads it all unless told."""
     from gpt2_core.train import loop
 
-    monkeypatch.setattr(loop, "BPC_TOKENS", 100)
     windows = []
 
     class Model:  # a loss of 1 nat per token, and a note of each window
@@ -305,8 +334,10 @@ def test_the_bits_per_character_at_the_end_read_the_held_out_texts_first_bpc_tok
             return "x" * len(ids)
 
     data = TokenData(train=torch.zeros(1000, dtype=torch.long), val=torch.zeros(1000, dtype=torch.long))
-    bits = loop._bits_per_character(Model(), Tokenizer(), data, 32, False)
+    bits = loop._bits_per_character(Model(), Tokenizer(), data, 32, False, loop._bpc_tokens(data, TrainConfig(
+        bpc_tokens=100)))
     assert windows == [32, 32, 32, 4] and bits == pytest.approx(1 / math.log(2))
+    assert loop._bpc_tokens(data, TrainConfig()) == 1000 and loop._bpc_tokens(data, TrainConfig(bpc_tokens=5000)) == 1000
 
 
 @pytest.mark.parametrize("eval_s, end_s, total, interval", [

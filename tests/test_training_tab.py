@@ -3,6 +3,7 @@ Stop saves, the model downloads. In chromium where it is visible."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -67,6 +68,21 @@ def test_a_half_minute_run_draws_a_curve_of_several_evenly_spaced_points(tmp_pat
     interval = between[1] - between[0]
     assert all(step % interval == 0 for step in between) and between[-1] + interval >= total, steps
     assert interval >= -(-total // EVAL_POINTS), steps
+
+
+@pytest.mark.parametrize("train_loss, val_loss", [(8.3164, 8.3115), (4.2, 8.31), (8.31, 8.31)])
+def test_the_first_evaluations_plot_spans_both_losses_and_the_second_lets_vega_choose(train_loss, val_loss):
+    """With one evaluation Vega's own range around two equal losses labelled its axis "8.3" five times."""
+    from demo.train_tab import plotted
+
+    first = {"step": 0, "train_loss": train_loss, "val_loss": val_loss, "elapsed_s": 1.0, "tokens_per_s": 0,
+             "total_steps": None, "sample": ""}
+    low, high = plotted([first]).y_lim
+    assert high - low >= 2 and low <= min(train_loss, val_loss) and max(train_loss, val_loss) <= high
+    assert plotted([first, {**first, "step": 12, "val_loss": 7.4}]).y_lim is None
+    assert plotted([{**first, "train_loss": float("nan")}]).y_lim == [min(7, math.floor(val_loss)), 9]  # the other
+    assert plotted([{**first, "train_loss": float("nan"), "val_loss": float("nan")}]).y_lim is None, "none to range"
+    assert plotted([]) is None
 
 
 @pytest.mark.parametrize("text, length", [(" " * 30_000, 0), (("word" + " " * 10) * 2000, 9_999)])

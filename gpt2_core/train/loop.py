@@ -47,7 +47,6 @@ SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_MINUTES = 5.0  # the budget when neither minutes nor steps is given
 TIMING_STEPS = 10  # steps timed to turn a time budget into a step count
 EVAL_SHARE = 0.25  # with eval_points, a timed run evaluates no more often than this share of its time allows
-BPC_TOKENS = 16_384  # the held-out tokens (from the start) the saved bits per character are measured on
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,7 @@ class TrainConfig:
     eval_every: int = 50  # steps between evaluations (and samples); with eval_points, the most steps between them
     eval_points: int | None = None  # evaluations after the start, spread over the run (None: every eval_every steps)
     eval_batches: int = 8
+    bpc_tokens: int | None = None  # the held-out tokens (from the start) the final bits per character read (None: all)
     sample_prompt: str = "\n"
     sample_tokens: int = 48
     seed: int = 0
@@ -196,7 +196,7 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
         before = time.perf_counter()
         losses_s = evaluate()  # where it starts: about ln(vocabulary) from scratch
         eval_cost = time.perf_counter() - before
-        end_cost = losses_s * min(len(data.val), BPC_TOKENS) / (2 * config.eval_batches * config.batch_size * context)
+        end_cost = losses_s * _bpc_tokens(data, config) / (2 * config.eval_batches * config.batch_size * context)
     model.train()
     while (total is None or step < total) and not (config.steps and step >= config.steps) and not stop.is_set():
         if total is None and timing_from is None:
@@ -235,7 +235,7 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
                 info=dict(step=step, total_steps=result.total_steps, tokens_seen=tokens_seen, elapsed_s=elapsed,
                           recipe=asdict(config), bf16_autocast=autocast, text_sha256=text_hash(text),
                           evaluations=curve))
-    bits_per_char = _bits_per_character(model, tokenizer, data, context, autocast)
+    bits_per_char = _bits_per_character(model, tokenizer, data, context, autocast, _bpc_tokens(data, config))
     record = dict(recipe=asdict(config), model=asdict(model.config), parameters=model.num_parameters(),
                   context=context, plan=plan.as_dict(), steps=step, total_steps=result.total_steps,
                   tokens_seen=tokens_seen, elapsed_s=elapsed, stopped=result.stopped, bf16_autocast=autocast,
@@ -251,17 +251,19 @@ def _steps_in_budget(config: TrainConfig, step: int, step_s: float, eval_s: floa
                      end_s: float) -> tuple[int, int]:
     """The step count a time budget allows, and the steps between its evaluations: what is left of the budget, over a
     step's time and its share of an evaluation (one more evaluation's time and the `end_s` of the last measurement are
-    kept for the end). The step count is never fewer than the steps done, nor more than `steps`; evaluations never take
-    more than EVAL_SHARE of the time."""
+    kept for the end). The step count is never fewer than the steps done, nor more than `steps`. With eval_points,
+    evaluations take no more than EVAL_SHARE of the time unless eval_every (the most steps between them) is fewer."""
     assert config.minutes is not None  # a time budget is what sets the steps
     left = 60 * config.minutes - elapsed_s - eval_s - end_s
     fewest = math.ceil(eval_s / (EVAL_SHARE * step_s)) if step_s > 0 else 1
-    interval = config.eval_every
-    for _ in range(2):  # the step count depends on the interval and the interval on the step count: twice settles it
+
+    def steps_with(interval: int) -> int:
         total = step + max(0, int(left / (step_s + eval_s / interval)))
-        total = min(total, config.steps) if config.steps else total
-        interval = _eval_interval(config, total, fewest)
-    return total, interval
+        return min(total, config.steps) if config.steps else total
+
+    # the interval depends on the step count: the most steps there could be set it, and it sets the step count
+    interval = _eval_interval(config, steps_with(config.eval_every), fewest)
+    return steps_with(interval), interval
 
 
 def _eval_interval(config: TrainConfig, total: int | None, fewest: int = 1) -> int:
@@ -269,6 +271,11 @@ def _eval_interval(config: TrainConfig, total: int | None, fewest: int = 1) -> i
     if config.eval_points is None or total is None:
         return config.eval_every
     return max(1, min(config.eval_every, max(fewest, math.ceil(total / config.eval_points))))
+
+
+def _bpc_tokens(data: TokenData, config: TrainConfig) -> int:
+    """The held-out tokens the final bits per character read: all, or the first bpc_tokens."""
+    return len(data.val) if config.bpc_tokens is None else min(len(data.val), config.bpc_tokens)
 
 
 def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int]:
@@ -364,11 +371,12 @@ def _sample(model: GPT, tokenizer: Tokenizer, config: TrainConfig) -> str:
 
 
 @torch.no_grad()
-def _bits_per_character(model: GPT, tokenizer: Tokenizer, data: TokenData, context: int, autocast: bool) -> float:
+def _bits_per_character(model: GPT, tokenizer: Tokenizer, data: TokenData, context: int, autocast: bool,
+                        tokens: int) -> float:
     """The held-out text's cross-entropy in bits per character (comparable across vocabularies), in whole windows over
-    its first BPC_TOKENS tokens (about 60,000 characters of English: a few seconds at the end of a short run)."""
+    its first `tokens` tokens."""
     model.eval()
-    val = data.val[: BPC_TOKENS + 1]
+    val = data.val[: tokens + 1]
     nats, tokens = 0.0, 0
     for i in range(0, len(val) - 1, context):
         x, y = val[i : i + context][None], val[i + 1 : i + 1 + context][None]
