@@ -130,23 +130,28 @@ ROVE_RADIOS = """() => {
     const block = radio.closest('.block');
     groups.set(block, [...(groups.get(block) || []), radio]);
   });
-  groups.forEach((radios) => {
-    const stop = radios.find((radio) => radio.checked) || radios[0];
+  groups.forEach((radios) => {  // a stop still chosen stays (Gradio unchecks the last choice only after the change)
+    const stop = radios.find((r) => r.checked && r.tabIndex === 0) || radios.find((r) => r.checked) || radios[0];
     radios.forEach((radio) => { const index = radio === stop ? 0 : -1; if (radio.tabIndex !== index) radio.tabIndex = index; });
   });
 }"""  # i18n: not shown (JavaScript)
 RADIO_ARROWS = """() => {
-  document.addEventListener('change', (event) => { if (event.target.type === 'radio') (ROVE)(); }, true);
+  const choose = (chosen) => chosen.closest('.block').querySelectorAll('input[type=radio]')
+    .forEach((radio) => { radio.tabIndex = radio === chosen ? 0 : -1; });
+  document.addEventListener('change', (event) => {
+    if (event.target.type === 'radio' && event.target.closest('.block')) choose(event.target);
+  }, true);
   document.addEventListener('keydown', (event) => {
     const radio = event.target, step = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1}[event.key];
-    if (!step || !(radio instanceof HTMLInputElement) || radio.type !== 'radio' || !radio.closest('.block')) return;
+    if (!step || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;  // Alt+Left: Back
+    if (!(radio instanceof HTMLInputElement) || radio.type !== 'radio' || !radio.closest('.block')) return;
     const radios = [...radio.closest('.block').querySelectorAll('input[type=radio]')].filter((r) => !r.disabled);
     const next = radios[(radios.indexOf(radio) + step + radios.length) % radios.length];
     event.preventDefault();
     next.click();
     next.focus();
   }, true);
-}""".replace("ROVE", ROVE_RADIOS)  # i18n: not shown (JavaScript)
+}"""  # i18n: not shown (JavaScript)
 PAGE_JS = """() => {
   try {
     if (localStorage.getItem('gpt2-playground-large-text') === '1') document.documentElement.classList.add('large-text');

@@ -100,3 +100,9 @@ def test_the_words_to_follow_are_one_tab_stop_and_the_arrows_choose_one(inside):
     links = page.locator("#inside-links")
     wait_until(lambda: f"{word}\u2069 looks most at" in links.inner_text(), timeout=30,  # the word isolated
                message=f"the map following {word!r}")
+    page.keyboard.press("ArrowRight")  # forward: the last choice is still checked while the change is handled
+    wait_until(lambda: state() == {"checked": chosen, "focused": chosen, "stops": 1}, message=f"back: {state()}")
+    page.keyboard.press("Alt+ArrowRight")  # the browser's Forward, not a choice
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
+    assert state() == {"checked": chosen, "focused": chosen, "stops": 1}, "one stop, on the chosen word"
