@@ -57,8 +57,8 @@ def shared_lm_left_open(request):
     """The session's `lm` serves every test that asks for it: a test that closed it would fail the tests after it
     (in the order they happen to run), so the test that did is named here instead."""
     yield
-    if "lm" in request.fixturenames:
-        assert not request.getfixturevalue("lm").engine.closed, "this test closed the suite's shared `lm`"
+    lm = request.node.funcargs.get("lm")  # set up for this test (a failed set-up is reported once, by itself)
+    assert lm is None or not lm.engine.closed, "this test closed the suite's shared `lm`"
 
 
 @pytest.fixture(scope="session", autouse=True)
