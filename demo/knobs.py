@@ -20,7 +20,7 @@ from gradio.i18n import I18nData
 
 from demo.i18n import tr
 from gpt2_core import DEFAULTS, SamplingParams
-from gpt2_core.generate.settings import MAX_SEED, MAX_SHOWN_CHARS, RANGES, Range
+from gpt2_core.generate.settings import MAX_SEED, RANGES, Range, cut
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,7 @@ def page_seed(value: Any) -> Any:
     digits = isinstance(value, str) and value.strip().lstrip("+-").isdigit()
     beyond = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and abs(value) > PAGE_MAX_SEED
     if digits or beyond:
-        typed = str(value).strip()  # the digits as typed, cut as gpt2_core's messages cut what they quote
-        raise ValueError(tr(SEED_BEYOND_PAGE, high=str(PAGE_MAX_SEED), api=str(MAX_SEED),
-                            value=typed if len(typed) <= MAX_SHOWN_CHARS else typed[: MAX_SHOWN_CHARS - 1] + "\u2026"))
+        raise ValueError(tr(SEED_BEYOND_PAGE, high=str(PAGE_MAX_SEED), api=str(MAX_SEED), value=cut(str(value).strip())))
     return value
 
 

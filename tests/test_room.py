@@ -130,6 +130,8 @@ def test_the_page_takes_seeds_a_browser_keeps_exact_and_refuses_others_by_name(s
         page_params(seed=seed)
     assert len(link.problems) == 1 and re.fullmatch(message, link.problems[0]), link.problems
     assert SamplingParams(seed=2**60 + 1).seed == 2**60 + 1, "the API's range"
+    with pytest.raises(ValueError, match="but is " + "9" * 79 + "\u2026$"):  # pasted digits, cut as messages cut
+        page_params(seed="9" * 200)
 
 
 # ---- messages that name the fix -------------------------------------------------------------------------------------

@@ -128,7 +128,11 @@ def check_stop(stop: Any) -> tuple[str, ...]:
 
 def shown(value: Any) -> str:
     """`value` as the message quotes it: its repr, cut to MAX_SHOWN_CHARS (a 10 MB string must not come back whole)."""
-    text = repr(value)
+    return cut(repr(value))
+
+
+def cut(text: str) -> str:
+    """`text` as a message quotes it: at most MAX_SHOWN_CHARS, the last of them an ellipsis where it goes on."""
     return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "\u2026"
 
 
