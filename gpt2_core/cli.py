@@ -77,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--text", required=True, metavar="FILE", help="a UTF-8 text file to learn")
     tr.add_argument("--out", metavar="DIR", help="where to write the model (Hugging Face layout; required unless "
                                                  "--resume, which writes to its own folder by default)")
-    tr.add_argument("--init", default="tiny", help="tiny or small (from scratch), or a GPT-2 Hub id or directory to "
-                                                   "fine-tune (default %(default)s)")
+    tr.add_argument("--init", default=None, help="tiny or small (from scratch), or a GPT-2 Hub id or directory to "
+                                                 "fine-tune (default tiny)")
     budget = tr.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=_number, default=None, help="time budget, made a step count after timing "
                         "the first steps (default 5 minutes)")
@@ -90,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                     "with --eval-points, the most steps between them (default: no limit)")
     tr.add_argument("--eval-points", type=_number, default=None, help="evaluate about this many times, spread over "
                     "the run (a timed run: no more often than a quarter of its time allows)")
-    tr.add_argument("--eval-batches", type=_number, default=8, help="batches of 16 windows each evaluation's losses "
-                    "are measured on (default %(default)s; fewer is quicker and noisier)")
+    tr.add_argument("--eval-batches", type=_number, default=None, help="batches of 16 windows each evaluation's "
+                    "losses are measured on (default 8; fewer is quicker and noisier)")
     tr.add_argument("--bpc-tokens", type=_number, default=None, help="the held-out tokens (from the start) the final "
                     "bits per character are measured on (default: all)")
     tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
@@ -100,10 +100,12 @@ def _parser() -> argparse.ArgumentParser:
                     "accumulate to a batch of 16 (default: the largest that fits)")
     tr.add_argument("--max-memory", type=_number, default=None, metavar="GB", help="memory to plan for (default: "
                     "what is available, from /proc/meminfo and the cgroup's limit)")
-    tr.add_argument("--seed", type=_number, default=0, help="the seed of the weights, batches and samples (default 0)")
-    tr.add_argument("--dropout", type=_number, default=0.0, help="from scratch: dropout while training (default 0)")
+    tr.add_argument("--seed", type=_number, default=None, help="the seed of the weights, batches and samples "
+                    "(default 0)")
+    tr.add_argument("--dropout", type=_number, default=None, help="from scratch: dropout while training (default 0)")
     tr.add_argument("--threads", type=_number, default=None, help="torch threads for training (default: all)")
-    tr.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="precision of the saved weights")
+    tr.add_argument("--save-dtype", choices=["fp32", "fp16"], default=None, help="precision of the saved weights "
+                    "(default fp32)")
     tr.add_argument("--json", action="store_true", help='print {"plan": ...} first, then one JSON object per '
                                                         "evaluation")
 
@@ -150,6 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+# The train flags a resumed run takes from the stopped run's recipe (train.loop.RESUME_OVERRIDES are the ones it
+# takes from the new command): given with --resume they are refused, not ignored.
+RECIPE_FLAGS = ("init", "eval_every", "eval_points", "eval_batches", "bpc_tokens", "context", "seed", "dropout",
+                "save_dtype")
+
+
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -162,6 +170,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None and minutes is not None:
         raise ValueError("`minutes` cannot be given with `resume`: a resumed run goes on to the step count its "
                          "budget was turned into (or to a new --steps)")
+    recipe = [name for name in RECIPE_FLAGS if getattr(args, name) is not None]
+    if args.resume is not None and recipe:
+        raise ValueError(f"`{recipe[0]}` cannot be given with `resume`: a resumed run keeps the stopped run's recipe "
+                         f"(only --steps, --micro-batch, --max-memory and --threads can change)")
     if args.out is None and args.resume is None:
         raise ValueError("`out` has to be given: the folder to write the model to (--out DIR)")
     if minutes is None and steps is None and args.resume is None:
@@ -177,16 +189,17 @@ def _train(args: argparse.Namespace) -> int:
     eval_points = None if args.eval_points is None else check_int("eval_points", args.eval_points, 1, 10**4)
     unlimited = 10**7 if eval_points else 100  # the steps between evaluations when --eval-every is not given
     eval_every = check_int("eval_every", unlimited if args.eval_every is None else args.eval_every, 1, 10**7)
-    eval_batches = check_int("eval_batches", args.eval_batches, 1, 1000)
+    eval_batches = check_int("eval_batches", 8 if args.eval_batches is None else args.eval_batches, 1, 1000)
     bpc_tokens = None if args.bpc_tokens is None else check_int("bpc_tokens", args.bpc_tokens, 1, 10**9)
     threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
     context = None if args.context is None else check_int("context", args.context, 8, 1024)
     micro_batch = None if args.micro_batch is None else check_int("micro_batch", args.micro_batch, 1, 1024)
     max_memory = None if args.max_memory is None else check_float("max_memory", args.max_memory, 0, 4096,
                                                                   low_open=True)
-    seed = check_int("seed", args.seed, 0, 2**31 - 1)
-    dropout = check_float("dropout", args.dropout, 0.0, 0.9)
-    config = TrainConfig(init=args.init, minutes=minutes, steps=steps, save_dtype=args.save_dtype, eval_every=eval_every,
+    seed = check_int("seed", 0 if args.seed is None else args.seed, 0, 2**31 - 1)
+    dropout = check_float("dropout", 0.0 if args.dropout is None else args.dropout, 0.0, 0.9)
+    config = TrainConfig(init=args.init or "tiny", minutes=minutes, steps=steps, save_dtype=args.save_dtype or "fp32",
+                         eval_every=eval_every,
                          eval_points=eval_points, eval_batches=eval_batches, bpc_tokens=bpc_tokens,
                          threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
                          seed=seed, dropout=dropout)

@@ -144,6 +144,11 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--bpc-tokens", "0"], "`bpc_tokens` has to be an integer in [1, 1000000000], but is 0"),
     (["--eval-every", "0", "--eval-points", "5"], "`eval_every` has to be an integer in [1, 10000000], but is 0"),
     (["--resume", "somewhere", "--minutes", "1"], "`minutes` cannot be given with `resume`"),
+    # the stopped run's recipe holds: a flag that would change it is refused, even one given at its default
+    (["--resume", "somewhere", "--eval-points", "20"], "`eval_points` cannot be given with `resume`"),
+    (["--resume", "somewhere", "--eval-batches", "8"], "`eval_batches` cannot be given with `resume`"),
+    (["--resume", "somewhere", "--seed", "0"], "`seed` cannot be given with `resume`"),
+    (["--resume", "somewhere", "--init", "small"], "`init` cannot be given with `resume`"),
 ])
 def test_cli_train_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, message):
     """Refused before anything runs, so in this process (one real process below shows the same for the command)."""
