@@ -49,9 +49,12 @@ SCROLL_TO_GRID = "() => document.getElementById('layers-note')?.scrollIntoView({
 # layers and along the tokens (Home, End: the row's ends; Page Up, Page Down: the output, the embeddings)
 PICK_CELL = """const scroller = () => element.querySelector('.lens-scroll');
 watch('value', () => {  // a new grid: its marked cell (the last column) in view in the scroller
-  const cell = element.querySelector('.lens-cell.selected');
-  if (!scroller() || !cell) return;
+  const cell = element.querySelector('.lens-cell.selected'), side = element.querySelector('.lens-side');
+  if (!scroller() || !cell || !side) return;
   const s = scroller().getBoundingClientRect(), c = cell.getBoundingClientRect();
+  // The columns snap to the right edge of the sticky row names (CSS's scroll-snap), so a sideways swipe never
+  // leaves a column half under them; the names' width depends on the language, so it is measured
+  scroller().style.scrollPaddingLeft = `${side.getBoundingClientRect().right - s.left + 2}px`;
   scroller().scrollLeft += c.left + c.width / 2 - (s.left + s.width / 2);
 });
 const rove = (cell) => {  // `cell` the grid's one Tab stop

@@ -70,6 +70,31 @@ def test_the_grid_has_a_row_per_layer_and_a_column_per_token_with_the_answer_mar
     assert no_sideways_scroll(layers)
 
 
+HALF_HIDDEN = """() => {  // the columns that a sideways scroll left partly under the sticky row names
+  const s = document.querySelector('#layers-grid .lens-scroll'), side = s.querySelector('th.lens-side');
+  const edge = side.getBoundingClientRect().right;
+  return [...s.querySelectorAll('tr')[2].querySelectorAll('td')].map((td) => td.getBoundingClientRect())
+    .filter((c) => c.left < edge - 1 && c.right > edge + 1).map((c) => [c.left, c.right]);
+}"""
+
+
+def test_a_sideways_scroll_comes_to_rest_on_a_column_not_half_under_the_row_names(layers):
+    """The grid scrolls sideways in its box under sticky row names: it stops at a column's edge (scroll-snap), where
+    before a swipe could leave a column's sliver beside the names, its text cut."""
+    layers.locator("#layers-text textarea").fill("The unicorns lived in a remote valley of the Andes, and the "
+                                                 "scientists who found them were surprised")
+    layers.locator("#layers-show").click()
+    wait_until(lambda: layers.locator("#layers-grid .lens-input").count() >= 18, timeout=60, message="the long grid")
+    scroller = layers.locator("#layers-grid .lens-scroll")
+    assert scroller.evaluate("s => s.scrollWidth > s.clientWidth + 200"), "the long text's grid scrolls sideways"
+    for dx in (-37, -120, -75, 53):  # amounts that end inside a column
+        before = scroller.evaluate("s => s.scrollLeft")
+        scroller.evaluate(f"s => s.scrollBy({{left: {dx}}})")
+        wait_until(lambda before=before: scroller.evaluate("s => s.scrollLeft") != before, message="the scroll")
+        layers.wait_for_timeout(300)  # the snap after the scroll
+        assert layers.evaluate(HALF_HIDDEN) == [], f"after a scroll of {dx} px"
+
+
 def test_a_clicked_cell_shows_its_top_5_and_the_chart_follows_its_column(layers, app):
     cell = layers.locator("#layers-grid .lens-cell[data-row='1'][data-col='2']")
     cell.click()
