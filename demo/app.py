@@ -15,7 +15,7 @@ from functools import partial
 import gradio as gr
 from starlette.middleware import Middleware
 
-from demo import attention_maps, errors, i18n, lens_pictures, save_view, tokens
+from demo import attention_maps, errors, i18n, lens_pictures, plot_aria, save_view, tokens
 from demo.compare_tab import compare_tab
 from demo.config import LOCAL_HOSTS, AppConfig
 from demo.examples import load_examples
@@ -159,7 +159,8 @@ PAGE_JS = """() => {
   (""" + KEEP_TYPED + """)();
   (""" + tokens.REMEMBER_CLICKED_TOKEN + """)();
   (""" + tokens.watch_page(tokens.NAME_BLANK_TOKENS, tokens.JOIN_TOKENS, tokens.FIRST_CHOSEN_TOKEN_STOP,
-                            errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.DRAWN_NUMBERS, ROVE_RADIOS) + """)();
+                            errors.toast_titles_js(), errors.TOAST_CODE_JS, i18n.DRAWN_NUMBERS, ROVE_RADIOS,
+                            plot_aria.NAME_PLOTS) + """)();
   (""" + RADIO_ARROWS + """)();
   (""" + save_view.INSTALL + """)();
   (""" + HAND_FOCUS_ON + """)();

@@ -104,26 +104,32 @@ def written_as(english: str, lang: str) -> str:
     return english.translate(MARKS[lang]).replace("%", PERCENT[lang])
 
 
+# A number as Vega and the sliders draw it ("1,558.5"), written with `lang`'s marks by written_as's tables; any other
+# text as it is.
+WRITTEN_AS = """(text, lang) => {
+  const marks = MARKS[lang];
+  if (!marks || !/^[-\\u2212]?[\\d,]*\\.?\\d+$/.test(text)) return text;
+  const grouped = lang === 'es' ? text.replace(new RegExp(FOUR, 'g'), '$1$2') : text;
+  return [...grouped].map((c) => marks[c] ?? c).join('');
+}""".replace("MARKS", json.dumps({lang: {chr(c): mark for c, mark in table.items()} for lang, table in MARKS.items()}))
+WRITTEN_AS = WRITTEN_AS.replace("FOUR", json.dumps(FOUR_DIGITS.pattern))  # i18n: not shown (JavaScript)
 # Gradio's page draws some numbers with English marks whatever its language: Vega's plot axes and tooltips ("1,558.5":
 # Gradio 6.31 gives Vega no locale) and the sliders' bounds ("0.01"). The page script writes each of them again, by
 # the same tables as written_as: the Scale chart's axis reads "1600" and "0,5" on a Spanish page, as its table does.
 DRAWN_NUMBERS = """() => {
-  const lang = (document.documentElement.lang || 'en').split('-')[0], marks = MARKS[lang];
-  if (!marks) return;
-  const english = /^[-\\u2212]?[\\d,]*\\.?\\d+$/, fourDigits = new RegExp(FOUR, 'g');
+  const lang = (document.documentElement.lang || 'en').split('-')[0], writtenAs = WRITTEN_AS;
+  if (writtenAs('0.5', lang) === '0.5') return;  // English marks
   const drawn = 'svg g.role-axis-label text, #vg-tooltip-element td.value, [data-testid=min-value], [data-testid=max-value]';
   for (const label of document.querySelectorAll(drawn)) {
     // its one text node is written in place: Svelte keeps it, and writes a slider's new bound (Inside's) into it
     const node = label.firstChild;
     if (!node || node.nodeType !== Node.TEXT_NODE || label.childNodes.length !== 1) continue;
     const text = node.data;
-    if (label.dataset.written === text || !english.test(text)) continue;  // already written, or not a number
-    const grouped = lang === 'es' ? text.replace(fourDigits, '$1$2') : text;
-    label.dataset.written = [...grouped].map((c) => marks[c] ?? c).join('');
+    if (label.dataset.written === text) continue;  // already written ("0,5" would be read as English again)
+    label.dataset.written = writtenAs(text, lang);
     if (node.data !== label.dataset.written) node.data = label.dataset.written;
   }
-}""".replace("MARKS", json.dumps({lang: {chr(c): mark for c, mark in table.items()} for lang, table in MARKS.items()}))
-DRAWN_NUMBERS = DRAWN_NUMBERS.replace("FOUR", json.dumps(FOUR_DIGITS.pattern))  # i18n: not shown (JavaScript)
+}""".replace("WRITTEN_AS", WRITTEN_AS)  # i18n: not shown (JavaScript)
 
 
 class NumberFields(string.Formatter):

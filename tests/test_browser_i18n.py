@@ -180,3 +180,83 @@ def test_the_buttons_a_run_relabels_stay_in_the_links_language_in_a_browser_of_a
         for selector in buttons.keys() - {"#generate-button"}:
             assert set(seen[selector]) == {spanish[selector]}, (selector, seen[selector])
         assert labels() == spanish
+
+
+# ---- the plots as a screen reader hears them (demo/plot_aria.py) --------------------------------------------------
+
+# Vega's own descriptions of a line plot of the Scale chart's kind with a legend, drawn as Vega draws them
+VEGA_PLOT = """<div class="block"><span data-testid="block-info">Surprise at human text vs size</span>
+<div class="vega-embed" role="graphics-document" aria-roledescription="visualization" aria-label="Vega visualization">
+<svg><g aria-roledescription="group mark container">
+<g class="x" aria-roledescription="axis"
+   aria-label="X-axis titled 'parameters (millions)' for a linear scale with values from 0 to 1,600"></g>
+<g class="y" aria-roledescription="axis" aria-label="Y-axis for a linear scale with values from 3.6 to 5.6"></g>
+<g class="legend" aria-roledescription="legend"
+   aria-label="Symbol legend titled 'split' for stroke color and shape with 2 values: training, validation"></g>
+<g class="bands" aria-roledescription="axis" aria-label="BANDS"></g>
+<path class="point" aria-roledescription="point" aria-label="parameters (millions): 1557.6; bits per token: 3.6"></path>
+<path class="other" aria-roledescription="arc" aria-label="a label Vega did not write"></path>
+</g></svg></div></div>"""
+VEGA_PLOT = VEGA_PLOT.replace("BANDS", "X-axis for a discrete scale with 9 values: 0.5, 1.5, 2.5, 3.5, 4.5, ending with 8.5")
+SAID = {
+    "es": {"plot": ["Surprise at human text vs size", "gráfico"],
+           "x": ["Eje X titulado «parameters (millions)», de escala lineal, con valores de 0 a 1600", "eje"],
+           "y": ["Eje Y de escala lineal, con valores de 3,6 a 5,6", "eje"],
+           "legend": ["Leyenda titulada «split» para color del trazo y forma, con 2 valores: training, validation",
+                      "leyenda"],
+           "bands": ["Eje X de escala discreta, con 9 valores: 0,5; 1,5; 2,5; 3,5; 4,5… y el último, 8,5", "eje"],
+           "point": ["parameters (millions): 1557,6; bits per token: 3,6", "punto"],
+           "other": ["a label Vega did not write", "arc"]},
+    "fr": {"plot": ["Surprise at human text vs size", "graphique"],
+           "x": ["Axe X intitulé « parameters (millions) », échelle linéaire, valeurs de 0 à 1\u202f600", "axe"],
+           "y": ["Axe Y, échelle linéaire, valeurs de 3,6 à 5,6", "axe"],
+           "legend": ["Légende intitulée « split » pour couleur du trait et forme, 2 valeurs : training, validation",
+                      "légende"],
+           "bands": ["Axe X, échelle discrète, 9 valeurs : 0,5; 1,5; 2,5; 3,5; 4,5… la dernière : 8,5", "axe"],
+           "point": ["parameters (millions): 1557,6; bits per token: 3,6", "point"],
+           "other": ["a label Vega did not write", "arc"]},
+    "en": {"plot": ["Surprise at human text vs size", "visualization"],
+           "x": ["X-axis titled 'parameters (millions)' for a linear scale with values from 0 to 1,600", "axis"]},
+}
+PARTS = """() => Object.fromEntries([['plot', document.querySelector('.vega-embed')],
+  ...[...document.querySelectorAll('svg [class]')].map((e) => [e.getAttribute('class'), e])]
+  .map(([name, e]) => [name, [e.getAttribute('aria-label'), e.getAttribute('aria-roledescription')]]))"""
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("lang", ["es", "fr", "en"])
+def test_a_plot_is_named_after_its_label_and_described_in_the_pages_language(browser, lang):  # noqa: F811
+    """The page script on Vega's own descriptions (the sentences, the roles, the numbers), run twice: the second pass
+    leaves the first's words as they are ("3,6" is not read as English again)."""
+    from demo.plot_aria import NAME_PLOTS
+
+    page = browser.new_page()
+    try:
+        page.set_content(f"<html lang='{lang}'><body>{VEGA_PLOT}</body></html>")
+        for _ in range(2):
+            page.evaluate(f"({NAME_PLOTS})()")
+            parts = page.evaluate(PARTS)
+            assert {name: parts[name] for name in SAID[lang]} == SAID[lang]
+    finally:
+        page.close()
+
+
+def test_spot_the_machines_histogram_is_described_in_spanish(browser, app):  # noqa: F811
+    """The real plot, as Gradio and Vega draw it: named after its label, its axes and bars described in Spanish."""
+    with opened(browser, app.url + "?lang=es", "en-US") as page:
+        page.get_by_role("tab", name=ES["Spot the machine"]).click()
+        page.locator("#score-text textarea").fill("It was a bright cold day in April, and the clocks were striking.")
+        page.locator("#score-button").click()
+        plot = page.locator("#score-histogram .vega-embed")
+        wait_until(lambda: plot.locator("path[aria-roledescription]").count() >= 10, message="the bars")
+        assert plot.get_attribute("aria-label") == ES["How likely GPT-2 found each token"]
+        axes = plot.locator("[aria-roledescription='eje']")
+        wait_until(lambda: axes.count() == 2, message="the axes described in Spanish")
+        x, y = (axes.nth(i).get_attribute("aria-label") for i in range(2))
+        title = ES["GPT-2's probability of the token"]
+        assert x.startswith(f"Eje X titulado «{title}», de escala discreta, con "
+                            "10 valores: "), x
+        assert y.startswith("Eje Y titulado «tokens», de escala lineal, con valores de 0 a "), y
+        roles = set(plot.evaluate("p => [p, ...p.querySelectorAll('[aria-roledescription]')]"
+                                  ".map((e) => e.getAttribute('aria-roledescription'))"))
+        assert roles == {"gráfico", "grupo", "eje", "barras", "barra"}, roles
