@@ -65,19 +65,22 @@ KNOBS = {k.name: k for k in [
 
 
 # The largest whole number a browser's number box keeps exactly (JavaScript's numbers are doubles): a seed typed
-# beyond it would be rounded to another seed before it is sent, so the page refuses it by name (page_seed)
+# beyond it would be rounded to another seed before it is sent, so the page refuses it by name (page_seed), and says
+# this one range for any seed it refuses
 PAGE_MAX_SEED = 2**53 - 1
-SEED_BEYOND_PAGE = ("`seed` has to be an integer in [0, {high}] on this page (a browser keeps whole numbers "  # i18n: key
-                    "exact up to there; the API takes seeds up to {api}), but is {value}")  # i18n: key
+PAGE_SEED_RANGE = ("`seed` has to be -1 (random) or an integer in [0, {high}] on this page (a browser keeps whole "  # i18n: key
+                   "numbers exact up to there; the API takes seeds up to {api}), but is {value}")  # i18n: key
 
 
 def page_seed(value: Any) -> Any:
-    """A seed from the page: refused by name if it is beyond PAGE_MAX_SEED, or the digits of one that typed_values
-    sent as typed (where JavaScript would have rounded them); anything else is left to the seed's own check."""
+    """A seed from the page: None or -1 (random), or an integer in [0, PAGE_MAX_SEED]; any other number, or the
+    digits of one that typed_values sent as typed (where JavaScript would have rounded them), is refused by name with
+    the page's range. Anything else is left to the seed's own check."""
     digits = isinstance(value, str) and value.strip().lstrip("+-").isdigit()
-    beyond = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and abs(value) > PAGE_MAX_SEED
-    if digits or beyond:
-        raise ValueError(tr(SEED_BEYOND_PAGE, high=str(PAGE_MAX_SEED), api=str(MAX_SEED), value=cut(str(value).strip())))
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    exact = number and math.isfinite(value) and value == int(value) and (value == -1 or 0 <= value <= PAGE_MAX_SEED)
+    if digits or (number and not exact):
+        raise ValueError(tr(PAGE_SEED_RANGE, high=str(PAGE_MAX_SEED), api=str(MAX_SEED), value=cut(str(value).strip())))
     return value
 
 

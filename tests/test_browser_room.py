@@ -51,8 +51,9 @@ def test_a_seed_runs_exactly_as_typed_or_is_refused_by_name_where_a_browser_woul
         wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=30, message="the run")
         assert f"Seed {typed}:" in page.locator("#stats").inner_text(), page.locator("#stats").inner_text()
         return
-    refused = as_toast(f"`seed` has to be an integer in [0, 9007199254740991] on this page (a browser keeps whole "
-                       f"numbers exact up to there; the API takes seeds up to 9223372036854775807), but is {typed}")
+    refused = as_toast(f"`seed` has to be -1 (random) or an integer in [0, 9007199254740991] on this page (a browser "
+                       f"keeps whole numbers exact up to there; the API takes seeds up to 9223372036854775807), but is "
+                       f"{typed}")
     wait_until(lambda: any(refused in t for t in toasts(page)), message="the refusal with the digits as typed")
     assert "Not written" in page.locator("#run-state").inner_text()
 
