@@ -281,7 +281,7 @@ def generate_tab(models: AppModels, examples: Examples, *, deadline_s: float, wo
         for button, example in zip(example_buttons, examples.generate, strict=True):
             button.click(make_fill(example), outputs=[prompt, *settings, about, active_example], api_visibility="private",
                          queue=False)
-    return TabParts(tab, linkable)
+    return TabParts(tab, linkable, fillers=example_buttons)
 
 
 def stream_samples(models: AppModels, session: str | None, prompt, params: SamplingParams, *, deadline_s: float,

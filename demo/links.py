@@ -61,6 +61,8 @@ class TabParts:
 
     blocks: gr.Blocks
     inputs: dict[str, gr.components.Component] = field(default_factory=dict)
+    # buttons that write other texts into the tab's (an example, "Fill with..."): off where a lesson locked them
+    fillers: list[gr.Button] = field(default_factory=list)
     on_open: Callable[[gr.Tab], object] | None = None  # wires events to the tab's opening (its `select`)
 
 
@@ -144,7 +146,8 @@ def note_markdown(problems: list[str]) -> str:
 def link_values(link: Link, tabs: dict[str, TabParts], *, locked: bool = False) -> list:
     """The update for each linkable input of every tab, in `linked_inputs` order (skip: leave as it is).
 
-    `locked` (a lesson opened with lock=1): the texts the link fills are made read-only on this page, and say so.
+    `locked` (a lesson opened with lock=1): the texts the link fills are made read-only on this page, and say so;
+    the tab's fillers are turned off (an example would write its own text over the locked one).
     """
     def value(tab_id: str, name: str) -> Any:
         if tab_id != link.tab or name not in link.values:
@@ -153,11 +156,17 @@ def link_values(link: Link, tabs: dict[str, TabParts], *, locked: bool = False) 
             return gr.update(value=link.values[name], interactive=False, info=tr(LOCKED_INFO))
         return link.values[name]
 
-    return [value(tab_id, name) for tab_id, parts in tabs.items() for name in parts.inputs]
+    def filler(tab_id: str) -> Any:
+        texts = [name for name in link.values if FIELDS[tab_id].get(name) == TEXT]
+        return gr.Button(interactive=False) if locked and tab_id == link.tab and texts else gr.skip()
+
+    return [update for tab_id, parts in tabs.items()
+            for update in [*(value(tab_id, name) for name in parts.inputs), *(filler(tab_id) for _ in parts.fillers)]]
 
 
 def linked_inputs(tabs: dict[str, TabParts]) -> list:
-    return [component for parts in tabs.values() for component in parts.inputs.values()]
+    """The components link_values updates, in its order: each tab's inputs, then its fillers."""
+    return [component for parts in tabs.values() for component in [*parts.inputs.values(), *parts.fillers]]
 
 
 def copy_link(tab: str, inputs: dict[str, gr.components.Component], *, label: str = COPY_LINK,

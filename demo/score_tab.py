@@ -103,7 +103,7 @@ def score_tab(models: AppModels, examples: Examples, *, workspace: Workspace) ->
                       show_progress="hidden")  # after the colours: the button is not dimmed while they are read
         output.select(show_details, inputs=scored, outputs=details, api_visibility="private", queue=False).then(
             None, js=keep_token_in_view("score-details"), api_visibility="private")
-    return TabParts(tab, {"text": text})
+    return TabParts(tab, {"text": text}, fillers=[machine_button, human_button])
 
 
 def make_score(models: AppModels):

@@ -155,6 +155,8 @@ def test_the_last_steps_open_scale_build_your_own_and_spot_the_machine_prefilled
     text = page.locator("#score-text textarea")
     wait_until(lambda: text.input_value() == STEPS[9].link["text"], message="the person's paragraph")
     assert text.input_value().startswith("There were four of us") and not text.is_editable()
+    for fill in ("#score-fill-machine", "#score-fill-human"):  # either would write over the locked paragraph
+        wait_until(lambda fill=fill: page.locator(fill).is_disabled(), message=f"{fill} off")
     page.locator("#score-button").click()
     wait_until(lambda: page.locator("#score-output .token.highlighted").count() > 20, timeout=30,
                message="the paragraph coloured")
@@ -175,6 +177,9 @@ def test_a_locked_link_opens_a_prompt_the_class_cannot_edit_and_no_one_else_is_l
     wait_until(lambda: not prompt.is_editable(), message="the prompt locked")
     assert LOCKED_INFO in page.locator("#prompt").inner_text()
     assert page.locator("#seed input").input_value() == "42" and page.locator("#seed input").is_editable()
+    examples = page.locator("button[id^='example-']")
+    wait_until(lambda: examples.count() >= 3 and all(b.is_disabled() for b in examples.all()),
+               message="the examples off: one wrote its own prompt over the locked one")
     page.locator("#generate-button").click()  # the class can still run the step
     wait_until(lambda: "Done" in page.locator("#run-state").inner_text(), timeout=60, message="the story")
     assert page.locator("#sample-view-1 .token.highlighted").count() > 3
@@ -187,6 +192,7 @@ def test_a_locked_link_opens_a_prompt_the_class_cannot_edit_and_no_one_else_is_l
     other_prompt = other.locator("#prompt textarea")
     wait_until(lambda: other_prompt.input_value() == STEPS[3].link["prompt"], message="the other's prompt")
     assert other_prompt.is_editable() and LOCKED_INFO not in other.locator("#prompt").inner_text()
+    assert other.locator("#example-unicorn").is_enabled()
     assert not prompt.is_editable(), "the first page stays locked"
 
 
