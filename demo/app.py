@@ -76,6 +76,10 @@ CSS = """
 /* An event's error: its toast says what and why. Gradio also stamps "Error" over each of the event's outputs, which
    covered a tab's headings and text in red (a review, for a word of two tokens in Layers); those badges are hidden. */
 .block > .wrap:has(> .error) { display: none !important; }
+/* The keyboard's radio or checkbox: Gradio draws no ring on either (a Lesson step chosen with the arrows looked as
+   before) */
+.block label:has(input:is([type=radio], [type=checkbox]):focus-visible) { outline: 3px solid #1e3a8a;
+  outline-offset: 2px; }
 /* A parameter's name in a toast (errors.TOAST_CODE_JS), drawn as the run state's Markdown draws it */
 [data-testid=toast-text] code { font-family: var(--font-mono); background: var(--code-background-fill);
   border-radius: var(--radius-sm); padding: 1px 4px; }

@@ -53,12 +53,19 @@ BACK_JS = "(n) => Math.max((n || 1) - 1, 1)"
 SHOW_STEP = "() => { const s = document.getElementById('lesson-step'); if (s && s.getBoundingClientRect().top < 0) " \
             "s.scrollIntoView({block: 'start'}); }"  # Next at the foot of a long step: the new one from its top
 # The opened tab from its top: the tab strip at the top of the screen unless it is near there already (once the tab
-# is drawn: until then the page may be too short to scroll)
+# is drawn: until then the page may be too short to scroll). The focus goes to the opened tab's panel, named after
+# the tab, so the next Tab goes to its first control (it fell to the page's start: the 9 tab names again); not to
+# that control itself, a text box that would open a phone's keyboard over the step.
 SHOW_TAB = """() => requestAnimationFrame(() => requestAnimationFrame(() => {
   const strip = document.getElementById('page-tabs');
   if (!strip) return;
   const top = strip.getBoundingClientRect().top;
   if (top < 0 || top > window.innerHeight / 3) strip.scrollIntoView({block: 'start'});
+  const panel = [...strip.querySelectorAll(':scope > [role=tabpanel]')].find((p) => p.offsetParent !== null);
+  if (!panel) return;
+  panel.tabIndex = -1;
+  panel.setAttribute('aria-label', strip.querySelector('[role=tab][aria-selected=true]')?.textContent.trim() || '');
+  panel.focus({preventScroll: true});
 }))"""
 
 

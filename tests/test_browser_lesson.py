@@ -111,6 +111,44 @@ def test_next_and_back_walk_the_steps_and_open_fills_the_next_word_tab(visit, vi
     assert in_view(page, "#explore-prompt textarea"), "the opened tab shows its prompt"
 
 
+RING = """() => { const label = document.activeElement.closest('label'), s = label && getComputedStyle(label);
+  return s ? [s.outlineStyle, parseFloat(s.outlineWidth)] : null; }"""
+
+
+def test_from_the_keyboard_the_chosen_step_shows_its_ring_and_open_leads_into_the_opened_tab(visit):
+    """The step list's radio and the lock's checkbox show where the keyboard is (Gradio draws no ring on either), and
+    after "Open in Inside" the focus is on the Inside tab's panel: the next Tab goes to its first control (before,
+    the focus fell to the page's start, and Tab went through the 9 tab names again)."""
+    page = visit("lesson=3")
+    at_step(page, 3)
+    page.locator("#lesson-steps input[type=radio]").nth(2).focus()
+    page.keyboard.press("ArrowRight")
+    at_step(page, 4)
+    style = page.evaluate(RING)
+    assert style is not None and style[0] == "solid" and style[1] >= 2, f"the chosen step's ring: {style}"
+    page.keyboard.press("ArrowLeft")
+    at_step(page, 3)
+    page.locator("#lesson-lock input[type=checkbox]").focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # the keyboard's focus (the ring shows for it, not for a click)
+    style = page.evaluate(RING)
+    assert style is not None and style[0] == "solid" and style[1] >= 2, f"the lock's ring: {style}"
+    page.locator("#lesson-steps label").filter(has_text="6. Attention").click()  # the step that opens Inside
+    at_step(page, 6)
+    assert STEPS[5].tab == "inside"
+    page.locator("#lesson-open").focus()
+    page.keyboard.press("Enter")
+    wait_until(lambda: selected_tab(page) == "Inside", message="the Inside tab")
+    wait_until(lambda: page.evaluate("document.activeElement.getAttribute('role') === 'tabpanel' && "
+                                     "document.activeElement.getAttribute('aria-label') === 'Inside'"),
+               message="the focus on the opened tab's panel, named after it")
+    page.keyboard.press("Tab")
+    where = page.evaluate("(() => { const panel = [...document.querySelectorAll('#page-tabs > [role=tabpanel]')]"
+                          ".find((p) => p.offsetParent !== null); return panel && panel.contains(document.activeElement)"
+                          " ? document.activeElement.closest('[id]').id : null; })()")
+    assert where == "inside-text", f"the first control of Inside: {where}"
+
+
 @pytest.mark.parametrize("viewport", TESTED)
 def test_the_step_list_jumps_and_the_layers_step_opens_the_logit_lens_on_its_sentence(visit, viewport):
     page = visit("lesson=1", viewport)
