@@ -22,6 +22,8 @@ from demo.i18n import tr
 from gpt2_core import DEFAULTS, SamplingParams
 from gpt2_core.generate.settings import MAX_SEED, RANGES, Range, cut
 
+NO_NUMBER = "`{name}` has no number in its box: type one in {range}"  # i18n: key
+
 
 @dataclass(frozen=True)
 class Knob:
@@ -44,7 +46,12 @@ class Knob:
         return getattr(DEFAULTS, self.name)
 
     def check(self, value: Any) -> float | int:
-        """`value` if it is in the page's range; else ValueError naming the parameter and the range."""
+        """`value` if it is in the page's range; else ValueError naming the parameter and the range (an emptied box,
+        or one whose text is no number the browser can send, comes as None or "": said so, not "but is None")."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            allowed = self.range
+            shown = f"{'(' if allowed.low_open else '['}{allowed.low:g}, {allowed.high:g}]"
+            raise ValueError(tr(NO_NUMBER, name=self.name, range=shown))
         return self.range.check(self.name, value)
 
     def slider(self, label: str | I18nData, *, elem_id: str, info: str | I18nData | None = None) -> gr.Slider:

@@ -141,6 +141,9 @@ def test_back_after_clicking_a_bar_removes_that_token(next_word):
     ("explore-top-k", "500", "#explore-sample", "`top_k` has to be an integer in [0, 200], but is 500"),
     ("explore-top-p", "0", "#explore-suggest", "`top_p` has to be a finite number in (0, 1], but is 0"),
     ("explore-top-k", "-5", "#explore-suggest", "`top_k` has to be an integer in [0, 200], but is -5"),
+    # an emptied box, and a number beyond a double's range: no number to send (they said "but is None", "but is ''")
+    ("explore-temperature", "", "#explore-sample", "`temperature` has no number in its box: type one in [0, 2]"),
+    ("explore-temperature", "1e309", "#explore-sample", "`temperature` has no number in its box: type one in [0, 2]"),
 ])
 def test_a_number_typed_beyond_a_slider_gets_one_message_naming_its_range(next_word, app, capfd, elem_id, typed,
                                                                            button, message):

@@ -24,6 +24,7 @@ def toasts(page) -> list[str]:
     ("top-k", "-5", "`top_k` has to be an integer in [0, 200], but is -5"),
     ("top-p", "0", "`top_p` has to be a finite number in (0, 1], but is 0"),
     ("num-samples", "9", "`num_samples` has to be an integer in [1, 4], but is 9"),
+    ("top-p", "", "`top_p` has no number in its box: type one in (0, 1]"),  # emptied (it said "but is None")
 ])
 def test_a_number_typed_beyond_a_slider_is_refused_by_name_and_nothing_runs(page, app, elem_id, typed, message):
     engine = app.models.gpt2.current.engine
