@@ -13,6 +13,7 @@ drawn as code by `as_markdown` and `as_html`.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,13 @@ from demo.errors import as_text, in_page_language, markdown_text
 from demo.i18n import T, tables, tr
 from demo.links import TabParts
 from demo.models import AppModels
+from gpt2_core.bert import fill_mask
 
 BERT_DEFAULT = AppConfig.bert_model  # the Hub's BERT, as the app loads it unless told otherwise
-BERT_FILES = "config.json, model.safetensors, vocab.txt"  # i18n: not shown (file names)
+BERT_FILES = ", ".join(fill_mask.BERT_FILES)
+# gpt2_core's message for a Hub model neither cached nor reachable: its reason is the Hub library's own English
+UNREACHABLE = re.compile(r"model '(?P<repo>[^']+)' is not in the Hugging Face cache here .* cannot be reached from this "
+                         r"machine \(.*", re.DOTALL)
 # The line in place of a tab's controls, by where the app runs (`here`, as app.py names it)
 NOT_AVAILABLE = {"on ZeroGPU": "Not available on ZeroGPU:",  # i18n: key
                  "with this model server": "Not available with this model server:"}  # i18n: key
@@ -76,7 +81,8 @@ class Missing:
 
     @property
     def text(self) -> str:
-        return f"{self.problem} {self.fix}".strip()
+        text = f"{self.problem} {self.fix}".strip()
+        return text[:1].upper() + text[1:]  # a sentence after the page's bold lead (gpt2_core's begin "model ...")
 
 
 def bert_missing(models: AppModels) -> Missing | None:
@@ -89,7 +95,7 @@ def bert_missing(models: AppModels) -> Missing | None:
     bert = models.bert
     if bert.loaded:
         return None
-    missing = _local_folder_missing(str(bert.source)) or _recorded(bert.error) or _hub_offline(str(bert.source))
+    missing = _local_folder_missing(str(bert.source)) or _hub_offline(str(bert.source)) or _recorded(bert.error)
     if missing is not None and models.public:
         return Missing(tr("BERT could not be loaded on this server."))
     return missing
@@ -106,8 +112,15 @@ def _local_folder_missing(source: str) -> Missing | None:
 
 
 def _recorded(error: str | None) -> Missing | None:
-    # gpt2_core's messages name BERT's files and their fix (in the page's language where demo/errors.py has them)
-    return None if error is None else Missing(in_page_language(error))
+    """The failed load's reason: the Hub unreachable told as _hub_offline tells it (not the Hub library's English
+    reason inside it); gpt2_core's other messages name BERT's files and their fix (in the page's language where
+    demo/errors.py has them)."""
+    if error is None:
+        return None
+    if unreachable := UNREACHABLE.fullmatch(error):
+        return Missing(tr("BERT (`{repo}`) is not in this machine's Hugging Face cache, and the Hugging Face Hub "
+                          "cannot be reached from here.", repo=unreachable["repo"]), _copy_the_cache(unreachable["repo"]))
+    return Missing(in_page_language(error))
 
 
 def _hub_offline(repo_id: str) -> Missing | None:
@@ -120,8 +133,12 @@ def _hub_offline(repo_id: str) -> Missing | None:
             return None
     return Missing(tr("BERT (`{repo}`) is not in this machine's Hugging Face cache, and the app may not download it "
                       "(`HF_HUB_OFFLINE` is set).", repo=repo_id),
-                   tr("Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download {repo}`, "
-                      "then copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.", repo=repo_id))
+                   _copy_the_cache(repo_id))
+
+
+def _copy_the_cache(repo_id: str) -> str:
+    return tr("Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download {repo}`, then "
+              "copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.", repo=repo_id)
 
 
 def _pieces(text: str) -> list[str]:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,9 +49,10 @@ class UnsafeCheckpointError(RuntimeError):
 BUNDLED = {"mini-gpt2": Path(__file__).resolve().parent.parent / "assets" / "mini-gpt2"}
 
 
-def resolve_checkpoint_dir(source: str | os.PathLike[str]) -> Path:
+def resolve_checkpoint_dir(source: str | os.PathLike[str], *, files: Sequence[str] = LOCAL_FILES) -> Path:
     """A bundled model's folder by its short name; a local directory as it is; a Hub id downloaded (with progress
-    bars) into the HF cache, or found there offline."""
+    bars) into the HF cache, or found there offline. `files`: what a local folder of this kind of model holds, named
+    by the fix when it cannot be had (GPT-2's by default; BERT's loader gives its own)."""
     if str(source) in BUNDLED:
         return BUNDLED[str(source)]
     path = Path(source).expanduser()
@@ -60,10 +61,10 @@ def resolve_checkpoint_dir(source: str | os.PathLike[str]) -> Path:
     if path.exists() or str(source).startswith((".", "/", "~")):
         what = "is not a directory" if path.exists() else "does not exist"
         raise ModelUnavailableError(
-            f"{str(source)!r} {what}. Fix: pass a directory holding a GPT-2 checkpoint ({', '.join(LOCAL_FILES)}), "
+            f"{str(source)!r} {what}. Fix: pass a directory holding a checkpoint ({', '.join(files)}), "
             "for example one written by transformers' save_pretrained or copied from a Hugging Face cache, or a Hub "
             "id such as gpt2 (fetched ahead with `python -m gpt2_core download gpt2`).")
-    return download(str(source))
+    return download(str(source), files=files)
 
 
 def resolve_tokenizer_dir(source: str | os.PathLike[str]) -> Path:
@@ -74,9 +75,9 @@ def resolve_tokenizer_dir(source: str | os.PathLike[str]) -> Path:
     return download(str(source), weights=False)
 
 
-def download(repo_id: str, *, weights: bool = True) -> Path:
+def download(repo_id: str, *, weights: bool = True, files: Sequence[str] = LOCAL_FILES) -> Path:
     """Fetch config, safetensors weights (unless weights=False) and tokenizer files of `repo_id` into the HF cache
-    (honours HF_HUB_OFFLINE)."""
+    (honours HF_HUB_OFFLINE). `files`: what a local folder would hold instead, as the fix names it."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -89,7 +90,7 @@ def download(repo_id: str, *, weights: bool = True) -> Path:
             f"cannot be reached from this machine ({first_line(e)}). Fix: on a machine that reaches the Hub, run "
             f"`python -m gpt2_core download {repo_id}`, then copy its cache folder (HF_HOME, by default "
             "~/.cache/huggingface) to this machine or point HF_HOME at the copy; or pass a local directory holding "
-            f"{', '.join(LOCAL_FILES)}."
+            f"{', '.join(files)}."
         ) from e
     except (RepositoryNotFoundError, HFValidationError) as e:
         raise ModelUnavailableError(

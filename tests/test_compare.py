@@ -202,3 +202,41 @@ def test_messages_draw_backticks_as_code_and_the_rest_as_written():
 
     assert as_markdown("a_b `c_d` <e>") == "a\\_b `c_d` \\<e\\>"
     assert as_html("a_b `c<d` <e> `f") == "a_b <code>c&lt;d</code> &lt;e&gt; `f"
+
+
+def test_a_bert_load_that_found_no_hub_is_told_in_the_pages_words_with_berts_files(monkeypatch, tmp_path):
+    """The Hub unreachable (a machine offline without HF_HUB_OFFLINE): the load's error, from gpt2_core, names BERT's
+    files, not GPT-2's (it said "vocab.json, merges.txt"); the page tells it in its own sentences, without the Hub
+    library's English reason in the middle of a Spanish one, and a sentence after the page's bold lead begins with a
+    capital."""
+    import huggingface_hub.constants
+
+    from demo.i18n import speaking
+    from demo.unavailable import bert_missing
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as an unreachable Hub answers
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelUnavailableError) as failed:
+        load_fill_mask("gpt2-playground-tests/no-bert", device="cpu")
+    error = str(failed.value)
+    assert error.endswith("or pass a local directory holding config.json, model.safetensors, vocab.txt."), error
+
+    def failed_load(source):
+        raise ModelUnavailableError(error)
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # not set: the load itself found no Hub
+    models = bert_models("gpt2-playground-tests/no-bert", load=failed_load)
+    with pytest.raises(ModelUnavailableError):
+        models.bert.get()
+    for lang, says in [("en", "and the Hugging Face Hub cannot be reached from here."),
+                       ("es", "y el Hugging Face Hub no es accesible desde aquí.")]:
+        with speaking(lang):
+            missing = bert_missing(models)
+        assert missing.problem == f"BERT (`gpt2-playground-tests/no-bert`) {missing.problem.split(') ', 1)[1]}"
+        assert missing.problem.endswith(says) and "`python -m gpt2_core download gpt2-playground-tests/no-bert`" in \
+            missing.fix, missing
+        assert "outgoing traffic" not in missing.text and "snapshot" not in missing.text, "the Hub library's reason"
+    recorded = bert_models("x", load=lambda source: (_ for _ in ()).throw(ModelUnavailableError("model 'x' broke")))
+    with pytest.raises(ModelUnavailableError):
+        recorded.bert.get()
+    assert bert_missing(recorded).text == "Model 'x' broke", "any other message, as a sentence"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WORD = re.compile(r"[^\W\d_][\w'-]*|\d+")  # a whole word or number: no "##" word pieces, no punctuation
+BERT_FILES = ("config.json", "model.safetensors", "vocab.txt")  # a local BERT folder: named by the fix when missing
 CANDIDATE_POOL = 100  # how many of BERT's top tokens to read before keeping the first k whole words
 
 
@@ -96,7 +97,7 @@ def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | to
     """Load a BERT fill-mask model from a local directory or the Hub (safetensors only, no remote code)."""
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    directory = resolve_checkpoint_dir(source)  # a local directory, or the Hub's files in the HF cache
+    directory = resolve_checkpoint_dir(source, files=BERT_FILES)  # a local directory, or the Hub's files in the cache
     if not (directory / "model.safetensors").is_file() and not (directory / "model.safetensors.index.json").is_file():
         raise UnsafeCheckpointError(
             f"{directory} has no model.safetensors. BERT is loaded from safetensors only: pickle files such as "
