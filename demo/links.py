@@ -205,7 +205,8 @@ LINK_JS = r"""(...raw) => {
   const values = (%s)(...raw);  // a slider's number as typed, not the bound its box was clamped to
   const tab = %s, names = %s, sliders = %s, limit = %d, [tooLong, beyond] = %s, messages = %s;
   const shown = (document.documentElement.lang || 'en').split('-')[0].toLowerCase();  // the page's language
-  const say = (text, fields) => ((messages[shown] || {})[text] || text).replace(/{(\w+)}/g, (m, key) => fields[key]);
+  const say = (text, fields) => ((messages[shown] || {})[text] || text).replace(/{(\w+)}/g, (m, key) => fields[key])
+    .replace(/`/g, '');  // a plain text box: no Markdown's backticks around the parameter's name
   for (let i = 0; i < names.length; i++) {
     const value = values[i], box = sliders[i] && document.querySelector('#' + sliders[i] + ' input[type=number]');
     const length = typeof value === 'string' ? [...value].length : 0;  // characters, as Python counts them

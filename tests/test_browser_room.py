@@ -189,8 +189,8 @@ def test_copy_link_gives_a_link_that_opens_the_same_settings(page, browser, app)
 
 
 @pytest.mark.parametrize("fill, message", [
-    (("#prompt textarea", "a" * 4500), "No link made: `prompt` has 4,500 characters, and a link carries at most 4,000."),
-    (("#temperature input[type=number]", "7"), "No link made: `temperature` is 7, beyond this page's range [0, 2]."),
+    (("#prompt textarea", "a" * 4500), "No link made: prompt has 4,500 characters, and a link carries at most 4,000."),
+    (("#temperature input[type=number]", "7"), "No link made: temperature is 7, beyond this page's range [0, 2]."),
 ])
 def test_copy_link_refuses_what_the_linked_page_would_refuse_and_says_why(page, fill, message):
     selector, value = fill
