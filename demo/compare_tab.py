@@ -93,8 +93,9 @@ def make_show_bert(models: AppModels, note: gr.Markdown, bert: gr.Label, bert_wh
                     ranking: gr.Label(visible=True), ranking_why: gr.Markdown(visible=False),
                     ranking_save: gr.Button(visible=True)}
         where_fix = " " + tr("The fix is at the top of this tab.") if missing.fix else ""
+        sentence = missing.text[:1].upper() + missing.text[1:]  # after the bold lead (gpt2_core's begin "model ...")
         return {note: gr.Markdown(tr("**BERT is missing here, so this tab shows GPT-2's side only.**") + " "
-                                  + as_markdown(missing.text), visible=True),
+                                  + as_markdown(sentence), visible=True),
                 bert: gr.Label(visible=False),
                 bert_why: gr.Markdown(f"**{tr(BERT_TITLE)}**\n\n"
                                       + tr("Not available: {why}", why=as_markdown(missing.problem)) + where_fix,

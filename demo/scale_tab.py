@@ -343,7 +343,9 @@ def render_cards(columns: list[Column]) -> str:
         size = tr("{n}M parameters", n=number(p.parameters / 1e6, f",.{1 if p.parameters < 1e7 else 0}f")) \
             if p.parameters else tr("size unknown")  # 4.2M as the figures table has it; 124M (not 124.4M)
         if c.state == "skipped":
-            skipped.append(f"<li><b>{html.escape(p.source)}</b> ({size}): {code_spans(reason(c.note))}</li>")
+            line = tr("{model} ({size}): {why}", model=f"<b>{html.escape(p.source)}</b>", size=size,
+                      why=code_spans(reason(c.note)))  # French puts a space before the colon
+            skipped.append(f"<li>{line}</li>")
             continue
         figures = []
         if c.memory_bytes is not None:

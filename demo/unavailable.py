@@ -81,8 +81,7 @@ class Missing:
 
     @property
     def text(self) -> str:
-        text = f"{self.problem} {self.fix}".strip()
-        return text[:1].upper() + text[1:]  # a sentence after the page's bold lead (gpt2_core's begin "model ...")
+        return f"{self.problem} {self.fix}".strip()
 
 
 def bert_missing(models: AppModels) -> Missing | None:

@@ -239,4 +239,8 @@ def test_a_bert_load_that_found_no_hub_is_told_in_the_pages_words_with_berts_fil
     recorded = bert_models("x", load=lambda source: (_ for _ in ()).throw(ModelUnavailableError("model 'x' broke")))
     with pytest.raises(ModelUnavailableError):
         recorded.bert.get()
-    assert bert_missing(recorded).text == "Model 'x' broke", "any other message, as a sentence"
+    assert bert_missing(recorded).text == "model 'x' broke"
+    from demo.compare_tab import make_show_bert
+
+    note = make_show_bert(recorded, *"nbwsrgv")()["n"]  # the components as keys of its update
+    assert note.value.endswith("side only.** Model 'x' broke"), "a sentence after the bold lead: a capital"

@@ -112,6 +112,11 @@ def test_sizes_run_one_at_a_time_with_the_same_seed_and_are_released(sizes, lm):
             reference.close()
     html = render_cards(columns)
     assert html.count("class='scale-card") == 2 and "Not run here" in html and "needs 58 MB" in html
+    assert re.search(r"<li><b>[^<]+</b> \([^)]+\): ", html), "the size left out, its name, size and why"
+    from demo.i18n import speaking
+
+    with speaking("fr"):
+        assert re.search(r"<li><b>[^<]+</b> \([^)]+\) : ", render_cards(columns)), "French: a space before the colon"
 
 
 def test_a_scale_run_streams_within_the_pages_update_budget(sizes, lm, monkeypatch):
