@@ -413,7 +413,8 @@ class TextModel:
         # each token's own text: a character split over several tokens shows as their bytes, not as '' + '' + '🦄'
         pieces = " + ".join(repr(self.token_text(i)) for i in ids[:8]) + (" + ..." if len(ids) > 8 else "")
         first = self.token_text(ids[0])
-        hint = "" if first.startswith("[bytes ") else f": try its first token, {first!r}"  # part of a character
+        # no hint where the first token is part of a character, or spaces only (' ' was offered for ' xyzzy')
+        hint = "" if first.startswith("[bytes ") or not first.strip() else f": try its first token, {first!r}"
         raise ValueError(f"`{name}` has to be exactly one token of the vocabulary, but {shown(value)} is {len(ids)} "
                          f"tokens ({pieces}){hint}")
 

@@ -191,6 +191,9 @@ def test_target_has_to_be_exactly_one_token_and_says_which_pieces_it_has(lm):
     with pytest.raises(ValueError, match=r"^`target` has to be exactly one token of the vocabulary, but ' 🦄' is "
                                          r"3 tokens \('\[bytes 20 f0 9f\]' \+ '\[bytes a6\]' \+ '\[bytes 84\]'\)$"):
         lm.logit_lens("The city of", target=" 🦄")
+    with pytest.raises(ValueError, match=r"^`target` has to be exactly one token of the vocabulary, but '  Paris' is "
+                                         r"2 tokens \(' ' \+ ' Paris'\)$"):  # a space alone is no word to watch
+        lm.logit_lens("The city of", target="  Paris")
     with pytest.raises(ValueError, match=r"`target` has to be exactly one token of the vocabulary, but is empty"):
         lm.logit_lens("The city of", target="")
     with pytest.raises(ValueError, match=r"`target` has to be a string of one token, or None, but is int"):
