@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import gradio as gr
 
 from demo.api import endpoint
-from demo.errors import markdown_text, message_markdown, user_facing_errors
+from demo.errors import in_page_language, markdown_text, message_markdown, user_facing_errors
 from demo.exports import Exports
 from demo.i18n import T, tr
 from demo.lens_pictures import (
@@ -168,17 +168,28 @@ def layers_tab(models: AppModels, *, workspace: Workspace) -> TabParts:
                     trigger_mode="always_last", show_progress="hidden")
         endpoint(make_layers_api(models), returns=dict, api_name="layers", concurrency_limit=2,
                  concurrency_id="layers")
-    return TabParts(tab, {"text": text, "target": target}, on_open=lambda tab_item: tab_item.select(**read))
+    opened = {**read, "fn": make_read(models, exports, opening=True)}
+    return TabParts(tab, {"text": text, "target": target}, on_open=lambda tab_item: tab_item.select(**opened))
 
 
-def make_read(models: AppModels, exports: Exports):
+def make_read(models: AppModels, exports: Exports, *, opening: bool = False):
     def read(text: str, target: str, before: LogitLens | None, chosen: tuple[int, int] | None,
              request: gr.Request) -> Iterator[list]:
         """The lens of `text` drawn: the grid, the chosen cell's top guesses, the watched word's ranks at its column.
         The chosen cell is the one last clicked while the text stays the same (a new word to watch), else the
-        output after the whole text. A refusal is a toast; the grid drawn stays only if it is of `text`."""
+        output after the whole text. A refusal is a toast; the grid drawn stays only if it is of `text`.
+
+        `opening`: the tab opened, no one pressed anything (a link made on another model may watch a word of two
+        tokens here): a word to watch that is refused is said in its summary's place, with no toast, and the grid is
+        drawn without it."""
+        unwatched = None
         try:
             with user_facing_errors(), models.use(getattr(request, "session_hash", None)) as lm:
+                if opening and target:
+                    try:
+                        lm.one_token("target", target)
+                    except ValueError as e:
+                        unwatched, target = in_page_language(str(e)), ""
                 lens = lm.logit_lens(check_text("text", text), top=TOP, target=target or None)
                 name, model = lm.name, model_line(lm.describe())
         except gr.Error as e:
@@ -194,7 +205,8 @@ def make_read(models: AppModels, exports: Exports):
         # the coloured text as a page of its own, for the Download .html button
         save_html = gr.DownloadButton(value=exports.write("gpt2-layers-commitment.html",
                                                           commitment_html(lens, model=model)), interactive=True)
-        yield [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary_text(lens, col),
+        summary = summary_text(lens, col) if unwatched is None else "\u26a0 " + message_markdown(unwatched)
+        yield [note, grid_html(lens, selected=(row, col)), cell_html(lens, row, col), summary,
                rank_chart_svg(lens, col), commitment, save_html, lens, (row, col)]
 
     return read

@@ -198,6 +198,26 @@ def test_a_share_link_fills_the_text_and_the_watched_word(browser, app):  # noqa
         page.context.close()
 
 
+def test_a_link_whose_word_is_two_tokens_here_opens_on_the_grid_and_says_so_without_an_error(browser, app):  # noqa: F811
+    """A link made on another model (" mat" is one token of GPT-2's, two of the mini model's): the tab opens, with no
+    one having pressed anything, on the text's grid, and the word's refusal stands in the chart's summary; before, a
+    red Error toast greeted the class and no grid was drawn."""
+    query = urlencode({"tab": "layers", "text": "Once upon a time there", "target": " Parisian"})
+    page = browser.new_context(viewport=VIEWPORTS["1280x720"]).new_page()
+    try:
+        page.set_default_timeout(30_000)
+        page.goto(f"{app.url}?{query}")
+        wait_until(lambda: page.locator("#layers-grid .lens-cell").count() > 5, message="the text's grid")
+        summary = page.locator("#layers-summary")
+        wait_until(lambda: "' Parisian' is 2 tokens (' Paris' + 'ian')" in summary.inner_text(), message="why")
+        page.wait_for_timeout(1000)  # a toast would have come by now
+        assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+        page.locator("#layers-watch").click()  # pressed: the refusal is the toast, as ever
+        wait_until(lambda: page.locator(".toast-body").count() == 1, message="the toast of a pressed Watch")
+    finally:
+        page.context.close()
+
+
 def test_layers_tab_passes_axe(layers):
     assert violations(layers) == []
     layers.locator("#layers-grid .lens-cell").nth(2).click()
