@@ -76,6 +76,9 @@ CSS = """
 /* An event's error: its toast says what and why. Gradio also stamps "Error" over each of the event's outputs, which
    covered a tab's headings and text in red (a review, for a word of two tokens in Layers); those badges are hidden. */
 .block > .wrap:has(> .error) { display: none !important; }
+/* A phone: the 9 tab names in 3 rows (Gradio's 16 px on each side of a name took 4, 5 in Spanish, a fifth of the
+   screen); each name is still a 32 px high target */
+@media (max-width: 480px) { #page-tabs [role=tab] { padding-left: 5px; padding-right: 5px; font-size: 15px; } }
 /* The keyboard's radio or checkbox: Gradio draws no ring on either (a Lesson step chosen with the arrows looked as
    before) */
 .block label:has(input:is([type=radio], [type=checkbox]):focus-visible) { outline: 3px solid #1e3a8a;

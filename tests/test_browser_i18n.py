@@ -260,3 +260,14 @@ def test_spot_the_machines_histogram_is_described_in_spanish(browser, app):  # n
         roles = set(plot.evaluate("p => [p, ...p.querySelectorAll('[aria-roledescription]')]"
                                   ".map((e) => e.getAttribute('aria-roledescription'))"))
         assert roles == {"gráfico", "grupo", "eje", "barras", "barra"}, roles
+
+
+@pytest.mark.parametrize("lang", ["en", "es", "fr"])
+def test_on_a_phone_the_tab_names_take_three_rows_in_every_language(browser, app, lang):  # noqa: F811
+    """All 9 names in view, in 3 rows of targets 32 px high (they took 4 rows, 5 in Spanish: a fifth of the screen)."""
+    with opened(browser, app.url + f"?lang={lang}", "en-US", size=(390, 844)) as page:
+        names = page.locator("#page-tabs [role=tab]")
+        wait_until(lambda: names.count() == len(TABS), message="the tab names")
+        boxes = [names.nth(i).bounding_box() for i in range(names.count())]
+        assert len({round(b["y"]) for b in boxes}) == 3, boxes
+        assert all(b["height"] >= 32 and b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes), boxes
