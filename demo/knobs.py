@@ -77,17 +77,22 @@ KNOBS = {k.name: k for k in [
 PAGE_MAX_SEED = 2**53 - 1
 PAGE_SEED_RANGE = ("`seed` has to be -1 (random) or an integer in [0, {high}] on this page (a browser keeps whole "  # i18n: key
                    "numbers exact up to there; the API takes seeds up to {api}), but is {value}")  # i18n: key
+# Scale's: every size draws with the same seed, so no random one
+PAGE_FIXED_SEED_RANGE = ("`seed` has to be an integer in [0, {high}] on this page (a browser keeps whole numbers "  # i18n: key
+                         "exact up to there; the API takes seeds up to {api}), but is {value}")  # i18n: key
 
 
-def page_seed(value: Any) -> Any:
-    """A seed from the page: None or -1 (random), or an integer in [0, PAGE_MAX_SEED]; any other number, or the
-    digits of one that typed_values sent as typed (where JavaScript would have rounded them), is refused by name with
-    the page's range. Anything else is left to the seed's own check."""
+def page_seed(value: Any, *, random: bool = True) -> Any:
+    """A seed from the page: None or -1 (random, unless `random` is False: Scale's), or an integer in [0,
+    PAGE_MAX_SEED]; any other number, or the digits of one that typed_values sent as typed (where JavaScript would
+    have rounded them), is refused by name with the page's range. Anything else is left to the seed's own check."""
     digits = isinstance(value, str) and value.strip().lstrip("+-").isdigit()
     number = isinstance(value, Real) and not isinstance(value, bool)
-    exact = number and math.isfinite(value) and value == int(value) and (value == -1 or 0 <= value <= PAGE_MAX_SEED)
+    whole = number and (isinstance(value, int) or (math.isfinite(value) and value == int(value)))  # 10**400: an int
+    exact = whole and ((random and value == -1) or 0 <= value <= PAGE_MAX_SEED)
     if digits or (number and not exact):
-        raise ValueError(tr(PAGE_SEED_RANGE, high=str(PAGE_MAX_SEED), api=str(MAX_SEED), value=cut(str(value).strip())))
+        message = PAGE_SEED_RANGE if random else PAGE_FIXED_SEED_RANGE
+        raise ValueError(tr(message, high=str(PAGE_MAX_SEED), api=str(MAX_SEED), value=cut(str(value).strip())))
     return value
 
 

@@ -53,8 +53,16 @@ watch('value', () => {  // a new grid: its marked cell (the last column) in view
   if (!scroller() || !cell || !side) return;
   const s = scroller().getBoundingClientRect(), c = cell.getBoundingClientRect();
   // The columns snap to the right edge of the sticky row names (CSS's scroll-snap), so a sideways swipe never
-  // leaves a column half under them; the names' width depends on the language, so it is measured
-  scroller().style.scrollPaddingLeft = `${side.getBoundingClientRect().right - s.left + 2}px`;
+  // leaves a column half under them; the names' width depends on the language and the screen, so it is measured,
+  // again whenever it changes (a phone turned). (Under Large text's CSS zoom, chromium's snap can still stop with a
+  // column partly under the names: not solved.)
+  const pad = () => {  // in the scroller's own CSS pixels (Large text zooms the page: the rectangles are the screen's)
+    if (!side.isConnected) return;
+    const box = scroller().getBoundingClientRect(), scale = scroller().offsetWidth / box.width;
+    scroller().style.scrollPaddingLeft = `${(side.getBoundingClientRect().right - box.left) * scale + 2}px`;
+  };
+  pad();
+  new ResizeObserver(pad).observe(side);
   scroller().scrollLeft += c.left + c.width / 2 - (s.left + s.width / 2);
 });
 const rove = (cell) => {  // `cell` the grid's one Tab stop

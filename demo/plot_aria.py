@@ -30,9 +30,9 @@ NAME_PLOTS = """() => {
   const lang = (document.documentElement.lang || 'en').split('-')[0].toLowerCase(), words = WORDS[lang] || {};
   const writtenAs = WRITTEN_AS;
   const say = (key, fields = {}) => (words[key] || key).replace(/\\{(\\w+)\\}/g, (all, name) => fields[name] ?? all);
-  const list = (items) => {  // "0.5, 1.5": "0,5; 1,5" where the page's numbers hold commas
-    const english = items.split(', '), written = english.map((item) => writtenAs(item, lang));
-    return written.join(written.some((item, i) => item.includes(',') && !english[i].includes(',')) ? '; ' : ', ');
+  const list = (items) => {  // "0.5, 1.5": "0,5; 1,5" where the page's numbers hold decimal commas
+    const written = items.split(', ').map((item) => writtenAs(item, lang));
+    return written.join(written.some((item) => /\\d,\\d/.test(item)) ? '; ' : ', ');
   };
   const values = (text) => {
     let m = /^values from (.+) to (.+)$/s.exec(text);
@@ -52,8 +52,8 @@ NAME_PLOTS = """() => {
     return parts.length < 2 ? parts[0] : say('{a} and {b}', {a: parts.slice(0, -1).join(', '), b: parts.at(-1)});
   };
   const axis = /^([XY])-axis(?: titled '(.*)')? for a (\\w+) scale with (.*)$/s;
-  const told = String.raw`(?:\d+ (?:values?|boundar(?:y|ies)): |values from )`;  // how values() begins
-  const legend = new RegExp(String.raw`^(?:\w+ )?[Ll]egend(?: titled '(.*)')? for (.+?) with (${told}.*)$`, 's');
+  const told = String.raw`(?:\\d+ (?:values?|boundar(?:y|ies)): |values from )`;  // how values() begins
+  const legend = new RegExp(String.raw`^(?:\\w+ )?[Ll]egend(?: titled '(.*)')? for (.+?) with (${told}.*)$`, 's');
   const describe = (text) => {  // Vega's sentence in the page's language (null: not one of Vega's)
     let m = axis.exec(text), said;
     if (m && (said = values(m[4])) !== null) {
@@ -72,10 +72,10 @@ NAME_PLOTS = """() => {
     const at = pair.lastIndexOf(': ');
     return at < 0 ? pair : pair.slice(0, at + 2) + writtenAs(pair.slice(at + 2), lang);
   }).join('; ');
-  for (const plot of document.querySelectorAll('.vega-embed')) {
+  const name = (plot) => {
     const label = plot.closest('.block')?.querySelector('[data-testid=block-info]')?.textContent.trim();
     if (label && plot.getAttribute('aria-label') !== label) plot.setAttribute('aria-label', label);
-    if (lang === 'en') continue;
+    if (lang === 'en') return;
     for (const part of [plot, ...plot.querySelectorAll('[aria-roledescription]')]) {
       const role = part.getAttribute('aria-roledescription');
       if (role && words[role] && words[role] !== role) part.setAttribute('aria-roledescription', words[role]);
@@ -86,6 +86,13 @@ NAME_PLOTS = """() => {
       part.dataset.ariaWritten = describe(text) ?? point(text);
       if (part.dataset.ariaWritten !== text) part.setAttribute('aria-label', part.dataset.ariaWritten);
     }
+  };
+  for (const plot of document.querySelectorAll('.vega-embed')) {
+    name(plot);
+    if (plot.dataset.ariaWatched) continue;  // Vega writes new data's labels in place, which watch_page does not see
+    plot.dataset.ariaWatched = '1';
+    new MutationObserver(() => name(plot)).observe(plot, {subtree: true, attributeFilter: ['aria-label',
+                                                                                          'aria-roledescription']});
   }
 }""".replace("WRITTEN_AS", WRITTEN_AS).replace(  # i18n: not shown (JavaScript)
     "WORDS", json.dumps({lang: {w: table[w] for w in (*SENTENCES, *SCALES, *CHANNELS, *ROLES) if w in table}

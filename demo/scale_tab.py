@@ -262,7 +262,7 @@ def make_run(sizes: SizeRunner):
     def run(prompt: str, seed: float, max_new_tokens: float):
         """Stream every size's text into its column, then its figures."""
         with user_facing_errors():
-            prompt, params = check_inputs(prompt, page_seed(seed), max_new_tokens)
+            prompt, params = check_inputs(prompt, page_seed(seed, random=False), max_new_tokens)
         columns: list[Column] = []
         try:
             with user_facing_errors():  # another run still finishing, or an error past one size's own

@@ -136,8 +136,9 @@ def _hub_offline(repo_id: str) -> Missing | None:
 
 
 def _copy_the_cache(repo_id: str) -> str:
-    return tr("Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download {repo}`, then "
-              "copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.", repo=repo_id)
+    return (tr("Fix: on a machine that reaches the Hugging Face Hub, run `python -m gpt2_core download {repo}`, then "
+               "copy its cache folder (HF_HOME, by default `~/.cache/huggingface`) here.", repo=repo_id) + " "
+            + tr("Or start the app with `--bert-model DIR`, a folder holding {files}.", files=BERT_FILES))
 
 
 def _pieces(text: str) -> list[str]:

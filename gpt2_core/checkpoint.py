@@ -49,10 +49,11 @@ class UnsafeCheckpointError(RuntimeError):
 BUNDLED = {"mini-gpt2": Path(__file__).resolve().parent.parent / "assets" / "mini-gpt2"}
 
 
-def resolve_checkpoint_dir(source: str | os.PathLike[str], *, files: Sequence[str] = LOCAL_FILES) -> Path:
+def resolve_checkpoint_dir(source: str | os.PathLike[str], *, files: Sequence[str] = LOCAL_FILES,
+                           kind: str = "GPT-2") -> Path:
     """A bundled model's folder by its short name; a local directory as it is; a Hub id downloaded (with progress
-    bars) into the HF cache, or found there offline. `files`: what a local folder of this kind of model holds, named
-    by the fix when it cannot be had (GPT-2's by default; BERT's loader gives its own)."""
+    bars) into the HF cache, or found there offline. `kind` and `files`: the model and what a local folder of it
+    holds, as the fix names them when it cannot be had (GPT-2's by default; BERT's loader gives its own)."""
     if str(source) in BUNDLED:
         return BUNDLED[str(source)]
     path = Path(source).expanduser()
@@ -61,7 +62,7 @@ def resolve_checkpoint_dir(source: str | os.PathLike[str], *, files: Sequence[st
     if path.exists() or str(source).startswith((".", "/", "~")):
         what = "is not a directory" if path.exists() else "does not exist"
         raise ModelUnavailableError(
-            f"{str(source)!r} {what}. Fix: pass a directory holding a checkpoint ({', '.join(files)}), "
+            f"{str(source)!r} {what}. Fix: pass a directory holding a {kind} checkpoint ({', '.join(files)}), "
             "for example one written by transformers' save_pretrained or copied from a Hugging Face cache, or a Hub "
             "id such as gpt2 (fetched ahead with `python -m gpt2_core download gpt2`).")
     return download(str(source), files=files)

@@ -59,6 +59,16 @@ def test_every_table_file_holds_only_the_pages_languages_and_translates_each_tex
                 assert fields(english) == fields(translated), f"{path.name} {language}: {english!r} -> {translated!r}"
 
 
+def test_spanish_and_french_texts_write_decimals_with_a_comma():
+    """As the page writes numbers (written_as): "temperatura 0,7", not "0.7" (the lesson's steps had it), outside
+    code (`...`) and fields ({...})."""
+    english_decimal = re.compile(r"(?<![\w.,{])\d+\.\d{1,2}(?![\w.}])")  # (50.257: Spanish thousands)
+    for language, table in tables().items():
+        for translated in table.values():
+            prose = re.sub(r"`[^`]*`|\{[^{}]*\}", "", translated)
+            assert not english_decimal.search(prose), f"{language}: {translated!r}"
+
+
 def fields(text: str) -> list[str]:
     return sorted(re.findall(r"\{(\w*)[^{}]*\}", text))
 

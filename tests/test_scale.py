@@ -273,8 +273,10 @@ def test_scale_shows_the_sizes_side_by_side_with_figures(browser, scale_app):  #
 @pytest.mark.parametrize("box, typed, message", [
     ("#scale-tokens input[type=number]", "500", "`max_new_tokens` has to be an integer in [10, 100], but is 500"),
     ("#scale-tokens input[type=number]", "0", "`max_new_tokens` has to be an integer in [10, 100], but is 0"),
-    ("#scale-seed input", "1.5", "`seed` has to be -1 (random) or an integer in [0, 9007199254740991] on this page "),
-    ("#scale-seed input", "1152921504606846977", "`seed` has to be -1 (random) or an integer in [0, 9007199254740991] "
+    # every size draws with the same seed: no -1 (random) offered, and one range for any seed refused
+    ("#scale-seed input", "1.5", "`seed` has to be an integer in [0, 9007199254740991] on this page "),
+    ("#scale-seed input", "-1", "`seed` has to be an integer in [0, 9007199254740991] on this page "),
+    ("#scale-seed input", "1152921504606846977", "`seed` has to be an integer in [0, 9007199254740991] "
                                                  "on this page "
                                                  "(a browser keeps whole numbers exact up to there; the API takes seeds "
                                                  "up to 9223372036854775807), but is 1152921504606846977"),

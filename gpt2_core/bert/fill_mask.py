@@ -97,7 +97,7 @@ def load_fill_mask(source: str | Path = "bert-base-uncased", *, device: str | to
     """Load a BERT fill-mask model from a local directory or the Hub (safetensors only, no remote code)."""
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    directory = resolve_checkpoint_dir(source, files=BERT_FILES)  # a local directory, or the Hub's files in the cache
+    directory = resolve_checkpoint_dir(source, files=BERT_FILES, kind="BERT")  # a local directory, or the Hub's files
     if not (directory / "model.safetensors").is_file() and not (directory / "model.safetensors.index.json").is_file():
         raise UnsafeCheckpointError(
             f"{directory} has no model.safetensors. BERT is loaded from safetensors only: pickle files such as "
