@@ -25,6 +25,13 @@ from gpt2_core.generate.settings import MAX_SEED, RANGES, Range, cut
 NO_NUMBER = "`{name}` has no number in its box: type one in {range}"  # i18n: key
 
 
+def refuse_empty(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    """A box emptied, or holding no number a browser can send (1e309), comes as None or "": refused by name with the
+    box's range, not with gpt2_core's "but is None" (Generate's knobs, Scale's New tokens, Build your own's minutes)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(tr(NO_NUMBER, name=name, range=f"{'(' if low_open else '['}{low:g}, {high:g}]"))
+
+
 @dataclass(frozen=True)
 class Knob:
     """A slider for one of SamplingParams' fields: its range is gpt2_core's (RANGES), narrowed where the page shows
@@ -48,11 +55,9 @@ class Knob:
     def check(self, value: Any) -> float | int:
         """`value` if it is in the page's range; else ValueError naming the parameter and the range (an emptied box,
         or one whose text is no number the browser can send, comes as None or "": said so, not "but is None")."""
-        if value is None or (isinstance(value, str) and not value.strip()):
-            allowed = self.range
-            shown = f"{'(' if allowed.low_open else '['}{allowed.low:g}, {allowed.high:g}]"
-            raise ValueError(tr(NO_NUMBER, name=self.name, range=shown))
-        return self.range.check(self.name, value)
+        allowed = self.range
+        refuse_empty(self.name, value, allowed.low, allowed.high, low_open=allowed.low_open)
+        return allowed.check(self.name, value)
 
     def slider(self, label: str | I18nData, *, elem_id: str, info: str | I18nData | None = None) -> gr.Slider:
         """The knob's slider; `label` and `info` as the page shows them (T(...), translated by the browser)."""

@@ -113,6 +113,8 @@ def parse(kind: str, name: str, raw: str) -> Any:
             raise ValueError(tr("`{name}` has to be 1 (the lesson's texts locked) or 0, but is {value}", name=name,
                                 value=shown(raw)))
         return raw == "1"
+    if not raw.strip():
+        raise ValueError(tr("`{name}` has no value in the link", name=name))
     number = number_of(raw)
     if kind == SEED:
         seed = check_seed(page_seed(number))

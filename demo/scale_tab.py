@@ -28,7 +28,7 @@ from demo.api import endpoint
 from demo.errors import fields_of, in_page_language, template_patterns, user_facing_errors
 from demo.examples import Examples
 from demo.i18n import T, language, number, tr
-from demo.knobs import page_seed, typed_values
+from demo.knobs import page_seed, refuse_empty, typed_values
 from demo.links import TabParts, copy_link
 from demo.model_panel import bytes_text
 from demo.models import AppModels
@@ -254,6 +254,7 @@ def check_inputs(prompt, seed, max_new_tokens) -> tuple[str, SamplingParams]:
     except ValueError:  # -1 (random) is a seed elsewhere, not here: one message for every seed refused
         raise ValueError(tr("`seed` has to be an integer in [0, {high}]: every size draws with the same seed, but is "
                             "{value}", high=MAX_SEED, value=shown(seed))) from None
+    refuse_empty("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])
     max_new_tokens = check_int("max_new_tokens", max_new_tokens, *NEW_TOKENS[:2])  # the slider's range
     return prompt, SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
 

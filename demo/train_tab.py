@@ -22,7 +22,7 @@ import pandas as pd
 
 from demo.errors import in_page_language, markdown_text, message_markdown, page_error, page_info, user_facing_errors
 from demo.i18n import SOURCE, T, language, tr
-from demo.knobs import typed_values
+from demo.knobs import refuse_empty, typed_values
 from demo.links import TRAIN_MINUTES, TabParts
 from demo.model_panel import ModelPanel, refresh
 from demo.models import AppModels
@@ -145,6 +145,7 @@ def make_run(models: AppModels, jobs: TrainingJobs):
             with user_facing_errors():
                 text = (TEXTS / "shakespeare-plays.txt").read_text(encoding="utf-8") if source == BUNDLED_TEXT else own
                 check_text_size(text or "")
+                refuse_empty("minutes", minutes, *TRAIN_MINUTES)
                 minutes = check_int("minutes", minutes, *TRAIN_MINUTES)
                 init = "tiny" if start_from == SCRATCH else models.gpt2.source
                 running = jobs.current(request.session_hash)

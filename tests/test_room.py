@@ -109,6 +109,22 @@ def test_read_link_checks_every_value_as_the_page_does():
         "`max_new_tokens` is not a setting of this tab, so it was ignored"]
 
 
+def test_an_emptied_box_is_named_with_its_range_and_an_empty_link_value_says_it_is_empty():
+    """(They said "but is None" or "but is ''".)"""
+    from demo.knobs import page_params
+    from demo.links import read_link
+    from demo.scale_tab import check_inputs
+
+    for empty in (None, "", "  "):
+        with pytest.raises(ValueError, match=r"^`top_p` has no number in its box: type one in \(0, 1\]$"):
+            page_params(top_p=empty)
+        with pytest.raises(ValueError, match=r"^`max_new_tokens` has no number in its box: type one in \[10, 100\]$"):
+            check_inputs("Hello", 7, empty)
+    link = read_link({"tab": "generate", "temperature": "", "seed": " "})
+    assert link.problems == ["`temperature` has no value in the link", "`seed` has no value in the link"]
+    assert link.values == {}
+
+
 @pytest.mark.parametrize("seed, refused", [
     (2**53 - 1, False), (-1, False), (-1.0, False), (None, False), (7, False), (7.0, False),
     (2**53, True), ("1152921504606846977", True), (" 99999999999999999999999 ", True), ("-18446744073709551617", True),

@@ -57,16 +57,18 @@ def test_a_half_minute_run_draws_a_curve_of_several_evenly_spaced_points(tmp_pat
     """Every 25 steps, as before, a 30-second run on one slow thread (about a step a second) drew its start and its
     end only. The run spreads EVAL_POINTS over its steps, as often as a quarter of its time allows."""
     from demo.training import EVAL_POINTS
+    from gpt2_core.train.loop import TIMING_STEPS
 
     run = TrainingJobs(tmp_path).start("teacher", toy_play(), init="tiny", minutes=0.5)
     wait_until(lambda: run.finished, timeout=120, message="the run's end")
     steps = [e["step"] for e in run.evaluations if "step" in e]
     total = run.evaluations[-1]["total_steps"]
     assert steps[0] == 0 and steps[-1] == total, steps
-    assert len(steps) >= min(5, total + 1), f"a curve of {len(steps)} points over {total} steps: {steps}"
-    between = steps[1:-1]  # after the first steps, which time the budget
+    between = steps[1:-1]  # from the first steps on, which time the budget (how many depends on the machine's speed)
+    assert len(between) >= 2, f"a curve of {len(steps)} points over {total} steps: {steps}"
     interval = between[1] - between[0]
-    assert all(step % interval == 0 for step in between) and between[-1] + interval >= total, steps
+    first = -(-TIMING_STEPS // interval) * interval  # the interval's first multiple once the budget is known
+    assert between == list(range(first, total, interval)), f"every {interval} steps to the end: {steps}"
     assert interval >= -(-total // EVAL_POINTS), steps
 
 
@@ -252,6 +254,23 @@ def test_minutes_beyond_the_slider_are_refused_by_name_and_nothing_starts(minute
     unescaped = re.sub(r"\\(.)", r"\1", status)  # (Markdown's escapes: the quoted value is shown as written)
     assert unescaped == f"**Not started.** `minutes` has to be an integer in [1, 10], but is {shown}", status
     assert all(isinstance(other, type(gr.skip())) for other in others) and started == []
+
+
+@pytest.mark.parametrize("minutes", [None, "", " "])
+def test_an_emptied_minutes_box_says_so_by_name(minutes):
+    """(It said "but is ''".)"""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from demo.train_tab import BUNDLED_TEXT, SCRATCH, make_run
+
+    jobs = SimpleNamespace(current=lambda owner: None, start=lambda *args, **kwargs: pytest.fail("a run started"))
+    run = make_run(None, jobs)(BUNDLED_TEXT, "", SCRATCH, minutes, SimpleNamespace(session_hash="page"))
+    next(run)
+    with pytest.raises(gr.Error) as refused:
+        next(run)
+    assert refused.value.message == "`minutes` has no number in its box: type one in [1, 10]"
 
 
 @pytest.mark.smoke
