@@ -113,8 +113,6 @@ def parse(kind: str, name: str, raw: str) -> Any:
             raise ValueError(tr("`{name}` has to be 1 (the lesson's texts locked) or 0, but is {value}", name=name,
                                 value=shown(raw)))
         return raw == "1"
-    if not raw.strip():
-        raise ValueError(tr("`{name}` has no value in the link", name=name))
     number = number_of(raw)
     if kind == SEED:
         seed = check_seed(page_seed(number))
@@ -123,7 +121,7 @@ def parse(kind: str, name: str, raw: str) -> Any:
         return check_int(name, number, 1, len(STEPS))  # counted from 1, as the page shows the steps
     if kind == MINUTES:
         return check_int(name, number, *TRAIN_MINUTES)
-    return KNOBS[kind].check(number)
+    return KNOBS[kind].range.check(name, number)  # (a link's empty value: its range, not "no number in its box")
 
 
 def number_of(raw: str) -> Any:
