@@ -99,13 +99,27 @@ def test_generate_streams_and_stop_stops(page, app):
     prompt = page.locator("#prompt textarea")
     prompt.fill("The history of the printing press")
     wait_until(lambda: prompt.input_value() == "The history of the printing press", message="the prompt to be typed")
-    set_slider(page, "max-new-tokens", 512)  # 512 tokens at 20 ms each: 10 s (a loaded CI machine passed 8 s)
+    set_slider(page, "max-new-tokens", 512)
     page.locator("#generate-button").click()
     first = wait_until(lambda: len(text_of(page)), message="the first words")
     wait_until(lambda: len(text_of(page)) > first, message="the text to grow while streaming")
     assert "Tokens generated" in page.locator("#stats").inner_text()
     assert page.locator("#stop-button").is_enabled()  # off before the run (tests/test_browser_offline.py)
-    page.locator("#stop-button").click()
+    # The engine waits in its next step until the page has sent Stop, so a slow machine cannot finish the run first
+    # (Gradio ends the run at its next token; most of the 512 are left)
+    held, decode, decoding = threading.Event(), engine.decode, engine.decoding
+
+    def held_decode(*args, **kwargs):
+        held.wait()
+        return decode(*args, **kwargs)
+
+    engine.use(held_decode, decoding)
+    try:
+        with page.expect_request(lambda r: r.url.endswith("/cancel")):
+            page.locator("#stop-button").click()
+    finally:
+        engine.use(decode, decoding)
+        held.set()
     wait_until(lambda: engine.running == 0 and app.models.gpt2.in_flight() == 0, timeout=5,
                message="Stop to end the work in the engine")
     assert "done" not in page.locator("#stats").inner_text()  # stopped early, not finished
