@@ -54,8 +54,8 @@ watch('value', () => {  // a new grid: its marked cell (the last column) in view
   const s = scroller().getBoundingClientRect(), c = cell.getBoundingClientRect();
   // The columns snap to the right edge of the sticky row names (CSS's scroll-snap), so a sideways swipe never
   // leaves a column half under them; the names' width depends on the language and the screen, so it is measured,
-  // again whenever it changes (a phone turned). (Under Large text's CSS zoom, chromium's snap can still stop with a
-  // column partly under the names: not solved.)
+  // again whenever it changes (a phone turned). Mandatory: Large text's wider columns left a swipe's end too far
+  // from a snap point for "proximity" to snap.
   const pad = () => {  // in the scroller's own CSS pixels (Large text zooms the page: the rectangles are the screen's)
     if (!side.isConnected) return;
     const box = scroller().getBoundingClientRect(), scale = scroller().offsetWidth / box.width;
@@ -69,12 +69,15 @@ const rove = (cell) => {  // `cell` the grid's one Tab stop
   element.querySelectorAll('.lens-cell[tabindex="0"]').forEach((c) => c.setAttribute('tabindex', '-1'));
   cell.setAttribute('tabindex', '0');
 };
-const clear = (cell) => {  // a cell in view, clear of the sticky row names on its left
-  cell.scrollIntoView({block: 'nearest', inline: 'nearest'});
-  const s = scroller().getBoundingClientRect(), c = cell.getBoundingClientRect();
-  const side = cell.closest('tr').querySelector('.lens-side').getBoundingClientRect();
-  if (c.left < side.right + 2) scroller().scrollLeft -= side.right + 4 - c.left;
-  else if (c.right > s.right - 2) scroller().scrollLeft += c.right + 4 - s.right;
+const clear = (cell) => {  // a cell in view, clear of the sticky row names on its left, at a snap position
+  cell.scrollIntoView({block: 'nearest', inline: 'nearest'});  // (the snap can leave it cut at the right)
+  const s = scroller(), box = s.getBoundingClientRect(), scale = s.offsetWidth / box.width;
+  const edge = box.left + parseFloat(s.style.scrollPaddingLeft || '0') / scale, c = cell.getBoundingClientRect();
+  // the column to bring to the names' edge: the cell itself, or on the right the first from which it fits
+  const fits = (td) => c.right - td.getBoundingClientRect().left <= box.right - edge;
+  const to = c.left < edge - 1 ? cell
+    : c.right > box.right + 1 ? [...cell.closest('tr').querySelectorAll('td')].find(fits) || cell : null;
+  if (to) s.scrollLeft += (to.getBoundingClientRect().left - edge) * scale;
 };
 element.addEventListener('click', (e) => {
   const cell = e.target.closest && e.target.closest('.lens-cell');

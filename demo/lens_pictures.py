@@ -296,7 +296,7 @@ def commitment_html(lens: LogitLens, *, model: str) -> str:
 
 
 CSS = """
-.lens-scroll { overflow-x: auto; max-width: 100%; scroll-snap-type: x proximity; }
+.lens-scroll { overflow-x: auto; max-width: 100%; scroll-snap-type: x mandatory; }
 .lens-grid td { scroll-snap-align: start; }  /* the scroll padding (set by the page script) clears the row names */
 .lens-grid { border-collapse: separate; border-spacing: 2px; font-size: 16px; border: none !important; margin: 0; }
 .lens-grid th, .lens-grid td { border: none !important; }

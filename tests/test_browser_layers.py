@@ -78,21 +78,41 @@ HALF_HIDDEN = """() => {  // the columns that a sideways scroll left partly unde
 }"""
 
 
-def test_a_sideways_scroll_comes_to_rest_on_a_column_not_half_under_the_row_names(layers):
+CUT = """() => {  // the focused cell's edges where it is cut by the row names or the scroller's right edge, else null
+  const c = document.activeElement.getBoundingClientRect(), s = document.querySelector('#layers-grid .lens-scroll');
+  const edge = s.querySelector('th.lens-side').getBoundingClientRect().right, right = s.getBoundingClientRect().right;
+  return c.left < edge - 1 || c.right > right + 1 ? [c.left, c.right] : null;
+}"""
+
+
+@pytest.mark.parametrize("large_text", [False, True], ids=["", "large-text"])
+def test_a_sideways_scroll_or_an_arrow_key_comes_to_rest_on_a_column_clear_of_the_row_names(layers, large_text):
     """The grid scrolls sideways in its box under sticky row names: it stops at a column's edge (scroll-snap), where
-    before a swipe could leave a column's sliver beside the names, its text cut."""
+    before a swipe could leave a column's sliver beside the names, its text cut; under Large text's wider columns too
+    (a "proximity" snap let a swipe stop far from a column's edge). The arrow keys bring the focused cell fully into
+    view: the snap put a cell reached with ArrowRight back half past the right edge."""
+    if large_text:
+        layers.locator("#large-text").click()
+        wait_until(lambda: layers.evaluate("() => document.documentElement.classList.contains('large-text')"),
+                   message="Large text on")
     layers.locator("#layers-text textarea").fill("The unicorns lived in a remote valley of the Andes, and the "
                                                  "scientists who found them were surprised")
     layers.locator("#layers-show").click()
     wait_until(lambda: layers.locator("#layers-grid .lens-input").count() >= 18, timeout=60, message="the long grid")
     scroller = layers.locator("#layers-grid .lens-scroll")
     assert scroller.evaluate("s => s.scrollWidth > s.clientWidth + 200"), "the long text's grid scrolls sideways"
-    for dx in (-37, -120, -75, 53):  # amounts that end inside a column
+    for dx in (-37, -120, -75, 53, 20, -200, 33):  # amounts that end inside a column
         before = scroller.evaluate("s => s.scrollLeft")
         scroller.evaluate(f"s => s.scrollBy({{left: {dx}}})")
         wait_until(lambda before=before: scroller.evaluate("s => s.scrollLeft") != before, message="the scroll")
         layers.wait_for_timeout(300)  # the snap after the scroll
         assert layers.evaluate(HALF_HIDDEN) == [], f"after a scroll of {dx} px"
+    layers.locator("#layers-grid .lens-cell.selected").focus()
+    columns = layers.locator("#layers-grid .lens-input").count()
+    for key in ["Home"] + ["ArrowRight"] * (columns - 1) + ["ArrowLeft"] * (columns - 1):
+        layers.keyboard.press(key)
+        layers.wait_for_timeout(100)  # the snap after the key's scroll
+        assert layers.evaluate(CUT) is None, f"the cell focused by {key} ({layers.evaluate(FOCUSED_CELL)}) is cut"
 
 
 def test_a_clicked_cell_shows_its_top_5_and_the_chart_follows_its_column(layers, app):
