@@ -67,7 +67,8 @@ X_TITLE, Y_TITLE = "parameters (millions)", "bits per token (lower is better)"  
 # that reads as one is shown in the page's language, its command, sizes and numbers as scale.py wrote them, its
 # precision (memory.PRECISION_LABELS) translated too. The first template a note reads as is used.
 SKIP_REASONS = (
-    "not on this machine: `python -m gpt2_core download {source}` fetches it ({size} in {precision})",  # i18n: key
+    "not on this machine: `python -m gpt2_core download {source}` fetches it; it would take {size} of memory in "  # i18n: key
+    "{precision}",  # i18n: key
     "not on this machine: `python -m gpt2_core download {source}` fetches it",  # i18n: key
     "not on this machine",  # i18n: key
     "needs {size} in {precision}, over this host's budget of {budget} for this tab (--scale-memory {memory} "  # i18n: key

@@ -68,7 +68,7 @@ def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: 
             fetch = f"`python -m gpt2_core download {source}`" if hub_id else None
             skip = f"not on this machine: {fetch} fetches it" if fetch else "not on this machine"
             if size is not None:
-                skip += f" ({readable_bytes(size)} in {label})"
+                skip += f"; it would take {readable_bytes(size)} of memory in {label}"
         elif size is not None and size > budget_bytes:  # a folder has a config.json: its size is known
             skip = (f"needs {readable_bytes(size)} in {label}, over this host's budget of {readable_bytes(budget_bytes)} "
                     f"for this tab (--scale-memory {math.ceil(size * 1.2 / 1e8) / 10:g} would take it)")

@@ -153,9 +153,10 @@ def test_on_a_phone_the_figures_headers_break_only_between_words_and_the_table_s
 
 
 @pytest.mark.parametrize("lang, reads", [
-    ("es", "no está en esta máquina: python -m gpt2_core download gpt2-xl lo descarga (1,57 GB en int8 (rápido en CPU))"),
-    ("fr", "absent de cette machine : python -m gpt2_core download gpt2-xl le télécharge (1,57 Go en int8 (rapide sur "
-           "CPU))"),
+    ("es", "no está en esta máquina: python -m gpt2_core download gpt2-xl lo descarga; ocuparía 1,57 GB de memoria en "
+           "int8 (rápido en CPU)"),
+    ("fr", "absent de cette machine : python -m gpt2_core download gpt2-xl le télécharge ; il occuperait 1,57 Go de "
+           "mémoire en int8 (rapide sur CPU)"),
 ])
 def test_a_size_that_is_not_here_is_explained_in_the_pages_language(browser, scale_app, lang, reads):  # noqa: F811
     page = open_scale(browser, scale_app.url, lang, viewport=PHONE)

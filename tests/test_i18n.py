@@ -122,14 +122,14 @@ def test_sizes_are_written_with_each_languages_units_also_in_gpt2_cores_messages
     from gpt2_core.scale import plan
 
     note = plan(["gpt2-xl"], budget_bytes=10**12, precision="int8-cpu").pop().skip  # not downloaded here
-    assert note.endswith("fetches it (1.57 GB in int8 (fast on CPU))"), note
+    assert note.endswith("fetches it; it would take 1.57 GB of memory in int8 (fast on CPU)"), note
     said = {}
     for language in ("en", "es", "fr"):
         with speaking(language):
             said[language] = bytes_text(1_570_000_000), bytes_text(497_000_000), reason(note)
     assert said["en"] == ("1.57 GB", "497 MB", note)
-    assert said["es"][:2] == ("1,57 GB", "497 MB") and "lo descarga (1,57 GB en int8" in said["es"][2]
-    assert said["fr"][:2] == ("1,57 Go", "497 Mo") and "le télécharge (1,57 Go en int8" in said["fr"][2]
+    assert said["es"][:2] == ("1,57 GB", "497 MB") and "lo descarga; ocuparía 1,57 GB de memoria en int8" in said["es"][2]
+    assert said["fr"][:2] == ("1,57 Go", "497 Mo") and "le télécharge ; il occuperait 1,57 Go de mémoire en int8" in said["fr"][2]
 
 
 @pytest.mark.parametrize("language, title", [("en", "Error"), ("es", "Error"), ("fr", "Erreur")])

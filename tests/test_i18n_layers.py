@@ -103,16 +103,17 @@ def test_why_a_size_is_not_run_is_written_in_the_pages_language_and_the_api_keep
     fetch, unknown, folder = scale.plan(["distilgpt2", "someone/gpt2-nano", "/no/such/folder"], budget_bytes=10**10,
                                         precision="int8-cpu")
     (too_big,) = scale.plan([str(tiny_checkpoint)], budget_bytes=1000, precision="int8-cpu")
-    assert fetch.skip == "not on this machine: `python -m gpt2_core download distilgpt2` fetches it (85 MB in int8 " \
-                         "(fast on CPU))", "the Python API stays English"
+    assert fetch.skip == ("not on this machine: `python -m gpt2_core download distilgpt2` fetches it; it would take "
+                          "85 MB of memory in int8 (fast on CPU)"), "the Python API stays English"
     columns = [Column(p, state="skipped", note=p.skip) for p in (fetch, unknown, folder, too_big)]
     english = render_cards(columns)
-    assert "fetches it (85 MB in int8 (fast on CPU))" in english and "over this host&#x27;s budget of 0 MB" in english
+    assert "fetches it; it would take 85 MB of memory in int8 (fast on CPU)" in english
+    assert "over this host&#x27;s budget of 0 MB" in english
     assert [c.figures()["note"] for c in columns] == [p.skip for p in (fetch, unknown, folder, too_big)]
     with speaking("es"):
         spanish = render_cards(columns)
     assert ("<b>distilgpt2</b> (82 M de parámetros): no está en esta máquina: <code>python -m gpt2_core download "
-            "distilgpt2</code> lo descarga (85 MB en int8 (rápido en CPU))") in spanish
+            "distilgpt2</code> lo descarga; ocuparía 85 MB de memoria en int8 (rápido en CPU)") in spanish
     assert ("no está en esta máquina: <code>python -m gpt2_core download someone/gpt2-nano</code> lo descarga</li>"
             in spanish)
     assert "(tamaño desconocido): no está en esta máquina</li>" in spanish
@@ -121,8 +122,9 @@ def test_why_a_size_is_not_run_is_written_in_the_pages_language_and_the_api_keep
     assert "--scale-memory 0.1 lo permitiría" in spanish
     with speaking("fr"):
         french = render_cards(columns)
-    assert "absent de cette machine : <code>python -m gpt2_core download distilgpt2</code> le télécharge (85 Mo en " \
-           "int8 (rapide sur CPU))" in french and re.search(r"demande \d+ Mo en int8 \(rapide sur CPU\)", french)
+    assert "absent de cette machine : <code>python -m gpt2_core download distilgpt2</code> le télécharge ; il " \
+           "occuperait 85 Mo de mémoire en int8 (rapide sur CPU)" in french
+    assert re.search(r"demande \d+ Mo en int8 \(rapide sur CPU\)", french)
     assert "budget de 0 Mo" in french and "--scale-memory 0.1 le permettrait" in french  # a command keeps its 0.1
     for text in (spanish, french):
         assert "not on this machine" not in text and "fetches" not in text and "needs" not in text, text
