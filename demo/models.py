@@ -57,8 +57,11 @@ class ModelHolder:
                 try:
                     self.switch(fallback)
                     self._fell_back = (source, fallback, str(e))
+                    log.warning("serving the bundled %s: %s could not be loaded (the page says why)", fallback, source)
+                    return
                 except LOAD_ERRORS:
                     self.source, self.error = source, str(e)
+            log.error("no GPT-2 serves: the page says why and how to fix it")
 
     @property
     def current(self) -> LanguageModel | None:
@@ -107,8 +110,8 @@ class ModelHolder:
             log.info("loading %s", source)
             try:
                 new = self._load(source)
-            except LOAD_ERRORS as e:
-                log.error("cannot load %s: %s", source, e)
+            except LOAD_ERRORS as e:  # a warning: the server goes on, and the page says why (a fallback may serve)
+                log.warning("cannot load %s: %s", source, e)
                 with self._lock:
                     if self._current is None:
                         self.source, self.error = source, str(e)
@@ -217,10 +220,13 @@ class LazyFillMask:
     def get(self) -> FillMask:
         with self._lock:
             if self._model is None:
-                log.info("loading %s for the BERT vs GPT-2 tab", self.source)
+                if self.error is None:  # (a load that failed is tried again by each request, logged when it changes)
+                    log.info("loading %s for the BERT vs GPT-2 tab", self.source)
                 try:
                     self._model = self._load(self.source)
                 except (*LOAD_ERRORS, OSError) as e:
+                    if str(e) != self.error:
+                        log.warning("cannot load %s, the BERT vs GPT-2 tab shows GPT-2 only: %s", self.source, e)
                     self.error = str(e)
                     raise
                 self.error = None

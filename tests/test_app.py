@@ -502,6 +502,37 @@ def test_the_fallback_notice_is_one_line_and_only_this_machines_page_shows_why(t
         models.close()
 
 
+def test_an_offline_start_logs_the_fallback_as_a_warning_and_a_missing_bert_once(caplog):
+    """The bundled model serving where GPT-2 cannot be had is how an offline classroom runs: the host's console says
+    so in WARNING lines, where an ERROR line alarmed a newcomer; BERT's failed load, tried again by every request,
+    is logged once, where nothing in the console said why the tab showed GPT-2 only."""
+    class Served:
+        def close(self) -> None:
+            pass
+
+    def load(source: str):
+        if source != "mini":
+            raise ModelUnavailableError(f"{source} is not in the Hugging Face cache here")
+        return Served()
+
+    with caplog.at_level("INFO", logger="demo.models"):
+        holder = ModelHolder(load, "gpt2", fallback="mini")
+        bert = LazyFillMask(load, "bert-base-uncased")
+        for _ in range(3):
+            with pytest.raises(ModelUnavailableError):
+                bert.get()
+    assert holder.current is not None and holder.notice is not None
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert not [m for level, m in levels if level == "ERROR"], levels
+    assert ("WARNING", "cannot load gpt2: gpt2 is not in the Hugging Face cache here") in levels
+    assert ("WARNING", "serving the bundled mini: gpt2 could not be loaded (the page says why)") in levels
+    bert_lines = [m for level, m in levels if "bert-base-uncased" in m]
+    assert bert_lines == ["loading bert-base-uncased for the BERT vs GPT-2 tab",
+                          "cannot load bert-base-uncased, the BERT vs GPT-2 tab shows GPT-2 only: bert-base-uncased is "
+                          "not in the Hugging Face cache here"], "one try logged, and its failure once"
+    holder.retire()
+
+
 def test_the_model_picker_marks_sizes_whose_files_are_not_here(tiny_checkpoint):
     from demo.model_panel import picker_choices
 
