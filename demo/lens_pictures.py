@@ -97,6 +97,8 @@ def row_name(lens: LogitLens, row: int) -> str:
     return tr("{layer} (output)", layer=name) if row == last else name
 
 
+BYTES_HELP = ("{example}: a token that is only part of a character, written as its bytes (an accented letter, a "
+              "symbol or an emoji takes several bytes, and a layer can guess one of them).")  # i18n: key
 KEYS_HELP = ("Keyboard: Tab to the grid, the arrow keys to move (up and down the layers, along the tokens), "
              "Enter for a cell's likeliest words.")  # i18n: key
 
@@ -140,6 +142,9 @@ def grid_html(lens: LogitLens, *, selected: tuple[int, int] | None = None) -> st
     table = html.escape(tr("Each layer's top guess for the next token"), quote=True)
     help_line = tr("Read bottom-up: the text at the foot, GPT-2's own answer on top. Darker blue: a surer guess. "
                    "<u><b>Underlined</b></u>: the guess is the text's next token.")
+    shown_texts = [*lens.tokens, *(cell.top[0][0] for row in lens.cells for cell in row)]
+    if in_bytes := next((t for t in shown_texts if t.startswith("[bytes ")), None):  # gpt2_core's LanguageModel.token_text
+        help_line += " " + tr(BYTES_HELP, example=f"<code>{html.escape(in_bytes)}</code>")
     keys = tr(KEYS_HELP)
     # the scroller is no Tab stop of its own: the chosen cell, always in the Tab order, scrolls it
     return (f"<div class='lens-scroll' role='region' aria-label='{region}'>"  # i18n: not shown (markup)

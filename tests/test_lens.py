@@ -322,3 +322,20 @@ def test_layers_endpoint_names_a_bad_target_and_serves_on(client):
     with pytest.raises(AppError, match=r"`target` has to be exactly one token of the vocabulary, but ' Parisian' is 2"):
         client.predict("The city of", " Parisian", api_name="/layers")
     assert client.predict("The city of", "", api_name="/layers")["cells"]
+
+
+def test_a_guess_that_is_part_of_a_character_is_explained_under_the_grid():
+    """The bundled model's embeddings guess bytes of a character for "The Eiffel Tower is in the city of", which the
+    grid writes as [bytes f3]: a class asked what they were. The grid's help says, only where one is shown."""
+    from demo.lens_pictures import grid_html
+    from gpt2_core.explain.lens import LensCell, LogitLens
+
+    def lens(guess: str) -> LogitLens:
+        return LogitLens(tokens=["The", " city"], token_ids=[464, 1748], layers=["embeddings", "layer 1"],
+                         cells=[[LensCell([(guess, 7, 0.2)], final_rank=3)] * 2, [LensCell([(" of", 286, 0.4)], 1)] * 2],
+                         committed=[1, 1])
+
+    assert "[bytes f3]</button>" in grid_html(lens("[bytes f3]"))
+    assert ("<code>[bytes f3]</code>: a token that is only part of a character, written as its bytes"
+            in grid_html(lens("[bytes f3]")))
+    assert "part of a character" not in grid_html(lens(" Paris"))
