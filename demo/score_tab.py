@@ -34,7 +34,7 @@ from gpt2_core import DEFAULTS
 from gpt2_core.explain.distribution import Candidate
 
 ALTERNATIVES = 8
-SAMPLE_PROMPT_WORDS = 8  # a machine sample continues the first words of a human paragraph, for a fair comparison
+SAMPLE_PROMPT_WORDS = 8  # a machine sample continues a human paragraph's first words, for a fair comparison
 SAMPLE_TOKENS = 100
 BINS = 10
 TITLE = "Each token coloured by its rank under GPT-2"  # i18n: key
@@ -167,12 +167,22 @@ def histogram(scores) -> pd.DataFrame:
     return pd.DataFrame({"probability": labels, "tokens": counts})
 
 
+def opening_of(paragraph: str) -> str:
+    """The words a machine sample continues: the paragraph's first sentence, so that GPT-2 starts a sentence of its
+    own (cut after 8 words, "There were four of us—George, and William Samuel", the sample began with a lone comma),
+    or its first SAMPLE_PROMPT_WORDS words where that sentence is longer than three times as many."""
+    words = paragraph.split()
+    for n, word in enumerate(words[:3 * SAMPLE_PROMPT_WORDS], start=1):
+        if n >= 4 and word.endswith((".", "!", "?")):  # (not an initial's "K.")
+            return " ".join(words[:n])
+    return " ".join(words[:SAMPLE_PROMPT_WORDS])
+
+
 def make_machine_sample(models: AppModels, examples: Examples):
-    human = examples.human[0]
+    opening = opening_of(examples.human[0].text)
 
     def machine_sample(request: gr.Request):
-        """A fresh GPT-2 continuation of a human paragraph's first words (default settings, a random seed)."""
-        opening = " ".join(human.text.split()[:SAMPLE_PROMPT_WORDS])
+        """A fresh GPT-2 continuation of a human paragraph's first sentence (default settings, a random seed)."""
         with user_facing_errors(), models.use(request.session_hash) as lm:
             (sample,) = lm.generate(opening, max_new_tokens=SAMPLE_TOKENS, temperature=DEFAULTS.temperature,
                                     top_k=DEFAULTS.top_k)

@@ -106,3 +106,36 @@ def test_a_suggestion_ends_after_a_whole_word():
     one_word = [TokenRow(text, i, 1, 0.5) for i, text in enumerate([" super", "cal", "ifr", "ag"])]
     assert whole_words(one_word) == one_word  # no word boundary: all of it
 
+
+
+def test_a_machine_sample_continues_the_human_paragraphs_first_sentence():
+    """Spot the machine's "Fill with a GPT-2 sample" continued "There were four of us—George, and William Samuel" (8
+    words), so the box began with a lone comma: it continues the whole first sentence, or 8 words of a long one."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from demo.examples import load_examples
+    from demo.score_tab import SAMPLE_PROMPT_WORDS, make_machine_sample, opening_of
+
+    examples = load_examples()
+    jerome, darwin = (h.text for h in examples.human[:2])
+    assert opening_of(jerome) == "There were four of us\u2014George, and William Samuel Harris, and myself, and Montmorency."
+    assert jerome.startswith(opening_of(jerome) + " We were")
+    assert opening_of(darwin) == " ".join(darwin.split()[:SAMPLE_PROMPT_WORDS]), "a sentence of 3 lines: its first words"
+    assert opening_of("Mr. K. Smith came home. Then") == "Mr. K. Smith came home."
+    prompts = []
+
+    class Model:
+        name = "stub"
+
+        def generate(self, prompt, **settings):
+            prompts.append(prompt)
+            return [SimpleNamespace(text=" We went up the river.", seed=7)]
+
+    @contextmanager
+    def use(session):
+        yield Model()
+
+    text, caption = make_machine_sample(SimpleNamespace(use=use), examples)(SimpleNamespace(session_hash="s"))
+    assert prompts == [opening_of(jerome)] and text == "We went up the river."
+    assert f"continuing \u201c{opening_of(jerome)}\u201d" in caption
