@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,31 @@ def test_build_your_owns_status_comes_out_in_spanish_and_french_with_its_numbers
     with speaking("fr"):
         french = progress(FakeRun(), EVALUATIONS, False, elapsed_s=31, since_eval_s=1)
     assert french.startswith("**Entraînement\u2026** étape 50 sur 100, perte de validation 3,50, 3\u202f000 tokens/s")
+
+
+def test_a_from_scratch_run_that_ends_in_noise_is_told_how_far_words_are():
+    """A 1-minute run from scratch on a busy machine ended at a validation loss of 7.12, its samples line breaks and
+    pieces of words: the status says where words begin, from the bundled model's own run, in the page's language."""
+    from demo.train_tab import WORDS_LOSS, progress, shown_sample, steps_to_words
+    from gpt2_core.checkpoint import BUNDLED
+
+    record = json.loads((BUNDLED["mini-gpt2"] / "training.json").read_text(encoding="utf-8"))["curve"]
+    first = next(e for e in record if e["val_loss"] <= WORDS_LOSS)
+    assert steps_to_words() == first["step"] > 0 and all(e["val_loss"] > WORDS_LOSS for e in record[:record.index(first)])
+    noisy = [dict(EVALUATIONS[0], step=16, val_loss=7.12)]
+    said = {}
+    for language in ("en", "es", "fr"):
+        with speaking(language):
+            said[language] = progress(FakeRun(), noisy, True, elapsed_s=84, since_eval_s=1)
+    assert said["en"].endswith(f"Download the model below. Its samples are still mostly noise: from scratch they turn "
+                               f"into words below a validation loss of about 5.5 (the bundled model's run got there "
+                               f"after {first['step']} steps), so more minutes show more.")
+    assert f"unos 5,5 (el entrenamiento del modelo incluido llegó ahí tras {first['step']} pasos)" in said["es"]
+    assert f"d'environ 5,5 (l'entraînement du modèle fourni y est arrivé après {first['step']} étapes)" in said["fr"]
+    for run, evaluations in ((FakeRun("gpt2"), noisy), (FakeRun(), [dict(noisy[0], val_loss=5.2)])):
+        assert "noise" not in progress(run, evaluations, True, elapsed_s=84, since_eval_s=1), "fine-tuned, or words"
+    assert shown_sample("s\n\n\n\n\n this\n\nl\n \n\n\n.ance") == "s\n\u23ce\u00d75\n this\n\nl\n\u23ce\u00d74\n.ance", \
+        "runs of line breaks on one line each, with their count; one blank line stays"
 
 
 def test_a_stopped_runs_status_comes_out_in_spanish_and_french_with_its_numbers():
