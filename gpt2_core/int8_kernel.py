@@ -141,7 +141,7 @@ def _built() -> Path:
         return library
     with tempfile.TemporaryDirectory(dir=folder) as scratch:  # built aside, then renamed: a second process never
         built = Path(scratch) / library.name                  # loads a half-written library
-        log.info("building the int8-by-int8 kernel (once for this torch and CPU)")
+        log.info("building the int8-by-int8 kernel with g++, once for this torch and CPU (20 s to a minute)")
         compiler = subprocess.Popen([*command, "-o", str(built)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # a group of its own: a timeout ends cc1plus too
         try:
