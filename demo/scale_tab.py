@@ -62,6 +62,8 @@ UNFINISHED = ("waiting", "loading", "writing")  # the states a run leaves behind
 DOING = {"waiting": "**Starting {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
          "loading": "**Loading {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
          "writing": "**Writing {model}** ({i} of {n})\u2026 Each size is released before the next one loads."}  # i18n: key
+ONE_SIZE = ("**Done.** One size ran, so there is nothing to compare it with and no chart yet: the chart of surprise "
+            "against size draws from two. Download a size listed under *Not run here* and run again.")  # i18n: key
 X_TITLE, Y_TITLE = "parameters (millions)", "bits per token (lower is better)"  # i18n: key
 # Why gpt2_core/scale.py's `plan` leaves a size out, as English templates (keys of demo/locales/scale_tab.json): a note
 # that reads as one is shown in the page's language, its command, sizes and numbers as scale.py wrote them, its
@@ -274,6 +276,8 @@ def make_run(sizes: SizeRunner):
                     if active is not None:
                         state = tr(DOING[active.state], model=active.planned.source, i=ready.index(active) + 1,
                                    n=len(ready))
+                    elif len(ready) == 1:  # nothing to compare and no chart: say what would give one
+                        state = tr(ONE_SIZE)
                     else:
                         state = tr("**Done.** Compare the texts, then the surprise of each size at the human "
                                    "paragraph.")

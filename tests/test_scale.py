@@ -361,3 +361,24 @@ def test_stop_says_stopped_only_for_a_run_it_cut_short_and_an_error_marks_the_un
     assert cards.count("scale-failed") == 2
     with pytest.raises(gr.Error, match="Something went wrong on the server"):  # logged with its traceback
         next(updates)
+
+
+def test_a_run_of_one_size_says_why_there_is_no_chart_and_what_would_give_one():
+    """Offline, only the bundled model runs: the page said "Compare the texts" with one text and drew no chart."""
+    from demo.scale_tab import Column, make_run
+    from gpt2_core.scale import Planned
+
+    def ran(*states: str):
+        class Runner:
+            def run(self, prompt, params):
+                yield [Column(Planned(f"size {i}", 10**6 * (i + 1), 1, None, None), state=s,
+                               bits_per_token=9.0 - i if s == "done" else None)
+                       for i, s in enumerate(states)]
+        return list(make_run(Runner())("Once upon a time", 7, 20))[-1]
+
+    line, *_, chart, chart_box, _ = ran("done", "skipped", "skipped")
+    assert line.startswith("**Done.** One size ran, so there is nothing to compare it with and no chart yet")
+    assert "Download a size listed under *Not run here*" in line and chart_box.visible is False
+    line, *_, chart_box, _ = ran("done", "done", "skipped")
+    assert line == "**Done.** Compare the texts, then the surprise of each size at the human paragraph."
+    assert chart_box.visible is True
