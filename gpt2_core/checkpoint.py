@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from gpt2_core.config import GPTConfig
 
@@ -114,7 +114,11 @@ def read_config(checkpoint_dir: Path) -> GPTConfig:
     config_path = checkpoint_dir / "config.json"
     if not config_path.is_file():
         raise ModelUnavailableError(f"{checkpoint_dir} has no config.json: it is not a Hugging Face GPT-2 checkpoint")
-    return GPTConfig.from_hf_dict(json.loads(config_path.read_text()))
+    try:
+        return GPTConfig.from_hf_dict(json.loads(config_path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ModelUnavailableError(f"{config_path} is not valid JSON ({e}): the file is damaged or was edited; "
+                                    "download or save the checkpoint again") from e
 
 
 def safetensors_files(checkpoint_dir: Path) -> list[Path]:
@@ -145,11 +149,17 @@ class CheckpointTensors:
         self.checkpoint_dir = checkpoint_dir
         self.where: dict[str, tuple[Path, str]] = {}  # our name -> (file, key in it)
         for file in safetensors_files(checkpoint_dir):
-            with safe_open(file, framework="pt", device="cpu") as f:
-                for key in f.keys():
-                    name = key.removeprefix("transformer.")
-                    if not MASK_BUFFER.fullmatch(name):
-                        self.where[name] = (file, key)
+            try:
+                with safe_open(file, framework="pt", device="cpu") as f:
+                    keys = list(f.keys())
+            except (SafetensorError, OSError) as e:
+                raise ModelUnavailableError(f"{file} cannot be read as safetensors ({e}): the file is damaged or "
+                                            "incomplete (an interrupted download or copy?); download or save the "
+                                            "checkpoint again") from e
+            for key in keys:
+                name = key.removeprefix("transformer.")
+                if not MASK_BUFFER.fullmatch(name):
+                    self.where[name] = (file, key)
         if "wte.weight" not in self.where:
             raise ModelUnavailableError(f"{checkpoint_dir} holds no GPT-2 weights (no wte.weight in its safetensors)")
 

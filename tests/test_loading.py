@@ -57,6 +57,23 @@ def test_pickle_only_checkpoint_is_refused_and_says_why(tmp_path, tiny_checkpoin
     assert "pytorch_model.bin" in str(err.value) and "arbitrary code" in str(err.value)
 
 
+@pytest.mark.parametrize("damage", ["weights cut short", "config not JSON"])
+def test_a_damaged_checkpoint_is_named_with_its_file_and_the_fix(tmp_path, tiny_checkpoint, damage):
+    """A cut-short model.safetensors ended in safetensors' traceback ("invalid header length"), and a broken
+    config.json in a JSON error that named no file."""
+    bad = tmp_path / "damaged"
+    shutil.copytree(tiny_checkpoint, bad)
+    if damage == "weights cut short":
+        (bad / "model.safetensors").write_bytes((bad / "model.safetensors").read_bytes()[:5])
+        broken = bad / "model.safetensors"
+    else:
+        (bad / "config.json").write_text("{n_layer: 2")
+        broken = bad / "config.json"
+    with pytest.raises(ModelUnavailableError) as err:
+        load_model(bad, device="cpu", dtype="fp32")
+    assert str(err.value).startswith(f"{broken} ") and "download or save the checkpoint again" in str(err.value)
+
+
 def test_unreachable_uncached_model_names_the_model_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
