@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
@@ -77,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--text", required=True, metavar="FILE", help="a UTF-8 text file to learn")
     tr.add_argument("--out", metavar="DIR", help="where to write the model (Hugging Face layout; required unless "
                                                  "--resume, which writes to its own folder by default)")
+    tr.add_argument("--overwrite", action="store_true", help="write over a model already in --out (refused "
+                    "without it)")
     tr.add_argument("--init", default=None, help="tiny or small (from scratch), or a GPT-2 Hub id or directory to "
                                                  "fine-tune (default tiny)")
     budget = tr.add_mutually_exclusive_group()
@@ -144,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (train's first Ctrl-C stops and saves instead)
+        print(f"python -m gpt2_core {args.command}: interrupted", file=sys.stderr)
+        return 130
     except ValueError as e:  # a bad value: the messages name the parameter and the allowed range
         print(f"python -m gpt2_core {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -159,8 +165,6 @@ RECIPE_FLAGS = ("init", "eval_every", "eval_points", "eval_batches", "bpc_tokens
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from gpt2_core.generate.settings import check_float, check_int
     from gpt2_core.train.loop import DEFAULT_MINUTES, TrainConfig, train
     from gpt2_core.train.plan import fix_mmap_threshold
@@ -203,10 +207,20 @@ def _train(args: argparse.Namespace) -> int:
                          eval_points=eval_points, eval_batches=eval_batches, bpc_tokens=bpc_tokens,
                          threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
                          seed=seed, dropout=dropout)
-    out = Path(args.out if args.out is not None else args.resume)
+    out = _out_folder(args)
     fix_mmap_threshold()  # freed activations go back to the system, as the memory plan assumes
-    stop = threading.Event()  # SIGTERM (the app's Stop) ends the run early; the model is still saved
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = threading.Event()  # SIGTERM (the app's Stop) and a first Ctrl-C end the run early; the model is saved
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: quit without saving
+        if signum == signal.SIGINT:
+            print("stopping: measuring the loss once more and saving the model (Ctrl-C again quits without saving)",
+                  file=sys.stderr, flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     started = time.perf_counter()
 
     def state_plan(plan: TrainingPlan) -> None:  # before the model is allocated
@@ -231,9 +245,33 @@ def _train(args: argparse.Namespace) -> int:
                   val_text_file=args.val_text)
     record_path.write_text(json.dumps(record, indent=1))
     if not args.json:
-        stopped = f" (stopped at step {result.evaluations[-1].step}; --resume {out} goes on)" if result.stopped else ""
+        at = result.evaluations[-1].step
+        goes_on = (f"--resume {out} goes on" if result.total_steps > at else  # stopped while a time budget was timed
+                   f"--resume {out} --steps N goes on, N more than {at}")
+        stopped = f" (stopped at step {at}; {goes_on})" if result.stopped else ""
         print(f"saved to {result.directory}{stopped} (load it with --model {result.directory})")
     return 0
+
+
+def _out_folder(args: argparse.Namespace) -> Path:
+    """--out (or the resumed run's folder), made if needed: a folder that can be written and holds no model that the
+    run would write over, unless --overwrite or it is the run being resumed. (`--out ''` wrote a model into the
+    current folder, and `--out` of a bundled 40-minute model replaced it with a 1-step one, without a word.)"""
+    if args.out is not None and not args.out.strip():
+        raise ValueError("`out` has to name a folder to write the model to, but is empty")
+    out = Path(args.out if args.out is not None else args.resume)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out` has to be a folder, but {str(out)!r} is a file")
+    resumed_here = args.resume is not None and out.resolve() == Path(args.resume).resolve()
+    if (out / "config.json").exists() and not args.overwrite and not resumed_here:
+        raise ValueError(f"`out` already holds a model ({out / 'config.json'}): give another folder, or --overwrite to "
+                         "write over it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"`out` has to be a folder that can be written, but {str(out)!r} cannot: "
+                         f"{e.strerror or e}") from e
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -192,6 +192,96 @@ def test_cli_train_turns_its_evaluation_flags_into_the_recipe(tmp_path, monkeypa
     assert (config.eval_every, config.eval_points, config.bpc_tokens) == (eval_every, eval_points, bpc_tokens)
 
 
+@pytest.mark.parametrize("out, message", [
+    ("", "`out` has to name a folder to write the model to, but is empty"),
+    ("a-file.txt", "`out` has to be a folder, but"),
+    ("a-model", "`out` already holds a model ("),
+    ("/proc/no-such-folder", "`out` has to be a folder that can be written, but '/proc/no-such-folder' cannot:"),
+])
+def test_cli_train_refuses_an_out_that_is_no_folder_or_holds_a_model(tmp_path, monkeypatch, capsys, out, message):
+    """`--out ''` wrote a model into the current folder; a file or a folder that cannot be made ended in a traceback
+    after the plan; an --out holding a model (the bundled one, trained 40 minutes) was replaced by a 1-step one."""
+    from gpt2_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file.txt").write_text("notes")
+    (tmp_path / "a-model").mkdir()
+    (tmp_path / "a-model" / "config.json").write_text("{}")
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(300), encoding="utf-8")
+    code = main(["train", "--text", str(text), "--out", out, "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file.txt", "a-model", "t.txt"], "nothing written"
+    assert (tmp_path / "a-model" / "config.json").read_text() == "{}"
+
+
+def test_cli_train_writes_over_a_model_with_overwrite(tmp_path, monkeypatch):
+    from gpt2_core.cli import main
+    from gpt2_core.train import loop
+
+    class Recorded(Exception):
+        pass
+
+    def record(text, out, config, **kwargs):
+        raise Recorded(out)
+
+    monkeypatch.setattr(loop, "train", record)
+    (tmp_path / "a-model").mkdir()
+    (tmp_path / "a-model" / "config.json").write_text("{}")
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(300), encoding="utf-8")
+    with pytest.raises(Recorded) as recorded:
+        main(["train", "--text", str(text), "--out", str(tmp_path / "a-model"), "--overwrite", "--steps", "1"])
+    assert recorded.value.args[0] == tmp_path / "a-model"
+
+
+def test_cli_generate_interrupted_says_so_in_one_line(monkeypatch, capsys):
+    """Ctrl-C while generating printed two chained tracebacks (the second from the engine's close)."""
+    from gpt2_core import cli, lm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lm, "load_model", interrupted)
+    try:
+        code = cli.main(["generate", "--model", "mini-gpt2", "--prompt", "KING."])
+    except KeyboardInterrupt:  # (left to go up, it would end the test session)
+        pytest.fail("Ctrl-C went up as a traceback")
+    assert code == 130
+    assert capsys.readouterr().err == "python -m gpt2_core generate: interrupted\n"
+
+
+def test_cli_train_stops_and_saves_at_ctrl_c(tmp_path):
+    """Ctrl-C, what a terminal user presses, ended the run in a traceback with no model saved (SIGTERM saved). (A
+    second Ctrl-C quits without saving: not tested, two signals close together reach Python's handler as one.)"""
+    import signal
+
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(600), encoding="utf-8")
+    out = tmp_path / "stopped"
+    run = subprocess.Popen([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out", str(out),
+                            "--steps", "100000", "--eval-every", "5", "--context", "32"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = iter(run.stdout.readline, "")
+    assert any(line.startswith("step 5 of") for line in lines), "training, past its first steps"
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "stopping: measuring the loss once more and saving the model" in stderr
+    assert f"saved to {out} (stopped at step " in stdout and f"--resume {out} goes on" in stdout
+    assert (out / "model.safetensors").is_file() and (out / "resume" / "state.json").is_file()
+
+
+def test_a_resume_that_would_train_nothing_is_refused(tmp_path):
+    """A finished run resumed without a larger --steps (or a smaller one) saved the model again and trained nothing."""
+    train(toy_play(600), tmp_path / "run", TrainConfig(init="tiny", steps=2, **SHORT))
+    for steps in (None, 2, 1):
+        with pytest.raises(ValueError, match=r"`steps` has to be more than the 2 steps the run in .* has made, to go "
+                                             rf"on, but is {steps or 2} \("):
+            train(toy_play(600), tmp_path / "run", TrainConfig(steps=steps), resume=tmp_path / "run")
+
+
 def test_cli_train_refuses_a_resume_of_nothing_in_one_line_of_a_real_process(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text(toy_play(300), encoding="utf-8")

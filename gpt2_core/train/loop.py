@@ -130,6 +130,11 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
         if state.info["text_sha256"] != text_hash(text):
             raise ValueError(f"`resume` continues a run on the same text, but {str(resume)!r} was trained on another "
                              f"(give the --text it was trained on)")
+        made = state.info["step"]
+        if config.steps is not None and config.steps <= made:  # it would save the model again and train nothing
+            raise ValueError(f"`steps` has to be more than the {made} steps the run in {str(resume)!r} has made, to go "
+                             f"on, but is {config.steps} (a finished run, or one stopped before its time budget was "
+                             f"turned into steps, goes on with a larger --steps)")
     out_dir = Path(out_dir)
     threads_before = torch.get_num_threads()
     if config.threads:
