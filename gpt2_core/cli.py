@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
                     "(default: the size's); to fine-tune: the training window (default 256 or the model's if less)")
     tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass; gradients "
-                    "accumulate to a batch of 16 (default: the largest that fits)")
+                    "accumulate to a batch of at least 16, a whole number of micro-batches (5: 4 of them, 20) "
+                    "(default: the largest that fits)")
     tr.add_argument("--max-memory", type=_number, default=None, metavar="GB", help="memory to plan for (default: "
                     "what is available, from /proc/meminfo and the cgroup's limit)")
     tr.add_argument("--seed", type=_number, default=None, help="the seed of the weights, batches and samples "
