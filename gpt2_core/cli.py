@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from gpt2_core.checkpoint import ModelUnavailableError, UnsafeCheckpointError
+from gpt2_core.checkpoint import BUNDLED, ModelUnavailableError, UnsafeCheckpointError
 from gpt2_core.devices import DTYPE_NAMES
 from gpt2_core.generate.settings import DEFAULTS
 from gpt2_core.quantize import QUANTIZE_CHOICES
@@ -155,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m gpt2_core {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (ModelUnavailableError, UnsafeCheckpointError, RuntimeError) as e:
-        print(f"python -m gpt2_core {args.command}: error: {e}", file=sys.stderr)
+        offline = ("" if args.command not in ("generate", "info") or "cannot be reached" not in str(e) else
+                   " Offline, the model bundled with this project runs: --model mini-gpt2 (trained on Shakespeare).")
+        print(f"python -m gpt2_core {args.command}: error: {e}{offline}", file=sys.stderr)
         return 1
 
 
@@ -285,8 +287,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "download":
         from gpt2_core.checkpoint import download
 
-        for model in args.models:
-            print(f"{model}: {download(model)}")
+        for model in args.models:  # (a bundled name or a folder here is not fetched: the Hub has neither)
+            if model in BUNDLED:
+                print(f"{model}: bundled with this project, nothing to download ({BUNDLED[model]})")
+            elif Path(model).expanduser().is_dir():
+                print(f"{model}: a folder on this machine, nothing to download")
+            else:
+                print(f"{model}: {download(model)}")
         return 0
 
     if args.command == "generate":  # check every value before spending seconds on loading

@@ -84,9 +84,27 @@ def test_unavailable_model_exits_1_and_names_the_fix(tmp_path):
                   env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
     assert out.returncode == 1
     assert "python -m gpt2_core download openai-community/gpt2-medium" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.rstrip().endswith("Offline, the model bundled with this project runs: --model mini-gpt2 "
+                                        "(trained on Shakespeare)."), "what runs here meanwhile"
 
 
 @pytest.mark.slow
 def test_download_of_an_unreachable_model_fails_clearly(tmp_path):
     out = run_cli("download", "distilgpt2", env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
     assert out.returncode == 1 and "distilgpt2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_download_of_the_bundled_model_or_a_folder_says_there_is_nothing_to_fetch(tmp_path, monkeypatch, capsys):
+    """`download mini-gpt2` told to download it "on a machine that reaches the Hub" (the Hub has no mini-gpt2), and
+    `download assets/mini-gpt2` that the folder was "neither a local directory nor a model on the Hub"."""
+    from gpt2_core import checkpoint
+    from gpt2_core.checkpoint import BUNDLED
+
+    def no_hub(repo_id, **kwargs):
+        raise AssertionError(f"{repo_id} was looked up on the Hub")
+
+    monkeypatch.setattr(checkpoint, "download", no_hub)
+    assert main(["download", "mini-gpt2", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"mini-gpt2: bundled with this project, nothing to download ({BUNDLED['mini-gpt2']})",
+        f"{tmp_path}: a folder on this machine, nothing to download"]
