@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -340,7 +341,13 @@ def test_a_run_that_would_not_fit_is_refused_before_allocating_and_names_the_fla
     out, peak = _peak_rss_of([sys.executable, "-m", "gpt2_core", "train", "--text", str(text), "--out",
                               str(tmp_path / "ft"), "--init", str(tiny_checkpoint), "--steps", "2", *args])
     assert out.returncode == 2 and "training would not fit in memory" in out.stderr
-    assert all(flag in out.stderr for flag in ("--micro-batch", "--context", "--max-memory")), out.stderr
+    advice = out.stderr.split("available (--max-memory). ", 1)[1]  # after the plan
+    assert "--max-memory GB" in advice, out.stderr
+    budget = float(args[args.index("--max-memory") + 1]) * 1e9
+    offered = re.findall(r"--(?:micro-batch|context) \((?:1|64 tokens at micro-batch 1) plans ([\d.]+) ([MG])B\)",
+                         advice)  # a setting is offered only where it would fit (micro-batch 1 was, at 1, over it)
+    assert all(float(n) * {"M": 1e6, "G": 1e9}[unit] <= budget for n, unit in offered), out.stderr
+    assert offered or advice.startswith("Even micro-batch 1 with a 64-token context plans "), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "ft").exists()
     assert peak < 0.8e9, "refused before the model and its training state were allocated"
 
@@ -355,7 +362,11 @@ def test_the_plan_picks_a_micro_batch_that_fits_and_accumulates_to_the_batch():
                                                             bf16=True) / 1e9)
     assert roomy.micro_batch * roomy.accumulation == 16 and roomy.planned_peak_bytes < 4e9
     assert tight.micro_batch == 2 and tight.accumulation == 8 and tight.planned_peak_bytes <= tight.available_bytes
-    with pytest.raises(WontFitError, match="--micro-batch"):
+    with pytest.raises(WontFitError, match=r"Ask for a smaller --micro-batch \(1 plans 3.41 GB\), or allow more"):
+        plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=16, max_memory_gb=4)
+    # where no setting fits, none is offered (micro-batch 1 was, over the memory there was)
+    with pytest.raises(WontFitError, match=r"Even micro-batch 1 with a 64-token context plans 3.29 GB, mostly the "
+                                           r"model and its optimizer: free memory, or allow more with --max-memory"):
         plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=16, max_memory_gb=3)
 
 
@@ -519,3 +530,11 @@ def test_the_bundled_model_is_small_trained_as_recorded_and_writes_words():
     (sample,) = lm.generate("KING.\n", max_new_tokens=40, seed=3, temperature=0.8)
     assert sum(w.isalpha() for w in sample.text.split()) >= 10
     lm.close()
+
+
+def test_fine_tuning_refuses_a_context_past_the_models(tmp_path):
+    """`--init mini-gpt2 --context 512` planned a 128-token window without a word about the 512 asked for."""
+    with pytest.raises(ValueError, match=r"`context` has to be an integer in \[8, 128\] to fine-tune mini-gpt2 \(its "
+                                         r"context is 128 tokens\), but is 512"):
+        train(toy_play(300), tmp_path / "ft", TrainConfig(init="mini-gpt2", context=512, steps=1))
+    assert not (tmp_path / "ft").exists()

@@ -103,13 +103,23 @@ def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, mi
     peak = estimate_peak_bytes(config, context=context, micro_batch=micro_batch, bf16=bf16)
     plan = TrainingPlan(context, micro_batch, accumulation, config.num_parameters(), peak, available, source)
     if peak > available:
-        one = estimate_peak_bytes(config, context=context, micro_batch=1, bf16=bf16)
-        short = estimate_peak_bytes(config, context=min(context, 64), micro_batch=1, bf16=bf16)
-        raise WontFitError(f"training would not fit in memory: {plan.describe().removeprefix('plan: ')}. Ask for "
-                           f"a smaller --micro-batch (1 plans {readable_bytes(one)}) or a shorter --context (64 "
-                           f"tokens at micro-batch 1 plans {readable_bytes(short)}), or allow more with "
-                           f"--max-memory GB if the machine has it")
+        raise WontFitError(f"training would not fit in memory: {plan.describe().removeprefix('plan: ')}. "
+                           f"{_what_fits(config, context=context, micro_batch=micro_batch, bf16=bf16, available=available)}")
     return plan
+
+
+def _what_fits(config: GPTConfig, *, context: int, micro_batch: int, bf16: bool, available: int) -> str:
+    """The advice of a plan that does not fit: only the settings that would (micro-batch 1 was offered at 1, and
+    over the memory there was)."""
+    one = estimate_peak_bytes(config, context=context, micro_batch=1, bf16=bf16)
+    short = estimate_peak_bytes(config, context=min(context, 64), micro_batch=1, bf16=bf16)
+    more = "or allow more with --max-memory GB if the machine has it"
+    if micro_batch > 1 and one <= available:
+        return f"Ask for a smaller --micro-batch (1 plans {readable_bytes(one)}), {more}"
+    if context > 64 and short <= available:
+        return f"Ask for a shorter --context (64 tokens at micro-batch 1 plans {readable_bytes(short)}), {more}"
+    return (f"Even micro-batch 1 with a 64-token context plans {readable_bytes(short)}, mostly the model and its "
+            f"optimizer: free memory, {more}")
 
 
 def available_memory(max_memory_gb: float | None = None) -> tuple[int, str]:
