@@ -210,6 +210,7 @@ def _train(args: argparse.Namespace) -> int:
                          eval_points=eval_points, eval_batches=eval_batches, bpc_tokens=bpc_tokens,
                          threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
                          seed=seed, dropout=dropout)
+    made = args.out is not None and not Path(args.out).exists()
     out = _out_folder(args)
     fix_mmap_threshold()  # freed activations go back to the system, as the memory plan assumes
     stop = threading.Event()  # SIGTERM (the app's Stop) and a first Ctrl-C end the run early; the model is saved
@@ -240,8 +241,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"step {e.step}{of}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
               f"{e.tokens_per_s:.0f} tokens/s{left}\n  sample: {e.sample[:120]!r}", flush=True)
 
-    result = train(texts["text"], out, config, val_text=texts.get("val_text"), on_eval=report, on_plan=state_plan,
-                   stop=stop, resume=None if args.resume is None else Path(args.resume))
+    try:
+        result = train(texts["text"], out, config, val_text=texts.get("val_text"), on_eval=report,
+                       on_plan=state_plan, stop=stop, resume=None if args.resume is None else Path(args.resume))
+    except BaseException:
+        if made and not any(out.iterdir()):  # a run refused before writing (it would not fit) leaves no folder
+            out.rmdir()
+        raise
     record_path = out / "training.json"  # the recipe: the command and the files it read
     record = json.loads(record_path.read_text())
     record.update(command=shlex.join(["python", "-m", "gpt2_core", *args.argv]), text_file=args.text,

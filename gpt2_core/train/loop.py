@@ -293,6 +293,9 @@ def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int
     shape = read_config(resume_dir or resolve_checkpoint_dir(config.init))
     if config.from_scratch:  # a resumed from-scratch model: its context is its window
         return shape, shape.block_size
+    if config.context is not None and config.context > shape.block_size:  # (it was cut to the model's, unsaid)
+        raise ValueError(f"`context` has to be an integer in [8, {shape.block_size}] to fine-tune {config.init} (its "
+                         f"context is {shape.block_size} tokens), but is {config.context}")
     return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)
 
 
