@@ -33,6 +33,8 @@ from gpt2_core.generate.settings import DEFAULTS
 from gpt2_core.quantize import QUANTIZE_CHOICES
 
 if TYPE_CHECKING:
+    from gpt2_core.generate.settings import SamplingParams
+    from gpt2_core.lm import LanguageModel, Sample
     from gpt2_core.train.loop import Evaluation
     from gpt2_core.train.plan import TrainingPlan
 
@@ -262,6 +264,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_as_written(lm: LanguageModel, prompt: str, settings: SamplingParams) -> Sample:
+    """One sample printed token by token after its prompt: printed whole at the end, a long one looked hung, and
+    Ctrl-C lost it. (Without stop texts a sample's text only grows; with them, or several samples, they print at the
+    end.)"""
+    print(prompt, end="", flush=True)
+    shown = ""
+    for (sample,) in lm.stream(prompt, settings):
+        print(sample.text[len(shown):], end="", flush=True)
+        shown = sample.text
+    print()
+    return sample
+
+
 def _out_folder(args: argparse.Namespace) -> Path:
     """--out (or the resumed run's folder), made if needed: a folder that can be written and holds no model that the
     run would write over, unless --overwrite or it is the run being resumed. (`--out ''` wrote a model into the
@@ -317,6 +332,10 @@ def _run(args: argparse.Namespace) -> int:
                   f"precision   {lm.precision}\nmemory      {lm.memory_bytes() / 2**20:,.1f} MiB\n"
                   f"layers      {lm.config.n_layer} x {lm.config.n_head} heads x {lm.config.n_embd} wide\n"
                   f"context     {lm.config.block_size} tokens")
+            return 0
+        if settings.num_samples == 1 and not settings.stop and not args.json:  # as it is written
+            samples = [_print_as_written(lm, args.prompt, settings)]
+            print(f"[seed {samples[0].seed}, {samples[0].finish_reason}]", file=sys.stderr)
             return 0
         samples = lm.generate(args.prompt, **vars(settings))  # a huge prompt keeps its end (MAX_PROMPT_CHARS)
         for i, sample in enumerate(samples):

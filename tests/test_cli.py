@@ -44,6 +44,28 @@ def test_generate_plain_text_prints_prompt_and_continuation(tiny_checkpoint, cap
     assert "seed" in captured.err
 
 
+def test_generate_prints_a_sample_as_it_is_written_and_keeps_it_at_ctrl_c(tiny_checkpoint, lm, monkeypatch, capsys):
+    """One sample was printed whole at its end: a long one looked hung, and Ctrl-C lost all of it."""
+    from types import SimpleNamespace
+
+    from gpt2_core.lm import LanguageModel
+
+    args = ["generate", "--model", str(tiny_checkpoint), "--prompt", "Once", "--max-new-tokens", "8", "--seed", "5",
+            "--device", "cpu", "--exact"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == "Once" + lm.generate("Once", max_new_tokens=8, seed=5)[0].text + "\n"
+
+    def two_tokens_then_ctrl_c(self, prompt, params=None, **settings):
+        yield [SimpleNamespace(text=" upon")]
+        yield [SimpleNamespace(text=" upon a")]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LanguageModel, "stream", two_tokens_then_ctrl_c)
+    assert main(args) == 130
+    captured = capsys.readouterr()
+    assert captured.out == "Once upon a" and captured.err == "python -m gpt2_core generate: interrupted\n"
+
+
 def test_info_reports_parameters_memory_and_device(tiny_checkpoint, lm, capsys):
     assert main(["info", "--model", str(tiny_checkpoint), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
