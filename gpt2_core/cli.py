@@ -207,6 +207,9 @@ def _train(args: argparse.Namespace) -> int:
                                                                   low_open=True)
     seed = check_int("seed", 0 if args.seed is None else args.seed, 0, 2**31 - 1)
     dropout = check_float("dropout", 0.0 if args.dropout is None else args.dropout, 0.0, 0.9)
+    if args.init is not None and not args.init.strip():  # ('' trained a tiny model from scratch without a word)
+        raise ValueError("`init` has to be tiny or small (from scratch), or a GPT-2 Hub id or folder to fine-tune, "
+                         "but is empty")
     config = TrainConfig(init=args.init or "tiny", minutes=minutes, steps=steps, save_dtype=args.save_dtype or "fp32",
                          eval_every=eval_every,
                          eval_points=eval_points, eval_batches=eval_batches, bpc_tokens=bpc_tokens,
@@ -322,6 +325,8 @@ def _run(args: argparse.Namespace) -> int:
                                   top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                                   seed=args.seed, num_samples=args.num_samples, stop=tuple(args.stop or ()))
         args.prompt = _read_prompt(args)
+    if not args.model.strip():  # ('' read the current folder: ". has no config.json")
+        raise ValueError("`model` has to be a Hub id (gpt2, distilgpt2, ...), mini-gpt2 or a folder, but is empty")
     if args.exact and (args.dtype != "auto" or args.quantize != "auto"):
         raise ValueError("--exact is fp32 without quantization: leave out --dtype and --quantize")
     dtype, quantize = ("fp32", None) if args.exact else (args.dtype, args.quantize)

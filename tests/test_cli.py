@@ -66,6 +66,13 @@ def test_generate_prints_a_sample_as_it_is_written_and_keeps_it_at_ctrl_c(tiny_c
     assert captured.out == "Once upon a" and captured.err == "python -m gpt2_core generate: interrupted\n"
 
 
+@pytest.mark.parametrize("command", ["generate", "info"])
+def test_an_empty_model_is_refused_by_name(command, capsys):
+    assert main([command, "--model", ""]) == 2  # (it read the current folder: ". has no config.json")
+    assert capsys.readouterr().err == (f"python -m gpt2_core {command}: error: `model` has to be a Hub id (gpt2, "
+                                       "distilgpt2, ...), mini-gpt2 or a folder, but is empty\n")
+
+
 def test_info_reports_parameters_memory_and_device(tiny_checkpoint, lm, capsys):
     assert main(["info", "--model", str(tiny_checkpoint), "--device", "cpu"]) == 0
     out = capsys.readouterr().out

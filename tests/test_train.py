@@ -145,6 +145,8 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--bpc-tokens", "0"], "`bpc_tokens` has to be an integer in [1, 1000000000], but is 0"),
     (["--eval-every", "0", "--eval-points", "5"], "`eval_every` has to be an integer in [1, 10000000], but is 0"),
     (["--resume", "somewhere", "--minutes", "1"], "`minutes` cannot be given with `resume`"),
+    (["--init", " "], "`init` has to be tiny or small (from scratch), or a GPT-2 Hub id or folder to fine-tune, but is "
+                      "empty"),  # (it trained a tiny model)
     # the stopped run's recipe holds: a flag that would change it is refused, even one given at its default
     (["--resume", "somewhere", "--eval-points", "20"], "`eval_points` cannot be given with `resume`"),
     (["--resume", "somewhere", "--eval-batches", "8"], "`eval_batches` cannot be given with `resume`"),
