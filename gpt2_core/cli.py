@@ -135,8 +135,8 @@ def _read_prompt(args: argparse.Namespace) -> str:
         prompt: str = args.prompt  # --prompt's default is ""
         return prompt
     try:
-        if args.prompt_file == "-":
-            return sys.stdin.read()
+        if args.prompt_file == "-":  # bytes, decoded here: the locale's reading let other bytes through as surrogates
+            return sys.stdin.buffer.read().decode("utf-8")
         with open(args.prompt_file, encoding="utf-8") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as e:

@@ -137,3 +137,15 @@ def test_download_of_the_bundled_model_or_a_folder_says_there_is_nothing_to_fetc
     assert capsys.readouterr().out.splitlines() == [
         f"mini-gpt2: bundled with this project, nothing to download ({BUNDLED['mini-gpt2']})",
         f"{tmp_path}: a folder on this machine, nothing to download"]
+
+
+@pytest.mark.slow
+def test_a_prompt_from_stdin_is_read_as_utf8_or_refused_by_name(tiny_checkpoint):
+    """Bytes that are not UTF-8 on standard input were let through as surrogates and refused as `prompt`."""
+    command = [sys.executable, "-m", "gpt2_core", "generate", "--model", str(tiny_checkpoint), "--prompt-file", "-",
+               "--max-new-tokens", "2", "--device", "cpu", "--json"]
+    good = subprocess.run(command, input="Caf\u00e9 ".encode(), capture_output=True, timeout=120)
+    assert good.returncode == 0 and json.loads(good.stdout)["prompt_tokens"] >= 2, good.stderr
+    bad = subprocess.run(command, input=b"Caf\xff ", capture_output=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.decode().startswith(
+        "python -m gpt2_core generate: error: `prompt_file` has to be a readable UTF-8 text file, but '-' is not")
