@@ -56,10 +56,22 @@ watch('value', () => {  // a new grid: its marked cell (the last column) in view
   // leaves a column half under them; the names' width depends on the language and the screen, so it is measured,
   // again whenever it changes (a phone turned). Mandatory: Large text's wider columns left a swipe's end too far
   // from a snap point for "proximity" to snap.
+  // The scroll's end is a snap position too: room after the last column, so that the columns that fit there start
+  // at the names' edge (else the grid opened at its end with a column's sliver under the names, on a phone).
   const pad = () => {  // in the scroller's own CSS pixels (Large text zooms the page: the rectangles are the screen's)
     if (!side.isConnected) return;
-    const box = scroller().getBoundingClientRect(), scale = scroller().offsetWidth / box.width;
-    scroller().style.scrollPaddingLeft = `${(side.getBoundingClientRect().right - box.left) * scale + 2}px`;
+    const sc = scroller(), table = sc.querySelector('table'), box = sc.getBoundingClientRect();
+    const scale = sc.offsetWidth / box.width, left = (side.getBoundingClientRect().right - box.left) * scale + 2;
+    sc.style.scrollPaddingLeft = `${left}px`;
+    const at = (x) => (x - box.left) * scale + sc.scrollLeft;  // a point of the screen in the scroller's content
+    const rects = [...sc.querySelectorAll('tr')[1].querySelectorAll('td')].map((td) => td.getBoundingClientRect());
+    const end = at(rects[rects.length - 1].right), first = rects.find((r) => end - at(r.left) <= sc.clientWidth - left);
+    const had = parseFloat(table.style.paddingRight || '0');  // (measured with it: taking it away first would
+    const bare = sc.scrollWidth - had - sc.clientWidth;          // scroll the grid back from its end)
+    const room = first && bare > 0 ? Math.max(0, at(first.left) - left - bare) : 0;
+    // (whole pixels and one more: a snap position past the integer scroll end is not taken)
+    const wanted = room > 0 ? Math.ceil(room) + 1 : 0;
+    if (wanted !== had) table.style.paddingRight = `${wanted}px`;
   };
   pad();
   new ResizeObserver(pad).observe(side);

@@ -101,6 +101,11 @@ def test_a_sideways_scroll_or_an_arrow_key_comes_to_rest_on_a_column_clear_of_th
     wait_until(lambda: layers.locator("#layers-grid .lens-input").count() >= 18, timeout=60, message="the long grid")
     scroller = layers.locator("#layers-grid .lens-scroll")
     assert scroller.evaluate("s => s.scrollWidth > s.clientWidth + 200"), "the long text's grid scrolls sideways"
+    layers.wait_for_timeout(300)
+    assert layers.evaluate(HALF_HIDDEN) == [], "as drawn, at the grid's end (it opened with a sliver, on a phone)"
+    assert layers.locator("#layers-grid .lens-cell.selected").evaluate(
+        "c => c.getBoundingClientRect().right <= c.closest('.lens-scroll').getBoundingClientRect().right + 1"), \
+        "GPT-2's answer, the marked last cell, in view"
     for dx in (-37, -120, -75, 53, 20, -200, 33):  # amounts that end inside a column
         before = scroller.evaluate("s => s.scrollLeft")
         scroller.evaluate(f"s => s.scrollBy({{left: {dx}}})")
