@@ -21,6 +21,7 @@ import logging
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -218,24 +219,29 @@ def _train(args: argparse.Namespace) -> int:
     made = args.out is not None and not Path(args.out).exists()
     out = _out_folder(args)
     fix_mmap_threshold()  # freed activations go back to the system, as the memory plan assumes
-    stop = threading.Event()  # SIGTERM (the app's Stop) and a first Ctrl-C end the run early; the model is saved
+    # SIGTERM (the app's Stop) ends the run early and saves it; so does Ctrl-C once training has begun (before, while
+    # a download, the vocabulary or the weights are prepared, it interrupts). Further presses wait for the save: a
+    # model cut half-written would be lost, the resumed run's own folder included.
+    stop, training = threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        if signum == signal.SIGINT and stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: quit without saving
+        if signum == signal.SIGINT and not training.is_set():
+            raise KeyboardInterrupt
         if signum == signal.SIGINT:
-            print("stopping: measuring the loss once more and saving the model (Ctrl-C again quits without saving)",
-                  file=sys.stderr, flush=True)
+            print("already stopping: the model is being saved" if stop.is_set() else
+                  "stopping: measuring the loss once more and saving the model", file=sys.stderr, flush=True)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     started = time.perf_counter()
 
     def state_plan(plan: TrainingPlan) -> None:  # before the model is allocated
         print(json.dumps({"plan": plan.as_dict()}) if args.json else plan.describe(), flush=True)
+        if args.resume is not None:  # (a resumed run reads its own folder's weights: no evaluation before it trains)
+            training.set()
 
     def report(e: Evaluation) -> None:
+        training.set()
         if args.json:
             print(json.dumps({"step": e.step, "train_loss": round(e.train_loss, 4), "val_loss": round(e.val_loss, 4),
                               "elapsed_s": round(e.elapsed_s, 1), "tokens_per_s": round(e.tokens_per_s),
@@ -253,6 +259,9 @@ def _train(args: argparse.Namespace) -> int:
         if made and not any(out.iterdir()):  # a run refused before writing (it would not fit) leaves no folder
             out.rmdir()
         raise
+    finally:
+        for number, handler in handlers.items():  # (main() called in a process that goes on: a test, a notebook)
+            signal.signal(number, handler)
     record_path = out / "training.json"  # the recipe: the command and the files it read
     record = json.loads(record_path.read_text())
     record.update(command=shlex.join(["python", "-m", "gpt2_core", *args.argv]), text_file=args.text,
@@ -260,8 +269,8 @@ def _train(args: argparse.Namespace) -> int:
     record_path.write_text(json.dumps(record, indent=1))
     if not args.json:
         at = result.evaluations[-1].step
-        goes_on = (f"--resume {out} goes on" if result.total_steps > at else  # stopped while a time budget was timed
-                   f"--resume {out} --steps N goes on, N more than {at}")
+        goes_on = (f"--resume {out} goes on" if result.total_steps > at
+                   else f"--resume {out} --steps N goes on, N more than {at}")  # stopped while its budget was timed
         stopped = f" (stopped at step {at}; {goes_on})" if result.stopped else ""
         print(f"saved to {result.directory}{stopped} (load it with --model {result.directory})")
     return 0
@@ -272,10 +281,16 @@ def _print_as_written(lm: LanguageModel, prompt: str, settings: SamplingParams) 
     Ctrl-C lost it. (Without stop texts a sample's text only grows; with them, or several samples, they print at the
     end.)"""
     print(prompt, end="", flush=True)
-    shown = ""
-    for (sample,) in lm.stream(prompt, settings):
-        print(sample.text[len(shown):], end="", flush=True)
-        shown = sample.text
+    shown, seed = "", None
+    try:
+        for (sample,) in lm.stream(prompt, settings):
+            print(sample.text[len(shown):], end="", flush=True)
+            shown, seed = sample.text, sample.seed
+    except KeyboardInterrupt:  # what was printed stays, on its own lines, with the seed that wrote it
+        print(flush=True)
+        if seed is not None:
+            print(f"[seed {seed}, interrupted]", file=sys.stderr)
+        raise
     print()
     return sample
 
@@ -293,8 +308,11 @@ def _out_folder(args: argparse.Namespace) -> Path:
     if (out / "config.json").exists() and not args.overwrite and not resumed_here:
         raise ValueError(f"`out` already holds a model ({out / 'config.json'}): give another folder, or --overwrite to "
                          "write over it")
+    if args.out is None:  # the resumed run's own folder: read_resume says if it is none
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()  # a folder that exists may still refuse files (read-only, /proc)
     except OSError as e:
         raise ValueError(f"`out` has to be a folder that can be written, but {str(out)!r} cannot: "
                          f"{e.strerror or e}") from e

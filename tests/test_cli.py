@@ -56,14 +56,15 @@ def test_generate_prints_a_sample_as_it_is_written_and_keeps_it_at_ctrl_c(tiny_c
     assert capsys.readouterr().out == "Once" + lm.generate("Once", max_new_tokens=8, seed=5)[0].text + "\n"
 
     def two_tokens_then_ctrl_c(self, prompt, params=None, **settings):
-        yield [SimpleNamespace(text=" upon")]
-        yield [SimpleNamespace(text=" upon a")]
+        yield [SimpleNamespace(text=" upon", seed=11)]
+        yield [SimpleNamespace(text=" upon a", seed=11)]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(LanguageModel, "stream", two_tokens_then_ctrl_c)
     assert main(args) == 130
     captured = capsys.readouterr()
-    assert captured.out == "Once upon a" and captured.err == "python -m gpt2_core generate: interrupted\n"
+    assert captured.out == "Once upon a\n", "the text so far, its line ended"
+    assert captured.err == "[seed 11, interrupted]\npython -m gpt2_core generate: interrupted\n"
 
 
 @pytest.mark.parametrize("command", ["generate", "info"])

@@ -7,6 +7,7 @@ import json
 import math
 import random
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -200,6 +201,7 @@ def test_cli_train_turns_its_evaluation_flags_into_the_recipe(tmp_path, monkeypa
     ("a-file.txt", "`out` has to be a folder, but"),
     ("a-model", "`out` already holds a model ("),
     ("/proc/no-such-folder", "`out` has to be a folder that can be written, but '/proc/no-such-folder' cannot:"),
+    ("/proc", "`out` has to be a folder that can be written, but '/proc' cannot:"),  # there, but takes no files
 ])
 def test_cli_train_refuses_an_out_that_is_no_folder_or_holds_a_model(tmp_path, monkeypatch, capsys, out, message):
     """`--out ''` wrote a model into the current folder; a file or a folder that cannot be made ended in a traceback
@@ -234,9 +236,21 @@ def test_cli_train_writes_over_a_model_with_overwrite(tmp_path, monkeypatch):
     (tmp_path / "a-model" / "config.json").write_text("{}")
     text = tmp_path / "t.txt"
     text.write_text(toy_play(300), encoding="utf-8")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(Recorded) as recorded:
         main(["train", "--text", str(text), "--out", str(tmp_path / "a-model"), "--overwrite", "--steps", "1"])
     assert recorded.value.args[0] == tmp_path / "a-model"
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers, "the caller's, restored"
+
+
+def test_cli_train_resume_of_a_mistyped_folder_makes_no_folder(tmp_path, capsys):
+    from gpt2_core.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(300), encoding="utf-8")
+    assert main(["train", "--text", str(text), "--resume", str(tmp_path / "runs" / "typo")]) == 2
+    assert "`resume` has to be the folder of a stopped or finished run" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_generate_interrupted_says_so_in_one_line(monkeypatch, capsys):
@@ -256,9 +270,7 @@ def test_cli_generate_interrupted_says_so_in_one_line(monkeypatch, capsys):
 
 
 def test_cli_train_stops_and_saves_at_ctrl_c(tmp_path):
-    """Ctrl-C, what a terminal user presses, ended the run in a traceback with no model saved (SIGTERM saved). (A
-    second Ctrl-C quits without saving: not tested, two signals close together reach Python's handler as one.)"""
-    import signal
+    """Ctrl-C, what a terminal user presses, ended the run in a traceback with no model saved (SIGTERM saved)."""
 
     text = tmp_path / "t.txt"
     text.write_text(toy_play(600), encoding="utf-8")
@@ -279,9 +291,12 @@ def test_cli_train_stops_and_saves_at_ctrl_c(tmp_path):
 def test_a_resume_that_would_train_nothing_is_refused(tmp_path):
     """A finished run resumed without a larger --steps (or a smaller one) saved the model again and trained nothing."""
     train(toy_play(600), tmp_path / "run", TrainConfig(init="tiny", steps=2, **SHORT))
-    for steps in (None, 2, 1):
-        with pytest.raises(ValueError, match=r"`steps` has to be more than the 2 steps the run in .* has made, to go "
-                                             rf"on, but is {steps or 2} \("):
+    with pytest.raises(ValueError, match=r"`resume`: the run in .* has made all its 2 steps \(it finished, or was "
+                                         r"stopped before .*\): give --steps more than 2 to go on"):
+        train(toy_play(600), tmp_path / "run", TrainConfig(), resume=tmp_path / "run")
+    for steps in (2, 1):
+        with pytest.raises(ValueError, match=rf"`steps` has to be more than the 2 steps the run in .* has made, to go "
+                                             rf"on, but is {steps}$"):
             train(toy_play(600), tmp_path / "run", TrainConfig(steps=steps), resume=tmp_path / "run")
 
 

@@ -121,7 +121,7 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
     """
     if config.minutes is None and config.steps is None:
         config = replace(config, minutes=DEFAULT_MINUTES)
-    state = None
+    state, asked_steps = None, config.steps
     if resume is not None:
         state = read_resume(Path(resume))
         saved = TrainConfig(**state.info["recipe"])
@@ -131,10 +131,13 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
             raise ValueError(f"`resume` continues a run on the same text, but {str(resume)!r} was trained on another "
                              f"(give the --text it was trained on)")
         made = state.info["step"]
-        if config.steps is not None and config.steps <= made:  # it would save the model again and train nothing
+        if asked_steps is None and config.steps is not None and config.steps <= made:  # it would train nothing
+            raise ValueError(f"`resume`: the run in {str(resume)!r} has made all its {made} steps (it finished, or was "
+                             f"stopped before its time budget was turned into steps): give --steps more than {made} "
+                             f"to go on")
+        if config.steps is not None and config.steps <= made:
             raise ValueError(f"`steps` has to be more than the {made} steps the run in {str(resume)!r} has made, to go "
-                             f"on, but is {config.steps} (a finished run, or one stopped before its time budget was "
-                             f"turned into steps, goes on with a larger --steps)")
+                             f"on, but is {config.steps}")
     out_dir = Path(out_dir)
     threads_before = torch.get_num_threads()
     if config.threads:
@@ -293,7 +296,7 @@ def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int
     shape = read_config(resume_dir or resolve_checkpoint_dir(config.init))
     if config.from_scratch:  # a resumed from-scratch model: its context is its window
         return shape, shape.block_size
-    if config.context is not None and config.context > shape.block_size:  # (it was cut to the model's, unsaid)
+    if resume_dir is None and config.context is not None and config.context > shape.block_size:  # (it was cut, unsaid)
         raise ValueError(f"`context` has to be an integer in [8, {shape.block_size}] to fine-tune {config.init} (its "
                          f"context is {shape.block_size} tokens), but is {config.context}")
     return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)

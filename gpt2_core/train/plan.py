@@ -118,8 +118,8 @@ def _what_fits(config: GPTConfig, *, context: int, micro_batch: int, bf16: bool,
         return f"Ask for a smaller --micro-batch (1 plans {readable_bytes(one)}), {more}"
     if context > 64 and short <= available:
         return f"Ask for a shorter --context (64 tokens at micro-batch 1 plans {readable_bytes(short)}), {more}"
-    return (f"Even micro-batch 1 with a 64-token context plans {readable_bytes(short)}, mostly the model and its "
-            f"optimizer: free memory, {more}")
+    return (f"Even micro-batch 1 with a {min(context, 64)}-token context plans {readable_bytes(short)}, mostly the "
+            f"model and its optimizer: free memory, {more}")
 
 
 def available_memory(max_memory_gb: float | None = None) -> tuple[int, str]:
