@@ -62,8 +62,11 @@ UNFINISHED = ("waiting", "loading", "writing")  # the states a run leaves behind
 DOING = {"waiting": "**Starting {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
          "loading": "**Loading {model}** ({i} of {n})\u2026 Each size is released before the next one loads.",  # i18n: key
          "writing": "**Writing {model}** ({i} of {n})\u2026 Each size is released before the next one loads."}  # i18n: key
-ONE_SIZE = ("**Done.** One size ran, so there is nothing to compare it with and no chart yet: the chart of surprise "
-            "against size draws from two. Download a size listed under *Not run here* and run again.")  # i18n: key
+# A run that ended with fewer than two sizes' figures has no chart: what the state line says instead
+ONE_SIZE = ("**Done.** One size ran, so there is nothing to compare it with and no chart: the chart of surprise "
+            "against size needs at least two.")  # i18n: key
+TOO_FEW = "**Done.** Too few sizes ran for a chart (it needs at least two): a failed size's card says why."  # i18n: key
+SEE_NOT_RUN = "The sizes under *Not run here* say what each would need."  # i18n: key
 X_TITLE, Y_TITLE = "parameters (millions)", "bits per token (lower is better)"  # i18n: key
 # Why gpt2_core/scale.py's `plan` leaves a size out, as English templates (keys of demo/locales/scale_tab.json): a note
 # that reads as one is shown in the page's language, its command, sizes and numbers as scale.py wrote them, its
@@ -273,15 +276,18 @@ def make_run(sizes: SizeRunner):
                 for columns in sizes.run(prompt, params):
                     active = next((c for c in columns if c.state in UNFINISHED), None)
                     ready = [c for c in columns if c.state != "skipped"]
+                    points = chart_data(columns)
                     if active is not None:
                         state = tr(DOING[active.state], model=active.planned.source, i=ready.index(active) + 1,
                                    n=len(ready))
-                    elif len(ready) == 1:  # nothing to compare and no chart: say what would give one
-                        state = tr(ONE_SIZE)
-                    else:
+                    elif len(points) >= 2:
                         state = tr("**Done.** Compare the texts, then the surprise of each size at the human "
                                    "paragraph.")
-                    points = chart_data(columns)
+                    else:  # no chart: why, and what would give one
+                        failed = any(c.state == "failed" for c in columns)
+                        state = tr(TOO_FEW if failed else ONE_SIZE)
+                        if any(c.state == "skipped" for c in columns):
+                            state += " " + tr(SEE_NOT_RUN)
                     chart = gr.LinePlot(points, visible=len(points) >= 2, x_title=tr(X_TITLE), y_title=tr(Y_TITLE))
                     yield (state, render_cards(columns), figures_table(columns), chart,
                            gr.Column(visible=len(points) >= 2),  # one point: no line

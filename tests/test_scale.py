@@ -376,9 +376,15 @@ def test_a_run_of_one_size_says_why_there_is_no_chart_and_what_would_give_one():
                        for i, s in enumerate(states)]
         return list(make_run(Runner())("Once upon a time", 7, 20))[-1]
 
-    line, *_, chart, chart_box, _ = ran("done", "skipped", "skipped")
-    assert line.startswith("**Done.** One size ran, so there is nothing to compare it with and no chart yet")
-    assert "Download a size listed under *Not run here*" in line and chart_box.visible is False
+    line, *_, chart_box, _ = ran("done", "skipped", "skipped")
+    assert line == ("**Done.** One size ran, so there is nothing to compare it with and no chart: the chart of "
+                    "surprise against size needs at least two. The sizes under *Not run here* say what each would "
+                    "need.") and chart_box.visible is False
+    assert ran("done")[0].endswith("needs at least two."), "no size left out: nothing to point at"
+    for states in (("failed",), ("done", "failed", "skipped")):  # a failure is no reason to download another size
+        line, *_, chart_box, _ = ran(*states)
+        assert line.startswith("**Done.** Too few sizes ran for a chart (it needs at least two): a failed size's card "
+                               "says why.") and chart_box.visible is False, states
     line, *_, chart_box, _ = ran("done", "done", "skipped")
     assert line == "**Done.** Compare the texts, then the surprise of each size at the human paragraph."
     assert chart_box.visible is True
