@@ -226,7 +226,7 @@ class LazyFillMask:
                     self._model = self._load(self.source)
                 except (*LOAD_ERRORS, OSError) as e:
                     if str(e) != self.error:
-                        log.warning("cannot load %s, the BERT vs GPT-2 tab shows GPT-2 only: %s", self.source, e)
+                        log.warning("cannot load %s, its tabs show GPT-2 only: %s", self.source, e)
                     self.error = str(e)
                     raise
                 self.error = None

@@ -7,6 +7,8 @@ gr.HighlightedText value first (the tokens joined give the text), then the bucke
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 import pandas as pd
 
@@ -170,10 +172,12 @@ def histogram(scores) -> pd.DataFrame:
 def opening_of(paragraph: str) -> str:
     """The words a machine sample continues: the paragraph's first sentence, so that GPT-2 starts a sentence of its
     own (cut after 8 words, "There were four of us—George, and William Samuel", the sample began with a lone comma),
-    or its first SAMPLE_PROMPT_WORDS words where that sentence is longer than three times as many."""
+    or its first SAMPLE_PROMPT_WORDS words where that sentence is longer than three times as many. A sentence ends at
+    a word ending in . ! or ? (a closing quote after it allowed) from the 4th word on, so not at an initial ("K."),
+    though still at an abbreviation further on ("St."): the paragraphs in assets/examples.json have none."""
     words = paragraph.split()
     for n, word in enumerate(words[:3 * SAMPLE_PROMPT_WORDS], start=1):
-        if n >= 4 and word.endswith((".", "!", "?")):  # (not an initial's "K.")
+        if n >= 4 and re.search(r"[.!?][\"'\u201d\u2019)]*$", word):
             return " ".join(words[:n])
     return " ".join(words[:SAMPLE_PROMPT_WORDS])
 

@@ -52,7 +52,7 @@ X_TITLE, Y_TITLE, LEGEND_TITLE = "training step", "cross-entropy (nats per token
 # 2-core machine ended at 7.12, its samples line breaks and pieces of words, and a teacher was not told why.
 WORDS_LOSS = 5.5
 STILL_NOISE = ("Its samples are still mostly noise: from scratch they turn into words below a validation loss of about "
-               "{loss:.1f} (the bundled model's run got there after {steps} steps), so more minutes show more.")  # i18n: key
+               "{loss:.1f} (the bundled model's run was there by step {steps}), so more minutes show more.")  # i18n: key
 SAMPLES_CSS = "pre { white-space: pre-wrap; overflow-wrap: anywhere; }"  # a long sample line wraps, never overflows
 
 INTRO = """\

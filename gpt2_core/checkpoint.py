@@ -155,7 +155,8 @@ class CheckpointTensors:
             except (SafetensorError, OSError) as e:
                 raise ModelUnavailableError(f"{file} cannot be read as safetensors ({e}): the file is damaged or "
                                             "incomplete (an interrupted download or copy?); download or save the "
-                                            "checkpoint again") from e
+                                            "checkpoint again (from the Hub: delete its models--... folder in the "
+                                            "Hugging Face cache first, or the download keeps the damaged file)") from e
             for key in keys:
                 name = key.removeprefix("transformer.")
                 if not MASK_BUFFER.fullmatch(name):

@@ -528,8 +528,8 @@ def test_an_offline_start_logs_the_fallback_as_a_warning_and_a_missing_bert_once
     assert ("WARNING", "serving the bundled mini: gpt2 could not be loaded (the page says why)") in levels
     bert_lines = [m for level, m in levels if "bert-base-uncased" in m]
     assert bert_lines == ["loading bert-base-uncased for the BERT vs GPT-2 tab",
-                          "cannot load bert-base-uncased, the BERT vs GPT-2 tab shows GPT-2 only: bert-base-uncased is "
-                          "not in the Hugging Face cache here"], "one try logged, and its failure once"
+                          "cannot load bert-base-uncased, its tabs show GPT-2 only: bert-base-uncased is not in the "
+                          "Hugging Face cache here"], "one try logged, and its failure once"
     holder.retire()
 
 

@@ -107,7 +107,6 @@ def test_a_suggestion_ends_after_a_whole_word():
     assert whole_words(one_word) == one_word  # no word boundary: all of it
 
 
-
 def test_a_machine_sample_continues_the_human_paragraphs_first_sentence():
     """Spot the machine's "Fill with a GPT-2 sample" continued "There were four of us—George, and William Samuel" (8
     words), so the box began with a lone comma: it continues the whole first sentence, or 8 words of a long one."""
@@ -123,6 +122,7 @@ def test_a_machine_sample_continues_the_human_paragraphs_first_sentence():
     assert jerome.startswith(opening_of(jerome) + " We were")
     assert opening_of(darwin) == " ".join(darwin.split()[:SAMPLE_PROMPT_WORDS]), "a sentence of 3 lines: its first words"
     assert opening_of("Mr. K. Smith came home. Then") == "Mr. K. Smith came home."
+    assert opening_of("She said, \u201cWe are late!\u201d Then they ran.") == "She said, \u201cWe are late!\u201d"
     prompts = []
 
     class Model:

@@ -196,10 +196,10 @@ def test_a_from_scratch_run_that_ends_in_noise_is_told_how_far_words_are():
         with speaking(language):
             said[language] = progress(FakeRun(), noisy, True, elapsed_s=84, since_eval_s=1)
     assert said["en"].endswith(f"Download the model below. Its samples are still mostly noise: from scratch they turn "
-                               f"into words below a validation loss of about 5.5 (the bundled model's run got there "
-                               f"after {first['step']} steps), so more minutes show more.")
-    assert f"unos 5,5 (el entrenamiento del modelo incluido llegó ahí tras {first['step']} pasos)" in said["es"]
-    assert f"d'environ 5,5 (l'entraînement du modèle fourni y est arrivé après {first['step']} étapes)" in said["fr"]
+                               f"into words below a validation loss of about 5.5 (the bundled model's run was there by "
+                               f"step {first['step']}), so more minutes show more.")
+    assert f"unos 5,5 (el entrenamiento del modelo incluido había llegado ahí en el paso {first['step']})" in said["es"]
+    assert f"d'environ 5,5 (l'entraînement du modèle fourni y était à l'étape {first['step']})" in said["fr"]
     for run, evaluations in ((FakeRun("gpt2"), noisy), (FakeRun(), [dict(noisy[0], val_loss=5.2)])):
         assert "noise" not in progress(run, evaluations, True, elapsed_s=84, since_eval_s=1), "fine-tuned, or words"
     assert shown_sample("s\n\n\n\n\n this\n\nl\n \n\n\n.ance") == "s\n\u23ce\u00d75\n this\n\nl\n\u23ce\u00d74\n.ance", \
