@@ -137,7 +137,8 @@ def _read_prompt(args: argparse.Namespace) -> str:
         return prompt
     try:
         if args.prompt_file == "-":  # bytes, decoded here: the locale's reading let other bytes through as surrogates
-            return sys.stdin.buffer.read().decode("utf-8")
+            raw = getattr(sys.stdin, "buffer", None)  # (a text stream put in its place, by a caller, has none)
+            return raw.read().decode("utf-8") if raw is not None else sys.stdin.read()
         with open(args.prompt_file, encoding="utf-8") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as e:
