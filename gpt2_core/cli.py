@@ -359,19 +359,18 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if settings.num_samples == 1 and not settings.stop and not args.json:  # as it is written
             samples = [_print_as_written(lm, args.prompt, settings)]
-            print(f"[seed {samples[0].seed}, {samples[0].finish_reason}]", file=sys.stderr)
-            return 0
-        samples = lm.generate(args.prompt, **vars(settings))  # a huge prompt keeps its end (MAX_PROMPT_CHARS)
-        for i, sample in enumerate(samples):
-            if args.json:
-                print(json.dumps({"text": sample.text, "token_ids": sample.token_ids, "seed": sample.seed,
-                                  "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
-                                  "prompt_truncated": sample.prompt_truncated,
-                                  "tokens_per_second": sample.tokens_per_second}))
-            else:
-                if len(samples) > 1:
-                    print(f"======== sample {i + 1} (seed {sample.seed}) ========")
-                print(args.prompt + sample.text)
+        else:
+            samples = lm.generate(args.prompt, **vars(settings))  # a huge prompt keeps its end (MAX_PROMPT_CHARS)
+            for i, sample in enumerate(samples):
+                if args.json:
+                    print(json.dumps({"text": sample.text, "token_ids": sample.token_ids, "seed": sample.seed,
+                                      "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
+                                      "prompt_truncated": sample.prompt_truncated,
+                                      "tokens_per_second": sample.tokens_per_second}))
+                else:
+                    if len(samples) > 1:
+                        print(f"======== sample {i + 1} (seed {sample.seed}) ========")
+                    print(args.prompt + sample.text)
         if not args.json:
             print(f"[seed {samples[0].seed}, {samples[0].finish_reason}]", file=sys.stderr)
         return 0
