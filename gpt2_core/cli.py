@@ -217,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
                          eval_points=eval_points, eval_batches=eval_batches, bpc_tokens=bpc_tokens,
                          threads=threads, context=context, micro_batch=micro_batch, max_memory_gb=max_memory,
                          seed=seed, dropout=dropout)
-    made = args.out is not None and not Path(args.out).exists()
+    made = _first_missing(Path(args.out)) if args.out is not None else None  # the top folder a refused run removes
     out = _out_folder(args)
     fix_mmap_threshold()  # freed activations go back to the system, as the memory plan assumes
     # SIGTERM (the app's Stop) ends the run early and saves it; so does Ctrl-C once training has begun (before, while
@@ -257,8 +257,8 @@ def _train(args: argparse.Namespace) -> int:
         result = train(texts["text"], out, config, val_text=texts.get("val_text"), on_eval=report,
                        on_plan=state_plan, stop=stop, resume=None if args.resume is None else Path(args.resume))
     except BaseException:
-        if made and not any(out.iterdir()):  # a run refused before writing (it would not fit) leaves no folder
-            out.rmdir()
+        if made is not None:  # a run refused before writing (it would not fit) leaves no folder, nor --out's parents
+            _remove_empty(out, up_to=made)
         raise
     finally:
         for number, handler in handlers.items():  # (main() called in a process that goes on: a test, a notebook)
@@ -294,6 +294,26 @@ def _print_as_written(lm: LanguageModel, prompt: str, settings: SamplingParams) 
         raise
     print()
     return sample
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The topmost of `folder` and its parents that does not exist (None if it exists)."""
+    missing = None
+    for path in (folder.absolute(), *folder.absolute().parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
+
+
+def _remove_empty(folder: Path, *, up_to: Path) -> None:
+    """Remove `folder` and its parents up to `up_to`, each only if it is empty."""
+    for path in (folder.absolute(), *folder.absolute().parents):
+        if not path.is_dir() or any(path.iterdir()):
+            return
+        path.rmdir()
+        if path == up_to:
+            return
 
 
 def _out_folder(args: argparse.Namespace) -> Path:

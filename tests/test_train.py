@@ -243,6 +243,19 @@ def test_cli_train_writes_over_a_model_with_overwrite(tmp_path, monkeypatch):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers, "the caller's, restored"
 
 
+def test_cli_train_refused_leaves_none_of_the_folders_it_made(tmp_path, capsys):
+    """`--out runs/a/b` refused (it would not fit) removed b and left runs/a; a folder that was there stays."""
+    from gpt2_core.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text(toy_play(300), encoding="utf-8")
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "runs" / "a" / "b", tmp_path / "kept" / "c" / "d"):
+        assert main(["train", "--text", str(text), "--out", str(out), "--steps", "1", "--max-memory", "0.01"]) == 2
+        assert "training would not fit in memory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "t.txt"] and not any((tmp_path / "kept").iterdir())
+
+
 def test_cli_train_resume_of_a_mistyped_folder_makes_no_folder(tmp_path, capsys):
     from gpt2_core.cli import main
 
