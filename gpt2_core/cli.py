@@ -102,9 +102,9 @@ def _parser() -> argparse.ArgumentParser:
                     "bits per character are measured on (default: all)")
     tr.add_argument("--context", type=_number, default=None, help="from scratch: the model's context in tokens "
                     "(default: the size's); to fine-tune: the training window (default 256 or the model's if less)")
-    tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass; gradients "
-                    "accumulate to a batch of at least 16, a whole number of micro-batches (5: 4 of them, 20) "
-                    "(default: the largest that fits)")
+    tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass: a step's batch "
+                    "of 16 windows is split into micro-batches of this size (5: 5+5+5+1), which changes the memory "
+                    "used, not what is learned (default: the largest that fits)")
     tr.add_argument("--max-memory", type=_number, default=None, metavar="GB", help="memory to plan for (default: "
                     "what is available, from /proc/meminfo and the cgroup's limit)")
     tr.add_argument("--seed", type=_number, default=None, help="the seed of the weights, batches and samples "
@@ -204,7 +204,8 @@ def _train(args: argparse.Namespace) -> int:
     bpc_tokens = None if args.bpc_tokens is None else check_int("bpc_tokens", args.bpc_tokens, 1, 10**9)
     threads = None if args.threads is None else check_int("threads", args.threads, 1, 256)
     context = None if args.context is None else check_int("context", args.context, 8, 1024)
-    micro_batch = None if args.micro_batch is None else check_int("micro_batch", args.micro_batch, 1, 1024)
+    batch = TrainConfig.batch_size  # (a step's windows: --micro-batch splits them, and cannot make more)
+    micro_batch = None if args.micro_batch is None else check_int("micro_batch", args.micro_batch, 1, batch)
     max_memory = None if args.max_memory is None else check_float("max_memory", args.max_memory, 0, 4096,
                                                                   low_open=True)
     seed = check_int("seed", 0 if args.seed is None else args.seed, 0, 2**31 - 1)

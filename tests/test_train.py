@@ -69,6 +69,7 @@ def test_from_scratch_the_validation_loss_falls_well_below_its_start(trained):
     assert first.val_loss == pytest.approx(math.log(300), abs=1.0)  # uniform guessing over the vocabulary
     assert last.val_loss < first.val_loss / 3
     assert last.step == 80 and [e.step for e in result.evaluations] == [0, 20, 40, 60, 80]
+    assert first.lr == 0.0 and result.evaluations[1].lr == pytest.approx(1e-3 * 20 / 50)  # the last step's (step 19)
 
 
 def test_the_saved_model_loads_in_gpt2_core_and_transformers_with_equal_logits(trained):
@@ -96,6 +97,54 @@ def test_fine_tuning_lowers_the_validation_loss(tiny_checkpoint, tmp_path):
                    TrainConfig(init=str(tiny_checkpoint), steps=30, learning_rate=3e-3, **{**QUICK, "eval_every": 30}))
     assert result.evaluations[-1].val_loss < result.evaluations[0].val_loss - 1.0
     assert load_model(tmp_path / "tuned", device="cpu", dtype="fp32").config.vocab_size == 50257  # GPT-2's own vocabulary
+
+
+def test_the_micro_batch_changes_the_memory_not_what_is_learned(tmp_path):
+    """A step's 16 windows are drawn whole and then split: micro-batches of 5 (5+5+5+1) learn what one of 16 learns.
+    (They drew their own windows and made a batch of 20, so a run resumed with another --micro-batch changed course.)"""
+    from safetensors.torch import load_file
+
+    quick = dict(QUICK, learning_rate=1e-2, warmup_steps=1, eval_every=3, bf16=False)
+    plans = []
+    for micro in (16, 5):
+        train(toy_play(600), tmp_path / f"m{micro}", TrainConfig(init="tiny", steps=3, micro_batch=micro, **quick),
+              on_plan=plans.append)
+    assert [(p.micro_batch, p.accumulation, p.batch) for p in plans] == [(16, 1, 16), (5, 4, 16)]
+    assert "micro-batch 5 x 4 (the last of 1) accumulated = batch 16" in plans[1].describe()
+    whole, split = (load_file(tmp_path / f"m{m}" / "model.safetensors") for m in (16, 5))
+    # 3 Adam steps at lr 1e-2 move a weight (std 0.02) by about its size: other windows change each tensor by ~100%;
+    # the same windows, summed in another order, by ~0.01% (measured; Adam amplifies it where gradients are tiny)
+    apart = max(float((whole[k] - split[k]).norm() / whole[k].norm()) for k in whole)
+    assert apart < 1e-2, f"a tensor's weights differ by {apart:.1%}"
+
+
+def test_the_plan_counts_the_vocabulary_the_text_gave(tmp_path):
+    """A short text learns fewer than the 4096 tokens asked for; the plan counted 4096 (0.5M parameters too many)."""
+    plans = []
+    train(toy_play(300), tmp_path / "m", TrainConfig(init="tiny", steps=1, **{**QUICK, "vocab_size": 4096}),
+          on_plan=plans.append)
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert record["model"]["vocab_size"] < 4096 and plans[0].parameters == record["parameters"]
+
+
+def test_an_overwrite_cut_short_leaves_the_old_model_as_it_was(tmp_path):
+    """The new vocabulary was written into --out before the first step: a run refused or killed before its first save
+    left the old weights beside a vocabulary they were not trained with."""
+    old = tmp_path / "old-model"
+    old.mkdir()
+    for name in ("vocab.json", "merges.txt", "config.json", "model.safetensors"):
+        (old / name).write_text(f"the old {name}")
+
+    class Refused(Exception):
+        pass
+
+    def cut_short(evaluation):  # the first, before any step (as a crash or a kill there)
+        raise Refused
+
+    with pytest.raises(Refused):
+        train(toy_play(300), old, TrainConfig(init="tiny", steps=1, **QUICK), on_eval=cut_short)
+    assert {p.name: p.read_text() for p in old.iterdir()} == {
+        name: f"the old {name}" for name in ("vocab.json", "merges.txt", "config.json", "model.safetensors")}
 
 
 def test_a_text_too_short_to_split_says_how_long_it_must_be():
@@ -138,8 +187,9 @@ def test_cli_train_prints_one_json_object_per_evaluation(tmp_path):
     (["--steps", "5", "--minutes", "1"], "not allowed with argument"),
     (["--dropout", "1.5"], "`dropout` has to be a finite number in [0, 0.9], but is 1.5"),
     (["--context", "4"], "`context` has to be an integer in [8, 1024], but is 4"),
-    (["--micro-batch", "0"], "`micro_batch` has to be an integer in [1, 1024], but is 0"),
+    (["--micro-batch", "0"], "`micro_batch` has to be an integer in [1, 16], but is 0"),
     (["--max-memory", "0"], "`max_memory` has to be a finite number in (0, 4096], but is 0"),
+    (["--micro-batch", "17"], "`micro_batch` has to be an integer in [1, 16], but is 17"),  # (it splits the 16)
     (["--seed", "-3"], "`seed` has to be an integer in [0, 2147483647], but is -3"),
     (["--eval-points", "0"], "`eval_points` has to be an integer in [1, 10000], but is 0"),
     (["--eval-batches", "2.5"], "`eval_batches` has to be an integer in [1, 1000], but is 2.5"),
@@ -363,8 +413,8 @@ def test_fine_tuning_with_the_real_vocabulary_plans_first_and_peaks_far_below_th
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["--max-memory", "0.2"], ["--micro-batch", "64", "--context", "1024",
-                                                            "--max-memory", "1"]])
+@pytest.mark.parametrize("args", [["--max-memory", "0.2"], ["--micro-batch", "16", "--context", "1024",
+                                                            "--max-memory", "0.9"]])
 def test_a_run_that_would_not_fit_is_refused_before_allocating_and_names_the_flags(tiny_checkpoint, tmp_path, args):
     text = tmp_path / "play.txt"
     text.write_text(toy_play(1500), encoding="utf-8")
@@ -392,6 +442,9 @@ def test_the_plan_picks_a_micro_batch_that_fits_and_accumulates_to_the_batch():
                                                             bf16=True) / 1e9)
     assert roomy.micro_batch * roomy.accumulation == 16 and roomy.planned_peak_bytes < 4e9
     assert tight.micro_batch == 2 and tight.accumulation == 8 and tight.planned_peak_bytes <= tight.available_bytes
+    with pytest.raises(ValueError, match=r"`micro_batch` has to be an integer in \[1, 16\] \(it splits a step's "
+                                         r"batch of 16 windows\), but is 32"):
+        plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=32, max_memory_gb=64)
     with pytest.raises(WontFitError, match=r"Ask for a smaller --micro-batch \(1 plans 3.41 GB\), or allow more"):
         plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=16, max_memory_gb=4)
     # where no setting fits, none is offered (micro-batch 1 was, over the memory there was)

@@ -11,7 +11,8 @@ matrices only, a linear warm-up then a cosine decay over the steps, gradient cli
 processor has it. The last tenth of the text is held out for validation.
 
 Memory is planned before anything is allocated (plan.py): the window (at most 256 tokens when fine-tuning unless
-asked), a micro-batch that fits, and gradient accumulation up to the batch. The schedule follows steps only: a time
+asked), a micro-batch that fits, and gradient accumulation up to the batch (a step's windows are drawn whole and
+split, so the micro-batch changes the memory, never what is learned). The schedule follows steps only: a time
 budget becomes a step count after timing the first steps, so a seed and a step count give one model on any machine.
 At the end, or when stopped, the optimizer and RNG states are saved (resume.py), and `resume=DIR` goes on from there.
 """
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import platform
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -142,26 +144,28 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
     threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
-    try:
-        return _train(text, val_text, out_dir, config, on_eval, on_plan, stop or threading.Event(), state,
-                      Path(resume) if resume is not None else None)
+    try:  # a new vocabulary is made aside, and reaches out_dir with the weights: an --overwrite cut short keeps the old
+        with tempfile.TemporaryDirectory(prefix="gpt2-vocabulary-") as vocab_dir:
+            return _train(text, val_text, out_dir, config, on_eval, on_plan, stop or threading.Event(), state,
+                          Path(resume) if resume is not None else None, Path(vocab_dir))
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
            on_eval: Callable[[Evaluation], None] | None, on_plan: Callable[[TrainingPlan], None] | None,
-           stop: threading.Event, state: ResumeState | None, resume_dir: Path | None) -> TrainResult:
+           stop: threading.Event, state: ResumeState | None, resume_dir: Path | None, vocab_dir: Path) -> TrainResult:
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     autocast = state.info["bf16_autocast"] if state else _use_bf16(config)
-    shape, context = _shape(config, resume_dir)
+    tokenizer, tokenizer_dir = _tokenizer(text, config, resume_dir, vocab_dir)
+    shape, context = _shape(config, resume_dir, tokenizer)
     plan = plan_training(shape, context=context, batch=config.batch_size, bf16=autocast,
                          micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb)
     log.info("%s", plan.describe())
     if on_plan:
         on_plan(plan)
-    model, tokenizer, tokenizer_dir = _start(text, out_dir, config, resume_dir, state)
+    model = _model(shape, config, resume_dir, state)
     if val_text is None:
         data = TokenData.split(tokenizer.encode(text), context=context)
     else:
@@ -169,8 +173,8 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
     decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings; not biases or LayerNorms
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     peak = config.learning_rate or (1e-3 if config.from_scratch else 1e-4)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=peak, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},  # lr: set at each step,
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.95))  # 0 before
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(out_dir, plan=plan)
     step, tokens_seen, elapsed_before = 0, 0, 0.0
@@ -212,12 +216,12 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
         lr = _learning_rate(step, total, peak, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        for _ in range(plan.accumulation):
-            x, y = data.batch("train", plan.micro_batch, context, generator)
+        x, y = data.batch("train", plan.batch, context, generator)  # the step's windows, however it is split
+        for xs, ys in zip(torch.split(x, plan.micro_batch), torch.split(y, plan.micro_batch)):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = model.loss(x, y) / plan.accumulation
+                loss = model.loss(xs, ys) * (len(xs) / plan.batch)  # so the gradients add up to the batch's mean
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
-            tokens_seen += x.numel()
+            tokens_seen += xs.numel()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -286,48 +290,53 @@ def _bpc_tokens(data: TokenData, config: TrainConfig) -> int:
     return len(data.val) if config.bpc_tokens is None else min(len(data.val), config.bpc_tokens)
 
 
-def _shape(config: TrainConfig, resume_dir: Path | None) -> tuple[GPTConfig, int]:
-    """(the model's config, the training window), read without loading any weights, for the memory plan."""
+def _tokenizer(text: str, config: TrainConfig, resume_dir: Path | None, vocab_dir: Path) -> tuple[Tokenizer, Path]:
+    """(the tokenizer, the folder of its vocab.json and merges.txt): the checkpoint's, or one trained on `text` into
+    `vocab_dir` (from scratch)."""
+    if config.from_scratch and resume_dir is None:
+        train_bpe(text, vocab_dir, vocab_size=config.vocab_size)
+        return load_tokenizer(vocab_dir), vocab_dir
+    checkpoint_dir = resume_dir or resolve_checkpoint_dir(config.init)
+    return load_tokenizer(checkpoint_dir), checkpoint_dir
+
+
+def _shape(config: TrainConfig, resume_dir: Path | None, tokenizer: Tokenizer) -> tuple[GPTConfig, int]:
+    """(the model's config, the training window), read without loading any weights, for the memory plan. A new
+    vocabulary may have fewer tokens than asked for (a short text has fewer merges to learn)."""
     if config.from_scratch and resume_dir is None:
         layers, heads, width, block = SIZES[config.init]
         block = config.context or block
-        shape = GPTConfig(vocab_size=config.vocab_size, block_size=block, n_layer=layers, n_head=heads, n_embd=width)
+        eos = tokenizer.eos_token_id
+        assert eos is not None  # train_bpe names <|endoftext|> in tokenizer_config.json
+        shape = GPTConfig(vocab_size=len(tokenizer), block_size=block, n_layer=layers, n_head=heads, n_embd=width,
+                          eos_token_id=eos, dropout=config.dropout)
         return shape, block
     shape = read_config(resume_dir or resolve_checkpoint_dir(config.init))
-    if config.from_scratch:  # a resumed from-scratch model: its context is its window
-        return shape, shape.block_size
+    if config.from_scratch:  # a resumed from-scratch model: its context is its window (a saved config says dropout 0)
+        return GPTConfig(**{**asdict(shape), "dropout": config.dropout}), shape.block_size
     if resume_dir is None and config.context is not None and config.context > shape.block_size:  # (it was cut, unsaid)
         raise ValueError(f"`context` has to be an integer in [8, {shape.block_size}] to fine-tune {config.init} (its "
                          f"context is {shape.block_size} tokens), but is {config.context}")
     return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)
 
 
-def _start(text: str, out_dir: Path, config: TrainConfig, resume_dir: Path | None,
-           state: ResumeState | None) -> tuple[GPT, Tokenizer, Path]:
-    """(model in training mode, tokenizer, the folder of its vocab.json and merges.txt)."""
+def _model(shape: GPTConfig, config: TrainConfig, resume_dir: Path | None, state: ResumeState | None) -> GPT:
+    """The model in training mode: new (from scratch), or the checkpoint's weights (the stopped run's fp32 master
+    weights where it kept them)."""
     if config.from_scratch and resume_dir is None:
-        layers, heads, width, block = SIZES[config.init]
-        block = config.context or block
-        eos = train_bpe(text, out_dir, vocab_size=config.vocab_size)
-        tokenizer = load_tokenizer(out_dir)
-        model = GPT(GPTConfig(vocab_size=len(tokenizer), block_size=block, n_layer=layers, n_head=heads,
-                              n_embd=width, eos_token_id=eos, dropout=config.dropout))
+        model = GPT(shape)
         model.init_weights()
-        return model.train(), tokenizer, out_dir
-    checkpoint_dir = resume_dir or resolve_checkpoint_dir(config.init)
-    shape = read_config(checkpoint_dir)
-    if config.from_scratch:
-        shape = GPTConfig(**{**asdict(shape), "dropout": config.dropout})  # a saved config says 0 (for inference)
+        return model.train()
     weights = state.master_weights if state else None
     if weights is None:
-        weights = load_state_dict(checkpoint_dir, shape, dtype=torch.float32)
+        weights = load_state_dict(resume_dir or resolve_checkpoint_dir(config.init), shape, dtype=torch.float32)
     weights["lm_head.weight"] = weights["wte.weight"]
     with torch.device("meta"):
         model = GPT(shape)
     model.load_state_dict(weights, assign=True)
     assert isinstance(model.lm_head, torch.nn.Linear)  # (quantized later, if at all)
     model.lm_head.weight = model.wte.weight  # assign=True replaced the tied parameter; tie it again
-    return model.train().requires_grad_(True), load_tokenizer(checkpoint_dir), checkpoint_dir
+    return model.train().requires_grad_(True)
 
 
 def _use_bf16(config: TrainConfig) -> bool:

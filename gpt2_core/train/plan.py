@@ -42,17 +42,13 @@ class WontFitError(ValueError):
 @dataclass(frozen=True)
 class TrainingPlan:
     context: int  # training window in tokens
-    micro_batch: int  # windows per forward/backward pass
+    micro_batch: int  # windows per forward/backward pass (the last of a step's may have fewer)
     accumulation: int  # micro-batches per optimizer step
+    batch: int  # windows per optimizer step (the effective batch)
     parameters: int
     planned_peak_bytes: int  # the estimate of the process's peak memory
     available_bytes: int  # what the plan had to fit in
     memory_source: str  # where `available_bytes` came from: "MemAvailable", "cgroup" or "--max-memory"
-
-    @property
-    def batch(self) -> int:
-        """Windows per optimizer step (the effective batch)."""
-        return self.micro_batch * self.accumulation
 
     def as_dict(self) -> dict[str, object]:
         """The plan as the CLI's --json prints it: {"plan": this}."""
@@ -62,8 +58,10 @@ class TrainingPlan:
                 "available_gb": round(self.available_bytes / 1e9, 3), "memory_source": self.memory_source}
 
     def describe(self) -> str:
+        last = self.batch - self.micro_batch * (self.accumulation - 1)
+        split = f" (the last of {last})" if last != self.micro_batch else ""
         return (f"plan: {self.parameters / 1e6:.1f}M parameters, a {self.context}-token window, micro-batch "
-                f"{self.micro_batch} x {self.accumulation} accumulated = batch {self.batch}; planned peak memory "
+                f"{self.micro_batch} x {self.accumulation}{split} accumulated = batch {self.batch}; planned peak memory "
                 f"{readable_bytes(self.planned_peak_bytes)} of {readable_bytes(self.available_bytes)} available "
                 f"({self.memory_source})")
 
@@ -89,8 +87,12 @@ def loss_chunk_bytes(config: GPTConfig) -> int:
 
 def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, micro_batch: int | None = None,
                   max_memory_gb: float | None = None) -> TrainingPlan:
-    """Choose the micro-batch (unless given): the largest that divides `batch`, keeps its activations under
-    ACTIVATION_BUDGET and fits the memory available; refuse with WontFitError if even the smallest does not fit."""
+    """Choose the micro-batch (unless given): the largest that divides `batch`, keeps its activations
+    under ACTIVATION_BUDGET and fits the memory available; refuse with WontFitError if even the smallest does not fit.
+    A given micro-batch that does not divide `batch` makes the last micro-batch of each step smaller."""
+    if micro_batch is not None and not 1 <= micro_batch <= batch:
+        raise ValueError(f"`micro_batch` has to be an integer in [1, {batch}] (it splits a step's batch of {batch} "
+                         f"windows), but is {micro_batch}")
     available, source = available_memory(max_memory_gb)
     if micro_batch is None:
         candidates = [m for m in range(batch, 0, -1) if batch % m == 0]
@@ -99,9 +101,9 @@ def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, mi
         fitting = [m for m in within if estimate_peak_bytes(config, context=context, micro_batch=m, bf16=bf16)
                    <= available]
         micro_batch = fitting[0] if fitting else 1
-    accumulation = -(-batch // micro_batch)  # the effective batch is at least `batch`
+    accumulation = -(-batch // micro_batch)
     peak = estimate_peak_bytes(config, context=context, micro_batch=micro_batch, bf16=bf16)
-    plan = TrainingPlan(context, micro_batch, accumulation, config.num_parameters(), peak, available, source)
+    plan = TrainingPlan(context, micro_batch, accumulation, batch, config.num_parameters(), peak, available, source)
     if peak > available:
         raise WontFitError(f"training would not fit in memory: {plan.describe().removeprefix('plan: ')}. "
                            f"{_what_fits(config, context=context, micro_batch=micro_batch, bf16=bf16, available=available)}")
