@@ -70,8 +70,11 @@ def choose_precision(config: GPTConfig, device: torch.device, *, dtype: str | to
     fast_default = device.type == "cpu" and dtype == "auto" and quantize == "auto"
     chosen: Quantize | None = "int8" if fast_default else (None if quantize == "auto" else validate_quantize(quantize))
     dt = resolve_dtype(dtype, device)
-    if chosen == "int8" and device.type == "cpu":
-        dt = torch.float32  # CPU int8 keeps the rest in fp32 (bf16 activations measured no faster: overhead dominates)
+    if chosen == "int8" and device.type == "cpu":  # it keeps the rest in fp32 (bf16 activations measured no faster)
+        if dtype != "auto" and dt != torch.float32:  # (it was served in fp32 without a word)
+            raise ValueError(f"`dtype` has to be fp32 or left out with int8 on a CPU (its int8 layers keep the rest "
+                             f"in fp32), but is {str(dt).removeprefix('torch.')}")
+        dt = torch.float32
     why = ("int8 weights, chosen on a CPU for speed (dtype='fp32' or --exact for the exact engine)" if fast_default
            else f"{chosen or str(dt).removeprefix('torch.')}, as asked")
     if compile is True or compile == "background":

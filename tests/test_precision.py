@@ -62,6 +62,16 @@ def test_asked_compiles_are_honoured_and_bad_ones_named():
         choose_precision(GPT2, CPU, quantize="int4")
 
 
+def test_int8_on_a_cpu_refuses_a_dtype_it_would_not_serve():
+    """`info --quantize int8 --dtype bf16` said int8 and served the rest in fp32, the dtype dropped without a word."""
+    assert choose_precision(GPT2, CPU, quantize="int8", dtype="fp32", available_bytes=PLENTY).dtype == torch.float32
+    for dtype in ("bf16", "fp16"):
+        with pytest.raises(ValueError, match=r"`dtype` has to be fp32 or left out with int8 on a CPU \(its int8 "
+                                             r"layers keep the rest in fp32\), but is (bfloat16|float16)"):
+            choose_precision(GPT2, CPU, quantize="int8", dtype=dtype, available_bytes=PLENTY)
+    assert choose_precision(GPT2, torch.device("cuda"), quantize="int8", dtype="fp16").dtype == torch.float16
+
+
 def test_a_gpu_keeps_fp16_and_eager_steps():
     plan = choose_precision(GPT2, torch.device("cuda"), available_bytes=PLENTY)
     assert (plan.dtype, plan.quantize, plan.compile) == (torch.float16, None, "no")
@@ -106,3 +116,6 @@ def test_the_cli_says_which_precision_serves(tiny_checkpoint):
     bad = subprocess.run([sys.executable, "-m", "gpt2_core", "info", "--exact", "--quantize", "int8"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--exact" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "gpt2_core", "info", "--model", str(tiny_checkpoint), "--device", "cpu",
+                          "--quantize", "int8", "--dtype", "bf16"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "`dtype` has to be fp32 or left out with int8 on a CPU" in bad.stderr, bad.stderr
