@@ -244,6 +244,14 @@ def load_tokenizer(checkpoint_dir: Path) -> Tokenizer:
         raise ModelUnavailableError(f"cannot load the tokenizer from {checkpoint_dir}: {first_line(e)}") from e
 
 
+def readable_as_umask_allows(path: Path) -> None:
+    """Give a file safetensors wrote the mode any new file gets (safetensors writes 0600: a model trained by one user,
+    or copied into a Space's image, could not be read by the user serving it)."""
+    mask = os.umask(0)  # (reading the umask sets it; put back at once)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
+
+
 def save_checkpoint(model: GPT, directory: Path, *, tokenizer_dir: Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (a GPT) in Hugging Face's GPT-2 layout: config.json, model.safetensors (Conv1D weights as (in,
     out), the LM head tied and so not stored) and the tokenizer files from `tokenizer_dir`. Both `load_model` and
@@ -261,6 +269,7 @@ def save_checkpoint(model: GPT, directory: Path, *, tokenizer_dir: Path, dtype: 
             tensor = tensor.t()  # nn.Linear (out, in) back to Conv1D (in, out)
         state["transformer." + name] = tensor.detach().to("cpu", dtype).contiguous()
     save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    readable_as_umask_allows(directory / "model.safetensors")
     hf = model.config.to_hf_dict() | {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}  # for inference
     (directory / "config.json").write_text(json.dumps(hf, indent=2))
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):

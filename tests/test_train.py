@@ -89,6 +89,9 @@ def test_the_saved_model_loads_in_gpt2_core_and_transformers_with_equal_logits(t
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 80 and record["recipe"]["init"] == "tiny" and record["curve"][-1]["step"] == 80
     assert 0 < record["val_bits_per_character"] < 2.0 and "threads" in record["machine"]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (out / "config.json", out / "model.safetensors",
+                                                         out / "resume" / "state.safetensors")}
+    assert len(set(modes.values())) == 1, f"safetensors' files are as readable as the rest (they were 0600): {modes}"
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from gpt2_core.checkpoint import readable_as_umask_allows
+
 FOLDER = "resume"
 
 
@@ -48,6 +50,7 @@ def save_resume(directory: Path, *, model: torch.nn.Module, optimizer: torch.opt
     if keep_master_weights:
         tensors |= {f"model.{name}": p.detach().float().contiguous() for name, p in model.named_parameters()}
     save_file(tensors, folder / "state.safetensors", metadata={"format": "pt"})
+    readable_as_umask_allows(folder / "state.safetensors")
     (folder / "state.json").write_text(json.dumps(info | {"optimizer_groups": state["param_groups"]}, indent=1))
 
 
