@@ -275,6 +275,8 @@ def _train(args: argparse.Namespace) -> int:
                    else f"--resume {out} --steps N goes on, N more than {at}")  # stopped while its budget was timed
         stopped = f" (stopped at step {at}; {goes_on})" if result.stopped else ""
         print(f"saved to {result.directory}{stopped} (load it with --model {result.directory})")
+        print(f"validation on {record['validation']}: {record['val_bits_per_character']:.2f} bits per character "
+              f"(lower is better; comparable across vocabularies)")  # (it was only in training.json)
     return 0
 
 

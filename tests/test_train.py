@@ -352,6 +352,8 @@ def test_cli_train_stops_and_saves_at_ctrl_c(tmp_path):
     assert "stopping: measuring the loss once more and saving the model" in stderr
     assert f"saved to {out} (stopped at step " in stdout and f"--resume {out} goes on" in stdout
     assert (out / "model.safetensors").is_file() and (out / "resume" / "state.json").is_file()
+    bits = json.loads((out / "training.json").read_text())["val_bits_per_character"]
+    assert f"validation on the last tenth of the text: {bits:.2f} bits per character" in stdout, stdout
 
 
 def test_a_resume_that_would_train_nothing_is_refused(tmp_path):
