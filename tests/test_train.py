@@ -456,6 +456,11 @@ def test_the_plan_picks_a_micro_batch_that_fits_and_accumulates_to_the_batch():
     with pytest.raises(WontFitError, match=r"Even micro-batch 1 with a 64-token context plans 3.29 GB, mostly the "
                                            r"model and its optimizer: free memory, or allow more with --max-memory"):
         plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=16, max_memory_gb=3)
+    # a resumed run refuses --context: it is not offered
+    with pytest.raises(WontFitError, match=r"Even micro-batch 1 plans 3.41 GB \(a resumed run keeps its 256-token "
+                                           r"window\): free memory, or allow more with --max-memory"):
+        plan_training(PRESETS["gpt2"], context=256, batch=16, bf16=True, micro_batch=1, max_memory_gb=3.35,
+                      context_fixed=True)
 
 
 def test_the_chunked_loss_equals_the_cross_entropy_of_the_full_logits():

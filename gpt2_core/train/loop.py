@@ -161,7 +161,8 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
     tokenizer, tokenizer_dir = _tokenizer(text, config, resume_dir, vocab_dir)
     shape, context = _shape(config, resume_dir, tokenizer)
     plan = plan_training(shape, context=context, batch=config.batch_size, bf16=autocast,
-                         micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb)
+                         micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb,
+                         context_fixed=resume_dir is not None)
     log.info("%s", plan.describe())
     if on_plan:
         on_plan(plan)

@@ -86,10 +86,11 @@ def loss_chunk_bytes(config: GPTConfig) -> int:
 
 
 def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, micro_batch: int | None = None,
-                  max_memory_gb: float | None = None) -> TrainingPlan:
+                  max_memory_gb: float | None = None, context_fixed: bool = False) -> TrainingPlan:
     """Choose the micro-batch (unless given): the largest that divides `batch`, keeps its activations
     under ACTIVATION_BUDGET and fits the memory available; refuse with WontFitError if even the smallest does not fit.
-    A given micro-batch that does not divide `batch` makes the last micro-batch of each step smaller."""
+    A given micro-batch that does not divide `batch` makes the last micro-batch of each step smaller.
+    `context_fixed`: the window cannot change (a resumed run), so a refusal does not offer a shorter --context."""
     if micro_batch is not None and not 1 <= micro_batch <= batch:
         raise ValueError(f"`micro_batch` has to be an integer in [1, {batch}] (it splits a step's batch of {batch} "
                          f"windows), but is {micro_batch}")
@@ -105,19 +106,24 @@ def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, mi
     peak = estimate_peak_bytes(config, context=context, micro_batch=micro_batch, bf16=bf16)
     plan = TrainingPlan(context, micro_batch, accumulation, batch, config.num_parameters(), peak, available, source)
     if peak > available:
-        raise WontFitError(f"training would not fit in memory: {plan.describe().removeprefix('plan: ')}. "
-                           f"{_what_fits(config, context=context, micro_batch=micro_batch, bf16=bf16, available=available)}")
+        advice = _what_fits(config, context=context, micro_batch=micro_batch, bf16=bf16, available=available,
+                            context_fixed=context_fixed)
+        raise WontFitError(f"training would not fit in memory: {plan.describe().removeprefix('plan: ')}. {advice}")
     return plan
 
 
-def _what_fits(config: GPTConfig, *, context: int, micro_batch: int, bf16: bool, available: int) -> str:
+def _what_fits(config: GPTConfig, *, context: int, micro_batch: int, bf16: bool, available: int,
+               context_fixed: bool) -> str:
     """The advice of a plan that does not fit: only the settings that would (micro-batch 1 was offered at 1, and
-    over the memory there was)."""
+    over the memory there was; a shorter --context to a resumed run, which refuses it)."""
     one = estimate_peak_bytes(config, context=context, micro_batch=1, bf16=bf16)
     short = estimate_peak_bytes(config, context=min(context, 64), micro_batch=1, bf16=bf16)
     more = "or allow more with --max-memory GB if the machine has it"
     if micro_batch > 1 and one <= available:
         return f"Ask for a smaller --micro-batch (1 plans {readable_bytes(one)}), {more}"
+    if context_fixed:
+        return (f"Even micro-batch 1 plans {readable_bytes(one)} (a resumed run keeps its {context}-token window): "
+                f"free memory, {more}")
     if context > 64 and short <= available:
         return f"Ask for a shorter --context (64 tokens at micro-batch 1 plans {readable_bytes(short)}), {more}"
     return (f"Even micro-batch 1 with a {min(context, 64)}-token context plans {readable_bytes(short)}, mostly the "
