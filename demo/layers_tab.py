@@ -48,6 +48,7 @@ SCROLL_TO_GRID = "() => document.getElementById('layers-note')?.scrollIntoView({
 # stop: the cell in the Tab order (tabindex 0, the marked one as drawn) moves with the arrow keys, up and down the
 # layers and along the tokens (Home, End: the row's ends; Page Up, Page Down: the output, the embeddings)
 PICK_CELL = """const scroller = () => element.querySelector('.lens-scroll');
+let resized = null;  // the row names' observer: one, for the grid shown (each new grid's replaced the old's)
 watch('value', () => {  // a new grid: its marked cell (the last column) in view in the scroller
   const cell = element.querySelector('.lens-cell.selected'), side = element.querySelector('.lens-side');
   if (!scroller() || !cell || !side) return;
@@ -74,7 +75,9 @@ watch('value', () => {  // a new grid: its marked cell (the last column) in view
     if (wanted !== had) table.style.paddingRight = `${wanted}px`;
   };
   pad();
-  new ResizeObserver(pad).observe(side);
+  resized?.disconnect();
+  resized = new ResizeObserver(pad);
+  resized.observe(side);
   scroller().scrollLeft += c.left + c.width / 2 - (s.left + s.width / 2);
 });
 const rove = (cell) => {  // `cell` the grid's one Tab stop

@@ -243,6 +243,36 @@ def test_a_link_whose_word_is_two_tokens_here_opens_on_the_grid_and_says_so_with
         page.context.close()
 
 
+def test_each_new_grid_replaces_the_old_grids_resize_observer(browser, app):  # noqa: F811
+    """Every grid drawn added an observer of its row names that was never let go: a class's hour of grids piled
+    them up."""
+    page = browser.new_context(viewport=VIEWPORTS["1280x720"]).new_page()
+    page.add_init_script("""(() => {  // count the observers of a grid's row names that are still connected
+      const Native = window.ResizeObserver;
+      window.liveNameObservers = new Set();
+      window.ResizeObserver = class extends Native {
+        observe(target, options) {
+          if (target.classList?.contains('lens-side')) window.liveNameObservers.add(this);
+          return super.observe(target, options);
+        }
+        disconnect() { window.liveNameObservers.delete(this); return super.disconnect(); }
+      };
+    })();""")
+    page.set_default_timeout(30_000)
+    page.goto(app.url)
+    page.get_by_role("tab", name="Layers").click()
+    wait_until(lambda: page.locator("#layers-grid .lens-cell").count() > 5, timeout=30, message="the grid")
+    box = page.locator("#layers-text textarea")
+    for _ in range(2):  # two more grids
+        before = box.input_value()
+        page.locator("#layers-continue").click()
+        wait_until(lambda before=before: box.input_value() != before, timeout=30, message="the continuation")
+        wait_until(lambda: page.locator("#layers-grid .lens-cell").count() > 5, timeout=30, message="the grid")
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.liveNameObservers.size") == 1
+    page.context.close()
+
+
 def test_layers_tab_passes_axe(layers):
     assert violations(layers) == []
     layers.locator("#layers-grid .lens-cell").nth(2).click()
