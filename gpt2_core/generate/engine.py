@@ -21,12 +21,14 @@ The engine speaks token ids only; text, stop strings and timing are the caller's
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import queue
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +43,16 @@ from gpt2_core.memory import return_freed_memory
 from gpt2_core.model import GPT, KVCache
 
 log = logging.getLogger(__name__)
+_STARTED: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines that have started a thread (closed at exit)
+
+
+@atexit.register
+def _close_engines_at_exit() -> None:
+    """Python's exit went on while an engine thread was inside a torch kernel, and the process aborted ("terminate
+    called without an active exception", exit code 134): a script that broke out of a stream, or ended as a sample
+    went on, crashed at its last line. The threads finish their step and end first."""
+    for engine in list(_STARTED):
+        engine.close()
 
 
 @dataclass(eq=False)
@@ -123,6 +135,7 @@ class Engine:
             if self._thread is None:  # the first request, or the first since the thread ended idle
                 self._thread = threading.Thread(target=self._loop, name="gpt2-engine", daemon=True)
                 self._thread.start()
+                _STARTED.add(self)
             self._wake.notify()
         return request
 
