@@ -55,6 +55,10 @@ def resolve_checkpoint_dir(source: str | os.PathLike[str], *, files: Sequence[st
     bars) into the HF cache, or found there offline. `kind` and `files`: the model and what a local folder of it
     holds, as the fix names them when it cannot be had (GPT-2's by default; BERT's loader gives its own)."""
     if str(source) in BUNDLED:
+        if not (BUNDLED[str(source)] / "config.json").is_file():  # (gpt2_core installed from a wheel has no assets/)
+            raise ModelUnavailableError(
+                f"{source} is bundled with the project's repository ({BUNDLED[str(source)]}), and this copy of "
+                "gpt2_core has none. Fix: run from a clone of the repository, or give a Hub id such as gpt2.")
         return BUNDLED[str(source)]
     path = Path(source).expanduser()
     if path.is_dir():

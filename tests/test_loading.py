@@ -155,3 +155,31 @@ def test_loading_leaves_no_openmp_pool_on_the_callers_thread(tiny_checkpoint):
     assert started == n - 1, "load_model left an OpenMP pool on the caller's thread"
     started, n = new_threads("on the caller's thread")
     assert started == 0, "the probe cannot tell: loading on the caller's thread should have left its pool"
+
+
+@pytest.mark.slow
+def test_the_package_built_from_pyproject_holds_every_module_and_file_it_reads(tmp_path):
+    """pyproject.toml named two packages and no subpackages: `pip install .` gave a gpt2_core whose
+    `import gpt2_core` failed (no gpt2_core.generate), the console script too."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"  # (a copy: building writes build/ and *.egg-info beside pyproject.toml)
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "gpt2_core", "demo"):
+        copy = shutil.copytree if (root / name).is_dir() else shutil.copy
+        copy(root / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel, = (tmp_path / "dist").glob("*.whl")
+    held = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {str(p.relative_to(root)) for package in ("gpt2_core", "demo") for p in (root / package).rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
+    assert wanted <= held, f"left out of the wheel: {sorted(wanted - held)[:10]}"
+    target = tmp_path / "installed"
+    zipfile.ZipFile(wheel).extractall(target)
+    cli = subprocess.run([sys.executable, "-m", "gpt2_core", "info", "--model", "mini-gpt2"], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1 and "mini-gpt2 is bundled with the project's repository" in cli.stderr, cli.stderr
