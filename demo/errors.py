@@ -42,7 +42,8 @@ ENGINE_MESSAGES = (
     "`{name}` has to be a finite number in [{low}, {high}], but is {value}",  # i18n: key
     "`{name}` has to be a finite number in ({low}, {high}], but is {value}",  # i18n: key
     "`{name}` has to be an integer from 1 to {high} for {model}, but is {value}",  # i18n: key
-    "`stop` has to be at most {count} non-empty strings of at most {chars} characters, but is {value}",  # i18n: key
+    "`stop` has to be a string or a list of at most {count} non-empty strings of at most {chars} characters, "  # i18n: key
+    "but is {value}",  # i18n: key
     "`{name}` has to be a string, but is {kind}",  # i18n: key
     "`{name}` has to be valid Unicode text, but has a lone surrogate ({value}) at character {position}",  # i18n: key
     "`{name}` has to be at most {limit} characters long, but has {length}",  # i18n: key

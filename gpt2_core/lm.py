@@ -61,6 +61,7 @@ from gpt2_core.generate.settings import (
     MAX_PROMPT_CHARS,
     RANDOM_SEEDS,
     SamplingParams,
+    check_float,
     check_int,
     check_prompt,
     check_text,
@@ -76,6 +77,8 @@ from gpt2_core.threads import ends_its_thread
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 300.0  # every request ends by then, whatever it asked for
+MAX_DEADLINE_S = 24 * 3600.0  # the most a caller may give
+MAX_BATCH = 1024  # the most samples an engine may be asked to decode at once (load_model's max_batch)
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ class TextModel:
         Closing the iterator early cancels the generation.
         """
         alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
+        deadline_s = check_float("deadline_s", deadline_s, 0, MAX_DEADLINE_S, low_open=True)  # (NaN ran forever)
         s = sampling_params(params, settings)
         if not self.backend.slides_window:  # a server's prompt and new tokens must fit its context together
             check_int("max_new_tokens", s.max_new_tokens, 1, self.context_length - 1)
@@ -515,6 +519,7 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     samples decoded at once (fewer where the memory free holds fewer KV cache rows: precision.cache_rows); more
     wait their turn. The weights are read one block at a time, each quantized as soon as it is read.
     """
+    max_batch = check_int("max_batch", max_batch, 1, MAX_BATCH)  # (0 became 1, 1.5 a limit of 1.5 samples)
     dev = resolve_device(device)
     if dtype != "auto":
         resolve_dtype(dtype, dev)  # the caller's mistakes before a download

@@ -19,6 +19,7 @@ BAD = [
     ("seed", 2**64), ("seed", 1.5), ("seed", "abc"), ("seed", -5),
     ("num_samples", 0), ("num_samples", 9), ("num_samples", 2.5),
     ("stop", ["a", "b", "c", "d", "e"]), ("stop", [""]), ("stop", [3]), ("stop", ["x" * 201]),
+    ("stop", 5), ("stop", {"a": 1}), ("stop", b"\n"),  # (a TypeError; the dict's keys taken; its bytes as numbers)
 ]
 
 
@@ -35,6 +36,22 @@ def test_bad_setting_is_refused_before_any_work(lm, name, value):
     with pytest.raises(ValueError, match=name):
         lm.generate("hello", **{name: value})
     assert lm.engine.steps == steps
+
+
+@pytest.mark.parametrize("deadline_s", [math.nan, 0, -1, "10", None, 10**6])
+def test_a_bad_deadline_is_refused_by_name(lm, deadline_s):
+    """NaN turned the deadline off, 0 ended every request at once, "10" and None were TypeErrors."""
+    with pytest.raises(ValueError, match=r"`deadline_s` has to be a finite number in \(0, 86400\], but is "):
+        lm.generate("hello", max_new_tokens=2, deadline_s=deadline_s)
+
+
+@pytest.mark.parametrize("max_batch", [0, -3, 1.5, "4", 10**6])
+def test_a_bad_max_batch_is_refused_by_name_before_loading(max_batch):
+    """0 and -3 became 1; 1.5 was a limit of 1.5 samples; "4" a TypeError."""
+    from gpt2_core import load_model
+
+    with pytest.raises(ValueError, match=r"`max_batch` has to be an integer in \[1, 1024\], but is "):
+        load_model("no/such-model-here", max_batch=max_batch)
 
 
 def test_message_shows_the_value():

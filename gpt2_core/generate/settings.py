@@ -117,11 +117,13 @@ def check_float(name: str, value: Any, low: float, high: float, *, low_open: boo
 def check_stop(stop: Any) -> tuple[str, ...]:
     if stop is None:
         return ()
-    strings: tuple[str, ...] = (stop,) if isinstance(stop, str) else tuple(stop)  # str each: checked next
-    if len(strings) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in strings):
+    # a string, or a list or tuple of them (5 or a dict's keys or b"\n" read as its bytes were not what was meant)
+    strings = (stop,) if isinstance(stop, str) else tuple(stop) if isinstance(stop, (list, tuple)) else None
+    if strings is None or len(strings) > MAX_STOP_STRINGS or not all(
+            isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in strings):
         raise ValueError(
-            f"`stop` has to be at most {MAX_STOP_STRINGS} non-empty strings of at most {MAX_STOP_CHARS} characters, "
-            f"but is {shown(strings)}"
+            f"`stop` has to be a string or a list of at most {MAX_STOP_STRINGS} non-empty strings of at most "
+            f"{MAX_STOP_CHARS} characters, but is {shown(stop)}"
         )
     return strings
 
