@@ -158,6 +158,16 @@ class TextModel:
         self.backend.close()
         self._next = None  # it refers back to the backend: without the cycle, the weights go when unused
 
+    @property
+    def closed(self) -> bool:
+        return self._next is None
+
+    def _check_open(self) -> None:
+        """One error for every use after close() (an explanation asserted, scoring went on with the freed model, and
+        generate spoke of an engine)."""
+        if self._next is None:
+            raise RuntimeError(f"the model {self.name} is closed: load it again (load_model) to use it")
+
     # ---- prompts -----------------------------------------------------------------------------------------------
     def prepare_prompt(self, prompt: str, *, room: int) -> PreparedPrompt:
         """Token ids of `prompt`, keeping its last tokens so that `room` new tokens still fit the context.
@@ -203,6 +213,7 @@ class TextModel:
         likeliest tokens at each step, with the probability that these settings draw each (Sample.alternatives).
         Closing the iterator early cancels the generation.
         """
+        self._check_open()
         alternatives = check_int("alternatives", alternatives, 0, MAX_ALTERNATIVES)
         deadline_s = check_float("deadline_s", deadline_s, 0, MAX_DEADLINE_S, low_open=True)  # (NaN ran forever)
         s = sampling_params(params, settings)
@@ -299,8 +310,9 @@ class TextModel:
 
     # ---- probabilities (explain/) -------------------------------------------------------------------------------
     def _next_tokens(self, prompt: str) -> tuple[list[int], NextTokens]:
+        self._check_open()
         ids = self.prepare_prompt(prompt, room=1).ids
-        assert self._next is not None, "the model is closed"
+        assert self._next is not None  # (open, just checked)
         return ids, self._next.get(ids)
 
     # The explanations run on a thread that ends with them, not on the caller's (a web server's long-lived worker):
@@ -348,6 +360,7 @@ class TextModel:
 
         The tokens' texts join to `text`; the first token is conditioned on <|endoftext|>.
         """
+        self._check_open()
         text = check_text("text", text)
         top = check_int("top", top, 0, self.backend.max_alternatives)
         ids = self._scored_ids(text)
@@ -359,6 +372,7 @@ class TextModel:
     @ends_its_thread
     def sequence_logprob(self, text: str) -> float:
         """log P(text) under the model, every token conditioned on those before it (the first on <|endoftext|>)."""
+        self._check_open()
         ids = self._scored_ids(check_text("text", text))
         if not ids:
             return 0.0
@@ -369,6 +383,7 @@ class TextModel:
         """`(tokens, weights)`: the text's tokens and the softmax attention of every layer and head, weights of shape
         (n_layer, n_head, T, T) where weights[l, h, i, j] is how much token i looks at token j (0 for j > i: GPT-2
         reads only to the left). At most MAX_ATTENTION_TOKENS tokens (explain/attention.py)."""
+        self._check_open()
         why = self.describe().unavailable.get(ATTENTION)
         if why:
             raise FeatureUnavailableError(f"Attention maps are not available here: {why}")
@@ -387,6 +402,7 @@ class TextModel:
         distribution; `committed` gives, per position, the first row from which its final top guess stayed on top.
         With `target` (one token of the vocabulary, e.g. " Paris"), every cell also has that token's rank and
         probability. At most MAX_LENS_TOKENS tokens."""
+        self._check_open()
         why = self.describe().unavailable.get(LENS)
         if why:
             raise FeatureUnavailableError(f"The logit lens is not available here: {why}")

@@ -294,7 +294,7 @@ def test_closing_the_stream_cancels_within_a_step(lm):
 
 
 def test_request_past_its_deadline_ends_with_timeout(lm):
-    updates = list(lm.stream("slow", max_new_tokens=500, deadline_s=0.0))
+    updates = list(lm.stream("slow", max_new_tokens=500, deadline_s=0.001))
     assert updates[-1][0].finish_reason == "timeout"
     assert len(updates[-1][0].token_ids) < 500
 
@@ -369,8 +369,13 @@ def test_closing_the_model_ends_running_and_waiting_requests_with_an_error(tiny_
     assert len(errors) == 1 and "the model was unloaded" in str(errors[0])
     with pytest.raises(RuntimeError, match="the model was unloaded"):
         list(running)
-    with pytest.raises(RuntimeError, match="the engine is closed"):  # asked after the close
-        lm.generate("third", max_new_tokens=5)
+    # asked after the close: one error, whatever is asked (an explanation asserted; scoring ran on)
+    for use in (lambda: lm.generate("third", max_new_tokens=5), lambda: lm.next_token_probs("third"),
+                lambda: lm.next_token_distribution("third"), lambda: lm.score_text("third"),
+                lambda: lm.sequence_logprob("third"), lambda: lm.attention("third"), lambda: lm.logit_lens("third")):
+        with pytest.raises(RuntimeError, match=r"the model .* is closed: load it again \(load_model\) to use it"):
+            use()
+    assert lm.closed
 
 
 def _drain_error(stream) -> list[BaseException]:
