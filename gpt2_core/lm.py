@@ -170,7 +170,8 @@ class TextModel:
 
     # ---- prompts -----------------------------------------------------------------------------------------------
     def prepare_prompt(self, prompt: str, *, room: int) -> PreparedPrompt:
-        """Token ids of `prompt`, keeping its last tokens so that `room` new tokens still fit the context.
+        """Token ids of `prompt`, keeping its last tokens so that `room` new tokens still fit the context (one, where
+        the window slides on as the tokens come: a local model).
 
         An empty prompt becomes <|endoftext|>, the start of an unconditional sample (as in OpenAI's samples).
         Very long text is cut to its last MAX_PROMPT_CHARS characters before tokenizing, so a huge paste stays cheap.
