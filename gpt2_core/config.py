@@ -24,6 +24,10 @@ class GPTConfig:
     dropout: float = 0.0  # for training only (GPT-2 trained with 0.1); a loaded model always runs with 0
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):  # (n_head=0 divided by zero)
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} has to be a positive integer, but is {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) has to be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:

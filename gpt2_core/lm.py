@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import secrets
 import threading
 import time
@@ -304,6 +305,7 @@ class TextModel:
 
     def token_text(self, token_id: int) -> str:
         """A token's text; a token that is only part of a character (no text of its own) is shown as its bytes."""
+        token_id = check_int("token_id", token_id, 0, len(self._token_bytes) - 1)
         text = self.decode([token_id])
         if REPLACEMENT_CHAR in text and REPLACEMENT_CHAR not in self._token_bytes[token_id].decode("utf-8", "ignore"):
             return "[bytes " + self._token_bytes[token_id].hex(" ") + "]"
@@ -537,6 +539,9 @@ def load_model(source: str | Path = "gpt2", *, device: str | torch.device = "aut
     wait their turn. The weights are read one block at a time, each quantized as soon as it is read.
     """
     max_batch = check_int("max_batch", max_batch, 1, MAX_BATCH)  # (0 became 1, 1.5 a limit of 1.5 samples)
+    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():  # (5: a bare TypeError from os.fspath)
+        raise ValueError(f"`source` has to be a Hub id (gpt2, distilgpt2, ...), mini-gpt2 or a folder, but is "
+                         f"{shown(source)}")
     dev = resolve_device(device)
     if dtype != "auto":
         resolve_dtype(dtype, dev)  # the caller's mistakes before a download

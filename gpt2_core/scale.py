@@ -55,6 +55,8 @@ def locate(source: str) -> Path | None:
 
 def plan(sources: list[str] | tuple[str, ...], *, budget_bytes: int, precision: str = "fp32") -> list[Planned]:
     """Each source with its size and whether it runs: smallest first, as the tab shows them."""
+    if isinstance(sources, str):  # (its letters were planned as models: 'm', 'i', ...)
+        raise ValueError(f"`sources` has to be a list of models, but is the string {sources!r}: give [{sources!r}]")
     planned = []
     label = PRECISION_LABELS.get(precision, precision)
     for source in sources:

@@ -102,3 +102,38 @@ def test_bad_dtype_names_the_choices(dtype):
 
     with pytest.raises(ValueError, match="`dtype`"):
         resolve_dtype(dtype, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("source", [5, None, "", "  "])
+def test_a_model_source_that_is_no_name_is_refused_by_name(source):
+    from gpt2_core import load_model
+
+    with pytest.raises(ValueError, match=r"`source` has to be a Hub id \(gpt2, distilgpt2, ...\), mini-gpt2 or a "
+                                         r"folder, but is "):
+        load_model(source)
+
+
+@pytest.mark.parametrize("sizes", [dict(n_head=0), dict(n_layer=-1), dict(n_embd=2.5), dict(vocab_size=True)])
+def test_a_config_with_no_heads_or_layers_is_refused_by_name(sizes):
+    """n_head=0 was a ZeroDivisionError."""
+    from gpt2_core.config import GPTConfig
+
+    name = next(iter(sizes))
+    with pytest.raises(ValueError, match=rf"{name} has to be a positive integer, but is "):
+        GPTConfig(**sizes)
+
+
+@pytest.mark.parametrize("token_id", [-1, 50257, 2.5])
+def test_token_text_of_no_token_is_refused_by_name(lm, token_id):
+    """-1 was an OverflowError."""
+    with pytest.raises(ValueError, match=r"`token_id` has to be an integer in \[0, 50256\], but is "):
+        lm.token_text(token_id)
+
+
+def test_scale_plan_of_one_name_as_a_string_says_to_give_a_list():
+    """plan("mini-gpt2") planned the models 'm', 'i', 'n', ... each 'not on this machine'."""
+    from gpt2_core.scale import plan
+
+    with pytest.raises(ValueError, match=r"`sources` has to be a list of models, but is the string 'mini-gpt2': give "
+                                         r"\['mini-gpt2'\]"):
+        plan("mini-gpt2", budget_bytes=10**9)
