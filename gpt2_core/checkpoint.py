@@ -251,9 +251,21 @@ def load_tokenizer(checkpoint_dir: Path) -> Tokenizer:
 def readable_as_umask_allows(path: Path) -> None:
     """Give a file safetensors wrote the mode any new file gets (safetensors writes 0600: a model trained by one user,
     or copied into a Space's image, could not be read by the user serving it)."""
-    mask = os.umask(0)  # (reading the umask sets it; put back at once)
+    path.chmod(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read where Linux shows it (setting it to read it would, for that moment, give any file
+    another thread makes the wrong mode); elsewhere read by setting it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
     os.umask(mask)
-    path.chmod(0o666 & ~mask)
+    return mask
 
 
 def save_checkpoint(model: GPT, directory: Path, *, tokenizer_dir: Path, dtype: torch.dtype = torch.float32) -> Path:

@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: the size's); to fine-tune: the training window (default 256 or the model's if less)")
     tr.add_argument("--micro-batch", type=_number, default=None, help="windows per forward pass: a step's batch "
                     "of 16 windows is split into micro-batches of this size (5: 5+5+5+1), which changes the memory "
-                    "used, not what is learned (default: the largest that fits)")
+                    "used, not the windows learned from (default: the largest that fits)")
     tr.add_argument("--max-memory", type=_number, default=None, metavar="GB", help="memory to plan for (default: "
                     "what is available, from /proc/meminfo and the cgroup's limit)")
     tr.add_argument("--seed", type=_number, default=None, help="the seed of the weights, batches and samples "
@@ -259,7 +259,10 @@ def _train(args: argparse.Namespace) -> int:
                        on_plan=state_plan, stop=stop, resume=None if args.resume is None else Path(args.resume))
     except BaseException:
         if made is not None:  # a run refused before writing (it would not fit) leaves no folder, nor --out's parents
-            _remove_empty(out, up_to=made)
+            try:
+                _remove_empty(out, up_to=made)
+            except OSError:  # (the refusal is what to say)
+                pass
         raise
     finally:
         for number, handler in handlers.items():  # (main() called in a process that goes on: a test, a notebook)

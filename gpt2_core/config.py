@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gpt2_core.generate.settings import check_int
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -25,9 +27,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):  # (n_head=0 divided by zero)
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} has to be a positive integer, but is {value!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1, 2**31 - 1))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) has to be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:

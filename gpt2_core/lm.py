@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
 import os
 import secrets
 import threading
@@ -305,7 +306,13 @@ class TextModel:
 
     def token_text(self, token_id: int) -> str:
         """A token's text; a token that is only part of a character (no text of its own) is shown as its bytes."""
-        token_id = check_int("token_id", token_id, 0, len(self._token_bytes) - 1)
+        try:  # (a model's padded vocabulary may give ids past the tokenizer's: they have no text)
+            index = operator.index(token_id)
+        except TypeError:
+            index = -1
+        if index < 0:  # (-1 overflowed)
+            raise ValueError(f"`token_id` has to be a token id, an integer from 0, but is {shown(token_id)}")
+        token_id = index
         text = self.decode([token_id])
         if REPLACEMENT_CHAR in text and REPLACEMENT_CHAR not in self._token_bytes[token_id].decode("utf-8", "ignore"):
             return "[bytes " + self._token_bytes[token_id].hex(" ") + "]"
@@ -488,9 +495,11 @@ class LanguageModel(TextModel):
         return self.backend.precision
 
     def compile(self, *, background: bool = False) -> threading.Thread | None:
+        self._check_open()
         return self.backend.compile(background=background)
 
     def use_cuda_graphs(self, *, capture: bool | None = None) -> None:
+        self._check_open()
         self.backend.use_cuda_graphs(capture=capture)
 
 

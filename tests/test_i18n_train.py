@@ -85,7 +85,9 @@ def test_every_engine_template_is_in_both_tables():
 HOST_ONLY_MODULES = {"cli.py", "config.py", "devices.py", "precision.py", "quantize.py", "memory.py", "model.py",
                      "train/loop.py", "train/resume.py", "remote/logprobs.py"}
 HOST_ONLY_MESSAGES = ("attention needs ", "the logit lens needs ", "top has to be in ", "this tokenizer does not split",
-                      "`params` has to be a SamplingParams", "`k` has to be a positive integer")
+                      "`params` has to be a SamplingParams", "`k` has to be a positive integer",
+                      "`source` has to be a Hub id", "`sources` has to be a list of models",  # (the host's, and the
+                      "`token_id` has to be a token id", "`micro_batch` has to be")  # engine's ids; no page flag)
 FILLS = ("x1", "[", "(", "")  # what a {value} of a message may write, tried in every combination
 
 

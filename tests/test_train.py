@@ -150,6 +150,29 @@ def test_an_overwrite_cut_short_leaves_the_old_model_as_it_was(tmp_path):
         name: f"the old {name}" for name in ("vocab.json", "merges.txt", "config.json", "model.safetensors")}
 
 
+def test_a_run_that_cannot_fit_is_refused_before_its_vocabulary_is_trained(tmp_path, monkeypatch):
+    """Training the vocabulary first (minutes on a long text) made a refusal wait for it."""
+    from gpt2_core.train import loop
+    from gpt2_core.train.plan import WontFitError
+
+    monkeypatch.setattr(loop, "train_bpe", lambda *a, **k: pytest.fail("a vocabulary trained for a run that won't fit"))
+    with pytest.raises(WontFitError, match="training would not fit in memory"):
+        train(toy_play(300), tmp_path / "m", TrainConfig(init="tiny", steps=1, max_memory_gb=0.01, **QUICK))
+
+
+def test_a_run_saved_with_a_micro_batch_above_the_batch_resumes(tmp_path):
+    """A run saved when --micro-batch could exceed the batch (it made a bigger one) would be refused on resuming
+    over a flag its user did not give: it resumes with the micro-batch that fits."""
+    train(toy_play(600), tmp_path / "run", TrainConfig(init="tiny", steps=2, **SHORT))
+    state = tmp_path / "run" / "resume" / "state.json"
+    info = json.loads(state.read_text())
+    info["recipe"]["micro_batch"] = 32
+    state.write_text(json.dumps(info))
+    plans = []
+    result = train(toy_play(600), tmp_path / "run", TrainConfig(steps=3), resume=tmp_path / "run", on_plan=plans.append)
+    assert result.evaluations[-1].step == 3 and plans[0].batch == SHORT["batch_size"] >= plans[0].micro_batch
+
+
 def test_a_text_too_short_to_split_says_how_long_it_must_be():
     with pytest.raises(ValueError, match=r"`text` is too short to train on: it has 5 tokens, and needs at least"):
         TokenData.split(list(range(5)), context=64)

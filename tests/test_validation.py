@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from gpt2_core import SamplingParams
 from gpt2_core.devices import resolve_device, resolve_dtype
@@ -119,15 +120,17 @@ def test_a_config_with_no_heads_or_layers_is_refused_by_name(sizes):
     from gpt2_core.config import GPTConfig
 
     name = next(iter(sizes))
-    with pytest.raises(ValueError, match=rf"{name} has to be a positive integer, but is "):
+    with pytest.raises(ValueError, match=rf"`{name}` has to be an integer in \[1, 2147483647\], but is "):
         GPTConfig(**sizes)
 
 
-@pytest.mark.parametrize("token_id", [-1, 50257, 2.5])
+@pytest.mark.parametrize("token_id", [-1, 2.5, "7"])
 def test_token_text_of_no_token_is_refused_by_name(lm, token_id):
     """-1 was an OverflowError."""
-    with pytest.raises(ValueError, match=r"`token_id` has to be an integer in \[0, 50256\], but is "):
+    with pytest.raises(ValueError, match=r"`token_id` has to be a token id, an integer from 0, but is "):
         lm.token_text(token_id)
+    assert lm.token_text(torch.tensor(15496)) == lm.token_text(15496) == "Hello"  # a 0-d tensor is an index
+    assert lm.token_text(50300) == ""  # past the tokenizer (a padded vocabulary's): no text, as before
 
 
 def test_scale_plan_of_one_name_as_a_string_says_to_give_a_list():

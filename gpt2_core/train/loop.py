@@ -127,6 +127,8 @@ def train(text: str, out_dir: Path, config: TrainConfig = TrainConfig(), *,  # n
     if resume is not None:
         state = read_resume(Path(resume))
         saved = TrainConfig(**state.info["recipe"])
+        if saved.micro_batch is not None and saved.micro_batch > saved.batch_size:  # (a run saved when it made more)
+            saved = replace(saved, micro_batch=None)
         config = TrainConfig(**{**asdict(saved), "minutes": None, "steps": state.info["total_steps"],
                                 **{k: getattr(config, k) for k in RESUME_OVERRIDES if getattr(config, k) is not None}})
         if state.info["text_sha256"] != text_hash(text):
@@ -158,11 +160,17 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     autocast = state.info["bf16_autocast"] if state else _use_bf16(config)
+
+    def planned(shape: GPTConfig, context: int) -> TrainingPlan:
+        return plan_training(shape, context=context, batch=config.batch_size, bf16=autocast,
+                             micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb,
+                             context_fixed=resume_dir is not None)
+
+    if config.from_scratch and resume_dir is None:  # a run that cannot fit with the vocabulary asked for (at most
+        planned(*_new_shape(config, config.vocab_size, eos=0))  # what it learns) is refused before minutes of it
     tokenizer, tokenizer_dir = _tokenizer(text, config, resume_dir, vocab_dir)
     shape, context = _shape(config, resume_dir, tokenizer)
-    plan = plan_training(shape, context=context, batch=config.batch_size, bf16=autocast,
-                         micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb,
-                         context_fixed=resume_dir is not None)
+    plan = planned(shape, context)
     log.info("%s", plan.describe())
     if on_plan:
         on_plan(plan)
@@ -305,13 +313,9 @@ def _shape(config: TrainConfig, resume_dir: Path | None, tokenizer: Tokenizer) -
     """(the model's config, the training window), read without loading any weights, for the memory plan. A new
     vocabulary may have fewer tokens than asked for (a short text has fewer merges to learn)."""
     if config.from_scratch and resume_dir is None:
-        layers, heads, width, block = SIZES[config.init]
-        block = config.context or block
         eos = tokenizer.eos_token_id
         assert eos is not None  # train_bpe names <|endoftext|> in tokenizer_config.json
-        shape = GPTConfig(vocab_size=len(tokenizer), block_size=block, n_layer=layers, n_head=heads, n_embd=width,
-                          eos_token_id=eos, dropout=config.dropout)
-        return shape, block
+        return _new_shape(config, len(tokenizer), eos=eos)
     shape = read_config(resume_dir or resolve_checkpoint_dir(config.init))
     if config.from_scratch:  # a resumed from-scratch model: its context is its window (a saved config says dropout 0)
         return GPTConfig(**{**asdict(shape), "dropout": config.dropout}), shape.block_size
@@ -319,6 +323,14 @@ def _shape(config: TrainConfig, resume_dir: Path | None, tokenizer: Tokenizer) -
         raise ValueError(f"`context` has to be an integer in [8, {shape.block_size}] to fine-tune {config.init} (its "
                          f"context is {shape.block_size} tokens), but is {config.context}")
     return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)
+
+
+def _new_shape(config: TrainConfig, vocab_size: int, *, eos: int) -> tuple[GPTConfig, int]:
+    """A from-scratch model's config and window, for a vocabulary of `vocab_size`."""
+    layers, heads, width, block = SIZES[config.init]
+    block = config.context or block
+    return GPTConfig(vocab_size=vocab_size, block_size=block, n_layer=layers, n_head=heads, n_embd=width,
+                     eos_token_id=eos, dropout=config.dropout), block
 
 
 def _model(shape: GPTConfig, config: TrainConfig, resume_dir: Path | None, state: ResumeState | None) -> GPT:

@@ -91,9 +91,9 @@ def plan_training(config: GPTConfig, *, context: int, batch: int, bf16: bool, mi
     under ACTIVATION_BUDGET and fits the memory available; refuse with WontFitError if even the smallest does not fit.
     A given micro-batch that does not divide `batch` makes the last micro-batch of each step smaller.
     `context_fixed`: the window cannot change (a resumed run), so a refusal does not offer a shorter --context."""
-    if micro_batch is not None and not 1 <= micro_batch <= batch:
+    if micro_batch is not None and not (isinstance(micro_batch, int) and 1 <= micro_batch <= batch):
         raise ValueError(f"`micro_batch` has to be an integer in [1, {batch}] (it splits a step's batch of {batch} "
-                         f"windows), but is {micro_batch}")
+                         f"windows), but is {micro_batch!r}")
     available, source = available_memory(max_memory_gb)
     if micro_batch is None:
         candidates = [m for m in range(batch, 0, -1) if batch % m == 0]
