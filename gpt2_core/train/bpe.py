@@ -12,9 +12,9 @@ from pathlib import Path
 EOS = "<|endoftext|>"
 
 
-def train_bpe(text: str, directory: Path, *, vocab_size: int) -> int:
-    """Train a vocabulary of `vocab_size` tokens on `text`, write vocab.json and merges.txt to `directory`; return the
-    id of <|endoftext|>."""
+def train_bpe(text: str, directory: Path, *, vocab_size: int) -> None:
+    """Train a vocabulary of at most `vocab_size` tokens on `text`, and write vocab.json and merges.txt (and
+    tokenizer_config.json, naming <|endoftext|>) to `directory`."""
     from tokenizers import ByteLevelBPETokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -26,6 +26,3 @@ def train_bpe(text: str, directory: Path, *, vocab_size: int) -> int:
     config = {"tokenizer_class": "GPT2Tokenizer", "bos_token": EOS, "eos_token": EOS, "unk_token": EOS,
               "add_prefix_space": False}  # so that AutoTokenizer reads the folder as GPT-2's
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
-    eos = tokenizer.token_to_id(EOS)  # None for a token not in the vocabulary
-    assert isinstance(eos, int)  # a special token of the vocabulary just trained
-    return eos

@@ -166,15 +166,17 @@ def _train(text: str, val_text: str | None, out_dir: Path, config: TrainConfig,
                              micro_batch=config.micro_batch, max_memory_gb=config.max_memory_gb,
                              context_fixed=resume_dir is not None)
 
-    if config.from_scratch and resume_dir is None:  # a run that cannot fit with the vocabulary asked for (at most
-        planned(*_new_shape(config, config.vocab_size, eos=0))  # what it learns) is refused before minutes of it
-    tokenizer, tokenizer_dir = _tokenizer(text, config, resume_dir, vocab_dir)
-    shape, context = _shape(config, resume_dir, tokenizer)
+    new = config.from_scratch and resume_dir is None
+    if new:  # a run that cannot fit with the vocabulary asked for (at most what it learns) is refused before
+        planned(*_new_shape(config, config.vocab_size, eos=0))  # minutes of learning it
+    checkpoint_dir = None if new else resume_dir or resolve_checkpoint_dir(config.init)  # (a Hub id: found once)
+    tokenizer, tokenizer_dir = _tokenizer(text, config, checkpoint_dir, vocab_dir)
+    shape, context = _shape(config, checkpoint_dir, tokenizer, resumed=resume_dir is not None)
     plan = planned(shape, context)
     log.info("%s", plan.describe())
     if on_plan:
         on_plan(plan)
-    model = _model(shape, config, resume_dir, state)
+    model = _model(shape, checkpoint_dir, state)
     if val_text is None:
         data = TokenData.split(tokenizer.encode(text), context=context)
     else:
@@ -299,27 +301,28 @@ def _bpc_tokens(data: TokenData, config: TrainConfig) -> int:
     return len(data.val) if config.bpc_tokens is None else min(len(data.val), config.bpc_tokens)
 
 
-def _tokenizer(text: str, config: TrainConfig, resume_dir: Path | None, vocab_dir: Path) -> tuple[Tokenizer, Path]:
-    """(the tokenizer, the folder of its vocab.json and merges.txt): the checkpoint's, or one trained on `text` into
-    `vocab_dir` (from scratch)."""
-    if config.from_scratch and resume_dir is None:
+def _tokenizer(text: str, config: TrainConfig, checkpoint_dir: Path | None, vocab_dir: Path
+               ) -> tuple[Tokenizer, Path]:
+    """(the tokenizer, the folder of its vocab.json and merges.txt): the checkpoint's, or for a new model
+    (`checkpoint_dir` None) one trained on `text` into `vocab_dir`."""
+    if checkpoint_dir is None:
         train_bpe(text, vocab_dir, vocab_size=config.vocab_size)
         return load_tokenizer(vocab_dir), vocab_dir
-    checkpoint_dir = resume_dir or resolve_checkpoint_dir(config.init)
     return load_tokenizer(checkpoint_dir), checkpoint_dir
 
 
-def _shape(config: TrainConfig, resume_dir: Path | None, tokenizer: Tokenizer) -> tuple[GPTConfig, int]:
+def _shape(config: TrainConfig, checkpoint_dir: Path | None, tokenizer: Tokenizer, *, resumed: bool
+           ) -> tuple[GPTConfig, int]:
     """(the model's config, the training window), read without loading any weights, for the memory plan. A new
     vocabulary may have fewer tokens than asked for (a short text has fewer merges to learn)."""
-    if config.from_scratch and resume_dir is None:
+    if checkpoint_dir is None:
         eos = tokenizer.eos_token_id
         assert eos is not None  # train_bpe names <|endoftext|> in tokenizer_config.json
         return _new_shape(config, len(tokenizer), eos=eos)
-    shape = read_config(resume_dir or resolve_checkpoint_dir(config.init))
+    shape = read_config(checkpoint_dir)
     if config.from_scratch:  # a resumed from-scratch model: its context is its window (a saved config says dropout 0)
         return GPTConfig(**{**asdict(shape), "dropout": config.dropout}), shape.block_size
-    if resume_dir is None and config.context is not None and config.context > shape.block_size:  # (it was cut, unsaid)
+    if not resumed and config.context is not None and config.context > shape.block_size:  # (it was cut, unsaid)
         raise ValueError(f"`context` has to be an integer in [8, {shape.block_size}] to fine-tune {config.init} (its "
                          f"context is {shape.block_size} tokens), but is {config.context}")
     return shape, min(config.context or FINE_TUNE_CONTEXT, shape.block_size)
@@ -333,16 +336,16 @@ def _new_shape(config: TrainConfig, vocab_size: int, *, eos: int) -> tuple[GPTCo
                      eos_token_id=eos, dropout=config.dropout), block
 
 
-def _model(shape: GPTConfig, config: TrainConfig, resume_dir: Path | None, state: ResumeState | None) -> GPT:
-    """The model in training mode: new (from scratch), or the checkpoint's weights (the stopped run's fp32 master
-    weights where it kept them)."""
-    if config.from_scratch and resume_dir is None:
+def _model(shape: GPTConfig, checkpoint_dir: Path | None, state: ResumeState | None) -> GPT:
+    """The model in training mode: new (`checkpoint_dir` None), or the checkpoint's weights (the stopped run's fp32
+    master weights where it kept them)."""
+    if checkpoint_dir is None:
         model = GPT(shape)
         model.init_weights()
         return model.train()
     weights = state.master_weights if state else None
     if weights is None:
-        weights = load_state_dict(resume_dir or resolve_checkpoint_dir(config.init), shape, dtype=torch.float32)
+        weights = load_state_dict(checkpoint_dir, shape, dtype=torch.float32)
     weights["lm_head.weight"] = weights["wte.weight"]
     with torch.device("meta"):
         model = GPT(shape)
